@@ -1,0 +1,158 @@
+//! Zone names: the identity of one workload (`namespace/workload` in Kubernetes,
+//! an explicit name elsewhere), plus the built-in zones `host` and `world`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The zone of the node itself: kubelet probes and host processes.
+pub const HOST_ZONE: &str = "host";
+/// The zone of every address that is no endpoint and in no CIDR zone.
+pub const WORLD_ZONE: &str = "world";
+/// The zone of an endpoint about which nothing is known.
+pub const DEFAULT_ZONE: &str = "default";
+
+const MAX_ZONE_LEN: usize = 253;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneError {
+    #[error("zone name is empty")]
+    Empty,
+    #[error("zone name {name:?} is longer than {MAX_ZONE_LEN} characters")]
+    TooLong { name: String },
+    #[error(
+        "zone name {name:?} is invalid: use lowercase letters, digits, '-', '_' and '.', \
+         optionally as 'namespace/name', starting and ending with a letter or digit"
+    )]
+    Invalid { name: String },
+    #[error("zone name {name:?} is reserved for a built-in zone; choose another name")]
+    Reserved { name: String },
+}
+
+/// A validated zone name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ZoneName(String);
+
+impl ZoneName {
+    /// Validates a zone name an operator or a workload asked for.
+    /// Built-in names (`host`, `world`) are refused: no workload may claim them.
+    pub fn parse(name: &str) -> Result<Self, ZoneError> {
+        let zone = Self::parse_any(name)?;
+        if zone.is_builtin() {
+            return Err(ZoneError::Reserved { name: name.to_owned() });
+        }
+        Ok(zone)
+    }
+
+    /// Validates a name that may also be a built-in zone.
+    pub fn parse_any(name: &str) -> Result<Self, ZoneError> {
+        if name.is_empty() {
+            return Err(ZoneError::Empty);
+        }
+        if name.len() > MAX_ZONE_LEN {
+            return Err(ZoneError::TooLong { name: name.to_owned() });
+        }
+        let mut parts = name.split('/');
+        let valid = parts.clone().count() <= 2 && parts.all(valid_segment);
+        if !valid {
+            return Err(ZoneError::Invalid { name: name.to_owned() });
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// Joins a Kubernetes namespace and workload name, lowercasing both.
+    pub fn workload(namespace: &str, workload: &str) -> Result<Self, ZoneError> {
+        Self::parse(&format!("{}/{}", namespace.to_lowercase(), workload.to_lowercase()))
+    }
+
+    pub fn host() -> Self {
+        Self(HOST_ZONE.to_owned())
+    }
+
+    pub fn world() -> Self {
+        Self(WORLD_ZONE.to_owned())
+    }
+
+    pub fn default_zone() -> Self {
+        Self(DEFAULT_ZONE.to_owned())
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        self.0 == HOST_ZONE || self.0 == WORLD_ZONE
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn valid_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.first().is_some_and(edge_ok)
+        && bytes.last().is_some_and(edge_ok)
+        && bytes
+            .iter()
+            .all(|b| edge_ok(b) || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl fmt::Display for ZoneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ZoneName {
+    type Error = ZoneError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse_any(&value)
+    }
+}
+
+impl From<ZoneName> for String {
+    fn from(value: ZoneName) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_workload_and_plain_names() {
+        for name in ["shop/frontend", "db", "kube-system/core-dns", "a.b_c/d-1"] {
+            assert!(ZoneName::parse(name).is_ok(), "{name} should be valid");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names_with_the_reason() {
+        assert_eq!(ZoneName::parse(""), Err(ZoneError::Empty));
+        for name in ["Shop/web", "a/b/c", "-a", "a-", "a b", "/a", "a/", "ü"] {
+            assert!(
+                matches!(ZoneName::parse(name), Err(ZoneError::Invalid { .. })),
+                "{name} should be invalid"
+            );
+        }
+        assert!(matches!(ZoneName::parse("host"), Err(ZoneError::Reserved { .. })));
+        assert!(matches!(ZoneName::parse("world"), Err(ZoneError::Reserved { .. })));
+        assert!(ZoneName::parse_any("host").is_ok());
+        let long = "a".repeat(254);
+        assert!(matches!(ZoneName::parse(&long), Err(ZoneError::TooLong { .. })));
+    }
+
+    #[test]
+    fn workload_lowercases() {
+        assert_eq!(ZoneName::workload("Shop", "Web").unwrap().as_str(), "shop/web");
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: ZoneName = serde_json::from_str("\"shop/web\"").unwrap();
+        assert_eq!(ok.as_str(), "shop/web");
+        assert!(serde_json::from_str::<ZoneName>("\"Bad Name\"").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The gRPC contract between the zonewarden CNI plugin, the node enforcer and `zwctl`.
+//!
+//! # Layout
+//! - `proto/zonewarden.proto`: the service and its messages (package `zonewarden.v1`).
+//! - [`v1`]: the generated prost messages and tonic client/server code.
+//! - [`connect`]: a client channel over the enforcer's unix socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The root-only unix socket the enforcer serves by default.
+pub const DEFAULT_SOCKET: &str = "/run/zonewarden/enforcer.sock";
+
+/// Generated code for `zonewarden.v1`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("zonewarden.v1");
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot reach the zonewarden enforcer at {socket}: {source}; \
+     is zonewarden-enforcer running and serving this socket?"
+)]
+pub struct ConnectError {
+    pub socket: PathBuf,
+    #[source]
+    pub source: tonic::transport::Error,
+}
+
+/// Opens a gRPC channel to the enforcer's unix socket, failing after `timeout`.
+pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, ConnectError> {
+    let path = socket.to_path_buf();
+    // The URI is required by tonic but unused: every connection goes to the socket.
+    Endpoint::from_static("http://enforcer.local")
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|source| ConnectError {
+            socket: socket.to_path_buf(),
+            source,
+        })
+}
+
+/// A client of the enforcer over its unix socket.
+pub async fn client(
+    socket: &Path,
+    timeout: Duration,
+) -> Result<v1::enforcer_client::EnforcerClient<Channel>, ConnectError> {
+    Ok(v1::enforcer_client::EnforcerClient::new(connect(socket, timeout).await?))
+}
