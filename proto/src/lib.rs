@@ -22,13 +22,24 @@ pub mod v1 {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot reach the zonewarden enforcer at {socket}: {source}; \
+    "cannot reach the zonewarden enforcer at {socket}: {cause}; \
      is zonewarden-enforcer running and serving this socket?"
 )]
 pub struct ConnectError {
     pub socket: PathBuf,
-    #[source]
-    pub source: tonic::transport::Error,
+    /// The transport error with all its causes ("connection refused", ...).
+    pub cause: String,
+}
+
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.dedup();
+    parts.join(": ")
 }
 
 /// Opens a gRPC channel to the enforcer's unix socket, failing after `timeout`.
@@ -46,9 +57,9 @@ pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, Connec
             }
         }))
         .await
-        .map_err(|source| ConnectError {
+        .map_err(|err| ConnectError {
             socket: socket.to_path_buf(),
-            source,
+            cause: causes(&err),
         })
 }
 

@@ -1,0 +1,239 @@
+//! ADD: attach a container and return only once the enforcer holds its endpoint in
+//! the kernel. A failed ADD leaves nothing behind: no veth, no lease, no record.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use zonewarden_proto::v1;
+
+use super::{Invocation, host_prefixes};
+use crate::client::Enforcer;
+use crate::config::Mode;
+use crate::error::{CniError, from_link, from_netns};
+use crate::ipam::{Delegate, Target};
+use crate::link::{self, GATEWAY_V4, GATEWAY_V6, RoutedSpec};
+use crate::result::{CniResult, Interface, IpConfig, Route};
+
+pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
+    let netns = inv.env.netns.as_deref().unwrap_or(std::path::Path::new(""));
+    if crate::netns::is_current_netns(netns).map_err(|e| from_netns(e, "CNI_NETNS"))? {
+        return Err(CniError::new(
+            crate::error::ErrorCode::InvalidNetns,
+            format!(
+                "CNI_NETNS={} is the plugin's own network namespace: pass the container's",
+                netns.display()
+            ),
+        ));
+    }
+    // Reach the enforcer before touching anything: when it is down, ADD leaves nothing.
+    let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
+    match inv.conf.mode {
+        Mode::Routed => add_routed(inv, &mut enforcer),
+        Mode::Chained => add_chained(inv, &mut enforcer),
+    }
+}
+
+/// Undoes what a failing ADD made, in reverse order.
+struct Rollback<'a> {
+    ipam: Option<Delegate<'a>>,
+    host_ifname: Option<String>,
+    registered: Option<v1::AttachmentKey>,
+}
+
+impl Rollback<'_> {
+    fn run(self, enforcer: &mut Enforcer) {
+        if let Some(key) = self.registered {
+            let req = v1::DelEndpointRequest { key: Some(key) };
+            if let Err(e) =
+                enforcer.call(
+                    "DelEndpoint",
+                    |mut c| async move { c.del_endpoint(req).await },
+                )
+            {
+                tracing::warn!(err = %e, "rollback: deregistering the endpoint failed");
+            }
+        }
+        if let Some(host) = self.host_ifname
+            && let Err(e) = link::teardown_routed(&host)
+        {
+            tracing::warn!(err = %e, host, "rollback: deleting the veth failed");
+        }
+        if let Some(ipam) = self.ipam
+            && let Err(e) = ipam.run("DEL", &Target::default())
+        {
+            tracing::warn!(err = %e, "rollback: releasing the IPAM lease failed");
+        }
+    }
+}
+
+fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, CniError> {
+    let ipam = inv
+        .ipam()
+        .ok_or_else(|| CniError::config("routed mode needs an ipam section"))?;
+    let leased = ipam.run("ADD", &Target::default())?.unwrap_or_default();
+    let mut rollback = Rollback {
+        ipam: Some(ipam),
+        host_ifname: None,
+        registered: None,
+    };
+    let result = attach_routed(inv, enforcer, &leased, &mut rollback);
+    if result.is_err() {
+        rollback.run(enforcer);
+    }
+    result
+}
+
+fn attach_routed(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+    leased: &CniResult,
+    rollback: &mut Rollback<'_>,
+) -> Result<Value, CniError> {
+    let addrs = host_prefixes(&leased.ips.iter().map(|ip| ip.address).collect::<Vec<_>>());
+    if addrs.is_empty() {
+        return Err(CniError::config(format!(
+            "IPAM plugin {} returned no address",
+            inv.conf.ipam_type.as_deref().unwrap_or("?")
+        )));
+    }
+    let spec = RoutedSpec {
+        netns: inv.env.netns.clone().unwrap_or_default(),
+        ifname: inv.env.ifname.clone(),
+        host_ifname: inv.host_ifname(),
+        addrs: addrs.clone(),
+        mtu: inv.conf.mtu,
+    };
+    rollback.host_ifname = Some(spec.host_ifname.clone());
+    let links = link::setup_routed(&spec).map_err(from_link)?;
+    register(
+        inv,
+        enforcer,
+        &spec.host_ifname,
+        &addrs,
+        &links.pod_mac,
+        "routed",
+        rollback,
+    )?;
+
+    let mut result = CniResult {
+        interfaces: vec![
+            Interface {
+                name: spec.host_ifname.clone(),
+                mac: Some(links.host_mac),
+                ..Interface::default()
+            },
+            Interface {
+                name: spec.ifname.clone(),
+                mac: Some(links.pod_mac),
+                mtu: inv.conf.mtu,
+                sandbox: Some(inv.netns_str()),
+                ..Interface::default()
+            },
+        ],
+        dns: inv.conf.dns.clone().unwrap_or_default(),
+        ..CniResult::default()
+    };
+    if !leased.dns.is_empty() {
+        result.dns = leased.dns.clone();
+    }
+    for addr in &addrs {
+        let gw: IpAddr = if addr.addr().is_ipv4() {
+            GATEWAY_V4.into()
+        } else {
+            GATEWAY_V6.into()
+        };
+        result.ips.push(IpConfig {
+            address: *addr,
+            gateway: Some(gw),
+            interface: Some(1),
+        });
+        let dst = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+        if !result.routes.iter().any(|r| r.gw == Some(gw)) {
+            result.routes.push(Route {
+                dst: dst.parse().expect("default route literal"),
+                gw: Some(gw),
+                mtu: None,
+                advmss: None,
+                priority: None,
+                table: None,
+                scope: None,
+            });
+        }
+    }
+    Ok(result.to_value(inv.conf.version))
+}
+
+fn register(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+    host_ifname: &str,
+    addrs: &[ipnet::IpNet],
+    mac: &str,
+    mode: &str,
+    rollback: &mut Rollback<'_>,
+) -> Result<(), CniError> {
+    let req = v1::AddEndpointRequest {
+        key: Some(inv.key()),
+        hints: Some(inv.hints()),
+        netns: inv.netns_str(),
+        host_ifname: host_ifname.to_owned(),
+        ips: addrs.iter().map(ToString::to_string).collect(),
+        mac: mac.to_owned(),
+        attach_mode: mode.to_owned(),
+    };
+    rollback.registered = Some(inv.key());
+    let resp = enforcer.call(
+        "AddEndpoint",
+        |mut c| async move { c.add_endpoint(req).await },
+    )?;
+    if let Some(ep) = resp.endpoint {
+        tracing::info!(zone = %ep.zone, source = %ep.zone_source, "endpoint registered");
+    }
+    Ok(())
+}
+
+fn add_chained(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, CniError> {
+    let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::config(
+            "chained mode needs a prevResult: put zonewarden after the plugin that creates the interface (e.g. bridge) in the conflist",
+        )
+    })?;
+    let prev = CniResult::from_value(prev_value, "prevResult")?;
+    let index = prev.container_interface(&inv.env.ifname).ok_or_else(|| {
+        CniError::config(format!(
+            "prevResult has no interface named {} (CNI_IFNAME): the previous plugin must create it",
+            inv.env.ifname
+        ))
+    })?;
+    let ips = prev.ips_of(Some(index));
+    if ips.is_empty() {
+        return Err(CniError::config(format!(
+            "prevResult has no address for interface {}",
+            inv.env.ifname
+        )));
+    }
+    let mac = prev.interfaces[index].mac.clone().unwrap_or_default();
+    let mut rollback = Rollback {
+        ipam: None,
+        host_ifname: None,
+        registered: None,
+    };
+    if let Err(e) = register(
+        inv,
+        enforcer,
+        "",
+        &host_prefixes(&ips),
+        &mac,
+        "chained",
+        &mut rollback,
+    ) {
+        rollback.run(enforcer);
+        return Err(e);
+    }
+    // Pass prevResult on exactly as received, in the request's version.
+    let mut out = prev_value.clone();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("cniVersion".into(), Value::from(inv.conf.version.as_str()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,95 @@
+//! CHECK: the attachment is still what ADD made: interface, addresses, routes, the
+//! IPAM lease and the enforcer's record with its set elements.
+
+use zonewarden_proto::v1;
+
+use super::{Invocation, host_prefixes};
+use crate::client::Enforcer;
+use crate::config::Mode;
+use crate::env::Command;
+use crate::error::{CniError, ErrorCode, from_link};
+use crate::ipam::Target;
+use crate::link::{self, RoutedSpec};
+use crate::result::CniResult;
+
+pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
+    inv.require_version(Command::Check)?;
+    let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::config("CHECK needs the prevResult of the ADD; the runtime did not pass one")
+    })?;
+    let prev = CniResult::from_value(prev_value, "prevResult")?;
+    let index = prev.container_interface(&inv.env.ifname);
+    let addrs = host_prefixes(&prev.ips_of(index));
+    let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
+    let mut problems = Vec::new();
+
+    match inv.conf.mode {
+        Mode::Routed => {
+            if let Some(ipam) = inv.ipam() {
+                ipam.run("CHECK", &Target::default())?;
+            }
+            let spec = RoutedSpec {
+                netns: inv.env.netns.clone().unwrap_or_default(),
+                ifname: inv.env.ifname.clone(),
+                host_ifname: inv.host_ifname(),
+                addrs: addrs.clone(),
+                mtu: inv.conf.mtu,
+            };
+            problems.extend(link::verify_routed(&spec).map_err(from_link)?);
+        }
+        Mode::Chained => {
+            let netns = inv.env.netns.clone().unwrap_or_default();
+            match link::pod_interface(&netns, &inv.env.ifname).map_err(from_link)? {
+                None => problems.push(format!(
+                    "interface {} is missing in {}",
+                    inv.env.ifname,
+                    netns.display()
+                )),
+                Some(pod) => {
+                    let have = host_prefixes(&pod.addrs);
+                    for addr in addrs.iter().filter(|a| !have.contains(a)) {
+                        problems.push(format!("address {addr} is missing on {}", inv.env.ifname));
+                    }
+                }
+            }
+        }
+    }
+
+    let req = v1::CheckEndpointRequest {
+        key: Some(inv.key()),
+    };
+    let resp = enforcer.call("CheckEndpoint", |mut c| async move {
+        c.check_endpoint(req).await
+    })?;
+    match resp.endpoint.filter(|_| resp.found) {
+        None => problems.push("the enforcer has no record of this attachment".into()),
+        Some(ep) => {
+            let mut want: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let mut have = ep.ips.clone();
+            want.sort();
+            have.sort();
+            if want != have {
+                problems.push(format!(
+                    "the enforcer records addresses [{}] but prevResult has [{}]",
+                    have.join(", "),
+                    want.join(", ")
+                ));
+            }
+        }
+    }
+    problems.extend(resp.problems);
+
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::new(
+        ErrorCode::CheckFailed,
+        format!(
+            "CHECK of {}/{} found {} problem(s): {}",
+            inv.env.container_id,
+            inv.env.ifname,
+            problems.len(),
+            problems.join("; ")
+        ),
+    ))
+}

@@ -1,0 +1,110 @@
+//! GC: remove every endpoint, veth and lease of this network that is not in
+//! `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). With neither key
+//! (as `cnitool gc` sends) nothing is removed: absence of the list is not an empty list.
+//! GC goes on past errors and reports them all at the end.
+
+use std::collections::HashSet;
+
+use zonewarden_proto::v1;
+
+use super::Invocation;
+use crate::client::Enforcer;
+use crate::env::Command;
+use crate::error::{CniError, from_link};
+use crate::ipam::Target;
+use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname};
+
+pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
+    inv.require_version(Command::Gc)?;
+    let Some(valid) = &inv.conf.valid_attachments else {
+        tracing::info!("GC without cni.dev/valid-attachments: nothing is removed");
+        return Ok(());
+    };
+    let keep: HashSet<(&str, &str)> = valid
+        .iter()
+        .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+        .collect();
+    let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
+    let req = v1::ListEndpointsRequest::default();
+    let all = enforcer
+        .call("ListEndpoints", |mut c| async move {
+            c.list_endpoints(req).await
+        })?
+        .endpoints;
+    let mut failures = Vec::new();
+
+    for ep in &all {
+        let Some(key) = ep.key.as_ref().filter(|k| k.network == inv.conf.name) else {
+            continue;
+        };
+        if keep.contains(&(key.container_id.as_str(), key.ifname.as_str())) {
+            continue;
+        }
+        tracing::info!(container = %key.container_id, ifname = %key.ifname, "GC: removing stale attachment");
+        if let Err(e) = collect(inv, &mut enforcer, key, &ep.host_ifname) {
+            failures.push(format!("{}/{}: {}", key.container_id, key.ifname, e.msg));
+        }
+    }
+
+    // Veths of ours that no endpoint and no valid attachment accounts for are leaks.
+    let mut owned: HashSet<String> = all.iter().map(|ep| ep.host_ifname.clone()).collect();
+    owned.extend(
+        valid
+            .iter()
+            .map(|a| host_ifname(&a.container_id, &a.ifname)),
+    );
+    match link::list_host_links(HOST_IFNAME_PREFIX) {
+        Ok(links) => {
+            for name in links.into_iter().filter(|n| !owned.contains(n)) {
+                tracing::info!(veth = %name, "GC: removing orphaned veth");
+                if let Err(e) = link::teardown_routed(&name) {
+                    failures.push(format!("veth {name}: {e}"));
+                }
+            }
+        }
+        Err(e) => failures.push(format!("listing veths: {e}")),
+    }
+
+    if let Some(ipam) = inv.ipam()
+        && ipam.supports("1.1.0").unwrap_or(false)
+        && let Err(e) = ipam.run("GC", &Target::default())
+    {
+        failures.push(e.msg);
+    }
+
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::io(format!(
+        "GC could not remove everything ({} failure(s)): {}",
+        failures.len(),
+        failures.join("; ")
+    )))
+}
+
+fn collect(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+    key: &v1::AttachmentKey,
+    host: &str,
+) -> Result<(), CniError> {
+    if let Some(ipam) = inv.ipam() {
+        let target = Target {
+            container_id: Some(&key.container_id),
+            ifname: Some(&key.ifname),
+            netns: Some(""),
+        };
+        ipam.run("DEL", &target)?;
+    }
+    if !host.is_empty() {
+        link::teardown_routed(host).map_err(from_link)?;
+    }
+    let req = v1::DelEndpointRequest {
+        key: Some(key.clone()),
+    };
+    enforcer.call(
+        "DelEndpoint",
+        |mut c| async move { c.del_endpoint(req).await },
+    )?;
+    Ok(())
+}

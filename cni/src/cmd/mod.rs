@@ -1,0 +1,109 @@
+//! The CNI commands. Each takes a validated [`Invocation`] and either prints a result
+//! (ADD), nothing (DEL, CHECK, STATUS, GC) or fails with a [`CniError`].
+
+mod add;
+mod check;
+mod del;
+mod gc;
+mod status;
+
+use ipnet::IpNet;
+use zonewarden_proto::v1;
+
+use crate::args::CniArgs;
+use crate::config::NetConf;
+use crate::env::{CniEnv, Command};
+use crate::error::{CniError, ErrorCode};
+use crate::ipam::Delegate;
+
+pub use add::add;
+pub use check::check;
+pub use del::del;
+pub use gc::gc;
+pub use status::status;
+
+/// One validated invocation: environment, configuration and the raw stdin.
+pub struct Invocation<'a> {
+    pub env: &'a CniEnv,
+    pub conf: &'a NetConf,
+    pub stdin: &'a [u8],
+    pub args: CniArgs,
+}
+
+impl Invocation<'_> {
+    pub fn key(&self) -> v1::AttachmentKey {
+        v1::AttachmentKey {
+            network: self.conf.name.clone(),
+            container_id: self.env.container_id.clone(),
+            ifname: self.env.ifname.clone(),
+        }
+    }
+
+    pub fn hints(&self) -> v1::ZoneHints {
+        let (explicit_zone, explicit_source) = match (&self.args.zone, &self.conf.zone) {
+            (Some(zone), _) => (zone.clone(), "cni-args"),
+            (None, Some(zone)) => (zone.to_string(), "config"),
+            (None, None) => (String::new(), ""),
+        };
+        v1::ZoneHints {
+            explicit_zone,
+            explicit_source: explicit_source.into(),
+            pod_namespace: self.args.pod_namespace.clone().unwrap_or_default(),
+            pod_name: self.args.pod_name.clone().unwrap_or_default(),
+            pod_annotations: self
+                .conf
+                .runtime_config
+                .pod_annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The IPAM delegate of routed mode.
+    pub fn ipam(&self) -> Option<Delegate<'_>> {
+        self.conf.ipam_type.as_deref().map(|plugin| Delegate {
+            plugin,
+            search_path: &self.env.path,
+            stdin: self.stdin,
+        })
+    }
+
+    pub fn host_ifname(&self) -> String {
+        crate::link::host_ifname(&self.env.container_id, &self.env.ifname)
+    }
+
+    pub fn netns_str(&self) -> String {
+        self.env
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Refuses commands the configuration's version does not have.
+    pub fn require_version(&self, command: Command) -> Result<(), CniError> {
+        let v = self.conf.version;
+        let allowed = match command {
+            Command::Check => v.allows_check(),
+            Command::Gc | Command::Status => v.allows_gc_and_status(),
+            _ => true,
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(CniError::new(
+            ErrorCode::IncompatibleVersion,
+            format!(
+                "config version does not allow {}: cniVersion {} is too old for it",
+                command.as_str(),
+                v.as_str()
+            ),
+        ))
+    }
+}
+
+/// Host prefixes (/32, /128) of addresses, as routed mode assigns them.
+pub fn host_prefixes(ips: &[IpNet]) -> Vec<IpNet> {
+    ips.iter().map(|ip| IpNet::from(ip.addr())).collect()
+}
