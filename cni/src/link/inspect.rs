@@ -1,0 +1,172 @@
+//! Reading links, addresses and routes back: CNI CHECK, chained mode and GC.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::address::AddressAttribute;
+
+use super::error::LinkError;
+use super::netlink::{find_link, link_is_up, link_mac, link_name, with_handle};
+use super::table::{MainRoute, main_routes};
+use super::{GATEWAY_V4, GATEWAY_V6, PodInterface, RoutedSpec, format_mac, host_prefix};
+use crate::netns::run_in_netns;
+
+/// The interface `ifname` inside `netns`, or `None` when it does not exist there.
+pub fn pod_interface(netns: &Path, ifname: &str) -> Result<Option<PodInterface>, LinkError> {
+    let ifname = ifname.to_owned();
+    run_in_netns(netns, move || {
+        with_handle(|handle| async move { read_interface(&handle, &ifname).await })
+    })?
+}
+
+/// Names of the links in the caller's network namespace that start with `prefix`.
+pub fn list_host_links(prefix: &str) -> Result<Vec<String>, LinkError> {
+    with_handle(|handle| async move {
+        let links: Vec<_> = handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(LinkError::netlink("list links", prefix))?;
+        Ok(links
+            .iter()
+            .filter_map(link_name)
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_owned)
+            .collect())
+    })
+}
+
+/// Every way the pair for `spec` differs from what [`super::setup_routed`] builds, one
+/// sentence each; empty when all is in place.
+pub fn verify_routed(spec: &RoutedSpec) -> Result<Vec<String>, LinkError> {
+    let addrs: Vec<IpNet> = spec.addrs.iter().map(host_prefix).collect();
+    let host = spec.host_ifname.as_str();
+    let mut problems = with_handle(|handle| async move {
+        let Some(link) = find_link(&handle, host).await? else {
+            return Ok(vec![format!("host veth {host} is missing")]);
+        };
+        let mut problems = Vec::new();
+        if !link_is_up(&link) {
+            problems.push(format!("host veth {host} is down"));
+        }
+        let routes = main_routes(&handle, host).await?;
+        for addr in &addrs {
+            let wanted = MainRoute {
+                dst: Some(*addr),
+                gateway: None,
+                oif: Some(link.header.index),
+            };
+            if !routes.contains(&wanted) {
+                problems.push(format!("host route {addr} dev {host} is missing"));
+            }
+        }
+        Ok(problems)
+    })?;
+    let (ifname, netns) = (spec.ifname.clone(), spec.netns.display().to_string());
+    let pod_addrs: Vec<IpNet> = spec.addrs.iter().map(host_prefix).collect();
+    let pod_problems = run_in_netns(&spec.netns, move || {
+        with_handle(|handle| async move { verify_pod(&handle, &ifname, &netns, &pod_addrs).await })
+    })??;
+    problems.extend(pod_problems);
+    Ok(problems)
+}
+
+async fn verify_pod(
+    handle: &Handle,
+    ifname: &str,
+    netns: &str,
+    addrs: &[IpNet],
+) -> Result<Vec<String>, LinkError> {
+    let Some(pod) = read_interface(handle, ifname).await? else {
+        return Ok(vec![format!(
+            "pod interface {ifname} is missing in {netns}"
+        )]);
+    };
+    let mut problems = Vec::new();
+    if !pod.up {
+        problems.push(format!("pod interface {ifname} in {netns} is down"));
+    }
+    for addr in addrs {
+        if !pod.addrs.iter().any(|have| have.addr() == addr.addr()) {
+            problems.push(format!(
+                "address {addr} is missing from {ifname} in {netns}"
+            ));
+        }
+    }
+    let routes = main_routes(handle, ifname).await?;
+    let oif = Some(pod.index);
+    let mut expect = |present: bool, what: String| {
+        if !present {
+            problems.push(format!("{what} is missing in {netns}"));
+        }
+    };
+    if addrs.iter().any(|addr| addr.addr().is_ipv4()) {
+        let link_route = MainRoute {
+            dst: Some(IpNet::from(IpAddr::from(GATEWAY_V4))),
+            gateway: None,
+            oif,
+        };
+        expect(
+            routes.contains(&link_route),
+            format!("route {GATEWAY_V4}/32 dev {ifname}"),
+        );
+        let default = routes
+            .iter()
+            .any(|r| r.is_default_via(GATEWAY_V4.into(), pod.index));
+        expect(
+            default,
+            format!("default route via {GATEWAY_V4} dev {ifname}"),
+        );
+    }
+    if addrs.iter().any(|addr| addr.addr().is_ipv6()) {
+        let default = routes
+            .iter()
+            .any(|r| r.is_default_via(GATEWAY_V6.into(), pod.index));
+        expect(
+            default,
+            format!("default route via {GATEWAY_V6} dev {ifname}"),
+        );
+    }
+    Ok(problems)
+}
+
+async fn read_interface(handle: &Handle, ifname: &str) -> Result<Option<PodInterface>, LinkError> {
+    let Some(link) = find_link(handle, ifname).await? else {
+        return Ok(None);
+    };
+    let index = link.header.index;
+    let messages: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(LinkError::netlink("list addresses", ifname))?;
+    let addrs = messages
+        .iter()
+        .filter(|msg| msg.header.index == index)
+        .filter_map(|msg| {
+            let local = msg.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let address = msg.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            IpNet::new(local.or(address)?, msg.header.prefix_len).ok()
+        })
+        .collect();
+    Ok(Some(PodInterface {
+        mac: format_mac(link_mac(&link)),
+        addrs,
+        up: link_is_up(&link),
+        index,
+    }))
+}

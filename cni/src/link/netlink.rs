@@ -1,0 +1,94 @@
+//! One netlink connection per call, on a thread of its own, and link lookups.
+//!
+//! A new thread inherits the network namespace of the thread that spawns it, so running
+//! the connection on a scoped thread keeps the caller's namespace while never nesting a
+//! tokio runtime inside the caller's.
+
+use std::future::Future;
+
+use futures::TryStreamExt;
+use nix::errno::Errno;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+
+use super::error::{LinkError, is_errno};
+
+/// Runs `work` with a fresh netlink handle in the calling thread's network namespace.
+pub(crate) fn with_handle<T, F, Fut>(work: F) -> Result<T, LinkError>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, LinkError>>,
+{
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("zw-netlink".to_owned())
+            .spawn_scoped(scope, move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(|source| LinkError::Runtime { source })?;
+                runtime.block_on(async move {
+                    let (connection, handle, _) = rtnetlink::new_connection()
+                        .map_err(|source| LinkError::Runtime { source })?;
+                    let driver = tokio::spawn(connection);
+                    let result = work(handle).await;
+                    driver.abort();
+                    result
+                })
+            })
+            .map_err(|source| LinkError::Runtime { source })?;
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The link called `name`, or `None` when there is none.
+pub(crate) async fn find_link(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, LinkError> {
+    let mut links = handle.link().get().match_name(name).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(err) if is_errno(&err, Errno::ENODEV) => Ok(None),
+        Err(err) => Err(LinkError::netlink("look up link", name)(err)),
+    }
+}
+
+/// Deletes the link called `name`; `false` when it was already absent.
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, LinkError> {
+    let Some(link) = find_link(handle, name).await? else {
+        return Ok(false);
+    };
+    match handle.link().del(link.header.index).execute().await {
+        Ok(()) => Ok(true),
+        Err(err) if is_errno(&err, Errno::ENODEV) => Ok(false),
+        Err(err) => Err(LinkError::netlink("delete link", name)(err)),
+    }
+}
+
+/// The link's name attribute.
+pub(crate) fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::IfName(name) => Some(name.as_str()),
+        _ => None,
+    })
+}
+
+/// The link's hardware address, empty when it has none.
+pub(crate) fn link_mac(link: &LinkMessage) -> &[u8] {
+    link.attributes
+        .iter()
+        .find_map(|attr| match attr {
+            LinkAttribute::Address(mac) => Some(mac.as_slice()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the link is administratively up.
+pub(crate) fn link_is_up(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Up)
+}

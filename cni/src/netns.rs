@@ -1,0 +1,124 @@
+//! Switching network namespaces: the only module that calls `setns`.
+//!
+//! `setns` changes one thread, never the process, so [`run_in_netns`] runs its closure
+//! on a dedicated `std::thread` that enters the namespace and then ends; the calling
+//! thread never moves. Anything that needs a netlink socket in that namespace opens it
+//! inside the closure.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+
+/// The calling thread's own network namespace.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// Failures of entering or inspecting a network namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace {path} does not exist; the container is gone")]
+    NotFound { path: PathBuf },
+    #[error("failed to open network namespace {path}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("failed to stat network namespace {path}")]
+    Stat { path: PathBuf, source: io::Error },
+    #[error("failed to enter network namespace {path}; is it a netns file?")]
+    Enter { path: PathBuf, source: nix::Error },
+    #[error("failed to start a thread for network namespace {path}")]
+    Spawn { path: PathBuf, source: io::Error },
+    #[error("the work inside network namespace {path} panicked")]
+    Panicked { path: PathBuf },
+}
+
+/// Opens a netns file, telling "gone" apart from other failures.
+pub fn open_netns(path: &Path) -> Result<File, NetnsError> {
+    File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => NetnsError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => NetnsError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// Runs `f` on a fresh thread inside the network namespace at `path` and returns its value.
+///
+/// The thread ends after `f`; it is never switched back or reused.
+#[allow(clippy::disallowed_methods)]
+pub fn run_in_netns<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NetnsError> {
+    let file = open_netns(path)?;
+    let owned = path.to_path_buf();
+    let handle = std::thread::Builder::new()
+        .name("zw-netns".to_owned())
+        .spawn(move || -> Result<T, NetnsError> {
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| {
+                NetnsError::Enter {
+                    path: owned,
+                    source,
+                }
+            })?;
+            drop(file);
+            Ok(f())
+        })
+        .map_err(|source| NetnsError::Spawn {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    handle.join().map_err(|_| NetnsError::Panicked {
+        path: path.to_path_buf(),
+    })?
+}
+
+/// Whether a netns file exists at `path`.
+pub fn netns_exists(path: &Path) -> bool {
+    path.exists()
+}
+
+/// Whether `path` is the network namespace the calling thread is in (CNI error 8 checks).
+pub fn is_current_netns(path: &Path) -> Result<bool, NetnsError> {
+    let target = stat(path)?;
+    let own = stat(Path::new(THREAD_NETNS))?;
+    Ok(target == own)
+}
+
+fn stat(path: &Path) -> Result<(u64, u64), NetnsError> {
+    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => NetnsError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => NetnsError::Stat {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_netns_is_not_found() {
+        let path = Path::new("/run/netns/zw-definitely-missing");
+        assert!(!netns_exists(path));
+        let err = run_in_netns(path, || ()).expect_err("a missing netns must fail");
+        assert!(
+            matches!(err, NetnsError::NotFound { .. }),
+            "expected NotFound, got {err:?}"
+        );
+    }
+
+    #[test]
+    fn own_netns_is_current() {
+        let own = Path::new("/proc/self/ns/net");
+        assert!(is_current_netns(own).expect("stat of own netns"));
+    }
+}
