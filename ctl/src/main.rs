@@ -1,1 +1,97 @@
-fn main() {}
+//! `zwctl`: the operator CLI of zonewarden, a client of the node enforcer.
+//!
+//! # Layout
+//! - `cli`: global flags (`--socket`, `-o`, `--timeout`) and the command tree.
+//! - `client`: the connection to the enforcer, one method per RPC, and error
+//!   messages that name the socket and what to do.
+//! - `view`: serde structs mirroring the proto messages (what JSON/YAML prints).
+//! - `render`: the table printer, AGE and list formatting, JSON and YAML.
+//! - one module per command group: `get`, `status`, `completion`.
+//!
+//! Commands return their text; only [`main`] writes to stdout and stderr.
+
+mod cli;
+mod client;
+mod completion;
+mod get;
+mod render;
+mod status;
+mod view;
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+/// What a command produced: text for stdout, and possibly a failure to report
+/// after it (e.g. `status` prints the status of an enforcer that is not ready).
+pub struct CommandOutput {
+    pub stdout: String,
+    pub failure: Option<anyhow::Error>,
+}
+
+impl From<String> for CommandOutput {
+    fn from(stdout: String) -> Self {
+        Self {
+            stdout,
+            failure: None,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors and --help itself, exiting 2 and 0.
+    let cli = Cli::parse();
+    let result = run(&cli);
+    let (stdout, failure) = match result {
+        Ok(output) => (output.stdout, output.failure),
+        Err(err) => (String::new(), Some(err)),
+    };
+    if let Err(err) = write_stdout(&stdout) {
+        eprintln!("zwctl: cannot write the output: {err}");
+        return ExitCode::FAILURE;
+    }
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(err) => {
+            // `{:#}` keeps anyhow's context chain on one line, without a backtrace.
+            eprintln!("zwctl: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
+    if let Command::Completion(args) = &cli.command {
+        return completion::run(args).map(CommandOutput::from);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start the async runtime: {err}"))?;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Get(command) => get::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Status(args) => status::run(args, &cli.global).await,
+            Command::Completion(_) => unreachable!("handled above: needs no enforcer"),
+        }
+    })
+}
+
+/// Writes the command's output. stdout is written through a handle rather than
+/// `print!` (so the workspace's `print_stdout` lint has nothing to allow): a
+/// reader that goes away early (`zwctl get endpoints | head`) is not an error.
+fn write_stdout(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

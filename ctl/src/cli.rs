@@ -1,0 +1,243 @@
+//! The command line: global flags and the command tree.
+//!
+//! Each command group owns its arguments in its own module (`get`, `status`,
+//! `completion`); this file only wires them together. A new group (`describe`,
+//! `profile`, `mode`, `quarantine`, `audit`) is one more variant of [`Command`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::completion::CompletionArgs;
+use crate::get::GetCommand;
+use crate::status::StatusArgs;
+
+const ABOUT: &str = "zwctl: inspect and operate the zonewarden enforcer on this node";
+
+const LONG_ABOUT: &str = "\
+zwctl is the operator CLI of zonewarden, the network micro-segmentation for containers
+and Kubernetes. It talks to the zonewarden enforcer of this node over its unix socket
+(root-only: run zwctl as root, or pass --socket to reach another enforcer).";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Is the enforcer on this node up and ready?
+  zwctl status
+
+  # Which zones exist, and which workloads are in them?
+  zwctl get zones
+
+  # Every container attachment on this node, with its zone and addresses
+  zwctl get endpoints
+
+  # The same as JSON, for scripts
+  zwctl get endpoints -o json | jq -r '.items[].zone'
+
+  # Talk to an enforcer serving a non-default socket
+  zwctl --socket /tmp/zw/enforcer.sock status
+  ZONEWARDEN_SOCKET=/tmp/zw/enforcer.sock zwctl get zones
+
+Exit status: 0 on success, 1 when the enforcer cannot be reached, refuses the
+request or is not ready, 2 on a command line error.";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zwctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts, before or after the command name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Unix socket of the zonewarden enforcer.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "ZONEWARDEN_SOCKET",
+        default_value = zonewarden_proto::DEFAULT_SOCKET
+    )]
+    pub socket: PathBuf,
+
+    /// Output format.
+    #[arg(short, long, global = true, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Give up on the enforcer after this many seconds (connect and each request).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub timeout: u64,
+}
+
+impl GlobalArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+/// How results are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// Pretty-printed JSON for scripts.
+    Json,
+    /// YAML for scripts and GitOps.
+    Yaml,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List resources known to the enforcer (endpoints, zones).
+    #[command(subcommand, after_help = crate::get::EXAMPLES)]
+    Get(GetCommand),
+
+    /// Show whether the enforcer is ready to serve container attachments.
+    #[command(after_help = crate::status::EXAMPLES)]
+    Status(StatusArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = crate::completion::EXAMPLES)]
+    Completion(CompletionArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::get::GetCommand;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|err| panic!("{args:?} should parse: {err}"))
+    }
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_have_documented_defaults() {
+        let cli = parse(&["zwctl", "status"]);
+        // The env var may be set where the tests run; only check the default when it is not.
+        if std::env::var_os("ZONEWARDEN_SOCKET").is_none() {
+            assert_eq!(
+                cli.global.socket,
+                PathBuf::from(zonewarden_proto::DEFAULT_SOCKET)
+            );
+        }
+        assert_eq!(cli.global.output, OutputFormat::Table);
+        assert_eq!(cli.global.timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn global_flags_are_accepted_after_the_command() {
+        let cli = parse(&[
+            "zwctl",
+            "get",
+            "endpoints",
+            "-o",
+            "yaml",
+            "--socket",
+            "/tmp/x.sock",
+            "--timeout",
+            "2",
+        ]);
+        assert_eq!(cli.global.output, OutputFormat::Yaml);
+        assert_eq!(cli.global.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(cli.global.timeout, 2);
+    }
+
+    #[test]
+    fn get_endpoints_takes_filters() {
+        let cli = parse(&[
+            "zwctl",
+            "-o",
+            "json",
+            "get",
+            "endpoints",
+            "--network",
+            "k8s",
+            "--zone",
+            "shop/web",
+        ]);
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        match cli.command {
+            Command::Get(GetCommand::Endpoints(args)) => {
+                assert_eq!(args.network.as_deref(), Some("k8s"));
+                assert_eq!(args.zone.as_deref(), Some("shop/web"));
+            }
+            other => panic!("expected get endpoints, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn aliases_resolve_to_their_commands() {
+        assert!(matches!(
+            parse(&["zwctl", "get", "ep"]).command,
+            Command::Get(GetCommand::Endpoints(_))
+        ));
+        assert!(matches!(
+            parse(&["zwctl", "get", "zone"]).command,
+            Command::Get(GetCommand::Zones(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        for args in [
+            &["zwctl", "-o", "xml", "status"][..],
+            &["zwctl", "--timeout", "0", "status"],
+            &["zwctl", "completion", "powershell"],
+            &["zwctl", "get", "flows"],
+            &["zwctl"],
+        ] {
+            assert!(
+                Cli::try_parse_from(args).is_err(),
+                "{args:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_has_examples_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_name() != "help" {
+                let after = cmd
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                assert!(
+                    after.contains("Examples:"),
+                    "`{path} --help` has no examples"
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path);
+            }
+        }
+        walk(&Cli::command(), "");
+    }
+}

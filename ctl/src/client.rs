@@ -1,0 +1,201 @@
+//! The connection to the enforcer, and error messages an operator can act on.
+//!
+//! Every RPC zwctl uses has one thin method here, so each command reads as
+//! "ask, convert, render" and every failure names the socket and what to do.
+
+use std::error::Error as StdError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use zonewarden_proto::v1;
+use zonewarden_proto::v1::enforcer_client::EnforcerClient;
+
+use crate::cli::GlobalArgs;
+
+/// A connected client of one enforcer.
+pub struct Enforcer {
+    socket: PathBuf,
+    client: EnforcerClient<Channel>,
+}
+
+impl Enforcer {
+    /// Connects to the enforcer at `--socket` within `--timeout`.
+    pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let client = zonewarden_proto::client(&global.socket, global.timeout())
+            .await
+            .map_err(|err| unreachable_error(&global.socket, global.timeout(), &err))?;
+        Ok(Self {
+            socket: global.socket.clone(),
+            client,
+        })
+    }
+
+    pub async fn list_endpoints(
+        &mut self,
+        request: v1::ListEndpointsRequest,
+    ) -> anyhow::Result<v1::ListEndpointsResponse> {
+        match self.client.list_endpoints(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ListEndpoints", &status)),
+        }
+    }
+
+    pub async fn list_zones(&mut self) -> anyhow::Result<v1::ListZonesResponse> {
+        match self.client.list_zones(v1::ListZonesRequest {}).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ListZones", &status)),
+        }
+    }
+
+    pub async fn status(&mut self) -> anyhow::Result<v1::StatusResponse> {
+        match self.client.status(v1::StatusRequest {}).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "Status", &status)),
+        }
+    }
+}
+
+/// One line: which socket, why, and what to do about it.
+fn unreachable_error(
+    socket: &Path,
+    timeout: Duration,
+    err: &(dyn StdError + 'static),
+) -> anyhow::Error {
+    let socket = socket.display();
+    let io_kind = error_chain(err)
+        .find_map(|e| e.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    let (why, hint) = match io_kind {
+        Some(io::ErrorKind::NotFound) => (
+            "the socket does not exist".to_owned(),
+            "start zonewarden-enforcer on this node, or pass --socket PATH (or set ZONEWARDEN_SOCKET) \
+             if it serves another socket",
+        ),
+        Some(io::ErrorKind::PermissionDenied) => (
+            "permission denied".to_owned(),
+            "the socket is root-only: run zwctl as root (e.g. with sudo)",
+        ),
+        Some(io::ErrorKind::ConnectionRefused) => (
+            "connection refused (the socket is left over from an enforcer that is no longer running)".to_owned(),
+            "start zonewarden-enforcer on this node, or pass --socket PATH (or set ZONEWARDEN_SOCKET)",
+        ),
+        _ if error_chain(err).any(|e| e.to_string().contains("timed out")) => (
+            format!("no answer within {}s", timeout.as_secs()),
+            "check that zonewarden-enforcer is healthy (its logs), or raise --timeout",
+        ),
+        _ => (
+            root_cause(err),
+            "start zonewarden-enforcer on this node, or pass --socket PATH (or set ZONEWARDEN_SOCKET)",
+        ),
+    };
+    anyhow::anyhow!("cannot reach the zonewarden enforcer at {socket}: {why}; {hint}")
+}
+
+/// One line for a request the enforcer received but did not answer with success.
+fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> anyhow::Error {
+    let socket = socket.display();
+    let message = status.message();
+    match status.code() {
+        tonic::Code::Unimplemented => anyhow::anyhow!(
+            "the zonewarden enforcer at {socket} does not implement {rpc}; \
+             upgrade it to the version of this zwctl ({})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "the zonewarden enforcer at {socket} went away during {rpc} ({message}); \
+             check that it is running (systemctl status zonewarden-enforcer, or its pod) and retry"
+        ),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow::anyhow!(
+            "the zonewarden enforcer at {socket} did not answer {rpc} in time ({message}); \
+             check its logs, or raise --timeout"
+        ),
+        code => {
+            anyhow::anyhow!("the zonewarden enforcer at {socket} refused {rpc}: {code}: {message}")
+        }
+    }
+}
+
+fn error_chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let mut next = Some(err);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.source();
+        Some(current)
+    })
+}
+
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    error_chain(err)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+    impl StdError for Wrapper {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn message_for(kind: io::ErrorKind) -> String {
+        let err = Wrapper(io::Error::from(kind));
+        unreachable_error(Path::new("/run/zw.sock"), Duration::from_secs(5), &err).to_string()
+    }
+
+    #[test]
+    fn missing_socket_names_it_and_says_to_start_the_enforcer_or_pass_socket() {
+        let msg = message_for(io::ErrorKind::NotFound);
+        assert!(msg.contains("/run/zw.sock"), "{msg}");
+        assert!(
+            msg.contains("start zonewarden-enforcer") && msg.contains("--socket"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line only: {msg}");
+    }
+
+    #[test]
+    fn permission_denied_says_to_run_as_root() {
+        let msg = message_for(io::ErrorKind::PermissionDenied);
+        assert!(
+            msg.contains("permission denied") && msg.contains("root"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn refused_connection_is_explained() {
+        assert!(message_for(io::ErrorKind::ConnectionRefused).contains("connection refused"));
+    }
+
+    #[test]
+    fn rpc_errors_name_the_socket_and_the_call() {
+        let msg = rpc_error(
+            Path::new("/s"),
+            "ListZones",
+            &tonic::Status::internal("store broken"),
+        )
+        .to_string();
+        assert_eq!(
+            msg,
+            "the zonewarden enforcer at /s refused ListZones: Internal error: store broken"
+        );
+        let msg =
+            rpc_error(Path::new("/s"), "Status", &tonic::Status::unimplemented("")).to_string();
+        assert!(msg.contains("does not implement Status"), "{msg}");
+    }
+}

@@ -1,0 +1,344 @@
+//! Turning views into text: aligned tables for people, JSON and YAML for scripts.
+//!
+//! A command converts the enforcer's reply into serde views (`crate::view`), says
+//! how one view looks as a table row ([`TableRow`]) and calls [`render_list`] or
+//! [`render_object`]. Nothing here prints: the text goes back to `main`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+
+/// What a table cell shows when its value is empty, as kubectl does.
+pub const NONE: &str = "<none>";
+
+/// Columns are separated by this much space, as kubectl does.
+const COLUMN_GAP: usize = 3;
+
+/// Facts a row needs that do not come from the enforcer.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext {
+    /// "Now" for AGE columns, in milliseconds since the Unix epoch.
+    pub now_unix_ms: i64,
+}
+
+impl RenderContext {
+    pub fn now() -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            now_unix_ms: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// A list of one kind of item, shaped like a kubectl list: `.items[]` in jq.
+#[derive(Serialize)]
+struct ListView<'a, T> {
+    kind: &'static str,
+    items: &'a [T],
+}
+
+/// How one view is shown as a table row.
+pub trait TableRow {
+    /// Column titles, in capitals.
+    const HEADERS: &'static [&'static str];
+
+    /// One cell per header; an empty cell is shown as [`NONE`].
+    fn cells(&self, ctx: &RenderContext) -> Vec<String>;
+}
+
+/// Renders many views of one kind. JSON and YAML wrap them as `{kind, items}`.
+/// An empty table renders as the empty string (the caller says "no ... found").
+pub fn render_list<T: TableRow + Serialize>(
+    kind: &'static str,
+    items: &[T],
+    format: OutputFormat,
+    ctx: &RenderContext,
+) -> anyhow::Result<String> {
+    match format {
+        OutputFormat::Table if items.is_empty() => Ok(String::new()),
+        OutputFormat::Table => Ok(table(T::HEADERS, items.iter().map(|item| item.cells(ctx)))),
+        OutputFormat::Json | OutputFormat::Yaml => serialize(&ListView { kind, items }, format),
+    }
+}
+
+/// Renders one view: a one-row table, or the plain object in JSON or YAML.
+pub fn render_object<T: TableRow + Serialize>(
+    item: &T,
+    format: OutputFormat,
+    ctx: &RenderContext,
+) -> anyhow::Result<String> {
+    match format {
+        OutputFormat::Table => Ok(table(T::HEADERS, [item.cells(ctx)])),
+        OutputFormat::Json | OutputFormat::Yaml => serialize(item, format),
+    }
+}
+
+fn serialize<T: Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<String> {
+    match format {
+        OutputFormat::Json => {
+            let mut text = serde_json::to_string_pretty(value)
+                .context("failed to encode the output as JSON")?;
+            text.push('\n');
+            Ok(text)
+        }
+        OutputFormat::Yaml => {
+            serde_saphyr::to_string(value).context("failed to encode the output as YAML")
+        }
+        OutputFormat::Table => unreachable!("tables are rendered from rows, not serialized"),
+    }
+}
+
+/// Left-aligned columns, each as wide as its widest cell, no trailing spaces.
+pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut lines: Vec<Vec<String>> = vec![headers.iter().map(|h| h.to_uppercase()).collect()];
+    for row in rows {
+        debug_assert_eq!(row.len(), headers.len(), "a row needs one cell per column");
+        lines.push(
+            row.into_iter()
+                .map(|cell| {
+                    if cell.is_empty() {
+                        NONE.to_owned()
+                    } else {
+                        cell
+                    }
+                })
+                .collect(),
+        );
+    }
+    let mut widths = vec![0; headers.len()];
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (cell, width) in line.iter().zip(&widths) {
+            text.push_str(cell);
+            let pad = width - cell.chars().count() + COLUMN_GAP;
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The age of something created at `created_unix_ms`, as kubectl shows it:
+/// `45s`, `3m`, `2h`, `4d`, `1y`. `<unknown>` when the time was never set.
+pub fn format_age(created_unix_ms: i64, now_unix_ms: i64) -> String {
+    if created_unix_ms <= 0 {
+        return "<unknown>".to_owned();
+    }
+    // A clock a little behind the enforcer's should not print a negative age.
+    let seconds = now_unix_ms.saturating_sub(created_unix_ms).max(0) / 1000;
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else if minutes < 60 {
+        format!("{minutes}m")
+    } else if hours < 24 {
+        format!("{hours}h")
+    } else if days < 365 {
+        format!("{days}d")
+    } else {
+        format!("{}y", days / 365)
+    }
+}
+
+/// The first `max` items comma-joined, then `+N more` for the rest.
+pub fn abbreviate_list(items: &[String], max: usize) -> String {
+    let shown = items
+        .iter()
+        .take(max)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    match items.len().saturating_sub(max) {
+        0 => shown,
+        rest => format!("{shown} +{rest} more"),
+    }
+}
+
+/// At most `max` characters of `text` (container ids are shown as 12, like docker).
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Pet {
+        name: String,
+        leg_count: u32,
+    }
+
+    impl TableRow for Pet {
+        const HEADERS: &'static [&'static str] = &["NAME", "LEGS"];
+        fn cells(&self, _: &RenderContext) -> Vec<String> {
+            vec![self.name.clone(), self.leg_count.to_string()]
+        }
+    }
+
+    const CTX: RenderContext = RenderContext {
+        now_unix_ms: 1_000_000_000,
+    };
+
+    fn pets() -> Vec<Pet> {
+        vec![
+            Pet {
+                name: "centipede".into(),
+                leg_count: 100,
+            },
+            Pet {
+                name: String::new(),
+                leg_count: 4,
+            },
+        ]
+    }
+
+    #[test]
+    fn table_aligns_columns_under_capital_headers() {
+        let text = table(
+            &["name", "legs", "note"],
+            [
+                vec!["centipede".into(), "100".into(), "long".into()],
+                vec!["cat".into(), "4".into(), "x".into()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "NAME        LEGS   NOTE\ncentipede   100    long\ncat         4      x\n"
+        );
+    }
+
+    #[test]
+    fn table_shows_none_for_empty_cells_and_counts_characters_not_bytes() {
+        let text = table(
+            &["A", "B"],
+            [
+                vec![String::new(), "1".into()],
+                vec!["zoné".into(), String::new()],
+            ],
+        );
+        assert_eq!(text, "A        B\n<none>   1\nzoné     <none>\n");
+    }
+
+    #[test]
+    fn empty_list_renders_nothing_as_a_table_and_an_empty_list_otherwise() {
+        let none: Vec<Pet> = Vec::new();
+        assert_eq!(
+            render_list("PetList", &none, OutputFormat::Table, &CTX).unwrap(),
+            ""
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_list("PetList", &none, OutputFormat::Json, &CTX).unwrap())
+                .unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "PetList", "items": []}));
+    }
+
+    #[test]
+    fn list_json_is_kind_and_items_with_camel_case_fields() {
+        let text = render_list("PetList", &pets(), OutputFormat::Json, &CTX).unwrap();
+        assert!(
+            text.ends_with("}\n"),
+            "JSON output should end with a newline: {text:?}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "PetList", "items": [
+                {"name": "centipede", "legCount": 100},
+                {"name": "", "legCount": 4},
+            ]})
+        );
+    }
+
+    #[test]
+    fn list_yaml_has_the_same_shape_as_json() {
+        let text = render_list("PetList", &pets(), OutputFormat::Yaml, &CTX).unwrap();
+        assert!(
+            text.starts_with("kind: PetList\nitems:\n"),
+            "unexpected YAML: {text}"
+        );
+        assert!(
+            text.contains("- name: centipede\n"),
+            "unexpected YAML: {text}"
+        );
+        assert!(text.contains("legCount: 100"), "unexpected YAML: {text}");
+        assert!(text.contains("legCount: 4"), "unexpected YAML: {text}");
+    }
+
+    #[test]
+    fn object_is_one_row_table_or_plain_object() {
+        let pet = Pet {
+            name: "cat".into(),
+            leg_count: 4,
+        };
+        assert_eq!(
+            render_object(&pet, OutputFormat::Table, &CTX).unwrap(),
+            "NAME   LEGS\ncat    4\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_object(&pet, OutputFormat::Json, &CTX).unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!({"name": "cat", "legCount": 4}));
+        assert_eq!(
+            render_object(&pet, OutputFormat::Yaml, &CTX).unwrap(),
+            "name: cat\nlegCount: 4\n"
+        );
+    }
+
+    #[test]
+    fn age_is_shown_in_the_largest_whole_unit_like_kubectl() {
+        let now = 1_800_000_000_000_i64;
+        let ago = |secs: i64| format_age(now - secs * 1000, now);
+        assert_eq!(ago(0), "0s");
+        assert_eq!(ago(5), "5s");
+        assert_eq!(ago(59), "59s");
+        assert_eq!(ago(60), "1m");
+        assert_eq!(ago(3 * 60 + 59), "3m");
+        assert_eq!(ago(3600 - 1), "59m");
+        assert_eq!(ago(2 * 3600), "2h");
+        assert_eq!(ago(24 * 3600 - 1), "23h");
+        assert_eq!(ago(4 * 86400 + 3600), "4d");
+        assert_eq!(ago(364 * 86400), "364d");
+        assert_eq!(ago(2 * 365 * 86400), "2y");
+    }
+
+    #[test]
+    fn age_of_unset_or_future_times_is_not_negative() {
+        assert_eq!(format_age(0, 5_000), "<unknown>");
+        assert_eq!(
+            format_age(10_000, 5_000),
+            "0s",
+            "clock skew must not print a negative age"
+        );
+        assert_eq!(format_age(999, 1_998), "0s", "a partial second rounds down");
+    }
+
+    #[test]
+    fn lists_are_abbreviated_after_max_items() {
+        let items: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        assert_eq!(abbreviate_list(&items, 3), "a,b,c +2 more");
+        assert_eq!(abbreviate_list(&items[..3], 3), "a,b,c");
+        assert_eq!(abbreviate_list(&[], 3), "");
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("0123456789abcdef", 12), "0123456789ab");
+        assert_eq!(truncate_chars("short", 12), "short");
+        assert_eq!(truncate_chars("ééé", 2), "éé");
+    }
+}
