@@ -1,1 +1,135 @@
-fn main() {}
+//! `zonewarden-enforcer`: the node daemon. Serves the gRPC API on a root-only unix
+//! socket, keeps the endpoint registry and programs the `inet zonewarden` table.
+//! Logs go to stderr; nothing is printed on stdout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+use zonewarden_enforcer::nft::{NftCli, NftDataplane};
+use zonewarden_enforcer::registry::EndpointRegistry;
+use zonewarden_enforcer::server::EnforcerService;
+use zonewarden_enforcer::store::LocalStore;
+use zonewarden_enforcer::{pending_del, socket};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The zonewarden node enforcer.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The unix socket to serve the gRPC API on (made root-only).
+    #[arg(long, default_value = zonewarden_proto::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Where the local store keeps endpoints and zone ids.
+    #[arg(long, default_value = "/var/lib/zonewarden")]
+    state_dir: PathBuf,
+    /// This node's name, recorded on every endpoint [default: the hostname].
+    #[arg(long)]
+    node: Option<String>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A tracing filter such as `info` or `zonewarden_enforcer=debug`.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// The nft binary.
+    #[arg(long, default_value = "nft")]
+    nft: PathBuf,
+}
+
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).with_context(|| {
+        format!(
+            "--log-level {:?} is not a valid tracing filter",
+            cli.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("cannot read the hostname from /proc/sys/kernel/hostname; pass --node")?;
+    Ok(name.trim().to_owned())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the enforcer with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received; shutting down"),
+        _ = int.recv() => info!("SIGINT received; shutting down"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Every file the enforcer creates (store, socket, queue) is root-only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let node = match cli.node {
+        Some(node) => node,
+        None => hostname()?,
+    };
+    let store = LocalStore::open(&cli.state_dir).with_context(|| {
+        format!(
+            "cannot open the state directory {}",
+            cli.state_dir.display()
+        )
+    })?;
+    let dataplane = NftDataplane::new(NftCli::new(&cli.nft));
+    let registry = EndpointRegistry::open(node.clone(), Arc::new(store), Arc::new(dataplane))
+        .context("cannot load the endpoint store")?;
+
+    // Bind first: a second enforcer must fail before it touches the kernel.
+    let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;
+    let change = registry
+        .sync_kernel()
+        .await
+        .context("cannot program table inet zonewarden")?;
+    info!(
+        node,
+        endpoints = registry.snapshot().endpoints.len(),
+        elements_added = change.add.len(),
+        elements_deleted = change.delete.len(),
+        "kernel reconciled"
+    );
+
+    let replay = tokio::spawn(pending_del::replay_forever(
+        registry.clone(),
+        pending_del::queue_dir(&cli.socket),
+    ));
+    info!(socket = %cli.socket.display(), "serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(EnforcerService::new(registry).into_server())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await;
+    replay.abort();
+    drop(socket_file);
+    served.context("the gRPC server failed")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli)?;
+    run(cli).await.inspect_err(|err| tracing::error!("{err:#}"))
+}

@@ -1,0 +1,25 @@
+//! The zonewarden node enforcer: it keeps the registry of the node's endpoints, gives
+//! every zone a numeric id, programs the private nftables table `inet zonewarden`
+//! and serves the `zonewarden.v1.Enforcer` gRPC API on a root-only unix socket.
+//!
+//! # Layout
+//! - [`store`]: the [`store::Store`] interface and its local backend (atomic JSON
+//!   files under the state directory), plus zone-id allocation.
+//! - [`nft`]: the data plane: the table's structure (one atomic `nft -j -f -`
+//!   transaction, reconciled by diff), its map elements behind the
+//!   [`nft::Dataplane`] seam, and the read-back of the kernel's state.
+//! - [`registry`]: [`registry::EndpointRegistry`], the single owner of every
+//!   mutation (store, then kernel, with rollback) and the snapshots readers use.
+//! - [`server`] and [`convert`]: the tonic service and the proto <-> model mapping.
+//! - [`pending_del`]: the replay of DELs the CNI plugin queued while we were away.
+//! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
+
+pub mod convert;
+pub mod nft;
+pub mod pending_del;
+pub mod registry;
+pub mod server;
+pub mod socket;
+pub mod store;
+#[cfg(test)]
+mod test_support;

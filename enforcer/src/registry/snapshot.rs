@@ -1,0 +1,107 @@
+//! The read side of the registry: an immutable snapshot, swapped in whole after
+//! every mutation, so readers never wait for a mutation in flight.
+
+use std::collections::BTreeMap;
+
+use zonewarden_profiles::{AttachmentKey, Endpoint, ZoneName, ZoneSource};
+
+use crate::store::ZoneIds;
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub endpoints: BTreeMap<AttachmentKey, Endpoint>,
+    pub zone_ids: ZoneIds,
+}
+
+/// One zone as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSummary {
+    pub name: ZoneName,
+    pub id: u32,
+    /// How the zone's members got it: `workload`, `config`, `annotation`, ...;
+    /// `mixed` when its members disagree.
+    pub kind: String,
+    /// The pod name of each member, or its container id when there is none.
+    pub members: Vec<String>,
+}
+
+impl Snapshot {
+    /// Endpoints, optionally of one network and of one zone only.
+    pub fn list(&self, network: Option<&str>, zone: Option<&ZoneName>) -> Vec<Endpoint> {
+        self.endpoints
+            .values()
+            .filter(|e| network.is_none_or(|n| e.key.network == n))
+            .filter(|e| zone.is_none_or(|z| &e.zone == z))
+            .cloned()
+            .collect()
+    }
+
+    /// Every zone that has an id, with its members.
+    pub fn zones(&self) -> Vec<ZoneSummary> {
+        let mut members: BTreeMap<&ZoneName, Vec<&Endpoint>> = BTreeMap::new();
+        for endpoint in self.endpoints.values() {
+            members.entry(&endpoint.zone).or_default().push(endpoint);
+        }
+        self.zone_ids
+            .iter()
+            .map(|(name, id)| {
+                let endpoints = members.get(name).map(Vec::as_slice).unwrap_or_default();
+                ZoneSummary {
+                    name: name.clone(),
+                    id,
+                    kind: zone_kind(endpoints.iter().map(|e| e.zone_source)),
+                    members: endpoints.iter().map(|e| member_name(e)).collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn zone_kind(mut sources: impl Iterator<Item = ZoneSource>) -> String {
+    let Some(first) = sources.next() else {
+        return "empty".to_owned();
+    };
+    if sources.all(|s| s == first) {
+        first.as_str().to_owned()
+    } else {
+        "mixed".to_owned()
+    }
+}
+
+fn member_name(endpoint: &Endpoint) -> String {
+    match (&endpoint.pod_namespace, &endpoint.pod_name) {
+        (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+        (None, Some(pod)) => pod.clone(),
+        _ => endpoint.key.container_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::endpoint;
+
+    #[test]
+    fn zones_list_members_and_kind() {
+        let mut snapshot = Snapshot::default();
+        let mut web = endpoint("c1", "shop/web", &[]);
+        web.pod_namespace = Some("shop".into());
+        web.pod_name = Some("web-0".into());
+        web.zone_source = ZoneSource::Workload;
+        let mut other = endpoint("c2", "shop/web", &[]);
+        other.zone_source = ZoneSource::Workload;
+        let db = endpoint("c3", "shop/db", &[]);
+        for e in [&web, &other, &db] {
+            snapshot.zone_ids.allocate(&e.zone);
+            snapshot.endpoints.insert(e.key.clone(), e.clone());
+        }
+        let zones = snapshot.zones();
+        let by_name: BTreeMap<_, _> = zones.iter().map(|z| (z.name.as_str(), z)).collect();
+        assert_eq!(by_name["shop/web"].members, vec!["shop/web-0", "c2"]);
+        assert_eq!(by_name["shop/web"].kind, "workload");
+        assert_eq!(by_name["shop/web"].id, 1);
+        assert_eq!(by_name["shop/db"].kind, "config");
+        assert_eq!(snapshot.list(Some("podnet"), Some(&db.zone)), vec![db]);
+        assert!(snapshot.list(Some("other"), None).is_empty());
+    }
+}

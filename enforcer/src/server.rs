@@ -1,0 +1,126 @@
+//! The `zonewarden.v1.Enforcer` gRPC service on top of the [`EndpointRegistry`].
+
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+use zonewarden_proto::v1;
+use zonewarden_proto::v1::enforcer_server::Enforcer;
+
+use crate::convert::{
+    add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
+};
+use crate::registry::{EndpointRegistry, RegistryError};
+
+pub struct EnforcerService {
+    registry: EndpointRegistry,
+}
+
+impl EnforcerService {
+    pub fn new(registry: EndpointRegistry) -> Self {
+        Self { registry }
+    }
+
+    pub fn into_server(self) -> v1::enforcer_server::EnforcerServer<Self> {
+        v1::enforcer_server::EnforcerServer::new(self)
+    }
+}
+
+/// Store and kernel failures are `unavailable`: the plugin reports "try again later".
+fn status_of(err: RegistryError) -> Status {
+    match err {
+        RegistryError::InvalidZone(_) => Status::invalid_argument(err.to_string()),
+        RegistryError::Store(_) | RegistryError::Dataplane { .. } | RegistryError::Kernel(_) => {
+            Status::unavailable(err.to_string())
+        }
+        RegistryError::Task(_) => Status::internal(err.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Enforcer for EnforcerService {
+    async fn add_endpoint(
+        &self,
+        request: Request<v1::AddEndpointRequest>,
+    ) -> Result<Response<v1::AddEndpointResponse>, Status> {
+        let request = add_request_from_proto(request.into_inner())?;
+        let key = request.key.clone();
+        let endpoint = self.registry.add(request).await.map_err(|err| {
+            warn!(%key, %err, "ADD failed");
+            status_of(err)
+        })?;
+        info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
+        Ok(Response::new(v1::AddEndpointResponse {
+            endpoint: Some(endpoint_to_proto(&endpoint)),
+        }))
+    }
+
+    async fn del_endpoint(
+        &self,
+        request: Request<v1::DelEndpointRequest>,
+    ) -> Result<Response<v1::DelEndpointResponse>, Status> {
+        let key = key_from_proto(request.into_inner().key)?;
+        let removed = self.registry.del(key.clone()).await.map_err(|err| {
+            warn!(%key, %err, "DEL failed");
+            status_of(err)
+        })?;
+        info!(%key, removed = removed.is_some(), "endpoint deleted");
+        Ok(Response::new(v1::DelEndpointResponse {
+            removed: removed.is_some(),
+            endpoint: removed.as_ref().map(endpoint_to_proto),
+        }))
+    }
+
+    async fn check_endpoint(
+        &self,
+        request: Request<v1::CheckEndpointRequest>,
+    ) -> Result<Response<v1::CheckEndpointResponse>, Status> {
+        let key = key_from_proto(request.into_inner().key)?;
+        let checked = self.registry.check(key).await.map_err(status_of)?;
+        let response = match checked {
+            Some((endpoint, problems)) => v1::CheckEndpointResponse {
+                found: true,
+                endpoint: Some(endpoint_to_proto(&endpoint)),
+                problems,
+            },
+            None => v1::CheckEndpointResponse::default(),
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn list_endpoints(
+        &self,
+        request: Request<v1::ListEndpointsRequest>,
+    ) -> Result<Response<v1::ListEndpointsResponse>, Status> {
+        let request = request.into_inner();
+        let network = Some(request.network.as_str()).filter(|n| !n.is_empty());
+        let zone = zone_filter(&request.zone)?;
+        let endpoints = self.registry.snapshot().list(network, zone.as_ref());
+        Ok(Response::new(v1::ListEndpointsResponse {
+            endpoints: endpoints.iter().map(endpoint_to_proto).collect(),
+        }))
+    }
+
+    async fn list_zones(
+        &self,
+        _: Request<v1::ListZonesRequest>,
+    ) -> Result<Response<v1::ListZonesResponse>, Status> {
+        let zones = self.registry.snapshot().zones();
+        Ok(Response::new(v1::ListZonesResponse {
+            zones: zones.into_iter().map(zone_to_proto).collect(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        let health = self.registry.health().await;
+        let snapshot = self.registry.snapshot();
+        Ok(Response::new(v1::StatusResponse {
+            ready: health.is_ok(),
+            message: health.err().unwrap_or_else(|| "ready".to_owned()),
+            node: self.registry.node().to_owned(),
+            endpoint_count: u32::try_from(snapshot.endpoints.len()).unwrap_or(u32::MAX),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+}
