@@ -124,3 +124,125 @@ impl Enforcer for EnforcerService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_stream::wrappers::UnixListenerStream;
+
+    use super::*;
+    use crate::store::LocalStore;
+    use crate::test_support::FakeDataplane;
+
+    fn key(container_id: &str) -> Option<v1::AttachmentKey> {
+        Some(v1::AttachmentKey {
+            network: "podnet".into(),
+            container_id: container_id.into(),
+            ifname: "eth0".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_grpc_api_end_to_end_over_a_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::open(&dir.path().join("state")).unwrap());
+        let registry =
+            EndpointRegistry::open("node-1".into(), store, Arc::new(FakeDataplane::default()))
+                .unwrap();
+        let socket = dir.path().join("enforcer.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let server = EnforcerService::new(registry).into_server();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(server)
+                .serve_with_incoming(UnixListenerStream::new(listener)),
+        );
+        let mut client = zonewarden_proto::client(&socket, Duration::from_secs(5))
+            .await
+            .unwrap();
+
+        let add = v1::AddEndpointRequest {
+            key: key("c1"),
+            hints: Some(v1::ZoneHints {
+                pod_namespace: "shop".into(),
+                pod_name: "frontend-7d4b9c8f6-x2k9p".into(),
+                ..Default::default()
+            }),
+            ips: vec!["10.0.0.5/24".into()],
+            attach_mode: "routed".into(),
+            ..Default::default()
+        };
+        let added = client
+            .add_endpoint(add.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoint
+            .unwrap();
+        assert_eq!(
+            (added.zone.as_str(), added.zone_source.as_str()),
+            ("shop/frontend", "workload")
+        );
+        assert_eq!(added.node, "node-1");
+
+        let zones = client
+            .list_zones(v1::ListZonesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .zones;
+        assert_eq!(zones.len(), 1);
+        let zone = &zones[0];
+        assert_eq!(
+            (zone.id, zone.kind.as_str(), zone.endpoint_count),
+            (1, "workload", 1)
+        );
+        assert_eq!(zone.members, ["shop/frontend-7d4b9c8f6-x2k9p"]);
+
+        let checked = client
+            .check_endpoint(v1::CheckEndpointRequest { key: key("c1") })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(checked.found && checked.problems.is_empty(), "{checked:?}");
+        let status = client
+            .status(v1::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(status.ready, "{status:?}");
+        assert_eq!(status.endpoint_count, 1);
+
+        let mut bad = add.clone();
+        bad.hints
+            .as_mut()
+            .unwrap()
+            .pod_annotations
+            .insert("zonewarden.io/zone".into(), "Bad Zone".into());
+        let err = client.add_endpoint(bad).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("zonewarden.io/zone"), "{err}");
+
+        let del = v1::DelEndpointRequest { key: key("c1") };
+        assert!(
+            client
+                .del_endpoint(del.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .removed
+        );
+        assert!(
+            !client.del_endpoint(del).await.unwrap().into_inner().removed,
+            "DEL is idempotent"
+        );
+        let listed = client
+            .list_endpoints(v1::ListEndpointsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.endpoints.is_empty());
+    }
+}
