@@ -79,24 +79,6 @@ impl CniError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_json_has_the_spec_fields() {
-        let err = CniError::env("CNI_NETNS is not set").with_details("set it");
-        let v: serde_json::Value = serde_json::from_str(&err.to_json("1.0.0")).unwrap();
-        assert_eq!(v["cniVersion"], "1.0.0");
-        assert_eq!(v["code"], 4);
-        assert_eq!(v["msg"], "CNI_NETNS is not set");
-        assert_eq!(v["details"], "set it");
-        let bare: serde_json::Value =
-            serde_json::from_str(&CniError::io("x").to_json("1.1.0")).unwrap();
-        assert!(bare.get("details").is_none());
-    }
-}
-
 /// The message of an error and all its causes, for an operator reading it once.
 pub fn chain(err: &dyn std::error::Error) -> String {
     let mut msg = err.to_string();
@@ -133,4 +115,22 @@ pub fn from_netns(err: crate::netns::NetnsError, var: &str) -> CniError {
         _ => ErrorCode::Io,
     };
     CniError::new(code, format!("{var}: {}", chain(&err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_json_has_the_spec_fields() {
+        let err = CniError::env("CNI_NETNS is not set").with_details("set it");
+        let v: serde_json::Value = serde_json::from_str(&err.to_json("1.0.0")).unwrap();
+        assert_eq!(v["cniVersion"], "1.0.0");
+        assert_eq!(v["code"], 4);
+        assert_eq!(v["msg"], "CNI_NETNS is not set");
+        assert_eq!(v["details"], "set it");
+        let bare: serde_json::Value =
+            serde_json::from_str(&CniError::io("x").to_json("1.1.0")).unwrap();
+        assert!(bare.get("details").is_none());
+    }
 }

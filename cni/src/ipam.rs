@@ -105,6 +105,14 @@ impl Delegate<'_> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // CNI_ARGS carries keys for zonewarden (ZONEWARDEN_ZONE) and the runtime's
+        // K8S_* keys; Go IPAM plugins refuse unknown keys unless told to ignore them.
+        if let Ok(args) = std::env::var("CNI_ARGS")
+            && !args.is_empty()
+            && !args.split(';').any(|kv| kv.starts_with("IgnoreUnknown="))
+        {
+            cmd.env("CNI_ARGS", format!("IgnoreUnknown=1;{args}"));
+        }
         if let Some(id) = target.container_id {
             cmd.env("CNI_CONTAINERID", id);
         }

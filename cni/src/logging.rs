@@ -9,7 +9,11 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(level: Option<&str>, file: Option<&Path>) {
     let level = level.unwrap_or("info");
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The level applies to zonewarden's own events; the gRPC stack stays at warn.
+    let filter = EnvFilter::try_new(format!(
+        "warn,zonewarden_cni={level},zonewarden_proto={level}"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("warn,zonewarden_cni=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

@@ -59,9 +59,12 @@ fn outcome(vars: &HashMap<String, String>, stdin: &[u8]) -> (bool, u64, String) 
     )
 }
 
+/// (what, environment, stdin, expected code, a word the message must contain)
+type Case = (&'static str, HashMap<String, String>, Vec<u8>, u64, &'static str);
+
 #[test]
 fn error_code_matrix() {
-    let mut cases: Vec<(&str, HashMap<String, String>, Vec<u8>, u64, &str)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     let mut no_cmd = env("ADD");
     no_cmd.remove("CNI_COMMAND");
     cases.push(("no CNI_COMMAND", no_cmd, conf(json!({})), 4, "CNI_COMMAND"));

@@ -72,9 +72,21 @@ pub struct DeriveError {
 /// Derives the zone of a workload from what the runtime passed.
 pub fn derive_zone(hints: &ZoneHints) -> Result<(ZoneName, ZoneSource), DeriveError> {
     let explicit = [
-        (hints.pod_annotations.get(ZONE_ANNOTATION), ZoneSource::Annotation, "the pod annotation zonewarden.io/zone"),
-        (hints.cni_args_zone.as_ref(), ZoneSource::CniArgs, "CNI_ARGS ZONEWARDEN_ZONE"),
-        (hints.config_zone.as_ref(), ZoneSource::Config, "the network config key \"zone\""),
+        (
+            hints.pod_annotations.get(ZONE_ANNOTATION),
+            ZoneSource::Annotation,
+            "the pod annotation zonewarden.io/zone",
+        ),
+        (
+            hints.cni_args_zone.as_ref(),
+            ZoneSource::CniArgs,
+            "CNI_ARGS ZONEWARDEN_ZONE",
+        ),
+        (
+            hints.config_zone.as_ref(),
+            ZoneSource::Config,
+            "the network config key \"zone\"",
+        ),
     ];
     for (value, source, origin) in explicit {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -185,31 +197,51 @@ mod tests {
     fn precedence_annotation_then_args_then_config() {
         let mut h = hints("shop", "frontend-7d4b9c8f6-x2k9p");
         h.config_zone = Some("from-config".into());
-        assert_eq!(derive_zone(&h).unwrap(), (ZoneName::parse("from-config").unwrap(), ZoneSource::Config));
-        h.cni_args_zone = Some("from-args".into());
-        assert_eq!(derive_zone(&h).unwrap(), (ZoneName::parse("from-args").unwrap(), ZoneSource::CniArgs));
-        h.pod_annotations.insert(ZONE_ANNOTATION.into(), "shop/payments".into());
         assert_eq!(
             derive_zone(&h).unwrap(),
-            (ZoneName::parse("shop/payments").unwrap(), ZoneSource::Annotation)
+            (ZoneName::parse("from-config").unwrap(), ZoneSource::Config)
+        );
+        h.cni_args_zone = Some("from-args".into());
+        assert_eq!(
+            derive_zone(&h).unwrap(),
+            (ZoneName::parse("from-args").unwrap(), ZoneSource::CniArgs)
+        );
+        h.pod_annotations
+            .insert(ZONE_ANNOTATION.into(), "shop/payments".into());
+        assert_eq!(
+            derive_zone(&h).unwrap(),
+            (
+                ZoneName::parse("shop/payments").unwrap(),
+                ZoneSource::Annotation
+            )
         );
     }
 
     #[test]
     fn invalid_explicit_zone_names_its_origin() {
         let mut h = ZoneHints::default();
-        h.pod_annotations.insert(ZONE_ANNOTATION.into(), "Not Valid".into());
+        h.pod_annotations
+            .insert(ZONE_ANNOTATION.into(), "Not Valid".into());
         let err = derive_zone(&h).unwrap_err();
         assert!(err.to_string().contains("zonewarden.io/zone"), "{err}");
-        let h = ZoneHints { cni_args_zone: Some("host".into()), ..ZoneHints::default() };
+        let h = ZoneHints {
+            cni_args_zone: Some("host".into()),
+            ..ZoneHints::default()
+        };
         let err = derive_zone(&h).unwrap_err();
         assert!(err.to_string().contains("reserved"), "{err}");
     }
 
     #[test]
     fn podman_and_bare_cases() {
-        let h = ZoneHints { pod_name: Some("Web-1".into()), ..ZoneHints::default() };
-        assert_eq!(derive_zone(&h).unwrap(), (ZoneName::parse("web").unwrap(), ZoneSource::Pod));
+        let h = ZoneHints {
+            pod_name: Some("Web-1".into()),
+            ..ZoneHints::default()
+        };
+        assert_eq!(
+            derive_zone(&h).unwrap(),
+            (ZoneName::parse("web").unwrap(), ZoneSource::Pod)
+        );
         assert_eq!(
             derive_zone(&ZoneHints::default()).unwrap(),
             (ZoneName::default_zone(), ZoneSource::Default)

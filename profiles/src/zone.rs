@@ -40,7 +40,9 @@ impl ZoneName {
     pub fn parse(name: &str) -> Result<Self, ZoneError> {
         let zone = Self::parse_any(name)?;
         if zone.is_builtin() {
-            return Err(ZoneError::Reserved { name: name.to_owned() });
+            return Err(ZoneError::Reserved {
+                name: name.to_owned(),
+            });
         }
         Ok(zone)
     }
@@ -51,19 +53,27 @@ impl ZoneName {
             return Err(ZoneError::Empty);
         }
         if name.len() > MAX_ZONE_LEN {
-            return Err(ZoneError::TooLong { name: name.to_owned() });
+            return Err(ZoneError::TooLong {
+                name: name.to_owned(),
+            });
         }
         let mut parts = name.split('/');
         let valid = parts.clone().count() <= 2 && parts.all(valid_segment);
         if !valid {
-            return Err(ZoneError::Invalid { name: name.to_owned() });
+            return Err(ZoneError::Invalid {
+                name: name.to_owned(),
+            });
         }
         Ok(Self(name.to_owned()))
     }
 
     /// Joins a Kubernetes namespace and workload name, lowercasing both.
     pub fn workload(namespace: &str, workload: &str) -> Result<Self, ZoneError> {
-        Self::parse(&format!("{}/{}", namespace.to_lowercase(), workload.to_lowercase()))
+        Self::parse(&format!(
+            "{}/{}",
+            namespace.to_lowercase(),
+            workload.to_lowercase()
+        ))
     }
 
     pub fn host() -> Self {
@@ -137,16 +147,28 @@ mod tests {
                 "{name} should be invalid"
             );
         }
-        assert!(matches!(ZoneName::parse("host"), Err(ZoneError::Reserved { .. })));
-        assert!(matches!(ZoneName::parse("world"), Err(ZoneError::Reserved { .. })));
+        assert!(matches!(
+            ZoneName::parse("host"),
+            Err(ZoneError::Reserved { .. })
+        ));
+        assert!(matches!(
+            ZoneName::parse("world"),
+            Err(ZoneError::Reserved { .. })
+        ));
         assert!(ZoneName::parse_any("host").is_ok());
         let long = "a".repeat(254);
-        assert!(matches!(ZoneName::parse(&long), Err(ZoneError::TooLong { .. })));
+        assert!(matches!(
+            ZoneName::parse(&long),
+            Err(ZoneError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn workload_lowercases() {
-        assert_eq!(ZoneName::workload("Shop", "Web").unwrap().as_str(), "shop/web");
+        assert_eq!(
+            ZoneName::workload("Shop", "Web").unwrap().as_str(),
+            "shop/web"
+        );
     }
 
     #[test]

@@ -68,5 +68,7 @@ pub async fn client(
     socket: &Path,
     timeout: Duration,
 ) -> Result<v1::enforcer_client::EnforcerClient<Channel>, ConnectError> {
-    Ok(v1::enforcer_client::EnforcerClient::new(connect(socket, timeout).await?))
+    Ok(v1::enforcer_client::EnforcerClient::new(
+        connect(socket, timeout).await?,
+    ))
 }

@@ -1,1 +1,59 @@
-//! End-to-end harness for zonewarden.
+//! End-to-end harness for zonewarden: real network namespaces as nodes and pods, the
+//! real enforcer and plugin binaries, Debian's reference CNI plugins, real traffic.
+//!
+//! Every test makes its own namespaces with unique names and removes them on drop,
+//! even when it fails. Nothing here touches the machine's own network namespace.
+//!
+//! # Layout
+//! - [`netns`]: a named network namespace that is deleted on drop, and `ip`/`nft` in it.
+//! - [`node`]: a "node": a namespace with an address and its own enforcer process.
+//! - [`cni`]: runs the plugin (or a whole conflist) exactly as a runtime does.
+//! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+
+pub mod cni;
+pub mod netns;
+pub mod node;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// Where `cargo build --workspace` put the project's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+/// Debian's reference plugins.
+pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// Whether this process may create namespaces; root tests skip loudly otherwise.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Skips a root test when not root, unless `CI` is set (then it fails: CI runs as root).
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the end-to-end tests as root"
+            );
+            eprintln!("skipped: this test needs root (network namespaces)");
+            return;
+        }
+    };
+}

@@ -1,0 +1,180 @@
+//! A "node": its own network namespace with an address, a CNI bin dir, and its own
+//! enforcer process on a socket in a temporary directory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::netns::{Netns, run_ok};
+use crate::{REFERENCE_PLUGINS, bin, wait};
+
+/// The node's own address (on loopback inside the node namespace: this kernel may lack
+/// the dummy driver).
+pub const NODE_ADDR: &str = "10.123.255.1";
+
+pub struct Node {
+    pub netns: Netns,
+    pub dir: tempfile::TempDir,
+    enforcer: Option<Child>,
+}
+
+impl Node {
+    /// A node namespace with its address, without an enforcer yet.
+    pub fn new() -> Self {
+        let netns = Netns::new("node");
+        netns.ip(&["addr", "add", &format!("{NODE_ADDR}/32"), "dev", "lo"]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin_dir = dir.path().join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("bin dir");
+        std::os::unix::fs::symlink(bin("zonewarden"), bin_dir.join("zonewarden"))
+            .expect("link plugin");
+        for entry in std::fs::read_dir(REFERENCE_PLUGINS)
+            .expect("Debian's containernetworking-plugins in /usr/lib/cni")
+        {
+            let entry = entry.expect("plugin entry");
+            let _ = std::os::unix::fs::symlink(entry.path(), bin_dir.join(entry.file_name()));
+        }
+        Self {
+            netns,
+            dir,
+            enforcer: None,
+        }
+    }
+
+    /// A node with its enforcer running.
+    pub fn with_enforcer() -> Self {
+        let mut node = Self::new();
+        node.start_enforcer();
+        node
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/enforcer.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    /// host-local's lease directory for this node.
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir.path().join("ipam")
+    }
+
+    pub fn enforcer_log(&self) -> PathBuf {
+        self.dir.path().join("enforcer.log")
+    }
+
+    pub fn enforcer_pid(&self) -> Option<u32> {
+        self.enforcer.as_ref().map(Child::id)
+    }
+
+    /// Starts the enforcer inside the node namespace and waits until it answers.
+    pub fn start_enforcer(&mut self) {
+        assert!(self.enforcer.is_none(), "enforcer already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.enforcer_log())
+            .expect("log file");
+        let child = self
+            .netns
+            .exec(
+                bin("zonewarden-enforcer").to_str().expect("utf-8 path"),
+                &[],
+            )
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args([
+                "--node",
+                &self.netns.name,
+                "--log-level",
+                "warn,zonewarden_enforcer=debug",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start zonewarden-enforcer");
+        self.enforcer = Some(child);
+        let socket = self.socket();
+        wait::until(
+            "the enforcer to answer on its socket",
+            Duration::from_secs(20),
+            || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        );
+    }
+
+    /// Stops the enforcer: SIGTERM (graceful) or SIGKILL.
+    pub fn stop_enforcer(&mut self, kill: bool) {
+        let Some(mut child) = self.enforcer.take() else {
+            return;
+        };
+        let signal = if kill { "-KILL" } else { "-TERM" };
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+
+    /// `zwctl -o json ...` against this node's enforcer.
+    pub fn zwctl(&self, args: &[&str]) -> serde_json::Value {
+        let out = run_ok(
+            Command::new(bin("zwctl"))
+                .arg("--socket")
+                .arg(self.socket())
+                .args(["-o", "json"])
+                .args(args),
+        );
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("zwctl {args:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// Registered endpoints as (container id, zone, ips).
+    pub fn endpoints(&self) -> Vec<serde_json::Value> {
+        let v = self.zwctl(&["get", "endpoints"]);
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Leases host-local holds for `network`.
+    pub fn leases(&self, network: &str) -> Vec<String> {
+        lease_files(&self.ipam_dir().join(network))
+    }
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lease_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_enforcer(true);
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(self.enforcer_log())
+        {
+            eprintln!("--- enforcer log of {} ---\n{log}", self.netns.name);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The enforcer being down, and many attachments at once, as root.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use zonewarden_tests::cni::{Attachment, Conflist, exec};
+use zonewarden_tests::netns::Netns;
+use zonewarden_tests::node::Node;
+use zonewarden_tests::require_root;
+use zonewarden_tests::wait;
+
+const NET: &str = "zw-res";
+
+fn veths(node: &Node) -> BTreeSet<String> {
+    node.netns
+        .links()
+        .into_iter()
+        .filter(|l| l.starts_with("zw"))
+        .collect()
+}
+
+#[test]
+fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
+    require_root!();
+    let mut node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, "10.126.0.0/24");
+    let (kept, refused) = (Netns::new("kept"), Netns::new("refused"));
+    let at_kept = Attachment::new("kept", &kept);
+    list.add(&node, &at_kept, &json!({}))
+        .unwrap_or_else(|o| panic!("ADD: {o:?}"));
+    node.stop_enforcer(false);
+
+    let at = Attachment::new("refused", &refused);
+    let out = exec(&node, "zonewarden", "ADD", &at, &list.single(0, json!({})));
+    assert!(!out.success, "ADD must fail while the enforcer is down");
+    assert_eq!(out.code(), Some(11), "try again later: {}", out.stdout);
+    let socket = node.socket().display().to_string();
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains(&socket),
+        "the message names the socket: {}",
+        out.stdout
+    );
+    assert_eq!(veths(&node).len(), 1, "the refused ADD made no veth");
+    assert_eq!(node.leases(NET).len(), 1, "the refused ADD holds no lease");
+    assert!(!refused.links().contains(&"eth0".to_owned()));
+
+    let status = exec(&node, "zonewarden", "STATUS", &at, &{
+        let mut c = list.single(0, json!({}));
+        c["cniVersion"] = json!("1.1.0");
+        c
+    });
+    assert_eq!(
+        status.code(),
+        Some(50),
+        "STATUS is unavailable: {}",
+        status.stdout
+    );
+
+    list.del(&node, &at_kept, &json!({}), None)
+        .unwrap_or_else(|o| panic!("DEL while down must succeed: {o:?}"));
+    assert!(veths(&node).is_empty(), "DEL removed the veth itself");
+    assert!(node.leases(NET).is_empty(), "DEL released the lease itself");
+
+    node.start_enforcer();
+    wait::until(
+        "the queued DEL to be replayed",
+        std::time::Duration::from_secs(15),
+        || node.endpoints().is_empty(),
+    );
+    assert!(
+        node.netns.nft_map_keys("zone_of_v4").is_empty(),
+        "the set element went with it"
+    );
+}
+
+#[test]
+fn fifty_concurrent_adds_then_dels_leak_nothing() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, "10.127.0.0/24");
+    let pods: Vec<Netns> = (0..50).map(|i| Netns::new(&format!("c{i}"))).collect();
+    let ats: Vec<Attachment> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Attachment::new(&format!("conc-{i}"), p).with_args(&format!(
+                "K8S_POD_NAMESPACE=load;K8S_POD_NAME=w{}-{i}",
+                i % 5
+            ))
+        })
+        .collect();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = ats
+            .iter()
+            .map(|at| s.spawn(|| list.add(&node, at, &json!({}))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("ADD thread"))
+            .collect()
+    });
+    let mut ips = BTreeSet::new();
+    for (i, r) in results.iter().enumerate() {
+        let r = r.as_ref().unwrap_or_else(|o| panic!("ADD {i}: {o:?}"));
+        ips.insert(r["ips"][0]["address"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ips.len(), 50, "every pod got its own address");
+    assert_eq!(veths(&node).len(), 50);
+    assert_eq!(node.endpoints().len(), 50);
+    assert_eq!(node.netns.nft_map_keys("zone_of_v4").len(), 50);
+
+    std::thread::scope(|s| {
+        for at in &ats {
+            s.spawn(|| {
+                list.del(&node, at, &json!({}), None)
+                    .unwrap_or_else(|o| panic!("DEL: {o:?}"))
+            });
+        }
+    });
+    assert!(veths(&node).is_empty(), "veths leaked: {:?}", veths(&node));
+    assert!(
+        node.leases(NET).is_empty(),
+        "leases leaked: {:?}",
+        node.leases(NET)
+    );
+    assert!(node.endpoints().is_empty(), "endpoints leaked");
+    assert!(
+        node.netns.nft_map_keys("zone_of_v4").is_empty(),
+        "set elements leaked"
+    );
+}
+
+#[test]
+fn gc_removes_what_is_not_valid() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist {
+        cni_version: "1.1.0".into(),
+        ..Conflist::routed(&node, NET, "10.128.0.0/24")
+    };
+    let pods: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("g{i}"))).collect();
+    let ats: Vec<Attachment> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Attachment::new(&format!("gc-{i}"), p))
+        .collect();
+    for at in &ats {
+        list.add(&node, at, &json!({}))
+            .unwrap_or_else(|o| panic!("ADD: {o:?}"));
+    }
+    let gc = |extra| {
+        let mut at = ats[0].clone();
+        at.container_id = String::new();
+        exec(&node, "zonewarden", "GC", &at, &list.single(0, extra))
+    };
+    gc(json!({})).ok("GC without a list");
+    assert_eq!(
+        node.endpoints().len(),
+        3,
+        "GC without a list removes nothing"
+    );
+    gc(json!({"cni.dev/valid-attachments": [{"containerID": "gc-0", "ifname": "eth0"}]})).ok("GC");
+    let left: Vec<_> = node
+        .endpoints()
+        .iter()
+        .map(|e| e["key"]["containerId"].clone())
+        .collect();
+    assert_eq!(left, vec![json!("gc-0")]);
+    assert_eq!(veths(&node).len(), 1);
+    assert_eq!(node.leases(NET).len(), 1, "the stale leases are released");
+    gc(json!({"cni.dev/attachments": []})).ok("GC with the older key");
+    assert!(node.endpoints().is_empty() && veths(&node).is_empty() && node.leases(NET).is_empty());
+}
