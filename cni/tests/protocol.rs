@@ -60,7 +60,13 @@ fn outcome(vars: &HashMap<String, String>, stdin: &[u8]) -> (bool, u64, String) 
 }
 
 /// (what, environment, stdin, expected code, a word the message must contain)
-type Case = (&'static str, HashMap<String, String>, Vec<u8>, u64, &'static str);
+type Case = (
+    &'static str,
+    HashMap<String, String>,
+    Vec<u8>,
+    u64,
+    &'static str,
+);
 
 #[test]
 fn error_code_matrix() {

@@ -11,6 +11,15 @@ use zonewarden_tests::wait;
 
 const NET: &str = "zw-res";
 
+/// The host-side name of `container_id`'s eth0, read back from the enforcer.
+fn host_ifname_of(node: &Node, container_id: &str) -> String {
+    node.endpoints()
+        .iter()
+        .find(|e| e["key"]["containerId"] == container_id)
+        .and_then(|e| e["hostIfname"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no endpoint for {container_id}"))
+}
+
 fn veths(node: &Node) -> BTreeSet<String> {
     node.netns
         .links()
@@ -153,6 +162,18 @@ fn gc_removes_what_is_not_valid() {
         at.container_id = String::new();
         exec(&node, "zonewarden", "GC", &at, &list.single(0, extra))
     };
+    // A link that merely starts with "zw" is not ours; a leaked veth of ours is.
+    node.netns.ip(&["link", "add", "zw-br0", "type", "bridge"]);
+    node.netns.ip(&[
+        "link",
+        "add",
+        "zw0123456789a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "leakpeer",
+    ]);
     gc(json!({})).ok("GC without a list");
     assert_eq!(
         node.endpoints().len(),
@@ -166,8 +187,80 @@ fn gc_removes_what_is_not_valid() {
         .map(|e| e["key"]["containerId"].clone())
         .collect();
     assert_eq!(left, vec![json!("gc-0")]);
-    assert_eq!(veths(&node).len(), 1);
+    assert_eq!(
+        veths(&node),
+        BTreeSet::from(["zw-br0".to_owned(), host_ifname_of(&node, "gc-0")]),
+        "stale and leaked veths go, other links stay"
+    );
     assert_eq!(node.leases(NET).len(), 1, "the stale leases are released");
     gc(json!({"cni.dev/attachments": []})).ok("GC with the older key");
-    assert!(node.endpoints().is_empty() && veths(&node).is_empty() && node.leases(NET).is_empty());
+    assert!(node.endpoints().is_empty() && node.leases(NET).is_empty());
+    assert_eq!(veths(&node), BTreeSet::from(["zw-br0".to_owned()]));
+}
+
+#[test]
+fn failed_add_after_ipam_leaves_nothing() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, "10.129.0.0/24");
+    let pod = Netns::new("bad");
+    let at = Attachment::new("bad-zone", &pod);
+    let assert_clean = |what: &str| {
+        assert!(
+            veths(&node).is_empty(),
+            "{what}: veth left: {:?}",
+            veths(&node)
+        );
+        assert!(
+            node.leases(NET).is_empty(),
+            "{what}: lease left: {:?}",
+            node.leases(NET)
+        );
+        assert!(node.endpoints().is_empty(), "{what}: endpoint left");
+        assert!(
+            node.netns.nft_map_keys("zone_of_v4").is_empty(),
+            "{what}: set element left"
+        );
+    };
+
+    // The enforcer refuses the zone after the lease and the veth exist.
+    let rt = json!({"io.kubernetes.cri.pod-annotations": {"zonewarden.io/zone": "Not A Zone"}});
+    let out = exec(
+        &node,
+        "zonewarden",
+        "ADD",
+        &at,
+        &list.single(0, json!({"runtimeConfig": rt})),
+    );
+    assert_eq!(
+        out.code(),
+        Some(7),
+        "an invalid zone is an invalid config: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("zonewarden.io/zone"),
+        "the message names the annotation: {}",
+        out.stdout
+    );
+    assert!(
+        !pod.links().contains(&"eth0".to_owned()),
+        "no pod interface left"
+    );
+    assert_clean("refused zone");
+
+    // The pod already has an interface named CNI_IFNAME: refuse, and leave it alone.
+    pod.ip(&["link", "add", "eth0", "type", "bridge"]);
+    let out = exec(&node, "zonewarden", "ADD", &at, &list.single(0, json!({})));
+    assert!(!out.success, "ADD over an existing eth0 must fail");
+    assert!(
+        out.stdout.contains("eth0"),
+        "the message names the interface: {}",
+        out.stdout
+    );
+    assert!(
+        pod.links().contains(&"eth0".to_owned()),
+        "the pod's own eth0 is untouched"
+    );
+    assert_clean("existing interface");
 }

@@ -12,7 +12,7 @@ use crate::client::Enforcer;
 use crate::env::Command;
 use crate::error::{CniError, from_link};
 use crate::ipam::Target;
-use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname};
+use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname, is_host_ifname};
 
 pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Gc)?;
@@ -55,7 +55,10 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
     );
     match link::list_host_links(HOST_IFNAME_PREFIX) {
         Ok(links) => {
-            for name in links.into_iter().filter(|n| !owned.contains(n)) {
+            for name in links
+                .into_iter()
+                .filter(|n| is_host_ifname(n) && !owned.contains(n))
+            {
                 tracing::info!(veth = %name, "GC: removing orphaned veth");
                 if let Err(e) = link::teardown_routed(&name) {
                     failures.push(format!("veth {name}: {e}"));

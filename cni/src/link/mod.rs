@@ -91,6 +91,17 @@ pub fn host_ifname(container_id: &str, ifname: &str) -> String {
     format!("{HOST_IFNAME_PREFIX}{}", &hex[..11])
 }
 
+/// Whether `name` has the shape of a name [`host_ifname`] makes (`zw` + 11 hex digits),
+/// so that GC never mistakes another link that merely starts with `zw` for one of ours.
+pub fn is_host_ifname(name: &str) -> bool {
+    name.strip_prefix(HOST_IFNAME_PREFIX).is_some_and(|rest| {
+        rest.len() == 11
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Formats a hardware address as lowercase colon-separated hex.
 pub fn format_mac(bytes: &[u8]) -> String {
     bytes
