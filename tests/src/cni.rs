@@ -65,6 +65,14 @@ impl CniOutput {
     }
 }
 
+/// The first address of a result, without its prefix length.
+pub fn first_ip(result: &Value) -> String {
+    let cidr = result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address in the result {result}"));
+    cidr.split('/').next().unwrap_or(cidr).to_owned()
+}
+
 /// Runs one plugin binary from the node's bin dir.
 pub fn exec(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Value) -> CniOutput {
     let binary = node.bin_dir().join(plugin);

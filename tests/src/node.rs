@@ -143,6 +143,16 @@ impl Node {
         v["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Links in the node namespace whose names start with `zw` (our host-side veths,
+    /// plus anything a test named that way on purpose).
+    pub fn host_veths(&self) -> std::collections::BTreeSet<String> {
+        self.netns
+            .links()
+            .into_iter()
+            .filter(|l| l.starts_with("zw"))
+            .collect()
+    }
+
     /// Leases host-local holds for `network`.
     pub fn leases(&self, network: &str) -> Vec<String> {
         lease_files(&self.ipam_dir().join(network))

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use zonewarden_tests::cni::{Attachment, Conflist};
+use zonewarden_tests::cni::{Attachment, Conflist, first_ip};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::{NODE_ADDR, Node};
 use zonewarden_tests::{require_root, wait};
@@ -54,13 +54,7 @@ fn chained_after_bridge() {
         "chained mode makes no veth of its own"
     );
 
-    let ip_b = res_b["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let ip_b = first_ip(&res_b);
     assert!(pa.ping(&ip_b), "bridged pods talk");
     let eps = node.endpoints();
     let zone_a = eps

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zonewarden_tests::cni::{Attachment, Conflist};
+use zonewarden_tests::cni::{Attachment, Conflist, first_ip};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::require_root;
@@ -47,13 +47,7 @@ fn attach_reach_detach(file: &str) {
     let res_b = list
         .add(&node, &at_b, &rt)
         .unwrap_or_else(|o| panic!("{file}: ADD b: {o:?}"));
-    let ip_b = res_b["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let ip_b = first_ip(&res_b);
     assert!(a.ping(&ip_b), "{file}: pods reach each other");
     let zones: Vec<Value> = node.endpoints().iter().map(|e| e["zone"].clone()).collect();
     assert_eq!(zones, vec![json!("shop/web"), json!("shop/web")], "{file}");

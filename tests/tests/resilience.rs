@@ -20,14 +20,6 @@ fn host_ifname_of(node: &Node, container_id: &str) -> String {
         .unwrap_or_else(|| panic!("no endpoint for {container_id}"))
 }
 
-fn veths(node: &Node) -> BTreeSet<String> {
-    node.netns
-        .links()
-        .into_iter()
-        .filter(|l| l.starts_with("zw"))
-        .collect()
-}
-
 #[test]
 fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
     require_root!();
@@ -49,7 +41,7 @@ fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
         "the message names the socket: {}",
         out.stdout
     );
-    assert_eq!(veths(&node).len(), 1, "the refused ADD made no veth");
+    assert_eq!(node.host_veths().len(), 1, "the refused ADD made no veth");
     assert_eq!(node.leases(NET).len(), 1, "the refused ADD holds no lease");
     assert!(!refused.links().contains(&"eth0".to_owned()));
 
@@ -67,7 +59,7 @@ fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
 
     list.del(&node, &at_kept, &json!({}), None)
         .unwrap_or_else(|o| panic!("DEL while down must succeed: {o:?}"));
-    assert!(veths(&node).is_empty(), "DEL removed the veth itself");
+    assert!(node.host_veths().is_empty(), "DEL removed the veth itself");
     assert!(node.leases(NET).is_empty(), "DEL released the lease itself");
 
     node.start_enforcer();
@@ -114,7 +106,7 @@ fn fifty_concurrent_adds_then_dels_leak_nothing() {
         ips.insert(r["ips"][0]["address"].as_str().unwrap().to_owned());
     }
     assert_eq!(ips.len(), 50, "every pod got its own address");
-    assert_eq!(veths(&node).len(), 50);
+    assert_eq!(node.host_veths().len(), 50);
     assert_eq!(node.endpoints().len(), 50);
     assert_eq!(node.netns.nft_map_keys("zone_of_v4").len(), 50);
 
@@ -126,7 +118,11 @@ fn fifty_concurrent_adds_then_dels_leak_nothing() {
             });
         }
     });
-    assert!(veths(&node).is_empty(), "veths leaked: {:?}", veths(&node));
+    assert!(
+        node.host_veths().is_empty(),
+        "veths leaked: {:?}",
+        node.host_veths()
+    );
     assert!(
         node.leases(NET).is_empty(),
         "leases leaked: {:?}",
@@ -188,14 +184,14 @@ fn gc_removes_what_is_not_valid() {
         .collect();
     assert_eq!(left, vec![json!("gc-0")]);
     assert_eq!(
-        veths(&node),
+        node.host_veths(),
         BTreeSet::from(["zw-br0".to_owned(), host_ifname_of(&node, "gc-0")]),
         "stale and leaked veths go, other links stay"
     );
     assert_eq!(node.leases(NET).len(), 1, "the stale leases are released");
     gc(json!({"cni.dev/attachments": []})).ok("GC with the older key");
     assert!(node.endpoints().is_empty() && node.leases(NET).is_empty());
-    assert_eq!(veths(&node), BTreeSet::from(["zw-br0".to_owned()]));
+    assert_eq!(node.host_veths(), BTreeSet::from(["zw-br0".to_owned()]));
 }
 
 #[test]
@@ -207,9 +203,9 @@ fn failed_add_after_ipam_leaves_nothing() {
     let at = Attachment::new("bad-zone", &pod);
     let assert_clean = |what: &str| {
         assert!(
-            veths(&node).is_empty(),
+            node.host_veths().is_empty(),
             "{what}: veth left: {:?}",
-            veths(&node)
+            node.host_veths()
         );
         assert!(
             node.leases(NET).is_empty(),

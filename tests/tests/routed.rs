@@ -2,29 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
-use zonewarden_tests::cni::{Attachment, Conflist};
+use serde_json::json;
+use zonewarden_tests::cni::{Attachment, Conflist, first_ip};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::{NODE_ADDR, Node};
 use zonewarden_tests::require_root;
 
 const NET: &str = "zw-routed";
 const SUBNET: &str = "10.123.0.0/24";
-
-fn pod_ip(result: &Value) -> String {
-    let cidr = result["ips"][0]["address"]
-        .as_str()
-        .expect("an address in the result");
-    cidr.split('/').next().unwrap().to_owned()
-}
-
-fn host_veths(node: &Node) -> BTreeSet<String> {
-    node.netns
-        .links()
-        .into_iter()
-        .filter(|l| l.starts_with("zw"))
-        .collect()
-}
 
 #[test]
 fn two_pods_talk_check_and_clean_up() {
@@ -52,7 +37,7 @@ fn two_pods_talk_check_and_clean_up() {
     let eth0 = res_a["interfaces"][res_a["ips"][0]["interface"].as_u64().unwrap() as usize].clone();
     assert_eq!(eth0["name"], "eth0", "ips[].interface points at CNI_IFNAME");
     assert_eq!(eth0["sandbox"], json!(pod_a.path()));
-    let (ip_a, ip_b) = (pod_ip(&res_a), pod_ip(&res_b));
+    let (ip_a, ip_b) = (first_ip(&res_a), first_ip(&res_b));
     assert!(
         res_a["ips"][0]["address"]
             .as_str()
@@ -98,9 +83,9 @@ fn two_pods_talk_check_and_clean_up() {
             .unwrap_or_else(|o| panic!("second DEL: {o:?}"));
     }
     assert!(
-        host_veths(&node).is_empty(),
+        node.host_veths().is_empty(),
         "no veth may remain: {:?}",
-        host_veths(&node)
+        node.host_veths()
     );
     let routes = node.netns.ip(&["route", "show"]);
     assert!(
@@ -143,7 +128,7 @@ fn del_without_netns_prev_result_or_add() {
     gone.netns = String::new();
     list.del(&node, &gone, &rt, Some(&res))
         .unwrap_or_else(|o| panic!("DEL without netns: {o:?}"));
-    assert!(host_veths(&node).is_empty());
+    assert!(node.host_veths().is_empty());
     assert!(node.leases(NET).is_empty());
     // ADD, delete the netns, then DEL.
     let pod2 = Netns::new("p2");
@@ -153,7 +138,7 @@ fn del_without_netns_prev_result_or_add() {
     drop(pod2);
     list.del(&node, &at2, &rt, None)
         .unwrap_or_else(|o| panic!("DEL after the netns is gone: {o:?}"));
-    assert!(host_veths(&node).is_empty(), "{:?}", host_veths(&node));
+    assert!(node.host_veths().is_empty(), "{:?}", node.host_veths());
     assert!(node.endpoints().is_empty());
 }
 

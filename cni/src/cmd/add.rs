@@ -11,7 +11,7 @@ use crate::client::Enforcer;
 use crate::config::Mode;
 use crate::error::{CniError, from_link, from_netns};
 use crate::ipam::{Delegate, Target};
-use crate::link::{self, GATEWAY_V4, GATEWAY_V6, RoutedSpec};
+use crate::link::{self, GATEWAY_V4, GATEWAY_V6};
 use crate::result::{CniResult, Interface, IpConfig, Route};
 
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
@@ -96,13 +96,7 @@ fn attach_routed(
             inv.conf.ipam_type.as_deref().unwrap_or("?")
         )));
     }
-    let spec = RoutedSpec {
-        netns: inv.env.netns.clone().unwrap_or_default(),
-        ifname: inv.env.ifname.clone(),
-        host_ifname: inv.host_ifname(),
-        addrs: addrs.clone(),
-        mtu: inv.conf.mtu,
-    };
+    let spec = inv.routed_spec(addrs.clone());
     rollback.host_ifname = Some(spec.host_ifname.clone());
     let links = link::setup_routed(&spec).map_err(from_link)?;
     register(

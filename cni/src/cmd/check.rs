@@ -9,7 +9,7 @@ use crate::config::Mode;
 use crate::env::Command;
 use crate::error::{CniError, ErrorCode, from_link};
 use crate::ipam::Target;
-use crate::link::{self, RoutedSpec};
+use crate::link;
 use crate::result::CniResult;
 
 pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
@@ -28,13 +28,7 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
             if let Some(ipam) = inv.ipam() {
                 ipam.run("CHECK", &Target::default())?;
             }
-            let spec = RoutedSpec {
-                netns: inv.env.netns.clone().unwrap_or_default(),
-                ifname: inv.env.ifname.clone(),
-                host_ifname: inv.host_ifname(),
-                addrs: addrs.clone(),
-                mtu: inv.conf.mtu,
-            };
+            let spec = inv.routed_spec(addrs.clone());
             problems.extend(link::verify_routed(&spec).map_err(from_link)?);
         }
         Mode::Chained => {

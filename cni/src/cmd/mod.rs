@@ -73,6 +73,17 @@ impl Invocation<'_> {
         crate::link::host_ifname(&self.env.container_id, &self.env.ifname)
     }
 
+    /// The routed-mode attachment of this invocation with `addrs` (host prefixes).
+    pub fn routed_spec(&self, addrs: Vec<IpNet>) -> crate::link::RoutedSpec {
+        crate::link::RoutedSpec {
+            netns: self.env.netns.clone().unwrap_or_default(),
+            ifname: self.env.ifname.clone(),
+            host_ifname: self.host_ifname(),
+            addrs,
+            mtu: self.conf.mtu,
+        }
+    }
+
     pub fn netns_str(&self) -> String {
         self.env
             .netns
