@@ -6,11 +6,26 @@
 //! - [`zone`]: zone names, their validation and the built-in zones.
 //! - [`derive`]: which zone a workload belongs to (annotation, CNI_ARGS, config, pod name).
 //! - [`endpoint`]: one attachment of a container to a network and its key.
+//! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
+//! - [`learned`]: learned edges with their evidence, bounded.
+//! - [`profile`]: per-zone mode, quarantine and versioned approvals.
+//! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
+//! - [`ruleset`]: the compiled data plane as a typed model.
+//! - [`diff`]: ruleset differences (one kernel transaction) and learned-vs-approved.
 
 pub mod derive;
+pub mod diff;
+pub mod edge;
 pub mod endpoint;
+pub mod learned;
+pub mod policy;
+pub mod profile;
+pub mod ruleset;
 pub mod zone;
 
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
 pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
+pub use edge::{Edge, Proto};
+pub use policy::{Policy, Verdict};
+pub use profile::{Mode, Profile};
 pub use zone::{ZoneError, ZoneName};

@@ -1,0 +1,171 @@
+//! Learned edges and their evidence: first seen, last seen, count, the nodes that saw
+//! the edge and one sample connection. Bounded: past the limit the edge seen longest
+//! ago is forgotten first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::edge::{Edge, Proto};
+use crate::zone::ZoneName;
+
+/// One connection, as the data plane logged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub first_seen_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    /// Logged connections (the data plane logs a repeated connection once per window).
+    pub count: u64,
+    pub nodes: BTreeSet<String>,
+    pub sample: Sample,
+}
+
+/// Every learned edge with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedEdges {
+    pub limit: usize,
+    pub edges: BTreeMap<Edge, Evidence>,
+}
+
+/// How complete learning is for one zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completeness {
+    /// Milliseconds since the zone's newest edge was first seen; `None` without edges.
+    pub since_last_new_edge_ms: Option<i64>,
+    /// Edges of the zone first seen within the window.
+    pub new_in_window: usize,
+    /// Edges of the zone seen (first or again) within the window.
+    pub seen_in_window: usize,
+}
+
+impl LearnedEdges {
+    pub fn new(limit: usize) -> Self {
+        Self { limit: limit.max(1), edges: BTreeMap::new() }
+    }
+
+    /// Records one logged connection; returns true when the edge is new.
+    pub fn record(&mut self, edge: Edge, sample: Sample, node: &str, now_unix_ms: i64) -> bool {
+        if let Some(ev) = self.edges.get_mut(&edge) {
+            ev.last_seen_unix_ms = ev.last_seen_unix_ms.max(now_unix_ms);
+            ev.count += 1;
+            ev.nodes.insert(node.to_owned());
+            return false;
+        }
+        if self.edges.len() >= self.limit {
+            self.evict_oldest();
+        }
+        let evidence = Evidence {
+            first_seen_unix_ms: now_unix_ms,
+            last_seen_unix_ms: now_unix_ms,
+            count: 1,
+            nodes: BTreeSet::from([node.to_owned()]),
+            sample,
+        };
+        self.edges.insert(edge, evidence);
+        true
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .edges
+            .iter()
+            .min_by_key(|(_, ev)| ev.last_seen_unix_ms)
+            .map(|(edge, _)| edge.clone());
+        if let Some(edge) = oldest {
+            self.edges.remove(&edge);
+        }
+    }
+
+    /// Forgets learned edges (rejected by an operator); returns how many were known.
+    pub fn forget(&mut self, edges: &[Edge]) -> usize {
+        edges.iter().filter(|e| self.edges.remove(e).is_some()).count()
+    }
+
+    /// The learned edges touching `zone`.
+    pub fn of_zone<'a>(&'a self, zone: &'a ZoneName) -> impl Iterator<Item = (&'a Edge, &'a Evidence)> + 'a {
+        self.edges.iter().filter(move |(e, _)| e.touches(zone))
+    }
+
+    pub fn completeness(&self, zone: &ZoneName, now_unix_ms: i64, window: Duration) -> Completeness {
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let start = now_unix_ms.saturating_sub(window_ms);
+        let mut newest: Option<i64> = None;
+        let (mut new_in_window, mut seen_in_window) = (0, 0);
+        for (_, ev) in self.of_zone(zone) {
+            newest = Some(newest.map_or(ev.first_seen_unix_ms, |n| n.max(ev.first_seen_unix_ms)));
+            new_in_window += usize::from(ev.first_seen_unix_ms >= start);
+            seen_in_window += usize::from(ev.last_seen_unix_ms >= start);
+        }
+        Completeness {
+            since_last_new_edge_ms: newest.map(|n| now_unix_ms.saturating_sub(n)),
+            new_in_window,
+            seen_in_window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(port: u16) -> Edge {
+        format!("a->b:{port}/tcp").parse().unwrap()
+    }
+
+    fn sample(port: u16) -> Sample {
+        Sample {
+            src: "10.0.0.1".parse().unwrap(),
+            src_port: 40000,
+            dst: "10.0.0.2".parse().unwrap(),
+            dst_port: port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn records_evidence_and_counts() {
+        let mut l = LearnedEdges::new(10);
+        assert!(l.record(edge(80), sample(80), "n1", 1000));
+        assert!(!l.record(edge(80), sample(80), "n2", 2000));
+        let ev = &l.edges[&edge(80)];
+        assert_eq!((ev.first_seen_unix_ms, ev.last_seen_unix_ms, ev.count), (1000, 2000, 2));
+        assert_eq!(ev.nodes.len(), 2);
+    }
+
+    #[test]
+    fn bounded_forgets_the_stalest() {
+        let mut l = LearnedEdges::new(2);
+        l.record(edge(1), sample(1), "n", 1);
+        l.record(edge(2), sample(2), "n", 2);
+        l.record(edge(1), sample(1), "n", 3);
+        l.record(edge(3), sample(3), "n", 4);
+        assert_eq!(l.edges.len(), 2);
+        assert!(l.edges.contains_key(&edge(1)) && l.edges.contains_key(&edge(3)));
+    }
+
+    #[test]
+    fn completeness_of_a_zone() {
+        let mut l = LearnedEdges::new(10);
+        l.record(edge(1), sample(1), "n", 1_000);
+        l.record(edge(2), sample(2), "n", 50_000);
+        let a = ZoneName::parse("a").unwrap();
+        let c = l.completeness(&a, 60_000, Duration::from_secs(30));
+        assert_eq!(c.since_last_new_edge_ms, Some(10_000));
+        assert_eq!((c.new_in_window, c.seen_in_window), (1, 1));
+        let none = l.completeness(&ZoneName::parse("z").unwrap(), 60_000, Duration::from_secs(30));
+        assert_eq!(none.since_last_new_edge_ms, None);
+    }
+}

@@ -1,0 +1,166 @@
+//! Profiles: per zone, a mode, a quarantine flag and a versioned set of approved edges.
+//! An edge is allowed when it is approved in the profile of either end: one approval
+//! allows it at both ends.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::edge::Edge;
+use crate::zone::ZoneName;
+
+/// What a zone does with edges that are not approved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Allow and record every new edge.
+    #[default]
+    Learn,
+    /// Allow, record, and report every unapproved edge as a violation.
+    Monitor,
+    /// Drop and report every unapproved edge.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Learn => "learn",
+            Self::Monitor => "monitor",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "learn" => Ok(Self::Learn),
+            "monitor" => Ok(Self::Monitor),
+            "enforce" => Ok(Self::Enforce),
+            other => Err(format!("mode {other:?} is not one of learn, monitor, enforce")),
+        }
+    }
+}
+
+/// One change of a profile, kept in its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileChange {
+    pub version: u64,
+    pub who: String,
+    pub at_unix_ms: i64,
+    /// What changed, in words: "approved 3 edges", "mode learn -> enforce".
+    pub what: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// The profile of one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub zone: ZoneName,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub quarantined: bool,
+    /// 0 for a profile nobody has changed yet.
+    #[serde(default)]
+    pub version: u64,
+    /// Approved edges, each touching this zone.
+    #[serde(default)]
+    pub approved: BTreeSet<Edge>,
+    #[serde(default)]
+    pub history: Vec<ProfileChange>,
+}
+
+/// Who changes a profile, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub who: String,
+    pub at_unix_ms: i64,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("edge {edge} does not touch zone {zone}: approve it in the profile of one of its ends")]
+    Foreign { edge: Edge, zone: ZoneName },
+}
+
+impl Profile {
+    pub fn new(zone: ZoneName) -> Self {
+        Self {
+            zone,
+            mode: Mode::Learn,
+            quarantined: false,
+            version: 0,
+            approved: BTreeSet::new(),
+            history: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, actor: &Actor, what: String) {
+        self.version += 1;
+        self.history.push(ProfileChange {
+            version: self.version,
+            who: actor.who.clone(),
+            at_unix_ms: actor.at_unix_ms,
+            what,
+            comment: actor.comment.clone(),
+        });
+    }
+
+    /// Approves `edges` (each must touch this zone); returns how many were new.
+    pub fn approve(&mut self, edges: impl IntoIterator<Item = Edge>, actor: &Actor) -> Result<usize, ProfileError> {
+        let edges: Vec<Edge> = edges.into_iter().collect();
+        if let Some(edge) = edges.iter().find(|e| !e.touches(&self.zone)) {
+            return Err(ProfileError::Foreign { edge: edge.clone(), zone: self.zone.clone() });
+        }
+        let added = edges.into_iter().filter(|e| self.approved.insert(e.clone())).count();
+        if added > 0 {
+            self.record(actor, format!("approved {added} edge(s)"));
+        }
+        Ok(added)
+    }
+
+    /// Removes approved edges; returns how many were removed.
+    pub fn remove(&mut self, edges: &[Edge], actor: &Actor) -> usize {
+        let removed = edges.iter().filter(|e| self.approved.remove(e)).count();
+        if removed > 0 {
+            self.record(actor, format!("removed {removed} approved edge(s)"));
+        }
+        removed
+    }
+
+    /// Sets the mode; returns whether it changed.
+    pub fn set_mode(&mut self, mode: Mode, actor: &Actor) -> bool {
+        if self.mode == mode {
+            return false;
+        }
+        let what = format!("mode {} -> {mode}", self.mode);
+        self.mode = mode;
+        self.record(actor, what);
+        true
+    }
+
+    /// Quarantines or releases the zone; returns whether it changed.
+    pub fn set_quarantine(&mut self, on: bool, actor: &Actor) -> bool {
+        if self.quarantined == on {
+            return false;
+        }
+        self.quarantined = on;
+        self.record(actor, if on { "quarantined".into() } else { "quarantine lifted".into() });
+        true
+    }
+}

@@ -1,0 +1,209 @@
+//! The compiled data plane: what the node's nftables table must hold for a policy and
+//! a set of endpoints, as a typed model, and the difference between two of them.
+//!
+//! Per packet, a new connection costs a constant number of hash lookups whatever the
+//! number of zones, endpoints or edges: the source address selects its zone's egress
+//! chain through a verdict map, the destination address its zone's ingress chain, and
+//! each chain asks one set of allowed (peer address, protocol, port). Endpoints and
+//! approvals are set elements; a zone's chain changes only with its mode or version.
+//!
+//! The zone chains cover IPv4; IPv6 addresses are kept in the membership map.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::edge::{Edge, Proto};
+use crate::endpoint::Endpoint;
+use crate::policy::{NodeSettings, Policy};
+use crate::profile::Mode;
+use crate::zone::ZoneName;
+
+/// One allowed (peer address, protocol, port) in a zone's egress or ingress set.
+pub type Allow = (IpAddr, Proto, u16);
+
+/// The chains and sets of one zone with members on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneRules {
+    pub id: u32,
+    pub zone: ZoneName,
+    pub mode: Mode,
+    pub version: u64,
+    /// Destinations this zone may open connections to (approved edges from it).
+    pub allow_out: BTreeSet<Allow>,
+    /// Sources that may open connections to this zone (approved edges into it).
+    pub allow_in: BTreeSet<Allow>,
+    /// (protocol, port) approved to and from `world`.
+    pub world_out: BTreeSet<(Proto, u16)>,
+    pub world_in: BTreeSet<(Proto, u16)>,
+}
+
+impl ZoneRules {
+    /// What the zone's chains say, apart from set elements: a change means a rewrite.
+    pub fn chain_key(&self) -> (Mode, u64, bool, bool) {
+        let icmp = |s: &BTreeSet<(Proto, u16)>| s.contains(&(Proto::Icmp, 0));
+        (self.mode, self.version, icmp(&self.world_out), icmp(&self.world_in))
+    }
+}
+
+/// A local endpoint address and what the data plane needs about it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalAddr {
+    pub zone_id: u32,
+    /// The host-side interface (routed mode): packets from it must carry this address.
+    pub host_ifname: Option<String>,
+    pub quarantined: bool,
+    pub comment: String,
+}
+
+/// Everything the node's table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub settings: NodeSettings,
+    pub zones: BTreeMap<u32, ZoneRules>,
+    /// Local endpoint addresses (egress/ingress maps, anti-spoofing, quarantine).
+    pub local: BTreeMap<IpAddr, LocalAddr>,
+    /// Every known endpoint address (local or not) and its zone id, with a comment.
+    pub members: BTreeMap<IpAddr, (u32, String)>,
+}
+
+/// What the compiler needs to know besides the policy.
+pub struct CompileInput<'a> {
+    pub policy: &'a Policy,
+    /// Every endpoint known (this node's and others').
+    pub endpoints: &'a [Endpoint],
+    pub node: &'a str,
+    pub zone_ids: &'a BTreeMap<ZoneName, u32>,
+    /// Addresses of the node itself: the `host` zone.
+    pub host_addrs: &'a [IpAddr],
+    /// Endpoints quarantined one by one (by container id).
+    pub quarantined_endpoints: &'a BTreeSet<String>,
+}
+
+/// The comment of an endpoint's elements: its zone and its pod or attachment.
+pub fn member_comment(ep: &Endpoint) -> String {
+    let who = match (&ep.pod_namespace, &ep.pod_name) {
+        (Some(ns), Some(pod)) => format!("pod {ns}/{pod}"),
+        (None, Some(pod)) => format!("pod {pod}"),
+        _ => format!("container {}", ep.key.container_id),
+    };
+    let mut text = format!("{} {who}", ep.zone);
+    text.truncate(120);
+    text
+}
+
+pub fn compile(input: &CompileInput<'_>) -> Ruleset {
+    let mut rs = Ruleset { settings: input.policy.settings, ..Ruleset::default() };
+    let mut addrs_of: BTreeMap<&ZoneName, Vec<IpAddr>> = BTreeMap::new();
+    for ep in input.endpoints {
+        let Some(&id) = input.zone_ids.get(&ep.zone) else { continue };
+        addrs_of.entry(&ep.zone).or_default().extend(ep.addrs());
+        for addr in ep.addrs() {
+            rs.members.insert(addr, (id, member_comment(ep)));
+            if ep.node != input.node {
+                continue;
+            }
+            let quarantined = input.quarantined_endpoints.contains(&ep.key.container_id)
+                || input.policy.zone_quarantined(&ep.zone);
+            let local = LocalAddr { zone_id: id, host_ifname: ep.host_ifname.clone(), quarantined, comment: member_comment(ep) };
+            rs.local.insert(addr, local);
+            rs.zones.entry(id).or_insert_with(|| ZoneRules {
+                id,
+                zone: ep.zone.clone(),
+                mode: input.policy.mode(&ep.zone),
+                version: input.policy.version(&ep.zone),
+                allow_out: BTreeSet::new(),
+                allow_in: BTreeSet::new(),
+                world_out: BTreeSet::new(),
+                world_in: BTreeSet::new(),
+            });
+        }
+    }
+    let host = ZoneName::host();
+    let world = ZoneName::world();
+    let peers = |zone: &ZoneName| -> Vec<IpAddr> {
+        if zone == &host {
+            input.host_addrs.to_vec()
+        } else {
+            addrs_of.get(zone).cloned().unwrap_or_default()
+        }
+    };
+    let ids: BTreeMap<ZoneName, u32> = rs.zones.values().map(|z| (z.zone.clone(), z.id)).collect();
+    for edge in input.policy.approved_edges() {
+        let Edge { src, dst, proto, port } = edge;
+        if let Some(rules) = ids.get(src).and_then(|id| rs.zones.get_mut(id)) {
+            if dst == &world {
+                rules.world_out.insert((*proto, *port));
+            } else {
+                rules.allow_out.extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
+            }
+        }
+        if let Some(rules) = ids.get(dst).and_then(|id| rs.zones.get_mut(id)) {
+            if src == &world {
+                rules.world_in.insert((*proto, *port));
+            } else {
+                rules.allow_in.extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
+            }
+        }
+    }
+    rs
+}
+
+/// Where a connection's first packet meets the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Routed between two addresses that are not the node's (pod to pod, pod to world).
+    Forward,
+    /// From the node itself (kubelet probes, host processes).
+    Output,
+    /// To the node itself.
+    Input,
+}
+
+impl Ruleset {
+    fn is_known(&self, addr: IpAddr, host_addrs: &[IpAddr]) -> bool {
+        self.members.contains_key(&addr) || host_addrs.contains(&addr)
+    }
+
+    /// The verdict of the rendered chains for a new connection: the reference semantics
+    /// the kernel rules implement, rule by rule (see the enforcer's renderer).
+    pub fn simulate(&self, hook: Hook, src: IpAddr, dst: IpAddr, proto: Proto, port: u16, host_addrs: &[IpAddr]) -> crate::policy::Verdict {
+        use crate::policy::Verdict;
+        let port = if proto.has_ports() { port } else { 0 };
+        let local_src = self.local.get(&src).filter(|_| hook != Hook::Output);
+        let local_dst = self.local.get(&dst).filter(|_| hook != Hook::Input);
+        if hook == Hook::Forward && (local_src.is_some_and(|l| l.quarantined) || local_dst.is_some_and(|l| l.quarantined)) {
+            return Verdict::Quarantine;
+        }
+        if hook == Hook::Output && self.settings.allow_host_probes && local_dst.is_some() {
+            return Verdict::Allow;
+        }
+        let mut reported = Verdict::Learn;
+        let mut tail = |mode: Mode| match mode {
+            Mode::Enforce => Some(Verdict::Drop),
+            Mode::Monitor => {
+                reported = Verdict::Violation;
+                None
+            }
+            Mode::Learn => None,
+        };
+        if let Some(zone) = local_src.and_then(|l| self.zones.get(&l.zone_id)) {
+            let world = !self.is_known(dst, host_addrs) && zone.world_out.contains(&(proto, port));
+            if zone.allow_out.contains(&(dst, proto, port)) || world {
+                return Verdict::Allow;
+            }
+            if let Some(v) = tail(zone.mode) {
+                return v;
+            }
+        }
+        if let Some(zone) = local_dst.and_then(|l| self.zones.get(&l.zone_id)) {
+            let world = !self.is_known(src, host_addrs) && zone.world_in.contains(&(proto, port));
+            if zone.allow_in.contains(&(src, proto, port)) || world {
+                return Verdict::Allow;
+            }
+            if let Some(v) = tail(zone.mode) {
+                return v;
+            }
+        }
+        reported
+    }
+}
