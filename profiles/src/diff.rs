@@ -19,7 +19,10 @@ pub struct Delta<T> {
 
 impl<T> Default for Delta<T> {
     fn default() -> Self {
-        Self { del: Vec::new(), add: Vec::new() }
+        Self {
+            del: Vec::new(),
+            add: Vec::new(),
+        }
     }
 }
 
@@ -37,7 +40,10 @@ fn set_delta<T: Ord + Clone>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> Delta<T> {
 }
 
 /// A changed entry of a map appears as a removal of the old and an addition of the new.
-fn map_delta<K: Ord + Clone, V: PartialEq + Clone>(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> Delta<(K, V)> {
+fn map_delta<K: Ord + Clone, V: PartialEq + Clone>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+) -> Delta<(K, V)> {
     let mut delta = Delta::default();
     for (k, v) in old {
         if new.get(k) != Some(v) {
@@ -72,7 +78,10 @@ impl ZoneDelta {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.allow_out.is_empty() && self.allow_in.is_empty() && self.world_out.is_empty() && self.world_in.is_empty()
+        self.allow_out.is_empty()
+            && self.allow_in.is_empty()
+            && self.world_out.is_empty()
+            && self.world_in.is_empty()
     }
 }
 
@@ -91,6 +100,7 @@ pub struct RulesetDiff {
     pub zones: BTreeMap<u32, ZoneDelta>,
     pub local: Delta<(IpAddr, LocalAddr)>,
     pub members: Delta<(IpAddr, (u32, String))>,
+    pub host: Delta<IpAddr>,
 }
 
 impl RulesetDiff {
@@ -99,6 +109,7 @@ impl RulesetDiff {
             settings_changed: old.settings != new.settings,
             local: map_delta(&old.local, &new.local),
             members: map_delta(&old.members, &new.members),
+            host: set_delta(&old.host, &new.host),
             ..Self::default()
         };
         for (id, rules) in &new.zones {
@@ -115,7 +126,12 @@ impl RulesetDiff {
                 }
             }
         }
-        diff.removed = old.zones.iter().filter(|(id, _)| !new.zones.contains_key(id)).map(|(_, z)| z.clone()).collect();
+        diff.removed = old
+            .zones
+            .iter()
+            .filter(|(id, _)| !new.zones.contains_key(id))
+            .map(|(_, z)| z.clone())
+            .collect();
         diff
     }
 
@@ -137,7 +153,11 @@ pub struct ProfileDiff {
 
 pub fn profile_diff(zone: &ZoneName, learned: &LearnedEdges, policy: &Policy) -> ProfileDiff {
     let seen: BTreeSet<&Edge> = learned.of_zone(zone).map(|(e, _)| e).collect();
-    let approved: BTreeSet<&Edge> = policy.approved_edges().into_iter().filter(|e| e.touches(zone)).collect();
+    let approved: BTreeSet<&Edge> = policy
+        .approved_edges()
+        .into_iter()
+        .filter(|e| e.touches(zone))
+        .collect();
     ProfileDiff {
         unapproved: seen.difference(&approved).map(|e| (*e).clone()).collect(),
         approved_seen: seen.intersection(&approved).map(|e| (*e).clone()).collect(),

@@ -62,7 +62,11 @@ impl FromStr for Proto {
             "udp" => Self::Udp,
             "sctp" => Self::Sctp,
             "icmp" | "icmpv6" => Self::Icmp,
-            _ => return Err(EdgeError::Proto { proto: s.to_owned() }),
+            _ => {
+                return Err(EdgeError::Proto {
+                    proto: s.to_owned(),
+                });
+            }
         })
     }
 }
@@ -75,7 +79,9 @@ impl fmt::Display for Proto {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EdgeError {
-    #[error("edge {text:?} is not SRC->DST:PORT/PROTO (e.g. shop/frontend->shop/api:8080/tcp, or a->b:icmp)")]
+    #[error(
+        "edge {text:?} is not SRC->DST:PORT/PROTO (e.g. shop/frontend->shop/api:8080/tcp, or a->b:icmp)"
+    )]
     Syntax { text: String },
     #[error("protocol {proto:?} is not one of tcp, udp, sctp, icmp")]
     Proto { proto: String },
@@ -102,7 +108,12 @@ pub struct Edge {
 impl Edge {
     pub fn new(src: ZoneName, dst: ZoneName, proto: Proto, port: u16) -> Self {
         let port = if proto.has_ports() { port } else { 0 };
-        Self { src, dst, proto, port }
+        Self {
+            src,
+            dst,
+            proto,
+            port,
+        }
     }
 
     /// Whether `zone` is one of the two ends.
@@ -124,31 +135,37 @@ impl fmt::Display for Edge {
 impl FromStr for Edge {
     type Err = EdgeError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let syntax = || EdgeError::Syntax { text: text.to_owned() };
+        let syntax = || EdgeError::Syntax {
+            text: text.to_owned(),
+        };
         let (src, rest) = text.split_once("->").ok_or_else(syntax)?;
         let (dst, service) = rest.rsplit_once(':').ok_or_else(syntax)?;
         let zone = |z: &str| {
-            ZoneName::parse_any(z.trim()).map_err(|source| EdgeError::Zone { text: text.to_owned(), source })
+            ZoneName::parse_any(z.trim()).map_err(|source| EdgeError::Zone {
+                text: text.to_owned(),
+                source,
+            })
         };
         let (src, dst) = (zone(src)?, zone(dst)?);
-        let (proto, port) = match service.split_once('/') {
-            Some((port, proto)) => {
-                let proto: Proto = proto.parse()?;
-                let port = port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| EdgeError::Port { port: port.to_owned() })?;
-                (proto, port)
-            }
-            None => {
-                let proto: Proto = service.parse()?;
-                if proto.has_ports() {
-                    return Err(syntax());
+        let (proto, port) =
+            match service.split_once('/') {
+                Some((port, proto)) => {
+                    let proto: Proto = proto.parse()?;
+                    let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        EdgeError::Port {
+                            port: port.to_owned(),
+                        }
+                    })?;
+                    (proto, port)
                 }
-                (proto, 0)
-            }
-        };
+                None => {
+                    let proto: Proto = service.parse()?;
+                    if proto.has_ports() {
+                        return Err(syntax());
+                    }
+                    (proto, 0)
+                }
+            };
         Ok(Self::new(src, dst, proto, port))
     }
 }
@@ -159,7 +176,12 @@ mod tests {
 
     #[test]
     fn round_trips_text() {
-        for text in ["shop/frontend->shop/api:8080/tcp", "a->b:53/udp", "host->shop/db:icmp", "x->world:443/tcp"] {
+        for text in [
+            "shop/frontend->shop/api:8080/tcp",
+            "a->b:53/udp",
+            "host->shop/db:icmp",
+            "x->world:443/tcp",
+        ] {
             let edge: Edge = text.parse().unwrap();
             assert_eq!(edge.to_string(), text);
         }

@@ -53,7 +53,10 @@ pub struct Completeness {
 
 impl LearnedEdges {
     pub fn new(limit: usize) -> Self {
-        Self { limit: limit.max(1), edges: BTreeMap::new() }
+        Self {
+            limit: limit.max(1),
+            edges: BTreeMap::new(),
+        }
     }
 
     /// Records one logged connection; returns true when the edge is new.
@@ -91,15 +94,26 @@ impl LearnedEdges {
 
     /// Forgets learned edges (rejected by an operator); returns how many were known.
     pub fn forget(&mut self, edges: &[Edge]) -> usize {
-        edges.iter().filter(|e| self.edges.remove(e).is_some()).count()
+        edges
+            .iter()
+            .filter(|e| self.edges.remove(e).is_some())
+            .count()
     }
 
     /// The learned edges touching `zone`.
-    pub fn of_zone<'a>(&'a self, zone: &'a ZoneName) -> impl Iterator<Item = (&'a Edge, &'a Evidence)> + 'a {
+    pub fn of_zone<'a>(
+        &'a self,
+        zone: &'a ZoneName,
+    ) -> impl Iterator<Item = (&'a Edge, &'a Evidence)> + 'a {
         self.edges.iter().filter(move |(e, _)| e.touches(zone))
     }
 
-    pub fn completeness(&self, zone: &ZoneName, now_unix_ms: i64, window: Duration) -> Completeness {
+    pub fn completeness(
+        &self,
+        zone: &ZoneName,
+        now_unix_ms: i64,
+        window: Duration,
+    ) -> Completeness {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let start = now_unix_ms.saturating_sub(window_ms);
         let mut newest: Option<i64> = None;
@@ -141,7 +155,10 @@ mod tests {
         assert!(l.record(edge(80), sample(80), "n1", 1000));
         assert!(!l.record(edge(80), sample(80), "n2", 2000));
         let ev = &l.edges[&edge(80)];
-        assert_eq!((ev.first_seen_unix_ms, ev.last_seen_unix_ms, ev.count), (1000, 2000, 2));
+        assert_eq!(
+            (ev.first_seen_unix_ms, ev.last_seen_unix_ms, ev.count),
+            (1000, 2000, 2)
+        );
         assert_eq!(ev.nodes.len(), 2);
     }
 
@@ -165,7 +182,11 @@ mod tests {
         let c = l.completeness(&a, 60_000, Duration::from_secs(30));
         assert_eq!(c.since_last_new_edge_ms, Some(10_000));
         assert_eq!((c.new_in_window, c.seen_in_window), (1, 1));
-        let none = l.completeness(&ZoneName::parse("z").unwrap(), 60_000, Duration::from_secs(30));
+        let none = l.completeness(
+            &ZoneName::parse("z").unwrap(),
+            60_000,
+            Duration::from_secs(30),
+        );
         assert_eq!(none.since_last_new_edge_ms, None);
     }
 }

@@ -24,8 +24,8 @@ pub mod ruleset;
 pub mod zone;
 
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
-pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
 pub use edge::{Edge, Proto};
+pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
 pub use policy::{Policy, Verdict};
 pub use profile::{Mode, Profile};
 pub use zone::{ZoneError, ZoneName};

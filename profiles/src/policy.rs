@@ -41,7 +41,9 @@ pub struct NodeSettings {
 
 impl Default for NodeSettings {
     fn default() -> Self {
-        Self { allow_host_probes: true }
+        Self {
+            allow_host_probes: true,
+        }
     }
 }
 
@@ -79,14 +81,19 @@ impl Policy {
 
     /// Whether the edge is approved in the profile of either end.
     pub fn approved(&self, edge: &Edge) -> bool {
-        [&edge.src, &edge.dst]
-            .into_iter()
-            .any(|z| self.profiles.get(z).is_some_and(|p| p.approved.contains(edge)))
+        [&edge.src, &edge.dst].into_iter().any(|z| {
+            self.profiles
+                .get(z)
+                .is_some_and(|p| p.approved.contains(edge))
+        })
     }
 
     /// Every approved edge, each once.
     pub fn approved_edges(&self) -> BTreeSet<&Edge> {
-        self.profiles.values().flat_map(|p| p.approved.iter()).collect()
+        self.profiles
+            .values()
+            .flat_map(|p| p.approved.iter())
+            .collect()
     }
 
     /// The oracle: what happens to a new connection from `src` to `dst`.

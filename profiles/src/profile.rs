@@ -12,7 +12,9 @@ use crate::edge::Edge;
 use crate::zone::ZoneName;
 
 /// What a zone does with edges that are not approved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Allow and record every new edge.
@@ -47,7 +49,9 @@ impl FromStr for Mode {
             "learn" => Ok(Self::Learn),
             "monitor" => Ok(Self::Monitor),
             "enforce" => Ok(Self::Enforce),
-            other => Err(format!("mode {other:?} is not one of learn, monitor, enforce")),
+            other => Err(format!(
+                "mode {other:?} is not one of learn, monitor, enforce"
+            )),
         }
     }
 }
@@ -122,12 +126,22 @@ impl Profile {
     }
 
     /// Approves `edges` (each must touch this zone); returns how many were new.
-    pub fn approve(&mut self, edges: impl IntoIterator<Item = Edge>, actor: &Actor) -> Result<usize, ProfileError> {
+    pub fn approve(
+        &mut self,
+        edges: impl IntoIterator<Item = Edge>,
+        actor: &Actor,
+    ) -> Result<usize, ProfileError> {
         let edges: Vec<Edge> = edges.into_iter().collect();
         if let Some(edge) = edges.iter().find(|e| !e.touches(&self.zone)) {
-            return Err(ProfileError::Foreign { edge: edge.clone(), zone: self.zone.clone() });
+            return Err(ProfileError::Foreign {
+                edge: edge.clone(),
+                zone: self.zone.clone(),
+            });
         }
-        let added = edges.into_iter().filter(|e| self.approved.insert(e.clone())).count();
+        let added = edges
+            .into_iter()
+            .filter(|e| self.approved.insert(e.clone()))
+            .count();
         if added > 0 {
             self.record(actor, format!("approved {added} edge(s)"));
         }
@@ -160,7 +174,14 @@ impl Profile {
             return false;
         }
         self.quarantined = on;
-        self.record(actor, if on { "quarantined".into() } else { "quarantine lifted".into() });
+        self.record(
+            actor,
+            if on {
+                "quarantined".into()
+            } else {
+                "quarantine lifted".into()
+            },
+        );
         true
     }
 }

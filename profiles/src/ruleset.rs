@@ -41,7 +41,12 @@ impl ZoneRules {
     /// What the zone's chains say, apart from set elements: a change means a rewrite.
     pub fn chain_key(&self) -> (Mode, u64, bool, bool) {
         let icmp = |s: &BTreeSet<(Proto, u16)>| s.contains(&(Proto::Icmp, 0));
-        (self.mode, self.version, icmp(&self.world_out), icmp(&self.world_in))
+        (
+            self.mode,
+            self.version,
+            icmp(&self.world_out),
+            icmp(&self.world_in),
+        )
     }
 }
 
@@ -64,6 +69,8 @@ pub struct Ruleset {
     pub local: BTreeMap<IpAddr, LocalAddr>,
     /// Every known endpoint address (local or not) and its zone id, with a comment.
     pub members: BTreeMap<IpAddr, (u32, String)>,
+    /// The node's own addresses: the `host` zone.
+    pub host: BTreeSet<IpAddr>,
 }
 
 /// What the compiler needs to know besides the policy.
@@ -92,10 +99,16 @@ pub fn member_comment(ep: &Endpoint) -> String {
 }
 
 pub fn compile(input: &CompileInput<'_>) -> Ruleset {
-    let mut rs = Ruleset { settings: input.policy.settings, ..Ruleset::default() };
+    let mut rs = Ruleset {
+        settings: input.policy.settings,
+        host: input.host_addrs.iter().copied().collect(),
+        ..Ruleset::default()
+    };
     let mut addrs_of: BTreeMap<&ZoneName, Vec<IpAddr>> = BTreeMap::new();
     for ep in input.endpoints {
-        let Some(&id) = input.zone_ids.get(&ep.zone) else { continue };
+        let Some(&id) = input.zone_ids.get(&ep.zone) else {
+            continue;
+        };
         addrs_of.entry(&ep.zone).or_default().extend(ep.addrs());
         for addr in ep.addrs() {
             rs.members.insert(addr, (id, member_comment(ep)));
@@ -104,7 +117,12 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
             }
             let quarantined = input.quarantined_endpoints.contains(&ep.key.container_id)
                 || input.policy.zone_quarantined(&ep.zone);
-            let local = LocalAddr { zone_id: id, host_ifname: ep.host_ifname.clone(), quarantined, comment: member_comment(ep) };
+            let local = LocalAddr {
+                zone_id: id,
+                host_ifname: ep.host_ifname.clone(),
+                quarantined,
+                comment: member_comment(ep),
+            };
             rs.local.insert(addr, local);
             rs.zones.entry(id).or_insert_with(|| ZoneRules {
                 id,
@@ -129,19 +147,28 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
     };
     let ids: BTreeMap<ZoneName, u32> = rs.zones.values().map(|z| (z.zone.clone(), z.id)).collect();
     for edge in input.policy.approved_edges() {
-        let Edge { src, dst, proto, port } = edge;
+        let Edge {
+            src,
+            dst,
+            proto,
+            port,
+        } = edge;
         if let Some(rules) = ids.get(src).and_then(|id| rs.zones.get_mut(id)) {
             if dst == &world {
                 rules.world_out.insert((*proto, *port));
             } else {
-                rules.allow_out.extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
+                rules
+                    .allow_out
+                    .extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
             }
         }
         if let Some(rules) = ids.get(dst).and_then(|id| rs.zones.get_mut(id)) {
             if src == &world {
                 rules.world_in.insert((*proto, *port));
             } else {
-                rules.allow_in.extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
+                rules
+                    .allow_in
+                    .extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
             }
         }
     }
@@ -160,18 +187,29 @@ pub enum Hook {
 }
 
 impl Ruleset {
-    fn is_known(&self, addr: IpAddr, host_addrs: &[IpAddr]) -> bool {
-        self.members.contains_key(&addr) || host_addrs.contains(&addr)
+    /// Whether an address belongs to an endpoint or the node (else it is `world`).
+    pub fn is_known(&self, addr: IpAddr) -> bool {
+        self.members.contains_key(&addr) || self.host.contains(&addr)
     }
 
     /// The verdict of the rendered chains for a new connection: the reference semantics
     /// the kernel rules implement, rule by rule (see the enforcer's renderer).
-    pub fn simulate(&self, hook: Hook, src: IpAddr, dst: IpAddr, proto: Proto, port: u16, host_addrs: &[IpAddr]) -> crate::policy::Verdict {
+    pub fn simulate(
+        &self,
+        hook: Hook,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: Proto,
+        port: u16,
+    ) -> crate::policy::Verdict {
         use crate::policy::Verdict;
         let port = if proto.has_ports() { port } else { 0 };
         let local_src = self.local.get(&src).filter(|_| hook != Hook::Output);
         let local_dst = self.local.get(&dst).filter(|_| hook != Hook::Input);
-        if hook == Hook::Forward && (local_src.is_some_and(|l| l.quarantined) || local_dst.is_some_and(|l| l.quarantined)) {
+        if hook == Hook::Forward
+            && (local_src.is_some_and(|l| l.quarantined)
+                || local_dst.is_some_and(|l| l.quarantined))
+        {
             return Verdict::Quarantine;
         }
         if hook == Hook::Output && self.settings.allow_host_probes && local_dst.is_some() {
@@ -187,7 +225,7 @@ impl Ruleset {
             Mode::Learn => None,
         };
         if let Some(zone) = local_src.and_then(|l| self.zones.get(&l.zone_id)) {
-            let world = !self.is_known(dst, host_addrs) && zone.world_out.contains(&(proto, port));
+            let world = !self.is_known(dst) && zone.world_out.contains(&(proto, port));
             if zone.allow_out.contains(&(dst, proto, port)) || world {
                 return Verdict::Allow;
             }
@@ -196,7 +234,7 @@ impl Ruleset {
             }
         }
         if let Some(zone) = local_dst.and_then(|l| self.zones.get(&l.zone_id)) {
-            let world = !self.is_known(src, host_addrs) && zone.world_in.contains(&(proto, port));
+            let world = !self.is_known(src) && zone.world_in.contains(&(proto, port));
             if zone.allow_in.contains(&(src, proto, port)) || world {
                 return Verdict::Allow;
             }

@@ -10,9 +10,16 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::{End, NodeSettings};
 use zonewarden_profiles::profile::{Actor, Mode, Profile};
 use zonewarden_profiles::ruleset::{CompileInput, Hook, Ruleset, compile};
-use zonewarden_profiles::{AttachMode, AttachmentKey, Edge, Endpoint, Policy, Proto, Verdict, ZoneName};
+use zonewarden_profiles::{
+    AttachMode, AttachmentKey, Edge, Endpoint, Policy, Proto, Verdict, ZoneName,
+};
 
-const SERVICES: [(Proto, u16); 4] = [(Proto::Tcp, 80), (Proto::Tcp, 5432), (Proto::Udp, 53), (Proto::Icmp, 0)];
+const SERVICES: [(Proto, u16); 4] = [
+    (Proto::Tcp, 80),
+    (Proto::Tcp, 5432),
+    (Proto::Udp, 53),
+    (Proto::Icmp, 0),
+];
 
 fn zone(i: usize) -> ZoneName {
     ZoneName::parse(&format!("ns/z{i}")).unwrap()
@@ -20,12 +27,20 @@ fn zone(i: usize) -> ZoneName {
 
 fn endpoint(i: usize, zone_index: usize) -> Endpoint {
     Endpoint {
-        key: AttachmentKey { network: "n".into(), container_id: format!("c{i}"), ifname: "eth0".into() },
+        key: AttachmentKey {
+            network: "n".into(),
+            container_id: format!("c{i}"),
+            ifname: "eth0".into(),
+        },
         zone: zone(zone_index),
         zone_source: zonewarden_profiles::ZoneSource::Config,
         netns: String::new(),
         host_ifname: Some(format!("zw{i:011}")),
-        ips: vec![format!("10.0.{}.{}/32", i / 200, i % 200 + 1).parse().unwrap()],
+        ips: vec![
+            format!("10.0.{}.{}/32", i / 200, i % 200 + 1)
+                .parse()
+                .unwrap(),
+        ],
         mac: None,
         node: "node".into(),
         pod_namespace: None,
@@ -44,7 +59,11 @@ struct World {
 }
 
 fn actor() -> Actor {
-    Actor { who: "test".into(), at_unix_ms: 0, comment: String::new() }
+    Actor {
+        who: "test".into(),
+        at_unix_ms: 0,
+        comment: String::new(),
+    }
 }
 
 fn world_strategy() -> impl Strategy<Value = World> {
@@ -59,11 +78,19 @@ fn world_strategy() -> impl Strategy<Value = World> {
             any::<bool>(),
         )
             .prop_map(move |(members, modes, edges, zq, eq, probes)| {
-                let mut policy = Policy { settings: NodeSettings { allow_host_probes: probes }, ..Policy::default() };
+                let mut policy = Policy {
+                    settings: NodeSettings {
+                        allow_host_probes: probes,
+                    },
+                    ..Policy::default()
+                };
                 let host = ZoneName::host();
                 for (i, m) in modes.iter().enumerate() {
                     let mut p = Profile::new(zone(i));
-                    p.set_mode([Mode::Learn, Mode::Monitor, Mode::Enforce][*m as usize], &actor());
+                    p.set_mode(
+                        [Mode::Learn, Mode::Monitor, Mode::Enforce][*m as usize],
+                        &actor(),
+                    );
                     p.quarantined = zq[i];
                     policy.profiles.insert(zone(i), p);
                 }
@@ -71,14 +98,27 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     let (proto, port) = SERVICES[svc];
                     let src = if s == nz { host.clone() } else { zone(s) };
                     let dst = if d == nz { host.clone() } else { zone(d) };
-                    let owner = if src == host { dst.clone() } else { src.clone() };
+                    let owner = if src == host {
+                        dst.clone()
+                    } else {
+                        src.clone()
+                    };
                     if owner == host {
                         continue;
                     }
                     let edge = Edge::new(src, dst, proto, port);
-                    policy.profiles.get_mut(&owner).unwrap().approve([edge], &actor()).unwrap();
+                    policy
+                        .profiles
+                        .get_mut(&owner)
+                        .unwrap()
+                        .approve([edge], &actor())
+                        .unwrap();
                 }
-                let endpoints: Vec<Endpoint> = members.iter().enumerate().map(|(i, z)| endpoint(i, *z)).collect();
+                let endpoints: Vec<Endpoint> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, z)| endpoint(i, *z))
+                    .collect();
                 let zone_ids = (0..nz).map(|i| (zone(i), i as u32 + 1)).collect();
                 let quarantined = endpoints
                     .iter()
@@ -86,7 +126,12 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     .filter(|(_, q)| **q)
                     .map(|(e, _)| e.key.container_id.clone())
                     .collect();
-                World { policy, endpoints, zone_ids, quarantined }
+                World {
+                    policy,
+                    endpoints,
+                    zone_ids,
+                    quarantined,
+                }
             })
     })
 }
@@ -94,7 +139,10 @@ fn world_strategy() -> impl Strategy<Value = World> {
 const HOST: &str = "10.255.0.1";
 
 fn end<'a>(w: &World, ep: &'a Endpoint) -> End<'a> {
-    End { zone: &ep.zone, quarantined: w.quarantined.contains(&ep.key.container_id) }
+    End {
+        zone: &ep.zone,
+        quarantined: w.quarantined.contains(&ep.key.container_id),
+    }
 }
 
 fn compiled(w: &World) -> Ruleset {
@@ -121,13 +169,13 @@ proptest! {
                 let (sa, _) = (a.ips[0].addr(), 0);
                 for b in &w.endpoints {
                     let want = w.policy.verdict(end(&w, a), end(&w, b), proto, port);
-                    let got = rs.simulate(Hook::Forward, sa, b.ips[0].addr(), proto, port, &[host]);
+                    let got = rs.simulate(Hook::Forward, sa, b.ips[0].addr(), proto, port);
                     prop_assert_eq!(got, want, "{} -> {} {}/{}", a.zone, b.zone, port, proto);
                 }
                 let want = w.policy.verdict(host_end, end(&w, a), proto, port);
-                prop_assert_eq!(rs.simulate(Hook::Output, host, sa, proto, port, &[host]), want, "host -> {}", a.zone);
+                prop_assert_eq!(rs.simulate(Hook::Output, host, sa, proto, port), want, "host -> {}", a.zone);
                 let want = w.policy.verdict(end(&w, a), host_end, proto, port);
-                prop_assert_eq!(rs.simulate(Hook::Input, sa, host, proto, port, &[host]), want, "{} -> host", a.zone);
+                prop_assert_eq!(rs.simulate(Hook::Input, sa, host, proto, port), want, "{} -> host", a.zone);
             }
         }
     }
@@ -168,17 +216,52 @@ fn three_tier_example() {
         policy.profiles.insert(z.clone(), Profile::new(z.clone()));
     }
     let approve = |p: &mut Policy, z: &ZoneName, e: &str| {
-        p.profiles.get_mut(z).unwrap().approve([e.parse::<Edge>().unwrap()], &actor()).unwrap();
+        p.profiles
+            .get_mut(z)
+            .unwrap()
+            .approve([e.parse::<Edge>().unwrap()], &actor())
+            .unwrap();
     };
     approve(&mut policy, &fe, "ns/z0->ns/z1:8080/tcp");
     approve(&mut policy, &api, "ns/z1->ns/z2:5432/tcp");
-    let e = |z| End { zone: z, quarantined: false };
-    assert_eq!(policy.verdict(e(&fe), e(&api), Proto::Tcp, 8080), Verdict::Allow);
-    assert_eq!(policy.verdict(e(&fe), e(&db), Proto::Tcp, 5432), Verdict::Learn);
-    policy.profiles.get_mut(&db).unwrap().set_mode(Mode::Enforce, &actor());
-    assert_eq!(policy.verdict(e(&fe), e(&db), Proto::Tcp, 5432), Verdict::Drop);
-    assert_eq!(policy.verdict(e(&api), e(&db), Proto::Tcp, 5432), Verdict::Allow, "approved at the other end");
-    policy.profiles.get_mut(&fe).unwrap().set_mode(Mode::Monitor, &actor());
-    assert_eq!(policy.verdict(e(&fe), e(&api), Proto::Tcp, 9999), Verdict::Violation);
-    assert_eq!(policy.verdict(e(&ZoneName::host()), e(&db), Proto::Tcp, 1), Verdict::Allow, "host probes");
+    let e = |z| End {
+        zone: z,
+        quarantined: false,
+    };
+    assert_eq!(
+        policy.verdict(e(&fe), e(&api), Proto::Tcp, 8080),
+        Verdict::Allow
+    );
+    assert_eq!(
+        policy.verdict(e(&fe), e(&db), Proto::Tcp, 5432),
+        Verdict::Learn
+    );
+    policy
+        .profiles
+        .get_mut(&db)
+        .unwrap()
+        .set_mode(Mode::Enforce, &actor());
+    assert_eq!(
+        policy.verdict(e(&fe), e(&db), Proto::Tcp, 5432),
+        Verdict::Drop
+    );
+    assert_eq!(
+        policy.verdict(e(&api), e(&db), Proto::Tcp, 5432),
+        Verdict::Allow,
+        "approved at the other end"
+    );
+    policy
+        .profiles
+        .get_mut(&fe)
+        .unwrap()
+        .set_mode(Mode::Monitor, &actor());
+    assert_eq!(
+        policy.verdict(e(&fe), e(&api), Proto::Tcp, 9999),
+        Verdict::Violation
+    );
+    assert_eq!(
+        policy.verdict(e(&ZoneName::host()), e(&db), Proto::Tcp, 1),
+        Verdict::Allow,
+        "host probes"
+    );
 }
