@@ -15,6 +15,7 @@
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 
 pub mod convert;
+pub mod nflog;
 pub mod nft;
 pub mod pending_del;
 pub mod registry;
