@@ -8,6 +8,7 @@
 //! - [`endpoint`]: one attachment of a container to a network and its key.
 //! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
 //! - [`learned`]: learned edges with their evidence, bounded.
+//! - [`event`]: reported drops, violations, quarantine and spoofing, bounded.
 //! - [`profile`]: per-zone mode, quarantine and versioned approvals.
 //! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
 //! - [`ruleset`]: the compiled data plane as a typed model.
@@ -17,6 +18,7 @@ pub mod derive;
 pub mod diff;
 pub mod edge;
 pub mod endpoint;
+pub mod event;
 pub mod learned;
 pub mod policy;
 pub mod profile;

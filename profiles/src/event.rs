@@ -1,0 +1,140 @@
+//! Reported connections: drops, monitor violations, quarantine and spoofing, each
+//! naming the zones, the edge and the profile version in force. Bounded: the oldest
+//! entry goes first, and a repeat of the newest entries is folded into a count.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::edge::Edge;
+
+/// What the data plane did and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportKind {
+    /// Unapproved, and an enforcing end dropped it.
+    Drop,
+    /// Unapproved, allowed because no end enforces, reported by a monitoring end.
+    Violation,
+    /// An end is quarantined: dropped.
+    Quarantine,
+    /// The source address is not the pod's own: dropped.
+    Spoof,
+}
+
+impl ReportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Violation => "violation",
+            Self::Quarantine => "quarantine",
+            Self::Spoof => "spoof",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "drop" => Self::Drop,
+            "violation" => Self::Violation,
+            "quarantine" => Self::Quarantine,
+            "spoof" => Self::Spoof,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub at_unix_ms: i64,
+    pub kind: ReportKind,
+    pub edge: Edge,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub node: String,
+    /// The zone whose rule reported it (empty for quarantine and spoofing).
+    pub reported_by: String,
+    pub profile_version: u64,
+    pub count: u64,
+}
+
+/// The newest reports, bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    pub limit: usize,
+    pub entries: VecDeque<Report>,
+}
+
+/// How many of the newest entries a repeat is folded into.
+const FOLD_WINDOW: usize = 32;
+
+impl Reports {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// Adds a report, folding it into a recent one with the same kind, edge and version.
+    pub fn push(&mut self, report: Report) {
+        let recent = self.entries.iter_mut().rev().take(FOLD_WINDOW).find(|r| {
+            r.kind == report.kind
+                && r.edge == report.edge
+                && r.profile_version == report.profile_version
+        });
+        if let Some(r) = recent {
+            r.count += report.count;
+            r.at_unix_ms = r.at_unix_ms.max(report.at_unix_ms);
+            r.src = report.src;
+            r.src_port = report.src_port;
+            r.dst = report.dst;
+            return;
+        }
+        if self.entries.len() >= self.limit {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(report);
+    }
+
+    /// The newest first.
+    pub fn newest(&self) -> impl Iterator<Item = &Report> {
+        self.entries.iter().rev()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(port: u16, version: u64) -> Report {
+        Report {
+            at_unix_ms: 1,
+            kind: ReportKind::Drop,
+            edge: format!("a->b:{port}/tcp").parse().unwrap(),
+            src: "10.0.0.1".parse().unwrap(),
+            src_port: 1000,
+            dst: "10.0.0.2".parse().unwrap(),
+            node: "n".into(),
+            reported_by: "b".into(),
+            profile_version: version,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn folds_repeats_and_stays_bounded() {
+        let mut r = Reports::new(2);
+        r.push(report(80, 1));
+        r.push(report(80, 1));
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.entries[0].count, 2);
+        r.push(report(80, 2));
+        r.push(report(81, 2));
+        assert_eq!(r.entries.len(), 2, "bounded");
+        assert_eq!(r.newest().next().unwrap().edge.port, 81);
+    }
+}
