@@ -1,8 +1,8 @@
 //! The command line: global flags and the command tree.
 //!
-//! Each command group owns its arguments in its own module (`get`, `status`,
-//! `completion`); this file only wires them together. A new group (`describe`,
-//! `profile`, `mode`, `quarantine`, `audit`) is one more variant of [`Command`].
+//! Each command group owns its arguments in its own module (`get`, `profile`,
+//! `mode`, `quarantine`, `status`, `completion`); this file only wires them
+//! together. A new group (`describe`, `audit`) is one more variant of [`Command`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::completion::CompletionArgs;
 use crate::get::GetCommand;
+use crate::mode::ModeCommand;
+use crate::profile::ProfileCommand;
+use crate::quarantine::QuarantineArgs;
 use crate::status::StatusArgs;
 
 const ABOUT: &str = "zwctl: inspect and operate the zonewarden enforcer on this node";
@@ -33,6 +36,17 @@ Examples:
 
   # The same as JSON, for scripts
   zwctl get endpoints -o json | jq -r '.items[].zone'
+
+  # Lock a zone down: review what it learned, approve it, monitor, then enforce
+  zwctl profile diff shop/frontend
+  zwctl profile approve shop/frontend --all --comment \"reviewed\"
+  zwctl mode set shop/frontend monitor
+  zwctl get violations --zone shop/frontend
+  zwctl mode set shop/frontend enforce
+
+  # Cut off a compromised workload, and let it back
+  zwctl quarantine --zone shop/frontend
+  zwctl unquarantine --zone shop/frontend
 
   # Talk to an enforcer serving a non-default socket
   zwctl --socket /tmp/zw/enforcer.sock status
@@ -109,9 +123,25 @@ pub enum OutputFormat {
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List resources known to the enforcer (endpoints, zones).
+    /// List resources known to the enforcer (endpoints, zones, edges, profiles, violations).
     #[command(subcommand, after_help = crate::get::EXAMPLES)]
     Get(GetCommand),
+
+    /// Review a zone's learned edges and approve, reject or remove them.
+    #[command(subcommand, after_help = crate::profile::EXAMPLES)]
+    Profile(ProfileCommand),
+
+    /// Switch a zone between learn, monitor and enforce.
+    #[command(subcommand, after_help = crate::mode::EXAMPLES)]
+    Mode(ModeCommand),
+
+    /// Cut a zone or one endpoint off from everything but the host zone.
+    #[command(after_help = crate::quarantine::QUARANTINE_EXAMPLES)]
+    Quarantine(QuarantineArgs),
+
+    /// Lift the quarantine of a zone or one endpoint.
+    #[command(after_help = crate::quarantine::UNQUARANTINE_EXAMPLES)]
+    Unquarantine(QuarantineArgs),
 
     /// Show whether the enforcer is ready to serve container attachments.
     #[command(after_help = crate::status::EXAMPLES)]
@@ -202,6 +232,84 @@ mod tests {
             parse(&["zwctl", "get", "zone"]).command,
             Command::Get(GetCommand::Zones(_))
         ));
+    }
+
+    #[test]
+    fn get_edges_filters_by_zone_and_learned_or_approved() {
+        match parse(&["zwctl", "get", "edges", "--zone", "shop/web", "--learned"]).command {
+            Command::Get(GetCommand::Edges(args)) => {
+                assert_eq!(args.zone.as_deref(), Some("shop/web"));
+                assert!(args.learned && !args.approved);
+            }
+            other => panic!("expected get edges, got {other:?}"),
+        }
+        match parse(&["zwctl", "get", "edge", "--approved"]).command {
+            Command::Get(GetCommand::Edges(args)) => {
+                assert!(args.zone.is_none() && !args.learned && args.approved);
+            }
+            other => panic!("expected get edges, got {other:?}"),
+        }
+        let err =
+            Cli::try_parse_from(["zwctl", "get", "edges", "--learned", "--approved"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn get_profiles_takes_an_optional_zone() {
+        match parse(&["zwctl", "get", "profiles", "shop/web"]).command {
+            Command::Get(GetCommand::Profiles(args)) => {
+                assert_eq!(args.zone.as_deref(), Some("shop/web"));
+            }
+            other => panic!("expected get profiles, got {other:?}"),
+        }
+        match parse(&["zwctl", "get", "profile"]).command {
+            Command::Get(GetCommand::Profiles(args)) => assert!(args.zone.is_none()),
+            other => panic!("expected get profiles, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn get_violations_takes_zone_verdict_and_limit() {
+        match parse(&[
+            "zwctl",
+            "get",
+            "violations",
+            "--zone",
+            "shop/db",
+            "--verdict",
+            "spoof",
+            "--limit",
+            "10",
+        ])
+        .command
+        {
+            Command::Get(GetCommand::Violations(args)) => {
+                assert_eq!(args.zone.as_deref(), Some("shop/db"));
+                assert_eq!(args.verdict, Some(crate::get::Verdict::Spoof));
+                assert_eq!(args.verdict.map(crate::get::Verdict::as_str), Some("spoof"));
+                assert_eq!(args.limit, Some(10));
+            }
+            other => panic!("expected get violations, got {other:?}"),
+        }
+        match parse(&["zwctl", "get", "vio"]).command {
+            Command::Get(GetCommand::Violations(args)) => {
+                assert!(args.zone.is_none() && args.verdict.is_none() && args.limit.is_none());
+            }
+            other => panic!("expected get violations, got {other:?}"),
+        }
+        for verdict in ["drop", "violation", "quarantine", "spoof"] {
+            parse(&["zwctl", "get", "violations", "--verdict", verdict]);
+        }
+        for bad in [
+            &["zwctl", "get", "violations", "--verdict", "accept"][..],
+            &["zwctl", "get", "violations", "--limit", "0"],
+            &["zwctl", "get", "violations", "--limit", "-3"],
+        ] {
+            assert!(
+                Cli::try_parse_from(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
     }
 
     #[test]

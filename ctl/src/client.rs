@@ -25,7 +25,14 @@ impl Enforcer {
     pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Self> {
         let client = zonewarden_proto::client(&global.socket, global.timeout())
             .await
-            .map_err(|err| unreachable_error(&global.socket, global.timeout(), &err))?;
+            .map_err(|err| {
+                // The proto crate flattens the transport error to text; the socket
+                // itself says why it cannot be reached (missing, root-only, stale).
+                let why = std::os::unix::net::UnixStream::connect(&global.socket)
+                    .err()
+                    .unwrap_or_else(|| io::Error::other(err.cause));
+                unreachable_error(&global.socket, global.timeout(), &why)
+            })?;
         Ok(Self {
             socket: global.socket.clone(),
             client,
@@ -53,6 +60,96 @@ impl Enforcer {
         match self.client.status(v1::StatusRequest {}).await {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(rpc_error(&self.socket, "Status", &status)),
+        }
+    }
+
+    pub async fn list_edges(
+        &mut self,
+        request: v1::ListEdgesRequest,
+    ) -> anyhow::Result<v1::ListEdgesResponse> {
+        match self.client.list_edges(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ListEdges", &status)),
+        }
+    }
+
+    pub async fn list_profiles(
+        &mut self,
+        request: v1::ListProfilesRequest,
+    ) -> anyhow::Result<v1::ListProfilesResponse> {
+        match self.client.list_profiles(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ListProfiles", &status)),
+        }
+    }
+
+    pub async fn diff_profile(
+        &mut self,
+        request: v1::DiffProfileRequest,
+    ) -> anyhow::Result<v1::DiffProfileResponse> {
+        match self.client.diff_profile(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "DiffProfile", &status)),
+        }
+    }
+
+    pub async fn approve_edges(
+        &mut self,
+        request: v1::ApproveEdgesRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.approve_edges(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ApproveEdges", &status)),
+        }
+    }
+
+    pub async fn reject_edges(
+        &mut self,
+        request: v1::EdgesRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.reject_edges(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "RejectEdges", &status)),
+        }
+    }
+
+    pub async fn remove_edges(
+        &mut self,
+        request: v1::EdgesRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.remove_edges(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "RemoveEdges", &status)),
+        }
+    }
+
+    pub async fn set_mode(
+        &mut self,
+        request: v1::SetModeRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.set_mode(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "SetMode", &status)),
+        }
+    }
+
+    pub async fn quarantine(
+        &mut self,
+        request: v1::QuarantineRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.quarantine(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "Quarantine", &status)),
+        }
+    }
+
+    pub async fn list_violations(
+        &mut self,
+        request: v1::ListViolationsRequest,
+    ) -> anyhow::Result<v1::ListViolationsResponse> {
+        match self.client.list_violations(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ListViolations", &status)),
         }
     }
 }
@@ -111,10 +208,27 @@ fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> anyhow::Error 
             "the zonewarden enforcer at {socket} did not answer {rpc} in time ({message}); \
              check its logs, or raise --timeout"
         ),
+        // The enforcer explains what was wrong with the request (a bad edge, an
+        // unknown zone, a change that does not apply now): its words are the error.
+        tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::FailedPrecondition
+            if !message.trim().is_empty() =>
+        {
+            anyhow::anyhow!("{}", one_line(message))
+        }
         code => {
             anyhow::anyhow!("the zonewarden enforcer at {socket} refused {rpc}: {code}: {message}")
         }
     }
+}
+
+/// The enforcer's message on one line, whatever it holds.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn error_chain<'a>(
@@ -197,5 +311,30 @@ mod tests {
         let msg =
             rpc_error(Path::new("/s"), "Status", &tonic::Status::unimplemented("")).to_string();
         assert!(msg.contains("does not implement Status"), "{msg}");
+    }
+
+    #[test]
+    fn request_errors_are_the_enforcers_message_on_one_line() {
+        for status in [
+            tonic::Status::invalid_argument("zone name \"Shop\" is invalid"),
+            tonic::Status::not_found("zone name \"Shop\" is invalid"),
+            tonic::Status::failed_precondition("zone name \"Shop\" is invalid\n"),
+        ] {
+            let msg = rpc_error(Path::new("/s"), "ApproveEdges", &status).to_string();
+            assert_eq!(msg, "zone name \"Shop\" is invalid", "{:?}", status.code());
+        }
+        let msg = rpc_error(
+            Path::new("/s"),
+            "SetMode",
+            &tonic::Status::failed_precondition("zone shop/db is quarantined\n  lift it first"),
+        )
+        .to_string();
+        assert_eq!(msg, "zone shop/db is quarantined; lift it first");
+        // Without a message there is nothing to show but the code.
+        let msg = rpc_error(Path::new("/s"), "SetMode", &tonic::Status::not_found("")).to_string();
+        assert!(
+            msg.contains("refused SetMode") && msg.contains("not found"),
+            "{msg}"
+        );
     }
 }

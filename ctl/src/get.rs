@@ -1,15 +1,15 @@
 //! `zwctl get ...`: list resources known to the enforcer.
 //!
-//! Later resources (`edges`, `profiles`, `violations`) are one more variant of
-//! [`GetCommand`], one `run_*` function and one [`TableRow`] impl each.
+//! A resource is one variant of [`GetCommand`], one arm of [`run`] and one
+//! [`TableRow`] impl.
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use zonewarden_proto::v1;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render::{self, RenderContext, TableRow};
-use crate::view::{EndpointView, ZoneView};
+use crate::view::{self, EdgeView, EndpointView, ProfileView, ViolationView, ZoneView};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -18,6 +18,15 @@ Examples:
 
   # Every zone and its members
   zwctl get zones
+
+  # What each zone talks to, learned and approved
+  zwctl get edges --zone shop/frontend
+
+  # Each zone's mode, approved edges and how settled its learning is
+  zwctl get profiles
+
+  # What was dropped or reported lately
+  zwctl get violations --verdict drop
 
   # As JSON or YAML, for scripts
   zwctl get zones -o yaml";
@@ -63,6 +72,85 @@ Examples:
   # All members of every zone, not just the first three
   zwctl get zones -o yaml";
 
+const EDGES_EXAMPLES: &str = "\
+An edge is SRC->DST:PORT/PROTO (e.g. shop/frontend->shop/api:8080/tcp) or SRC->DST:icmp:
+the source zone opens connections to the destination zone on that port. The enforcer
+learns edges from traffic; an operator approves them into a zone's profile.
+
+Columns:
+  EDGE        the edge
+  LEARNED     yes when the enforcer saw this traffic
+  APPROVED    the zones whose profiles approve the edge, or no
+  COUNT       how many new connections were seen (<none>: never seen)
+  FIRST-SEEN  how long ago the first connection was seen
+  LAST-SEEN   how long ago the last connection was seen
+  NODES       the nodes that saw it
+  SAMPLE      one connection of the edge: source address:port -> destination address:port/protocol
+
+Examples:
+  # Every edge on this node
+  zwctl get edges
+
+  # What one zone talks to and is talked to by
+  zwctl get edges --zone shop/frontend
+
+  # Learned edges (approved or not), or only approved ones
+  zwctl get edges --zone shop/frontend --learned
+  zwctl get edges --approved
+
+  # Learned edges nobody approved yet, for scripts
+  zwctl get edges --learned -o json | jq -r '.items[] | select(.approved | not) | .edge'";
+
+const PROFILES_EXAMPLES: &str = "\
+Columns:
+  ZONE           the zone
+  MODE           learn (allow and record), monitor (allow, report unapproved edges)
+                 or enforce (drop unapproved edges)
+  QUARANTINED    yes when the whole zone is cut off (everything but the host zone is dropped)
+  VERSION        the profile version; every approval, removal or mode change adds one
+  APPROVED       how many edges the profile approves
+  ENDPOINTS      how many of the zone's containers run on this node
+  LAST-NEW-EDGE  how long ago the zone's newest edge was first seen (<none>: no edges yet)
+  NEW/WINDOW     how many new edges appeared in the learning window, e.g. \"0 in 1h\":
+                 when it stays 0 for long enough, learning has seen the zone's traffic
+
+Examples:
+  # Every profile: which zones are still learning, which are enforced
+  zwctl get profiles
+
+  # One zone, with its approved edges and history (who changed what, when, why)
+  zwctl get profiles shop/frontend -o yaml
+
+  # Zones still in learn mode, for scripts
+  zwctl get profiles -o json | jq -r '.items[] | select(.mode == \"learn\") | .zone'";
+
+const VIOLATIONS_EXAMPLES: &str = "\
+Verdicts:
+  drop        an enforcing zone dropped a connection over an unapproved edge
+  violation   a zone in monitor mode saw an unapproved edge (the connection passed)
+  quarantine  a quarantined zone or endpoint tried to talk to something but the host
+  spoof       a container sent from an address that is not its own
+
+Columns:
+  AGE              how long ago it happened (the newest of the repeats)
+  VERDICT          drop, violation, quarantine or spoof
+  EDGE             the edge of the connection
+  SRC              source address:port
+  DST              destination
+  COUNT            repeats of the same verdict and edge folded into this line
+  REPORTED-BY      the zone whose rule reported it
+  PROFILE-VERSION  that zone's profile version in force at the time
+
+Examples:
+  # The newest 100 drops and violations on this node
+  zwctl get violations
+
+  # What the enforcer dropped for one zone
+  zwctl get violations --zone shop/db --verdict drop
+
+  # The last 10, as JSON
+  zwctl get violations --limit 10 -o json";
+
 /// The resources `get` lists.
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
@@ -73,6 +161,18 @@ pub enum GetCommand {
     /// List zones, their data-plane ids and members.
     #[command(visible_alias = "zone", after_help = ZONES_EXAMPLES)]
     Zones(ZonesArgs),
+
+    /// List learned and approved edges (zone -> zone, port, protocol) with their evidence.
+    #[command(visible_alias = "edge", after_help = EDGES_EXAMPLES)]
+    Edges(EdgesArgs),
+
+    /// List zone profiles: mode, quarantine, approved edges, learning progress.
+    #[command(visible_aliases = ["profile", "prof"], after_help = PROFILES_EXAMPLES)]
+    Profiles(ProfilesArgs),
+
+    /// List recent drops and monitor-mode violations, newest first.
+    #[command(visible_aliases = ["violation", "vio"], after_help = VIOLATIONS_EXAMPLES)]
+    Violations(ViolationsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +188,68 @@ pub struct EndpointsArgs {
 
 #[derive(Debug, Args)]
 pub struct ZonesArgs {}
+
+#[derive(Debug, Args)]
+pub struct EdgesArgs {
+    /// Only edges from or to this zone (e.g. shop/frontend).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+
+    /// Only edges the enforcer learned from traffic (approved or not).
+    #[arg(long, conflicts_with = "approved")]
+    pub learned: bool,
+
+    /// Only edges some profile approves (seen or not).
+    #[arg(long)]
+    pub approved: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfilesArgs {
+    /// Only this zone's profile (e.g. shop/frontend); every zone without it.
+    #[arg(value_name = "ZONE")]
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ViolationsArgs {
+    /// Only violations from or to this zone (e.g. shop/db).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+
+    /// Only this kind of verdict.
+    #[arg(long, value_enum, value_name = "VERDICT")]
+    pub verdict: Option<Verdict>,
+
+    /// At most this many entries (the enforcer's default: 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+/// What happened to a reported connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Verdict {
+    /// An enforcing zone dropped it.
+    Drop,
+    /// A zone in monitor mode reported it and let it pass.
+    Violation,
+    /// A quarantined zone or endpoint was cut off.
+    Quarantine,
+    /// The source address was not the container's own.
+    Spoof,
+}
+
+impl Verdict {
+    /// The name the enforcer uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Violation => "violation",
+            Self::Quarantine => "quarantine",
+            Self::Spoof => "spoof",
+        }
+    }
+}
 
 /// Runs one `get` command and returns what to print on stdout.
 pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<String> {
@@ -111,6 +273,51 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
                 eprintln!("No zones found.");
             }
             render::render_list("ZoneList", &zones, global.output, &ctx)
+        }
+        GetCommand::Edges(args) => {
+            let request = v1::ListEdgesRequest {
+                zone: args.zone.clone().unwrap_or_default(),
+                learned_only: args.learned,
+                approved_only: args.approved,
+            };
+            let edges = view::edge_views(enforcer.list_edges(request).await?.edges);
+            if edges.is_empty() && global.output == OutputFormat::Table {
+                eprintln!("No edges found.");
+            }
+            render::render_list("EdgeList", &edges, global.output, &ctx)
+        }
+        GetCommand::Profiles(args) => {
+            let zone = args.zone.clone().unwrap_or_default();
+            let request = v1::ListProfilesRequest { zone: zone.clone() };
+            let profiles = profile_views(enforcer.list_profiles(request).await?);
+            if profiles.is_empty() {
+                if !zone.is_empty() {
+                    anyhow::bail!(
+                        "zone {zone:?} has no profile and no endpoints on this node \
+                         (zwctl get profiles lists every zone that has)"
+                    );
+                }
+                if global.output == OutputFormat::Table {
+                    eprintln!("No profiles found.");
+                }
+            }
+            render::render_list("ProfileList", &profiles, global.output, &ctx)
+        }
+        GetCommand::Violations(args) => {
+            let request = v1::ListViolationsRequest {
+                zone: args.zone.clone().unwrap_or_default(),
+                limit: args.limit.unwrap_or(0),
+                verdict: args
+                    .verdict
+                    .map(Verdict::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let violations = violation_views(enforcer.list_violations(request).await?);
+            if violations.is_empty() && global.output == OutputFormat::Table {
+                eprintln!("No violations found.");
+            }
+            render::render_list("ViolationList", &violations, global.output, &ctx)
         }
     }
 }
@@ -169,6 +376,139 @@ impl TableRow for EndpointView {
     }
 }
 
+fn profile_views(response: v1::ListProfilesResponse) -> Vec<ProfileView> {
+    let mut views: Vec<ProfileView> = response
+        .profiles
+        .into_iter()
+        .map(ProfileView::from)
+        .collect();
+    views.sort_by(|a, b| a.zone.cmp(&b.zone));
+    views
+}
+
+/// Newest first, as the enforcer sends them (kept when it does not).
+fn violation_views(response: v1::ListViolationsResponse) -> Vec<ViolationView> {
+    let mut views: Vec<ViolationView> = response
+        .violations
+        .into_iter()
+        .map(ViolationView::from)
+        .collect();
+    views.sort_by_key(|v| std::cmp::Reverse(v.at_unix_ms));
+    views
+}
+
+/// How many nodes the NODES column shows before "+N more".
+pub const NODES_SHOWN: usize = 2;
+
+impl TableRow for EdgeView {
+    const HEADERS: &'static [&'static str] = &[
+        "EDGE",
+        "LEARNED",
+        "APPROVED",
+        "COUNT",
+        "FIRST-SEEN",
+        "LAST-SEEN",
+        "NODES",
+        "SAMPLE",
+    ];
+
+    fn cells(&self, ctx: &RenderContext) -> Vec<String> {
+        let approved = match (self.approved, self.approved_in.is_empty()) {
+            (_, false) => self.approved_in.join(","),
+            (approved, true) => render::yes_no(approved),
+        };
+        let mut cells = vec![self.edge.clone(), render::yes_no(self.learned), approved];
+        cells.extend(evidence_cells(self, ctx));
+        cells
+    }
+}
+
+/// COUNT, FIRST-SEEN, LAST-SEEN, NODES and SAMPLE of an edge; empty (`<none>`)
+/// for an edge that was never seen.
+pub fn evidence_cells(edge: &EdgeView, ctx: &RenderContext) -> [String; 5] {
+    match &edge.evidence {
+        None => Default::default(),
+        Some(evidence) => [
+            evidence.count.to_string(),
+            render::age_or_none(evidence.first_seen_unix_ms, ctx.now_unix_ms),
+            render::age_or_none(evidence.last_seen_unix_ms, ctx.now_unix_ms),
+            render::abbreviate_list(&evidence.nodes, NODES_SHOWN),
+            evidence.sample.clone(),
+        ],
+    }
+}
+
+impl TableRow for ProfileView {
+    const HEADERS: &'static [&'static str] = &[
+        "ZONE",
+        "MODE",
+        "QUARANTINED",
+        "VERSION",
+        "APPROVED",
+        "ENDPOINTS",
+        "LAST-NEW-EDGE",
+        "NEW/WINDOW",
+    ];
+
+    fn cells(&self, _: &RenderContext) -> Vec<String> {
+        let (last_new_edge, new_in_window) = match &self.completeness {
+            None => (String::new(), String::new()),
+            Some(c) => (
+                if c.since_last_new_edge_ms < 0 {
+                    String::new()
+                } else {
+                    render::format_duration_ms(c.since_last_new_edge_ms)
+                },
+                if c.window_seconds == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "{} in {}",
+                        c.new_in_window,
+                        render::format_window(c.window_seconds)
+                    )
+                },
+            ),
+        };
+        vec![
+            self.zone.clone(),
+            self.mode.clone(),
+            render::yes_no(self.quarantined),
+            self.version.to_string(),
+            self.approved.len().to_string(),
+            self.endpoint_count.to_string(),
+            last_new_edge,
+            new_in_window,
+        ]
+    }
+}
+
+impl TableRow for ViolationView {
+    const HEADERS: &'static [&'static str] = &[
+        "AGE",
+        "VERDICT",
+        "EDGE",
+        "SRC",
+        "DST",
+        "COUNT",
+        "REPORTED-BY",
+        "PROFILE-VERSION",
+    ];
+
+    fn cells(&self, ctx: &RenderContext) -> Vec<String> {
+        vec![
+            render::format_age(self.at_unix_ms, ctx.now_unix_ms),
+            self.verdict.clone(),
+            self.edge.clone(),
+            self.src_with_port(),
+            self.dst.clone(),
+            self.count.to_string(),
+            self.reported_by.clone(),
+            self.profile_version.to_string(),
+        ]
+    }
+}
+
 /// How many members the MEMBERS column shows before "+N more".
 const MEMBERS_SHOWN: usize = 3;
 
@@ -189,6 +529,7 @@ impl TableRow for ZoneView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view;
 
     const NOW: i64 = 1_800_000_000_000;
     const CTX: RenderContext = RenderContext { now_unix_ms: NOW };
@@ -319,5 +660,262 @@ shop/web   12   workload   5           a,b,c +2 more
                 "member {member} missing from {text}"
             );
         }
+    }
+
+    fn edge(text: &str, learned: bool, approved_in: &[&str]) -> v1::EdgeInfo {
+        v1::EdgeInfo {
+            edge: text.into(),
+            learned,
+            approved: !approved_in.is_empty(),
+            evidence: learned.then(|| v1::Evidence {
+                first_seen_unix_ms: NOW - 2 * 3600 * 1000,
+                last_seen_unix_ms: NOW - 5 * 60 * 1000,
+                count: 1234,
+                nodes: vec!["node-a".into(), "node-b".into(), "node-c".into()],
+                sample: "10.244.0.5:40312 -> 10.244.1.7:8080/tcp".into(),
+            }),
+            approved_in: approved_in.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn edges_table_shows_evidence_ages_and_none_for_unseen_edges() {
+        let edges = view::edge_views(vec![
+            edge(
+                "shop/web->shop/api:8080/tcp",
+                true,
+                &["shop/web", "shop/api"],
+            ),
+            edge("shop/web->shop/legacy:80/tcp", false, &["shop/web"]),
+            edge("host->shop/web:icmp", true, &[]),
+            v1::EdgeInfo {
+                edge: "a->b:1/udp".into(),
+                approved: true,
+                ..Default::default()
+            },
+        ]);
+        let text = render::render_list("EdgeList", &edges, OutputFormat::Table, &CTX).unwrap();
+        let expected = "\
+EDGE                           LEARNED   APPROVED            COUNT    FIRST-SEEN   LAST-SEEN   NODES                   SAMPLE
+a->b:1/udp                     no        yes                 <none>   <none>       <none>      <none>                  <none>
+host->shop/web:icmp            yes       no                  1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
+shop/web->shop/api:8080/tcp    yes       shop/web,shop/api   1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
+shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>       <none>      <none>                  <none>
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn edges_json_and_yaml_mirror_the_proto_message() {
+        let edges = view::edge_views(vec![
+            edge("shop/web->shop/api:8080/tcp", true, &["shop/api"]),
+            edge("shop/web->shop/legacy:80/tcp", false, &["shop/web"]),
+        ]);
+        let text = render::render_list("EdgeList", &edges, OutputFormat::Json, &CTX).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["kind"], "EdgeList");
+        assert_eq!(
+            json["items"][0],
+            serde_json::json!({
+                "edge": "shop/web->shop/api:8080/tcp",
+                "learned": true,
+                "approved": true,
+                "evidence": {
+                    "firstSeenUnixMs": NOW - 7_200_000,
+                    "lastSeenUnixMs": NOW - 300_000,
+                    "count": 1234,
+                    "nodes": ["node-a", "node-b", "node-c"],
+                    "sample": "10.244.0.5:40312 -> 10.244.1.7:8080/tcp",
+                },
+                "approvedIn": ["shop/api"],
+            })
+        );
+        assert!(json["items"][1].get("evidence").is_none(), "{json}");
+        let yaml = render::render_list("EdgeList", &edges, OutputFormat::Yaml, &CTX).unwrap();
+        assert!(yaml.starts_with("kind: EdgeList\nitems:\n"), "{yaml}");
+        assert!(
+            yaml.contains("- edge: shop/web->shop/api:8080/tcp\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("firstSeenUnixMs: "), "{yaml}");
+    }
+
+    fn profile(zone: &str, completeness: Option<v1::Completeness>) -> v1::Profile {
+        v1::Profile {
+            zone: zone.into(),
+            mode: "monitor".into(),
+            quarantined: false,
+            version: 4,
+            approved: vec!["a->b:80/tcp".into(), "a->c:53/udp".into()],
+            history: vec![v1::ProfileChange {
+                version: 4,
+                who: "uid 0".into(),
+                at_unix_ms: NOW - 60_000,
+                what: "mode monitor".into(),
+                comment: "CHG-1".into(),
+            }],
+            completeness,
+            endpoint_count: 3,
+        }
+    }
+
+    #[test]
+    fn profiles_table_shows_learning_progress_and_none_without_edges() {
+        let response = v1::ListProfilesResponse {
+            profiles: vec![
+                profile(
+                    "shop/web",
+                    Some(v1::Completeness {
+                        since_last_new_edge_ms: 90 * 60 * 1000,
+                        new_in_window: 3,
+                        seen_in_window: 9,
+                        window_seconds: 600,
+                    }),
+                ),
+                v1::Profile {
+                    zone: "shop/db".into(),
+                    mode: "enforce".into(),
+                    quarantined: true,
+                    version: 7,
+                    completeness: Some(v1::Completeness {
+                        since_last_new_edge_ms: -1,
+                        new_in_window: 0,
+                        seen_in_window: 0,
+                        window_seconds: 3600,
+                    }),
+                    ..Default::default()
+                },
+                profile("build", None),
+            ],
+        };
+        let text = render::render_list(
+            "ProfileList",
+            &profile_views(response),
+            OutputFormat::Table,
+            &CTX,
+        )
+        .unwrap();
+        let expected = "\
+ZONE       MODE      QUARANTINED   VERSION   APPROVED   ENDPOINTS   LAST-NEW-EDGE   NEW/WINDOW
+build      monitor   no            4         2          3           <none>          <none>
+shop/db    enforce   yes           7         0          0           <none>          0 in 1h
+shop/web   monitor   no            4         2          3           1h              3 in 10m
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn profiles_json_and_yaml_carry_history_and_completeness() {
+        let response = v1::ListProfilesResponse {
+            profiles: vec![profile(
+                "shop/web",
+                Some(v1::Completeness {
+                    since_last_new_edge_ms: 1000,
+                    new_in_window: 1,
+                    seen_in_window: 2,
+                    window_seconds: 600,
+                }),
+            )],
+        };
+        let views = profile_views(response);
+        let text = render::render_list("ProfileList", &views, OutputFormat::Json, &CTX).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["kind"], "ProfileList");
+        let item = &json["items"][0];
+        assert_eq!(item["mode"], "monitor");
+        assert_eq!(item["quarantined"], false);
+        assert_eq!(item["approved"][1], "a->c:53/udp");
+        assert_eq!(item["endpointCount"], 3);
+        assert_eq!(
+            item["history"][0],
+            serde_json::json!({
+                "version": 4, "who": "uid 0", "atUnixMs": NOW - 60_000,
+                "what": "mode monitor", "comment": "CHG-1",
+            })
+        );
+        assert_eq!(
+            item["completeness"],
+            serde_json::json!({
+                "sinceLastNewEdgeMs": 1000, "newInWindow": 1, "seenInWindow": 2, "windowSeconds": 600,
+            })
+        );
+        let yaml = render::render_list("ProfileList", &views, OutputFormat::Yaml, &CTX).unwrap();
+        assert!(yaml.starts_with("kind: ProfileList\nitems:\n"), "{yaml}");
+        assert!(yaml.contains("- zone: shop/web\n"), "{yaml}");
+        assert!(yaml.contains("windowSeconds: 600"), "{yaml}");
+    }
+
+    fn violation(verdict: &str, age_secs: i64, src: &str, src_port: u32) -> v1::Violation {
+        v1::Violation {
+            at_unix_ms: NOW - age_secs * 1000,
+            verdict: verdict.into(),
+            edge: "shop/web->shop/db:5432/tcp".into(),
+            src: src.into(),
+            dst: "10.244.1.9".into(),
+            src_port,
+            node: "node-a".into(),
+            reported_by: "shop/db".into(),
+            profile_version: 5,
+            count: 17,
+        }
+    }
+
+    #[test]
+    fn violations_table_is_newest_first_with_source_ports() {
+        let response = v1::ListViolationsResponse {
+            violations: vec![
+                violation("violation", 3 * 3600, "fd00::5", 40312),
+                violation("drop", 30, "10.244.0.5", 40312),
+                v1::Violation {
+                    reported_by: String::new(),
+                    edge: "host->shop/db:icmp".into(),
+                    ..violation("quarantine", 120, "10.0.0.1", 0)
+                },
+            ],
+        };
+        let text = render::render_list(
+            "ViolationList",
+            &violation_views(response),
+            OutputFormat::Table,
+            &CTX,
+        )
+        .unwrap();
+        let expected = "\
+AGE   VERDICT      EDGE                         SRC                DST          COUNT   REPORTED-BY   PROFILE-VERSION
+30s   drop         shop/web->shop/db:5432/tcp   10.244.0.5:40312   10.244.1.9   17      shop/db       5
+2m    quarantine   host->shop/db:icmp           10.0.0.1           10.244.1.9   17      <none>        5
+3h    violation    shop/web->shop/db:5432/tcp   [fd00::5]:40312    10.244.1.9   17      shop/db       5
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn violations_json_mirrors_the_proto_message() {
+        let response = v1::ListViolationsResponse {
+            violations: vec![violation("drop", 30, "10.244.0.5", 40312)],
+        };
+        let text = render::render_list(
+            "ViolationList",
+            &violation_views(response),
+            OutputFormat::Json,
+            &CTX,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "ViolationList", "items": [{
+                "atUnixMs": NOW - 30_000,
+                "verdict": "drop",
+                "edge": "shop/web->shop/db:5432/tcp",
+                "src": "10.244.0.5",
+                "dst": "10.244.1.9",
+                "srcPort": 40312,
+                "node": "node-a",
+                "reportedBy": "shop/db",
+                "profileVersion": 5,
+                "count": 17,
+            }]})
+        );
     }
 }

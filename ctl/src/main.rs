@@ -6,14 +6,20 @@
 //!   messages that name the socket and what to do.
 //! - `view`: serde structs mirroring the proto messages (what JSON/YAML prints).
 //! - `render`: the table printer, AGE and list formatting, JSON and YAML.
-//! - one module per command group: `get`, `status`, `completion`.
+//! - `edge`: the client-side check of the edge text (`SRC->DST:PORT/PROTO`).
+//! - one module per command group: `get`, `profile`, `mode`, `quarantine`
+//!   (also `unquarantine`), `status`, `completion`.
 //!
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 
 mod cli;
 mod client;
 mod completion;
+mod edge;
 mod get;
+mod mode;
+mod profile;
+mod quarantine;
 mod render;
 mod status;
 mod view;
@@ -74,6 +80,18 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
     runtime.block_on(async {
         match &cli.command {
             Command::Get(command) => get::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Profile(command) => profile::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Mode(command) => mode::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Quarantine(args) => quarantine::run(args, true, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Unquarantine(args) => quarantine::run(args, false, &cli.global)
                 .await
                 .map(CommandOutput::from),
             Command::Status(args) => status::run(args, &cli.global).await,

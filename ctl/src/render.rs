@@ -78,6 +78,19 @@ pub fn render_object<T: TableRow + Serialize>(
     }
 }
 
+/// Renders a result people read as text (a sentence, titled sections of tables)
+/// and scripts read as one JSON or YAML object.
+pub fn render_text_or_object<T: Serialize>(
+    text: impl FnOnce() -> String,
+    value: &T,
+    format: OutputFormat,
+) -> anyhow::Result<String> {
+    match format {
+        OutputFormat::Table => Ok(text()),
+        OutputFormat::Json | OutputFormat::Yaml => serialize(value, format),
+    }
+}
+
 fn serialize<T: Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<String> {
     match format {
         OutputFormat::Json => {
@@ -137,7 +150,23 @@ pub fn format_age(created_unix_ms: i64, now_unix_ms: i64) -> String {
         return "<unknown>".to_owned();
     }
     // A clock a little behind the enforcer's should not print a negative age.
-    let seconds = now_unix_ms.saturating_sub(created_unix_ms).max(0) / 1000;
+    format_duration_ms(now_unix_ms.saturating_sub(created_unix_ms))
+}
+
+/// Like [`format_age`], but empty (shown as [`NONE`]) when the time was never set:
+/// for evidence that may be absent, e.g. an approved edge never seen.
+pub fn age_or_none(at_unix_ms: i64, now_unix_ms: i64) -> String {
+    if at_unix_ms <= 0 {
+        String::new()
+    } else {
+        format_age(at_unix_ms, now_unix_ms)
+    }
+}
+
+/// A duration in the largest whole unit, as kubectl shows ages: `45s`, `3m`,
+/// `2h`, `4d`, `1y`. Negative durations show as `0s`.
+pub fn format_duration_ms(ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
     let minutes = seconds / 60;
     let hours = minutes / 60;
     let days = hours / 24;
@@ -152,6 +181,23 @@ pub fn format_age(created_unix_ms: i64, now_unix_ms: i64) -> String {
     } else {
         format!("{}y", days / 365)
     }
+}
+
+/// A configured window exactly, in the largest unit that divides it:
+/// `600` is `10m`, `90` stays `90s`, `7200` is `2h`.
+pub fn format_window(seconds: u32) -> String {
+    match seconds {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `yes` or `no`, for flag columns.
+pub fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_owned()
 }
 
 /// The first `max` items comma-joined, then `+N more` for the rest.
@@ -325,6 +371,39 @@ mod tests {
             "clock skew must not print a negative age"
         );
         assert_eq!(format_age(999, 1_998), "0s", "a partial second rounds down");
+    }
+
+    #[test]
+    fn optional_ages_are_empty_when_unset_and_windows_are_exact() {
+        assert_eq!(age_or_none(0, 5_000), "");
+        assert_eq!(age_or_none(-1, 5_000), "");
+        assert_eq!(age_or_none(2_000, 302_000), "5m");
+        assert_eq!(format_duration_ms(-5), "0s");
+        assert_eq!(format_duration_ms(90_000), "1m");
+        assert_eq!(format_window(600), "10m");
+        assert_eq!(format_window(90), "90s");
+        assert_eq!(format_window(7200), "2h");
+        assert_eq!(format_window(86_400), "1d");
+        assert_eq!(format_window(0), "0s");
+        assert_eq!(yes_no(true), "yes");
+        assert_eq!(yes_no(false), "no");
+    }
+
+    #[test]
+    fn text_or_object_is_the_text_for_tables_and_the_object_otherwise() {
+        let pet = Pet {
+            name: "cat".into(),
+            leg_count: 4,
+        };
+        let text = || "a cat\n".to_owned();
+        assert_eq!(
+            render_text_or_object(text, &pet, OutputFormat::Table).unwrap(),
+            "a cat\n"
+        );
+        assert_eq!(
+            render_text_or_object(text, &pet, OutputFormat::Yaml).unwrap(),
+            "name: cat\nlegCount: 4\n"
+        );
     }
 
     #[test]

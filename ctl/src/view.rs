@@ -121,6 +121,226 @@ impl From<v1::StatusResponse> for StatusView {
     }
 }
 
+/// The evidence of a learned edge (`Evidence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceView {
+    pub first_seen_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    pub count: u64,
+    pub nodes: Vec<String>,
+    pub sample: String,
+}
+
+impl From<v1::Evidence> for EvidenceView {
+    fn from(evidence: v1::Evidence) -> Self {
+        Self {
+            first_seen_unix_ms: evidence.first_seen_unix_ms,
+            last_seen_unix_ms: evidence.last_seen_unix_ms,
+            count: evidence.count,
+            nodes: evidence.nodes,
+            sample: evidence.sample,
+        }
+    }
+}
+
+/// One learned and/or approved edge (`EdgeInfo`), e.g. `shop/web->shop/api:8080/tcp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeView {
+    pub edge: String,
+    pub learned: bool,
+    pub approved: bool,
+    /// Absent (as in proto3 JSON) when the edge was never learned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceView>,
+    pub approved_in: Vec<String>,
+}
+
+impl From<v1::EdgeInfo> for EdgeView {
+    fn from(edge: v1::EdgeInfo) -> Self {
+        Self {
+            edge: edge.edge,
+            learned: edge.learned,
+            approved: edge.approved,
+            evidence: edge.evidence.map(EvidenceView::from),
+            approved_in: edge.approved_in,
+        }
+    }
+}
+
+/// Edges in a stable order: by their text.
+pub fn edge_views(edges: Vec<v1::EdgeInfo>) -> Vec<EdgeView> {
+    let mut views: Vec<EdgeView> = edges.into_iter().map(EdgeView::from).collect();
+    views.sort_by(|a, b| a.edge.cmp(&b.edge));
+    views
+}
+
+/// One entry of a profile's history (`ProfileChange`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileChangeView {
+    pub version: u64,
+    pub who: String,
+    pub at_unix_ms: i64,
+    pub what: String,
+    pub comment: String,
+}
+
+impl From<v1::ProfileChange> for ProfileChangeView {
+    fn from(change: v1::ProfileChange) -> Self {
+        Self {
+            version: change.version,
+            who: change.who,
+            at_unix_ms: change.at_unix_ms,
+            what: change.what,
+            comment: change.comment,
+        }
+    }
+}
+
+/// How settled a zone's learning is (`Completeness`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletenessView {
+    /// Milliseconds since the zone's newest edge was first seen; -1 without edges.
+    pub since_last_new_edge_ms: i64,
+    pub new_in_window: u32,
+    pub seen_in_window: u32,
+    pub window_seconds: u32,
+}
+
+impl From<v1::Completeness> for CompletenessView {
+    fn from(completeness: v1::Completeness) -> Self {
+        Self {
+            since_last_new_edge_ms: completeness.since_last_new_edge_ms,
+            new_in_window: completeness.new_in_window,
+            seen_in_window: completeness.seen_in_window,
+            window_seconds: completeness.window_seconds,
+        }
+    }
+}
+
+/// A zone's profile: mode, quarantine, approved edges and history (`Profile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileView {
+    pub zone: String,
+    pub mode: String,
+    pub quarantined: bool,
+    pub version: u64,
+    pub approved: Vec<String>,
+    pub history: Vec<ProfileChangeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completeness: Option<CompletenessView>,
+    pub endpoint_count: u32,
+}
+
+impl From<v1::Profile> for ProfileView {
+    fn from(profile: v1::Profile) -> Self {
+        Self {
+            zone: profile.zone,
+            mode: profile.mode,
+            quarantined: profile.quarantined,
+            version: profile.version,
+            approved: profile.approved,
+            history: profile
+                .history
+                .into_iter()
+                .map(ProfileChangeView::from)
+                .collect(),
+            completeness: profile.completeness.map(CompletenessView::from),
+            endpoint_count: profile.endpoint_count,
+        }
+    }
+}
+
+/// A zone's learned edges against its approved ones (`DiffProfileResponse`),
+/// plus the zone that was asked about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileDiffView {
+    pub zone: String,
+    pub unapproved: Vec<EdgeView>,
+    pub approved_seen: Vec<EdgeView>,
+    pub approved_unseen: Vec<EdgeView>,
+}
+
+impl ProfileDiffView {
+    pub fn new(zone: &str, diff: v1::DiffProfileResponse) -> Self {
+        Self {
+            zone: zone.to_owned(),
+            unapproved: edge_views(diff.unapproved),
+            approved_seen: edge_views(diff.approved_seen),
+            approved_unseen: edge_views(diff.approved_unseen),
+        }
+    }
+}
+
+/// The result of a policy change (`ProfileChangeResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileChangeResultView {
+    /// How many edges (or flags) the request changed; 0 when it changed nothing.
+    pub changed: u32,
+    pub profile: ProfileView,
+}
+
+impl From<v1::ProfileChangeResponse> for ProfileChangeResultView {
+    fn from(response: v1::ProfileChangeResponse) -> Self {
+        Self {
+            changed: response.changed,
+            profile: response.profile.map(ProfileView::from).unwrap_or_default(),
+        }
+    }
+}
+
+/// One recent drop or monitor violation (`Violation`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolationView {
+    pub at_unix_ms: i64,
+    pub verdict: String,
+    pub edge: String,
+    pub src: String,
+    pub dst: String,
+    pub src_port: u32,
+    pub node: String,
+    pub reported_by: String,
+    pub profile_version: u64,
+    pub count: u64,
+}
+
+impl From<v1::Violation> for ViolationView {
+    fn from(violation: v1::Violation) -> Self {
+        Self {
+            at_unix_ms: violation.at_unix_ms,
+            verdict: violation.verdict,
+            edge: violation.edge,
+            src: violation.src,
+            dst: violation.dst,
+            src_port: violation.src_port,
+            node: violation.node,
+            reported_by: violation.reported_by,
+            profile_version: violation.profile_version,
+            count: violation.count,
+        }
+    }
+}
+
+impl ViolationView {
+    /// The source as `addr:port` (`[addr]:port` for IPv6); just the address
+    /// without a port (ICMP).
+    pub fn src_with_port(&self) -> String {
+        match (self.src.as_str(), self.src_port) {
+            ("", _) => String::new(),
+            (src, 0) => src.to_owned(),
+            (src, port) if src.contains(':') && !src.starts_with('[') => format!("[{src}]:{port}"),
+            (src, port) => format!("{src}:{port}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +368,51 @@ mod tests {
         ep.pod_name.clear();
         ep.pod_namespace = "shop".into();
         assert_eq!(ep.pod(), "", "a namespace without a pod name is no pod");
+    }
+
+    #[test]
+    fn source_is_addr_port_with_brackets_for_ipv6_and_no_port_for_icmp() {
+        let mut v = ViolationView {
+            src: "10.0.0.1".into(),
+            src_port: 40312,
+            ..Default::default()
+        };
+        assert_eq!(v.src_with_port(), "10.0.0.1:40312");
+        v.src = "fd00::5".into();
+        assert_eq!(v.src_with_port(), "[fd00::5]:40312");
+        v.src_port = 0;
+        assert_eq!(v.src_with_port(), "fd00::5");
+        v.src.clear();
+        assert_eq!(v.src_with_port(), "");
+    }
+
+    #[test]
+    fn missing_evidence_and_profile_convert_to_absent_and_empty() {
+        let edge = EdgeView::from(v1::EdgeInfo {
+            edge: "a->b:80/tcp".into(),
+            approved: true,
+            ..Default::default()
+        });
+        assert_eq!(edge.evidence, None);
+        let json = serde_json::to_value(&edge).unwrap();
+        assert!(json.get("evidence").is_none(), "{json}");
+        assert_eq!(json["approvedIn"], serde_json::json!([]));
+        let result = ProfileChangeResultView::from(v1::ProfileChangeResponse {
+            profile: None,
+            changed: 2,
+        });
+        assert_eq!(result.profile, ProfileView::default());
+    }
+
+    #[test]
+    fn edges_are_sorted_by_their_text() {
+        let edges = ["b->a:80/tcp", "a->b:80/tcp"]
+            .map(|e| v1::EdgeInfo {
+                edge: e.into(),
+                ..Default::default()
+            })
+            .to_vec();
+        let views = edge_views(edges);
+        assert_eq!(views[0].edge, "a->b:80/tcp");
     }
 }

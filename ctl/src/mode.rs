@@ -1,0 +1,232 @@
+//! `zwctl mode set ZONE learn|monitor|enforce`: switch how a zone's profile applies.
+
+use clap::{Args, Subcommand, ValueEnum};
+use zonewarden_proto::v1;
+
+use crate::cli::GlobalArgs;
+use crate::client::Enforcer;
+use crate::profile;
+use crate::render;
+use crate::view::ProfileChangeResultView;
+
+pub const EXAMPLES: &str = "\
+Modes:
+  learn    everything passes; the enforcer records every edge it sees
+  monitor  everything passes; edges nobody approved are reported as violations
+  enforce  connections over edges nobody approved are dropped (and reported)
+
+A connection passes when no enforcing end rejects it: one approval, by either zone,
+allows an edge.
+
+Examples:
+  # Dry run: report what enforce would drop, without dropping it
+  zwctl mode set shop/frontend monitor
+  zwctl get violations --zone shop/frontend --verdict violation
+
+  # Enforce the approved profile
+  zwctl mode set shop/frontend enforce --comment \"CHG-1234\"
+
+  # Back to learning (e.g. after a release that adds dependencies)
+  zwctl mode set shop/frontend learn --comment \"v2 rollout\"";
+
+const SET_EXAMPLES: &str = "\
+Examples:
+  # Report unapproved edges, drop nothing
+  zwctl mode set shop/frontend monitor
+
+  # Drop unapproved edges, saying why in the profile's history
+  zwctl mode set shop/db enforce --comment \"approved profile reviewed by security\"
+
+  # The new profile as YAML
+  zwctl mode set shop/db enforce -o yaml";
+
+/// The `mode` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModeCommand {
+    /// Switch a zone between learn, monitor and enforce.
+    #[command(after_help = SET_EXAMPLES)]
+    Set(SetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The zone (e.g. shop/frontend).
+    #[arg(value_name = "ZONE")]
+    pub zone: String,
+
+    /// The new mode.
+    #[arg(value_enum, value_name = "MODE")]
+    pub mode: Mode,
+
+    /// Why: recorded in the profile's history and the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+/// How a zone's profile applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Allow everything and record edges.
+    Learn,
+    /// Allow everything, record edges, report unapproved ones as violations.
+    Monitor,
+    /// Drop and report unapproved edges.
+    Enforce,
+}
+
+impl Mode {
+    /// The name the enforcer uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Learn => "learn",
+            Self::Monitor => "monitor",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
+/// Runs one `mode` command and returns what to print on stdout.
+pub async fn run(command: &ModeCommand, global: &GlobalArgs) -> anyhow::Result<String> {
+    let ModeCommand::Set(args) = command;
+    let mut enforcer = Enforcer::connect(global).await?;
+    let request = v1::SetModeRequest {
+        zone: args.zone.clone(),
+        mode: args.mode.as_str().to_owned(),
+        comment: args.comment.clone().unwrap_or_default(),
+    };
+    let result = ProfileChangeResultView::from(enforcer.set_mode(request).await?);
+    if let Some(warning) = enforce_warning(&result, args) {
+        eprintln!("zwctl: warning: {warning}");
+    }
+    render::render_text_or_object(|| summary(&result, args), &result, global.output)
+}
+
+/// `zone shop/db: mode enforce (profile version 5)`.
+fn summary(result: &ProfileChangeResultView, args: &SetArgs) -> String {
+    let zone = profile::zone_name(result, &args.zone);
+    let mode = if result.profile.mode.is_empty() {
+        args.mode.as_str()
+    } else {
+        &result.profile.mode
+    };
+    let unchanged = if result.changed == 0 {
+        ", unchanged"
+    } else {
+        ""
+    };
+    format!(
+        "zone {zone}: mode {mode}{unchanged} (profile version {})\n",
+        result.profile.version
+    )
+}
+
+/// Enforcing a zone that approves nothing drops every new connection the other
+/// end does not approve: say so, with what to run instead.
+fn enforce_warning(result: &ProfileChangeResultView, args: &SetArgs) -> Option<String> {
+    let zone = profile::zone_name(result, &args.zone);
+    (args.mode == Mode::Enforce && result.profile.approved.is_empty()).then(|| {
+        format!(
+            "zone {zone} approves no edges: its new connections are dropped unless the other \
+             end approves them; review with zwctl profile diff {zone}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, OutputFormat};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<SetArgs, clap::Error> {
+        match Cli::try_parse_from(args)?.command {
+            Command::Mode(ModeCommand::Set(args)) => Ok(args),
+            other => panic!("expected mode set, got {other:?}"),
+        }
+    }
+
+    fn result(zone: &str, mode: &str, version: u64, changed: u32) -> ProfileChangeResultView {
+        ProfileChangeResultView::from(v1::ProfileChangeResponse {
+            profile: Some(v1::Profile {
+                zone: zone.into(),
+                mode: mode.into(),
+                version,
+                ..Default::default()
+            }),
+            changed,
+        })
+    }
+
+    #[test]
+    fn mode_set_takes_zone_mode_and_comment() {
+        let args = parse(&[
+            "zwctl",
+            "mode",
+            "set",
+            "shop/db",
+            "enforce",
+            "--comment",
+            "go",
+        ])
+        .unwrap();
+        assert_eq!(args.zone, "shop/db");
+        assert_eq!(args.mode, Mode::Enforce);
+        assert_eq!(args.comment.as_deref(), Some("go"));
+        assert_eq!(
+            parse(&["zwctl", "mode", "set", "z", "learn"]).unwrap().mode,
+            Mode::Learn
+        );
+        assert_eq!(
+            parse(&["zwctl", "mode", "set", "z", "monitor"])
+                .unwrap()
+                .mode
+                .as_str(),
+            "monitor"
+        );
+    }
+
+    #[test]
+    fn unknown_modes_are_refused_with_the_valid_ones() {
+        let err = parse(&["zwctl", "mode", "set", "z", "block"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        let text = err.to_string();
+        assert!(text.contains("learn, monitor, enforce"), "{text}");
+        assert!(parse(&["zwctl", "mode", "set", "z"]).is_err());
+        assert!(Cli::try_parse_from(["zwctl", "mode"]).is_err());
+    }
+
+    #[test]
+    fn summary_names_zone_mode_and_version() {
+        let args = parse(&["zwctl", "mode", "set", "shop/db", "enforce"]).unwrap();
+        assert_eq!(
+            summary(&result("shop/db", "enforce", 5, 1), &args),
+            "zone shop/db: mode enforce (profile version 5)\n"
+        );
+        assert_eq!(
+            summary(&result("", "", 5, 0), &args),
+            "zone shop/db: mode enforce, unchanged (profile version 5)\n"
+        );
+        let json = render::render_text_or_object(
+            String::new,
+            &result("shop/db", "enforce", 5, 1),
+            OutputFormat::Json,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["profile"]["mode"], "enforce");
+        assert_eq!(json["changed"], 1);
+    }
+
+    #[test]
+    fn enforcing_a_zone_without_approvals_warns() {
+        let enforce = parse(&["zwctl", "mode", "set", "shop/db", "enforce"]).unwrap();
+        let monitor = parse(&["zwctl", "mode", "set", "shop/db", "monitor"]).unwrap();
+        let empty = result("shop/db", "enforce", 5, 1);
+        let warning = enforce_warning(&empty, &enforce).expect("a warning");
+        assert!(warning.contains("zwctl profile diff shop/db"), "{warning}");
+        assert!(enforce_warning(&empty, &monitor).is_none());
+        let mut approved = empty.clone();
+        approved.profile.approved = vec!["a->shop/db:5432/tcp".into()];
+        assert!(enforce_warning(&approved, &enforce).is_none());
+    }
+}
