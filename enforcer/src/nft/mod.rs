@@ -14,6 +14,7 @@
 pub mod command;
 pub mod elements;
 pub mod listing;
+pub mod ruleset;
 pub mod schema;
 pub mod structure;
 

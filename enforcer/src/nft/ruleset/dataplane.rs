@@ -1,0 +1,243 @@
+//! The [`RulesetDataplane`] seam: the registry hands it rulesets, it makes the kernel
+//! hold them. [`NftRulesetDataplane`] runs `nft`; [`MemoryDataplane`] is a fake for
+//! tests without root.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+use tracing::{debug, warn};
+use zonewarden_profiles::diff::RulesetDiff;
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::ruleset::Ruleset;
+
+use super::names::BASE_CHAINS;
+use super::read::{read_listing_for, representable};
+use super::render_base::{base_chain_rules, base_commands};
+use super::render_diff::diff_commands;
+use super::{KernelView, Options};
+use crate::nft::{FAMILY, NftError, TABLE};
+
+/// The seam between the registry and the kernel's table.
+pub trait RulesetDataplane: Send + Sync {
+    /// Creates what is missing and rewrites stale base chains; returns the kernel view after it.
+    fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError>;
+    /// Applies `old -> new` in one transaction; on failure re-reads the kernel and
+    /// retries once with the diff from what it holds.
+    fn apply(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError>;
+    fn read(&self) -> Result<KernelView, NftError>;
+}
+
+/// The data plane of a real kernel, through the `nft` command.
+#[derive(Debug, Clone)]
+pub struct NftRulesetDataplane {
+    /// The command that runs nft: `["nft"]`, or e.g. `["ip", "netns", "exec", NS, "nft"]`.
+    command: Vec<String>,
+    opts: Options,
+}
+
+impl NftRulesetDataplane {
+    /// Runs `nft` from `PATH` in the caller's network namespace.
+    pub fn new(opts: Options) -> Self {
+        Self::with_command(vec!["nft".to_owned()], opts)
+    }
+
+    /// Runs nft through `command` (its first word is the program); an empty command
+    /// means `nft`.
+    pub fn with_command(command: Vec<String>, opts: Options) -> Self {
+        let command = if command.is_empty() {
+            vec!["nft".to_owned()]
+        } else {
+            command
+        };
+        Self { command, opts }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Applies one transaction with `nft -j -f -`; an empty one is not run.
+    fn run_transaction(&self, commands: &Value, action: &str) -> Result<(), NftError> {
+        let empty = commands
+            .get("nftables")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if empty {
+            return Ok(());
+        }
+        debug!(action, "applying an nft transaction");
+        self.run(&["-j", "-f", "-"], Some(commands.to_string()), action)
+            .map(drop)
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<String>, action: &str) -> Result<String, NftError> {
+        let (program, prefix) = match self.command.split_first() {
+            Some((program, prefix)) => (program.as_str(), prefix),
+            None => ("nft", &[][..]),
+        };
+        let spawn_error = |source| NftError::Spawn {
+            binary: PathBuf::from(program),
+            source,
+        };
+        let mut child = Command::new(program)
+            .args(prefix)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A write error means nft exited early; its stderr below says why.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let output = child.wait_with_output().map_err(spawn_error)?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(NftError::Failed {
+                action: action.to_owned(),
+                status: output.status.to_string(),
+                stderr: stderr.trim().replace('\n', " | "),
+            });
+        }
+        String::from_utf8(output.stdout).map_err(|err| NftError::Parse {
+            action: action.to_owned(),
+            detail: err.to_string(),
+        })
+    }
+}
+
+impl RulesetDataplane for NftRulesetDataplane {
+    fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
+        let current = self.read()?;
+        let commands = base_commands(settings, &current, &self.opts);
+        self.run_transaction(
+            &commands,
+            "create the table inet zonewarden and its base chains",
+        )?;
+        self.read()
+    }
+
+    fn apply(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+        let action = "apply the ruleset to the table inet zonewarden";
+        let commands = diff_commands(&RulesetDiff::between(old, new), new, &self.opts);
+        let Err(err) = self.run_transaction(&commands, action) else {
+            return Ok(());
+        };
+        warn!(
+            ?err,
+            "applying the ruleset failed; retrying from what the kernel holds"
+        );
+        let held = self.read()?;
+        let diff = RulesetDiff::between(&held.ruleset, new);
+        self.run_transaction(&diff_commands(&diff, new, &self.opts), action)
+    }
+
+    fn read(&self) -> Result<KernelView, NftError> {
+        let action = format!("list table {FAMILY} {TABLE}");
+        let stdout = match self.run(&["-j", "list", "table", FAMILY, TABLE], None, &action) {
+            Ok(stdout) => stdout,
+            Err(NftError::Failed { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                return Ok(KernelView::default());
+            }
+            Err(err) => return Err(err),
+        };
+        let parse_error = |detail: String| NftError::Parse {
+            action: action.clone(),
+            detail,
+        };
+        let listing: Value =
+            serde_json::from_str(&stdout).map_err(|e| parse_error(e.to_string()))?;
+        read_listing_for(&listing, &self.opts).map_err(parse_error)
+    }
+}
+
+/// An in-memory data plane for tests: it holds what a kernel would read back, and can
+/// be told to fail its next calls.
+#[derive(Debug, Default)]
+pub struct MemoryDataplane {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    view: KernelView,
+    fail_next: usize,
+    applies: usize,
+}
+
+impl MemoryDataplane {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` calls of `ensure_base` or `apply` fail (and change nothing).
+    pub fn fail_next(&self, n: usize) {
+        self.lock().fail_next = n;
+    }
+
+    /// What the "kernel" holds.
+    pub fn ruleset(&self) -> Ruleset {
+        self.lock().view.ruleset.clone()
+    }
+
+    /// How many `apply` calls changed the state.
+    pub fn applies(&self) -> usize {
+        self.lock().applies
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        // A test that panicked while holding the lock left consistent data behind.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn injected_failure(state: &mut MemoryState, action: &str) -> Result<(), NftError> {
+        if state.fail_next == 0 {
+            return Ok(());
+        }
+        state.fail_next -= 1;
+        Err(NftError::Failed {
+            action: action.to_owned(),
+            status: "exit status: 1".to_owned(),
+            stderr: "injected failure (MemoryDataplane)".to_owned(),
+        })
+    }
+}
+
+impl RulesetDataplane for MemoryDataplane {
+    fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
+        let mut state = self.lock();
+        Self::injected_failure(&mut state, "create the base chains")?;
+        let opts = Options::default();
+        for chain in BASE_CHAINS {
+            let comments = base_chain_rules(chain, settings, &opts)
+                .into_iter()
+                .map(|r| r.comment)
+                .collect();
+            state.view.base_chains.insert(chain.to_owned(), comments);
+        }
+        state.view.ruleset.settings = *settings;
+        Ok(state.view.clone())
+    }
+
+    fn apply(&self, _old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+        let mut state = self.lock();
+        Self::injected_failure(&mut state, "apply the ruleset")?;
+        state.view.ruleset = representable(new);
+        state.applies += 1;
+        Ok(())
+    }
+
+    fn read(&self) -> Result<KernelView, NftError> {
+        Ok(self.lock().view.clone())
+    }
+}

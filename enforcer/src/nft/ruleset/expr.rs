@@ -1,0 +1,205 @@
+//! Builders for the nft JSON (`libnftables-json(5)`) we write: expressions,
+//! statements and the commands of a transaction. Only our own table is ever named.
+
+use serde_json::{Value, json};
+
+use crate::nft::{FAMILY, TABLE};
+
+/// `ip saddr`, `th dport`, ...
+pub fn payload(protocol: &str, field: &str) -> Value {
+    json!({"payload": {"protocol": protocol, "field": field}})
+}
+
+/// `meta l4proto`, `meta iifname`, ...
+pub fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+/// `a . b . c`
+pub fn concat(items: Vec<Value>) -> Value {
+    json!({"concat": items})
+}
+
+/// `@name`
+pub fn set_ref(name: &str) -> Value {
+    Value::String(format!("@{name}"))
+}
+
+/// An anonymous set such as `{ tcp, udp, sctp }`.
+pub fn anon_set(items: &[&str]) -> Value {
+    json!({"set": items})
+}
+
+/// `left == right` (or `left right` in nft's text).
+pub fn eq(left: Value, right: Value) -> Value {
+    matches("==", left, right)
+}
+
+/// `left != right`
+pub fn ne(left: Value, right: Value) -> Value {
+    matches("!=", left, right)
+}
+
+fn matches(op: &str, left: Value, right: Value) -> Value {
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+/// `ct state established,related`
+pub fn ct_state_established() -> Value {
+    json!({"match": {"op": "in", "left": {"ct": {"key": "state"}},
+        "right": ["established", "related"]}})
+}
+
+/// `meta l4proto { tcp, udp, sctp }`: the protocols with ports.
+pub fn l4proto_with_ports() -> Value {
+    eq(meta("l4proto"), anon_set(&["tcp", "udp", "sctp"]))
+}
+
+/// `ip <field> vmap @map`
+pub fn vmap(key: Value, map: &str) -> Value {
+    json!({"vmap": {"key": key, "data": set_ref(map)}})
+}
+
+/// `add @set { elem }` from the packet path.
+pub fn set_add(set: &str, elem: Value) -> Value {
+    json!({"set": {"op": "add", "elem": elem, "set": set_ref(set)}})
+}
+
+/// `limit rate <rate>/second`
+pub fn limit_per_second(rate: u32) -> Value {
+    json!({"limit": {"rate": rate, "per": "second"}})
+}
+
+/// `log group <group> prefix "<prefix>"`
+pub fn log(prefix: &str, group: u16) -> Value {
+    json!({"log": {"prefix": prefix, "group": group}})
+}
+
+pub fn accept() -> Value {
+    json!({"accept": null})
+}
+
+pub fn drop() -> Value {
+    json!({"drop": null})
+}
+
+pub fn verdict_return() -> Value {
+    json!({"return": null})
+}
+
+/// `jump <chain>`, as a statement or as a verdict-map value.
+pub fn jump(chain: &str) -> Value {
+    json!({"jump": {"target": chain}})
+}
+
+/// A rule of one of our chains: its comment (its identity) and its statements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub comment: String,
+    pub expr: Vec<Value>,
+}
+
+impl Rule {
+    pub fn new(comment: &str, expr: Vec<Value>) -> Self {
+        Self {
+            comment: super::cut_comment(comment),
+            expr,
+        }
+    }
+}
+
+/// The fields naming an object of our table.
+fn object(name: &str) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("family".into(), FAMILY.into());
+    map.insert("table".into(), TABLE.into());
+    map.insert("name".into(), name.into());
+    map
+}
+
+/// `add table inet zonewarden`
+pub fn add_table() -> Value {
+    json!({"add": {"table": {"family": FAMILY, "name": TABLE}}})
+}
+
+/// `add set` (or `add map` when `value_type` is given); `key_type` is one type name
+/// or several for a concatenation.
+pub fn add_set(name: &str, key_type: &[&str], value_type: Option<&str>) -> Value {
+    let mut def = object(name);
+    let key: Value = match key_type {
+        [one] => (*one).into(),
+        many => many.to_vec().into(),
+    };
+    def.insert("type".into(), key);
+    match value_type {
+        Some(value) => {
+            def.insert("map".into(), value.into());
+            json!({"add": {"map": def}})
+        }
+        None => json!({"add": {"set": def}}),
+    }
+}
+
+/// A "seen" set: elements added from the packet path, expiring after `timeout`.
+pub fn add_seen_set(name: &str, key_type: &[&str], timeout_secs: u32) -> Value {
+    let mut def = object(name);
+    def.insert("type".into(), key_type.to_vec().into());
+    def.insert("size".into(), 65536.into());
+    def.insert("flags".into(), json!(["timeout"]));
+    def.insert("timeout".into(), timeout_secs.into());
+    json!({"add": {"set": def}})
+}
+
+/// `delete set` (also for maps: nft accepts either).
+pub fn delete_set(name: &str) -> Value {
+    json!({"delete": {"set": object(name)}})
+}
+
+/// `add chain` of a base chain: `type filter hook <hook> priority filter; policy accept`.
+pub fn add_base_chain(hook: &str) -> Value {
+    let mut def = object(hook);
+    def.insert("type".into(), "filter".into());
+    def.insert("hook".into(), hook.into());
+    def.insert("prio".into(), 0.into());
+    def.insert("policy".into(), "accept".into());
+    json!({"add": {"chain": def}})
+}
+
+/// `add chain` of a regular chain (the target of jumps).
+pub fn add_chain(name: &str) -> Value {
+    json!({"add": {"chain": object(name)}})
+}
+
+pub fn flush_chain(name: &str) -> Value {
+    json!({"flush": {"chain": object(name)}})
+}
+
+pub fn delete_chain(name: &str) -> Value {
+    json!({"delete": {"chain": object(name)}})
+}
+
+/// `add rule` at the end of `chain`.
+pub fn add_rule(chain: &str, rule: &Rule) -> Value {
+    json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain,
+        "comment": rule.comment, "expr": rule.expr}}})
+}
+
+/// `add element` (`add`) or `delete element` (`delete`) in one set or map.
+pub fn elements(verb: &str, set: &str, elem: Vec<Value>) -> Value {
+    let mut def = object(set);
+    def.insert("elem".into(), elem.into());
+    json!({ verb: {"element": def} })
+}
+
+/// A key with a comment, as an element of a set or the key of a map element.
+pub fn commented(key: Value, comment: &str) -> Value {
+    if comment.is_empty() {
+        return key;
+    }
+    json!({"elem": {"val": key, "comment": super::cut_comment(comment)}})
+}
+
+/// A transaction: `{"nftables": [...]}`.
+pub fn transaction(commands: Vec<Value>) -> Value {
+    json!({ "nftables": commands })
+}

@@ -1,0 +1,354 @@
+//! The kernel's table read back into the model: what `nft -j list table inet
+//! zonewarden` prints, as a [`KernelView`].
+//!
+//! Zones come from their chains (`zout_N`, `zin_N`) and sets: the mode and version
+//! from the tail's log prefix (`zw K zN vV out`), the name from the first rule's
+//! comment. A zone whose chains' comments are not the ones this version renders
+//! (another version wrote them, or its name was too long for a comment) reads with
+//! the name `host`, which no compiled zone has, so the next diff rewrites it.
+//!
+//! The parser reads the fields it needs and ignores the rest, so a newer nft that
+//! adds fields does not break it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde_json::Value;
+use zonewarden_profiles::edge::Proto;
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, ZoneRules};
+use zonewarden_profiles::zone::ZoneName;
+
+use super::names::{self, *};
+use super::render_base::PROBES_COMMENT;
+use super::render_zone::{Tail, first_comment, zone_chain_rules};
+use super::{Dir, KernelView, Options, ZoneSet, cut_comment};
+
+/// Reads a listing; zone chains are checked against the NFLOG group they log to.
+pub fn read_listing(listing: &Value) -> Result<KernelView, String> {
+    read(listing, None)
+}
+
+/// Reads a listing; zone chains that do not log to `opts.nflog_group` count as stale.
+pub fn read_listing_for(listing: &Value, opts: &Options) -> Result<KernelView, String> {
+    read(listing, Some(opts.nflog_group))
+}
+
+/// What of `ruleset` the table can hold, so that reading it back after applying it
+/// gives exactly this: IPv6 addresses only as members (the chains cover IPv4),
+/// comments cut as nft cuts them.
+pub fn representable(ruleset: &Ruleset) -> Ruleset {
+    let mut out = ruleset.clone();
+    out.local.retain(|addr, _| addr.is_ipv4());
+    for local in out.local.values_mut() {
+        local.comment = cut_comment(&local.comment);
+    }
+    for (_, comment) in out.members.values_mut() {
+        *comment = cut_comment(comment);
+    }
+    out.host.retain(IpAddr::is_ipv4);
+    for zone in out.zones.values_mut() {
+        for allow in [&mut zone.allow_out, &mut zone.allow_in] {
+            *allow = allow
+                .iter()
+                .filter(|(addr, _, _)| addr.is_ipv4())
+                .map(|&(a, p, port)| (a, p, if p.has_ports() { port } else { 0 }))
+                .collect();
+        }
+        for world in [&mut zone.world_out, &mut zone.world_in] {
+            world.retain(|(p, port)| p.has_ports() || *port == 0);
+        }
+    }
+    out
+}
+
+/// The parts of a listing we read: elements by set, rules by chain.
+#[derive(Default)]
+struct Listing<'a> {
+    elements: BTreeMap<&'a str, &'a [Value]>,
+    chains: BTreeMap<&'a str, Vec<(&'a str, &'a [Value])>>,
+}
+
+impl<'a> Listing<'a> {
+    fn parse(listing: &'a Value) -> Result<Self, String> {
+        let items = listing
+            .get("nftables")
+            .and_then(Value::as_array)
+            .ok_or("the listing has no \"nftables\" array")?;
+        let mut out = Self::default();
+        for item in items {
+            if let Some(set) = item.get("set").or_else(|| item.get("map")) {
+                let elems = set.get("elem").and_then(Value::as_array);
+                out.elements
+                    .insert(str_field(set, "name")?, elems.map_or(&[], Vec::as_slice));
+            } else if let Some(chain) = item.get("chain") {
+                out.chains.entry(str_field(chain, "name")?).or_default();
+            } else if let Some(rule) = item.get("rule") {
+                let comment = rule.get("comment").and_then(Value::as_str).unwrap_or("");
+                let expr = rule.get("expr").and_then(Value::as_array);
+                out.chains
+                    .entry(str_field(rule, "chain")?)
+                    .or_default()
+                    .push((comment, expr.map_or(&[], Vec::as_slice)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn elements(&self, set: &str) -> &'a [Value] {
+        self.elements.get(set).copied().unwrap_or(&[])
+    }
+
+    fn comments(&self, chain: &str) -> Option<Vec<String>> {
+        let rules = self.chains.get(chain)?;
+        Some(rules.iter().map(|(c, _)| (*c).to_owned()).collect())
+    }
+}
+
+fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
+    let table = Listing::parse(listing)?;
+    let mut view = KernelView::default();
+    for chain in BASE_CHAINS {
+        if let Some(comments) = table.comments(chain) {
+            view.base_chains.insert(chain.to_owned(), comments);
+        }
+    }
+    let rs = &mut view.ruleset;
+    rs.settings = match view.base_chains.get(OUTPUT) {
+        Some(comments) => NodeSettings {
+            allow_host_probes: comments.iter().any(|c| c == PROBES_COMMENT),
+        },
+        None => NodeSettings::default(),
+    };
+    for map in [ZONE_OF_V4, ZONE_OF_V6] {
+        for entry in table.elements(map) {
+            let (key, value) = map_entry(map, entry)?;
+            let (addr, comment) = addr_key(map, key)?;
+            let id = value
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad(map, entry))?;
+            rs.members.insert(addr, (id, comment.unwrap_or_default()));
+        }
+    }
+    for entry in table.elements(HOST_V4) {
+        rs.host.insert(addr_key(HOST_V4, entry)?.0);
+    }
+    read_locals(&table, rs)?;
+    let ids: BTreeSet<u32> = table
+        .chains
+        .keys()
+        .filter_map(|c| {
+            let id = c
+                .strip_prefix(ZONE_OUT_PREFIX)
+                .or_else(|| c.strip_prefix(ZONE_IN_PREFIX))?;
+            id.parse().ok()
+        })
+        .collect();
+    for id in ids {
+        let zone = read_zone(&table, id, group)?;
+        rs.zones.insert(id, zone);
+    }
+    Ok(view)
+}
+
+fn read_locals(table: &Listing<'_>, rs: &mut Ruleset) -> Result<(), String> {
+    let quarantined: BTreeSet<IpAddr> = table
+        .elements(QUARANTINE_V4)
+        .iter()
+        .map(|e| addr_key(QUARANTINE_V4, e).map(|(a, _)| a))
+        .collect::<Result<_, _>>()?;
+    let mut ifnames = BTreeMap::new();
+    for entry in table.elements(POD_SRC_V4) {
+        let parts = entry
+            .get("concat")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice);
+        let Some([ifname, addr]) = parts else {
+            return Err(bad(POD_SRC_V4, entry));
+        };
+        let ifname = ifname.as_str().ok_or_else(|| bad(POD_SRC_V4, entry))?;
+        ifnames.insert(addr_key(POD_SRC_V4, addr)?.0, ifname.to_owned());
+    }
+    for entry in table.elements(EGRESS_V4) {
+        let (key, value) = map_entry(EGRESS_V4, entry)?;
+        let (addr, comment) = addr_key(EGRESS_V4, key)?;
+        let zone_id = value
+            .pointer("/jump/target")
+            .and_then(Value::as_str)
+            .and_then(|t| t.strip_prefix(ZONE_OUT_PREFIX))
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| bad(EGRESS_V4, entry))?;
+        let local = LocalAddr {
+            zone_id,
+            host_ifname: ifnames.get(&addr).cloned(),
+            quarantined: quarantined.contains(&addr),
+            comment: comment.unwrap_or_default(),
+        };
+        rs.local.insert(addr, local);
+    }
+    Ok(())
+}
+
+/// A zone from its chains and sets; stale or unreadable chains give the name `host`.
+fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRules, String> {
+    let out_chain = names::zone_chain(Dir::Out, id);
+    let in_chain = names::zone_chain(Dir::In, id);
+    let rules_of = |chain: &str| table.chains.get(chain).map_or(&[][..], Vec::as_slice);
+    let tail = [&out_chain, &in_chain]
+        .into_iter()
+        .flat_map(|c| rules_of(c))
+        .flat_map(|(_, expr)| expr.iter())
+        .find_map(|stmt| stmt.get("log"));
+    let prefix = tail
+        .and_then(|log| log.get("prefix"))
+        .and_then(Value::as_str);
+    let logged_group = tail
+        .and_then(|log| log.get("group"))
+        .and_then(Value::as_u64)
+        .and_then(|g| u16::try_from(g).ok());
+    let (mode, version) = prefix.and_then(|p| parse_prefix(p, id)).unwrap_or_default();
+    let name = rules_of(&out_chain)
+        .first()
+        .and_then(|(c, _)| c.strip_suffix(first_comment("", Dir::Out).as_str()))
+        .and_then(|name| ZoneName::parse_any(name).ok());
+    let mut zone = ZoneRules {
+        id,
+        zone: name.clone().unwrap_or_else(ZoneName::host),
+        mode,
+        version,
+        allow_out: Default::default(),
+        allow_in: Default::default(),
+        world_out: Default::default(),
+        world_in: Default::default(),
+    };
+    for dir in Dir::BOTH {
+        let chain = names::zone_chain(dir, id);
+        let (allow, world) = match dir {
+            Dir::Out => (&mut zone.allow_out, &mut zone.world_out),
+            Dir::In => (&mut zone.allow_in, &mut zone.world_in),
+        };
+        let icmp_world = rules_of(&chain).iter().any(|(c, _)| {
+            c.ends_with(": icmp to world approved") || c.ends_with(": icmp from world approved")
+        });
+        if icmp_world {
+            world.insert((Proto::Icmp, 0));
+        }
+        let set = names::zone_set(ZoneSet::Allow, dir, id);
+        for entry in table.elements(&set) {
+            let parts = concat_parts(&set, entry, 3)?;
+            let addr = addr_key(&set, &parts[0])?.0;
+            allow.insert((addr, proto(&set, &parts[1])?, port(&set, &parts[2])?));
+        }
+        let set = names::zone_set(ZoneSet::AllowIcmp, dir, id);
+        for entry in table.elements(&set) {
+            allow.insert((addr_key(&set, entry)?.0, Proto::Icmp, 0));
+        }
+        let set = names::zone_set(ZoneSet::World, dir, id);
+        for entry in table.elements(&set) {
+            let parts = concat_parts(&set, entry, 2)?;
+            world.insert((proto(&set, &parts[0])?, port(&set, &parts[1])?));
+        }
+    }
+    let opts = Options {
+        nflog_group: group.or(logged_group).unwrap_or_default(),
+        ..Options::default()
+    };
+    let current = |chain: &str| table.comments(chain).unwrap_or_default();
+    let rendered = |dir| -> Vec<String> {
+        zone_chain_rules(&zone, dir, &opts)
+            .into_iter()
+            .map(|r| r.comment)
+            .collect()
+    };
+    let up_to_date = name.is_some()
+        && prefix.is_some()
+        && logged_group == Some(opts.nflog_group)
+        && current(&out_chain) == rendered(Dir::Out)
+        && current(&in_chain) == rendered(Dir::In);
+    if !up_to_date {
+        zone.zone = ZoneName::host();
+    }
+    Ok(zone)
+}
+
+/// `zw K zN vV dir` → (mode, version), when it names zone `id`.
+fn parse_prefix(prefix: &str, id: u32) -> Option<(zonewarden_profiles::profile::Mode, u64)> {
+    let mut words = prefix.split_whitespace();
+    if words.next()? != "zw" {
+        return None;
+    }
+    let mode = Tail::mode_of_kind(words.next()?)?;
+    let zone_id: u32 = words.next()?.strip_prefix('z')?.parse().ok()?;
+    let version = words.next()?.strip_prefix('v')?.parse().ok()?;
+    (zone_id == id).then_some((mode, version))
+}
+
+fn str_field<'a>(object: &'a Value, field: &str) -> Result<&'a str, String> {
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("an object has no string field {field:?}: {object}"))
+}
+
+fn bad(set: &str, entry: &Value) -> String {
+    format!("set {set} has an element nft listed as {entry}")
+}
+
+/// A map element: `[key, value]`.
+fn map_entry<'a>(map: &str, entry: &'a Value) -> Result<(&'a Value, &'a Value), String> {
+    match entry.as_array().map(Vec::as_slice) {
+        Some([key, value]) => Ok((key, value)),
+        _ => Err(bad(map, entry)),
+    }
+}
+
+/// An address key, bare or as `{"elem": {"val": address, "comment": ...}}`.
+fn addr_key(set: &str, key: &Value) -> Result<(IpAddr, Option<String>), String> {
+    let (val, comment) = match key.get("elem") {
+        Some(annotated) => (
+            annotated.get("val"),
+            annotated
+                .get("comment")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        ),
+        None => (Some(key), None),
+    };
+    let addr = val
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| bad(set, key))?;
+    Ok((addr, comment))
+}
+
+fn concat_parts<'a>(set: &str, entry: &'a Value, len: usize) -> Result<&'a [Value], String> {
+    let key = entry.pointer("/elem/val").unwrap_or(entry);
+    key.get("concat")
+        .and_then(Value::as_array)
+        .filter(|parts| parts.len() == len)
+        .map(Vec::as_slice)
+        .ok_or_else(|| bad(set, entry))
+}
+
+fn proto(set: &str, value: &Value) -> Result<Proto, String> {
+    let parsed = match value {
+        Value::String(s) => Proto::from_str(s).ok(),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .and_then(Proto::from_number),
+        _ => None,
+    };
+    parsed.ok_or_else(|| bad(set, value))
+}
+
+fn port(set: &str, value: &Value) -> Result<u16, String> {
+    let parsed = match value {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    };
+    parsed.ok_or_else(|| bad(set, value))
+}

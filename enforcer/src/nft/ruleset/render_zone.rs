@@ -1,0 +1,338 @@
+//! One zone: its six sets (allowed peers, ICMP peers and world ports, out and in),
+//! its two chains (`zout_N` for connections it opens, `zin_N` for those it receives)
+//! and the elements of its sets.
+//!
+//! A zone chain accepts what is approved and ends in its mode's tail: a "seen" set
+//! makes the NFLOG volume follow distinct edges, not connections; `learn` and
+//! `monitor` return (the packet goes on), `enforce` drops.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use zonewarden_profiles::edge::Proto;
+use zonewarden_profiles::profile::Mode;
+use zonewarden_profiles::ruleset::{Allow, ZoneRules};
+
+use super::expr::{self, Rule};
+use super::names::{self, HOST_V4, ZONE_OF_V4};
+use super::{Dir, Options, ZoneSet};
+
+/// What a zone's tail does with what is not approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// The word in the seen sets' names and the log prefix: learn, violation, drop.
+    pub kind: &'static str,
+    pub drops: bool,
+}
+
+impl Tail {
+    pub const ALL: [Tail; 3] = [
+        Tail::of(Mode::Learn),
+        Tail::of(Mode::Monitor),
+        Tail::of(Mode::Enforce),
+    ];
+
+    pub const fn of(mode: Mode) -> Self {
+        match mode {
+            Mode::Learn => Self {
+                kind: "learn",
+                drops: false,
+            },
+            Mode::Monitor => Self {
+                kind: "violation",
+                drops: false,
+            },
+            Mode::Enforce => Self {
+                kind: "drop",
+                drops: true,
+            },
+        }
+    }
+
+    /// The mode whose tail logs with this kind.
+    pub fn mode_of_kind(kind: &str) -> Option<Mode> {
+        [Mode::Learn, Mode::Monitor, Mode::Enforce]
+            .into_iter()
+            .find(|m| Self::of(*m).kind == kind)
+    }
+
+    /// `seen_K_v4`: (source, destination, protocol, port) already reported.
+    pub fn seen_set(self) -> String {
+        format!("seen_{}_v4", self.kind)
+    }
+
+    /// `seen_icmp_K_v4`: (source, destination) of other traffic already reported.
+    pub fn seen_icmp_set(self) -> String {
+        format!("seen_icmp_{}_v4", self.kind)
+    }
+
+    fn verdict(self) -> Value {
+        if self.drops {
+            expr::drop()
+        } else {
+            expr::verdict_return()
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self.kind {
+            "learn" => "allow and learn new",
+            "violation" => "allow unapproved",
+            _ => "drop unapproved",
+        }
+    }
+}
+
+/// The NFLOG prefix of a zone's tail: `zw K zN vV out`.
+pub fn log_prefix(rules: &ZoneRules, dir: Dir) -> String {
+    let kind = Tail::of(rules.mode).kind;
+    format!(
+        "zw {kind} z{} v{} {}",
+        rules.id,
+        rules.version,
+        dir.as_str()
+    )
+}
+
+/// The comment of a zone chain's first rule, from which its zone name is read back.
+pub fn first_comment(zone: &str, dir: Dir) -> String {
+    format!("{zone}: approved edges {}", dir.as_str())
+}
+
+/// The key type of a zone set.
+pub fn set_type(kind: ZoneSet) -> &'static [&'static str] {
+    match kind {
+        ZoneSet::Allow => &["ipv4_addr", "inet_proto", "inet_service"],
+        ZoneSet::AllowIcmp => &["ipv4_addr"],
+        ZoneSet::World => &["inet_proto", "inet_service"],
+    }
+}
+
+/// The rules of `zout_N` (`Dir::Out`) or `zin_N` (`Dir::In`), in order.
+pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
+    let id = rules.id;
+    let zone = rules.zone.as_str();
+    let d = dir.as_str();
+    let peer = || match dir {
+        Dir::Out => expr::payload("ip", "daddr"),
+        Dir::In => expr::payload("ip", "saddr"),
+    };
+    let port_key = || expr::concat(vec![expr::meta("l4proto"), expr::payload("th", "dport")]);
+    let icmp = || expr::eq(expr::meta("l4proto"), "icmp".into());
+    let outside = || {
+        [
+            expr::ne(peer(), expr::set_ref(ZONE_OF_V4)),
+            expr::ne(peer(), expr::set_ref(HOST_V4)),
+        ]
+    };
+    let set = |kind| names::zone_set(kind, dir, id);
+    let mut out = vec![
+        Rule::new(
+            &first_comment(zone, dir),
+            vec![
+                expr::l4proto_with_ports(),
+                expr::eq(
+                    expr::concat(vec![
+                        peer(),
+                        expr::meta("l4proto"),
+                        expr::payload("th", "dport"),
+                    ]),
+                    expr::set_ref(&set(ZoneSet::Allow)),
+                ),
+                expr::accept(),
+            ],
+        ),
+        Rule::new(
+            &format!("{zone}: approved icmp {d}"),
+            vec![
+                icmp(),
+                expr::eq(peer(), expr::set_ref(&set(ZoneSet::AllowIcmp))),
+                expr::accept(),
+            ],
+        ),
+    ];
+    let world = match dir {
+        Dir::Out => &rules.world_out,
+        Dir::In => &rules.world_in,
+    };
+    if world.contains(&(Proto::Icmp, 0)) {
+        let to = if dir == Dir::Out { "to" } else { "from" };
+        let mut e = vec![icmp()];
+        e.extend(outside());
+        e.push(expr::accept());
+        out.push(Rule::new(&format!("{zone}: icmp {to} world approved"), e));
+    }
+    let mut e = vec![expr::l4proto_with_ports()];
+    e.extend(outside());
+    e.push(expr::eq(port_key(), expr::set_ref(&set(ZoneSet::World))));
+    e.push(expr::accept());
+    out.push(Rule::new(&format!("{zone}: approved world edges {d}"), e));
+    out.extend(tail_rules(rules, dir, opts));
+    out
+}
+
+fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> [Rule; 4] {
+    let tail = Tail::of(rules.mode);
+    let head = format!(
+        "{} {} v{}: {} ",
+        rules.zone,
+        rules.mode,
+        rules.version,
+        tail.verb()
+    );
+    let d = dir.as_str();
+    let group = opts.nflog_group;
+    let prefix = log_prefix(rules, dir);
+    let edge = || {
+        expr::concat(vec![
+            expr::payload("ip", "saddr"),
+            expr::payload("ip", "daddr"),
+            expr::meta("l4proto"),
+            expr::payload("th", "dport"),
+        ])
+    };
+    let pair = || {
+        expr::concat(vec![
+            expr::payload("ip", "saddr"),
+            expr::payload("ip", "daddr"),
+        ])
+    };
+    [
+        Rule::new(
+            &format!("{head}edge {d}, already reported"),
+            vec![
+                expr::l4proto_with_ports(),
+                expr::eq(edge(), expr::set_ref(&tail.seen_set())),
+                tail.verdict(),
+            ],
+        ),
+        Rule::new(
+            &format!("{head}edge {d}, report to nflog {group}"),
+            vec![
+                expr::l4proto_with_ports(),
+                expr::set_add(&tail.seen_set(), edge()),
+                expr::log(&prefix, group),
+                tail.verdict(),
+            ],
+        ),
+        Rule::new(
+            &format!("{head}other traffic {d}, already reported"),
+            vec![
+                expr::eq(pair(), expr::set_ref(&tail.seen_icmp_set())),
+                tail.verdict(),
+            ],
+        ),
+        Rule::new(
+            &format!("{head}other traffic {d}, report to nflog {group}"),
+            vec![
+                expr::set_add(&tail.seen_icmp_set(), pair()),
+                expr::log(&prefix, group),
+                tail.verdict(),
+            ],
+        ),
+    ]
+}
+
+/// The commands that create a zone's sets and chains if missing and (re)write the
+/// chains' rules: used for created and rewritten zones alike.
+pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for dir in Dir::BOTH {
+        for kind in ZoneSet::ALL {
+            let name = names::zone_set(kind, dir, rules.id);
+            cmds.push(expr::add_set(&name, set_type(kind), None));
+        }
+    }
+    for dir in Dir::BOTH {
+        let chain = names::zone_chain(dir, rules.id);
+        cmds.push(expr::add_chain(&chain));
+        cmds.push(expr::flush_chain(&chain));
+        for rule in zone_chain_rules(rules, dir, opts) {
+            cmds.push(expr::add_rule(&chain, &rule));
+        }
+    }
+    cmds
+}
+
+/// The commands that delete a zone's chains and then its sets. The verdict-map
+/// elements that jump to the chains must be gone before (earlier in the transaction).
+pub fn remove_zone(id: u32) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for dir in Dir::BOTH {
+        cmds.push(expr::flush_chain(&names::zone_chain(dir, id)));
+    }
+    for dir in Dir::BOTH {
+        cmds.push(expr::delete_chain(&names::zone_chain(dir, id)));
+    }
+    for dir in Dir::BOTH {
+        for kind in ZoneSet::ALL {
+            cmds.push(expr::delete_set(&names::zone_set(kind, dir, id)));
+        }
+    }
+    cmds
+}
+
+/// The element of a set for one allowed peer, or `None` when the table cannot hold
+/// it (IPv6: the zone chains cover IPv4).
+pub fn allow_element(allow: &Allow) -> Option<(ZoneSet, Value)> {
+    let (IpAddr::V4(addr), proto, port) = allow else {
+        return None;
+    };
+    Some(if proto.has_ports() {
+        let key = vec![
+            addr.to_string().into(),
+            proto.as_str().into(),
+            (*port).into(),
+        ];
+        (ZoneSet::Allow, expr::concat(key))
+    } else {
+        (ZoneSet::AllowIcmp, addr.to_string().into())
+    })
+}
+
+/// The element of a world set, or `None` for ICMP (a rule of the chain, not an element).
+pub fn world_element(world: &WorldPort) -> Option<Value> {
+    let (proto, port) = world;
+    proto
+        .has_ports()
+        .then(|| expr::concat(vec![proto.as_str().into(), (*port).into()]))
+}
+
+/// Elements grouped by the zone set that holds them.
+#[derive(Debug, Default)]
+pub struct ZoneElements {
+    pub sets: Vec<(String, Vec<Value>)>,
+}
+
+impl ZoneElements {
+    /// The elements of `allows` and `world` of zone `id` in direction `dir`.
+    pub fn push<'a>(
+        &mut self,
+        id: u32,
+        dir: Dir,
+        allows: impl IntoIterator<Item = &'a Allow>,
+        world: impl IntoIterator<Item = &'a WorldPort>,
+    ) {
+        let mut allow = Vec::new();
+        let mut icmp = Vec::new();
+        for (kind, elem) in allows.into_iter().filter_map(allow_element) {
+            match kind {
+                ZoneSet::AllowIcmp => icmp.push(elem),
+                _ => allow.push(elem),
+            }
+        }
+        let world: Vec<Value> = world.into_iter().filter_map(world_element).collect();
+        for (kind, elems) in [
+            (ZoneSet::Allow, allow),
+            (ZoneSet::AllowIcmp, icmp),
+            (ZoneSet::World, world),
+        ] {
+            if !elems.is_empty() {
+                self.sets.push((names::zone_set(kind, dir, id), elems));
+            }
+        }
+    }
+}
+
+/// A (protocol, port) to or from `world`.
+pub type WorldPort = (Proto, u16);

@@ -1,0 +1,451 @@
+//! Unit tests (no root): snapshots of the rendered transactions, the read-back of a
+//! listing captured from nft 1.0.6, and the in-memory data plane. The same scenarios
+//! run against a real kernel in [`super::kernel_tests`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde_json::Value;
+use zonewarden_profiles::diff::RulesetDiff;
+use zonewarden_profiles::edge::{Edge, Proto};
+use zonewarden_profiles::policy::{NodeSettings, Policy};
+use zonewarden_profiles::profile::{Mode, Profile};
+use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
+use zonewarden_profiles::{AttachMode, AttachmentKey, Endpoint, ZoneName, ZoneSource};
+
+use super::*;
+
+pub(super) const OPTS: Options = Options {
+    nflog_group: 7,
+    seen_timeout_secs: 60,
+};
+
+fn zone(name: &str) -> ZoneName {
+    ZoneName::parse_any(name).expect("a valid zone name")
+}
+
+pub(super) fn endpoint(id: &str, zone_name: &str, node: &str, ips: &[&str]) -> Endpoint {
+    Endpoint {
+        key: AttachmentKey {
+            network: "podnet".into(),
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        },
+        zone: zone(zone_name),
+        zone_source: ZoneSource::Config,
+        netns: format!("/var/run/netns/{id}"),
+        host_ifname: Some(format!("zw{id}")),
+        ips: ips.iter().map(|ip| ip.parse().expect("a CIDR")).collect(),
+        mac: None,
+        node: node.into(),
+        pod_namespace: Some("shop".into()),
+        pod_name: Some(id.into()),
+        attach_mode: AttachMode::Routed,
+        created_unix_ms: 1_700_000_000_000,
+    }
+}
+
+/// A cluster: web (enforce), db (learn), cache (monitor) and the edges between them.
+pub(super) struct Cluster {
+    pub policy: Policy,
+    pub endpoints: Vec<Endpoint>,
+    pub quarantined: BTreeSet<String>,
+}
+
+impl Cluster {
+    pub fn new(with_cache: bool) -> Self {
+        let edge = |src: &str, dst: &str, proto, port| Edge::new(zone(src), zone(dst), proto, port);
+        let profile = |name: &str, mode, version, edges: Vec<Edge>| Profile {
+            zone: zone(name),
+            mode,
+            quarantined: false,
+            version,
+            approved: edges.into_iter().collect(),
+            history: Vec::new(),
+        };
+        let mut profiles = vec![
+            profile(
+                "shop/web",
+                Mode::Enforce,
+                3,
+                vec![
+                    edge("shop/web", "shop/db", Proto::Tcp, 5432),
+                    edge("shop/web", "world", Proto::Tcp, 443),
+                    edge("shop/web", "world", Proto::Icmp, 0),
+                    edge("host", "shop/web", Proto::Tcp, 8080),
+                    edge("world", "shop/web", Proto::Tcp, 80),
+                ],
+            ),
+            profile(
+                "shop/db",
+                Mode::Learn,
+                1,
+                vec![edge("shop/db", "shop/web", Proto::Icmp, 0)],
+            ),
+        ];
+        let mut endpoints = vec![
+            endpoint("web1", "shop/web", "node-1", &["10.0.0.2/32"]),
+            endpoint("web2", "shop/web", "node-1", &["10.0.0.3/32"]),
+            endpoint("db1", "shop/db", "node-1", &["10.0.0.4/32"]),
+            endpoint("db2", "shop/db", "node-2", &["10.0.1.4/32"]),
+        ];
+        if with_cache {
+            profiles.push(profile(
+                "shop/cache",
+                Mode::Monitor,
+                2,
+                vec![edge("shop/web", "shop/cache", Proto::Udp, 11211)],
+            ));
+            endpoints.push(endpoint("cache1", "shop/cache", "node-1", &["10.0.0.5/32"]));
+        }
+        let policy = Policy {
+            profiles: profiles.into_iter().map(|p| (p.zone.clone(), p)).collect(),
+            settings: NodeSettings::default(),
+        };
+        Self {
+            policy,
+            endpoints,
+            quarantined: BTreeSet::new(),
+        }
+    }
+
+    /// Gives a local and a remote endpoint an IPv6 address too.
+    pub fn dual_stack(mut self) -> Self {
+        for (id, addr) in [("web1", "fd00::2/128"), ("db2", "fd00::4/128")] {
+            let ep = self.endpoints.iter_mut().find(|e| e.key.container_id == id);
+            ep.expect("the endpoint")
+                .ips
+                .push(addr.parse().expect("a CIDR"));
+        }
+        self
+    }
+
+    pub fn compile(&self) -> Ruleset {
+        let zone_ids: BTreeMap<ZoneName, u32> =
+            [("shop/web", 1), ("shop/db", 2), ("shop/cache", 3)]
+                .into_iter()
+                .map(|(z, id)| (zone(z), id))
+                .collect();
+        let host: Vec<IpAddr> = vec!["192.168.1.10".parse().expect("an address")];
+        compile(&CompileInput {
+            policy: &self.policy,
+            endpoints: &self.endpoints,
+            node: "node-1",
+            zone_ids: &zone_ids,
+            host_addrs: &host,
+            quarantined_endpoints: &self.quarantined,
+        })
+    }
+
+    pub fn set_mode(&mut self, zone_name: &str, mode: Mode) {
+        let profile = self
+            .policy
+            .profiles
+            .get_mut(&zone(zone_name))
+            .expect("a profile");
+        profile.mode = mode;
+        profile.version += 1;
+    }
+
+    pub fn remove_endpoint(&mut self, id: &str) {
+        self.endpoints.retain(|e| e.key.container_id != id);
+    }
+}
+
+fn two_zones() -> Ruleset {
+    Cluster::new(false).compile()
+}
+
+fn commands(value: &Value) -> &[Value] {
+    value["nftables"].as_array().map_or(&[], Vec::as_slice)
+}
+
+#[test]
+fn base_with_host_probes() {
+    let settings = NodeSettings {
+        allow_host_probes: true,
+    };
+    insta::assert_json_snapshot!(base_commands(&settings, &KernelView::default(), &OPTS));
+}
+
+#[test]
+fn base_without_host_probes() {
+    let settings = NodeSettings {
+        allow_host_probes: false,
+    };
+    let json = base_commands(&settings, &KernelView::default(), &OPTS);
+    let output: Vec<&Value> = commands(&json)
+        .iter()
+        .filter(|c| c["add"]["rule"]["chain"] == "output")
+        .collect();
+    insta::assert_json_snapshot!(output);
+}
+
+#[test]
+fn base_chains_that_match_are_left_alone() {
+    let settings = NodeSettings::default();
+    let mut current = KernelView::default();
+    for chain in names::BASE_CHAINS {
+        let rules = render_base::base_chain_rules(chain, &settings, &OPTS);
+        current.base_chains.insert(
+            chain.to_owned(),
+            rules.into_iter().map(|r| r.comment).collect(),
+        );
+    }
+    // A stale output chain (probes were off) is the only one rewritten.
+    let probes_off = NodeSettings {
+        allow_host_probes: false,
+    };
+    let stale = render_base::base_chain_rules("output", &probes_off, &OPTS);
+    current.base_chains.insert(
+        "output".into(),
+        stale.into_iter().map(|r| r.comment).collect(),
+    );
+    let json = base_commands(&settings, &current, &OPTS);
+    let rewritten: BTreeSet<&str> = commands(&json)
+        .iter()
+        .filter_map(|c| c["flush"]["chain"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        rewritten,
+        BTreeSet::from(["output"]),
+        "only the stale chain is rewritten"
+    );
+    let text = json.to_string();
+    assert!(
+        !text.contains("\"delete\""),
+        "base_commands never deletes: {text}"
+    );
+}
+
+#[test]
+fn creation_from_empty() {
+    let new = two_zones();
+    let diff = RulesetDiff::between(&Ruleset::default(), &new);
+    insta::assert_json_snapshot!(diff_commands(&diff, &new, &OPTS));
+}
+
+#[test]
+fn one_endpoint_added() {
+    let mut cluster = Cluster::new(false);
+    let old = cluster.compile();
+    cluster
+        .endpoints
+        .push(endpoint("web3", "shop/web", "node-1", &["10.0.0.6/32"]));
+    let new = cluster.compile();
+    let json = diff_commands(&RulesetDiff::between(&old, &new), &new, &OPTS);
+    assert!(
+        !json.to_string().contains("\"flush\""),
+        "an endpoint is element changes only: {json}"
+    );
+    insta::assert_json_snapshot!(json);
+}
+
+#[test]
+fn mode_change_rewrites_the_zone_chains() {
+    let mut cluster = Cluster::new(false);
+    let old = cluster.compile();
+    cluster.set_mode("shop/db", Mode::Enforce);
+    let new = cluster.compile();
+    insta::assert_json_snapshot!(diff_commands(
+        &RulesetDiff::between(&old, &new),
+        &new,
+        &OPTS
+    ));
+}
+
+#[test]
+fn zone_removal_deletes_its_chains_after_the_jumps() {
+    let mut cluster = Cluster::new(true);
+    let old = cluster.compile();
+    cluster.remove_endpoint("cache1");
+    let new = cluster.compile();
+    let json = diff_commands(&RulesetDiff::between(&old, &new), &new, &OPTS);
+    let cmds = commands(&json);
+    let position = |pred: &dyn Fn(&Value) -> bool| cmds.iter().position(pred);
+    let jump_gone = position(&|c| c["delete"]["element"]["name"] == "egress_v4")
+        .expect("the egress element of the cache endpoint is deleted");
+    let chain_gone = position(&|c| c["delete"]["chain"]["name"] == "zout_3")
+        .expect("the chain of the removed zone is deleted");
+    assert!(
+        jump_gone < chain_gone,
+        "the chain went before its jumps: {json}"
+    );
+    insta::assert_json_snapshot!(json);
+}
+
+#[test]
+fn quarantine_touches_only_the_quarantine_set() {
+    let mut cluster = Cluster::new(false);
+    let old = cluster.compile();
+    cluster.quarantined.insert("web2".into());
+    let new = cluster.compile();
+    let json = diff_commands(&RulesetDiff::between(&old, &new), &new, &OPTS);
+    let touched: Vec<(String, String)> = commands(&json)
+        .iter()
+        .flat_map(|c| c.as_object().into_iter().flatten())
+        .map(|(verb, obj)| {
+            (
+                verb.clone(),
+                obj["element"]["name"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        touched,
+        vec![("add".to_owned(), "quarantine_v4".to_owned())],
+        "{json}"
+    );
+}
+
+#[test]
+fn no_change_is_an_empty_transaction() {
+    let rs = two_zones();
+    let json = diff_commands(&RulesetDiff::between(&rs, &rs), &rs, &OPTS);
+    assert!(commands(&json).is_empty(), "{json}");
+}
+
+#[test]
+fn pod_interfaces_go_when_their_last_address_does() {
+    let mut cluster = Cluster::new(false);
+    cluster.endpoints[0]
+        .ips
+        .push("10.0.0.9/32".parse().expect("a CIDR"));
+    let old = cluster.compile();
+    cluster.endpoints[0].ips.pop();
+    let one_left = cluster.compile();
+    let json = diff_commands(&RulesetDiff::between(&old, &one_left), &one_left, &OPTS);
+    assert!(
+        !json.to_string().contains("pod_ifaces"),
+        "zwweb1 is still used: {json}"
+    );
+    cluster.remove_endpoint("web1");
+    let gone = cluster.compile();
+    let json = diff_commands(&RulesetDiff::between(&one_left, &gone), &gone, &OPTS);
+    let deleted = commands(&json)
+        .iter()
+        .find(|c| c["delete"]["element"]["name"] == "pod_ifaces")
+        .expect("the interface of the last address is deleted");
+    assert_eq!(
+        deleted["delete"]["element"]["elem"],
+        serde_json::json!(["zwweb1"])
+    );
+}
+
+/// `nft -j list table inet zonewarden` after applying `two_zones()` with [`OPTS`] on
+/// nft 1.0.6 / Linux 6.18 (captured by `kernel_tests`, `ZW_CAPTURE_LISTING=path`).
+const LISTING: &str = include_str!("testdata/two_zones_listing.json");
+
+#[test]
+fn reads_back_what_nft_listed() {
+    let listing: Value = serde_json::from_str(LISTING).expect("the fixture is JSON");
+    let view = read_listing(&listing).expect("the fixture reads");
+    let expected = representable(&two_zones());
+    assert_eq!(
+        RulesetDiff::between(&view.ruleset, &expected),
+        RulesetDiff::default(),
+        "the listing reads back as the ruleset that was applied"
+    );
+    assert_eq!(view.ruleset, expected);
+    let base = base_commands(&expected.settings, &view, &OPTS);
+    assert!(
+        !base.to_string().contains("\"flush\""),
+        "the base chains read back as up to date: {base}"
+    );
+}
+
+#[test]
+fn zones_logging_elsewhere_read_as_stale() {
+    let listing: Value = serde_json::from_str(LISTING).expect("the fixture is JSON");
+    let other = Options {
+        nflog_group: OPTS.nflog_group + 1,
+        ..OPTS
+    };
+    let view = read_listing_for(&listing, &other).expect("the fixture reads");
+    let expected = representable(&two_zones());
+    let diff = RulesetDiff::between(&view.ruleset, &expected);
+    let rewritten: Vec<u32> = diff.rewritten.iter().map(|z| z.id).collect();
+    assert_eq!(
+        rewritten,
+        vec![1, 2],
+        "both zones are rewritten for the new group"
+    );
+    let tampered = LISTING.replace("shop/db: approved icmp out", "someone else's rule");
+    let listing: Value = serde_json::from_str(&tampered).expect("still JSON");
+    let view = read_listing(&listing).expect("the tampered fixture reads");
+    let diff = RulesetDiff::between(&view.ruleset, &expected);
+    let rewritten: Vec<u32> = diff.rewritten.iter().map(|z| z.id).collect();
+    assert_eq!(
+        rewritten,
+        vec![2],
+        "the zone whose chain was changed is rewritten"
+    );
+}
+
+#[test]
+fn a_missing_or_empty_table_reads_as_empty() {
+    let view = read_listing(&serde_json::json!({"nftables": []})).expect("reads");
+    assert_eq!(view, KernelView::default());
+    let err = read_listing(&serde_json::json!({"tables": []})).expect_err("not a listing");
+    assert!(err.contains("nftables"), "{err}");
+}
+
+#[test]
+fn names_the_element_it_cannot_read() {
+    let listing = serde_json::json!({"nftables": [{"map": {"name": "egress_v4",
+        "elem": [["10.0.0.1", {"goto": {"target": "elsewhere"}}]]}}]});
+    let err = read_listing(&listing).expect_err("a verdict we never write");
+    assert!(
+        err.contains("egress_v4") && err.contains("elsewhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn comments_are_cut_at_a_char_boundary() {
+    let long = "é".repeat(100);
+    let cut = cut_comment(&long);
+    assert!(cut.len() <= MAX_COMMENT_BYTES, "{} bytes", cut.len());
+    assert_eq!(cut, "é".repeat(63));
+}
+
+#[test]
+fn ipv6_is_held_as_membership_only() {
+    let dual = Cluster::new(false).dual_stack().compile();
+    let v4 = two_zones();
+    let diff = RulesetDiff::between(&v4, &dual);
+    let json = diff_commands(&diff, &dual, &OPTS);
+    let touched: Vec<&str> = commands(&json)
+        .iter()
+        .filter_map(|c| c["add"]["element"]["name"].as_str())
+        .collect();
+    assert_eq!(touched, ["zone_of_v6"], "{json}");
+    let held = representable(&dual);
+    assert!(held.local.keys().all(IpAddr::is_ipv4));
+    assert_eq!(held.members.len(), dual.members.len());
+    let rest = RulesetDiff::between(&held, &dual);
+    assert!(!rest.is_empty(), "the IPv6 part differs");
+    let json = diff_commands(&rest, &dual, &OPTS);
+    assert!(commands(&json).is_empty(), "and renders to nothing: {json}");
+}
+
+#[test]
+fn memory_dataplane_round_trip() {
+    let dp = MemoryDataplane::new();
+    let desired = Cluster::new(true).compile();
+    let view = dp.ensure_base(&desired.settings).expect("base");
+    dp.apply(&view.ruleset, &desired).expect("apply");
+    let read = dp.read().expect("read");
+    assert!(RulesetDiff::between(&read.ruleset, &representable(&desired)).is_empty());
+    dp.fail_next(1);
+    let err = dp
+        .apply(&desired, &two_zones())
+        .expect_err("injected failure");
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(
+        dp.ruleset(),
+        representable(&desired),
+        "a failed apply changes nothing"
+    );
+    assert_eq!(dp.applies(), 1);
+}
