@@ -12,12 +12,19 @@
 //!   mutation (store, then kernel, with rollback) and the snapshots readers use.
 //! - [`server`] and [`convert`]: the tonic service and the proto <-> model mapping.
 //! - [`pending_del`]: the replay of DELs the CNI plugin queued while we were away.
+//! - [`nflog`]: the NFLOG listener the table's log rules report to.
+//! - [`learning`]: logged connections become learned edges and reports.
+//! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
+//! - [`host`]: the node's own addresses, the `host` zone.
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 
 pub mod convert;
+pub mod host;
+pub mod learning;
 pub mod nflog;
 pub mod nft;
 pub mod pending_del;
+pub mod policy_api;
 pub mod registry;
 pub mod server;
 pub mod socket;

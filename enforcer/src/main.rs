@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use std::time::Duration;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
-use zonewarden_enforcer::nft::{NftCli, NftDataplane};
+
+use zonewarden_enforcer::learning::{self, Learning};
+use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
-use zonewarden_enforcer::store::LocalStore;
-use zonewarden_enforcer::{pending_del, socket};
+use zonewarden_enforcer::store::{LocalStore, Store};
+use zonewarden_enforcer::{host, nflog, pending_del, socket};
+use zonewarden_profiles::policy::NodeSettings;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -42,6 +46,22 @@ struct Cli {
     /// The nft binary.
     #[arg(long, default_value = "nft")]
     nft: PathBuf,
+    /// The NFLOG group the table's log rules report to (learning, drops, violations).
+    #[arg(long, default_value_t = 100)]
+    nflog_group: u16,
+    /// How long a (source, destination, protocol, port) is logged only once.
+    #[arg(long, default_value_t = 60)]
+    seen_timeout_secs: u32,
+    /// Do not allow the node itself (kubelet probes) to reach every local pod without
+    /// approval: host -> pod edges must then be approved like any other.
+    #[arg(long)]
+    no_host_probes: bool,
+    /// At most this many learned edges are kept; the stalest goes first.
+    #[arg(long, default_value_t = 10_000)]
+    max_learned_edges: usize,
+    /// At most this many drop and violation reports are kept.
+    #[arg(long, default_value_t = 1_000)]
+    max_reports: usize,
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -95,23 +115,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.state_dir.display()
         )
     })?;
-    let dataplane = NftDataplane::new(NftCli::new(&cli.nft));
-    let registry = EndpointRegistry::open(node.clone(), Arc::new(store), Arc::new(dataplane))
-        .context("cannot load the endpoint store")?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let mut stored = store.load().context("cannot load the enforcer's state")?;
+    let learning = Learning::new(
+        node.clone(),
+        stored.learned.take(),
+        stored.reports.take(),
+        (cli.max_learned_edges, cli.max_reports),
+    );
+    let options = Options {
+        nflog_group: cli.nflog_group,
+        seen_timeout_secs: cli.seen_timeout_secs,
+    };
+    let dataplane = NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
+    let settings = NodeSettings {
+        allow_host_probes: !cli.no_host_probes,
+    };
+    let registry = EndpointRegistry::open_with_host(
+        node.clone(),
+        store.clone(),
+        Arc::new(dataplane),
+        settings,
+        stored,
+        host::host_addrs(),
+    )
+    .context("cannot load the endpoint store")?;
 
     // Bind first: a second enforcer must fail before it touches the kernel.
     let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;
-    let change = registry
+    let changed = registry
         .sync_kernel()
         .await
         .context("cannot program table inet zonewarden")?;
     info!(
         node,
         endpoints = registry.snapshot().endpoints.len(),
-        elements_added = change.add.len(),
-        elements_deleted = change.delete.len(),
+        changed,
         "kernel reconciled"
     );
+
+    // Learning: NFLOG is bound on this thread, which is in the node's network namespace.
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
+    nflog::spawn(cli.nflog_group, events_tx)
+        .with_context(|| format!("cannot listen to NFLOG group {}", cli.nflog_group))?;
+    let ingest = tokio::spawn(learning::ingest_forever(
+        events_rx,
+        learning.clone(),
+        registry.clone(),
+    ));
+    let persist = tokio::spawn(learning::persist_forever(
+        learning.clone(),
+        store.clone(),
+        Duration::from_secs(2),
+    ));
+    let follow = tokio::spawn(host::follow_forever(
+        registry.clone(),
+        Duration::from_secs(10),
+    ));
 
     let replay = tokio::spawn(pending_del::replay_forever(
         registry.clone(),
@@ -119,10 +179,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ));
     info!(socket = %cli.socket.display(), "serving");
     let served = tonic::transport::Server::builder()
-        .add_service(EnforcerService::new(registry).into_server())
+        .add_service(EnforcerService::new(registry, learning.clone()).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    replay.abort();
+    for task in [replay, ingest, persist, follow] {
+        task.abort();
+    }
+    learning.flush(store.as_ref());
     drop(socket_file);
     served.context("the gRPC server failed")
 }

@@ -133,14 +133,13 @@ mod tests {
     use super::*;
     use crate::registry::AddRequest;
     use crate::store::LocalStore;
-    use crate::test_support::{FakeDataplane, key};
+    use crate::test_support::{key, memory_registry};
 
     #[tokio::test]
     async fn replays_queued_dels_and_sets_aside_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(LocalStore::open(&dir.path().join("state")).unwrap());
-        let registry =
-            EndpointRegistry::open("n".into(), store, Arc::new(FakeDataplane::default())).unwrap();
+        let registry = memory_registry(store);
         let request = AddRequest {
             key: key("c1"),
             hints: Default::default(),

@@ -8,15 +8,35 @@ use zonewarden_proto::v1::enforcer_server::Enforcer;
 use crate::convert::{
     add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
 };
+use crate::learning::Learning;
+use crate::policy_api::{
+    actor, diff, edges_arg, list_edges, mode_arg, profile_to_proto, unapproved, zone_arg,
+};
 use crate::registry::{EndpointRegistry, RegistryError};
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
+    learning: Learning,
 }
 
 impl EnforcerService {
-    pub fn new(registry: EndpointRegistry) -> Self {
-        Self { registry }
+    pub fn new(registry: EndpointRegistry, learning: Learning) -> Self {
+        Self { registry, learning }
+    }
+
+    fn change_response(
+        &self,
+        profile: &zonewarden_profiles::Profile,
+        changed: usize,
+    ) -> v1::ProfileChangeResponse {
+        v1::ProfileChangeResponse {
+            profile: Some(profile_to_proto(
+                profile,
+                &self.learning.learned(),
+                &self.registry.snapshot(),
+            )),
+            changed: u32::try_from(changed).unwrap_or(u32::MAX),
+        }
     }
 
     pub fn into_server(self) -> v1::enforcer_server::EnforcerServer<Self> {
@@ -27,7 +47,10 @@ impl EnforcerService {
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
-        RegistryError::InvalidZone(_) => Status::invalid_argument(err.to_string()),
+        RegistryError::InvalidZone(_) | RegistryError::Profile(_) => {
+            Status::invalid_argument(err.to_string())
+        }
+        RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
         RegistryError::Store(_) | RegistryError::Dataplane { .. } | RegistryError::Kernel(_) => {
             Status::unavailable(err.to_string())
         }
@@ -123,6 +146,253 @@ impl Enforcer for EnforcerService {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }))
     }
+
+    async fn list_edges(
+        &self,
+        request: Request<v1::ListEdgesRequest>,
+    ) -> Result<Response<v1::ListEdgesResponse>, Status> {
+        let edges = list_edges(request.get_ref(), &self.learning, &self.registry)?;
+        Ok(Response::new(v1::ListEdgesResponse { edges }))
+    }
+
+    async fn list_profiles(
+        &self,
+        request: Request<v1::ListProfilesRequest>,
+    ) -> Result<Response<v1::ListProfilesResponse>, Status> {
+        let request = request.into_inner();
+        let snapshot = self.registry.snapshot();
+        let learned = self.learning.learned();
+        let only = if request.zone.is_empty() {
+            None
+        } else {
+            Some(zone_arg(&request.zone)?)
+        };
+        let profiles = snapshot
+            .zone_names()
+            .into_iter()
+            .filter(|z| only.as_ref().is_none_or(|o| o == z))
+            .map(|z| {
+                let profile = snapshot.policy.profiles.get(&z).cloned();
+                profile_to_proto(
+                    &profile.unwrap_or_else(|| zonewarden_profiles::Profile::new(z)),
+                    &learned,
+                    &snapshot,
+                )
+            })
+            .collect();
+        Ok(Response::new(v1::ListProfilesResponse { profiles }))
+    }
+
+    async fn diff_profile(
+        &self,
+        request: Request<v1::DiffProfileRequest>,
+    ) -> Result<Response<v1::DiffProfileResponse>, Status> {
+        let zone = zone_arg(&request.get_ref().zone)?;
+        Ok(Response::new(diff(&zone, &self.learning, &self.registry)))
+    }
+
+    async fn approve_edges(
+        &self,
+        request: Request<v1::ApproveEdgesRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let edges = match (request.all, request.edges.is_empty()) {
+            (true, true) => unapproved(&zone, &self.learning, &self.registry),
+            (false, false) => edges_arg(&request.edges)?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name the edges to approve, or ask for all of them, not both",
+                ));
+            }
+        };
+        let (profile, changed) = self
+            .registry
+            .change_profile(zone.clone(), move |p| p.approve(edges, &actor))
+            .await
+            .map_err(status_of)?;
+        info!(%zone, changed, version = profile.version, "edges approved");
+        Ok(Response::new(self.change_response(&profile, changed)))
+    }
+
+    async fn reject_edges(
+        &self,
+        request: Request<v1::EdgesRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let edges = if request.all {
+            unapproved(&zone, &self.learning, &self.registry)
+        } else {
+            edges_arg(&request.edges)?
+        };
+        if let Some(foreign) = edges.iter().find(|e| !e.touches(&zone)) {
+            return Err(Status::invalid_argument(format!(
+                "edge {foreign} does not touch zone {zone}"
+            )));
+        }
+        let changed = self.learning.forget(&edges);
+        info!(%zone, changed, "learned edges rejected");
+        let snapshot = self.registry.snapshot();
+        let profile = snapshot
+            .policy
+            .profiles
+            .get(&zone)
+            .cloned()
+            .unwrap_or_else(|| zonewarden_profiles::Profile::new(zone));
+        Ok(Response::new(self.change_response(&profile, changed)))
+    }
+
+    async fn remove_edges(
+        &self,
+        request: Request<v1::EdgesRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let named = edges_arg(&request.edges)?;
+        let all = request.all;
+        let (profile, changed) = self
+            .registry
+            .change_profile(zone.clone(), move |p| {
+                let edges: Vec<_> = if all {
+                    p.approved.iter().cloned().collect()
+                } else {
+                    named
+                };
+                Ok(p.remove(&edges, &actor))
+            })
+            .await
+            .map_err(status_of)?;
+        info!(%zone, changed, version = profile.version, "approved edges removed");
+        Ok(Response::new(self.change_response(&profile, changed)))
+    }
+
+    async fn set_mode(
+        &self,
+        request: Request<v1::SetModeRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let mode = mode_arg(&request.mode)?;
+        let (profile, changed) = self
+            .registry
+            .change_profile(zone.clone(), move |p| {
+                Ok(usize::from(p.set_mode(mode, &actor)))
+            })
+            .await
+            .map_err(status_of)?;
+        info!(%zone, %mode, version = profile.version, "mode set");
+        Ok(Response::new(self.change_response(&profile, changed)))
+    }
+
+    async fn quarantine(
+        &self,
+        request: Request<v1::QuarantineRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let on = request.on;
+        match (request.zone.is_empty(), request.container_id.is_empty()) {
+            (false, true) => {
+                let zone = zone_arg(&request.zone)?;
+                let (profile, changed) = self
+                    .registry
+                    .change_profile(zone.clone(), move |p| {
+                        Ok(usize::from(p.set_quarantine(on, &actor)))
+                    })
+                    .await
+                    .map_err(status_of)?;
+                warn!(%zone, on, "zone quarantine changed");
+                Ok(Response::new(self.change_response(&profile, changed)))
+            }
+            (true, false) => {
+                let cid = request.container_id.clone();
+                let changed = self
+                    .registry
+                    .quarantine_endpoint(cid.clone(), on)
+                    .await
+                    .map_err(status_of)?;
+                warn!(container = %cid, on, who = %actor.who, "endpoint quarantine changed");
+                let snapshot = self.registry.snapshot();
+                let zone = snapshot
+                    .endpoints
+                    .values()
+                    .find(|e| e.key.container_id == cid)
+                    .map(|e| e.zone.clone());
+                let profile = zone.map(|z| {
+                    snapshot
+                        .policy
+                        .profiles
+                        .get(&z)
+                        .cloned()
+                        .unwrap_or_else(|| zonewarden_profiles::Profile::new(z))
+                });
+                Ok(Response::new(v1::ProfileChangeResponse {
+                    profile: profile
+                        .map(|p| profile_to_proto(&p, &self.learning.learned(), &snapshot)),
+                    changed: u32::from(changed),
+                }))
+            }
+            _ => Err(Status::invalid_argument(
+                "name exactly one of a zone and an endpoint (container id) to quarantine",
+            )),
+        }
+    }
+
+    async fn list_violations(
+        &self,
+        request: Request<v1::ListViolationsRequest>,
+    ) -> Result<Response<v1::ListViolationsResponse>, Status> {
+        let request = request.into_inner();
+        let zone = if request.zone.is_empty() {
+            None
+        } else {
+            Some(zone_arg(&request.zone)?)
+        };
+        let kind = if request.verdict.is_empty() {
+            None
+        } else {
+            Some(
+                zonewarden_profiles::event::ReportKind::parse(&request.verdict).ok_or_else(
+                    || {
+                        Status::invalid_argument(format!(
+                            "verdict {:?} is not one of drop, violation, quarantine, spoof",
+                            request.verdict
+                        ))
+                    },
+                )?,
+            )
+        };
+        let limit = if request.limit == 0 {
+            100
+        } else {
+            request.limit as usize
+        };
+        let violations = self
+            .learning
+            .reports()
+            .newest()
+            .filter(|r| zone.as_ref().is_none_or(|z| r.edge.touches(z)))
+            .filter(|r| kind.is_none_or(|k| r.kind == k))
+            .take(limit)
+            .map(|r| v1::Violation {
+                at_unix_ms: r.at_unix_ms,
+                verdict: r.kind.as_str().to_owned(),
+                edge: r.edge.to_string(),
+                src: r.src.to_string(),
+                dst: r.dst.to_string(),
+                src_port: u32::from(r.src_port),
+                node: r.node.clone(),
+                reported_by: r.reported_by.clone(),
+                profile_version: r.profile_version,
+                count: r.count,
+            })
+            .collect();
+        Ok(Response::new(v1::ListViolationsResponse { violations }))
+    }
 }
 
 #[cfg(test)]
@@ -133,8 +403,9 @@ mod tests {
     use tokio_stream::wrappers::UnixListenerStream;
 
     use super::*;
+    use crate::learning::Learning;
     use crate::store::LocalStore;
-    use crate::test_support::FakeDataplane;
+    use crate::test_support::memory_registry;
 
     fn key(container_id: &str) -> Option<v1::AttachmentKey> {
         Some(v1::AttachmentKey {
@@ -148,12 +419,11 @@ mod tests {
     async fn the_grpc_api_end_to_end_over_a_unix_socket() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(LocalStore::open(&dir.path().join("state")).unwrap());
-        let registry =
-            EndpointRegistry::open("node-1".into(), store, Arc::new(FakeDataplane::default()))
-                .unwrap();
+        let registry = memory_registry(store);
+        let learning = Learning::new("node-1".into(), None, None, (100, 100));
         let socket = dir.path().join("enforcer.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-        let server = EnforcerService::new(registry).into_server();
+        let server = EnforcerService::new(registry, learning).into_server();
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(server)

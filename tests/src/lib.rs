@@ -8,11 +8,15 @@
 //! - [`netns`]: a named network namespace that is deleted on drop, and `ip`/`nft` in it.
 //! - [`node`]: a "node": a namespace with an address and its own enforcer process.
 //! - [`cni`]: runs the plugin (or a whole conflist) exactly as a runtime does.
+//! - [`pods`]: pods attached through the real plugin, with their zones.
+//! - [`traffic`]: echo servers and new or long-lived connections between pods.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 
 pub mod cni;
 pub mod netns;
 pub mod node;
+pub mod pods;
+pub mod traffic;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -17,6 +17,8 @@ pub struct Node {
     pub netns: Netns,
     pub dir: tempfile::TempDir,
     enforcer: Option<Child>,
+    /// Extra enforcer flags, kept for restarts.
+    enforcer_args: Vec<String>,
 }
 
 impl Node {
@@ -39,6 +41,7 @@ impl Node {
             netns,
             dir,
             enforcer: None,
+            enforcer_args: Vec::new(),
         }
     }
 
@@ -74,6 +77,12 @@ impl Node {
         self.enforcer.as_ref().map(Child::id)
     }
 
+    /// Starts the enforcer with extra flags (kept for later restarts).
+    pub fn start_enforcer_with(&mut self, args: &[&str]) {
+        self.enforcer_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self.start_enforcer();
+    }
+
     /// Starts the enforcer inside the node namespace and waits until it answers.
     pub fn start_enforcer(&mut self) {
         assert!(self.enforcer.is_none(), "enforcer already running");
@@ -98,6 +107,7 @@ impl Node {
                 "--log-level",
                 "warn,zonewarden_enforcer=debug",
             ])
+            .args(&self.enforcer_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -9,23 +9,27 @@
 //! - [`elements`]: the wanted map elements and the change between two states.
 //! - [`snapshot`]: the read side: listings and zone summaries.
 
-pub mod elements;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use zonewarden_profiles::derive::DeriveError;
-use zonewarden_profiles::{AttachMode, AttachmentKey, Endpoint, ZoneHints, derive_zone};
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::profile::ProfileError;
+use zonewarden_profiles::{
+    AttachMode, AttachmentKey, Endpoint, Profile, ZoneHints, ZoneName, derive_zone,
+};
 
-use crate::nft::{Dataplane, ElementChange, NftError};
-use crate::store::{Store, StoreError};
+use crate::nft::NftError;
+use crate::nft::ruleset::RulesetDataplane;
+use crate::store::{Store, StoreError, StoredState};
 pub use snapshot::{Snapshot, ZoneSummary};
 use state::RegistryState;
 
@@ -33,17 +37,23 @@ use state::RegistryState;
 pub enum RegistryError {
     #[error(transparent)]
     InvalidZone(#[from] DeriveError),
-    #[error("cannot persist the endpoint state: {0}")]
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(
+        "no endpoint with container id {0:?} is registered on this node; see zwctl get endpoints"
+    )]
+    UnknownEndpoint(String),
+    #[error("cannot persist the enforcer's state: {0}")]
     Store(#[from] StoreError),
     #[error(
-        "cannot program the zone maps for {key}, nothing was kept: {source}; retry the ADD or DEL"
+        "cannot program table inet zonewarden for {key}, nothing was kept: {source}; retry the ADD or DEL"
     )]
     Dataplane {
         key: AttachmentKey,
         #[source]
         source: Box<NftError>,
     },
-    #[error("cannot read or change the zone maps: {0}")]
+    #[error("cannot read or change table inet zonewarden, nothing was changed: {0}")]
     Kernel(#[source] NftError),
     #[error("a registry task failed: {0}; this is a bug, please report it")]
     Task(String),
@@ -67,18 +77,39 @@ pub struct EndpointRegistry {
     state: Arc<Mutex<RegistryState>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     store: Arc<dyn Store>,
-    dataplane: Arc<dyn Dataplane>,
+    dataplane: Arc<dyn RulesetDataplane>,
 }
 
 impl EndpointRegistry {
-    /// Loads the store; the kernel is untouched until [`Self::sync_kernel`].
+    /// Takes what the store loaded and the node's own addresses; the kernel is
+    /// untouched until [`Self::sync_kernel`].
     pub fn open(
         node: String,
         store: Arc<dyn Store>,
-        dataplane: Arc<dyn Dataplane>,
+        dataplane: Arc<dyn RulesetDataplane>,
+        settings: NodeSettings,
+        stored: StoredState,
     ) -> Result<Self, RegistryError> {
-        let stored = store.load()?;
-        let state = RegistryState::from_stored(store.clone(), dataplane.clone(), stored)?;
+        Self::open_with_host(node, store, dataplane, settings, stored, Vec::new())
+    }
+
+    /// [`Self::open`] knowing the node's addresses (the `host` zone) from the start.
+    pub fn open_with_host(
+        node: String,
+        store: Arc<dyn Store>,
+        dataplane: Arc<dyn RulesetDataplane>,
+        settings: NodeSettings,
+        stored: StoredState,
+        host_addrs: Vec<IpAddr>,
+    ) -> Result<Self, RegistryError> {
+        let mut state = RegistryState::from_stored(
+            node.clone(),
+            store.clone(),
+            dataplane.clone(),
+            stored,
+            settings,
+        )?;
+        state.host_addrs = host_addrs;
         let snapshot = Arc::new(ArcSwap::from_pointee(state.snapshot()));
         Ok(Self {
             node,
@@ -93,20 +124,14 @@ impl EndpointRegistry {
         &self.node
     }
 
-    /// Adds the missing parts of the table, then reconciles the zone maps.
-    pub async fn sync_kernel(&self) -> Result<ElementChange, RegistryError> {
-        self.mutate(|state| {
-            state
-                .dataplane
-                .ensure_structure()
-                .map_err(RegistryError::Kernel)?;
-            state.reconcile()
-        })
-        .await
+    /// Creates what is missing in the table and reconciles it with the registry by
+    /// difference; returns how many endpoint addresses and zones it changed.
+    pub async fn sync_kernel(&self) -> Result<usize, RegistryError> {
+        self.mutate(RegistryState::reconcile).await
     }
 
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
-    /// elements are in the kernel.
+    /// rules are in the kernel.
     pub async fn add(&self, request: AddRequest) -> Result<Endpoint, RegistryError> {
         let (zone, zone_source) = derive_zone(&request.hints)?;
         let endpoint = Endpoint {
@@ -133,6 +158,31 @@ impl EndpointRegistry {
         self.mutate(move |state| state.del(&key)).await
     }
 
+    /// Changes one zone's profile (durably, then in the kernel); see [`RegistryState::change_profile`].
+    pub async fn change_profile(
+        &self,
+        zone: ZoneName,
+        change: impl FnOnce(&mut Profile) -> Result<usize, ProfileError> + Send + 'static,
+    ) -> Result<(Profile, usize), RegistryError> {
+        self.mutate(move |state| state.change_profile(&zone, change))
+            .await
+    }
+
+    /// Quarantines or releases one endpoint by container id.
+    pub async fn quarantine_endpoint(
+        &self,
+        container_id: String,
+        on: bool,
+    ) -> Result<bool, RegistryError> {
+        self.mutate(move |state| state.quarantine_endpoint(&container_id, on))
+            .await
+    }
+
+    /// The node's own addresses (the `host` zone) changed.
+    pub async fn set_host_addrs(&self, addrs: Vec<IpAddr>) -> Result<(), RegistryError> {
+        self.mutate(move |state| state.set_host_addrs(addrs)).await
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
@@ -141,50 +191,28 @@ impl EndpointRegistry {
         self.snapshot.load().endpoints.get(key).cloned()
     }
 
-    /// The endpoint and every problem with its kernel state; `None` when unknown.
+    /// The endpoint and every difference between the kernel and what its addresses
+    /// should have there; `None` when it is unknown.
     pub async fn check(
         &self,
         key: AttachmentKey,
     ) -> Result<Option<(Endpoint, Vec<String>)>, RegistryError> {
-        let snapshot = self.snapshot();
-        let Some(endpoint) = snapshot.endpoints.get(&key).cloned() else {
+        let Some(endpoint) = self.get(&key) else {
             return Ok(None);
         };
+        let state = self.state.clone();
         let dataplane = self.dataplane.clone();
-        let kernel =
-            blocking(move || dataplane.list_elements().map_err(RegistryError::Kernel)).await?;
-        let addrs: BTreeSet<_> = endpoint.addrs().collect();
-        let wanted = elements::wanted_elements(
-            snapshot.endpoints.values(),
-            &snapshot.zone_ids,
-            Some(&addrs),
-        );
-        let problems = endpoint
-            .addrs()
-            .filter_map(|addr| {
-                let map = crate::nft::zone_map_for(addr);
-                let Some(want) = wanted.get(&addr) else {
-                    return Some(format!(
-                        "zone {} has no id, so {addr} has no element",
-                        endpoint.zone
-                    ));
-                };
-                match kernel.get(&addr) {
-                    None => Some(format!("{map} has no element for {addr}")),
-                    Some(have) if have.zone_id != want.zone_id => Some(format!(
-                        "{map} maps {addr} to zone id {} instead of {}",
-                        have.zone_id, want.zone_id
-                    )),
-                    Some(_) if want.comment != elements::element_comment(&endpoint) => {
-                        Some(format!(
-                            "{addr} belongs to a newer endpoint ({}), not to this one",
-                            want.comment
-                        ))
-                    }
-                    Some(_) => None,
-                }
-            })
-            .collect();
+        let checked = endpoint.clone();
+        let problems = blocking(move || {
+            let wanted = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .applied
+                .clone();
+            let kernel = dataplane.read().map_err(RegistryError::Kernel)?.ruleset;
+            Ok(check::problems(&checked, &wanted, &kernel))
+        })
+        .await?;
         Ok(Some((endpoint, problems)))
     }
 
@@ -193,7 +221,7 @@ impl EndpointRegistry {
         let (store, dataplane) = (self.store.clone(), self.dataplane.clone());
         blocking(move || {
             store.check_writable().map_err(RegistryError::Store)?;
-            dataplane.list_elements().map_err(RegistryError::Kernel)
+            dataplane.read().map_err(RegistryError::Kernel)
         })
         .await
         .map(drop)
@@ -216,6 +244,8 @@ impl EndpointRegistry {
     }
 }
 
+mod check;
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
@@ -224,7 +254,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|err| RegistryError::Task(err.to_string()))?
 }
 
-fn now_unix_ms() -> i64 {
+pub fn now_unix_ms() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use zonewarden_profiles::{AttachmentKey, Endpoint, ZoneName, ZoneSource};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, ZoneName, ZoneSource};
 
 use crate::store::ZoneIds;
 
@@ -11,6 +14,11 @@ use crate::store::ZoneIds;
 pub struct Snapshot {
     pub endpoints: BTreeMap<AttachmentKey, Endpoint>,
     pub zone_ids: ZoneIds,
+    pub policy: Policy,
+    pub quarantined: BTreeSet<String>,
+    pub host_addrs: Vec<IpAddr>,
+    /// Endpoint address → zone (the newest endpoint wins a shared address).
+    pub addr_zones: BTreeMap<IpAddr, ZoneName>,
 }
 
 /// One zone as operators see it.
@@ -26,6 +34,33 @@ pub struct ZoneSummary {
 }
 
 impl Snapshot {
+    /// The zone of an address: an endpoint's zone, `host` for the node's own
+    /// addresses, `world` for everything else.
+    pub fn zone_of(&self, addr: IpAddr) -> ZoneName {
+        if self.host_addrs.contains(&addr) {
+            return ZoneName::host();
+        }
+        self.addr_zones
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(ZoneName::world)
+    }
+
+    /// The zone with data-plane id `id`, if it still has one.
+    pub fn zone_by_id(&self, id: u32) -> Option<ZoneName> {
+        self.zone_ids
+            .iter()
+            .find(|(_, i)| *i == id)
+            .map(|(z, _)| z.clone())
+    }
+
+    /// Every zone that has a profile or members, sorted.
+    pub fn zone_names(&self) -> BTreeSet<ZoneName> {
+        let mut zones: BTreeSet<ZoneName> = self.policy.profiles.keys().cloned().collect();
+        zones.extend(self.endpoints.values().map(|e| e.zone.clone()));
+        zones
+    }
+
     /// Endpoints, optionally of one network and of one zone only.
     pub fn list(&self, network: Option<&str>, zone: Option<&ZoneName>) -> Vec<Endpoint> {
         self.endpoints

@@ -1,6 +1,7 @@
 //! The mutable state of the registry and the order of every mutation: persist, then
-//! change the kernel, then publish; when the kernel step fails the store is rolled
-//! back, so a failed ADD leaves nothing behind.
+//! change the kernel (one transaction from the ruleset in force to the new one), then
+//! publish. When the kernel step fails the store is rolled back, so a failed ADD or a
+//! failed approval leaves nothing behind.
 //!
 //! Only [`super::EndpointRegistry`] holds this, behind one lock: mutations never
 //! interleave.
@@ -10,27 +11,36 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
-use zonewarden_profiles::{AttachmentKey, Endpoint, ZoneName};
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
 
 use super::RegistryError;
-use super::elements::{change_between, change_from_kernel, wanted_elements};
 use super::snapshot::Snapshot;
-use crate::nft::{Dataplane, ElementChange};
+use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoredState, ZoneIds};
 
 pub struct RegistryState {
+    pub node: String,
     pub store: Arc<dyn Store>,
-    pub dataplane: Arc<dyn Dataplane>,
+    pub dataplane: Arc<dyn RulesetDataplane>,
     pub endpoints: BTreeMap<AttachmentKey, Endpoint>,
     pub zone_ids: ZoneIds,
+    pub policy: Policy,
+    pub quarantined: BTreeSet<String>,
+    pub host_addrs: Vec<IpAddr>,
+    /// The ruleset the kernel holds (as far as the last successful transaction knows).
+    pub applied: Ruleset,
 }
 
 impl RegistryState {
     /// Takes what the store loaded, giving an id to any zone that lacks one.
     pub fn from_stored(
+        node: String,
         store: Arc<dyn Store>,
-        dataplane: Arc<dyn Dataplane>,
+        dataplane: Arc<dyn RulesetDataplane>,
         stored: StoredState,
+        settings: NodeSettings,
     ) -> Result<Self, RegistryError> {
         let mut zone_ids = stored.zone_ids;
         let before = zone_ids.clone();
@@ -40,16 +50,25 @@ impl RegistryState {
         if zone_ids != before {
             store.save_zone_ids(&zone_ids)?;
         }
-        let endpoints = stored
-            .endpoints
+        let profiles = stored
+            .profiles
             .into_iter()
-            .map(|e| (e.key.clone(), e))
+            .map(|p| (p.zone.clone(), p))
             .collect();
         Ok(Self {
+            node,
             store,
             dataplane,
-            endpoints,
+            endpoints: stored
+                .endpoints
+                .into_iter()
+                .map(|e| (e.key.clone(), e))
+                .collect(),
             zone_ids,
+            policy: Policy { profiles, settings },
+            quarantined: stored.quarantined,
+            host_addrs: Vec::new(),
+            applied: Ruleset::default(),
         })
     }
 
@@ -57,7 +76,67 @@ impl RegistryState {
         Snapshot {
             endpoints: self.endpoints.clone(),
             zone_ids: self.zone_ids.clone(),
+            policy: self.policy.clone(),
+            quarantined: self.quarantined.clone(),
+            host_addrs: self.host_addrs.clone(),
+            addr_zones: self.addr_zones(),
         }
+    }
+
+    fn addr_zones(&self) -> BTreeMap<IpAddr, ZoneName> {
+        let mut endpoints: Vec<&Endpoint> = self.endpoints.values().collect();
+        endpoints.sort_by_key(|e| e.created_unix_ms);
+        endpoints
+            .iter()
+            .flat_map(|e| e.addrs().map(|a| (a, e.zone.clone())))
+            .collect()
+    }
+
+    /// The ruleset the current state wants in the kernel. When two endpoints claim one
+    /// address, the newest wins (a runtime may reuse it before the old DEL arrives).
+    pub fn desired(&self) -> Ruleset {
+        let mut endpoints: Vec<Endpoint> = self.endpoints.values().cloned().collect();
+        endpoints.sort_by_key(|e| e.created_unix_ms);
+        let zone_ids: BTreeMap<ZoneName, u32> = self
+            .zone_ids
+            .iter()
+            .map(|(z, id)| (z.clone(), id))
+            .collect();
+        compile(&CompileInput {
+            policy: &self.policy,
+            endpoints: &endpoints,
+            node: &self.node,
+            zone_ids: &zone_ids,
+            host_addrs: &self.host_addrs,
+            quarantined_endpoints: &self.quarantined,
+        })
+    }
+
+    /// Makes the kernel hold the desired ruleset, by difference from what it holds.
+    pub fn reconcile(&mut self) -> Result<usize, RegistryError> {
+        let view = self
+            .dataplane
+            .ensure_base(&self.policy.settings)
+            .map_err(RegistryError::Kernel)?;
+        let desired = self.desired();
+        let changes = zonewarden_profiles::diff::RulesetDiff::between(&view.ruleset, &desired);
+        let count = changes.local.add.len()
+            + changes.local.del.len()
+            + changes.created.len()
+            + changes.removed.len();
+        self.dataplane
+            .apply(&view.ruleset, &desired)
+            .map_err(RegistryError::Kernel)?;
+        self.applied = desired;
+        Ok(count)
+    }
+
+    /// Moves the kernel to the current state's ruleset; on failure nothing changed.
+    fn apply(&mut self) -> Result<(), crate::nft::NftError> {
+        let desired = self.desired();
+        self.dataplane.apply(&self.applied, &desired)?;
+        self.applied = desired;
+        Ok(())
     }
 
     /// Registers or replaces an endpoint.
@@ -76,11 +155,8 @@ impl RegistryState {
             self.restore_zone_ids(zone_ids_before);
             return Err(err.into());
         }
-        let affected = addrs_of(old.iter().chain([&endpoint]));
-        let change = self.change_for(&affected, |endpoints| {
-            endpoints.insert(key.clone(), endpoint.clone());
-        });
-        if let Err(source) = self.dataplane.apply(&change) {
+        self.endpoints.insert(key.clone(), endpoint.clone());
+        if let Err(source) = self.apply() {
             match &old {
                 Some(old) => self.endpoints.insert(key.clone(), old.clone()),
                 None => self.endpoints.remove(&key),
@@ -110,10 +186,8 @@ impl RegistryState {
             return Ok(None);
         };
         self.store.delete_endpoint(key)?;
-        let change = self.change_for(&addrs_of([&old]), |endpoints| {
-            endpoints.remove(key);
-        });
-        if let Err(source) = self.dataplane.apply(&change) {
+        self.endpoints.remove(key);
+        if let Err(source) = self.apply() {
             self.endpoints.insert(key.clone(), old.clone());
             if let Err(err) = self.store.save_endpoint(&old) {
                 error!(%key, ?err, "cannot restore the record after a failed DEL; its elements are removed at the next start");
@@ -127,32 +201,92 @@ impl RegistryState {
         Ok(Some(old))
     }
 
-    /// Makes the kernel's zone maps match the registry: adds what is missing and
-    /// deletes what no endpoint claims.
-    pub fn reconcile(&self) -> Result<ElementChange, RegistryError> {
-        let kernel = self
-            .dataplane
-            .list_elements()
-            .map_err(RegistryError::Kernel)?;
-        let wanted = wanted_elements(self.endpoints.values(), &self.zone_ids, None);
-        let change = change_from_kernel(&kernel, &wanted);
-        self.dataplane
-            .apply(&change)
-            .map_err(RegistryError::Kernel)?;
-        Ok(change)
+    /// Changes one zone's profile: written durably first, then put into the kernel in
+    /// one transaction; on a kernel failure the old profile is restored everywhere.
+    /// `change` returns how many things it changed (0: nothing is written).
+    pub fn change_profile<E>(
+        &mut self,
+        zone: &ZoneName,
+        change: impl FnOnce(&mut Profile) -> Result<usize, E>,
+    ) -> Result<(Profile, usize), RegistryError>
+    where
+        RegistryError: From<E>,
+    {
+        let old = self.policy.profiles.get(zone).cloned();
+        let mut profile = old.clone().unwrap_or_else(|| Profile::new(zone.clone()));
+        let changed = change(&mut profile)?;
+        if changed == 0 {
+            return Ok((profile, 0));
+        }
+        self.store.save_profile(&profile)?;
+        self.policy.profiles.insert(zone.clone(), profile.clone());
+        if let Err(source) = self.apply() {
+            let restored = match &old {
+                Some(old) => {
+                    self.policy.profiles.insert(zone.clone(), old.clone());
+                    self.store.save_profile(old)
+                }
+                None => {
+                    self.policy.profiles.remove(zone);
+                    self.store.save_profile(&Profile::new(zone.clone()))
+                }
+            };
+            if let Err(err) = restored {
+                error!(%zone, ?err, "cannot restore the profile after a failed change; fix the state directory");
+            }
+            return Err(RegistryError::Kernel(source));
+        }
+        info!(%zone, version = profile.version, changed, "profile changed");
+        Ok((profile, changed))
     }
 
-    /// Applies `mutate` to the endpoints and returns the element change it implies
-    /// for the `affected` addresses.
-    fn change_for(
+    /// Quarantines or releases one endpoint by container id; returns whether it changed.
+    pub fn quarantine_endpoint(
         &mut self,
-        affected: &BTreeSet<IpAddr>,
-        mutate: impl FnOnce(&mut BTreeMap<AttachmentKey, Endpoint>),
-    ) -> ElementChange {
-        let before = wanted_elements(self.endpoints.values(), &self.zone_ids, Some(affected));
-        mutate(&mut self.endpoints);
-        let after = wanted_elements(self.endpoints.values(), &self.zone_ids, Some(affected));
-        change_between(&before, &after)
+        container_id: &str,
+        on: bool,
+    ) -> Result<bool, RegistryError> {
+        if !self
+            .endpoints
+            .values()
+            .any(|e| e.key.container_id == container_id)
+        {
+            return Err(RegistryError::UnknownEndpoint(container_id.to_owned()));
+        }
+        let before = self.quarantined.clone();
+        let changed = if on {
+            self.quarantined.insert(container_id.to_owned())
+        } else {
+            self.quarantined.remove(container_id)
+        };
+        if !changed {
+            return Ok(false);
+        }
+        self.store.save_quarantined(&self.quarantined)?;
+        if let Err(source) = self.apply() {
+            self.quarantined = before;
+            if let Err(err) = self.store.save_quarantined(&self.quarantined) {
+                error!(
+                    ?err,
+                    "cannot restore the quarantine list after a failed change"
+                );
+            }
+            return Err(RegistryError::Kernel(source));
+        }
+        Ok(true)
+    }
+
+    /// The node's own addresses changed: the `host` zone follows.
+    pub fn set_host_addrs(&mut self, addrs: Vec<IpAddr>) -> Result<(), RegistryError> {
+        if addrs == self.host_addrs {
+            return Ok(());
+        }
+        let before = std::mem::replace(&mut self.host_addrs, addrs);
+        if let Err(source) = self.apply() {
+            self.host_addrs = before;
+            return Err(RegistryError::Kernel(source));
+        }
+        Ok(())
     }
 
     fn release_zone_if_empty(&mut self, zone: &ZoneName) {
@@ -179,8 +313,4 @@ impl RegistryState {
             );
         }
     }
-}
-
-fn addrs_of<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> BTreeSet<IpAddr> {
-    endpoints.into_iter().flat_map(Endpoint::addrs).collect()
 }

@@ -1,30 +1,41 @@
-//! Registry tests against a fake data plane that is as strict as nft.
+//! Registry tests against the in-memory data plane (what a kernel would read back).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use zonewarden_profiles::{AttachMode, AttachmentKey, ZoneHints};
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::profile::Actor;
+use zonewarden_profiles::{AttachMode, Mode, ZoneHints, ZoneName};
 
 use super::{AddRequest, EndpointRegistry, RegistryError};
-use crate::nft::Dataplane;
-use crate::nft::listing::ListedElement;
+use crate::nft::ruleset::MemoryDataplane;
 use crate::store::{LocalStore, Store};
-use crate::test_support::{FakeDataplane, key};
+use crate::test_support::key;
 
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<LocalStore>,
-    dataplane: Arc<FakeDataplane>,
+    dataplane: Arc<MemoryDataplane>,
     registry: EndpointRegistry,
+}
+
+fn open(store: &Arc<LocalStore>, dataplane: &Arc<MemoryDataplane>) -> EndpointRegistry {
+    let stored = store.load().unwrap();
+    EndpointRegistry::open(
+        "node-1".into(),
+        store.clone(),
+        dataplane.clone(),
+        NodeSettings::default(),
+        stored,
+    )
+    .unwrap()
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalStore::open(dir.path()).unwrap());
-    let dataplane = Arc::new(FakeDataplane::default());
-    let registry =
-        EndpointRegistry::open("node-1".into(), store.clone(), dataplane.clone()).unwrap();
+    let dataplane = Arc::new(MemoryDataplane::new());
+    let registry = open(&store, &dataplane);
     Fixture {
         _dir: dir,
         store,
@@ -41,19 +52,29 @@ fn request(container_id: &str, zone: &str, ips: &[&str]) -> AddRequest {
             ..ZoneHints::default()
         },
         netns: "/var/run/netns/x".into(),
-        host_ifname: None,
+        host_ifname: Some(format!("zw{container_id}")),
         ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         mac: None,
         attach_mode: AttachMode::Routed,
     }
 }
 
+/// Address → zone id in the "kernel"'s membership map.
 fn kernel(f: &Fixture) -> BTreeMap<String, u32> {
-    let elements = f.dataplane.list_elements().unwrap();
-    elements
+    f.dataplane
+        .ruleset()
+        .members
         .into_iter()
-        .map(|(addr, e)| (addr.to_string(), e.zone_id))
+        .map(|(addr, (id, _))| (addr.to_string(), id))
         .collect()
+}
+
+fn actor() -> Actor {
+    Actor {
+        who: "test".into(),
+        at_unix_ms: 1,
+        comment: String::new(),
+    }
 }
 
 #[tokio::test]
@@ -69,6 +90,10 @@ async fn add_persists_programs_and_publishes() {
         kernel(&f),
         BTreeMap::from([("10.0.0.5".into(), 1), ("fd00::5".into(), 1)])
     );
+    assert!(
+        f.dataplane.ruleset().zones.contains_key(&1),
+        "the zone's chains exist"
+    );
     assert_eq!(f.store.load().unwrap().endpoints, vec![endpoint.clone()]);
     assert_eq!(f.registry.get(&key("c1")), Some(endpoint));
     let (_, problems) = f.registry.check(key("c1")).await.unwrap().unwrap();
@@ -76,7 +101,7 @@ async fn add_persists_programs_and_publishes() {
 }
 
 #[tokio::test]
-async fn a_repeated_add_replaces_the_old_elements() {
+async fn a_repeated_add_replaces_the_old_record() {
     let f = fixture();
     f.registry
         .add(request("c1", "shop/web", &["10.0.0.5/24"]))
@@ -87,15 +112,19 @@ async fn a_repeated_add_replaces_the_old_elements() {
         .await
         .unwrap();
     assert_eq!(kernel(&f), BTreeMap::from([("10.0.0.6".into(), 2)]));
-    let zones = f.registry.snapshot().zones();
-    assert_eq!(zones.len(), 1, "the emptied zone is retired: {zones:?}");
+    assert_eq!(
+        f.registry.snapshot().zones().len(),
+        1,
+        "the emptied zone is retired"
+    );
     assert_eq!(f.store.load().unwrap().endpoints.len(), 1);
 }
 
 #[tokio::test]
 async fn a_failed_kernel_step_leaves_nothing() {
     let f = fixture();
-    f.dataplane.fail_next.store(true, Ordering::SeqCst);
+    // The data plane retries once from a fresh read: fail both attempts.
+    f.dataplane.fail_next(2);
     let err = f
         .registry
         .add(request("c1", "shop/web", &["10.0.0.5/24"]))
@@ -117,24 +146,6 @@ async fn a_failed_kernel_step_leaves_nothing() {
 }
 
 #[tokio::test]
-async fn a_failed_replace_keeps_the_old_record() {
-    let f = fixture();
-    let old = f
-        .registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24"]))
-        .await
-        .unwrap();
-    f.dataplane.fail_next.store(true, Ordering::SeqCst);
-    f.registry
-        .add(request("c1", "shop/web", &["10.0.0.7/24"]))
-        .await
-        .unwrap_err();
-    assert_eq!(f.store.load().unwrap().endpoints, vec![old.clone()]);
-    assert_eq!(f.registry.get(&key("c1")), Some(old));
-    assert_eq!(kernel(&f), BTreeMap::from([("10.0.0.5".into(), 1)]));
-}
-
-#[tokio::test]
 async fn del_is_idempotent_and_spares_a_newer_owner() {
     let f = fixture();
     f.registry
@@ -151,7 +162,10 @@ async fn del_is_idempotent_and_spares_a_newer_owner() {
     assert_eq!(kernel(&f), BTreeMap::from([("10.0.0.5".into(), 2)]));
     f.registry.del(key("new")).await.unwrap();
     assert!(kernel(&f).is_empty());
-    assert!(f.store.load().unwrap().endpoints.is_empty());
+    assert!(
+        f.dataplane.ruleset().zones.is_empty(),
+        "zone chains go with their last member"
+    );
 }
 
 #[tokio::test]
@@ -168,26 +182,29 @@ async fn an_invalid_zone_is_refused_before_any_side_effect() {
         "{err}"
     );
     assert!(kernel(&f).is_empty());
+    assert_eq!(f.dataplane.applies(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_adds_all_succeed() {
     let f = fixture();
-    let adds = (0..50).map(|i| {
-        let registry = f.registry.clone();
-        let ip = format!("10.0.{}.{}/16", i / 200, i % 200 + 1);
-        tokio::spawn(async move {
-            registry
-                .add(request(
-                    &format!("c{i}"),
-                    &format!("zone-{}", i % 5),
-                    &[&ip],
-                ))
-                .await
+    let adds: Vec<_> = (0..50)
+        .map(|i| {
+            let registry = f.registry.clone();
+            let ip = format!("10.0.{}.{}/16", i / 200, i % 200 + 1);
+            tokio::spawn(async move {
+                registry
+                    .add(request(
+                        &format!("c{i}"),
+                        &format!("zone-{}", i % 5),
+                        &[&ip],
+                    ))
+                    .await
+            })
         })
-    });
-    for add in futures_join(adds).await {
-        add.unwrap().unwrap();
+        .collect();
+    for add in adds {
+        add.await.unwrap().unwrap();
     }
     assert_eq!(kernel(&f).len(), 50);
     assert_eq!(f.store.load().unwrap().endpoints.len(), 50);
@@ -205,58 +222,124 @@ async fn restart_reconciles_the_kernel_with_the_store() {
         .add(request("c2", "shop/web", &["10.0.0.6/24"]))
         .await
         .unwrap();
-    {
-        let mut elements = f.dataplane.elements.lock().unwrap();
-        elements.remove(&"10.0.0.5".parse().unwrap());
-        elements.insert(
-            "10.9.9.9".parse().unwrap(),
-            ListedElement {
-                zone_id: 9,
-                comment: None,
-            },
-        );
-    }
-    let restarted =
-        EndpointRegistry::open("node-1".into(), f.store.clone(), f.dataplane.clone()).unwrap();
-    let change = restarted.sync_kernel().await.unwrap();
+    let wanted = f.dataplane.ruleset();
+    f.dataplane.tamper(|rs| {
+        rs.members.remove(&"10.0.0.5".parse().unwrap());
+        rs.local.remove(&"10.0.0.5".parse().unwrap());
+        rs.members
+            .insert("10.9.9.9".parse().unwrap(), (9, "stray".into()));
+    });
+    let restarted = open(&f.store, &f.dataplane);
+    restarted.sync_kernel().await.unwrap();
     assert_eq!(
-        (change.add.len(), change.delete.len()),
-        (1, 1),
-        "{change:?}"
+        f.dataplane.ruleset(),
+        wanted,
+        "the kernel is back to what the store says"
     );
-    assert_eq!(
-        kernel(&f),
-        BTreeMap::from([("10.0.0.5".into(), 1), ("10.0.0.6".into(), 1)])
-    );
-    let (_, problems) = restarted
-        .check(AttachmentKey { ..key("c1") })
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, problems) = restarted.check(key("c1")).await.unwrap().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 }
 
 #[tokio::test]
-async fn check_reports_a_missing_element() {
+async fn check_reports_what_the_kernel_lacks() {
     let f = fixture();
     f.registry
         .add(request("c1", "shop/web", &["10.0.0.5/24"]))
         .await
         .unwrap();
-    f.dataplane.elements.lock().unwrap().clear();
+    f.dataplane.tamper(|rs| {
+        rs.members.clear();
+        rs.local.clear();
+    });
     let (_, problems) = f.registry.check(key("c1")).await.unwrap().unwrap();
-    assert_eq!(
-        problems,
-        vec!["zone_of_v4 has no element for 10.0.0.5".to_owned()]
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("no element for 10.0.0.5"),
+        "{problems:?}"
     );
 }
 
-async fn futures_join<T>(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
-) -> Vec<Result<T, tokio::task::JoinError>> {
-    let mut results = Vec::new();
-    for handle in handles.collect::<Vec<_>>() {
-        results.push(handle.await);
-    }
-    results
+#[tokio::test]
+async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
+    let f = fixture();
+    f.registry
+        .add(request("fe", "shop/frontend", &["10.0.0.5/32"]))
+        .await
+        .unwrap();
+    f.registry
+        .add(request("api", "shop/api", &["10.0.0.6/32"]))
+        .await
+        .unwrap();
+    let zone = ZoneName::parse("shop/frontend").unwrap();
+    let edge = "shop/frontend->shop/api:8080/tcp".parse().unwrap();
+    let (profile, changed) = f
+        .registry
+        .change_profile(zone.clone(), move |p| p.approve([edge], &actor()))
+        .await
+        .unwrap();
+    assert_eq!((changed, profile.version), (1, 1));
+    let fe_rules = f.dataplane.ruleset().zones[&1].clone();
+    assert!(fe_rules.allow_out.contains(&(
+        "10.0.0.6".parse().unwrap(),
+        zonewarden_profiles::Proto::Tcp,
+        8080
+    )));
+    assert!(
+        f.dataplane.ruleset().zones[&2].allow_in.contains(&(
+            "10.0.0.5".parse().unwrap(),
+            zonewarden_profiles::Proto::Tcp,
+            8080
+        )),
+        "one approval allows at both ends"
+    );
+    assert_eq!(f.store.load().unwrap().profiles, vec![profile]);
+
+    // A failed kernel step restores the profile on disk and in memory.
+    f.dataplane.fail_next(2);
+    let err = f
+        .registry
+        .change_profile(zone.clone(), |p| {
+            Ok(usize::from(p.set_mode(Mode::Enforce, &actor())))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Kernel(_)), "{err}");
+    assert_eq!(f.store.load().unwrap().profiles[0].mode, Mode::Learn);
+    assert_eq!(f.registry.snapshot().policy.mode(&zone), Mode::Learn);
+    assert_eq!(f.dataplane.ruleset().zones[&1].mode, Mode::Learn);
+}
+
+#[tokio::test]
+async fn quarantine_of_an_endpoint_and_its_undo() {
+    let f = fixture();
+    f.registry
+        .add(request("c1", "shop/web", &["10.0.0.5/32"]))
+        .await
+        .unwrap();
+    let before = f.dataplane.ruleset();
+    assert!(
+        f.registry
+            .quarantine_endpoint("c1".into(), true)
+            .await
+            .unwrap()
+    );
+    assert!(f.dataplane.ruleset().local[&"10.0.0.5".parse().unwrap()].quarantined);
+    assert!(f.store.load().unwrap().quarantined.contains("c1"));
+    assert!(
+        f.registry
+            .quarantine_endpoint("c1".into(), false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.dataplane.ruleset(),
+        before,
+        "lifting restores the state before"
+    );
+    let err = f
+        .registry
+        .quarantine_endpoint("nope".into(), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::UnknownEndpoint(_)), "{err}");
 }

@@ -29,9 +29,13 @@ struct EndpointRecord {
 pub struct LocalStore {
     endpoints_dir: PathBuf,
     zones_file: PathBuf,
+    pub(super) state_dir: PathBuf,
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(super) fn io_error(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io {
         action,
@@ -49,9 +53,16 @@ impl LocalStore {
             .mode(0o700)
             .create(&endpoints_dir)
             .map_err(io_error("create directory", &endpoints_dir))?;
+        let profiles_dir = state_dir.join("profiles");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&profiles_dir)
+            .map_err(io_error("create directory", &profiles_dir))?;
         Ok(Self {
             endpoints_dir,
             zones_file: state_dir.join("zones.json"),
+            state_dir: state_dir.to_path_buf(),
         })
     }
 
@@ -104,7 +115,7 @@ impl LocalStore {
         Ok(ids)
     }
 
-    fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StoreError> {
+    pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StoreError> {
         let mut json = serde_json::to_vec_pretty(value).expect("store records always serialize");
         json.push(b'\n');
         let mut file = AtomicWriteFile::open(path).map_err(io_error("open for writing", path))?;
@@ -133,6 +144,12 @@ impl Store for LocalStore {
         Ok(StoredState {
             endpoints,
             zone_ids: self.load_zone_ids()?,
+            profiles: self.load_profiles()?,
+            quarantined: self
+                .load_optional(&self.quarantine_file())?
+                .unwrap_or_default(),
+            learned: self.load_optional(&self.learned_file())?,
+            reports: self.load_optional(&self.reports_file())?,
         })
     }
 
@@ -158,6 +175,31 @@ impl Store for LocalStore {
 
     fn save_zone_ids(&self, zone_ids: &ZoneIds) -> Result<(), StoreError> {
         Self::write_json(&self.zones_file, zone_ids)
+    }
+
+    fn save_profile(&self, profile: &zonewarden_profiles::Profile) -> Result<(), StoreError> {
+        Self::write_json(&self.profile_path(&profile.zone), profile)
+    }
+
+    fn save_quarantined(
+        &self,
+        container_ids: &std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        Self::write_json(&self.quarantine_file(), container_ids)
+    }
+
+    fn save_learned(
+        &self,
+        learned: &zonewarden_profiles::learned::LearnedEdges,
+    ) -> Result<(), StoreError> {
+        Self::write_json(&self.learned_file(), learned)
+    }
+
+    fn save_reports(
+        &self,
+        reports: &zonewarden_profiles::event::Reports,
+    ) -> Result<(), StoreError> {
+        Self::write_json(&self.reports_file(), reports)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {

@@ -7,11 +7,15 @@
 //! - [`zone_ids`]: [`ZoneIds`], the allocation of numeric zone ids.
 
 pub mod local;
+mod local_policy;
 pub mod zone_ids;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use zonewarden_profiles::{AttachmentKey, Endpoint};
+use zonewarden_profiles::event::Reports;
+use zonewarden_profiles::learned::LearnedEdges;
+use zonewarden_profiles::{AttachmentKey, Endpoint, Profile};
 
 pub use local::LocalStore;
 pub use zone_ids::ZoneIds;
@@ -40,6 +44,12 @@ pub enum StoreError {
 pub struct StoredState {
     pub endpoints: Vec<Endpoint>,
     pub zone_ids: ZoneIds,
+    pub profiles: Vec<Profile>,
+    /// Container ids of endpoints quarantined one by one.
+    pub quarantined: BTreeSet<String>,
+    /// `None` when nothing was learned yet.
+    pub learned: Option<LearnedEdges>,
+    pub reports: Option<Reports>,
 }
 
 /// A backend of the enforcer's state. Calls block; the registry makes them from
@@ -54,6 +64,15 @@ pub trait Store: Send + Sync + 'static {
     fn delete_endpoint(&self, key: &AttachmentKey) -> Result<(), StoreError>;
     /// Replaces the zone-id table.
     fn save_zone_ids(&self, zone_ids: &ZoneIds) -> Result<(), StoreError>;
+    /// Creates or replaces a zone's profile, durably: an approval is on disk before it
+    /// takes effect.
+    fn save_profile(&self, profile: &Profile) -> Result<(), StoreError>;
+    /// Replaces the set of endpoints quarantined one by one.
+    fn save_quarantined(&self, container_ids: &BTreeSet<String>) -> Result<(), StoreError>;
+    /// Replaces the learned edges.
+    fn save_learned(&self, learned: &LearnedEdges) -> Result<(), StoreError>;
+    /// Replaces the recent drops and violations.
+    fn save_reports(&self, reports: &Reports) -> Result<(), StoreError>;
     /// Whether the backend can take writes now, for the Status call.
     fn check_writable(&self) -> Result<(), StoreError>;
 }

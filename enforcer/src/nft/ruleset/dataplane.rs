@@ -190,6 +190,12 @@ impl MemoryDataplane {
         self.lock().view.ruleset.clone()
     }
 
+    /// Changes what the "kernel" holds behind the registry's back (as an operator
+    /// with `nft` could).
+    pub fn tamper(&self, change: impl FnOnce(&mut Ruleset)) {
+        change(&mut self.lock().view.ruleset);
+    }
+
     /// How many `apply` calls changed the state.
     pub fn applies(&self) -> usize {
         self.lock().applies

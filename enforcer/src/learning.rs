@@ -1,0 +1,251 @@
+//! Learning: what the table's NFLOG rules report becomes learned edges (with their
+//! evidence) and reports of drops, violations, quarantine and spoofing.
+//!
+//! The rules log the first packet of a connection only once per (source, destination,
+//! protocol, port) and window (a kernel "seen" set with a timeout), so the volume here
+//! follows distinct edges, not connections. Addresses are resolved to zones from the
+//! registry's snapshot: an endpoint's zone, `host` for the node, `world` otherwise.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use zonewarden_profiles::event::{Report, ReportKind, Reports};
+use zonewarden_profiles::learned::{LearnedEdges, Sample};
+use zonewarden_profiles::{Edge, Proto};
+
+use crate::nflog::LogEvent;
+use crate::nflog::packet::L4Proto;
+use crate::registry::{EndpointRegistry, Snapshot, now_unix_ms};
+use crate::store::Store;
+
+/// What the log prefix of a rule says: `zw <kind> z<id> v<version> <out|in>`, or
+/// `zw quarantine` / `zw spoof`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    /// `None` for learn.
+    pub report: Option<ReportKind>,
+    pub zone_id: Option<u32>,
+    pub version: u64,
+}
+
+pub fn parse_prefix(prefix: &str) -> Option<Prefix> {
+    let mut words = prefix.split_whitespace();
+    if words.next()? != "zw" {
+        return None;
+    }
+    let report = match words.next()? {
+        "learn" => None,
+        other => Some(ReportKind::parse(other)?),
+    };
+    let zone_id = words.next().and_then(|w| w.strip_prefix('z')?.parse().ok());
+    let version = words
+        .next()
+        .and_then(|w| w.strip_prefix('v')?.parse().ok())
+        .unwrap_or(0);
+    Some(Prefix {
+        report,
+        zone_id,
+        version,
+    })
+}
+
+fn proto_of(p: L4Proto) -> Option<Proto> {
+    match p {
+        L4Proto::Tcp => Some(Proto::Tcp),
+        L4Proto::Udp => Some(Proto::Udp),
+        L4Proto::Sctp => Some(Proto::Sctp),
+        L4Proto::Icmp | L4Proto::Icmpv6 => Some(Proto::Icmp),
+        L4Proto::Other(_) => None,
+    }
+}
+
+struct State {
+    learned: LearnedEdges,
+    reports: Reports,
+    dirty: bool,
+}
+
+/// The learned edges and reports of this node, shared by the NFLOG task, the
+/// persistence task and the gRPC service.
+#[derive(Clone)]
+pub struct Learning {
+    state: Arc<Mutex<State>>,
+    node: String,
+}
+
+impl Learning {
+    pub fn new(
+        node: String,
+        learned: Option<LearnedEdges>,
+        reports: Option<Reports>,
+        limits: (usize, usize),
+    ) -> Self {
+        let mut learned = learned.unwrap_or_else(|| LearnedEdges::new(limits.0));
+        learned.limit = limits.0.max(1);
+        let mut reports = reports.unwrap_or_else(|| Reports::new(limits.1));
+        reports.limit = limits.1.max(1);
+        let state = State {
+            learned,
+            reports,
+            dirty: false,
+        };
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            node,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one logged packet into account.
+    pub fn ingest(&self, event: &LogEvent, snapshot: &Snapshot, now_ms: i64) {
+        let Some(prefix) = parse_prefix(&event.prefix) else {
+            debug!(prefix = %event.prefix, "log event of another rule ignored");
+            return;
+        };
+        let Some(proto) = proto_of(event.proto) else {
+            return;
+        };
+        let port = if proto.has_ports() { event.dst_port } else { 0 };
+        let edge = Edge::new(
+            snapshot.zone_of(event.src),
+            snapshot.zone_of(event.dst),
+            proto,
+            port,
+        );
+        let sample = Sample {
+            src: event.src,
+            src_port: event.src_port,
+            dst: event.dst,
+            dst_port: port,
+            proto,
+        };
+        let mut state = self.lock();
+        state.dirty = true;
+        match prefix.report {
+            None | Some(ReportKind::Violation) => {
+                if state
+                    .learned
+                    .record(edge.clone(), sample, &self.node, now_ms)
+                {
+                    debug!(%edge, "new edge learned");
+                }
+            }
+            Some(_) => {}
+        }
+        if let Some(kind) = prefix.report {
+            let reported_by = prefix
+                .zone_id
+                .and_then(|id| snapshot.zone_by_id(id))
+                .map(|z| z.to_string())
+                .unwrap_or_default();
+            warn!(kind = kind.as_str(), %edge, reported_by, version = prefix.version, src = %event.src, dst = %event.dst, "connection reported");
+            state.reports.push(Report {
+                at_unix_ms: now_ms,
+                kind,
+                edge,
+                src: event.src,
+                src_port: event.src_port,
+                dst: event.dst,
+                node: self.node.clone(),
+                reported_by,
+                profile_version: prefix.version,
+                count: 1,
+            });
+        }
+    }
+
+    pub fn learned(&self) -> LearnedEdges {
+        self.lock().learned.clone()
+    }
+
+    pub fn reports(&self) -> Reports {
+        self.lock().reports.clone()
+    }
+
+    /// Forgets learned edges an operator rejected; returns how many were known.
+    pub fn forget(&self, edges: &[Edge]) -> usize {
+        let mut state = self.lock();
+        state.dirty = true;
+        state.learned.forget(edges)
+    }
+
+    /// Writes the learned edges and reports when they changed since the last flush.
+    pub fn flush(&self, store: &dyn Store) {
+        let (learned, reports) = {
+            let mut state = self.lock();
+            if !state.dirty {
+                return;
+            }
+            state.dirty = false;
+            (state.learned.clone(), state.reports.clone())
+        };
+        if let Err(err) = store
+            .save_learned(&learned)
+            .and_then(|()| store.save_reports(&reports))
+        {
+            warn!(%err, "cannot persist the learned edges; retrying at the next flush");
+            self.lock().dirty = true;
+        }
+    }
+}
+
+/// Feeds NFLOG events into `learning` until the channel closes.
+pub async fn ingest_forever(
+    mut events: mpsc::Receiver<LogEvent>,
+    learning: Learning,
+    registry: EndpointRegistry,
+) {
+    while let Some(event) = events.recv().await {
+        learning.ingest(&event, &registry.snapshot(), now_unix_ms());
+    }
+}
+
+/// Persists learning every `every` (and never loses more than that on a crash).
+pub async fn persist_forever(learning: Learning, store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let (learning, store) = (learning.clone(), store.clone());
+        let _ = tokio::task::spawn_blocking(move || learning.flush(store.as_ref())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("zw learn z3 v0 out"),
+            Some(Prefix {
+                report: None,
+                zone_id: Some(3),
+                version: 0
+            })
+        );
+        assert_eq!(
+            parse_prefix("zw drop z12 v7 in"),
+            Some(Prefix {
+                report: Some(ReportKind::Drop),
+                zone_id: Some(12),
+                version: 7
+            })
+        );
+        assert_eq!(
+            parse_prefix("zw spoof"),
+            Some(Prefix {
+                report: Some(ReportKind::Spoof),
+                zone_id: None,
+                version: 0
+            })
+        );
+        assert_eq!(parse_prefix("other rule"), None);
+        assert_eq!(parse_prefix("zw bogus z1"), None);
+    }
+}
