@@ -9,6 +9,8 @@
 //! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
 //! - [`learned`]: learned edges with their evidence, bounded.
 //! - [`event`]: reported drops, violations, quarantine and spoofing, bounded.
+//! - [`export`]: exported profiles (YAML for GitOps, NetworkPolicy), their validation
+//!   and import.
 //! - [`profile`]: per-zone mode, quarantine and versioned approvals.
 //! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
 //! - [`ruleset`]: the compiled data plane as a typed model.
@@ -19,6 +21,7 @@ pub mod diff;
 pub mod edge;
 pub mod endpoint;
 pub mod event;
+pub mod export;
 pub mod learned;
 pub mod policy;
 pub mod profile;

@@ -1,0 +1,528 @@
+//! Exported profiles: the YAML documents operators keep in git and import again.
+//!
+//! One document per zone, in a multi-document stream (`---` before each):
+//!
+//! ```yaml
+//! ---
+//! apiVersion: zonewarden.io/v1
+//! kind: ZoneProfile
+//! zone: "shop/api"
+//! mode: enforce
+//! version: 4
+//! approved:
+//!   - "shop/api->shop/db:5432/tcp"
+//!   - "shop/frontend->shop/api:8080/tcp"
+//! ```
+//!
+//! [`render`] writes documents in a stable order (zones sorted, edges sorted), so an
+//! export that is imported and exported again is byte for byte the same. [`parse`]
+//! validates a whole stream before anything is applied: unknown fields, a wrong
+//! `apiVersion` or `kind`, bad zones, modes and edges, edges that do not touch their
+//! zone, duplicates; each problem names its line and column. `version` is
+//! informational (the enforcer numbers versions itself); `comment` is recorded in the
+//! profile's history when the import changes it.
+//!
+//! [`apply`] sets a profile to what a document says (the approved set exactly, and
+//! the mode) as one versioned change; [`ProfileDelta`] is what a dry run shows.
+//! [`netpol`] renders the same profiles as Kubernetes NetworkPolicies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::edge::Edge;
+use crate::profile::{Actor, Mode, Profile, ProfileChange};
+use crate::zone::ZoneName;
+
+pub mod netpol;
+
+pub const API_VERSION: &str = "zonewarden.io/v1";
+pub const KIND: &str = "ZoneProfile";
+
+/// One exported profile, as written and as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileDocument {
+    pub zone: ZoneName,
+    pub mode: Mode,
+    /// The profile version when exported (informational).
+    pub version: u64,
+    pub approved: BTreeSet<Edge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl ProfileDocument {
+    pub fn of(profile: &Profile) -> Self {
+        Self {
+            zone: profile.zone.clone(),
+            mode: profile.mode,
+            version: profile.version,
+            approved: profile.approved.clone(),
+            comment: None,
+        }
+    }
+}
+
+/// Writes documents as a multi-document YAML stream, sorted by zone.
+pub fn render(documents: &[ProfileDocument]) -> String {
+    let mut sorted: Vec<&ProfileDocument> = documents.iter().collect();
+    sorted.sort_by(|a, b| a.zone.cmp(&b.zone));
+    let mut out = String::new();
+    for doc in sorted {
+        out.push_str("---\n");
+        let _ = writeln!(out, "apiVersion: {API_VERSION}");
+        let _ = writeln!(out, "kind: {KIND}");
+        let _ = writeln!(out, "zone: {}", quote(doc.zone.as_str()));
+        let _ = writeln!(out, "mode: {}", doc.mode);
+        let _ = writeln!(out, "version: {}", doc.version);
+        if let Some(comment) = &doc.comment {
+            let _ = writeln!(out, "comment: {}", quote(comment));
+        }
+        if doc.approved.is_empty() {
+            out.push_str("approved: []\n");
+        } else {
+            out.push_str("approved:\n");
+            for edge in &doc.approved {
+                let _ = writeln!(out, "  - {}", quote(&edge.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A double-quoted YAML scalar (JSON string escaping is valid YAML).
+fn quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One problem of an imported file, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportIssue {
+    /// 1-based; 0 when the parser could not tell.
+    pub line: u64,
+    pub column: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ImportIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.reason)
+        } else {
+            write!(
+                f,
+                "line {} column {}: {}",
+                self.line, self.column, self.reason
+            )
+        }
+    }
+}
+
+/// Why an import was refused; nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file holds no {KIND} document; export one with `zwctl profile export ZONE`")]
+    Empty,
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ImportIssue>),
+}
+
+impl ImportError {
+    pub fn issues(&self) -> &[ImportIssue] {
+        match self {
+            Self::Empty => &[],
+            Self::Invalid(issues) => issues,
+        }
+    }
+}
+
+/// A document as the file spells it, with where each value is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDocument {
+    api_version: Spanned<String>,
+    kind: Spanned<String>,
+    zone: Spanned<String>,
+    mode: Spanned<String>,
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    comment: Option<String>,
+    approved: Spanned<Vec<Spanned<String>>>,
+}
+
+fn issue<T>(at: &Spanned<T>, reason: String) -> ImportIssue {
+    ImportIssue {
+        line: at.referenced.line(),
+        column: at.referenced.column(),
+        reason,
+    }
+}
+
+/// Parses and validates a whole stream; every problem is reported, none applied.
+pub fn parse(text: &str) -> Result<Vec<ProfileDocument>, ImportError> {
+    let raw: Vec<RawDocument> = serde_saphyr::from_multiple(text).map_err(|err| {
+        let plain = err.without_snippet().to_string();
+        let issue = match err.location() {
+            Some(at) => ImportIssue {
+                line: at.line(),
+                column: at.column(),
+                reason: plain
+                    .strip_suffix(&format!(" at line {}, column {}", at.line(), at.column()))
+                    .unwrap_or(&plain)
+                    .to_owned(),
+            },
+            None => ImportIssue {
+                line: 0,
+                column: 0,
+                reason: plain,
+            },
+        };
+        ImportError::Invalid(vec![issue])
+    })?;
+    if raw.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    let mut issues = Vec::new();
+    let mut documents = Vec::new();
+    let mut seen_zones: BTreeMap<ZoneName, u64> = BTreeMap::new();
+    for doc in raw {
+        if let Some(d) = validate(doc, &mut issues, &mut seen_zones) {
+            documents.push(d);
+        }
+    }
+    if issues.is_empty() {
+        Ok(documents)
+    } else {
+        Err(ImportError::Invalid(issues))
+    }
+}
+
+fn validate(
+    doc: RawDocument,
+    issues: &mut Vec<ImportIssue>,
+    seen_zones: &mut BTreeMap<ZoneName, u64>,
+) -> Option<ProfileDocument> {
+    let before = issues.len();
+    if doc.api_version.value != API_VERSION {
+        issues.push(issue(
+            &doc.api_version,
+            format!(
+                "apiVersion {:?} is not {API_VERSION}",
+                doc.api_version.value
+            ),
+        ));
+    }
+    if doc.kind.value != KIND {
+        issues.push(issue(
+            &doc.kind,
+            format!("kind {:?} is not {KIND}", doc.kind.value),
+        ));
+    }
+    let zone = match ZoneName::parse(&doc.zone.value) {
+        Ok(zone) => Some(zone),
+        Err(err) => {
+            issues.push(issue(&doc.zone, err.to_string()));
+            None
+        }
+    };
+    if let Some(zone) = &zone {
+        let line = doc.zone.referenced.line();
+        if let Some(first) = seen_zones.insert(zone.clone(), line) {
+            issues.push(issue(
+                &doc.zone,
+                format!("zone {zone} already has a document (line {first}); keep one per zone"),
+            ));
+        }
+    }
+    let mode = match doc.mode.value.parse::<Mode>() {
+        Ok(mode) => Some(mode),
+        Err(err) => {
+            issues.push(issue(&doc.mode, err));
+            None
+        }
+    };
+    let mut approved = BTreeSet::new();
+    for text in &doc.approved.value {
+        match text.value.parse::<Edge>() {
+            Ok(edge) => {
+                if let Some(zone) = zone.as_ref().filter(|z| !edge.touches(z)) {
+                    issues.push(issue(
+                        text,
+                        format!(
+                            "edge {edge} does not touch zone {zone}: list it in the profile of one of its ends"
+                        ),
+                    ));
+                } else if !approved.insert(edge.clone()) {
+                    issues.push(issue(text, format!("edge {edge} is listed twice")));
+                }
+            }
+            Err(err) => issues.push(issue(text, err.to_string())),
+        }
+    }
+    if issues.len() > before {
+        return None;
+    }
+    Some(ProfileDocument {
+        zone: zone?,
+        mode: mode?,
+        version: doc.version.unwrap_or(0),
+        approved,
+        comment: doc.comment.filter(|c| !c.is_empty()),
+    })
+}
+
+/// What importing a document changes in a zone's profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileDelta {
+    pub added: Vec<Edge>,
+    pub removed: Vec<Edge>,
+    /// `(before, after)` when the mode changes.
+    pub mode: Option<(Mode, Mode)>,
+}
+
+impl ProfileDelta {
+    pub fn between(current: Option<&Profile>, doc: &ProfileDocument) -> Self {
+        let empty = BTreeSet::new();
+        let approved = current.map_or(&empty, |p| &p.approved);
+        let mode = current.map_or(Mode::default(), |p| p.mode);
+        Self {
+            added: doc.approved.difference(approved).cloned().collect(),
+            removed: approved.difference(&doc.approved).cloned().collect(),
+            mode: (mode != doc.mode).then_some((mode, doc.mode)),
+        }
+    }
+
+    /// How many things change (0: the import leaves the profile alone).
+    pub fn count(&self) -> usize {
+        self.added.len() + self.removed.len() + usize::from(self.mode.is_some())
+    }
+
+    /// "imported: +2 -1 edge(s), mode learn -> enforce".
+    pub fn describe(&self) -> String {
+        let mut what = format!(
+            "imported: +{} -{} edge(s)",
+            self.added.len(),
+            self.removed.len()
+        );
+        if let Some((from, to)) = self.mode {
+            let _ = write!(what, ", mode {from} -> {to}");
+        }
+        what
+    }
+}
+
+/// Sets `profile` to what `doc` says, as one versioned change; returns how many
+/// things changed (0: nothing was recorded).
+pub fn apply(profile: &mut Profile, doc: &ProfileDocument, actor: &Actor) -> usize {
+    let delta = ProfileDelta::between(Some(profile), doc);
+    let count = delta.count();
+    if count == 0 {
+        return 0;
+    }
+    profile.approved = doc.approved.clone();
+    profile.mode = doc.mode;
+    profile.version += 1;
+    profile.history.push(ProfileChange {
+        version: profile.version,
+        who: actor.who.clone(),
+        at_unix_ms: actor.at_unix_ms,
+        what: delta.describe(),
+        comment: doc.comment.clone().unwrap_or_else(|| actor.comment.clone()),
+    });
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(name: &str) -> ZoneName {
+        ZoneName::parse(name).unwrap()
+    }
+
+    fn profile(name: &str, mode: Mode, edges: &[&str]) -> Profile {
+        let mut p = Profile::new(zone(name));
+        p.mode = mode;
+        p.version = 3;
+        p.approved = edges.iter().map(|e| e.parse().unwrap()).collect();
+        p
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            who: "root".into(),
+            at_unix_ms: 1,
+            comment: "from git".into(),
+        }
+    }
+
+    const TWO: &str = "\
+---
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: \"shop/api\"
+mode: enforce
+version: 3
+approved:
+  - \"shop/api->shop/db:5432/tcp\"
+  - \"shop/frontend->shop/api:8080/tcp\"
+---
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: \"shop/db\"
+mode: learn
+version: 0
+approved: []
+";
+
+    #[test]
+    fn renders_sorted_and_round_trips_byte_for_byte() {
+        let docs = vec![
+            ProfileDocument::of(&profile("shop/db", Mode::Learn, &[])),
+            ProfileDocument::of(&profile(
+                "shop/api",
+                Mode::Enforce,
+                &[
+                    "shop/frontend->shop/api:8080/tcp",
+                    "shop/api->shop/db:5432/tcp",
+                ],
+            )),
+        ];
+        let mut docs = docs;
+        docs[1].version = 3;
+        docs[0].version = 0;
+        let text = render(&docs);
+        assert_eq!(text, TWO);
+        let parsed = parse(&text).unwrap();
+        assert_eq!(
+            render(&parsed),
+            text,
+            "export -> parse -> export is identical"
+        );
+    }
+
+    #[test]
+    fn comments_are_quoted_and_survive() {
+        let mut doc = ProfileDocument::of(&profile("a", Mode::Monitor, &["a->world:443/tcp"]));
+        doc.comment = Some("CHG-1: \"quoted\"\nsecond line".into());
+        let text = render(std::slice::from_ref(&doc));
+        assert_eq!(parse(&text).unwrap(), vec![doc]);
+    }
+
+    fn issues_of(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .issues()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_line_and_column() {
+        let text = TWO.replace("version: 0\n", "version: 0\nquarantined: true\n");
+        let issues = issues_of(&text);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0].starts_with("line 16 column 1: unknown field `quarantined`"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_line() {
+        let text = "\
+apiVersion: zonewarden.io/v2
+kind: ZoneProfile
+zone: \"shop/api\"
+mode: lockdown
+approved:
+  - \"shop/api->shop/db:5432\"
+  - \"a->b:80/tcp\"
+  - \"shop/api->world:443/tcp\"
+  - \"shop/api->world:443/tcp\"
+";
+        let issues = issues_of(text);
+        assert_eq!(
+            issues,
+            [
+                "line 1 column 13: apiVersion \"zonewarden.io/v2\" is not zonewarden.io/v1",
+                "line 4 column 7: mode \"lockdown\" is not one of learn, monitor, enforce",
+                "line 6 column 5: protocol \"5432\" is not one of tcp, udp, sctp, icmp",
+                "line 7 column 5: edge a->b:80/tcp does not touch zone shop/api: list it in the profile of one of its ends",
+                "line 9 column 5: edge shop/api->world:443/tcp is listed twice",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_fields_duplicate_zones_and_builtin_zones_are_refused() {
+        let missing =
+            issues_of("apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: a\nmode: learn\n");
+        assert!(
+            missing[0].contains("missing field `approved`"),
+            "{missing:?}"
+        );
+        let twice = format!(
+            "{TWO}{}",
+            TWO.lines().skip(9).collect::<Vec<_>>().join("\n")
+        );
+        let issues = issues_of(&twice);
+        assert!(
+            issues[0]
+                .starts_with("line 20 column 7: zone shop/db already has a document (line 13)"),
+            "{issues:?}"
+        );
+        let host = issues_of(
+            "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: host\nmode: learn\napproved: []\n",
+        );
+        assert!(
+            host[0].starts_with("line 3 column 7:") && host[0].contains("reserved"),
+            "{host:?}"
+        );
+        assert_eq!(parse("").unwrap_err(), ImportError::Empty);
+        let syntax = issues_of("zone: [\n");
+        assert!(syntax[0].starts_with("line 1 column 7:"), "{syntax:?}");
+    }
+
+    #[test]
+    fn apply_sets_the_approved_set_exactly_and_the_mode_in_one_version() {
+        let mut p = profile("shop/api", Mode::Learn, &["shop/api->world:443/tcp"]);
+        let docs = parse(TWO).unwrap();
+        let delta = ProfileDelta::between(Some(&p), &docs[0]);
+        assert_eq!(delta.added.len(), 2);
+        assert_eq!(delta.removed, ["shop/api->world:443/tcp".parse().unwrap()]);
+        assert_eq!(delta.mode, Some((Mode::Learn, Mode::Enforce)));
+        assert_eq!(apply(&mut p, &docs[0], &actor()), 4);
+        assert_eq!(p.approved, docs[0].approved);
+        assert_eq!((p.mode, p.version), (Mode::Enforce, 4));
+        let last = p.history.last().unwrap();
+        assert_eq!(last.what, "imported: +2 -1 edge(s), mode learn -> enforce");
+        assert_eq!(last.comment, "from git");
+        assert_eq!(
+            apply(&mut p, &docs[0], &actor()),
+            0,
+            "a second import is a no-op"
+        );
+        assert_eq!(p.version, 4);
+    }
+}
