@@ -124,6 +124,7 @@ impl Learning {
             dst_port: port,
             proto,
         };
+        crate::flows::publish_logged(event, &prefix, &edge, snapshot, &self.node, now_ms);
         let mut state = self.lock();
         state.dirty = true;
         match prefix.report {

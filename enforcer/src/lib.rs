@@ -16,10 +16,14 @@
 //! - [`learning`]: logged connections become learned edges and reports.
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
+//! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
+//! - [`flows`]: the live stream of logged connections (`WatchFlows`).
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 
 pub mod convert;
+pub mod flows;
 pub mod host;
+pub mod import;
 pub mod learning;
 pub mod nflog;
 pub mod nft;

@@ -393,6 +393,27 @@ impl Enforcer for EnforcerService {
             .collect();
         Ok(Response::new(v1::ListViolationsResponse { violations }))
     }
+
+    async fn import_profiles(
+        &self,
+        request: Request<v1::ImportProfilesRequest>,
+    ) -> Result<Response<v1::ImportProfilesResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let response =
+            crate::import::import_profiles(request.get_ref(), actor, &self.registry).await?;
+        Ok(Response::new(response))
+    }
+
+    type WatchFlowsStream = crate::flows::FlowStream;
+
+    async fn watch_flows(
+        &self,
+        request: Request<v1::WatchFlowsRequest>,
+    ) -> Result<Response<Self::WatchFlowsStream>, Status> {
+        let filter = crate::flows::FlowFilter::from_request(request.get_ref())
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(crate::flows::stream(filter)))
+    }
 }
 
 #[cfg(test)]

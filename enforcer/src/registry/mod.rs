@@ -8,7 +8,9 @@
 //! - [`state`]: the mutation order and its rollback.
 //! - [`elements`]: the wanted map elements and the change between two states.
 //! - [`snapshot`]: the read side: listings and zone summaries.
+//! - [`import`]: several zones' profiles set at once (`zwctl profile import`).
 
+pub mod import;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]

@@ -1,0 +1,201 @@
+//! Live flows: every connection the table's log rules report, as it is ingested,
+//! for `zwctl flows watch` (the `WatchFlows` stream).
+//!
+//! Learning publishes each logged packet on one process-wide broadcast channel
+//! (there is one node daemon per process, as there is one tracing subscriber);
+//! each watcher subscribes and filters. Publishing never blocks and costs nothing
+//! without watchers; a watcher too slow to keep up loses the oldest flows and is
+//! told how many.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use tokio::sync::broadcast;
+use zonewarden_profiles::event::ReportKind;
+use zonewarden_profiles::{Edge, ZoneName};
+use zonewarden_proto::v1;
+
+use crate::learning::Prefix;
+use crate::nflog::LogEvent;
+use crate::registry::Snapshot;
+
+/// Flows a watcher may lag behind before it loses the oldest.
+const CAPACITY: usize = 4096;
+
+static BUS: LazyLock<broadcast::Sender<v1::Flow>> =
+    LazyLock::new(|| broadcast::channel(CAPACITY).0);
+
+/// What the data plane did with a reported connection.
+pub fn verdict_name(report: Option<ReportKind>) -> &'static str {
+    // A learn rule logs connections it lets pass: they are allowed.
+    report.map_or("allow", ReportKind::as_str)
+}
+
+/// One logged connection, as learning resolved it.
+pub struct FlowEvent<'a> {
+    pub at_unix_ms: i64,
+    pub report: Option<ReportKind>,
+    pub edge: &'a Edge,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub reported_by: Option<ZoneName>,
+    pub profile_version: u64,
+    pub node: &'a str,
+}
+
+/// Hands a flow to every watcher; does nothing without watchers.
+pub fn publish(event: &FlowEvent<'_>) {
+    if BUS.receiver_count() == 0 {
+        return;
+    }
+    let _ = BUS.send(v1::Flow {
+        at_unix_ms: event.at_unix_ms,
+        verdict: verdict_name(event.report).to_owned(),
+        edge: event.edge.to_string(),
+        src: event.src.to_string(),
+        dst: event.dst.to_string(),
+        src_port: u32::from(event.src_port),
+        reported_by: event
+            .reported_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        profile_version: event.profile_version,
+        node: event.node.to_owned(),
+    });
+}
+
+/// Publishes one packet the table's log rules reported (called by learning).
+pub fn publish_logged(
+    event: &LogEvent,
+    prefix: &Prefix,
+    edge: &Edge,
+    snapshot: &Snapshot,
+    node: &str,
+    now_ms: i64,
+) {
+    publish(&FlowEvent {
+        at_unix_ms: now_ms,
+        report: prefix.report,
+        edge,
+        src: event.src,
+        src_port: event.src_port,
+        dst: event.dst,
+        reported_by: prefix.zone_id.and_then(|id| snapshot.zone_by_id(id)),
+        profile_version: prefix.version,
+        node,
+    });
+}
+
+pub fn subscribe() -> broadcast::Receiver<v1::Flow> {
+    BUS.subscribe()
+}
+
+/// The flows one watcher receives, until it goes away.
+pub type FlowStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::Flow, tonic::Status>> + Send>>;
+
+/// A watcher's stream: the flows its filter wants. A watcher that falls behind
+/// skips what it missed and goes on (the stream says nothing; `zwctl get
+/// violations` keeps the record).
+pub fn stream(filter: FlowFilter) -> FlowStream {
+    let flows = tokio_stream::wrappers::BroadcastStream::new(subscribe());
+    Box::pin(tokio_stream::StreamExt::filter_map(flows, move |flow| {
+        flow.ok().filter(|f| filter.matches(f)).map(Ok)
+    }))
+}
+
+/// Which flows a watcher wants.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub zone: Option<ZoneName>,
+    pub verdict: Option<String>,
+}
+
+impl FlowFilter {
+    /// Validates a `WatchFlowsRequest`.
+    pub fn from_request(request: &v1::WatchFlowsRequest) -> Result<Self, String> {
+        let zone = if request.zone.is_empty() {
+            None
+        } else {
+            Some(
+                ZoneName::parse_any(&request.zone)
+                    .map_err(|e| format!("zone {:?}: {e}", request.zone))?,
+            )
+        };
+        let verdict = match request.verdict.as_str() {
+            "" => None,
+            v @ ("allow" | "violation" | "drop" | "quarantine" | "spoof") => Some(v.to_owned()),
+            other => {
+                return Err(format!(
+                    "verdict {other:?} is not one of allow, violation, drop, quarantine, spoof"
+                ));
+            }
+        };
+        Ok(Self { zone, verdict })
+    }
+
+    pub fn matches(&self, flow: &v1::Flow) -> bool {
+        let zone_ok = self.zone.as_ref().is_none_or(|zone| {
+            flow.edge
+                .parse::<Edge>()
+                .is_ok_and(|edge| edge.touches(zone))
+        });
+        zone_ok && self.verdict.as_ref().is_none_or(|v| v == &flow.verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn watchers_get_what_their_filter_wants() {
+        let mut rx = subscribe();
+        let edge: Edge = "shop/web->shop/db:5432/tcp".parse().unwrap();
+        let other: Edge = "a->b:80/tcp".parse().unwrap();
+        for (edge, report) in [
+            (&other, Some(ReportKind::Drop)),
+            (&edge, None),
+            (&edge, Some(ReportKind::Drop)),
+        ] {
+            publish(&FlowEvent {
+                at_unix_ms: 7,
+                report,
+                edge,
+                src: "10.0.0.1".parse().unwrap(),
+                src_port: 40000,
+                dst: "10.0.0.2".parse().unwrap(),
+                reported_by: Some(ZoneName::parse("shop/db").unwrap()),
+                profile_version: 3,
+                node: "n1",
+            });
+        }
+        let filter = FlowFilter::from_request(&v1::WatchFlowsRequest {
+            zone: "shop/db".into(),
+            verdict: "drop".into(),
+        })
+        .unwrap();
+        let mut got = Vec::new();
+        while let Ok(flow) = rx.try_recv() {
+            if filter.matches(&flow) {
+                got.push(flow);
+            }
+        }
+        // Other tests in this process may publish too; ours is there exactly once.
+        let ours: Vec<_> = got.iter().filter(|f| f.at_unix_ms == 7).collect();
+        assert_eq!(ours.len(), 1, "{got:?}");
+        assert_eq!(ours[0].verdict, "drop");
+        assert_eq!(ours[0].edge, "shop/web->shop/db:5432/tcp");
+        assert_eq!(ours[0].reported_by, "shop/db");
+        assert_eq!(verdict_name(None), "allow");
+        assert!(
+            FlowFilter::from_request(&v1::WatchFlowsRequest {
+                zone: String::new(),
+                verdict: "accept".into()
+            })
+            .is_err()
+        );
+    }
+}

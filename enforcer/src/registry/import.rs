@@ -1,0 +1,210 @@
+//! Importing profiles: several zones' profiles set at once, in one kernel transaction.
+//!
+//! Every changed profile is written durably first, then the kernel moves to the new
+//! ruleset in one transaction; when any step fails, every profile is restored on disk
+//! and in memory, so an import applies to all its zones or to none.
+
+use tracing::{error, info};
+use zonewarden_profiles::export::{self, ProfileDelta, ProfileDocument};
+use zonewarden_profiles::profile::Actor;
+use zonewarden_profiles::{Profile, ZoneName};
+
+use super::state::RegistryState;
+use super::{EndpointRegistry, RegistryError};
+
+/// What importing one document did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneImport {
+    pub zone: ZoneName,
+    pub delta: ProfileDelta,
+    pub version_before: u64,
+    pub version_after: u64,
+}
+
+/// The changes `documents` make to `profiles`, without applying them.
+pub fn plan<'a>(
+    documents: &[ProfileDocument],
+    current: impl Fn(&ZoneName) -> Option<&'a Profile>,
+) -> Vec<ZoneImport> {
+    documents
+        .iter()
+        .map(|doc| {
+            let profile = current(&doc.zone);
+            let version = profile.map_or(0, |p| p.version);
+            ZoneImport {
+                zone: doc.zone.clone(),
+                delta: ProfileDelta::between(profile, doc),
+                version_before: version,
+                version_after: version,
+            }
+        })
+        .collect()
+}
+
+impl RegistryState {
+    /// Sets every zone's profile to its document, all or nothing.
+    pub fn import_profiles(
+        &mut self,
+        documents: &[ProfileDocument],
+        actor: &Actor,
+    ) -> Result<Vec<ZoneImport>, RegistryError> {
+        let mut outcome = plan(documents, |z| self.policy.profiles.get(z));
+        let mut changed: Vec<(Option<Profile>, Profile)> = Vec::new();
+        for (doc, result) in documents.iter().zip(&mut outcome) {
+            let old = self.policy.profiles.get(&doc.zone).cloned();
+            let mut profile = old
+                .clone()
+                .unwrap_or_else(|| Profile::new(doc.zone.clone()));
+            if export::apply(&mut profile, doc, actor) > 0 {
+                result.version_after = profile.version;
+                changed.push((old, profile));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(outcome);
+        }
+        for (index, (_, profile)) in changed.iter().enumerate() {
+            if let Err(err) = self.store.save_profile(profile) {
+                self.restore_profiles(&changed[..index]);
+                return Err(err.into());
+            }
+        }
+        for (_, profile) in &changed {
+            self.policy
+                .profiles
+                .insert(profile.zone.clone(), profile.clone());
+        }
+        let desired = self.desired();
+        if let Err(source) = self.dataplane.apply(&self.applied, &desired) {
+            self.restore_profiles(&changed);
+            return Err(RegistryError::Kernel(source));
+        }
+        self.applied = desired;
+        info!(zones = changed.len(), "profiles imported");
+        Ok(outcome)
+    }
+
+    /// Puts back the profiles an import replaced, in memory and on disk.
+    fn restore_profiles(&mut self, changed: &[(Option<Profile>, Profile)]) {
+        for (old, new) in changed {
+            let zone = &new.zone;
+            let restored = match old {
+                Some(old) => {
+                    self.policy.profiles.insert(zone.clone(), old.clone());
+                    self.store.save_profile(old)
+                }
+                None => {
+                    self.policy.profiles.remove(zone);
+                    self.store.save_profile(&Profile::new(zone.clone()))
+                }
+            };
+            if let Err(err) = restored {
+                error!(%zone, ?err, "cannot restore a profile after a failed import; fix the state directory");
+            }
+        }
+    }
+}
+
+impl EndpointRegistry {
+    /// Imports validated documents: every zone's profile or none; see
+    /// [`RegistryState::import_profiles`].
+    pub async fn import_profiles(
+        &self,
+        documents: Vec<ProfileDocument>,
+        actor: Actor,
+    ) -> Result<Vec<ZoneImport>, RegistryError> {
+        self.mutate(move |state| state.import_profiles(&documents, &actor))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use zonewarden_profiles::Mode;
+    use zonewarden_profiles::policy::NodeSettings;
+
+    use super::*;
+    use crate::nft::ruleset::MemoryDataplane;
+    use crate::store::{LocalStore, Store};
+
+    fn actor() -> Actor {
+        Actor {
+            who: "test".into(),
+            at_unix_ms: 1,
+            comment: "import".into(),
+        }
+    }
+
+    const DOCS: &str = "\
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: a
+mode: enforce
+approved: [\"a->b:80/tcp\"]
+---
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: b
+mode: monitor
+approved: []
+";
+
+    #[tokio::test]
+    async fn an_import_applies_to_every_zone_or_to_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+        let dataplane = Arc::new(MemoryDataplane::new());
+        let registry = EndpointRegistry::open(
+            "node-1".into(),
+            store.clone(),
+            dataplane.clone(),
+            NodeSettings::default(),
+            store.load().unwrap(),
+        )
+        .unwrap();
+        registry.sync_kernel().await.unwrap();
+        let docs = export::parse(DOCS).unwrap();
+
+        // The kernel step fails: nothing changes, on disk or in memory.
+        dataplane.fail_next(1);
+        let before = dataplane.ruleset();
+        let err = registry
+            .import_profiles(docs.clone(), actor())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Kernel(_)), "{err}");
+        assert!(registry.snapshot().policy.profiles.is_empty());
+        assert!(
+            store
+                .load()
+                .unwrap()
+                .profiles
+                .iter()
+                .all(|p| p.version == 0),
+            "nothing durable either"
+        );
+        assert_eq!(dataplane.ruleset(), before);
+
+        let done = registry
+            .import_profiles(docs.clone(), actor())
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!((done[0].version_before, done[0].version_after), (0, 1));
+        let policy = registry.snapshot().policy.clone();
+        assert_eq!(policy.mode(&ZoneName::parse("a").unwrap()), Mode::Enforce);
+        assert_eq!(policy.mode(&ZoneName::parse("b").unwrap()), Mode::Monitor);
+        let stored = store.load().unwrap();
+        assert_eq!(stored.profiles.len(), 2, "both written durably");
+
+        // The same import again changes nothing and bumps no version.
+        let again = registry.import_profiles(docs, actor()).await.unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|z| z.delta.count() == 0 && z.version_after == 1)
+        );
+    }
+}
