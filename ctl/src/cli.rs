@@ -10,11 +10,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::completion::CompletionArgs;
+use crate::describe::DescribeCommand;
+use crate::flows::FlowsCommand;
 use crate::get::GetCommand;
 use crate::mode::ModeCommand;
 use crate::profile::ProfileCommand;
 use crate::quarantine::QuarantineArgs;
 use crate::status::StatusArgs;
+use crate::zones_map::ZonesCommand;
 
 const ABOUT: &str = "zwctl: inspect and operate the zonewarden enforcer on this node";
 
@@ -118,6 +121,17 @@ pub enum OutputFormat {
     Json,
     /// YAML for scripts and GitOps.
     Yaml,
+    /// Graphviz dot (`zwctl zones map` only).
+    Dot,
+    /// A Mermaid `graph LR` (`zwctl zones map` only).
+    Mermaid,
+}
+
+impl OutputFormat {
+    /// Whether this is a graph format, which only `zwctl zones map` writes.
+    pub fn is_graph(self) -> bool {
+        matches!(self, Self::Dot | Self::Mermaid)
+    }
 }
 
 /// The command groups.
@@ -146,6 +160,18 @@ pub enum Command {
     /// Show whether the enforcer is ready to serve container attachments.
     #[command(after_help = crate::status::EXAMPLES)]
     Status(StatusArgs),
+
+    /// Show one resource in detail (describe zone Z).
+    #[command(subcommand, after_help = crate::describe::EXAMPLES)]
+    Describe(DescribeCommand),
+
+    /// The zone map: zones, approved and learned edges (table, json, yaml, dot, mermaid).
+    #[command(subcommand, after_help = crate::zones_map::EXAMPLES)]
+    Zones(ZonesCommand),
+
+    /// Watch reported connections live (allow, violation, drop, quarantine, spoof).
+    #[command(subcommand, after_help = crate::flows::EXAMPLES)]
+    Flows(FlowsCommand),
 
     /// Print a shell completion script.
     #[command(after_help = crate::completion::EXAMPLES)]

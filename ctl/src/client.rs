@@ -152,6 +152,38 @@ impl Enforcer {
             Err(status) => Err(rpc_error(&self.socket, "ListViolations", &status)),
         }
     }
+
+    pub async fn import_profiles(
+        &mut self,
+        request: v1::ImportProfilesRequest,
+    ) -> anyhow::Result<v1::ImportProfilesResponse> {
+        match self.client.import_profiles(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "ImportProfiles", &status)),
+        }
+    }
+
+    /// Opens the live flow stream; [`Self::next_flow`] reads it.
+    pub async fn watch_flows(
+        &mut self,
+        request: v1::WatchFlowsRequest,
+    ) -> anyhow::Result<tonic::Streaming<v1::Flow>> {
+        match self.client.watch_flows(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "WatchFlows", &status)),
+        }
+    }
+
+    /// The next flow; `None` when the enforcer ended the stream.
+    pub async fn next_flow(
+        &self,
+        flows: &mut tonic::Streaming<v1::Flow>,
+    ) -> anyhow::Result<Option<v1::Flow>> {
+        flows
+            .message()
+            .await
+            .map_err(|status| rpc_error(&self.socket, "WatchFlows", &status))
+    }
 }
 
 /// One line: which socket, why, and what to do about it.

@@ -8,21 +8,27 @@
 //! - `render`: the table printer, AGE and list formatting, JSON and YAML.
 //! - `edge`: the client-side check of the edge text (`SRC->DST:PORT/PROTO`).
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
-//!   (also `unquarantine`), `status`, `completion`.
+//!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
+//!   (`watch`, which streams its output as it comes), `profile_io` (`profile
+//!   export|import`), `completion`.
 //!
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 
 mod cli;
 mod client;
 mod completion;
+mod describe;
 mod edge;
+mod flows;
 mod get;
 mod mode;
 mod profile;
+mod profile_io;
 mod quarantine;
 mod render;
 mod status;
 mod view;
+mod zones_map;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
@@ -73,6 +79,12 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
     if let Command::Completion(args) = &cli.command {
         return completion::run(args).map(CommandOutput::from);
     }
+    if cli.global.output.is_graph() && !matches!(cli.command, Command::Zones(_)) {
+        anyhow::bail!(
+            "-o {} draws a graph: only `zwctl zones map` writes it; use -o table, json or yaml here",
+            if cli.global.output == cli::OutputFormat::Dot { "dot" } else { "mermaid" }
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,6 +107,15 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
                 .await
                 .map(CommandOutput::from),
             Command::Status(args) => status::run(args, &cli.global).await,
+            Command::Describe(command) => describe::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Zones(command) => zones_map::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Flows(command) => flows::run(command, &cli.global)
+                .await
+                .map(CommandOutput::from),
             Command::Completion(_) => unreachable!("handled above: needs no enforcer"),
         }
     })

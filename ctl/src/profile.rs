@@ -132,6 +132,14 @@ pub enum ProfileCommand {
         mut_arg("all", |arg| arg.help("Remove every edge the zone's profile approves"))
     )]
     Remove(EdgeChangeArgs),
+
+    /// Export profiles as YAML (for git) or as Kubernetes NetworkPolicies.
+    #[command(after_help = crate::profile_io::EXPORT_EXAMPLES)]
+    Export(crate::profile_io::ExportArgs),
+
+    /// Import exported profiles: validated first, then applied to every zone at once.
+    #[command(after_help = crate::profile_io::IMPORT_EXAMPLES)]
+    Import(crate::profile_io::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +188,11 @@ impl EdgeChangeArgs {
 
 /// Runs one `profile` command and returns what to print on stdout.
 pub async fn run(command: &ProfileCommand, global: &GlobalArgs) -> anyhow::Result<String> {
+    match command {
+        ProfileCommand::Export(args) => return crate::profile_io::export(args, global).await,
+        ProfileCommand::Import(args) => return crate::profile_io::import(args, global).await,
+        _ => {}
+    }
     let mut enforcer = Enforcer::connect(global).await?;
     match command {
         ProfileCommand::Diff(args) => {
@@ -209,6 +222,9 @@ pub async fn run(command: &ProfileCommand, global: &GlobalArgs) -> anyhow::Resul
             let result =
                 ProfileChangeResultView::from(enforcer.remove_edges(args.request()).await?);
             render_change(&result, &args.zone, "removed", " approved", global)
+        }
+        ProfileCommand::Export(_) | ProfileCommand::Import(_) => {
+            unreachable!("handled above")
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn render_list<T: TableRow + Serialize>(
         OutputFormat::Table if items.is_empty() => Ok(String::new()),
         OutputFormat::Table => Ok(table(T::HEADERS, items.iter().map(|item| item.cells(ctx)))),
         OutputFormat::Json | OutputFormat::Yaml => serialize(&ListView { kind, items }, format),
+        OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
 }
 
@@ -75,6 +76,7 @@ pub fn render_object<T: TableRow + Serialize>(
     match format {
         OutputFormat::Table => Ok(table(T::HEADERS, [item.cells(ctx)])),
         OutputFormat::Json | OutputFormat::Yaml => serialize(item, format),
+        OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
 }
 
@@ -88,7 +90,16 @@ pub fn render_text_or_object<T: Serialize>(
     match format {
         OutputFormat::Table => Ok(text()),
         OutputFormat::Json | OutputFormat::Yaml => serialize(value, format),
+        OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
+}
+
+/// Graph formats draw the zone map; nothing else can be written as one.
+fn graph_only(format: OutputFormat) -> anyhow::Error {
+    anyhow::anyhow!(
+        "-o {} draws a graph: only `zwctl zones map` writes it; use -o table, json or yaml here",
+        if format == OutputFormat::Dot { "dot" } else { "mermaid" }
+    )
 }
 
 fn serialize<T: Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<String> {
@@ -102,7 +113,9 @@ fn serialize<T: Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<St
         OutputFormat::Yaml => {
             serde_saphyr::to_string(value).context("failed to encode the output as YAML")
         }
-        OutputFormat::Table => unreachable!("tables are rendered from rows, not serialized"),
+        OutputFormat::Table | OutputFormat::Dot | OutputFormat::Mermaid => {
+            unreachable!("tables and graphs are rendered, not serialized")
+        }
     }
 }
 
