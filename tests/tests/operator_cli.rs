@@ -1,0 +1,327 @@
+//! The operator CLI against a running enforcer, as root: describe, zone map, profile
+//! export/import (YAML round trip, validation, atomic apply that changes
+//! enforcement), NetworkPolicy export and the live flow stream, in every format.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use zonewarden_tests::cni::Conflist;
+use zonewarden_tests::node::Node;
+use zonewarden_tests::pods::add_pod;
+use zonewarden_tests::traffic::{Server, connects};
+use zonewarden_tests::{bin, require_root, wait};
+
+const NET: &str = "zw-opcli";
+const EDGE: &str = "shop/web->shop/db:5432/tcp";
+
+/// `zwctl ARGS` (no `-o` added) against the node's enforcer.
+fn zwctl(node: &Node, args: &[&str]) -> Output {
+    Command::new(bin("zwctl"))
+        .arg("--socket")
+        .arg(node.socket())
+        .args(args)
+        .output()
+        .expect("run zwctl")
+}
+
+/// stdout of a `zwctl` that must succeed.
+fn ok(node: &Node, args: &[&str]) -> String {
+    let out = zwctl(node, args);
+    assert!(
+        out.status.success(),
+        "zwctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// stderr of a `zwctl` that must fail.
+fn fails(node: &Node, args: &[&str]) -> String {
+    let out = zwctl(node, args);
+    assert!(
+        !out.status.success(),
+        "zwctl {args:?} should fail, printed {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).expect("utf-8 output")
+}
+
+fn json(node: &Node, args: &[&str]) -> Value {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    let out = ok(node, &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("zwctl {args:?}: no JSON ({e}): {out}"))
+}
+
+/// The table as nft lists it, without counters and expiry times (they move by themselves).
+fn kernel_table(node: &Node) -> String {
+    let out = node
+        .netns
+        .exec("nft", &["list", "table", "inet", "zonewarden"])
+        .output()
+        .expect("nft list table");
+    assert!(out.status.success(), "nft list table failed");
+    let mut words = Vec::new();
+    let mut skip = 0;
+    for word in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if skip > 0 {
+            skip -= 1;
+        } else if matches!(word, "packets" | "bytes" | "expires") {
+            skip = 1;
+        } else {
+            words.push(word.to_owned());
+        }
+    }
+    words.join(" ")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn operator_cli_end_to_end() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, "10.137.0.0/24");
+    let web = add_pod(&node, &list, "web", "shop/web");
+    let db = add_pod(&node, &list, "db", "shop/db");
+    let _server = Server::start(&db.netns, &["tcp:5432"]);
+    let target = db.target(5432, "tcp");
+
+    // Learn, approve and enforce the one edge.
+    assert!(connects(&web.netns, &target), "web -> db in learn mode");
+    wait::until("the edge to be learned", Duration::from_secs(10), || {
+        json(&node, &["get", "edges", "--learned"])["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|e| e["edge"] == EDGE))
+    });
+    ok(
+        &node,
+        &["profile", "approve", "shop/db", "--all", "--comment", "ok"],
+    );
+    ok(&node, &["mode", "set", "shop/db", "enforce"]);
+    assert!(connects(&web.netns, &target), "approved edge passes");
+
+    // describe zone, in every format.
+    let text = ok(&node, &["describe", "zone", "shop/db"]);
+    for needle in ["Name:", "shop/db", "Mode:", "enforce", EDGE, "History:"] {
+        assert!(text.contains(needle), "describe lacks {needle:?}:\n{text}");
+    }
+    let d = json(&node, &["describe", "zone", "shop/db"]);
+    assert_eq!(d["name"], "shop/db");
+    assert_eq!(d["profile"]["mode"], "enforce");
+    assert_eq!(d["approved"][0]["edge"], EDGE);
+    assert_eq!(d["members"].as_array().map(Vec::len), Some(1), "{d}");
+    let yaml = ok(&node, &["describe", "zone", "shop/db", "-o", "yaml"]);
+    assert!(yaml.starts_with("name: shop/db\n"), "{yaml}");
+    assert!(fails(&node, &["describe", "zone", "shop/none"]).contains("shop/none"));
+
+    // zones map, in every format; graph formats are refused elsewhere.
+    let table = ok(&node, &["zones", "map"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("shop/web") && l.contains("shop/db:5432/tcp")),
+        "{table}"
+    );
+    let map = json(&node, &["zones", "map"]);
+    assert!(
+        map["edges"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["edge"] == EDGE && e["approved"] == true)),
+        "{map}"
+    );
+    assert!(ok(&node, &["zones", "map", "-o", "yaml"]).starts_with("kind: ZoneMap\n"));
+    let dot = ok(&node, &["zones", "map", "-o", "dot"]);
+    assert!(
+        dot.contains("digraph zonewarden {") && dot.contains("\"shop/web\" -> \"shop/db\""),
+        "{dot}"
+    );
+    let mermaid = ok(&node, &["zones", "map", "-o", "mermaid"]);
+    assert!(
+        mermaid.contains("graph LR\n") && mermaid.contains("-->|\"5432/tcp\"|"),
+        "{mermaid}"
+    );
+    for args in [
+        &["get", "zones", "-o", "dot"][..],
+        &["describe", "zone", "shop/db", "-o", "mermaid"],
+    ] {
+        let err = fails(&node, args);
+        assert!(err.contains("only `zwctl zones map`"), "{args:?}: {err}");
+    }
+
+    // Export in every format; export -> import -> export is identical.
+    let one = ok(&node, &["profile", "export", "shop/db"]);
+    assert!(one.contains("zone: \"shop/db\"\nmode: enforce\n"), "{one}");
+    assert_eq!(
+        ok(&node, &["profile", "export", "shop/db", "-o", "yaml"]),
+        one
+    );
+    let exported = json(&node, &["profile", "export", "shop/db"]);
+    assert_eq!(exported["kind"], "ZoneProfileList");
+    assert_eq!(exported["items"][0]["approved"][0], EDGE);
+    let all = ok(&node, &["profile", "export", "--all"]);
+    assert_eq!(all.matches("kind: ZoneProfile\n").count(), 2, "{all}");
+    let file = write(node.dir.path(), "all.yaml", &all);
+    let result = json(&node, &["profile", "import", "-f", &file]);
+    assert_eq!(result["changedZones"], 0, "{result}");
+    assert_eq!(
+        ok(&node, &["profile", "export", "--all"]),
+        all,
+        "round trip"
+    );
+
+    // NetworkPolicy export.
+    let netpol = ok(
+        &node,
+        &["profile", "export", "--all", "--format", "networkpolicy"],
+    );
+    assert!(
+        netpol.contains("kind: NetworkPolicy") && netpol.contains("name: zonewarden-db"),
+        "{netpol}"
+    );
+    assert!(netpol.contains("# zonewarden:"), "{netpol}");
+    assert!(
+        fails(
+            &node,
+            &[
+                "profile",
+                "export",
+                "--all",
+                "--format",
+                "networkpolicy",
+                "-o",
+                "json"
+            ]
+        )
+        .contains("networkpolicy")
+    );
+
+    // An invalid import is refused with the line and the reason; nothing changes.
+    let kernel_before = kernel_table(&node);
+    let bad = all.replacen("mode: enforce\n", "mode: enforce\nlockdown: true\n", 1);
+    let line = bad
+        .lines()
+        .position(|l| l == "lockdown: true")
+        .expect("inserted line")
+        + 1;
+    let bad_file = write(node.dir.path(), "bad.yaml", &bad);
+    let err = fails(&node, &["profile", "import", "-f", &bad_file]);
+    assert!(
+        err.contains(&format!("line {line} column 1")) && err.contains("unknown field `lockdown`"),
+        "{err}"
+    );
+    let bad_edge = all.replace(EDGE, "shop/web->shop/db:5432");
+    let err = fails(
+        &node,
+        &[
+            "profile",
+            "import",
+            "-f",
+            &write(node.dir.path(), "bad2.yaml", &bad_edge),
+        ],
+    );
+    assert!(err.contains("line ") && err.contains("protocol"), "{err}");
+    assert_eq!(
+        ok(&node, &["profile", "export", "--all"]),
+        all,
+        "profiles untouched"
+    );
+    assert_eq!(kernel_table(&node), kernel_before, "kernel untouched");
+
+    // A dry run shows the diff and changes nothing.
+    let without = all.replace(&format!("approved:\n  - \"{EDGE}\"\n"), "approved: []\n");
+    assert_ne!(without, all, "the edge is in the export");
+    let without_file = write(node.dir.path(), "without.yaml", &without);
+    let dry = ok(
+        &node,
+        &["profile", "import", "-f", &without_file, "--dry-run"],
+    );
+    assert!(
+        dry.contains(&format!("  - {EDGE}")) && dry.contains("dry run"),
+        "{dry}"
+    );
+    let dry = json(
+        &node,
+        &["profile", "import", "-f", &without_file, "--dry-run"],
+    );
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["changedZones"], 1);
+    assert_eq!(ok(&node, &["profile", "export", "--all"]), all);
+    assert!(connects(&web.netns, &target), "a dry run changes nothing");
+
+    // flows watch: a watcher sees the drop the import causes.
+    let mut watch = Command::new(bin("zwctl"))
+        .arg("--socket")
+        .arg(node.socket())
+        .args([
+            "-o",
+            "json",
+            "flows",
+            "watch",
+            "--verdict",
+            "drop",
+            "--zone",
+            "shop/db",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zwctl flows watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Importing the profile without the edge makes enforcement drop it.
+    let applied = ok(
+        &node,
+        &[
+            "profile",
+            "import",
+            "-f",
+            &without_file,
+            "--comment",
+            "revoke",
+        ],
+    );
+    assert!(
+        applied.contains("imported: 1 of 2 zone(s) changed"),
+        "{applied}"
+    );
+    assert!(
+        !connects(&web.netns, &target),
+        "the imported profile drops web -> db"
+    );
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("flows watch printed the drop within 10s");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let flow: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(flow["verdict"], "drop", "{flow}");
+    assert_eq!(flow["edge"], EDGE, "{flow}");
+    assert_eq!(flow["reportedBy"], "shop/db", "{flow}");
+
+    let profile = json(&node, &["get", "profiles", "shop/db"]);
+    let history = &profile["items"][0]["history"];
+    let last = history.as_array().and_then(|h| h.last()).expect("history");
+    assert_eq!(last["what"], "imported: +0 -1 edge(s)", "{last}");
+    assert_eq!(last["comment"], "revoke");
+    assert!(
+        !ok(&node, &["profile", "export", "shop/db"]).contains(EDGE),
+        "the import set the approved edges exactly"
+    );
+}
