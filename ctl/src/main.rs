@@ -80,10 +80,7 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
         return completion::run(args).map(CommandOutput::from);
     }
     if cli.global.output.is_graph() && !matches!(cli.command, Command::Zones(_)) {
-        anyhow::bail!(
-            "-o {} draws a graph: only `zwctl zones map` writes it; use -o table, json or yaml here",
-            if cli.global.output == cli::OutputFormat::Dot { "dot" } else { "mermaid" }
-        );
+        return Err(render::graph_only(cli.global.output));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -95,10 +95,14 @@ pub fn render_text_or_object<T: Serialize>(
 }
 
 /// Graph formats draw the zone map; nothing else can be written as one.
-fn graph_only(format: OutputFormat) -> anyhow::Error {
+pub fn graph_only(format: OutputFormat) -> anyhow::Error {
+    let name = if format == OutputFormat::Dot {
+        "dot"
+    } else {
+        "mermaid"
+    };
     anyhow::anyhow!(
-        "-o {} draws a graph: only `zwctl zones map` writes it; use -o table, json or yaml here",
-        if format == OutputFormat::Dot { "dot" } else { "mermaid" }
+        "-o {name} draws a graph: only `zwctl zones map` writes it; use -o table, json or yaml here"
     )
 }
 
