@@ -1,0 +1,119 @@
+//! Benchmark 1: CNI ADD and DEL latency of zonewarden (routed, host-local, enforcer
+//! running) against Debian's `bridge` + `host-local`, sequential and concurrent.
+//! The two plugins alternate round by round so that the machine's noise hits both.
+
+use std::collections::BTreeMap;
+
+use crate::cni::{Batch, Call, bridge_conf, run_batch, zonewarden_conf};
+use crate::netns::Netns;
+use crate::node::Node;
+use crate::report::{Section, verdict};
+use crate::stats::{Samples, fmt, ratio};
+
+pub struct Config {
+    pub seq_per_round: usize,
+    pub seq_rounds: usize,
+    pub concurrency: usize,
+    pub conc_rounds: usize,
+}
+
+/// Latencies of one (plugin, mode, command): every call, and each round's median.
+#[derive(Default)]
+struct Series {
+    all: Samples,
+    round_p50: Samples,
+}
+
+pub fn run(cfg: &Config) -> anyhow::Result<Section> {
+    let mut node = Node::new("10.120.255.1")?;
+    node.start_enforcer()?;
+    let plugins = [
+        ("zonewarden", zonewarden_conf(&node, "zwbench", "10.121.0.0/16")),
+        ("bridge", bridge_conf(&node, "refbench", "10.122.0.0/16")),
+    ];
+    let pool: Vec<Netns> = (0..cfg.seq_per_round.max(cfg.concurrency))
+        .map(|i| Netns::new(&format!("cni{i}")))
+        .collect::<anyhow::Result<_>>()?;
+    let mut series: BTreeMap<(&'static str, &'static str, &'static str), Series> = BTreeMap::new();
+
+    let mut round = |tag: &'static str, n: usize, concurrency: usize, r: usize, timed: bool| -> anyhow::Result<()> {
+        let order: Vec<usize> = if r % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        for i in order {
+            let (plugin, conf) = &plugins[i];
+            let calls: Vec<Call> = pool[..n]
+                .iter()
+                .enumerate()
+                .map(|(k, ns)| Call {
+                    container_id: format!("{tag}{r}-{k}-{plugin}"),
+                    netns: ns.path().display().to_string(),
+                    args: format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=cni-{k}"),
+                })
+                .collect();
+            for command in ["ADD", "DEL"] {
+                let batch = Batch {
+                    bin_dir: node.bin_dir(),
+                    plugin: (*plugin).to_owned(),
+                    command: command.into(),
+                    conf: conf.clone(),
+                    calls: calls.clone(),
+                    concurrency,
+                };
+                let outcomes = run_batch(&node, &batch)?;
+                if timed {
+                    let s = series.entry((plugin, tag, command)).or_default();
+                    let round = Samples(outcomes.iter().map(|o| o.ms).collect());
+                    s.round_p50.push(round.p50());
+                    s.all.0.extend(round.0);
+                }
+            }
+        }
+        Ok(())
+    };
+    // Warm-up (not timed): the bridge, the IPAM directories, the page cache.
+    round("warm", 2, 1, 0, false)?;
+    for r in 0..cfg.seq_rounds {
+        round("seq", cfg.seq_per_round, 1, r, true)?;
+    }
+    for r in 0..cfg.conc_rounds {
+        round("conc", cfg.concurrency, cfg.concurrency, r, true)?;
+    }
+    node.stop_enforcer(false);
+
+    let mut sec = Section::new("1. CNI latency: zonewarden (routed + host-local, enforcer running) vs bridge + host-local");
+    let empty = Series::default();
+    for (tag, label, n) in [
+        ("seq", "sequential", cfg.seq_per_round * cfg.seq_rounds),
+        ("conc", &format!("{} concurrent", cfg.concurrency), cfg.concurrency * cfg.conc_rounds),
+    ] {
+        for command in ["ADD", "DEL"] {
+            let zw = series.get(&("zonewarden", tag, command)).unwrap_or(&empty);
+            let rf = series.get(&("bridge", tag, command)).unwrap_or(&empty);
+            for (q, goal) in [(50.0, Some(0.5)), (99.0, (tag == "conc").then_some(1.0))] {
+                let (a, b) = (zw.all.pct(q), rf.all.pct(q));
+                let measured = if q == 50.0 {
+                    format!("{} ms (round medians {})", fmt(a), zw.round_p50.spread("ms"))
+                } else {
+                    format!("{} ms", fmt(a))
+                };
+                let (goal_text, v) = match goal {
+                    Some(g) => (
+                        format!("≤ {g}×"),
+                        verdict(a <= g * b, || format!("{} vs ≤ {g}×: {:.0}% over", ratio(a, b), (a / (g * b) - 1.0) * 100.0)),
+                    ),
+                    None => ("—".into(), "—".into()),
+                };
+                sec.row([
+                    format!("{command} p{q:.0}, {label} (n={n} each)"),
+                    measured,
+                    format!("{} ms", fmt(b)),
+                    ratio(a, b),
+                    goal_text,
+                    v,
+                ]);
+            }
+        }
+    }
+    sec.note("Each figure is the wall time of one plugin process as a runtime runs it (fork, exec, stdin config, result), measured by a driver inside the node namespace; the two plugins alternate round by round.");
+    sec.note("zonewarden's ADD returns only after the enforcer has put the endpoint into the kernel (one `nft -j -f -` transaction per change): that is inside every zonewarden figure.");
+    Ok(sec)
+}

@@ -1,0 +1,181 @@
+//! Benchmark 2: TCP throughput and new connections per second between two pods of the
+//! scale node, with zonewarden's table (at 10 and at all edges), with a linear ruleset
+//! of the same edges (one rule per edge in a table of our own), and with no table.
+
+use std::fmt::Write as _;
+
+use crate::report::{Section, verdict};
+use crate::scale::{CONN_PORT, IPERF_PORT, Scale};
+use crate::stats::{Samples, fmt, ratio};
+use crate::traffic::{conn_rate, iperf};
+
+pub struct Config {
+    pub reps: usize,
+    pub iperf_secs: u32,
+    pub loop_secs: f64,
+}
+
+/// Throughput (Gbit/s) and connection rate (per s) of repeated runs.
+#[derive(Default)]
+pub struct Figures {
+    pub gbits: Samples,
+    pub conns: Samples,
+}
+
+/// Alternates iperf3 and the connect loop `reps` times, adding to `f`.
+pub fn measure(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> anyhow::Result<()> {
+    let target = format!("{}:{CONN_PORT}", scale.server.ip);
+    for _ in 0..reps {
+        f.gbits.push(iperf(&scale.client.netns, &scale.server.ip, IPERF_PORT, cfg.iperf_secs)? / 1e9);
+        let r = conn_rate(&scale.client.netns, &target, cfg.loop_secs)?;
+        anyhow::ensure!(
+            r.ok == r.attempts,
+            "{} of {} connections to an approved port failed",
+            r.attempts - r.ok,
+            r.attempts
+        );
+        f.conns.push(r.ok as f64 / r.seconds);
+    }
+    Ok(())
+}
+
+/// Rounds of zonewarden's full table, no table, and the linear ruleset, interleaved so
+/// that the machine's drift hits all three: each round kills the enforcer and deletes
+/// its table, loads and removes the linear table, and restarts the enforcer, which
+/// rebuilds its table from its store.
+pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, Figures, Figures)> {
+    let (mut zw, mut none, mut linear) = (Figures::default(), Figures::default(), Figures::default());
+    let file = scale.node.dir.path().join("linear.nft");
+    std::fs::write(&file, linear_ruleset(scale))?;
+    for round in 0..cfg.reps {
+        measure(scale, cfg, 1, &mut zw)?;
+        scale.node.stop_enforcer(true);
+        scale.node.nft(&["delete", "table", "inet", "zonewarden"])?;
+        measure(scale, cfg, 1, &mut none)?;
+        let t = std::time::Instant::now();
+        scale.node.nft_file(&file)?;
+        if round == 0 {
+            scale.setup.push(("load the linear ruleset with `nft -f`".into(), t.elapsed()));
+        }
+        measure(scale, cfg, 1, &mut linear)?;
+        scale.node.nft(&["delete", "table", "inet", "zwbench_linear"])?;
+        let took = scale.node.start_enforcer()?;
+        if round == 0 {
+            scale.setup.push(("restart the enforcer with no table in the kernel (rebuilds it from its store)".into(), took));
+        }
+    }
+    Ok((zw, none, linear))
+}
+
+/// The linear ruleset: one rule per approved edge (zone addresses as anonymous sets),
+/// the pods' edge last, in a table of its own; written for `nft -f`.
+pub fn linear_ruleset(scale: &Scale) -> String {
+    let mut s = String::from(
+        "table inet zwbench_linear {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n",
+    );
+    for (src, dst, port) in scale.edge_addrs() {
+        let _ = writeln!(
+            s,
+            "  ip saddr {{ {} }} ip daddr {{ {} }} tcp dport {port} accept",
+            src.join(", "),
+            dst.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  ip saddr {} ip daddr {} tcp dport {{ {IPERF_PORT}, {CONN_PORT} }} accept\n }}\n}}",
+        scale.client.ip, scale.server.ip
+    );
+    s
+}
+
+pub fn section(
+    scale: &Scale,
+    ten: &Figures,
+    full: &Figures,
+    linear: &Figures,
+    none: &Figures,
+    cfg: &Config,
+) -> Section {
+    let n = scale.size.edges;
+    let mut sec = Section::new(&format!(
+        "2. Data plane at scale: {} zones, {} endpoints, {n} approved edges; two pods, both zones enforcing",
+        scale.size.zones, scale.size.endpoints
+    ));
+    let gb = |f: &Figures| format!("{} Gbit/s ({})", fmt(f.gbits.p50()), f.gbits.spread("Gbit/s"));
+    let cr = |f: &Figures| format!("{} conn/s ({})", fmt(f.conns.p50()), f.conns.spread("conn/s"));
+    let (t, tn) = (full.gbits.p50(), none.gbits.p50());
+    sec.row([
+        format!("TCP throughput, zonewarden at {n} edges vs no table"),
+        gb(full),
+        gb(none),
+        ratio(t, tn),
+        "≥ 0.95×".into(),
+        verdict(t >= 0.95 * tn, || format!("{} vs ≥ 0.95×", ratio(t, tn))),
+    ]);
+    let (c, cn) = (full.conns.p50(), none.conns.p50());
+    sec.row([
+        format!("new connections/s, zonewarden at {n} edges vs no table"),
+        cr(full),
+        cr(none),
+        ratio(c, cn),
+        "≥ 0.90×".into(),
+        verdict(c >= 0.90 * cn, || format!("{} vs ≥ 0.90×", ratio(c, cn))),
+    ]);
+    let c10 = ten.conns.p50();
+    let dev = (c / c10 - 1.0).abs();
+    sec.row([
+        format!("new connections/s, zonewarden at {n} edges vs at 10 edges"),
+        cr(full),
+        cr(ten),
+        ratio(c, c10),
+        "within 5%".into(),
+        verdict(dev <= 0.05, || format!("{:.1}% apart", dev * 100.0)),
+    ]);
+    sec.row([
+        "TCP throughput, zonewarden at 10 edges vs no table".into(),
+        gb(ten),
+        gb(none),
+        ratio(ten.gbits.p50(), tn),
+        "—".into(),
+        "—".into(),
+    ]);
+    {
+        let lin = linear;
+        sec.row([
+            format!("TCP throughput, linear ruleset ({n} rules) vs no table"),
+            gb(lin),
+            gb(none),
+            ratio(lin.gbits.p50(), tn),
+            "—".into(),
+            "—".into(),
+        ]);
+        sec.row([
+            format!("new connections/s, linear ruleset ({n} rules) vs no table"),
+            cr(lin),
+            cr(none),
+            ratio(lin.conns.p50(), cn),
+            "—".into(),
+            "—".into(),
+        ]);
+        sec.row([
+            format!("new connections/s, zonewarden vs linear ruleset at {n} edges"),
+            cr(full),
+            cr(lin),
+            ratio(c, lin.conns.p50()),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+    sec.note(format!(
+        "Each repetition: one `iperf3 -t {}` (one stream) and one {}-s loop of new TCP connections (connect, wait for the server's close, close) from the client pod to the server pod, through the node's forward path.",
+        cfg.iperf_secs, cfg.loop_secs
+    ));
+    sec.note("The linear ruleset is a table `inet zwbench_linear` in the node namespace: `ct state established,related accept`, then one rule per approved edge (`ip saddr {zone's addresses} ip daddr {zone's addresses} tcp dport P accept`), the pods' edge last, policy drop; zonewarden's table was deleted first. \"No table\" is the same node with neither table.");
+    sec.note("zonewarden at every edge, no table and the linear ruleset are interleaved round by round (the enforcer is killed, its table deleted, the linear table loaded and removed, and the enforcer restarted to rebuild its table from its store). The 10-edge figures were measured earlier, before the other edges were approved, so machine drift between the two shows in that ratio; the spreads say how much.");
+    sec.note(scale.table_summary.clone());
+    for (what, took) in &scale.setup {
+        sec.note(format!("setup: {what}: {:.1} s", took.as_secs_f64()));
+    }
+    sec
+}

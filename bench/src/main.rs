@@ -1,0 +1,204 @@
+#![allow(clippy::print_stdout)]
+//! `zw-bench`: the benchmark harness of zonewarden. `zw-bench all` runs every
+//! benchmark against its baseline in the same run and writes `bench/RESULTS.md`.
+//! Everything it makes (namespaces, processes) is its own, uniquely named, and removed
+//! on exit, failure or Ctrl-C; nothing touches the machine's own network namespace.
+//!
+//! # Layout
+//! - [`cleanup`], [`netns`], [`node`]: namespaces, processes and a node with its enforcer.
+//! - [`cni`]: the plugin driver; [`traffic`]: servers, connect loops, iperf3.
+//! - [`scale`]: the 1,000-zone node of benchmarks 2–6.
+//! - one module per benchmark: [`cni_latency`], [`dataplane`], [`update`],
+//!   [`learning`] (4 and 5), [`restart`].
+//! - [`stats`], [`report`], [`proc_stat`]: figures and `RESULTS.md`.
+
+mod cleanup;
+mod cni;
+mod cni_latency;
+mod dataplane;
+mod learning;
+mod netns;
+mod node;
+mod proc_stat;
+mod report;
+mod restart;
+mod scale;
+mod stats;
+mod traffic;
+mod update;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use report::{Report, Section};
+use scale::{Scale, Size};
+
+/// The zonewarden benchmark harness.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs every benchmark and writes the results (needs root).
+    All {
+        /// A smoke run: small scale, few repetitions (figures not to be quoted).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the results.
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        out: PathBuf,
+        /// Only these benchmarks: cni, scale (2–6).
+        #[arg(long, value_delimiter = ',', default_values = ["cni", "scale"])]
+        only: Vec<String>,
+    },
+    /// Internal: TCP servers that close each connection at once (PORT or FROM-TO).
+    Serve { specs: Vec<String> },
+    /// Internal: new TCP connections one after another; prints JSON.
+    ConnectLoop {
+        /// ADDR:PORT or ADDR:FROM-TO (cycled).
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        #[arg(long)]
+        until_file: Option<PathBuf>,
+    },
+    /// Internal: runs a batch of CNI calls (JSON on stdin) inside the node namespace.
+    CniDriver,
+}
+
+struct Plan {
+    cni: cni_latency::Config,
+    size: Size,
+    dataplane: dataplane::Config,
+    update_reps: usize,
+    learning: learning::Config,
+    restart_reps: usize,
+}
+
+fn plan(quick: bool) -> Plan {
+    if quick {
+        Plan {
+            cni: cni_latency::Config { seq_per_round: 10, seq_rounds: 2, concurrency: 10, conc_rounds: 2 },
+            size: Size { zones: 100, endpoints: 500, edges: 1000, learn_edges: 40 },
+            dataplane: dataplane::Config { reps: 2, iperf_secs: 1, loop_secs: 1.0 },
+            update_reps: 5,
+            learning: learning::Config { reps: 2, secs: 2.0, idle_secs: 2.0 },
+            restart_reps: 2,
+        }
+    } else {
+        Plan {
+            cni: cni_latency::Config { seq_per_round: 40, seq_rounds: 5, concurrency: 50, conc_rounds: 5 },
+            size: Size { zones: 1000, endpoints: 5000, edges: 10_000, learn_edges: 300 },
+            dataplane: dataplane::Config { reps: 5, iperf_secs: 3, loop_secs: 2.0 },
+            update_reps: 30,
+            learning: learning::Config { reps: 5, secs: 4.0, idle_secs: 5.0 },
+            restart_reps: 5,
+        }
+    }
+}
+
+fn step<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    eprintln!("zw-bench: {what} ...");
+    let t = Instant::now();
+    let r = f();
+    eprintln!("zw-bench: {what}: {} in {:.1} s", if r.is_ok() { "done" } else { "FAILED" }, t.elapsed().as_secs_f64());
+    r
+}
+
+/// Benchmarks 2–6 on one scale node; each finished section is kept even if a later one fails.
+fn scale_benchmarks(p: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    let mut scale = step("2. build the scale node (10 edges)", || Scale::build(p.size))?;
+    let mut ten = dataplane::Figures::default();
+    step("2. data plane at 10 edges", || dataplane::measure(&scale, &p.dataplane, p.dataplane.reps, &mut ten))?;
+    step("2. approve every edge", || scale.approve_rest())?;
+    scale.table_summary = scale.table_size();
+    // 5 (idle) and 4 share one run; 3 and 6 change the node, so they come after.
+    let (learn, foot) = step("4+5. learning and footprint", || learning::run(&scale, &p.learning))?;
+    let update = step("3. update latency", || update::run(&scale, p.update_reps));
+    let restart = step("6. restart", || restart::run(&mut scale, p.restart_reps));
+    let (full, none, linear) = step("2. zonewarden, no table and linear ruleset, interleaved", || {
+        dataplane::interleaved(&mut scale, &p.dataplane)
+    })?;
+    report.add(dataplane::section(&scale, &ten, &full, &linear, &none, &p.dataplane));
+    match update {
+        Ok(s) => report.add(s),
+        Err(err) => report.add_failure("3. Update latency", &err),
+    }
+    report.add(learn);
+    report.add(foot);
+    match restart {
+        Ok(s) => report.add(s),
+        Err(err) => report.add_failure("6. Restart", &err),
+    }
+    Ok(())
+}
+
+fn all(quick: bool, out: &PathBuf, only: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::process::Command::new("id").arg("-u").output()?.stdout.starts_with(b"0"),
+        "zw-bench needs root to create network namespaces: run it with sudo"
+    );
+    cleanup::install_signal_handler();
+    cleanup::remove_stale_netns();
+    let started = Instant::now();
+    let p = plan(quick);
+    let mut report = Report::default();
+    if only.iter().any(|o| o == "cni") {
+        match step("1. CNI latency", || cni_latency::run(&p.cni)) {
+            Ok(s) => report.add(s),
+            Err(err) => report.add_failure("1. CNI latency", &err),
+        }
+    }
+    if only.iter().any(|o| o == "scale")
+        && let Err(err) = scale_benchmarks(&p, &mut report)
+    {
+        report.add_failure("2–6. Benchmarks at scale", &err);
+    }
+    let mut command = String::from("sudo bench/run");
+    if quick {
+        command.push_str(" --quick");
+    }
+    if only.len() < 2 {
+        command.push_str(&format!(" --only {}", only.join(",")));
+    }
+    let text = report.render(&command, quick, started.elapsed().as_secs_f64());
+    std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("zw-bench: wrote {} in {:.0} s", out.display(), started.elapsed().as_secs_f64());
+    let _: Option<Section> = None;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::All { quick, out, only } => {
+            let r = all(quick, &out, &only);
+            cleanup::remove_all();
+            r
+        }
+        Cmd::Serve { specs } => traffic::serve(&specs),
+        Cmd::ConnectLoop { target, seconds, timeout_ms, until_file } => {
+            let (addr, ports) = target.rsplit_once(':').context("--target ADDR:PORT[-PORT]")?;
+            let args = traffic::LoopArgs {
+                addr: addr.parse()?,
+                ports: traffic::port_range(ports)?,
+                seconds,
+                timeout: Duration::from_millis(timeout_ms),
+                until_file,
+            };
+            println!("{}", serde_json::to_string(&traffic::connect_loop(&args))?);
+            Ok(())
+        }
+        Cmd::CniDriver => cni::driver(),
+    }
+}
