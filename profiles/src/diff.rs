@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::edge::{Edge, Proto};
 use crate::learned::LearnedEdges;
 use crate::policy::Policy;
@@ -63,6 +65,8 @@ fn map_delta<K: Ord + Clone, V: PartialEq + Clone>(
 pub struct ZoneDelta {
     pub allow_out: Delta<Allow>,
     pub allow_in: Delta<Allow>,
+    pub cidr_out: Delta<(IpNet, Proto, u16)>,
+    pub cidr_in: Delta<(IpNet, Proto, u16)>,
     pub world_out: Delta<(Proto, u16)>,
     pub world_in: Delta<(Proto, u16)>,
 }
@@ -72,6 +76,8 @@ impl ZoneDelta {
         Self {
             allow_out: set_delta(&old.allow_out, &new.allow_out),
             allow_in: set_delta(&old.allow_in, &new.allow_in),
+            cidr_out: set_delta(&old.cidr_out, &new.cidr_out),
+            cidr_in: set_delta(&old.cidr_in, &new.cidr_in),
             world_out: set_delta(&old.world_out, &new.world_out),
             world_in: set_delta(&old.world_in, &new.world_in),
         }
@@ -80,6 +86,8 @@ impl ZoneDelta {
     pub fn is_empty(&self) -> bool {
         self.allow_out.is_empty()
             && self.allow_in.is_empty()
+            && self.cidr_out.is_empty()
+            && self.cidr_in.is_empty()
             && self.world_out.is_empty()
             && self.world_in.is_empty()
     }
@@ -101,6 +109,7 @@ pub struct RulesetDiff {
     pub local: Delta<(IpAddr, LocalAddr)>,
     pub members: Delta<(IpAddr, (u32, String))>,
     pub host: Delta<IpAddr>,
+    pub cidrs: Delta<IpNet>,
 }
 
 impl RulesetDiff {
@@ -110,6 +119,7 @@ impl RulesetDiff {
             local: map_delta(&old.local, &new.local),
             members: map_delta(&old.members, &new.members),
             host: set_delta(&old.host, &new.host),
+            cidrs: set_delta(&old.cidrs, &new.cidrs),
             ..Self::default()
         };
         for (id, rules) in &new.zones {

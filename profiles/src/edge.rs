@@ -95,8 +95,10 @@ pub enum EdgeError {
     },
 }
 
-/// One edge of the zone map.
+/// One edge of the zone map. It is stored and exchanged in its text form
+/// (`src->dst:port/proto`), which is also what operators type.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Edge {
     pub src: ZoneName,
     pub dst: ZoneName,
@@ -129,6 +131,19 @@ impl fmt::Display for Edge {
         } else {
             write!(f, "{}->{}:{}", self.src, self.dst, self.proto)
         }
+    }
+}
+
+impl TryFrom<String> for Edge {
+    type Error = EdgeError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<Edge> for String {
+    fn from(edge: Edge) -> Self {
+        edge.to_string()
     }
 }
 
@@ -185,6 +200,17 @@ mod tests {
             let edge: Edge = text.parse().unwrap();
             assert_eq!(edge.to_string(), text);
         }
+    }
+
+    #[test]
+    fn serializes_as_text_so_it_can_key_a_json_map() {
+        let edge: Edge = "a->b:53/udp".parse().unwrap();
+        let map = std::collections::BTreeMap::from([(edge.clone(), 1)]);
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, r#"{"a->b:53/udp":1}"#);
+        let back: std::collections::BTreeMap<Edge, i32> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back[&edge], 1);
+        assert!(serde_json::from_str::<Edge>(r#""a-b""#).is_err());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! [`Policy::verdict`] for every (source, destination, protocol, port).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::edge::{Edge, Proto};
@@ -47,11 +49,15 @@ impl Default for NodeSettings {
     }
 }
 
-/// All profiles of the cluster, keyed by zone.
+/// All profiles of the cluster, keyed by zone, and the operator-defined CIDR zones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub profiles: BTreeMap<ZoneName, Profile>,
     pub settings: NodeSettings,
+    /// Zones of addresses that are no endpoint (e.g. `corp-dns = 10.1.2.0/24`); they take
+    /// precedence over `world`. They have no members to enforce at, so their own mode
+    /// never drops: the other end's mode decides.
+    pub cidr_zones: BTreeMap<ZoneName, Vec<IpNet>>,
 }
 
 /// One end of a connection as the data plane sees it.
@@ -64,7 +70,7 @@ pub struct End<'a> {
 
 impl Policy {
     pub fn mode(&self, zone: &ZoneName) -> Mode {
-        if zone.is_builtin() {
+        if zone.is_builtin() || self.cidr_zones.contains_key(zone) {
             return Mode::Learn;
         }
         self.profiles.get(zone).map(|p| p.mode).unwrap_or_default()
@@ -77,6 +83,16 @@ impl Policy {
     /// The version of a zone's profile in force (0 when it has none).
     pub fn version(&self, zone: &ZoneName) -> u64 {
         self.profiles.get(zone).map_or(0, |p| p.version)
+    }
+
+    /// The CIDR zone of an address that is no endpoint: the longest prefix wins.
+    pub fn cidr_zone_of(&self, addr: IpAddr) -> Option<&ZoneName> {
+        self.cidr_zones
+            .iter()
+            .flat_map(|(zone, nets)| nets.iter().map(move |net| (zone, net)))
+            .filter(|(_, net)| net.contains(&addr))
+            .max_by_key(|(_, net)| net.prefix_len())
+            .map(|(zone, _)| zone)
     }
 
     /// Whether the edge is approved in the profile of either end.

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::edge::{Edge, Proto};
 use crate::endpoint::Endpoint;
 use crate::policy::{NodeSettings, Policy};
@@ -32,6 +34,9 @@ pub struct ZoneRules {
     pub allow_out: BTreeSet<Allow>,
     /// Sources that may open connections to this zone (approved edges into it).
     pub allow_in: BTreeSet<Allow>,
+    /// (prefix, protocol, port) approved to and from CIDR zones.
+    pub cidr_out: BTreeSet<(IpNet, Proto, u16)>,
+    pub cidr_in: BTreeSet<(IpNet, Proto, u16)>,
     /// (protocol, port) approved to and from `world`.
     pub world_out: BTreeSet<(Proto, u16)>,
     pub world_in: BTreeSet<(Proto, u16)>,
@@ -71,6 +76,8 @@ pub struct Ruleset {
     pub members: BTreeMap<IpAddr, (u32, String)>,
     /// The node's own addresses: the `host` zone.
     pub host: BTreeSet<IpAddr>,
+    /// Every prefix of every CIDR zone: these addresses are not `world`.
+    pub cidrs: BTreeSet<IpNet>,
 }
 
 /// What the compiler needs to know besides the policy.
@@ -102,6 +109,7 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
     let mut rs = Ruleset {
         settings: input.policy.settings,
         host: input.host_addrs.iter().copied().collect(),
+        cidrs: input.policy.cidr_zones.values().flatten().map(IpNet::trunc).collect(),
         ..Ruleset::default()
     };
     let mut addrs_of: BTreeMap<&ZoneName, Vec<IpAddr>> = BTreeMap::new();
@@ -131,6 +139,8 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
                 version: input.policy.version(&ep.zone),
                 allow_out: BTreeSet::new(),
                 allow_in: BTreeSet::new(),
+                cidr_out: BTreeSet::new(),
+                cidr_in: BTreeSet::new(),
                 world_out: BTreeSet::new(),
                 world_in: BTreeSet::new(),
             });
@@ -153,22 +163,21 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
             proto,
             port,
         } = edge;
+        let nets = |zone: &ZoneName| input.policy.cidr_zones.get(zone).cloned().unwrap_or_default();
         if let Some(rules) = ids.get(src).and_then(|id| rs.zones.get_mut(id)) {
             if dst == &world {
                 rules.world_out.insert((*proto, *port));
             } else {
-                rules
-                    .allow_out
-                    .extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
+                rules.allow_out.extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
+                rules.cidr_out.extend(nets(dst).into_iter().map(|n| (n.trunc(), *proto, *port)));
             }
         }
         if let Some(rules) = ids.get(dst).and_then(|id| rs.zones.get_mut(id)) {
             if src == &world {
                 rules.world_in.insert((*proto, *port));
             } else {
-                rules
-                    .allow_in
-                    .extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
+                rules.allow_in.extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
+                rules.cidr_in.extend(nets(src).into_iter().map(|n| (n.trunc(), *proto, *port)));
             }
         }
     }
@@ -187,9 +196,14 @@ pub enum Hook {
 }
 
 impl Ruleset {
-    /// Whether an address belongs to an endpoint or the node (else it is `world`).
+    /// Whether an address belongs to an endpoint or the node.
     pub fn is_known(&self, addr: IpAddr) -> bool {
         self.members.contains_key(&addr) || self.host.contains(&addr)
+    }
+
+    /// Whether an address is `world`: no endpoint, not the node, in no CIDR zone.
+    pub fn is_world(&self, addr: IpAddr) -> bool {
+        !self.is_known(addr) && !self.cidrs.iter().any(|n| n.contains(&addr))
     }
 
     /// The verdict of the rendered chains for a new connection: the reference semantics
@@ -225,8 +239,9 @@ impl Ruleset {
             Mode::Learn => None,
         };
         if let Some(zone) = local_src.and_then(|l| self.zones.get(&l.zone_id)) {
-            let world = !self.is_known(dst) && zone.world_out.contains(&(proto, port));
-            if zone.allow_out.contains(&(dst, proto, port)) || world {
+            let world = self.is_world(dst) && zone.world_out.contains(&(proto, port));
+            let cidr = !self.is_known(dst) && zone.cidr_out.iter().any(|(n, p, o)| n.contains(&dst) && (*p, *o) == (proto, port));
+            if zone.allow_out.contains(&(dst, proto, port)) || cidr || world {
                 return Verdict::Allow;
             }
             if let Some(v) = tail(zone.mode) {
@@ -234,8 +249,9 @@ impl Ruleset {
             }
         }
         if let Some(zone) = local_dst.and_then(|l| self.zones.get(&l.zone_id)) {
-            let world = !self.is_known(src) && zone.world_in.contains(&(proto, port));
-            if zone.allow_in.contains(&(src, proto, port)) || world {
+            let world = self.is_world(src) && zone.world_in.contains(&(proto, port));
+            let cidr = !self.is_known(src) && zone.cidr_in.iter().any(|(n, p, o)| n.contains(&src) && (*p, *o) == (proto, port));
+            if zone.allow_in.contains(&(src, proto, port)) || cidr || world {
                 return Verdict::Allow;
             }
             if let Some(v) = tail(zone.mode) {

@@ -21,6 +21,10 @@ const SERVICES: [(Proto, u16); 4] = [
     (Proto::Icmp, 0),
 ];
 
+fn corp() -> ZoneName {
+    ZoneName::parse("ext/corp").unwrap()
+}
+
 fn zone(i: usize) -> ZoneName {
     ZoneName::parse(&format!("ns/z{i}")).unwrap()
 }
@@ -72,7 +76,7 @@ fn world_strategy() -> impl Strategy<Value = World> {
         (
             proptest::collection::vec(0..nz, 1..12),
             proptest::collection::vec(0u8..3, nz),
-            proptest::collection::vec((0..nz + 1, 0..nz + 1, 0..SERVICES.len()), 0..20),
+            proptest::collection::vec((0..nz + 3, 0..nz + 3, 0..SERVICES.len()), 0..24),
             proptest::collection::vec(any::<bool>(), nz),
             proptest::collection::vec(any::<bool>(), 12),
             any::<bool>(),
@@ -85,6 +89,7 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     ..Policy::default()
                 };
                 let host = ZoneName::host();
+                policy.cidr_zones.insert(corp(), vec!["10.250.0.0/28".parse().unwrap()]);
                 for (i, m) in modes.iter().enumerate() {
                     let mut p = Profile::new(zone(i));
                     p.set_mode(
@@ -96,14 +101,16 @@ fn world_strategy() -> impl Strategy<Value = World> {
                 }
                 for (s, d, svc) in edges {
                     let (proto, port) = SERVICES[svc];
-                    let src = if s == nz { host.clone() } else { zone(s) };
-                    let dst = if d == nz { host.clone() } else { zone(d) };
-                    let owner = if src == host {
-                        dst.clone()
-                    } else {
-                        src.clone()
+                    let special = |i: usize| match i - nz {
+                        0 => host.clone(),
+                        1 => corp(),
+                        _ => ZoneName::world(),
                     };
-                    if owner == host {
+                    let src = if s >= nz { special(s) } else { zone(s) };
+                    let dst = if d >= nz { special(d) } else { zone(d) };
+                    let is_endpoint_zone = |z: &ZoneName| !z.is_builtin() && z != &corp();
+                    let owner = if is_endpoint_zone(&src) { src.clone() } else { dst.clone() };
+                    if !is_endpoint_zone(&owner) {
                         continue;
                     }
                     let edge = Edge::new(src, dst, proto, port);
@@ -172,6 +179,14 @@ proptest! {
                     let got = rs.simulate(Hook::Forward, sa, b.ips[0].addr(), proto, port);
                     prop_assert_eq!(got, want, "{} -> {} {}/{}", a.zone, b.zone, port, proto);
                 }
+                for (addr, zone) in [("10.250.0.5", corp()), ("10.251.0.1", ZoneName::world())] {
+                    let other = End { zone: &zone, quarantined: false };
+                    let addr: IpAddr = addr.parse().unwrap();
+                    let want = w.policy.verdict(end(&w, a), other, proto, port);
+                    prop_assert_eq!(rs.simulate(Hook::Forward, sa, addr, proto, port), want, "{} -> {}", a.zone, zone);
+                    let want = w.policy.verdict(other, end(&w, a), proto, port);
+                    prop_assert_eq!(rs.simulate(Hook::Forward, addr, sa, proto, port), want, "{} -> {}", zone, a.zone);
+                }
                 let want = w.policy.verdict(host_end, end(&w, a), proto, port);
                 prop_assert_eq!(rs.simulate(Hook::Output, host, sa, proto, port), want, "host -> {}", a.zone);
                 let want = w.policy.verdict(end(&w, a), host_end, proto, port);
@@ -198,6 +213,10 @@ proptest! {
             for e in &delta.allow_out.add { z.allow_out.insert(*e); }
             for e in &delta.allow_in.del { z.allow_in.remove(e); }
             for e in &delta.allow_in.add { z.allow_in.insert(*e); }
+            for e in &delta.cidr_out.del { z.cidr_out.remove(e); }
+            for e in &delta.cidr_out.add { z.cidr_out.insert(*e); }
+            for e in &delta.cidr_in.del { z.cidr_in.remove(e); }
+            for e in &delta.cidr_in.add { z.cidr_in.insert(*e); }
             for e in &delta.world_out.del { z.world_out.remove(e); }
             for e in &delta.world_out.add { z.world_out.insert(*e); }
             for e in &delta.world_in.del { z.world_in.remove(e); }

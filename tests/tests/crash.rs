@@ -9,7 +9,9 @@ use serde_json::Value;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::add_pod;
-use zonewarden_tests::require_root;
+use std::time::Duration;
+
+use zonewarden_tests::{require_root, wait};
 use zonewarden_tests::traffic::{Hold, Server, connects};
 
 /// The table without the dynamic "seen" sets (their elements expire on their own).
@@ -69,6 +71,12 @@ fn kill_9_during_traffic_changes_nothing() {
         Server::start(&api.netns, &["tcp:8080"]),
         Server::start(&db.netns, &["tcp:5432"]),
     ];
+    // Learn first: the edge is recorded and reaches the disk.
+    assert!(connects(&fe.netns, &api.target(8080, "tcp")));
+    let learned_file = node.state_dir().join("learned.json");
+    wait::until("the learned edge to be on disk", Duration::from_secs(10), || {
+        std::fs::read_to_string(&learned_file).is_ok_and(|t| t.contains("shop/frontend->shop/api:8080/tcp"))
+    });
     node.zwctl(&[
         "profile",
         "approve",
@@ -118,4 +126,6 @@ fn kill_9_during_traffic_changes_nothing() {
     );
     assert!(!connects(&fe.netns, &db.target(5432, "tcp")));
     assert!(connects(&fe.netns, &api.target(8080, "tcp")));
+    let learned = node.zwctl(&["get", "edges", "--learned"]).to_string();
+    assert!(learned.contains("shop/frontend->shop/api:8080/tcp"), "learned edges survive the crash: {learned}");
 }

@@ -16,6 +16,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -120,6 +121,16 @@ impl EndpointRegistry {
             store,
             dataplane,
         })
+    }
+
+    /// Sets the operator-defined CIDR zones (before [`Self::sync_kernel`]).
+    pub fn with_cidr_zones(self, zones: BTreeMap<ZoneName, Vec<IpNet>>) -> Self {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.policy.cidr_zones = zones;
+            self.snapshot.store(Arc::new(state.snapshot()));
+        }
+        self
     }
 
     pub fn node(&self) -> &str {

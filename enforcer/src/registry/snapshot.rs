@@ -40,8 +40,11 @@ impl Snapshot {
         if self.host_addrs.contains(&addr) {
             return ZoneName::host();
         }
-        self.addr_zones
-            .get(&addr)
+        if let Some(zone) = self.addr_zones.get(&addr) {
+            return zone.clone();
+        }
+        self.policy
+            .cidr_zone_of(addr)
             .cloned()
             .unwrap_or_else(ZoneName::world)
     }

@@ -65,7 +65,7 @@ impl RegistryState {
                 .map(|e| (e.key.clone(), e))
                 .collect(),
             zone_ids,
-            policy: Policy { profiles, settings },
+            policy: Policy { profiles, settings, cidr_zones: BTreeMap::new() },
             quarantined: stored.quarantined,
             host_addrs: Vec::new(),
             applied: Ruleset::default(),

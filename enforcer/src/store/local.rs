@@ -116,7 +116,9 @@ impl LocalStore {
     }
 
     pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StoreError> {
-        let mut json = serde_json::to_vec_pretty(value).expect("store records always serialize");
+        let mut json = serde_json::to_vec_pretty(value).map_err(|e| {
+            io_error("encode", path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
         json.push(b'\n');
         let mut file = AtomicWriteFile::open(path).map_err(io_error("open for writing", path))?;
         file.write_all(&json).map_err(io_error("write", path))?;

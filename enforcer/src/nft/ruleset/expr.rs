@@ -140,6 +140,18 @@ pub fn add_set(name: &str, key_type: &[&str], value_type: Option<&str>) -> Value
     }
 }
 
+/// `add set` of prefixes (`flags interval`): CIDR zones.
+pub fn add_interval_set(name: &str, key_type: &[&str]) -> Value {
+    let mut cmd = add_set(name, key_type, None);
+    cmd["add"]["set"]["flags"] = json!(["interval"]);
+    cmd
+}
+
+/// A prefix as an element key: `{"prefix": {"addr": .., "len": ..}}`.
+pub fn prefix(net: &ipnet::IpNet) -> Value {
+    json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
+}
+
 /// A "seen" set: elements added from the packet path, expiring after `timeout`.
 pub fn add_seen_set(name: &str, key_type: &[&str], timeout_secs: u32) -> Value {
     let mut def = object(name);

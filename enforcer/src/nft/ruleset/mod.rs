@@ -87,6 +87,7 @@ pub mod names {
     pub const ZONE_OF_V4: &str = "zone_of_v4";
     pub const ZONE_OF_V6: &str = "zone_of_v6";
     pub const HOST_V4: &str = "host_v4";
+    pub const CIDR_V4: &str = "cidr_v4";
     pub const EGRESS_V4: &str = "egress_v4";
     pub const INGRESS_V4: &str = "ingress_v4";
     pub const LOCAL_V4: &str = "local_v4";
@@ -115,6 +116,8 @@ pub mod names {
             super::ZoneSet::Allow => format!("allow_{dir}_{id}"),
             super::ZoneSet::AllowIcmp => format!("allow_{dir}_icmp_{id}"),
             super::ZoneSet::World => format!("world_{dir}_{id}"),
+            super::ZoneSet::Cidr => format!("cidr_{dir}_{id}"),
+            super::ZoneSet::CidrIcmp => format!("cidr_{dir}_icmp_{id}"),
         }
     }
 }
@@ -146,8 +149,23 @@ pub enum ZoneSet {
     AllowIcmp,
     /// (protocol, port) to or from `world`.
     World,
+    /// (CIDR zone prefix, protocol, port) for tcp, udp, sctp: an interval set.
+    Cidr,
+    /// CIDR zone prefixes for ICMP: an interval set.
+    CidrIcmp,
 }
 
 impl ZoneSet {
-    pub const ALL: [ZoneSet; 3] = [ZoneSet::Allow, ZoneSet::AllowIcmp, ZoneSet::World];
+    pub const ALL: [ZoneSet; 5] = [
+        ZoneSet::Allow,
+        ZoneSet::AllowIcmp,
+        ZoneSet::World,
+        ZoneSet::Cidr,
+        ZoneSet::CidrIcmp,
+    ];
+
+    /// Whether the set holds prefixes (`flags interval`).
+    pub fn is_interval(self) -> bool {
+        matches!(self, Self::Cidr | Self::CidrIcmp)
+    }
 }

@@ -48,6 +48,7 @@ pub fn representable(ruleset: &Ruleset) -> Ruleset {
         *comment = cut_comment(comment);
     }
     out.host.retain(IpAddr::is_ipv4);
+    out.cidrs.retain(|n| n.addr().is_ipv4());
     for zone in out.zones.values_mut() {
         for allow in [&mut zone.allow_out, &mut zone.allow_in] {
             *allow = allow
@@ -58,6 +59,13 @@ pub fn representable(ruleset: &Ruleset) -> Ruleset {
         }
         for world in [&mut zone.world_out, &mut zone.world_in] {
             world.retain(|(p, port)| p.has_ports() || *port == 0);
+        }
+        for cidr in [&mut zone.cidr_out, &mut zone.cidr_in] {
+            *cidr = cidr
+                .iter()
+                .filter(|(net, _, _)| net.addr().is_ipv4())
+                .map(|&(n, p, port)| (n, p, if p.has_ports() { port } else { 0 }))
+                .collect();
         }
     }
     out
@@ -134,6 +142,9 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
     }
     for entry in table.elements(HOST_V4) {
         rs.host.insert(addr_key(HOST_V4, entry)?.0);
+    }
+    for entry in table.elements(CIDR_V4) {
+        rs.cidrs.insert(prefix_key(CIDR_V4, entry)?);
     }
     read_locals(&table, rs)?;
     let ids: BTreeSet<u32> = table
@@ -220,6 +231,8 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         version,
         allow_out: Default::default(),
         allow_in: Default::default(),
+        cidr_out: Default::default(),
+        cidr_in: Default::default(),
         world_out: Default::default(),
         world_in: Default::default(),
     };
@@ -245,6 +258,25 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         for entry in table.elements(&set) {
             allow.insert((addr_key(&set, entry)?.0, Proto::Icmp, 0));
         }
+        let cidr = match dir {
+            Dir::Out => &mut zone.cidr_out,
+            Dir::In => &mut zone.cidr_in,
+        };
+        let set = names::zone_set(ZoneSet::Cidr, dir, id);
+        for entry in table.elements(&set) {
+            let parts = concat_parts(&set, entry, 3)?;
+            let net = prefix_key(&set, &parts[0])?;
+            cidr.insert((net, proto(&set, &parts[1])?, port(&set, &parts[2])?));
+        }
+        let set = names::zone_set(ZoneSet::CidrIcmp, dir, id);
+        for entry in table.elements(&set) {
+            cidr.insert((prefix_key(&set, entry)?, Proto::Icmp, 0));
+        }
+        let (allow, world) = match dir {
+            Dir::Out => (&mut zone.allow_out, &mut zone.world_out),
+            Dir::In => (&mut zone.allow_in, &mut zone.world_in),
+        };
+        let _ = allow;
         let set = names::zone_set(ZoneSet::World, dir, id);
         for entry in table.elements(&set) {
             let parts = concat_parts(&set, entry, 2)?;
@@ -283,6 +315,17 @@ fn parse_prefix(prefix: &str, id: u32) -> Option<(zonewarden_profiles::profile::
     let zone_id: u32 = words.next()?.strip_prefix('z')?.parse().ok()?;
     let version = words.next()?.strip_prefix('v')?.parse().ok()?;
     (zone_id == id).then_some((mode, version))
+}
+
+/// A prefix element: `{"prefix": {"addr", "len"}}`, or a plain address for a full-length one.
+fn prefix_key(set: &str, entry: &Value) -> Result<ipnet::IpNet, String> {
+    if let Some(p) = entry.get("prefix") {
+        let addr: IpAddr = str_field(p, "addr")?.parse().map_err(|_| bad(set, entry))?;
+        let len = p.get("len").and_then(Value::as_u64).and_then(|l| u8::try_from(l).ok()).ok_or_else(|| bad(set, entry))?;
+        return ipnet::IpNet::new(addr, len).map_err(|_| bad(set, entry));
+    }
+    let addr: IpAddr = entry.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| bad(set, entry))?;
+    Ok(ipnet::IpNet::from(addr))
 }
 
 fn str_field<'a>(object: &'a Value, field: &str) -> Result<&'a str, String> {

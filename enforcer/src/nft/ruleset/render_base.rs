@@ -126,6 +126,7 @@ pub fn base_commands(settings: &NodeSettings, current: &KernelView, opts: &Optio
     for (name, key, value) in global_sets() {
         cmds.push(expr::add_set(name, key, value));
     }
+    cmds.push(expr::add_interval_set(CIDR_V4, &["ipv4_addr"]));
     for tail in Tail::ALL {
         let timeout = opts.seen_timeout_secs;
         let edge = ["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"];

@@ -57,19 +57,28 @@ pub fn diff_commands(diff: &RulesetDiff, new: &Ruleset, opts: &Options) -> Value
     for addr in &diff.host.add {
         add.host(*addr);
     }
+    for net in &diff.cidrs.del {
+        del.cidr(net);
+    }
+    for net in &diff.cidrs.add {
+        add.cidr(net);
+    }
     let (del, add) = (del.minus(&add), add.minus(&del));
 
     let mut zone_del = ZoneElements::default();
     let mut zone_add = ZoneElements::default();
     for (id, delta) in &diff.zones {
-        zone_del.push(*id, Dir::Out, &delta.allow_out.del, &delta.world_out.del);
-        zone_del.push(*id, Dir::In, &delta.allow_in.del, &delta.world_in.del);
-        zone_add.push(*id, Dir::Out, &delta.allow_out.add, &delta.world_out.add);
-        zone_add.push(*id, Dir::In, &delta.allow_in.add, &delta.world_in.add);
+        let (o, i) = (&delta.allow_out, &delta.allow_in);
+        let (co, ci) = (&delta.cidr_out, &delta.cidr_in);
+        let (wo, wi) = (&delta.world_out, &delta.world_in);
+        zone_del.push(*id, Dir::Out, &o.del, &co.del, &wo.del);
+        zone_del.push(*id, Dir::In, &i.del, &ci.del, &wi.del);
+        zone_add.push(*id, Dir::Out, &o.add, &co.add, &wo.add);
+        zone_add.push(*id, Dir::In, &i.add, &ci.add, &wi.add);
     }
     for zone in &diff.created {
-        zone_add.push(zone.id, Dir::Out, &zone.allow_out, &zone.world_out);
-        zone_add.push(zone.id, Dir::In, &zone.allow_in, &zone.world_in);
+        zone_add.push(zone.id, Dir::Out, &zone.allow_out, &zone.cidr_out, &zone.world_out);
+        zone_add.push(zone.id, Dir::In, &zone.allow_in, &zone.cidr_in, &zone.world_in);
     }
 
     let (iface_del, iface_add) = pod_iface_changes(diff, new);
@@ -174,6 +183,13 @@ impl Elements {
         let key = Value::String(addr.to_string());
         let elem = Value::Array(vec![expr::commented(key.clone(), comment), zone_id.into()]);
         self.push(map, key, elem);
+    }
+
+    fn cidr(&mut self, net: &ipnet::IpNet) {
+        if net.addr().is_ipv4() {
+            let key = expr::prefix(net);
+            self.push(CIDR_V4, key.clone(), key);
+        }
     }
 
     fn host(&mut self, addr: IpAddr) {

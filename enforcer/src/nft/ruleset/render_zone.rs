@@ -14,7 +14,7 @@ use zonewarden_profiles::profile::Mode;
 use zonewarden_profiles::ruleset::{Allow, ZoneRules};
 
 use super::expr::{self, Rule};
-use super::names::{self, HOST_V4, ZONE_OF_V4};
+use super::names::{self, CIDR_V4, HOST_V4, ZONE_OF_V4};
 use super::{Dir, Options, ZoneSet};
 
 /// What a zone's tail does with what is not approved.
@@ -105,6 +105,8 @@ pub fn set_type(kind: ZoneSet) -> &'static [&'static str] {
         ZoneSet::Allow => &["ipv4_addr", "inet_proto", "inet_service"],
         ZoneSet::AllowIcmp => &["ipv4_addr"],
         ZoneSet::World => &["inet_proto", "inet_service"],
+        ZoneSet::Cidr => &["ipv4_addr", "inet_proto", "inet_service"],
+        ZoneSet::CidrIcmp => &["ipv4_addr"],
     }
 }
 
@@ -151,6 +153,25 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
             ],
         ),
     ];
+    let mut e = vec![expr::l4proto_with_ports()];
+    e.extend(outside());
+    e.push(expr::eq(
+        expr::concat(vec![peer(), expr::meta("l4proto"), expr::payload("th", "dport")]),
+        expr::set_ref(&set(ZoneSet::Cidr)),
+    ));
+    e.push(expr::accept());
+    out.push(Rule::new(&format!("{zone}: approved cidr zone edges {d}"), e));
+    let mut e = vec![icmp()];
+    e.extend(outside());
+    e.push(expr::eq(peer(), expr::set_ref(&set(ZoneSet::CidrIcmp))));
+    e.push(expr::accept());
+    out.push(Rule::new(&format!("{zone}: approved cidr zone icmp {d}"), e));
+    // World is what is no endpoint, not the node and in no CIDR zone.
+    let outside = || {
+        let mut e = outside().to_vec();
+        e.push(expr::ne(peer(), expr::set_ref(CIDR_V4)));
+        e
+    };
     let world = match dir {
         Dir::Out => &rules.world_out,
         Dir::In => &rules.world_in,
@@ -240,7 +261,11 @@ pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
     for dir in Dir::BOTH {
         for kind in ZoneSet::ALL {
             let name = names::zone_set(kind, dir, rules.id);
-            cmds.push(expr::add_set(&name, set_type(kind), None));
+            cmds.push(if kind.is_interval() {
+                expr::add_interval_set(&name, set_type(kind))
+            } else {
+                expr::add_set(&name, set_type(kind), None)
+            });
         }
     }
     for dir in Dir::BOTH {
@@ -290,6 +315,23 @@ pub fn allow_element(allow: &Allow) -> Option<(ZoneSet, Value)> {
     })
 }
 
+/// The element of a CIDR set for one allowed prefix, or `None` for IPv6.
+pub fn cidr_element(cidr: &CidrAllow) -> Option<(ZoneSet, Value)> {
+    let (net, proto, port) = cidr;
+    if !net.addr().is_ipv4() {
+        return None;
+    }
+    Some(if proto.has_ports() {
+        let key = vec![expr::prefix(net), proto.as_str().into(), (*port).into()];
+        (ZoneSet::Cidr, expr::concat(key))
+    } else {
+        (ZoneSet::CidrIcmp, expr::prefix(net))
+    })
+}
+
+/// An approved (CIDR zone prefix, protocol, port).
+pub type CidrAllow = (ipnet::IpNet, Proto, u16);
+
 /// The element of a world set, or `None` for ICMP (a rule of the chain, not an element).
 pub fn world_element(world: &WorldPort) -> Option<Value> {
     let (proto, port) = world;
@@ -311,6 +353,7 @@ impl ZoneElements {
         id: u32,
         dir: Dir,
         allows: impl IntoIterator<Item = &'a Allow>,
+        cidrs: impl IntoIterator<Item = &'a CidrAllow>,
         world: impl IntoIterator<Item = &'a WorldPort>,
     ) {
         let mut allow = Vec::new();
@@ -321,11 +364,20 @@ impl ZoneElements {
                 _ => allow.push(elem),
             }
         }
+        let (mut cidr, mut cidr_icmp) = (Vec::new(), Vec::new());
+        for (kind, elem) in cidrs.into_iter().filter_map(cidr_element) {
+            match kind {
+                ZoneSet::CidrIcmp => cidr_icmp.push(elem),
+                _ => cidr.push(elem),
+            }
+        }
         let world: Vec<Value> = world.into_iter().filter_map(world_element).collect();
         for (kind, elems) in [
             (ZoneSet::Allow, allow),
             (ZoneSet::AllowIcmp, icmp),
             (ZoneSet::World, world),
+            (ZoneSet::Cidr, cidr),
+            (ZoneSet::CidrIcmp, cidr_icmp),
         ] {
             if !elems.is_empty() {
                 self.sets.push((names::zone_set(kind, dir, id), elems));

@@ -74,6 +74,8 @@ impl Cluster {
                     edge("shop/web", "world", Proto::Icmp, 0),
                     edge("host", "shop/web", Proto::Tcp, 8080),
                     edge("world", "shop/web", Proto::Tcp, 80),
+                    edge("shop/web", "corp-dns", Proto::Udp, 53),
+                    edge("shop/web", "corp-dns", Proto::Icmp, 0),
                 ],
             ),
             profile(
@@ -101,6 +103,10 @@ impl Cluster {
         let policy = Policy {
             profiles: profiles.into_iter().map(|p| (p.zone.clone(), p)).collect(),
             settings: NodeSettings::default(),
+            cidr_zones: BTreeMap::from([(
+                zone("corp-dns"),
+                vec!["10.250.0.0/28".parse().expect("a CIDR"), "10.251.0.9/32".parse().expect("a CIDR")],
+            )]),
         };
         Self {
             policy,
