@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::audit::AuditCommand;
 use crate::completion::CompletionArgs;
 use crate::describe::DescribeCommand;
 use crate::flows::FlowsCommand;
@@ -160,6 +161,10 @@ pub enum Command {
     /// Show whether the enforcer is ready to serve container attachments.
     #[command(after_help = crate::status::EXAMPLES)]
     Status(StatusArgs),
+
+    /// Read and verify the hash-chained log of every change (who, what, when, why).
+    #[command(subcommand, after_help = crate::audit::EXAMPLES)]
+    Audit(AuditCommand),
 
     /// Show one resource in detail (describe zone Z).
     #[command(subcommand, after_help = crate::describe::EXAMPLES)]

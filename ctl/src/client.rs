@@ -187,7 +187,7 @@ impl Enforcer {
 }
 
 /// One line: which socket, why, and what to do about it.
-fn unreachable_error(
+pub(crate) fn unreachable_error(
     socket: &Path,
     timeout: Duration,
     err: &(dyn StdError + 'static),
@@ -223,7 +223,7 @@ fn unreachable_error(
 }
 
 /// One line for a request the enforcer received but did not answer with success.
-fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> anyhow::Error {
+pub(crate) fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> anyhow::Error {
     let socket = socket.display();
     let message = status.message();
     match status.code() {

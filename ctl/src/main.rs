@@ -10,10 +10,11 @@
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
 //!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
 //!   (`watch`, which streams its output as it comes), `profile_io` (`profile
-//!   export|import`), `completion`.
+//!   export|import`), `audit` (`log`, `verify`), `completion`.
 //!
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 
+mod audit;
 mod cli;
 mod client;
 mod completion;
@@ -104,6 +105,7 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
                 .await
                 .map(CommandOutput::from),
             Command::Status(args) => status::run(args, &cli.global).await,
+            Command::Audit(command) => audit::run(command, &cli.global).await,
             Command::Describe(command) => describe::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),

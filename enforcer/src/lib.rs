@@ -19,7 +19,9 @@
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
 //! - [`flows`]: the live stream of logged connections (`WatchFlows`).
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
+//! - [`audit`]: the hash-chained audit log of every change, and its gRPC service.
 
+pub mod audit;
 pub mod convert;
 pub mod flows;
 pub mod host;

@@ -117,6 +117,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let store: Arc<dyn Store> = Arc::new(store);
     let mut stored = store.load().context("cannot load the enforcer's state")?;
+    // A corrupt audit log is logged and continued on a new chain segment, never fatal.
+    let audit = zonewarden_enforcer::audit::AuditLog::open(
+        cli.state_dir.join(zonewarden_enforcer::audit::FILE_NAME),
+    );
     let learning = Learning::new(
         node.clone(),
         stored.learned.take(),
@@ -176,10 +180,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let replay = tokio::spawn(pending_del::replay_forever(
         registry.clone(),
         pending_del::queue_dir(&cli.socket),
+        audit.clone(),
     ));
     info!(socket = %cli.socket.display(), "serving");
     let served = tonic::transport::Server::builder()
-        .add_service(EnforcerService::new(registry, learning.clone()).into_server())
+        .add_service(
+            EnforcerService::new(registry, learning.clone())
+                .with_audit(audit.clone())
+                .into_server(),
+        )
+        .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
     for task in [replay, ingest, persist, follow] {

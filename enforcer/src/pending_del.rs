@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 use zonewarden_profiles::AttachmentKey;
 
+use crate::audit::{Action, AuditLog, Note};
 use crate::registry::EndpointRegistry;
 
 pub const REPLAY_INTERVAL: Duration = Duration::from_secs(2);
@@ -57,8 +58,12 @@ fn parse(text: &str) -> Result<AttachmentKey, String> {
     })
 }
 
-/// Replays every queued DEL once.
-pub async fn replay_once(registry: &EndpointRegistry, dir: &Path) -> ReplayReport {
+/// Replays every queued DEL once; each removal is audited as the plugin's (root).
+pub async fn replay_once(
+    registry: &EndpointRegistry,
+    dir: &Path,
+    audit: &AuditLog,
+) -> ReplayReport {
     let mut report = ReplayReport::default();
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
@@ -95,6 +100,14 @@ pub async fn replay_once(registry: &EndpointRegistry, dir: &Path) -> ReplayRepor
         match registry.del(key.clone()).await {
             Ok(removed) => {
                 info!(%key, removed = removed.is_some(), "replayed a pending DEL");
+                if let Some(endpoint) = &removed {
+                    let note =
+                        Note::new("root", "replayed a DEL queued while the enforcer was away");
+                    let snapshot = registry.snapshot();
+                    audit
+                        .endpoint_changed(&note, Action::EndpointDel, endpoint, &snapshot)
+                        .await;
+                }
                 if let Err(err) = tokio::fs::remove_file(&path).await {
                     warn!(file = %path.display(), %err, "cannot remove a replayed pending DEL");
                 }
@@ -111,7 +124,7 @@ pub async fn replay_once(registry: &EndpointRegistry, dir: &Path) -> ReplayRepor
 
 /// Creates the queue directory (mode 0700), then replays it now and every
 /// [`REPLAY_INTERVAL`] until the task is dropped.
-pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf) {
+pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf, audit: AuditLog) {
     if let Err(err) = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -122,7 +135,7 @@ pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf) {
     let mut ticks = tokio::time::interval(REPLAY_INTERVAL);
     loop {
         ticks.tick().await;
-        replay_once(&registry, &dir).await;
+        replay_once(&registry, &dir, &audit).await;
     }
 }
 
@@ -160,7 +173,7 @@ mod tests {
         std::fs::write(queue.join("broken.json"), "{\"network\":").unwrap();
         std::fs::write(queue.join(".c2.json.tmp"), "partial").unwrap();
 
-        let report = replay_once(&registry, &queue).await;
+        let report = replay_once(&registry, &queue, &AuditLog::disabled()).await;
         assert_eq!(
             report,
             ReplayReport {

@@ -5,23 +5,36 @@ use tracing::{info, warn};
 use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_server::Enforcer;
 
+use crate::audit::record::{self as audit_record, edges_target};
+use crate::audit::{Action, AuditLog, Note};
 use crate::convert::{
     add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
 };
 use crate::learning::Learning;
 use crate::policy_api::{
-    actor, diff, edges_arg, list_edges, mode_arg, profile_to_proto, unapproved, zone_arg,
+    actor, diff, edges_arg, list_edges, mode_arg, profile_to_proto, unapproved, who, zone_arg,
 };
 use crate::registry::{EndpointRegistry, RegistryError};
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
     learning: Learning,
+    audit: AuditLog,
 }
 
 impl EnforcerService {
     pub fn new(registry: EndpointRegistry, learning: Learning) -> Self {
-        Self { registry, learning }
+        Self {
+            registry,
+            learning,
+            audit: AuditLog::disabled(),
+        }
+    }
+
+    /// Records every change in `audit` before its RPC returns.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     fn change_response(
@@ -64,6 +77,7 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::AddEndpointRequest>,
     ) -> Result<Response<v1::AddEndpointResponse>, Status> {
+        let note = Note::new(who(&request), "");
         let request = add_request_from_proto(request.into_inner())?;
         let key = request.key.clone();
         let endpoint = self.registry.add(request).await.map_err(|err| {
@@ -71,6 +85,10 @@ impl Enforcer for EnforcerService {
             status_of(err)
         })?;
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
+        let snapshot = self.registry.snapshot();
+        self.audit
+            .endpoint_changed(&note, Action::EndpointAdd, &endpoint, &snapshot)
+            .await;
         Ok(Response::new(v1::AddEndpointResponse {
             endpoint: Some(endpoint_to_proto(&endpoint)),
         }))
@@ -80,12 +98,19 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::DelEndpointRequest>,
     ) -> Result<Response<v1::DelEndpointResponse>, Status> {
+        let note = Note::new(who(&request), "");
         let key = key_from_proto(request.into_inner().key)?;
         let removed = self.registry.del(key.clone()).await.map_err(|err| {
             warn!(%key, %err, "DEL failed");
             status_of(err)
         })?;
         info!(%key, removed = removed.is_some(), "endpoint deleted");
+        if let Some(endpoint) = &removed {
+            let snapshot = self.registry.snapshot();
+            self.audit
+                .endpoint_changed(&note, Action::EndpointDel, endpoint, &snapshot)
+                .await;
+        }
         Ok(Response::new(v1::DelEndpointResponse {
             removed: removed.is_some(),
             endpoint: removed.as_ref().map(endpoint_to_proto),
@@ -207,12 +232,16 @@ impl Enforcer for EnforcerService {
                 ));
             }
         };
+        let (note, target) = (Note::from(&actor), edges_target(&edges));
         let (profile, changed) = self
             .registry
             .change_profile(zone.clone(), move |p| p.approve(edges, &actor))
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "edges approved");
+        self.audit
+            .profile_changed(&note, Action::Approve, &profile, changed, target)
+            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -220,6 +249,7 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::EdgesRequest>,
     ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let note = Note::new(who(&request), &request.get_ref().comment);
         let request = request.into_inner();
         let zone = zone_arg(&request.zone)?;
         let edges = if request.all {
@@ -241,6 +271,10 @@ impl Enforcer for EnforcerService {
             .get(&zone)
             .cloned()
             .unwrap_or_else(|| zonewarden_profiles::Profile::new(zone));
+        if changed > 0 {
+            let record = audit_record::reject(&note, &profile, changed, edges_target(&edges));
+            self.audit.append(record).await;
+        }
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -253,6 +287,12 @@ impl Enforcer for EnforcerService {
         let zone = zone_arg(&request.zone)?;
         let named = edges_arg(&request.edges)?;
         let all = request.all;
+        let note = Note::from(&actor);
+        let target = if all {
+            Some("all approved edges".to_owned())
+        } else {
+            edges_target(&named)
+        };
         let (profile, changed) = self
             .registry
             .change_profile(zone.clone(), move |p| {
@@ -266,6 +306,9 @@ impl Enforcer for EnforcerService {
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "approved edges removed");
+        self.audit
+            .profile_changed(&note, Action::Remove, &profile, changed, target)
+            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -277,6 +320,7 @@ impl Enforcer for EnforcerService {
         let request = request.into_inner();
         let zone = zone_arg(&request.zone)?;
         let mode = mode_arg(&request.mode)?;
+        let note = Note::from(&actor);
         let (profile, changed) = self
             .registry
             .change_profile(zone.clone(), move |p| {
@@ -285,6 +329,15 @@ impl Enforcer for EnforcerService {
             .await
             .map_err(status_of)?;
         info!(%zone, %mode, version = profile.version, "mode set");
+        self.audit
+            .profile_changed(
+                &note,
+                Action::Mode,
+                &profile,
+                changed,
+                Some(mode.to_string()),
+            )
+            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -295,6 +348,12 @@ impl Enforcer for EnforcerService {
         let actor = actor(&request, &request.get_ref().comment);
         let request = request.into_inner();
         let on = request.on;
+        let note = Note::from(&actor);
+        let action = if on {
+            Action::Quarantine
+        } else {
+            Action::Unquarantine
+        };
         match (request.zone.is_empty(), request.container_id.is_empty()) {
             (false, true) => {
                 let zone = zone_arg(&request.zone)?;
@@ -306,6 +365,10 @@ impl Enforcer for EnforcerService {
                     .await
                     .map_err(status_of)?;
                 warn!(%zone, on, "zone quarantine changed");
+                let target = Some(zone.to_string());
+                self.audit
+                    .profile_changed(&note, action, &profile, changed, target)
+                    .await;
                 Ok(Response::new(self.change_response(&profile, changed)))
             }
             (true, false) => {
@@ -330,6 +393,11 @@ impl Enforcer for EnforcerService {
                         .cloned()
                         .unwrap_or_else(|| zonewarden_profiles::Profile::new(z))
                 });
+                if changed {
+                    let record =
+                        audit_record::endpoint_quarantine(&note, on, &cid, profile.as_ref());
+                    self.audit.append(record).await;
+                }
                 Ok(Response::new(v1::ProfileChangeResponse {
                     profile: profile
                         .map(|p| profile_to_proto(&p, &self.learning.learned(), &snapshot)),
@@ -399,8 +467,12 @@ impl Enforcer for EnforcerService {
         request: Request<v1::ImportProfilesRequest>,
     ) -> Result<Response<v1::ImportProfilesResponse>, Status> {
         let actor = actor(&request, &request.get_ref().comment);
+        let note = Note::from(&actor);
         let response =
             crate::import::import_profiles(request.get_ref(), actor, &self.registry).await?;
+        for record in audit_record::imports(&note, &response) {
+            self.audit.append(record).await;
+        }
         Ok(Response::new(response))
     }
 

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `proto/zonewarden.proto`: the service and its messages (package `zonewarden.v1`).
+//! - `proto/audit.proto`: the `Audit` service (same package, same generated module).
 //! - [`v1`]: the generated prost messages and tonic client/server code.
 //! - [`connect`]: a client channel over the enforcer's unix socket.
 

@@ -1,0 +1,230 @@
+//! Audit records of what the gRPC service changed: who asked, why, and what it did.
+
+use zonewarden_profiles::{Endpoint, Profile};
+
+use super::entry::{Action, AuditRecord};
+use super::log::AuditLog;
+use crate::registry::{Snapshot, now_unix_ms};
+
+/// Who asked for a change (peer credentials) and why (the request's comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub who: String,
+    pub reason: String,
+}
+
+impl Note {
+    pub fn new(who: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            who: who.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<&zonewarden_profiles::profile::Actor> for Note {
+    fn from(actor: &zonewarden_profiles::profile::Actor) -> Self {
+        Self::new(actor.who.clone(), actor.comment.clone())
+    }
+}
+
+/// A change of `profile` that bumped its version once (`changed > 0`); the detail
+/// is the profile history's own words ("mode learn -> enforce").
+pub fn profile_change(
+    note: &Note,
+    action: Action,
+    profile: &Profile,
+    target: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: note.who.clone(),
+        action,
+        zone: Some(profile.zone.to_string()),
+        target,
+        detail: profile
+            .history
+            .last()
+            .map(|h| h.what.clone())
+            .unwrap_or_default(),
+        version_before: Some(profile.version.saturating_sub(1)),
+        version_after: Some(profile.version),
+        reason: Some(note.reason.clone()),
+    }
+}
+
+/// An endpoint added, removed or quarantined; `version` is its zone's profile
+/// version in force (unchanged by the action).
+pub fn endpoint(
+    note: &Note,
+    action: Action,
+    ep: &Endpoint,
+    version: u64,
+    detail: String,
+) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: note.who.clone(),
+        action,
+        zone: Some(ep.zone.to_string()),
+        target: Some(ep.key.container_id.clone()),
+        detail,
+        version_before: Some(version),
+        version_after: Some(version),
+        reason: Some(note.reason.clone()),
+    }
+}
+
+/// Learned edges forgotten: the profile is unchanged, so is its version.
+pub fn reject(
+    note: &Note,
+    profile: &Profile,
+    changed: usize,
+    target: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: note.who.clone(),
+        action: Action::Reject,
+        zone: Some(profile.zone.to_string()),
+        target,
+        detail: format!("forgot {changed} learned edge(s)"),
+        version_before: Some(profile.version),
+        version_after: Some(profile.version),
+        reason: Some(note.reason.clone()),
+    }
+}
+
+/// One zone of an import that changed it (`ImportProfiles`, one entry per zone).
+pub fn import(note: &Note, zone: &str, versions: (u64, u64), detail: String) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: note.who.clone(),
+        action: Action::Import,
+        zone: Some(zone.to_owned()),
+        target: Some(zone.to_owned()),
+        detail,
+        version_before: Some(versions.0),
+        version_after: Some(versions.1),
+        reason: Some(note.reason.clone()),
+    }
+}
+
+/// One record per zone an applied import changed (none for a dry run).
+pub fn imports(
+    note: &Note,
+    response: &zonewarden_proto::v1::ImportProfilesResponse,
+) -> Vec<AuditRecord> {
+    if response.dry_run {
+        return Vec::new();
+    }
+    response
+        .zones
+        .iter()
+        .filter(|z| z.version_after != z.version_before)
+        .map(|z| {
+            let mut what = vec![
+                format!("added {} edge(s)", z.added.len()),
+                format!("removed {} edge(s)", z.removed.len()),
+            ];
+            if !z.mode_after.is_empty() {
+                what.push(format!("mode {} -> {}", z.mode_before, z.mode_after));
+            }
+            import(
+                note,
+                &z.zone,
+                (z.version_before, z.version_after),
+                what.join(", "),
+            )
+        })
+        .collect()
+}
+
+/// One endpoint quarantined or released; `profile` is its zone's, when known.
+pub fn endpoint_quarantine(
+    note: &Note,
+    on: bool,
+    container_id: &str,
+    profile: Option<&Profile>,
+) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: note.who.clone(),
+        action: if on {
+            Action::Quarantine
+        } else {
+            Action::Unquarantine
+        },
+        zone: profile.map(|p| p.zone.to_string()),
+        target: Some(container_id.to_owned()),
+        detail: if on {
+            "endpoint quarantined".into()
+        } else {
+            "endpoint quarantine lifted".into()
+        },
+        version_before: profile.map(|p| p.version),
+        version_after: profile.map(|p| p.version),
+        reason: Some(note.reason.clone()),
+    }
+}
+
+/// `network podnet, ifname eth0, pod shop/web-1, 10.0.0.5/24`.
+pub fn endpoint_detail(ep: &Endpoint) -> String {
+    let mut parts = vec![
+        format!("network {}", ep.key.network),
+        format!("ifname {}", ep.key.ifname),
+    ];
+    if let Some(pod) = &ep.pod_name {
+        match &ep.pod_namespace {
+            Some(ns) => parts.push(format!("pod {ns}/{pod}")),
+            None => parts.push(format!("pod {pod}")),
+        }
+    }
+    parts.extend(ep.ips.iter().map(ToString::to_string));
+    parts.join(", ")
+}
+
+/// Comma-separated edges, for `target`.
+pub fn edges_target<T: std::fmt::Display>(edges: &[T]) -> Option<String> {
+    (!edges.is_empty()).then(|| {
+        edges
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+impl AuditLog {
+    /// Records an endpoint added or removed, with its zone's profile version in force.
+    pub async fn endpoint_changed(
+        &self,
+        note: &Note,
+        action: Action,
+        ep: &Endpoint,
+        snapshot: &Snapshot,
+    ) {
+        let version = snapshot
+            .policy
+            .profiles
+            .get(&ep.zone)
+            .map_or(0, |p| p.version);
+        self.append(endpoint(note, action, ep, version, endpoint_detail(ep)))
+            .await;
+    }
+
+    /// Records a profile change when it changed something.
+    pub async fn profile_changed(
+        &self,
+        note: &Note,
+        action: Action,
+        profile: &Profile,
+        changed: usize,
+        target: Option<String>,
+    ) {
+        if changed > 0 {
+            self.append(profile_change(note, action, profile, target))
+                .await;
+        }
+    }
+}
