@@ -73,6 +73,7 @@ struct State {
 pub struct Learning {
     state: Arc<Mutex<State>>,
     node: String,
+    verdicts: crate::web::VerdictCounters,
 }
 
 impl Learning {
@@ -94,7 +95,13 @@ impl Learning {
         Self {
             state: Arc::new(Mutex::new(state)),
             node,
+            verdicts: crate::web::VerdictCounters::default(),
         }
+    }
+
+    /// Logged connections per zone and verdict, for `/metrics`.
+    pub fn verdicts(&self) -> &crate::web::VerdictCounters {
+        &self.verdicts
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -124,6 +131,9 @@ impl Learning {
             dst_port: port,
             proto,
         };
+        let logged_by = prefix.zone_id.and_then(|id| snapshot.zone_by_id(id));
+        let counted_zone = logged_by.as_ref().unwrap_or(&edge.src);
+        self.verdicts.count(counted_zone.as_str(), prefix.report);
         crate::flows::publish_logged(event, &prefix, &edge, snapshot, &self.node, now_ms);
         let mut state = self.lock();
         state.dirty = true;

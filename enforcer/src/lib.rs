@@ -20,6 +20,7 @@
 //! - [`flows`]: the live stream of logged connections (`WatchFlows`).
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 //! - [`audit`]: the hash-chained audit log of every change, and its gRPC service.
+//! - [`web`]: the read-only HTTP endpoint: the zone-map page, `/api/map`, `/metrics`.
 
 pub mod audit;
 pub mod convert;
@@ -37,3 +38,4 @@ pub mod socket;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod web;

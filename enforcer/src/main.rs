@@ -2,6 +2,7 @@
 //! socket, keeps the endpoint registry and programs the `inet zonewarden` table.
 //! Logs go to stderr; nothing is printed on stdout.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
 use zonewarden_enforcer::store::{LocalStore, Store};
+use zonewarden_enforcer::web::instrument::{CountingStore, TimedDataplane};
+use zonewarden_enforcer::web::{self, Metrics, WebState};
 use zonewarden_enforcer::{host, nflog, pending_del, socket};
 use zonewarden_profiles::policy::NodeSettings;
 
@@ -62,6 +65,14 @@ struct Cli {
     /// At most this many drop and violation reports are kept.
     #[arg(long, default_value_t = 1_000)]
     max_reports: usize,
+    /// Where to serve the read-only zone-map page (`/`), its data (`/api/map`) and
+    /// Prometheus metrics (`/metrics`). Loopback by default: the page shows the
+    /// node's zones and flows, so expose it only where that is acceptable.
+    #[arg(long, default_value = web::DEFAULT_LISTEN)]
+    web_listen: SocketAddr,
+    /// Serve neither the zone-map page nor /metrics.
+    #[arg(long)]
+    no_web: bool,
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -115,7 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.state_dir.display()
         )
     })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let metrics = Metrics::default();
+    let store: Arc<dyn Store> = Arc::new(CountingStore::new(
+        Arc::new(store),
+        metrics.store_errors.clone(),
+    ));
     let mut stored = store.load().context("cannot load the enforcer's state")?;
     // A corrupt audit log is logged and continued on a new chain segment, never fatal.
     let audit = zonewarden_enforcer::audit::AuditLog::open(
@@ -138,7 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let registry = EndpointRegistry::open_with_host(
         node.clone(),
         store.clone(),
-        Arc::new(dataplane),
+        Arc::new(TimedDataplane::new(
+            Arc::new(dataplane),
+            metrics.rule_sync.clone(),
+        )),
         settings,
         stored,
         host::host_addrs(),
@@ -147,6 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     // Bind first: a second enforcer must fail before it touches the kernel.
     let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;
+    let web_listener = match cli.no_web {
+        true => None,
+        false => Some(web::bind(cli.web_listen).await?),
+    };
     let changed = registry
         .sync_kernel()
         .await
@@ -160,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     // Learning: NFLOG is bound on this thread, which is in the node's network namespace.
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
-    nflog::spawn(cli.nflog_group, events_tx)
+    nflog::spawn(cli.nflog_group, events_tx, metrics.nflog_dropped.clone())
         .with_context(|| format!("cannot listen to NFLOG group {}", cli.nflog_group))?;
     let ingest = tokio::spawn(learning::ingest_forever(
         events_rx,
@@ -182,6 +204,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         pending_del::queue_dir(&cli.socket),
         audit.clone(),
     ));
+    let web = web_listener.map(|listener| {
+        info!(addr = %cli.web_listen, "serving the zone-map page and /metrics");
+        let state = WebState {
+            registry: registry.clone(),
+            learning: learning.clone(),
+            metrics,
+        };
+        tokio::spawn(async move {
+            if let Err(err) = web::serve(listener, state).await {
+                tracing::error!(%err, "the zone-map page and /metrics stopped");
+            }
+        })
+    });
     info!(socket = %cli.socket.display(), "serving");
     let served = tonic::transport::Server::builder()
         .add_service(
@@ -192,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, ingest, persist, follow] {
+    for task in [replay, ingest, persist, follow].into_iter().chain(web) {
         task.abort();
     }
     learning.flush(store.as_ref());

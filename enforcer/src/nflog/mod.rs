@@ -22,6 +22,8 @@ mod test_netns;
 mod tests;
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,19 +81,29 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 /// the channel closes. Receive errors are logged and retried; kernel drops are
 /// logged with their running total. When `tx` is full the thread waits, the
 /// kernel's queue fills and further events are dropped and counted: logging never
-/// slows the data plane. Binding is one blocking netlink round trip (at most
+/// slows the data plane. The running total of drops is also kept in `dropped`
+/// (for `/metrics`). Binding is one blocking netlink round trip (at most
 /// [`listener::BIND_ANSWER_TIMEOUT`]): call this from start-up code or
 /// `spawn_blocking`, and from the thread that is in the node's namespace.
-pub fn spawn(group: u16, tx: mpsc::Sender<LogEvent>) -> Result<JoinHandle<()>, NflogError> {
+pub fn spawn(
+    group: u16,
+    tx: mpsc::Sender<LogEvent>,
+    dropped: Arc<AtomicU64>,
+) -> Result<JoinHandle<()>, NflogError> {
     let mut listener = NflogListener::bind(group)?;
     listener.set_read_timeout(Some(CLOSED_CHANNEL_CHECK))?;
     std::thread::Builder::new()
         .name(format!("nflog-{group}"))
-        .spawn(move || forward(listener, group, &tx))
+        .spawn(move || forward(listener, group, &tx, &dropped))
         .map_err(|source| NflogError::Thread { group, source })
 }
 
-fn forward(mut listener: NflogListener, group: u16, tx: &mpsc::Sender<LogEvent>) {
+fn forward(
+    mut listener: NflogListener,
+    group: u16,
+    tx: &mpsc::Sender<LogEvent>,
+    dropped_total: &AtomicU64,
+) {
     let mut reported_drops = 0;
     while !tx.is_closed() {
         match listener.recv() {
@@ -116,6 +128,7 @@ fn forward(mut listener: NflogListener, group: u16, tx: &mpsc::Sender<LogEvent>)
                 "the kernel dropped nflog events: the listener is not keeping up"
             );
             reported_drops = dropped;
+            dropped_total.store(dropped, Ordering::Relaxed);
         }
     }
 }

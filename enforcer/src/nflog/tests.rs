@@ -32,7 +32,7 @@ fn spawn_forwards_a_logged_udp_datagram() {
     let ns = TestNetns::new(RULESET);
     let (tx, mut rx) = mpsc::channel(16);
     let handle = ns
-        .run_inside(move || spawn(GROUP, tx))
+        .run_inside(move || spawn(GROUP, tx, Default::default()))
         .expect("bind nflog group 7 in the test netns");
     let src_port = ns.run_inside(|| {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");

@@ -1,0 +1,296 @@
+//! `/api/map`: the zone map as the page draws it, built from one registry snapshot,
+//! the learned edges and the recent reports. Pure: no I/O, tested without root.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use zonewarden_profiles::event::{ReportKind, Reports};
+use zonewarden_profiles::learned::{Evidence, LearnedEdges};
+use zonewarden_profiles::{Edge, ZoneName};
+
+use crate::registry::Snapshot;
+
+/// How many of the newest reports the page gets.
+pub const RECENT_REPORTS: usize = 200;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ZoneMap {
+    pub node: String,
+    pub generated_unix_ms: i64,
+    pub zones: Vec<MapZone>,
+    pub edges: Vec<MapEdge>,
+    /// The newest first.
+    pub reports: Vec<MapReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapZone {
+    pub name: String,
+    /// `host`, `world` and CIDR zones seen only as an edge's end are built in.
+    pub builtin: bool,
+    /// `learn`, `monitor` or `enforce` (built-in zones: the default, `learn`).
+    pub mode: String,
+    pub quarantined: bool,
+    pub version: u64,
+    pub members: Vec<String>,
+    /// Members quarantined one by one.
+    pub quarantined_members: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapEdge {
+    /// `src->dst:port/proto`, as zwctl prints it.
+    pub edge: String,
+    pub src: String,
+    pub dst: String,
+    pub proto: String,
+    pub port: u16,
+    pub approved: bool,
+    /// The zones whose profile approves it.
+    pub approved_in: Vec<String>,
+    pub learned: bool,
+    pub evidence: Option<MapEvidence>,
+    /// Reported connections of this edge among the recent reports, by kind.
+    pub drops: u64,
+    pub violations: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapEvidence {
+    pub first_seen_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    pub count: u64,
+    pub nodes: Vec<String>,
+    pub sample: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapReport {
+    pub at_unix_ms: i64,
+    pub kind: &'static str,
+    pub edge: String,
+    pub src_zone: String,
+    pub dst_zone: String,
+    pub src: String,
+    pub dst: String,
+    pub reported_by: String,
+    pub profile_version: u64,
+    pub count: u64,
+}
+
+fn evidence(ev: &Evidence) -> MapEvidence {
+    let s = &ev.sample;
+    MapEvidence {
+        first_seen_unix_ms: ev.first_seen_unix_ms,
+        last_seen_unix_ms: ev.last_seen_unix_ms,
+        count: ev.count,
+        nodes: ev.nodes.iter().cloned().collect(),
+        sample: format!(
+            "{}:{} -> {}:{}/{}",
+            s.src, s.src_port, s.dst, s.dst_port, s.proto
+        ),
+    }
+}
+
+/// The whole map: every zone with members or a profile, every edge that is approved,
+/// learned or reported, and the newest reports.
+pub fn zone_map(
+    snapshot: &Snapshot,
+    learned: &LearnedEdges,
+    reports: &Reports,
+    node: &str,
+    now_unix_ms: i64,
+) -> ZoneMap {
+    let policy = &snapshot.policy;
+    let mut members: BTreeMap<&ZoneName, Vec<String>> = BTreeMap::new();
+    let mut quarantined_members: BTreeMap<&ZoneName, usize> = BTreeMap::new();
+    let summaries = snapshot.zones();
+    for summary in &summaries {
+        members.insert(&summary.name, summary.members.clone());
+    }
+    for endpoint in snapshot.endpoints.values() {
+        if snapshot.quarantined.contains(&endpoint.key.container_id) {
+            *quarantined_members.entry(&endpoint.zone).or_default() += 1;
+        }
+    }
+
+    let mut reported: BTreeMap<&Edge, (u64, u64)> = BTreeMap::new();
+    for report in &reports.entries {
+        let counts = reported.entry(&report.edge).or_default();
+        match report.kind {
+            ReportKind::Violation => counts.1 += report.count,
+            _ => counts.0 += report.count,
+        }
+    }
+    let mut edges: BTreeSet<&Edge> = learned.edges.keys().collect();
+    edges.extend(policy.approved_edges());
+    edges.extend(reported.keys().copied());
+
+    let mut zone_names = snapshot.zone_names();
+    let workload_zones = zone_names.clone();
+    for edge in &edges {
+        zone_names.insert(edge.src.clone());
+        zone_names.insert(edge.dst.clone());
+    }
+    let zones = zone_names
+        .iter()
+        .map(|zone| {
+            let profile = policy.profiles.get(zone);
+            MapZone {
+                name: zone.to_string(),
+                builtin: !workload_zones.contains(zone),
+                mode: policy.mode(zone).to_string(),
+                quarantined: policy.zone_quarantined(zone),
+                version: profile.map_or(0, |p| p.version),
+                members: members.get(zone).cloned().unwrap_or_default(),
+                quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+
+    let edges = edges
+        .into_iter()
+        .map(|edge| {
+            let approved_in: Vec<String> = [&edge.src, &edge.dst]
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|z| {
+                    policy
+                        .profiles
+                        .get(*z)
+                        .is_some_and(|p| p.approved.contains(edge))
+                })
+                .map(ToString::to_string)
+                .collect();
+            let (drops, violations) = reported.get(edge).copied().unwrap_or_default();
+            let learned_ev = learned.edges.get(edge);
+            MapEdge {
+                edge: edge.to_string(),
+                src: edge.src.to_string(),
+                dst: edge.dst.to_string(),
+                proto: edge.proto.to_string(),
+                port: edge.port,
+                approved: !approved_in.is_empty(),
+                approved_in,
+                learned: learned_ev.is_some(),
+                evidence: learned_ev.map(evidence),
+                drops,
+                violations,
+            }
+        })
+        .collect();
+
+    let reports = reports
+        .newest()
+        .take(RECENT_REPORTS)
+        .map(|r| MapReport {
+            at_unix_ms: r.at_unix_ms,
+            kind: r.kind.as_str(),
+            edge: r.edge.to_string(),
+            src_zone: r.edge.src.to_string(),
+            dst_zone: r.edge.dst.to_string(),
+            src: format!("{}:{}", r.src, r.src_port),
+            dst: r.dst.to_string(),
+            reported_by: r.reported_by.clone(),
+            profile_version: r.profile_version,
+            count: r.count,
+        })
+        .collect();
+
+    ZoneMap {
+        node: node.to_owned(),
+        generated_unix_ms: now_unix_ms,
+        zones,
+        edges,
+        reports,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::endpoint;
+    use zonewarden_profiles::event::Report;
+    use zonewarden_profiles::learned::Sample;
+    use zonewarden_profiles::{Mode, Profile, Proto};
+
+    fn sample() -> Sample {
+        Sample {
+            src: "10.0.0.1".parse().unwrap(),
+            src_port: 40000,
+            dst: "10.0.0.2".parse().unwrap(),
+            dst_port: 5432,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn approved_learned_and_dropped_edges_with_their_zones() {
+        let mut snapshot = Snapshot::default();
+        let web = endpoint("c1", "shop/web", &["10.0.0.1/32"]);
+        let db = endpoint("c2", "shop/db", &["10.0.0.2/32"]);
+        for e in [&web, &db] {
+            snapshot.zone_ids.allocate(&e.zone);
+            snapshot.endpoints.insert(e.key.clone(), e.clone());
+        }
+        snapshot.quarantined.insert("c2".into());
+        let approved: Edge = "shop/web->shop/db:5432/tcp".parse().unwrap();
+        let unapproved: Edge = "shop/web->world:443/tcp".parse().unwrap();
+        let dropped: Edge = "shop/db->shop/web:22/tcp".parse().unwrap();
+        let mut profile = Profile::new(db.zone.clone());
+        profile.mode = Mode::Enforce;
+        profile.version = 3;
+        profile.approved.insert(approved.clone());
+        snapshot.policy.profiles.insert(db.zone.clone(), profile);
+
+        let mut learned = LearnedEdges::new(10);
+        learned.record(approved.clone(), sample(), "n1", 5);
+        learned.record(unapproved.clone(), sample(), "n1", 6);
+        let mut reports = Reports::new(10);
+        reports.push(Report {
+            at_unix_ms: 7,
+            kind: ReportKind::Drop,
+            edge: dropped.clone(),
+            src: "10.0.0.2".parse().unwrap(),
+            src_port: 1234,
+            dst: "10.0.0.1".parse().unwrap(),
+            node: "n1".into(),
+            reported_by: "shop/web".into(),
+            profile_version: 3,
+            count: 2,
+        });
+
+        let map = zone_map(&snapshot, &learned, &reports, "n1", 9);
+        let zones: Vec<(&str, bool, &str)> = map
+            .zones
+            .iter()
+            .map(|z| (z.name.as_str(), z.builtin, z.mode.as_str()))
+            .collect();
+        assert_eq!(
+            zones,
+            vec![
+                ("shop/db", false, "enforce"),
+                ("shop/web", false, "learn"),
+                ("world", true, "learn")
+            ]
+        );
+        assert_eq!(map.zones[0].quarantined_members, 1);
+        assert_eq!(map.zones[0].version, 3);
+        assert_eq!(map.zones[1].members, vec!["c1"]);
+        let by_edge: BTreeMap<&str, &MapEdge> =
+            map.edges.iter().map(|e| (e.edge.as_str(), e)).collect();
+        let a = by_edge["shop/web->shop/db:5432/tcp"];
+        assert!(a.approved && a.learned, "{a:?}");
+        assert_eq!(a.approved_in, vec!["shop/db"]);
+        assert_eq!(a.evidence.as_ref().unwrap().count, 1);
+        let u = by_edge["shop/web->world:443/tcp"];
+        assert!(!u.approved && u.learned, "{u:?}");
+        let d = by_edge["shop/db->shop/web:22/tcp"];
+        assert!(!d.approved && !d.learned && d.drops == 2, "{d:?}");
+        assert_eq!(map.reports.len(), 1);
+        assert_eq!(map.reports[0].kind, "drop");
+        let json = serde_json::to_value(&map).unwrap();
+        assert_eq!(json["zones"][0]["name"], "shop/db");
+    }
+}

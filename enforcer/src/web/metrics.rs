@@ -1,0 +1,289 @@
+//! `/metrics`: the Prometheus (OpenMetrics text) exposition.
+//!
+//! Counters and the histogram live as long as the process and are fed where things
+//! happen (learning, the store, the data plane, the NFLOG thread); gauges are
+//! computed from the registry's snapshot and the learned edges at scrape time, so
+//! they can never drift from what `zwctl` shows.
+//!
+//! Two formats from one registry: OpenMetrics for scrapers that ask for it (Prometheus
+//! does), the classic Prometheus text format (0.0.4) for everyone else (curl,
+//! `promtool check metrics`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use zonewarden_profiles::Mode;
+use zonewarden_profiles::event::ReportKind;
+
+use crate::registry::Snapshot;
+
+/// The labels of `zonewarden_connections_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub zone: String,
+    /// `learn`, `violation`, `drop`, `quarantine` or `spoof`.
+    pub verdict: &'static str,
+}
+
+/// Logged connections per zone and verdict, shared by [`crate::learning::Learning`]
+/// (which counts) and the scrape (which reads).
+#[derive(Debug, Clone, Default)]
+pub struct VerdictCounters(Family<VerdictLabels, Counter>);
+
+impl VerdictCounters {
+    /// Counts one logged connection: `report` is `None` for a learned one.
+    pub fn count(&self, zone: &str, report: Option<ReportKind>) {
+        let verdict = report.map_or("learn", ReportKind::as_str);
+        self.0
+            .get_or_create(&VerdictLabels {
+                zone: zone.to_owned(),
+                verdict,
+            })
+            .inc();
+    }
+
+    /// The count of one (zone, verdict), for tests.
+    pub fn get(&self, zone: &str, verdict: &'static str) -> u64 {
+        self.0
+            .get_or_create(&VerdictLabels {
+                zone: zone.to_owned(),
+                verdict,
+            })
+            .get()
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+/// The process-long metrics that are not derived from a snapshot. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Latency of each kernel transaction that moves the table to a new ruleset.
+    pub rule_sync: Histogram,
+    /// Failed store operations.
+    pub store_errors: Counter,
+    /// NFLOG events the kernel dropped (the listener's running total).
+    pub nflog_dropped: Arc<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            // 1 ms .. ~16 s: an nft transaction takes a few ms; a large ruleset, seconds.
+            rule_sync: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            store_errors: Counter::default(),
+            nflog_dropped: Arc::default(),
+        }
+    }
+}
+
+/// What a scrape reads besides [`Metrics`].
+pub struct ScrapeInput<'a> {
+    pub snapshot: &'a Snapshot,
+    pub edges_learned: usize,
+    pub verdicts: &'a VerdictCounters,
+}
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    PrometheusText,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header names it, the Prometheus text format
+    /// otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::PrometheusText,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::PrometheusText => prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition in `format`.
+    pub fn render(&self, input: &ScrapeInput<'_>, format: Format) -> String {
+        let registry = self.registry(input);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = match format {
+            Format::OpenMetrics => text::encode(&mut out, &registry),
+            Format::PrometheusText => prometheus_text::encode(&mut out, &registry),
+        };
+        out
+    }
+
+    fn registry(&self, input: &ScrapeInput<'_>) -> Registry {
+        let snapshot = input.snapshot;
+        let mut registry = Registry::with_prefix("zonewarden");
+
+        registry.register(
+            "endpoints",
+            "Endpoints (pod attachments) registered on this node",
+            gauge(snapshot.endpoints.len()),
+        );
+        let zones = Family::<ModeLabels, Gauge>::default();
+        // Every mode appears, at 0 when no zone has it.
+        for mode in [Mode::Learn, Mode::Monitor, Mode::Enforce] {
+            let _ = zones.get_or_create(&ModeLabels {
+                mode: mode.as_str(),
+            });
+        }
+        for zone in snapshot.zone_names() {
+            let mode = snapshot.policy.mode(&zone).as_str();
+            zones.get_or_create(&ModeLabels { mode }).inc();
+        }
+        registry.register("zones", "Zones with members or a profile, by mode", zones);
+        let quarantined = snapshot
+            .zone_names()
+            .iter()
+            .filter(|z| snapshot.policy.zone_quarantined(z))
+            .count();
+        registry.register(
+            "zones_quarantined",
+            "Zones quarantined as a whole",
+            gauge(quarantined),
+        );
+        registry.register(
+            "endpoints_quarantined",
+            "Endpoints quarantined one by one",
+            gauge(snapshot.quarantined.len()),
+        );
+        registry.register(
+            "edges_learned",
+            "Distinct edges (src zone, dst zone, protocol, port) learned and kept",
+            gauge(input.edges_learned),
+        );
+        registry.register(
+            "edges_approved",
+            "Distinct edges approved in at least one profile",
+            gauge(snapshot.policy.approved_edges().len()),
+        );
+        registry.register(
+            "connections",
+            "New connections the table logged, by the zone whose rule logged them (the \
+             source zone for quarantine and spoof) and verdict (learn, violation, drop, \
+             quarantine, spoof). A repeat of the same source, destination, protocol and \
+             port is logged once per seen-window, so this counts distinct flows per \
+             window, not every connection",
+            input.verdicts.0.clone(),
+        );
+        registry.register_with_unit(
+            "rule_sync",
+            "Latency of the kernel transactions that move table inet zonewarden to a \
+             new ruleset",
+            Unit::Seconds,
+            self.rule_sync.clone(),
+        );
+        registry.register(
+            "nflog_dropped",
+            "NFLOG events the kernel dropped because the enforcer did not read them in \
+             time (learning and reports missed them)",
+            counter(self.nflog_dropped.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "store_errors",
+            "Store operations that failed (the enforcer keeps enforcing its last state)",
+            self.store_errors.clone(),
+        );
+        registry
+    }
+}
+
+fn gauge(value: usize) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge
+}
+
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::endpoint;
+    use zonewarden_profiles::{Profile, ZoneName};
+
+    #[test]
+    fn renders_gauges_counters_and_the_histogram() {
+        let mut snapshot = Snapshot::default();
+        for (id, zone) in [("c1", "shop/web"), ("c2", "shop/web"), ("c3", "shop/db")] {
+            let e = endpoint(id, zone, &[]);
+            snapshot.endpoints.insert(e.key.clone(), e);
+        }
+        let db = ZoneName::parse("shop/db").unwrap();
+        let mut profile = Profile::new(db.clone());
+        profile.mode = Mode::Enforce;
+        profile
+            .approved
+            .insert("shop/web->shop/db:5432/tcp".parse().unwrap());
+        snapshot.policy.profiles.insert(db, profile);
+        let metrics = Metrics::default();
+        metrics.rule_sync.observe(0.004);
+        metrics.store_errors.inc();
+        metrics.nflog_dropped.store(3, Ordering::Relaxed);
+        let verdicts = VerdictCounters::default();
+        verdicts.count("shop/db", Some(ReportKind::Drop));
+        verdicts.count("shop/db", Some(ReportKind::Drop));
+        verdicts.count("shop/web", None);
+        let input = ScrapeInput {
+            snapshot: &snapshot,
+            edges_learned: 4,
+            verdicts: &verdicts,
+        };
+        let text = metrics.render(&input, Format::PrometheusText);
+        for line in [
+            "zonewarden_endpoints 3",
+            "zonewarden_zones{mode=\"learn\"} 1",
+            "zonewarden_zones{mode=\"monitor\"} 0",
+            "zonewarden_zones{mode=\"enforce\"} 1",
+            "zonewarden_edges_learned 4",
+            "zonewarden_edges_approved 1",
+            "zonewarden_connections_total{zone=\"shop/db\",verdict=\"drop\"} 2",
+            "zonewarden_connections_total{zone=\"shop/web\",verdict=\"learn\"} 1",
+            "zonewarden_rule_sync_seconds_count 1",
+            "zonewarden_nflog_dropped_total 3",
+            "zonewarden_store_errors_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            text.contains("# TYPE zonewarden_store_errors_total counter"),
+            "classic counters are named with _total: {text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        let open = metrics.render(&input, Format::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(
+            open.contains("# TYPE zonewarden_store_errors counter"),
+            "{open}"
+        );
+        assert_eq!(verdicts.get("shop/db", "drop"), 2);
+    }
+}
