@@ -16,6 +16,7 @@
 //! - [`learning`]: logged connections become learned edges and reports.
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
+//! - [`conntrack`]: cutting the open connections of quarantined addresses.
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
 //! - [`flows`]: the live stream of logged connections (`WatchFlows`).
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
@@ -23,6 +24,7 @@
 //! - [`web`]: the read-only HTTP endpoint: the zone-map page, `/api/map`, `/metrics`.
 
 pub mod audit;
+pub mod conntrack;
 pub mod convert;
 pub mod flows;
 pub mod host;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
+use ipnet::IpNet;
 use zonewarden_enforcer::learning::{self, Learning};
 use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
@@ -20,6 +21,7 @@ use zonewarden_enforcer::store::{LocalStore, Store};
 use zonewarden_enforcer::web::instrument::{CountingStore, TimedDataplane};
 use zonewarden_enforcer::web::{self, Metrics, WebState};
 use zonewarden_enforcer::{host, nflog, pending_del, socket};
+use zonewarden_profiles::ZoneName;
 use zonewarden_profiles::policy::NodeSettings;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,6 +61,11 @@ struct Cli {
     /// approval: host -> pod edges must then be approved like any other.
     #[arg(long)]
     no_host_probes: bool,
+    /// An operator-defined zone of addresses that are no endpoint, as NAME=CIDR
+    /// (repeatable; several CIDRs for one zone are allowed), e.g.
+    /// `--cidr-zone corp-dns=10.1.2.0/24`. CIDR zones take precedence over `world`.
+    #[arg(long = "cidr-zone", value_name = "NAME=CIDR", value_parser = parse_cidr_zone)]
+    cidr_zones: Vec<(ZoneName, IpNet)>,
     /// At most this many learned edges are kept; the stalest goes first.
     #[arg(long, default_value_t = 10_000)]
     max_learned_edges: usize,
@@ -73,6 +80,17 @@ struct Cli {
     /// Serve neither the zone-map page nor /metrics.
     #[arg(long)]
     no_web: bool,
+}
+
+fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
+    let (name, cidr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=CIDR (e.g. corp-dns=10.1.2.0/24)"))?;
+    let zone = ZoneName::parse(name).map_err(|e| e.to_string())?;
+    let net: IpNet = cidr
+        .parse()
+        .map_err(|e| format!("{cidr:?} is not a CIDR: {e}"))?;
+    Ok((zone, net.trunc()))
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -162,6 +180,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         host::host_addrs(),
     )
     .context("cannot load the endpoint store")?;
+    let mut cidr_zones: std::collections::BTreeMap<ZoneName, Vec<IpNet>> = Default::default();
+    for (zone, net) in cli.cidr_zones.clone() {
+        cidr_zones.entry(zone).or_default().push(net);
+    }
+    let registry = registry.with_cidr_zones(cidr_zones);
 
     // Bind first: a second enforcer must fail before it touches the kernel.
     let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;

@@ -41,4 +41,5 @@ pub fn memory_registry(
         stored,
     )
     .unwrap()
+    .with_connection_flusher(|_| 0)
 }

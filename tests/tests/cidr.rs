@@ -18,12 +18,23 @@ const WORLD: &str = "10.250.0.100";
 /// CIDR zone and one that is `world`.
 fn outside(node: &Node, pod_subnet: &str) -> Netns {
     let ext = Netns::new("ext");
-    node.netns.ip(&["link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &ext.name]);
-    node.netns.ip(&["addr", "add", "10.250.1.1/32", "dev", "ext0"]);
+    node.netns.ip(&[
+        "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &ext.name,
+    ]);
+    node.netns
+        .ip(&["addr", "add", "10.250.1.1/32", "dev", "ext0"]);
     node.netns.ip(&["link", "set", "ext0", "up"]);
-    node.netns.ip(&["route", "add", "10.250.0.0/24", "dev", "ext0"]);
-    let sysctl = node.netns.exec("sysctl", &["-qw", "net.ipv4.conf.ext0.forwarding=1"]).status().unwrap();
-    assert!(sysctl.success(), "forwarding on the node's link to the outside");
+    node.netns
+        .ip(&["route", "add", "10.250.0.0/24", "dev", "ext0"]);
+    let sysctl = node
+        .netns
+        .exec("sysctl", &["-qw", "net.ipv4.conf.ext0.forwarding=1"])
+        .status()
+        .unwrap();
+    assert!(
+        sysctl.success(),
+        "forwarding on the node's link to the outside"
+    );
     for addr in [CORP, WORLD] {
         ext.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
     }
@@ -35,7 +46,11 @@ fn outside(node: &Node, pod_subnet: &str) -> Netns {
 
 fn reported(node: &Node, verdict: &str, edge: &str) -> bool {
     let v = node.zwctl(&["get", "violations"]);
-    v["items"].as_array().into_iter().flatten().any(|r| r["verdict"] == verdict && r["edge"] == edge)
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["verdict"] == verdict && r["edge"] == edge)
 }
 
 #[test]
@@ -59,14 +74,45 @@ fn cidr_zones_take_precedence_over_world() {
     });
 
     node.zwctl(&["mode", "set", "shop/app", "enforce"]);
-    assert!(!connects(&app.netns, &dns(CORP)), "unapproved CIDR-zone edge dropped");
-    wait::until("the drop to name the CIDR zone", Duration::from_secs(10), || reported(&node, "drop", "shop/app->corp-dns:53/udp"));
+    assert!(
+        !connects(&app.netns, &dns(CORP)),
+        "unapproved CIDR-zone edge dropped"
+    );
+    wait::until(
+        "the drop to name the CIDR zone",
+        Duration::from_secs(10),
+        || reported(&node, "drop", "shop/app->corp-dns:53/udp"),
+    );
 
-    node.zwctl(&["profile", "approve", "shop/app", "--edge", "shop/app->corp-dns:53/udp"]);
-    assert!(connects(&app.netns, &dns(CORP)), "approved CIDR-zone edge allowed");
-    assert!(!connects(&app.netns, &dns(WORLD)), "the same port to world is another edge");
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/app",
+        "--edge",
+        "shop/app->corp-dns:53/udp",
+    ]);
+    assert!(
+        connects(&app.netns, &dns(CORP)),
+        "approved CIDR-zone edge allowed"
+    );
+    assert!(
+        !connects(&app.netns, &dns(WORLD)),
+        "the same port to world is another edge"
+    );
 
-    node.zwctl(&["profile", "approve", "shop/app", "--edge", "shop/app->world:443/tcp"]);
-    assert!(connects(&app.netns, &https(WORLD)), "approved world edge allowed");
-    assert!(!connects(&app.netns, &https(CORP)), "a world approval does not cover a CIDR zone");
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/app",
+        "--edge",
+        "shop/app->world:443/tcp",
+    ]);
+    assert!(
+        connects(&app.netns, &https(WORLD)),
+        "approved world edge allowed"
+    );
+    assert!(
+        !connects(&app.netns, &https(CORP)),
+        "a world approval does not cover a CIDR zone"
+    );
 }

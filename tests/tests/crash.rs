@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
+use std::time::Duration;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::add_pod;
-use std::time::Duration;
 
-use zonewarden_tests::{require_root, wait};
 use zonewarden_tests::traffic::{Hold, Server, connects};
+use zonewarden_tests::{require_root, wait};
 
 /// The table without the dynamic "seen" sets (their elements expire on their own).
 fn table(node: &Node) -> Vec<Value> {
@@ -74,9 +74,14 @@ fn kill_9_during_traffic_changes_nothing() {
     // Learn first: the edge is recorded and reaches the disk.
     assert!(connects(&fe.netns, &api.target(8080, "tcp")));
     let learned_file = node.state_dir().join("learned.json");
-    wait::until("the learned edge to be on disk", Duration::from_secs(10), || {
-        std::fs::read_to_string(&learned_file).is_ok_and(|t| t.contains("shop/frontend->shop/api:8080/tcp"))
-    });
+    wait::until(
+        "the learned edge to be on disk",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&learned_file)
+                .is_ok_and(|t| t.contains("shop/frontend->shop/api:8080/tcp"))
+        },
+    );
     node.zwctl(&[
         "profile",
         "approve",
@@ -127,5 +132,8 @@ fn kill_9_during_traffic_changes_nothing() {
     assert!(!connects(&fe.netns, &db.target(5432, "tcp")));
     assert!(connects(&fe.netns, &api.target(8080, "tcp")));
     let learned = node.zwctl(&["get", "edges", "--learned"]).to_string();
-    assert!(learned.contains("shop/frontend->shop/api:8080/tcp"), "learned edges survive the crash: {learned}");
+    assert!(
+        learned.contains("shop/frontend->shop/api:8080/tcp"),
+        "learned edges survive the crash: {learned}"
+    );
 }

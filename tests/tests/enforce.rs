@@ -348,8 +348,14 @@ fn spoofing_quarantine_and_host_probes() {
         "the pod's own address still works"
     );
 
-    // Quarantine of a zone: everything but the host is dropped; lifting it restores.
+    // Quarantine of a zone: everything but the host is dropped, open connections
+    // included; lifting it restores.
+    let held = Hold::start(&t.frontend.netns, &t.api.target(8080, "tcp"), 3);
     node.zwctl(&["quarantine", "--zone", "shop/api"]);
+    assert!(
+        !held.finish(),
+        "a connection open before the quarantine must be cut"
+    );
     assert!(
         !connects(&t.frontend.netns, &t.api.target(8080, "tcp")),
         "quarantined zone unreachable"

@@ -163,7 +163,8 @@ approved: []
             NodeSettings::default(),
             store.load().unwrap(),
         )
-        .unwrap();
+        .unwrap()
+        .with_connection_flusher(|_| 0);
         registry.sync_kernel().await.unwrap();
         let docs = export::parse(DOCS).unwrap();
 

@@ -123,6 +123,16 @@ impl EndpointRegistry {
         })
     }
 
+    /// Replaces how open connections of newly quarantined addresses are cut (tests
+    /// that run outside a namespace of their own must not touch the machine's conntrack).
+    pub fn with_connection_flusher(self, flush: fn(IpAddr) -> usize) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush_connections = flush;
+        self
+    }
+
     /// Sets the operator-defined CIDR zones (before [`Self::sync_kernel`]).
     pub fn with_cidr_zones(self, zones: BTreeMap<ZoneName, Vec<IpNet>>) -> Self {
         {

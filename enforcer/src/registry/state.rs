@@ -31,6 +31,8 @@ pub struct RegistryState {
     pub host_addrs: Vec<IpAddr>,
     /// The ruleset the kernel holds (as far as the last successful transaction knows).
     pub applied: Ruleset,
+    /// Cuts the open connections of an address that was just quarantined.
+    pub flush_connections: fn(IpAddr) -> usize,
 }
 
 impl RegistryState {
@@ -65,10 +67,15 @@ impl RegistryState {
                 .map(|e| (e.key.clone(), e))
                 .collect(),
             zone_ids,
-            policy: Policy { profiles, settings, cidr_zones: BTreeMap::new() },
+            policy: Policy {
+                profiles,
+                settings,
+                cidr_zones: BTreeMap::new(),
+            },
             quarantined: stored.quarantined,
             host_addrs: Vec::new(),
             applied: Ruleset::default(),
+            flush_connections: crate::conntrack::flush,
         })
     }
 
@@ -135,7 +142,23 @@ impl RegistryState {
     fn apply(&mut self) -> Result<(), crate::nft::NftError> {
         let desired = self.desired();
         self.dataplane.apply(&self.applied, &desired)?;
+        let newly_quarantined: Vec<IpAddr> = desired
+            .local
+            .iter()
+            .filter(|(addr, l)| {
+                l.quarantined
+                    && !self
+                        .applied
+                        .local
+                        .get(addr)
+                        .is_some_and(|old| old.quarantined)
+            })
+            .map(|(addr, _)| *addr)
+            .collect();
         self.applied = desired;
+        for addr in newly_quarantined {
+            (self.flush_connections)(addr);
+        }
         Ok(())
     }
 

@@ -29,6 +29,7 @@ fn open(store: &Arc<LocalStore>, dataplane: &Arc<MemoryDataplane>) -> EndpointRe
         stored,
     )
     .unwrap()
+    .with_connection_flusher(|_| 0)
 }
 
 fn fixture() -> Fixture {
