@@ -321,10 +321,17 @@ fn parse_prefix(prefix: &str, id: u32) -> Option<(zonewarden_profiles::profile::
 fn prefix_key(set: &str, entry: &Value) -> Result<ipnet::IpNet, String> {
     if let Some(p) = entry.get("prefix") {
         let addr: IpAddr = str_field(p, "addr")?.parse().map_err(|_| bad(set, entry))?;
-        let len = p.get("len").and_then(Value::as_u64).and_then(|l| u8::try_from(l).ok()).ok_or_else(|| bad(set, entry))?;
+        let len = p
+            .get("len")
+            .and_then(Value::as_u64)
+            .and_then(|l| u8::try_from(l).ok())
+            .ok_or_else(|| bad(set, entry))?;
         return ipnet::IpNet::new(addr, len).map_err(|_| bad(set, entry));
     }
-    let addr: IpAddr = entry.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| bad(set, entry))?;
+    let addr: IpAddr = entry
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(set, entry))?;
     Ok(ipnet::IpNet::from(addr))
 }
 

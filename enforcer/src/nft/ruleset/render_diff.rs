@@ -77,8 +77,20 @@ pub fn diff_commands(diff: &RulesetDiff, new: &Ruleset, opts: &Options) -> Value
         zone_add.push(*id, Dir::In, &i.add, &ci.add, &wi.add);
     }
     for zone in &diff.created {
-        zone_add.push(zone.id, Dir::Out, &zone.allow_out, &zone.cidr_out, &zone.world_out);
-        zone_add.push(zone.id, Dir::In, &zone.allow_in, &zone.cidr_in, &zone.world_in);
+        zone_add.push(
+            zone.id,
+            Dir::Out,
+            &zone.allow_out,
+            &zone.cidr_out,
+            &zone.world_out,
+        );
+        zone_add.push(
+            zone.id,
+            Dir::In,
+            &zone.allow_in,
+            &zone.cidr_in,
+            &zone.world_in,
+        );
     }
 
     let (iface_del, iface_add) = pod_iface_changes(diff, new);

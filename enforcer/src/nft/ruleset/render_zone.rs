@@ -156,16 +156,26 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
     let mut e = vec![expr::l4proto_with_ports()];
     e.extend(outside());
     e.push(expr::eq(
-        expr::concat(vec![peer(), expr::meta("l4proto"), expr::payload("th", "dport")]),
+        expr::concat(vec![
+            peer(),
+            expr::meta("l4proto"),
+            expr::payload("th", "dport"),
+        ]),
         expr::set_ref(&set(ZoneSet::Cidr)),
     ));
     e.push(expr::accept());
-    out.push(Rule::new(&format!("{zone}: approved cidr zone edges {d}"), e));
+    out.push(Rule::new(
+        &format!("{zone}: approved cidr zone edges {d}"),
+        e,
+    ));
     let mut e = vec![icmp()];
     e.extend(outside());
     e.push(expr::eq(peer(), expr::set_ref(&set(ZoneSet::CidrIcmp))));
     e.push(expr::accept());
-    out.push(Rule::new(&format!("{zone}: approved cidr zone icmp {d}"), e));
+    out.push(Rule::new(
+        &format!("{zone}: approved cidr zone icmp {d}"),
+        e,
+    ));
     // World is what is no endpoint, not the node and in no CIDR zone.
     let outside = || {
         let mut e = outside().to_vec();

@@ -105,7 +105,10 @@ impl Cluster {
             settings: NodeSettings::default(),
             cidr_zones: BTreeMap::from([(
                 zone("corp-dns"),
-                vec!["10.250.0.0/28".parse().expect("a CIDR"), "10.251.0.9/32".parse().expect("a CIDR")],
+                vec![
+                    "10.250.0.0/28".parse().expect("a CIDR"),
+                    "10.251.0.9/32".parse().expect("a CIDR"),
+                ],
             )]),
         };
         Self {
