@@ -109,7 +109,13 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
     let mut rs = Ruleset {
         settings: input.policy.settings,
         host: input.host_addrs.iter().copied().collect(),
-        cidrs: input.policy.cidr_zones.values().flatten().map(IpNet::trunc).collect(),
+        cidrs: input
+            .policy
+            .cidr_zones
+            .values()
+            .flatten()
+            .map(IpNet::trunc)
+            .collect(),
         ..Ruleset::default()
     };
     let mut addrs_of: BTreeMap<&ZoneName, Vec<IpAddr>> = BTreeMap::new();
@@ -163,21 +169,36 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
             proto,
             port,
         } = edge;
-        let nets = |zone: &ZoneName| input.policy.cidr_zones.get(zone).cloned().unwrap_or_default();
+        let nets = |zone: &ZoneName| {
+            input
+                .policy
+                .cidr_zones
+                .get(zone)
+                .cloned()
+                .unwrap_or_default()
+        };
         if let Some(rules) = ids.get(src).and_then(|id| rs.zones.get_mut(id)) {
             if dst == &world {
                 rules.world_out.insert((*proto, *port));
             } else {
-                rules.allow_out.extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
-                rules.cidr_out.extend(nets(dst).into_iter().map(|n| (n.trunc(), *proto, *port)));
+                rules
+                    .allow_out
+                    .extend(peers(dst).into_iter().map(|a| (a, *proto, *port)));
+                rules
+                    .cidr_out
+                    .extend(nets(dst).into_iter().map(|n| (n.trunc(), *proto, *port)));
             }
         }
         if let Some(rules) = ids.get(dst).and_then(|id| rs.zones.get_mut(id)) {
             if src == &world {
                 rules.world_in.insert((*proto, *port));
             } else {
-                rules.allow_in.extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
-                rules.cidr_in.extend(nets(src).into_iter().map(|n| (n.trunc(), *proto, *port)));
+                rules
+                    .allow_in
+                    .extend(peers(src).into_iter().map(|a| (a, *proto, *port)));
+                rules
+                    .cidr_in
+                    .extend(nets(src).into_iter().map(|n| (n.trunc(), *proto, *port)));
             }
         }
     }
@@ -240,7 +261,11 @@ impl Ruleset {
         };
         if let Some(zone) = local_src.and_then(|l| self.zones.get(&l.zone_id)) {
             let world = self.is_world(dst) && zone.world_out.contains(&(proto, port));
-            let cidr = !self.is_known(dst) && zone.cidr_out.iter().any(|(n, p, o)| n.contains(&dst) && (*p, *o) == (proto, port));
+            let cidr = !self.is_known(dst)
+                && zone
+                    .cidr_out
+                    .iter()
+                    .any(|(n, p, o)| n.contains(&dst) && (*p, *o) == (proto, port));
             if zone.allow_out.contains(&(dst, proto, port)) || cidr || world {
                 return Verdict::Allow;
             }
@@ -250,7 +275,11 @@ impl Ruleset {
         }
         if let Some(zone) = local_dst.and_then(|l| self.zones.get(&l.zone_id)) {
             let world = self.is_world(src) && zone.world_in.contains(&(proto, port));
-            let cidr = !self.is_known(src) && zone.cidr_in.iter().any(|(n, p, o)| n.contains(&src) && (*p, *o) == (proto, port));
+            let cidr = !self.is_known(src)
+                && zone
+                    .cidr_in
+                    .iter()
+                    .any(|(n, p, o)| n.contains(&src) && (*p, *o) == (proto, port));
             if zone.allow_in.contains(&(src, proto, port)) || cidr || world {
                 return Verdict::Allow;
             }

@@ -89,7 +89,9 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     ..Policy::default()
                 };
                 let host = ZoneName::host();
-                policy.cidr_zones.insert(corp(), vec!["10.250.0.0/28".parse().unwrap()]);
+                policy
+                    .cidr_zones
+                    .insert(corp(), vec!["10.250.0.0/28".parse().unwrap()]);
                 for (i, m) in modes.iter().enumerate() {
                     let mut p = Profile::new(zone(i));
                     p.set_mode(
@@ -109,7 +111,11 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     let src = if s >= nz { special(s) } else { zone(s) };
                     let dst = if d >= nz { special(d) } else { zone(d) };
                     let is_endpoint_zone = |z: &ZoneName| !z.is_builtin() && z != &corp();
-                    let owner = if is_endpoint_zone(&src) { src.clone() } else { dst.clone() };
+                    let owner = if is_endpoint_zone(&src) {
+                        src.clone()
+                    } else {
+                        dst.clone()
+                    };
                     if !is_endpoint_zone(&owner) {
                         continue;
                     }
