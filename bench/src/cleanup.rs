@@ -17,7 +17,8 @@ struct Live {
 }
 
 fn live() -> std::sync::MutexGuard<'static, Live> {
-    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn register_netns(name: &str) {
@@ -46,7 +47,9 @@ pub fn remove_all() {
         )
     };
     for pid in pids {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
     }
     for name in netns.iter().rev() {
         let _ = Command::new("ip").args(["netns", "delete", name]).output();

@@ -108,7 +108,10 @@ pub fn driver() -> anyhow::Result<()> {
             })
             .collect();
         for t in threads {
-            outcomes.push(t.join().map_err(|_| anyhow::anyhow!("a driver thread panicked"))?);
+            outcomes.push(
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("a driver thread panicked"))?,
+            );
         }
     }
     serde_json::to_writer(std::io::stdout().lock(), &outcomes)?;
@@ -162,7 +165,12 @@ pub fn bridge_conf(node: &Node, name: &str, subnet: &str) -> Value {
 }
 
 /// Attaches one pod through the zonewarden plugin in zone `zone`; returns its address.
-pub fn attach(node: &Node, pod: &crate::netns::Netns, conf: &Value, zone: &str) -> anyhow::Result<String> {
+pub fn attach(
+    node: &Node,
+    pod: &crate::netns::Netns,
+    conf: &Value,
+    zone: &str,
+) -> anyhow::Result<String> {
     let batch = Batch {
         bin_dir: node.bin_dir(),
         plugin: "zonewarden".into(),

@@ -28,7 +28,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
     let mut node = Node::new("10.120.255.1")?;
     node.start_enforcer()?;
     let plugins = [
-        ("zonewarden", zonewarden_conf(&node, "zwbench", "10.121.0.0/16")),
+        (
+            "zonewarden",
+            zonewarden_conf(&node, "zwbench", "10.121.0.0/16"),
+        ),
         ("bridge", bridge_conf(&node, "refbench", "10.122.0.0/16")),
     ];
     let pool: Vec<Netns> = (0..cfg.seq_per_round.max(cfg.concurrency))
@@ -36,7 +39,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
         .collect::<anyhow::Result<_>>()?;
     let mut series: BTreeMap<(&'static str, &'static str, &'static str), Series> = BTreeMap::new();
 
-    let mut round = |tag: &'static str, n: usize, concurrency: usize, r: usize, timed: bool| -> anyhow::Result<()> {
+    let mut round = |tag: &'static str,
+                     n: usize,
+                     concurrency: usize,
+                     r: usize,
+                     timed: bool|
+     -> anyhow::Result<()> {
         let order: Vec<usize> = if r % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
         for i in order {
             let (plugin, conf) = &plugins[i];
@@ -79,11 +87,17 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
     }
     node.stop_enforcer(false);
 
-    let mut sec = Section::new("1. CNI latency: zonewarden (routed + host-local, enforcer running) vs bridge + host-local");
+    let mut sec = Section::new(
+        "1. CNI latency: zonewarden (routed + host-local, enforcer running) vs bridge + host-local",
+    );
     let empty = Series::default();
     for (tag, label, n) in [
         ("seq", "sequential", cfg.seq_per_round * cfg.seq_rounds),
-        ("conc", &format!("{} concurrent", cfg.concurrency), cfg.concurrency * cfg.conc_rounds),
+        (
+            "conc",
+            &format!("{} concurrent", cfg.concurrency),
+            cfg.concurrency * cfg.conc_rounds,
+        ),
     ] {
         for command in ["ADD", "DEL"] {
             let zw = series.get(&("zonewarden", tag, command)).unwrap_or(&empty);
@@ -91,14 +105,24 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
             for (q, goal) in [(50.0, Some(0.5)), (99.0, (tag == "conc").then_some(1.0))] {
                 let (a, b) = (zw.all.pct(q), rf.all.pct(q));
                 let measured = if q == 50.0 {
-                    format!("{} ms (round medians {})", fmt(a), zw.round_p50.spread("ms"))
+                    format!(
+                        "{} ms (round medians {})",
+                        fmt(a),
+                        zw.round_p50.spread("ms")
+                    )
                 } else {
                     format!("{} ms", fmt(a))
                 };
                 let (goal_text, v) = match goal {
                     Some(g) => (
                         format!("≤ {g}×"),
-                        verdict(a <= g * b, || format!("{} vs ≤ {g}×: {:.0}% over", ratio(a, b), (a / (g * b) - 1.0) * 100.0)),
+                        verdict(a <= g * b, || {
+                            format!(
+                                "{} vs ≤ {g}×: {:.0}% over",
+                                ratio(a, b),
+                                (a / (g * b) - 1.0) * 100.0
+                            )
+                        }),
                     ),
                     None => ("—".into(), "—".into()),
                 };

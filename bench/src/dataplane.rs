@@ -26,7 +26,14 @@ pub struct Figures {
 pub fn measure(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> anyhow::Result<()> {
     let target = format!("{}:{CONN_PORT}", scale.server.ip);
     for _ in 0..reps {
-        f.gbits.push(iperf(&scale.client.netns, &scale.server.ip, IPERF_PORT, cfg.iperf_secs)? / 1e9);
+        f.gbits.push(
+            iperf(
+                &scale.client.netns,
+                &scale.server.ip,
+                IPERF_PORT,
+                cfg.iperf_secs,
+            )? / 1e9,
+        );
         let r = conn_rate(&scale.client.netns, &target, cfg.loop_secs)?;
         anyhow::ensure!(
             r.ok == r.attempts,
@@ -44,7 +51,8 @@ pub fn measure(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> any
 /// its table, loads and removes the linear table, and restarts the enforcer, which
 /// rebuilds its table from its store.
 pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, Figures, Figures)> {
-    let (mut zw, mut none, mut linear) = (Figures::default(), Figures::default(), Figures::default());
+    let (mut zw, mut none, mut linear) =
+        (Figures::default(), Figures::default(), Figures::default());
     let file = scale.node.dir.path().join("linear.nft");
     std::fs::write(&file, linear_ruleset(scale))?;
     for round in 0..cfg.reps {
@@ -55,13 +63,21 @@ pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, 
         let t = std::time::Instant::now();
         scale.node.nft_file(&file)?;
         if round == 0 {
-            scale.setup.push(("load the linear ruleset with `nft -f`".into(), t.elapsed()));
+            scale
+                .setup
+                .push(("load the linear ruleset with `nft -f`".into(), t.elapsed()));
         }
         measure(scale, cfg, 1, &mut linear)?;
-        scale.node.nft(&["delete", "table", "inet", "zwbench_linear"])?;
+        scale
+            .node
+            .nft(&["delete", "table", "inet", "zwbench_linear"])?;
         let took = scale.node.start_enforcer()?;
         if round == 0 {
-            scale.setup.push(("restart the enforcer with no table in the kernel (rebuilds it from its store)".into(), took));
+            scale.setup.push((
+                "restart the enforcer with no table in the kernel (rebuilds it from its store)"
+                    .into(),
+                took,
+            ));
         }
     }
     Ok((zw, none, linear))
@@ -102,8 +118,20 @@ pub fn section(
         "2. Data plane at scale: {} zones, {} endpoints, {n} approved edges; two pods, both zones enforcing",
         scale.size.zones, scale.size.endpoints
     ));
-    let gb = |f: &Figures| format!("{} Gbit/s ({})", fmt(f.gbits.p50()), f.gbits.spread("Gbit/s"));
-    let cr = |f: &Figures| format!("{} conn/s ({})", fmt(f.conns.p50()), f.conns.spread("conn/s"));
+    let gb = |f: &Figures| {
+        format!(
+            "{} Gbit/s ({})",
+            fmt(f.gbits.p50()),
+            f.gbits.spread("Gbit/s")
+        )
+    };
+    let cr = |f: &Figures| {
+        format!(
+            "{} conn/s ({})",
+            fmt(f.conns.p50()),
+            f.conns.spread("conn/s")
+        )
+    };
     let (t, tn) = (full.gbits.p50(), none.gbits.p50());
     sec.row([
         format!("TCP throughput, zonewarden at {n} edges vs no table"),

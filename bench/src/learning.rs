@@ -29,7 +29,12 @@ fn learned(scale: &Scale, ports: (u16, u16)) -> anyhow::Result<(u64, u64)> {
     let prefix = format!("{LEARN_SRC}->{LEARN_DST}:");
     let (mut n, mut count) = (0, 0);
     for e in &edges.get_ref().edges {
-        let Some(port) = e.edge.strip_prefix(&prefix).and_then(|r| r.strip_suffix("/tcp")).and_then(|p| p.parse::<u16>().ok()) else {
+        let Some(port) = e
+            .edge
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix("/tcp"))
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
             continue;
         };
         if (ports.0..=ports.1).contains(&port) {
@@ -52,11 +57,19 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
     let idle_cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
 
     let per = scale.size.learn_edges / cfg.reps as u16;
-    let (mut missed_total, mut per_conn, mut per_edge, mut rates) = (0u64, Samples::default(), Samples::default(), Samples::default());
+    let (mut missed_total, mut per_conn, mut per_edge, mut rates) = (
+        0u64,
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let (mut learn_rss, mut learn_cpu) = (Samples::default(), Samples::default());
     let mut generated_total = 0;
     for r in 0..cfg.reps {
-        let ports = (LEARN_PORTS + r as u16 * per, LEARN_PORTS + (r as u16 + 1) * per - 1);
+        let ports = (
+            LEARN_PORTS + r as u16 * per,
+            LEARN_PORTS + (r as u16 + 1) * per - 1,
+        );
         let target = format!("{}:{}-{}", scale.ldst.ip, ports.0, ports.1);
         let (cpu0, t0) = (cpu_seconds(pid)?, Instant::now());
         let p = spawn_loop(&scale.lsrc.netns, &target, cfg.secs, 1000, None)?;
@@ -70,7 +83,11 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
         let generated = res.ok.min(u64::from(per));
         generated_total += generated;
         // Wait until learning settles: the same answer for 1 s, at most 10 s.
-        let (mut last, mut since, end) = (learned(scale, ports)?, Instant::now(), Instant::now() + Duration::from_secs(10));
+        let (mut last, mut since, end) = (
+            learned(scale, ports)?,
+            Instant::now(),
+            Instant::now() + Duration::from_secs(10),
+        );
         while since.elapsed() < Duration::from_secs(1) && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(200));
             let now = learned(scale, ports)?;
@@ -87,10 +104,16 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
 
     let mut learn = Section::new("4. Learning under load");
     learn.row([
-        format!("distinct edges missed ({} runs of {} s, {per} new distinct edges each)", cfg.reps, cfg.secs),
+        format!(
+            "distinct edges missed ({} runs of {} s, {per} new distinct edges each)",
+            cfg.reps, cfg.secs
+        ),
         format!("{missed_total} missed of {generated_total} generated"),
         format!("{generated_total} generated"),
-        ratio((generated_total - missed_total) as f64, generated_total as f64),
+        ratio(
+            (generated_total - missed_total) as f64,
+            generated_total as f64,
+        ),
         "0 missed".into(),
         verdict(missed_total == 0, || format!("{missed_total} missed")),
     ]);
@@ -106,15 +129,23 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
     learn.row([
         "log messages per distinct edge".into(),
         format!("{} ({})", fmt(per_edge.p50()), per_edge.spread("")),
-        format!("{} connections per distinct edge", fmt(rates.p50() * cfg.secs / f64::from(per))),
+        format!(
+            "{} connections per distinct edge",
+            fmt(rates.p50() * cfg.secs / f64::from(per))
+        ),
         format!("{:.4}", ratio_edges_conns),
         "a constant, not ∝ connections".into(),
-        verdict(per_edge.p50() <= 2.0, || "messages grow with connections".into()),
+        verdict(per_edge.p50() <= 2.0, || {
+            "messages grow with connections".into()
+        }),
     ]);
     learn.note("The learning pair's zones are both in learn mode. A connect loop cycles through a fresh block of ports (each port is one distinct edge) as fast as one thread can; each run uses new ports, so the kernel's seen set has not met them yet.");
     learn.note("Log messages are counted as the evidence count the enforcer records per NFLOG message (`ListEdges`); the kernel's seen set (timeout 60 s) lets one message per distinct (source, destination, protocol, port) through, so the expected constant is 1 (at most 1 per end).");
 
-    let mut foot = Section::new(&format!("5. Enforcer footprint at scale ({} endpoints, {} edges)", scale.size.endpoints, scale.size.edges));
+    let mut foot = Section::new(&format!(
+        "5. Enforcer footprint at scale ({} endpoints, {} edges)",
+        scale.size.endpoints, scale.size.edges
+    ));
     for (what, s) in [("RSS idle", &idle_rss), ("RSS while learning", &learn_rss)] {
         let m = s.max();
         foot.row([
@@ -123,7 +154,9 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
             "50 MB goal".into(),
             ratio(m, 50.0),
             "≤ 50 MB".into(),
-            verdict(m <= 50.0, || format!("{:.0}% over", (m / 50.0 - 1.0) * 100.0)),
+            verdict(m <= 50.0, || {
+                format!("{:.0}% over", (m / 50.0 - 1.0) * 100.0)
+            }),
         ]);
     }
     foot.row([
@@ -132,18 +165,29 @@ pub fn run(scale: &Scale, cfg: &Config) -> anyhow::Result<(Section, Section)> {
         "50 MB goal".into(),
         ratio(hwm, 50.0),
         "≤ 50 MB".into(),
-        verdict(hwm <= 50.0, || format!("{:.0}% over", (hwm / 50.0 - 1.0) * 100.0)),
+        verdict(hwm <= 50.0, || {
+            format!("{:.0}% over", (hwm / 50.0 - 1.0) * 100.0)
+        }),
     ]);
     foot.row([
         format!("CPU idle (utime+stime over {} s)", cfg.idle_secs),
         format!("{}% of one CPU", fmt(idle_cpu)),
-        "—".into(), "—".into(), "—".into(), "—".into(),
+        "—".into(),
+        "—".into(),
+        "—".into(),
+        "—".into(),
     ]);
     foot.row([
         "CPU while learning".into(),
-        format!("{}% of one CPU ({})", fmt(learn_cpu.p50()), learn_cpu.spread("%")),
+        format!(
+            "{}% of one CPU ({})",
+            fmt(learn_cpu.p50()),
+            learn_cpu.spread("%")
+        ),
         format!("{} new connections/s", fmt(rates.p50())),
-        "—".into(), "—".into(), "—".into(),
+        "—".into(),
+        "—".into(),
+        "—".into(),
     ]);
     foot.note("MB here is MiB (VmRSS/VmHWM from /proc/PID/status, kB / 1024).");
     Ok((learn, foot))

@@ -54,6 +54,10 @@ enum Cmd {
         /// Where to write the results.
         #[arg(long, default_value = "bench/RESULTS.md")]
         out: PathBuf,
+        /// The node of benchmarks 2–6 at this fraction of 1,000 zones, 5,000 endpoints and
+        /// 10,000 edges (populating it goes through the enforcer's API and is slow).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
         /// Only these benchmarks: cni, scale (2–6).
         #[arg(long, value_delimiter = ',', default_values = ["cni", "scale"])]
         only: Vec<String>,
@@ -88,20 +92,56 @@ struct Plan {
 fn plan(quick: bool) -> Plan {
     if quick {
         Plan {
-            cni: cni_latency::Config { seq_per_round: 10, seq_rounds: 2, concurrency: 10, conc_rounds: 2 },
-            size: Size { zones: 100, endpoints: 500, edges: 1000, learn_edges: 40 },
-            dataplane: dataplane::Config { reps: 2, iperf_secs: 1, loop_secs: 1.0 },
+            cni: cni_latency::Config {
+                seq_per_round: 10,
+                seq_rounds: 2,
+                concurrency: 10,
+                conc_rounds: 2,
+            },
+            size: Size {
+                zones: 100,
+                endpoints: 500,
+                edges: 1000,
+                learn_edges: 40,
+            },
+            dataplane: dataplane::Config {
+                reps: 2,
+                iperf_secs: 1,
+                loop_secs: 1.0,
+            },
             update_reps: 5,
-            learning: learning::Config { reps: 2, secs: 2.0, idle_secs: 2.0 },
+            learning: learning::Config {
+                reps: 2,
+                secs: 2.0,
+                idle_secs: 2.0,
+            },
             restart_reps: 2,
         }
     } else {
         Plan {
-            cni: cni_latency::Config { seq_per_round: 40, seq_rounds: 5, concurrency: 50, conc_rounds: 5 },
-            size: Size { zones: 1000, endpoints: 5000, edges: 10_000, learn_edges: 300 },
-            dataplane: dataplane::Config { reps: 5, iperf_secs: 3, loop_secs: 2.0 },
+            cni: cni_latency::Config {
+                seq_per_round: 40,
+                seq_rounds: 5,
+                concurrency: 50,
+                conc_rounds: 5,
+            },
+            size: Size {
+                zones: 1000,
+                endpoints: 5000,
+                edges: 10_000,
+                learn_edges: 300,
+            },
+            dataplane: dataplane::Config {
+                reps: 5,
+                iperf_secs: 3,
+                loop_secs: 2.0,
+            },
             update_reps: 30,
-            learning: learning::Config { reps: 5, secs: 4.0, idle_secs: 5.0 },
+            learning: learning::Config {
+                reps: 5,
+                secs: 4.0,
+                idle_secs: 5.0,
+            },
             restart_reps: 5,
         }
     }
@@ -111,25 +151,43 @@ fn step<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<
     eprintln!("zw-bench: {what} ...");
     let t = Instant::now();
     let r = f();
-    eprintln!("zw-bench: {what}: {} in {:.1} s", if r.is_ok() { "done" } else { "FAILED" }, t.elapsed().as_secs_f64());
+    eprintln!(
+        "zw-bench: {what}: {} in {:.1} s",
+        if r.is_ok() { "done" } else { "FAILED" },
+        t.elapsed().as_secs_f64()
+    );
     r
 }
 
 /// Benchmarks 2–6 on one scale node; each finished section is kept even if a later one fails.
 fn scale_benchmarks(p: &Plan, report: &mut Report) -> anyhow::Result<()> {
-    let mut scale = step("2. build the scale node (10 edges)", || Scale::build(p.size))?;
+    let mut scale = step("2. build the scale node (10 edges)", || {
+        Scale::build(p.size)
+    })?;
     let mut ten = dataplane::Figures::default();
-    step("2. data plane at 10 edges", || dataplane::measure(&scale, &p.dataplane, p.dataplane.reps, &mut ten))?;
+    step("2. data plane at 10 edges", || {
+        dataplane::measure(&scale, &p.dataplane, p.dataplane.reps, &mut ten)
+    })?;
     step("2. approve every edge", || scale.approve_rest())?;
     scale.table_summary = scale.table_size();
     // 5 (idle) and 4 share one run; 3 and 6 change the node, so they come after.
-    let (learn, foot) = step("4+5. learning and footprint", || learning::run(&scale, &p.learning))?;
+    let (learn, foot) = step("4+5. learning and footprint", || {
+        learning::run(&scale, &p.learning)
+    })?;
     let update = step("3. update latency", || update::run(&scale, p.update_reps));
     let restart = step("6. restart", || restart::run(&mut scale, p.restart_reps));
-    let (full, none, linear) = step("2. zonewarden, no table and linear ruleset, interleaved", || {
-        dataplane::interleaved(&mut scale, &p.dataplane)
-    })?;
-    report.add(dataplane::section(&scale, &ten, &full, &linear, &none, &p.dataplane));
+    let (full, none, linear) = step(
+        "2. zonewarden, no table and linear ruleset, interleaved",
+        || dataplane::interleaved(&mut scale, &p.dataplane),
+    )?;
+    report.add(dataplane::section(
+        &scale,
+        &ten,
+        &full,
+        &linear,
+        &none,
+        &p.dataplane,
+    ));
     match update {
         Ok(s) => report.add(s),
         Err(err) => report.add_failure("3. Update latency", &err),
@@ -143,15 +201,25 @@ fn scale_benchmarks(p: &Plan, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn all(quick: bool, out: &PathBuf, only: &[String]) -> anyhow::Result<()> {
+fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(
-        std::process::Command::new("id").arg("-u").output()?.stdout.starts_with(b"0"),
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()?
+            .stdout
+            .starts_with(b"0"),
         "zw-bench needs root to create network namespaces: run it with sudo"
     );
     cleanup::install_signal_handler();
     cleanup::remove_stale_netns();
     let started = Instant::now();
-    let p = plan(quick);
+    let mut p = plan(quick);
+    if fraction != 1.0 {
+        let f = |n: usize| ((n as f64 * fraction).round() as usize).max(10);
+        p.size.zones = f(p.size.zones);
+        p.size.endpoints = f(p.size.endpoints).max(p.size.zones);
+        p.size.edges = f(p.size.edges);
+    }
     let mut report = Report::default();
     if only.iter().any(|o| o == "cni") {
         match step("1. CNI latency", || cni_latency::run(&p.cni)) {
@@ -168,12 +236,19 @@ fn all(quick: bool, out: &PathBuf, only: &[String]) -> anyhow::Result<()> {
     if quick {
         command.push_str(" --quick");
     }
+    if fraction != 1.0 {
+        command.push_str(&format!(" --scale {fraction}"));
+    }
     if only.len() < 2 {
         command.push_str(&format!(" --only {}", only.join(",")));
     }
     let text = report.render(&command, quick, started.elapsed().as_secs_f64());
     std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
-    eprintln!("zw-bench: wrote {} in {:.0} s", out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "zw-bench: wrote {} in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     let _: Option<Section> = None;
     Ok(())
 }
@@ -181,14 +256,26 @@ fn all(quick: bool, out: &PathBuf, only: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::All { quick, out, only } => {
-            let r = all(quick, &out, &only);
+        Cmd::All {
+            quick,
+            out,
+            only,
+            scale,
+        } => {
+            let r = all(quick, scale, &out, &only);
             cleanup::remove_all();
             r
         }
         Cmd::Serve { specs } => traffic::serve(&specs),
-        Cmd::ConnectLoop { target, seconds, timeout_ms, until_file } => {
-            let (addr, ports) = target.rsplit_once(':').context("--target ADDR:PORT[-PORT]")?;
+        Cmd::ConnectLoop {
+            target,
+            seconds,
+            timeout_ms,
+            until_file,
+        } => {
+            let (addr, ports) = target
+                .rsplit_once(':')
+                .context("--target ADDR:PORT[-PORT]")?;
             let args = traffic::LoopArgs {
                 addr: addr.parse()?,
                 ports: traffic::port_range(ports)?,

@@ -132,7 +132,10 @@ impl Node {
             if let Some(child) = self.enforcer.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                bail!("the enforcer exited with {status}; see {}", self.log_path().display());
+                bail!(
+                    "the enforcer exited with {status}; see {}",
+                    self.log_path().display()
+                );
             }
             if Instant::now() > end {
                 bail!("the enforcer was not ready within {deadline:?}");

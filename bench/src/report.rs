@@ -84,8 +84,9 @@ impl Report {
     }
 
     pub fn add_failure(&mut self, title: &str, err: &anyhow::Error) {
-        self.sections
-            .push(format!("## {title}\n\n**did not run to the end**: `{err:#}`\n"));
+        self.sections.push(format!(
+            "## {title}\n\n**did not run to the end**: `{err:#}`\n"
+        ));
     }
 
     pub fn render(&self, command: &str, quick: bool, seconds: f64) -> String {
@@ -95,16 +96,35 @@ impl Report {
              baseline was measured in the same run on the same machine. Medians with the \
              spread (min–max over repetitions) unless a percentile is named.\n\n",
         );
-        let _ = writeln!(s, "- command: `{command}`{}", if quick { " (**quick smoke run: too few repetitions to quote**)" } else { "" });
+        let _ = writeln!(
+            s,
+            "- command: `{command}`{}",
+            if quick {
+                " (**quick smoke run: too few repetitions to quote**)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(s, "- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
         let dirty = !sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
         let _ = writeln!(
             s,
             "- commit: {}{}",
             sh("git", &["rev-parse", "--short", "HEAD"]),
-            if dirty { " plus uncommitted changes in the working tree (other parts are developed concurrently; the binaries were built from the tree as it was)" } else { "" }
+            if dirty {
+                " plus uncommitted changes in the working tree (other parts are developed concurrently; the binaries were built from the tree as it was)"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(s, "- machine: {} CPUs ({}), kernel {}, {}", sh("nproc", &[]), cpu_model(), sh("uname", &["-r"]), sh("nft", &["--version"]));
+        let _ = writeln!(
+            s,
+            "- machine: {} CPUs ({}), kernel {}, {}",
+            sh("nproc", &[]),
+            cpu_model(),
+            sh("uname", &["-r"]),
+            sh("nft", &["--version"])
+        );
         let _ = writeln!(s, "- duration: {seconds:.0} s");
         s.push_str("- the machine is shared and noisy (other builds ran concurrently): compare ratios, not absolute figures\n\n");
         for sec in &self.sections {

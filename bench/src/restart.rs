@@ -33,8 +33,16 @@ pub fn run(scale: &mut Scale, reps: usize) -> anyhow::Result<Section> {
     ));
     sec.row([
         format!("start → reconciled (Status ready) (n={})", ready.len()),
-        format!("p50 {} ms, p99 {} ms ({})", fmt(ready.p50()), fmt(ready.p99()), ready.spread("ms")),
-        "—".into(), "—".into(), "—".into(), "—".into(),
+        format!(
+            "p50 {} ms, p99 {} ms ({})",
+            fmt(ready.p50()),
+            fmt(ready.p99()),
+            ready.spread("ms")
+        ),
+        "—".into(),
+        "—".into(),
+        "—".into(),
+        "—".into(),
     ]);
     sec.row([
         "disallowed connections that passed during the restarts".into(),

@@ -95,7 +95,10 @@ pub fn fan_out<T: Send + 'static>(
                 h.await??;
                 done += 1;
                 if done % 500 == 0 {
-                    eprintln!("zw-bench:   {done}/{total} in {:.0} s", start.elapsed().as_secs_f64());
+                    eprintln!(
+                        "zw-bench:   {done}/{total} in {:.0} s",
+                        start.elapsed().as_secs_f64()
+                    );
                 }
             }
         }
@@ -148,15 +151,27 @@ impl Scale {
         let (client, server) = (pod("client", CLIENT_ZONE)?, pod("server", SERVER_ZONE)?);
         let (lsrc, ldst) = (pod("lsrc", LEARN_SRC)?, pod("ldst", LEARN_DST)?);
         // Many short connections: keep the client's ports and conntrack's TIME_WAIT short.
-        client.netns.sysctl("net.ipv4.ip_local_port_range", "10000 65000");
-        lsrc.netns.sysctl("net.ipv4.ip_local_port_range", "20000 65000");
-        node.netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1");
-        node.netns.sysctl("net.netfilter.nf_conntrack_max", "1048576");
+        client
+            .netns
+            .sysctl("net.ipv4.ip_local_port_range", "10000 65000");
+        lsrc.netns
+            .sysctl("net.ipv4.ip_local_port_range", "20000 65000");
+        node.netns
+            .sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1");
+        node.netns
+            .sysctl("net.netfilter.nf_conntrack_max", "1048576");
 
         let update_ports = format!("{}-{}", UPDATE_PORTS.0, UPDATE_PORTS.1);
         let learn_ports = format!("{}-{}", LEARN_PORTS, LEARN_PORTS + size.learn_edges - 1);
         let servers = vec![
-            start_server(&server.netns, &[&CONN_PORT.to_string(), &DISALLOWED_PORT.to_string(), &update_ports])?,
+            start_server(
+                &server.netns,
+                &[
+                    &CONN_PORT.to_string(),
+                    &DISALLOWED_PORT.to_string(),
+                    &update_ports,
+                ],
+            )?,
             start_iperf_server(&server.netns, IPERF_PORT)?,
             start_server(&ldst.netns, &[&learn_ports])?,
         ];
@@ -164,7 +179,13 @@ impl Scale {
         let client_rpc = node.client()?;
         let fake_zones = size.zones - 4;
         let fakes: Vec<(String, String, String)> = (0..size.endpoints - 4)
-            .map(|i| (format!("scale-{i}"), scale_zone(i % fake_zones), fake_addr(i)))
+            .map(|i| {
+                (
+                    format!("scale-{i}"),
+                    scale_zone(i % fake_zones),
+                    fake_addr(i),
+                )
+            })
             .collect();
         let t = Instant::now();
         fan_out(&node, &client_rpc, fakes, 16, |mut c, (id, zone, addr)| {
@@ -174,7 +195,13 @@ impl Scale {
             })
         })
         .context("register the scale endpoints")?;
-        setup.push((format!("register {} endpoints through AddEndpoint (16 in flight)", size.endpoints - 4), t.elapsed()));
+        setup.push((
+            format!(
+                "register {} endpoints through AddEndpoint (16 in flight)",
+                size.endpoints - 4
+            ),
+            t.elapsed(),
+        ));
 
         // Edges: the pods' two, then src z_i -> z_(i+k) on port 8000+k.
         let edges_idx: Vec<(usize, usize, u16)> = (0..size.edges - 2)
@@ -186,7 +213,10 @@ impl Scale {
         let scale_edges: Vec<(String, String)> = edges_idx
             .iter()
             .map(|&(src, dst, port)| {
-                (scale_zone(src), format!("{}->{}:{port}/tcp", scale_zone(src), scale_zone(dst)))
+                (
+                    scale_zone(src),
+                    format!("{}->{}:{port}/tcp", scale_zone(src), scale_zone(dst)),
+                )
             })
             .collect();
         let (first, rest) = scale_edges.split_at(8.min(scale_edges.len()));
@@ -201,7 +231,8 @@ impl Scale {
             ))
             .await?;
             for (zone, edge) in first {
-                c.approve_edges(approve_request(zone, vec![edge.clone()])).await?;
+                c.approve_edges(approve_request(zone, vec![edge.clone()]))
+                    .await?;
             }
             for zone in [CLIENT_ZONE, SERVER_ZONE] {
                 c.set_mode(v1::SetModeRequest {
@@ -246,7 +277,10 @@ impl Scale {
             })
         })
         .context("approve the scale edges")?;
-        self.setup.push((format!("approve {edges} more edges through {calls} ApproveEdges calls (16 in flight)"), t.elapsed()));
+        self.setup.push((
+            format!("approve {edges} more edges through {calls} ApproveEdges calls (16 in flight)"),
+            t.elapsed(),
+        ));
         Ok(())
     }
 
@@ -267,7 +301,10 @@ impl Scale {
 
     /// Elements in the table's sets and maps, and its chains (for the report).
     pub fn table_size(&self) -> String {
-        let Ok(out) = self.node.nft(&["-j", "list", "table", "inet", "zonewarden"]) else {
+        let Ok(out) = self
+            .node
+            .nft(&["-j", "list", "table", "inet", "zonewarden"])
+        else {
             return "table inet zonewarden: not readable".into();
         };
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
@@ -282,6 +319,8 @@ impl Scale {
                 elems += s["elem"].as_array().map_or(0, Vec::len);
             }
         }
-        format!("table inet zonewarden: {chains} chains, {rules} rules, {sets} sets/maps holding {elems} elements")
+        format!(
+            "table inet zonewarden: {chains} chains, {rules} rules, {sets} sets/maps holding {elems} elements"
+        )
     }
 }

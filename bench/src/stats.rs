@@ -47,8 +47,17 @@ impl Samples {
 
     /// "min–max (n=N)": the spread of repeated runs.
     pub fn spread(&self, unit: &str) -> String {
-        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
-        format!("{}–{}{unit} (n={})", fmt(self.min()), fmt(self.max()), self.len())
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
+        format!(
+            "{}–{}{unit} (n={})",
+            fmt(self.min()),
+            fmt(self.max()),
+            self.len()
+        )
     }
 }
 

@@ -72,14 +72,19 @@ pub fn connect_loop(args: &LoopArgs) -> LoopResult {
     // At least one attempt: `--seconds 0` is a single probe.
     loop {
         r.attempts += 1;
-        if let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::new(args.addr, port), args.timeout)
+        if let Ok(mut s) =
+            TcpStream::connect_timeout(&SocketAddr::new(args.addr, port), args.timeout)
         {
             r.ok += 1;
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let mut buf = [0u8; 1];
             let _ = s.read(&mut buf);
         }
-        port = if port >= args.ports.1 { args.ports.0 } else { port + 1 };
+        port = if port >= args.ports.1 {
+            args.ports.0
+        } else {
+            port + 1
+        };
         let elapsed = start.elapsed().as_secs_f64();
         let done = match &args.until_file {
             Some(f) => f.exists(),
@@ -191,7 +196,12 @@ pub fn iperf(ns: &Netns, server: &str, port: u16, seconds: u32) -> anyhow::Resul
     let v: serde_json::Value = serde_json::from_str(&out)?;
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .with_context(|| format!("iperf3 printed no throughput: {}", &out[..out.len().min(400)]))
+        .with_context(|| {
+            format!(
+                "iperf3 printed no throughput: {}",
+                &out[..out.len().min(400)]
+            )
+        })
 }
 
 /// `iperf3 -s` in `ns`.
@@ -206,7 +216,10 @@ pub fn start_iperf_server(ns: &Netns, port: u16) -> anyhow::Result<Process> {
     // iperf3 has no readiness line on stdout; wait until the port listens.
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        let out = ns.exec("ss").args(["-Hltn", &format!("sport = :{port}")]).output()?;
+        let out = ns
+            .exec("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()?;
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return Ok(p);
         }

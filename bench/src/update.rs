@@ -14,7 +14,12 @@ use crate::traffic::{finish_loop, spawn_loop};
 pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
     let mut c = scale.node.client()?;
     let rt = &scale.node.rt;
-    let (mut add, mut del, mut approve, mut mode) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut add, mut del, mut approve, mut mode) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let mut allowed_at_once = 0;
     let fake_zones = scale.size.zones - 4;
     for i in 0..reps {
@@ -25,7 +30,11 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         add.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     for i in 0..reps {
-        let key = v1::AttachmentKey { network: "zwbench-scale".into(), container_id: format!("update-{i}"), ifname: "eth0".into() };
+        let key = v1::AttachmentKey {
+            network: "zwbench-scale".into(),
+            container_id: format!("update-{i}"),
+            ifname: "eth0".into(),
+        };
         let t = Instant::now();
         rt.block_on(c.del_endpoint(v1::DelEndpointRequest { key: Some(key) }))?;
         del.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -38,13 +47,23 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         rt.block_on(c.approve_edges(approve_request(CLIENT_ZONE, vec![edge])))?;
         approve.push(t.elapsed().as_secs_f64() * 1000.0);
         // One new connection right after the RPC returned must pass.
-        let r = finish_loop(spawn_loop(&scale.client.netns, &format!("{}:{port}", scale.server.ip), 0.0, 200, None)?)?;
+        let r = finish_loop(spawn_loop(
+            &scale.client.netns,
+            &format!("{}:{port}", scale.server.ip),
+            0.0,
+            200,
+            None,
+        )?)?;
         allowed_at_once += r.ok;
     }
     for i in 0..reps {
         let zone = format!("scale/z{:04}", (i * 13 + 1) % fake_zones);
         let t = Instant::now();
-        rt.block_on(c.set_mode(v1::SetModeRequest { zone, mode: "enforce".into(), comment: "zw-bench".into() }))?;
+        rt.block_on(c.set_mode(v1::SetModeRequest {
+            zone,
+            mode: "enforce".into(),
+            comment: "zw-bench".into(),
+        }))?;
         mode.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
@@ -57,23 +76,42 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         let (g, v, r) = match goal {
             Some(g) => (
                 format!("p99 ≤ {g} ms"),
-                verdict(p99 <= g, || format!("p99 {} ms is {:.0}× the goal", fmt(p99), p99 / g)),
+                verdict(p99 <= g, || {
+                    format!("p99 {} ms is {:.0}× the goal", fmt(p99), p99 / g)
+                }),
                 ratio(p99, g),
             ),
             None => ("—".into(), "—".into(), "—".into()),
         };
         sec.row([
             format!("{what} (n={})", s.len()),
-            format!("p50 {} ms, p99 {} ms ({})", fmt(p50), fmt(p99), s.spread("ms")),
+            format!(
+                "p50 {} ms, p99 {} ms ({})",
+                fmt(p50),
+                fmt(p99),
+                s.spread("ms")
+            ),
             "the goal".into(),
             r,
             g,
             v,
         ]);
     };
-    row("endpoint added → enforced (AddEndpoint round trip)", &add, Some(5.0));
-    row("one edge approved → allowed (ApproveEdges round trip)", &approve, Some(10.0));
-    row("one zone switched to enforce → active (SetMode round trip)", &mode, None);
+    row(
+        "endpoint added → enforced (AddEndpoint round trip)",
+        &add,
+        Some(5.0),
+    );
+    row(
+        "one edge approved → allowed (ApproveEdges round trip)",
+        &approve,
+        Some(10.0),
+    );
+    row(
+        "one zone switched to enforce → active (SetMode round trip)",
+        &mode,
+        None,
+    );
     row("endpoint removed (DelEndpoint round trip)", &del, None);
     sec.note(format!(
         "After each approval returned, one new connection on the newly approved port was opened at once: {allowed_at_once} of {} passed (both pods' zones enforce).",
