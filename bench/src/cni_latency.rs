@@ -45,7 +45,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
                      r: usize,
                      timed: bool|
      -> anyhow::Result<()> {
-        let order: Vec<usize> = if r % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        let order: Vec<usize> = if r.is_multiple_of(2) {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
         for i in order {
             let (plugin, conf) = &plugins[i];
             let calls: Vec<Call> = pool[..n]

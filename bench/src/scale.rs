@@ -94,7 +94,7 @@ pub fn fan_out<T: Send + 'static>(
             for h in wave {
                 h.await??;
                 done += 1;
-                if done % 500 == 0 {
+                if done.is_multiple_of(500) {
                     eprintln!(
                         "zw-bench:   {done}/{total} in {:.0} s",
                         start.elapsed().as_secs_f64()
