@@ -207,10 +207,22 @@ pub async fn export(args: &ExportArgs, global: &GlobalArgs) -> anyhow::Result<St
                 .filter(wanted)
                 .map(|d| d.zone.clone())
                 .collect();
+            // CIDR zones become ipBlocks: ask the enforcer for their prefixes.
+            let mut cidr_zones = BTreeMap::new();
+            for zone in enforcer.list_zones().await?.zones {
+                let nets = zone
+                    .cidrs
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect::<Vec<_>>();
+                if let (false, Ok(name)) = (nets.is_empty(), ZoneName::parse(&zone.name)) {
+                    cidr_zones.insert(name, nets);
+                }
+            }
             Ok(netpol::render(&NetpolInput {
                 documents: &documents,
                 zones: &zones,
-                cidr_zones: &BTreeMap::new(),
+                cidr_zones: &cidr_zones,
             }))
         }
     }

@@ -123,6 +123,7 @@ pub fn zone_to_proto(zone: ZoneSummary) -> v1::Zone {
         kind: zone.kind,
         endpoint_count: u32::try_from(zone.members.len()).unwrap_or(u32::MAX),
         members: zone.members,
+        cidrs: Vec::new(),
     }
 }
 

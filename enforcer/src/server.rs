@@ -151,10 +151,21 @@ impl Enforcer for EnforcerService {
         &self,
         _: Request<v1::ListZonesRequest>,
     ) -> Result<Response<v1::ListZonesResponse>, Status> {
-        let zones = self.registry.snapshot().zones();
-        Ok(Response::new(v1::ListZonesResponse {
-            zones: zones.into_iter().map(zone_to_proto).collect(),
-        }))
+        let snapshot = self.registry.snapshot();
+        let mut zones: Vec<v1::Zone> = snapshot.zones().into_iter().map(zone_to_proto).collect();
+        zones.extend(
+            snapshot
+                .policy
+                .cidr_zones
+                .iter()
+                .map(|(name, nets)| v1::Zone {
+                    name: name.to_string(),
+                    kind: "cidr".to_owned(),
+                    cidrs: nets.iter().map(ToString::to_string).collect(),
+                    ..v1::Zone::default()
+                }),
+        );
+        Ok(Response::new(v1::ListZonesResponse { zones }))
     }
 
     async fn status(

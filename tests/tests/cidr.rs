@@ -122,3 +122,40 @@ fn cidr_zones_take_precedence_over_world() {
         "a world approval does not cover a CIDR zone"
     );
 }
+
+#[test]
+fn cidr_zones_are_listed_and_exported_as_ip_blocks() {
+    require_root!();
+    let mut node = Node::new();
+    node.start_enforcer_with(&["--cidr-zone", "corp-dns=10.250.0.0/28"]);
+    let list = Conflist::routed(&node, "zw-cidr2", "10.137.0.0/24");
+    let _app = add_pod(&node, &list, "app", "shop/app");
+    let zones = node.zwctl(&["get", "zones"]).to_string();
+    assert!(
+        zones.contains("corp-dns") && zones.contains("\"cidr\""),
+        "CIDR zones are listed: {zones}"
+    );
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/app",
+        "--edge",
+        "shop/app->corp-dns:53/udp",
+    ]);
+    let out = std::process::Command::new(zonewarden_tests::bin("zwctl"))
+        .arg("--socket")
+        .arg(node.socket())
+        .args(["profile", "export", "shop/app", "--format", "networkpolicy"])
+        .output()
+        .expect("run zwctl");
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        yaml.contains("cidr: 10.250.0.0/28"),
+        "the CIDR zone becomes an ipBlock:\n{yaml}"
+    );
+}
