@@ -618,6 +618,7 @@ shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw
                     kind: "workload".into(),
                     endpoint_count: 5,
                     members: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+                    ..Default::default()
                 },
                 v1::Zone {
                     name: "host".into(),
@@ -625,6 +626,7 @@ shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw
                     kind: "builtin".into(),
                     endpoint_count: 0,
                     members: vec![],
+                    ..Default::default()
                 },
             ],
         };
@@ -648,6 +650,7 @@ shop/web   12   workload   5           a,b,c +2 more
                 kind: "workload".into(),
                 endpoint_count: 4,
                 members: ["a", "b", "c", "d"].map(String::from).to_vec(),
+                ..Default::default()
             }],
         };
         let text = render::render_list("ZoneList", &zone_views(response), OutputFormat::Yaml, &CTX)

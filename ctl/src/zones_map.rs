@@ -328,6 +328,7 @@ mod tests {
                     kind: "workload".into(),
                     endpoint_count: 2,
                     members: vec![],
+                    ..Default::default()
                 },
                 v1::Zone {
                     name: "shop/web".into(),
@@ -335,6 +336,7 @@ mod tests {
                     kind: "workload".into(),
                     endpoint_count: 1,
                     members: vec![],
+                    ..Default::default()
                 },
             ],
         };
