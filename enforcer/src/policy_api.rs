@@ -72,16 +72,9 @@ fn evidence_to_proto(ev: &Evidence) -> v1::Evidence {
 
 pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::EdgeInfo {
     let evidence = learned.edges.get(edge);
-    let approved_in: Vec<String> = [&edge.src, &edge.dst]
+    let approved_in: Vec<String> = policy
+        .approved_in(edge)
         .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|z| {
-            policy
-                .profiles
-                .get(*z)
-                .is_some_and(|p| p.approved.contains(edge))
-        })
         .map(ToString::to_string)
         .collect();
     v1::EdgeInfo {

@@ -95,6 +95,18 @@ impl Policy {
             .map(|(zone, _)| zone)
     }
 
+    /// The ends whose profiles approve the edge (each once).
+    pub fn approved_in<'a>(&'a self, edge: &'a Edge) -> Vec<&'a ZoneName> {
+        let ends: BTreeSet<&ZoneName> = [&edge.src, &edge.dst].into_iter().collect();
+        ends.into_iter()
+            .filter(|z| {
+                self.profiles
+                    .get(*z)
+                    .is_some_and(|p| p.approved.contains(edge))
+            })
+            .collect()
+    }
+
     /// Whether the edge is approved in the profile of either end.
     pub fn approved(&self, edge: &Edge) -> bool {
         [&edge.src, &edge.dst].into_iter().any(|z| {

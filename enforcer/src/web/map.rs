@@ -151,16 +151,9 @@ pub fn zone_map(
     let edges = edges
         .into_iter()
         .map(|edge| {
-            let approved_in: Vec<String> = [&edge.src, &edge.dst]
+            let approved_in: Vec<String> = policy
+                .approved_in(edge)
                 .into_iter()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .filter(|z| {
-                    policy
-                        .profiles
-                        .get(*z)
-                        .is_some_and(|p| p.approved.contains(edge))
-                })
                 .map(ToString::to_string)
                 .collect();
             let (drops, violations) = reported.get(edge).copied().unwrap_or_default();
