@@ -104,6 +104,9 @@ pub struct RulesetDiff {
     pub removed: Vec<ZoneRules>,
     /// Zones whose chains are rewritten (mode or version changed).
     pub rewritten: Vec<ZoneRules>,
+    /// Rewritten zones that lose their CIDR sets (their last CIDR-zone edge went):
+    /// the sets go after the chains stop using them.
+    pub cidr_sets_dropped: Vec<u32>,
     /// Element changes of zones that exist before and after.
     pub zones: BTreeMap<u32, ZoneDelta>,
     pub local: Delta<(IpAddr, LocalAddr)>,
@@ -128,6 +131,9 @@ impl RulesetDiff {
                 Some(prev) => {
                     if prev.chain_key() != rules.chain_key() || prev.zone != rules.zone {
                         diff.rewritten.push(rules.clone());
+                    }
+                    if prev.has_cidr() && !rules.has_cidr() {
+                        diff.cidr_sets_dropped.push(*id);
                     }
                     let delta = ZoneDelta::between(prev, rules);
                     if !delta.is_empty() {

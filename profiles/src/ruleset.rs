@@ -44,14 +44,22 @@ pub struct ZoneRules {
 
 impl ZoneRules {
     /// What the zone's chains say, apart from set elements: a change means a rewrite.
-    pub fn chain_key(&self) -> (Mode, u64, bool, bool) {
+    pub fn chain_key(&self) -> (Mode, u64, bool, bool, bool) {
         let icmp = |s: &BTreeSet<(Proto, u16)>| s.contains(&(Proto::Icmp, 0));
         (
             self.mode,
             self.version,
             icmp(&self.world_out),
             icmp(&self.world_in),
+            self.has_cidr(),
         )
+    }
+
+    /// Whether the zone has approved edges with CIDR zones. Only then does it have CIDR
+    /// sets (interval sets, which make every nft transaction read them) and the rules
+    /// that use them.
+    pub fn has_cidr(&self) -> bool {
+        !self.cidr_out.is_empty() || !self.cidr_in.is_empty()
     }
 }
 

@@ -121,6 +121,36 @@ fn cidr_zones_take_precedence_over_world() {
         !connects(&app.netns, &https(CORP)),
         "a world approval does not cover a CIDR zone"
     );
+
+    // Without CIDR-zone edges a zone has no CIDR (interval) sets: they cost every nft
+    // transaction a read, so they exist only while needed.
+    let sets = |node: &Node| {
+        let out = node
+            .netns
+            .exec("nft", &["list", "sets", "inet"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        sets(&node).contains("cidr_out_"),
+        "the zone has CIDR sets while it has CIDR edges"
+    );
+    node.zwctl(&[
+        "profile",
+        "remove",
+        "shop/app",
+        "--edge",
+        "shop/app->corp-dns:53/udp",
+    ]);
+    assert!(
+        !sets(&node).contains("cidr_out_"),
+        "its CIDR sets go with its last CIDR edge"
+    );
+    assert!(
+        !connects(&app.netns, &dns(CORP)),
+        "the removed approval no longer allows"
+    );
 }
 
 #[test]

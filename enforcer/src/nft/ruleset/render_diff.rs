@@ -16,7 +16,7 @@ use zonewarden_profiles::ruleset::{LocalAddr, Ruleset};
 use super::expr;
 use super::names::{self, *};
 use super::render_base::{base_chain_rules, rewrite_chain};
-use super::render_zone::{ZoneElements, remove_zone, write_zone};
+use super::render_zone::{ZoneElements, drop_cidr_sets, remove_zone, write_zone};
 use super::{Dir, Options};
 
 /// The transaction from `old` to `new`, given `diff = RulesetDiff::between(old, new)`.
@@ -114,7 +114,10 @@ pub fn diff_commands(diff: &RulesetDiff, new: &Ruleset, opts: &Options) -> Value
     }
 
     for zone in &diff.removed {
-        cmds.extend(remove_zone(zone.id));
+        cmds.extend(remove_zone(zone));
+    }
+    for id in &diff.cidr_sets_dropped {
+        cmds.extend(drop_cidr_sets(*id));
     }
     expr::transaction(cmds)
 }

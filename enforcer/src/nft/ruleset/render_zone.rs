@@ -153,29 +153,31 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
             ],
         ),
     ];
-    let mut e = vec![expr::l4proto_with_ports()];
-    e.extend(outside());
-    e.push(expr::eq(
-        expr::concat(vec![
-            peer(),
-            expr::meta("l4proto"),
-            expr::payload("th", "dport"),
-        ]),
-        expr::set_ref(&set(ZoneSet::Cidr)),
-    ));
-    e.push(expr::accept());
-    out.push(Rule::new(
-        &format!("{zone}: approved cidr zone edges {d}"),
-        e,
-    ));
-    let mut e = vec![icmp()];
-    e.extend(outside());
-    e.push(expr::eq(peer(), expr::set_ref(&set(ZoneSet::CidrIcmp))));
-    e.push(expr::accept());
-    out.push(Rule::new(
-        &format!("{zone}: approved cidr zone icmp {d}"),
-        e,
-    ));
+    if rules.has_cidr() {
+        let mut e = vec![expr::l4proto_with_ports()];
+        e.extend(outside());
+        e.push(expr::eq(
+            expr::concat(vec![
+                peer(),
+                expr::meta("l4proto"),
+                expr::payload("th", "dport"),
+            ]),
+            expr::set_ref(&set(ZoneSet::Cidr)),
+        ));
+        e.push(expr::accept());
+        out.push(Rule::new(
+            &format!("{zone}: approved cidr zone edges {d}"),
+            e,
+        ));
+        let mut e = vec![icmp()];
+        e.extend(outside());
+        e.push(expr::eq(peer(), expr::set_ref(&set(ZoneSet::CidrIcmp))));
+        e.push(expr::accept());
+        out.push(Rule::new(
+            &format!("{zone}: approved cidr zone icmp {d}"),
+            e,
+        ));
+    }
     // World is what is no endpoint, not the node and in no CIDR zone.
     let outside = || {
         let mut e = outside().to_vec();
@@ -269,7 +271,7 @@ fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> [Rule; 4] {
 pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
     let mut cmds = Vec::new();
     for dir in Dir::BOTH {
-        for kind in ZoneSet::ALL {
+        for kind in sets_of(rules) {
             let name = names::zone_set(kind, dir, rules.id);
             cmds.push(if kind.is_interval() {
                 expr::add_interval_set(&name, set_type(kind))
@@ -291,7 +293,8 @@ pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
 
 /// The commands that delete a zone's chains and then its sets. The verdict-map
 /// elements that jump to the chains must be gone before (earlier in the transaction).
-pub fn remove_zone(id: u32) -> Vec<Value> {
+pub fn remove_zone(rules: &ZoneRules) -> Vec<Value> {
+    let id = rules.id;
     let mut cmds = Vec::new();
     for dir in Dir::BOTH {
         cmds.push(expr::flush_chain(&names::zone_chain(dir, id)));
@@ -300,7 +303,27 @@ pub fn remove_zone(id: u32) -> Vec<Value> {
         cmds.push(expr::delete_chain(&names::zone_chain(dir, id)));
     }
     for dir in Dir::BOTH {
-        for kind in ZoneSet::ALL {
+        for kind in sets_of(rules) {
+            cmds.push(expr::delete_set(&names::zone_set(kind, dir, id)));
+        }
+    }
+    cmds
+}
+
+/// The sets a zone has: the CIDR (interval) sets only while it has CIDR-zone edges,
+/// because every nft transaction reads every interval set of the table.
+pub fn sets_of(rules: &ZoneRules) -> impl Iterator<Item = ZoneSet> {
+    let cidr = rules.has_cidr();
+    ZoneSet::ALL
+        .into_iter()
+        .filter(move |k| cidr || !k.is_interval())
+}
+
+/// The commands that delete the CIDR sets of zone `id` once its chains no longer use them.
+pub fn drop_cidr_sets(id: u32) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for dir in Dir::BOTH {
+        for kind in ZoneSet::ALL.into_iter().filter(|k| k.is_interval()) {
             cmds.push(expr::delete_set(&names::zone_set(kind, dir, id)));
         }
     }
