@@ -17,6 +17,8 @@ pub struct Delegate<'a> {
     pub search_path: &'a [PathBuf],
     /// The network configuration exactly as the runtime passed it.
     pub stdin: &'a [u8],
+    /// This invocation's CNI_ARGS (from the validated environment).
+    pub cni_args: &'a str,
 }
 
 /// Who the delegated call is for (defaults to this invocation's own environment).
@@ -107,8 +109,8 @@ impl Delegate<'_> {
             .stderr(Stdio::piped());
         // CNI_ARGS carries keys for zonewarden (ZONEWARDEN_ZONE) and the runtime's
         // K8S_* keys; Go IPAM plugins refuse unknown keys unless told to ignore them.
-        if let Ok(args) = std::env::var("CNI_ARGS")
-            && !args.is_empty()
+        let args = self.cni_args;
+        if !args.is_empty()
             && !args.split(';').any(|kv| kv.starts_with("IgnoreUnknown="))
         {
             cmd.env("CNI_ARGS", format!("IgnoreUnknown=1;{args}"));

@@ -66,6 +66,7 @@ impl Invocation<'_> {
             plugin,
             search_path: &self.env.path,
             stdin: self.stdin,
+            cni_args: &self.env.args,
         })
     }
 
