@@ -110,9 +110,7 @@ impl Delegate<'_> {
         // CNI_ARGS carries keys for zonewarden (ZONEWARDEN_ZONE) and the runtime's
         // K8S_* keys; Go IPAM plugins refuse unknown keys unless told to ignore them.
         let args = self.cni_args;
-        if !args.is_empty()
-            && !args.split(';').any(|kv| kv.starts_with("IgnoreUnknown="))
-        {
+        if !args.is_empty() && !args.split(';').any(|kv| kv.starts_with("IgnoreUnknown=")) {
             cmd.env("CNI_ARGS", format!("IgnoreUnknown=1;{args}"));
         }
         if let Some(id) = target.container_id {

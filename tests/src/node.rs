@@ -147,10 +147,27 @@ impl Node {
             .unwrap_or_else(|e| panic!("zwctl {args:?} printed no JSON ({e}): {out}"))
     }
 
-    /// Registered endpoints as (container id, zone, ips).
-    pub fn endpoints(&self) -> Vec<serde_json::Value> {
-        let v = self.zwctl(&["get", "endpoints"]);
+    /// The items of a `zwctl get ...` list.
+    pub fn items(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let v = self.zwctl(args);
         v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Registered endpoints, as zwctl lists them.
+    pub fn endpoints(&self) -> Vec<serde_json::Value> {
+        self.items(&["get", "endpoints"])
+    }
+
+    /// Recent drops and violations, newest first.
+    pub fn violations(&self) -> Vec<serde_json::Value> {
+        self.items(&["get", "violations"])
+    }
+
+    /// Whether a report of `verdict` for `edge` is among the recent ones.
+    pub fn reported(&self, verdict: &str, edge: &str) -> bool {
+        self.violations()
+            .iter()
+            .any(|v| v["verdict"] == verdict && v["edge"] == edge)
     }
 
     /// Links in the node namespace whose names start with `zw` (our host-side veths,

@@ -44,15 +44,6 @@ fn outside(node: &Node, pod_subnet: &str) -> Netns {
     ext
 }
 
-fn reported(node: &Node, verdict: &str, edge: &str) -> bool {
-    let v = node.zwctl(&["get", "violations"]);
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["verdict"] == verdict && r["edge"] == edge)
-}
-
 #[test]
 fn cidr_zones_take_precedence_over_world() {
     require_root!();
@@ -87,7 +78,7 @@ fn cidr_zones_take_precedence_over_world() {
     wait::until(
         "the drop to name the CIDR zone",
         Duration::from_secs(10),
-        || reported(&node, "drop", "shop/app->corp-dns:53/udp"),
+        || node.reported("drop", "shop/app->corp-dns:53/udp"),
     );
 
     node.zwctl(&[

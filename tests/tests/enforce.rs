@@ -11,29 +11,16 @@ use zonewarden_tests::{require_root, wait};
 
 const NET: &str = "zw-enforce";
 
-fn items(v: Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
 fn edges(node: &Node, args: &[&str]) -> Vec<String> {
     let mut cmd = vec!["get", "edges"];
     cmd.extend_from_slice(args);
-    let mut e: Vec<String> = items(node.zwctl(&cmd))
+    let mut e: Vec<String> = node
+        .items(&cmd)
         .iter()
         .filter_map(|e| e["edge"].as_str().map(str::to_owned))
         .collect();
     e.sort();
     e
-}
-
-fn violations(node: &Node) -> Vec<Value> {
-    items(node.zwctl(&["get", "violations"]))
-}
-
-fn has_report(node: &Node, verdict: &str, edge: &str) -> bool {
-    violations(node)
-        .iter()
-        .any(|v| v["verdict"] == verdict && v["edge"] == edge)
 }
 
 struct Tiers {
@@ -125,7 +112,7 @@ fn learn_approve_enforce_three_tiers() {
             want.iter().all(|w| learned.iter().any(|l| l == w))
         },
     );
-    let learned = items(node.zwctl(&["get", "edges", "--learned", "--zone", "shop/api"]));
+    let learned = node.items(&["get", "edges", "--learned", "--zone", "shop/api"]);
     let fe_api = learned
         .iter()
         .find(|e| e["edge"] == "shop/frontend->shop/api:8080/tcp")
@@ -181,7 +168,7 @@ fn learn_approve_enforce_three_tiers() {
     for zone in ["shop/frontend", "shop/api", "shop/db", "shop/dns"] {
         node.zwctl(&["mode", "set", zone, "enforce"]);
     }
-    let profiles = items(node.zwctl(&["get", "profiles"]));
+    let profiles = node.items(&["get", "profiles"]);
     assert!(
         profiles
             .iter()
@@ -214,12 +201,12 @@ fn learn_approve_enforce_three_tiers() {
         "db -> dns (udp) must be dropped"
     );
     wait::until("the drops to be reported", Duration::from_secs(10), || {
-        has_report(&node, "drop", "shop/frontend->shop/db:5432/tcp")
-            && has_report(&node, "drop", "shop/api->shop/frontend:80/tcp")
-            && has_report(&node, "drop", "shop/frontend->shop/api:9090/tcp")
-            && has_report(&node, "drop", "shop/db->shop/dns:53/udp")
+        node.reported("drop", "shop/frontend->shop/db:5432/tcp")
+            && node.reported("drop", "shop/api->shop/frontend:80/tcp")
+            && node.reported("drop", "shop/frontend->shop/api:9090/tcp")
+            && node.reported("drop", "shop/db->shop/dns:53/udp")
     });
-    let v = violations(&node);
+    let v = node.violations();
     let drop = v
         .iter()
         .find(|v| v["edge"] == "shop/frontend->shop/db:5432/tcp")
@@ -255,7 +242,7 @@ fn monitor_passes_and_reports() {
     wait::until(
         "the violation to be reported",
         Duration::from_secs(10),
-        || has_report(&node, "violation", "shop/frontend->shop/db:5432/tcp"),
+        || node.reported("violation", "shop/frontend->shop/db:5432/tcp"),
     );
     assert!(
         edges(&node, &["--learned"]).contains(&"shop/frontend->shop/db:5432/tcp".to_owned()),
@@ -341,7 +328,7 @@ fn spoofing_quarantine_and_host_probes() {
         "a spoofed source must be dropped"
     );
     wait::until("the spoof to be reported", Duration::from_secs(10), || {
-        violations(&node).iter().any(|v| v["verdict"] == "spoof")
+        node.violations().iter().any(|v| v["verdict"] == "spoof")
     });
     assert!(
         connects(&t.frontend.netns, &t.api.target(8080, "tcp")),
@@ -372,7 +359,7 @@ fn spoofing_quarantine_and_host_probes() {
         "the quarantine drop to be reported",
         Duration::from_secs(10),
         || {
-            violations(&node)
+            node.violations()
                 .iter()
                 .any(|v| v["verdict"] == "quarantine")
         },
@@ -419,7 +406,7 @@ fn host_probes_can_be_turned_off() {
     wait::until(
         "the host's drop to be reported",
         Duration::from_secs(10),
-        || has_report(&node, "drop", "host->shop/db:5432/tcp"),
+        || node.reported("drop", "host->shop/db:5432/tcp"),
     );
     node.zwctl(&[
         "profile",
