@@ -169,12 +169,15 @@ fn learn_approve_enforce_three_tiers() {
         node.zwctl(&["mode", "set", zone, "enforce"]);
     }
     let profiles = node.items(&["get", "profiles"]);
-    assert!(
-        profiles
-            .iter()
-            .filter(|p| p["zone"].as_str().is_some_and(|z| z.starts_with("shop/")))
-            .all(|p| p["mode"] == "enforce"),
-        "{profiles:?}"
+    let enforcing: Vec<&str> = profiles
+        .iter()
+        .filter(|p| p["mode"] == "enforce")
+        .filter_map(|p| p["zone"].as_str())
+        .collect();
+    assert_eq!(
+        enforcing,
+        ["shop/api", "shop/db", "shop/dns", "shop/frontend"],
+        "every tier enforces: {profiles:?}"
     );
 
     // Approved traffic keeps working.
