@@ -20,8 +20,9 @@ use crate::nflog::packet::L4Proto;
 use crate::registry::{EndpointRegistry, Snapshot, now_unix_ms};
 use crate::store::Store;
 
-/// What the log prefix of a rule says: `zw <kind> z<id> v<version> <out|in>`, or
-/// `zw quarantine` / `zw spoof`.
+/// What the log prefix of a rule says: `zw <kind> z<id> <out|in>`, or `zw quarantine` /
+/// `zw spoof`. Tables written by earlier versions also name the profile version
+/// (`zw <kind> z<id> v<version> <out|in>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix {
     /// `None` for learn.
@@ -44,6 +45,7 @@ pub fn parse_prefix(prefix: &str) -> Option<Prefix> {
         .next()
         .and_then(|w| w.strip_prefix('v')?.parse().ok())
         .unwrap_or(0);
+    // The version, when the prefix names none, is the one in force (see `ingest`).
     Some(Prefix {
         report,
         zone_id,
@@ -110,7 +112,7 @@ impl Learning {
 
     /// Takes one logged packet into account.
     pub fn ingest(&self, event: &LogEvent, snapshot: &Snapshot, now_ms: i64) {
-        let Some(prefix) = parse_prefix(&event.prefix) else {
+        let Some(mut prefix) = parse_prefix(&event.prefix) else {
             debug!(prefix = %event.prefix, "log event of another rule ignored");
             return;
         };
@@ -132,6 +134,11 @@ impl Learning {
             proto,
         };
         let logged_by = prefix.zone_id.and_then(|id| snapshot.zone_by_id(id));
+        // The rules name no profile version: the report carries the one in force now,
+        // microseconds after the kernel logged the packet.
+        if let Some(zone) = &logged_by {
+            prefix.version = snapshot.policy.version(zone);
+        }
         let counted_zone = logged_by.as_ref().unwrap_or(&edge.src);
         self.verdicts.count(counted_zone.as_str(), prefix.report);
         crate::flows::publish_logged(event, &prefix, &edge, snapshot, &self.node, now_ms);
@@ -246,6 +253,14 @@ mod tests {
                 report: Some(ReportKind::Drop),
                 zone_id: Some(12),
                 version: 7
+            })
+        );
+        assert_eq!(
+            parse_prefix("zw violation z4 out"),
+            Some(Prefix {
+                report: Some(ReportKind::Violation),
+                zone_id: Some(4),
+                version: 0
             })
         );
         assert_eq!(

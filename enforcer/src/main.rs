@@ -14,6 +14,7 @@ use tracing::info;
 
 use ipnet::IpNet;
 use zonewarden_enforcer::learning::{self, Learning};
+use zonewarden_enforcer::nft::netlink::ElementSocket;
 use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
@@ -164,7 +165,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         nflog_group: cli.nflog_group,
         seen_timeout_secs: cli.seen_timeout_secs,
     };
-    let dataplane = NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
+    let mut dataplane =
+        NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
+    match ElementSocket::open() {
+        Ok(socket) => dataplane = dataplane.with_element_socket(socket),
+        Err(err) => tracing::warn!(
+            %err,
+            "cannot open a netfilter netlink socket; every change goes through nft (slower)"
+        ),
+    }
     let settings = NodeSettings {
         allow_host_probes: !cli.no_host_probes,
     };

@@ -154,6 +154,16 @@ impl RulesetDiff {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// Whether the table's structure changes (base chains, zone chains or set
+    /// definitions), not only set elements.
+    pub fn changes_structure(&self) -> bool {
+        self.settings_changed
+            || !self.created.is_empty()
+            || !self.removed.is_empty()
+            || !self.rewritten.is_empty()
+            || !self.cidr_sets_dropped.is_empty()
+    }
 }
 
 /// A zone's learned edges against its approved ones.

@@ -5,7 +5,8 @@
 //! number of zones, endpoints or edges: the source address selects its zone's egress
 //! chain through a verdict map, the destination address its zone's ingress chain, and
 //! each chain asks one set of allowed (peer address, protocol, port). Endpoints and
-//! approvals are set elements; a zone's chain changes only with its mode or version.
+//! approvals are set elements; a zone's chain changes only with its mode (or with its
+//! first or last ICMP-to-world or CIDR-zone edge).
 //!
 //! The zone chains cover IPv4; IPv6 addresses are kept in the membership map.
 
@@ -29,7 +30,6 @@ pub struct ZoneRules {
     pub id: u32,
     pub zone: ZoneName,
     pub mode: Mode,
-    pub version: u64,
     /// Destinations this zone may open connections to (approved edges from it).
     pub allow_out: BTreeSet<Allow>,
     /// Sources that may open connections to this zone (approved edges into it).
@@ -44,11 +44,12 @@ pub struct ZoneRules {
 
 impl ZoneRules {
     /// What the zone's chains say, apart from set elements: a change means a rewrite.
-    pub fn chain_key(&self) -> (Mode, u64, bool, bool, bool) {
+    /// The profile's version is not in it: an approval changes elements only (reports
+    /// take the version in force when the enforcer receives them).
+    pub fn chain_key(&self) -> (Mode, bool, bool, bool) {
         let icmp = |s: &BTreeSet<(Proto, u16)>| s.contains(&(Proto::Icmp, 0));
         (
             self.mode,
-            self.version,
             icmp(&self.world_out),
             icmp(&self.world_in),
             self.has_cidr(),
@@ -150,7 +151,6 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
                 id,
                 zone: ep.zone.clone(),
                 mode: input.policy.mode(&ep.zone),
-                version: input.policy.version(&ep.zone),
                 allow_out: BTreeSet::new(),
                 allow_in: BTreeSet::new(),
                 cidr_out: BTreeSet::new(),

@@ -5,9 +5,11 @@
 //! atomic `nft -j -f -` transaction, so enforcement continues while it restarts.
 //!
 //! # Layout
+//! - [`netlink`]: set-element changes as netlink batches (endpoints, approvals).
 //! - [`ruleset`]: rendering of compiled rulesets and their differences to nft JSON,
 //!   the read-back of the kernel's table, and the [`ruleset::RulesetDataplane`] seam.
 
+pub mod netlink;
 pub mod ruleset;
 
 /// The address family of our table: one table for IPv4 and IPv6.
@@ -28,6 +30,12 @@ pub enum NftError {
         action: String,
         status: String,
         stderr: String,
+    },
+    #[error("the kernel refused to {action}: {source}")]
+    Kernel {
+        action: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot parse the output of nft {action}: {detail}")]
     Parse { action: String, detail: String },

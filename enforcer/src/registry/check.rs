@@ -56,8 +56,8 @@ pub fn problems(endpoint: &Endpoint, wanted: &Ruleset, kernel: &Ruleset) -> Vec<
         ) && want_zone.chain_key() != have_zone.chain_key()
         {
             problems.push(format!(
-                "the chains of zone {} are stale: the kernel has mode {} v{}, the profile says {} v{}",
-                want_zone.zone, have_zone.mode, have_zone.version, want_zone.mode, want_zone.version
+                "the chains of zone {} are stale: the kernel has mode {}, the profile says {}",
+                want_zone.zone, have_zone.mode, want_zone.mode
             ));
         }
     }

@@ -75,7 +75,7 @@ impl RegistryState {
                 .insert(profile.zone.clone(), profile.clone());
         }
         let desired = self.desired();
-        if let Err(source) = self.dataplane.apply(&self.applied, &desired) {
+        if let Err(source) = self.dataplane.apply_between(&self.applied, &desired) {
             self.restore_profiles(&changed);
             return Err(RegistryError::Kernel(source));
         }

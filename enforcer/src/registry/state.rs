@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
+use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
 use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
@@ -126,13 +127,13 @@ impl RegistryState {
             .ensure_base(&self.policy.settings)
             .map_err(RegistryError::Kernel)?;
         let desired = self.desired();
-        let changes = zonewarden_profiles::diff::RulesetDiff::between(&view.ruleset, &desired);
+        let changes = RulesetDiff::between(&view.ruleset, &desired);
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()
             + changes.removed.len();
         self.dataplane
-            .apply(&view.ruleset, &desired)
+            .apply(&changes, &desired)
             .map_err(RegistryError::Kernel)?;
         self.applied = desired;
         Ok(count)
@@ -141,7 +142,8 @@ impl RegistryState {
     /// Moves the kernel to the current state's ruleset; on failure nothing changed.
     fn apply(&mut self) -> Result<(), crate::nft::NftError> {
         let desired = self.desired();
-        self.dataplane.apply(&self.applied, &desired)?;
+        let diff = RulesetDiff::between(&self.applied, &desired);
+        self.dataplane.apply(&diff, &desired)?;
         let newly_quarantined: Vec<IpAddr> = desired
             .local
             .iter()

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::event::Reports;
 use zonewarden_profiles::learned::LearnedEdges;
 use zonewarden_profiles::policy::NodeSettings;
@@ -37,9 +38,9 @@ impl RulesetDataplane for TimedDataplane {
         self.inner.ensure_base(settings)
     }
 
-    fn apply(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+    fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
         let started = Instant::now();
-        let result = self.inner.apply(old, new);
+        let result = self.inner.apply(diff, new);
         self.latency.observe(started.elapsed().as_secs_f64());
         result
     }
@@ -109,7 +110,7 @@ mod tests {
         let latency = Histogram::new([0.1]);
         let timed = TimedDataplane::new(Arc::new(MemoryDataplane::new()), latency.clone());
         timed
-            .apply(&Ruleset::default(), &Ruleset::default())
+            .apply_between(&Ruleset::default(), &Ruleset::default())
             .unwrap();
         let mut text = String::new();
         let mut registry = prometheus_client::registry::Registry::default();

@@ -1,11 +1,11 @@
 //! The [`RulesetDataplane`] seam: the registry hands it rulesets, it makes the kernel
-//! hold them. [`NftRulesetDataplane`] runs `nft`; [`MemoryDataplane`] is a fake for
-//! tests without root.
+//! hold them. [`NftRulesetDataplane`] sends element changes as netlink batches and
+//! everything else through `nft`; [`MemoryDataplane`] is a fake for tests without root.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -13,29 +13,38 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
+use super::elements::element_changes;
 use super::names::BASE_CHAINS;
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
 use super::render_diff::diff_commands;
 use super::{KernelView, Options};
+use crate::nft::netlink::{ElementSocket, expressible};
 use crate::nft::{FAMILY, NftError, TABLE};
 
 /// The seam between the registry and the kernel's table.
 pub trait RulesetDataplane: Send + Sync {
     /// Creates what is missing and rewrites stale base chains; returns the kernel view after it.
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError>;
-    /// Applies `old -> new` in one transaction; on failure re-reads the kernel and
-    /// retries once with the diff from what it holds.
-    fn apply(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError>;
+    /// Applies `diff` (from the ruleset the kernel holds to `new`) in one transaction;
+    /// on failure re-reads the kernel and retries once with the diff from what it holds.
+    fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError>;
+    /// Applies `old -> new` (computing the whole diff: for full resyncs and tests).
+    fn apply_between(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+        self.apply(&RulesetDiff::between(old, new), new)
+    }
     fn read(&self) -> Result<KernelView, NftError>;
 }
 
-/// The data plane of a real kernel, through the `nft` command.
+/// The data plane of a real kernel: element changes as netlink batches (when it has
+/// an [`ElementSocket`]), everything else through the `nft` command.
 #[derive(Debug, Clone)]
 pub struct NftRulesetDataplane {
     /// The command that runs nft: `["nft"]`, or e.g. `["ip", "netns", "exec", NS, "nft"]`.
     command: Vec<String>,
     opts: Options,
+    /// A netfilter socket of the same network namespace as `command`'s nft.
+    elements: Option<Arc<ElementSocket>>,
 }
 
 impl NftRulesetDataplane {
@@ -52,7 +61,34 @@ impl NftRulesetDataplane {
         } else {
             command
         };
-        Self { command, opts }
+        Self {
+            command,
+            opts,
+            elements: None,
+        }
+    }
+
+    /// Sends element-only changes through `socket`, which must belong to the network
+    /// namespace that `nft` runs in.
+    pub fn with_element_socket(mut self, socket: ElementSocket) -> Self {
+        self.elements = Some(Arc::new(socket));
+        self
+    }
+
+    /// Element-only changes as one netlink batch; `Ok(false)` when they must go
+    /// through nft (no socket, structure changes, interval sets, too large).
+    fn apply_elements(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<bool, NftError> {
+        let Some(socket) = &self.elements else {
+            return Ok(false);
+        };
+        if diff.changes_structure() {
+            return Ok(false);
+        }
+        let changes = element_changes(diff, new);
+        if !expressible(&changes) {
+            return Ok(false);
+        }
+        socket.commit(&changes)
     }
 
     pub fn options(&self) -> &Options {
@@ -125,10 +161,14 @@ impl RulesetDataplane for NftRulesetDataplane {
         self.read()
     }
 
-    fn apply(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+    fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
         let action = "apply the ruleset to the table inet zonewarden";
-        let commands = diff_commands(&RulesetDiff::between(old, new), new, &self.opts);
-        let Err(err) = self.run_transaction(&commands, action) else {
+        let result = match self.apply_elements(diff, new) {
+            Ok(true) => return Ok(()),
+            Ok(false) => self.run_transaction(&diff_commands(diff, new, &self.opts), action),
+            Err(err) => Err(err),
+        };
+        let Err(err) = result else {
             return Ok(());
         };
         warn!(
@@ -235,7 +275,7 @@ impl RulesetDataplane for MemoryDataplane {
         Ok(state.view.clone())
     }
 
-    fn apply(&self, _old: &Ruleset, new: &Ruleset) -> Result<(), NftError> {
+    fn apply(&self, _diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
         let mut state = self.lock();
         Self::injected_failure(&mut state, "apply the ruleset")?;
         state.view.ruleset = representable(new);

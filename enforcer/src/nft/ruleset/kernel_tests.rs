@@ -36,6 +36,26 @@ impl Netns {
         NftRulesetDataplane::with_command(command.map(str::to_owned).to_vec(), OPTS)
     }
 
+    /// The nft data plane with a netlink socket opened inside this namespace.
+    fn dataplane_with_netlink(&self) -> NftRulesetDataplane {
+        self.dataplane().with_element_socket(self.element_socket())
+    }
+
+    /// A netfilter socket of this namespace.
+    fn element_socket(&self) -> crate::nft::netlink::ElementSocket {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let netns = std::fs::File::open(&path).expect("open the netns");
+            // Test-only namespace switch on a throwaway thread: the socket stays bound
+            // to the namespace it was opened in.
+            #[allow(clippy::disallowed_methods)]
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            crate::nft::netlink::ElementSocket::open().expect("open a netfilter socket")
+        })
+        .join()
+        .expect("the socket thread")
+    }
+
     fn listing(&self) -> Value {
         let out = Command::new("ip")
             .args([
@@ -118,7 +138,8 @@ fn apply_and_read_back_in_a_real_kernel() {
     let view = dp
         .ensure_base(&r1.settings)
         .expect("ensure_base on an empty namespace");
-    dp.apply(&view.ruleset, &r1).expect("apply empty -> R1");
+    dp.apply_between(&view.ruleset, &r1)
+        .expect("apply empty -> R1");
     assert_holds(&dp, &r1, "after empty -> R1");
 
     let counts = ns.rule_counts();
@@ -129,7 +150,7 @@ fn apply_and_read_back_in_a_real_kernel() {
         counts,
         "a second ensure_base adds no rules"
     );
-    dp.apply(&again.ruleset, &r1)
+    dp.apply_between(&again.ruleset, &r1)
         .expect("reconcile with nothing to do");
     assert_eq!(ns.rule_counts(), counts, "a no-op reconcile adds no rules");
 
@@ -139,7 +160,7 @@ fn apply_and_read_back_in_a_real_kernel() {
     cluster.quarantined.insert("web1".into());
     let r2 = cluster.compile();
     assert_eq!(r2.zones.len(), 2);
-    dp.apply(&r1, &r2).expect("apply R1 -> R2");
+    dp.apply_between(&r1, &r2).expect("apply R1 -> R2");
     assert_holds(&dp, &r2, "after R1 -> R2");
     let counts = ns.rule_counts();
     assert!(
@@ -149,12 +170,13 @@ fn apply_and_read_back_in_a_real_kernel() {
 
     // A stale `old` makes the first transaction fail (it deletes what is gone); the
     // retry from what the kernel holds succeeds.
-    dp.apply(&r1, &r2).expect("apply from a stale old state");
+    dp.apply_between(&r1, &r2)
+        .expect("apply from a stale old state");
     assert_holds(&dp, &r2, "after the retry");
 
     // Back to R1 (a zone created again, a mode changed back), and a restart's
     // reconcile (read, diff) finds nothing to do.
-    dp.apply(&r2, &r1).expect("apply R2 -> R1");
+    dp.apply_between(&r2, &r1).expect("apply R2 -> R1");
     assert_holds(&dp, &r1, "after R2 -> R1");
 }
 
@@ -165,7 +187,7 @@ fn ipv6_members_read_back_and_reconcile_to_nothing() {
     let dp = ns.dataplane();
     let rs = Cluster::new(true).dual_stack().compile();
     let view = dp.ensure_base(&rs.settings).expect("ensure_base");
-    dp.apply(&view.ruleset, &rs)
+    dp.apply_between(&view.ruleset, &rs)
         .expect("apply a dual-stack ruleset");
     assert_holds(&dp, &representable(&rs), "dual stack");
     let view = dp.read().expect("read");
@@ -185,11 +207,11 @@ fn host_probe_setting_rewrites_only_the_output_chain() {
     let dp = ns.dataplane();
     let r1 = Cluster::new(false).compile();
     let view = dp.ensure_base(&r1.settings).expect("ensure_base");
-    dp.apply(&view.ruleset, &r1).expect("apply");
+    dp.apply_between(&view.ruleset, &r1).expect("apply");
     let before = ns.rule_counts();
     let mut r2 = r1.clone();
     r2.settings.allow_host_probes = false;
-    dp.apply(&r1, &r2).expect("turn host probes off");
+    dp.apply_between(&r1, &r2).expect("turn host probes off");
     assert_holds(&dp, &r2, "after turning probes off");
     let after = ns.rule_counts();
     assert_eq!(
@@ -211,7 +233,7 @@ fn the_fixture_listing_is_what_nft_prints() {
     let dp = ns.dataplane();
     let rs = Cluster::new(false).compile();
     let view = dp.ensure_base(&rs.settings).expect("ensure_base");
-    dp.apply(&view.ruleset, &rs).expect("apply");
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
     let listing = ns.listing();
     if let Some(path) = std::env::var_os("ZW_CAPTURE_LISTING") {
         let text = serde_json::to_string_pretty(&listing).expect("JSON");
@@ -221,4 +243,92 @@ fn the_fixture_listing_is_what_nft_prints() {
         serde_json::from_str(include_str!("testdata/two_zones_listing.json")).expect("JSON");
     let view = read_listing(&listing).expect("read");
     assert_eq!(view, read_listing(&fixture).expect("read the fixture"));
+}
+
+/// Endpoints, approvals and quarantine as netlink batches: the kernel holds exactly
+/// what nft would have written (read back through `nft -j list`, comments included),
+/// and a refused batch changes nothing.
+#[test]
+fn element_changes_go_as_netlink_batches() {
+    require_root!();
+    let ns = Netns::new();
+    let dp = ns.dataplane_with_netlink();
+    let mut cluster = Cluster::new(true);
+    let r1 = cluster.compile();
+    let view = dp.ensure_base(&r1.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &r1)
+        .expect("apply R1 (nft: new zones)");
+    assert_holds(&dp, &r1, "R1");
+
+    // One more endpoint in an existing zone, one more approved edge, a quarantine.
+    cluster.endpoints.push(super::tests::endpoint(
+        "web3",
+        "shop/web",
+        "node-1",
+        &["10.0.0.9/32"],
+    ));
+    let web = cluster
+        .policy
+        .profiles
+        .values_mut()
+        .next()
+        .expect("a profile");
+    web.approved.insert(zonewarden_profiles::Edge::new(
+        web.zone.clone(),
+        zonewarden_profiles::ZoneName::parse("shop/db").expect("a zone"),
+        zonewarden_profiles::Proto::Tcp,
+        6379,
+    ));
+    cluster.quarantined.insert("db1".into());
+    let r2 = cluster.compile();
+    let diff = RulesetDiff::between(&r1, &r2);
+    assert!(!diff.changes_structure(), "elements only: {diff:#?}");
+    let rules_before = ns.rule_counts();
+    dp.apply(&diff, &r2)
+        .expect("apply R1 -> R2 as a netlink batch");
+    assert_holds(&dp, &r2, "R2");
+    assert_eq!(ns.rule_counts(), rules_before, "no rule was written");
+    let listing = ns.listing().to_string();
+    assert!(
+        listing.contains("shop/web pod shop/web3"),
+        "the element comment is user data nft shows: {listing}"
+    );
+
+    // Back again: deletions of the same elements.
+    dp.apply(&RulesetDiff::between(&r2, &r1), &r1)
+        .expect("R2 -> R1");
+    assert_holds(&dp, &r1, "R1 again");
+
+    // A batch with one bad change (deleting an element that is not there) is refused
+    // as a whole: its good change is not applied either.
+    let socket = ns.element_socket();
+    let good = elements::SetChange {
+        verb: elements::Verb::Add,
+        set: names::HOST_V4.into(),
+        elems: vec![elements::Elem {
+            key: vec![elements::Part::Addr("192.0.2.1".parse().unwrap())],
+            data: None,
+            comment: String::new(),
+        }],
+    };
+    let bad = elements::SetChange {
+        verb: elements::Verb::Delete,
+        ..good.clone()
+    };
+    let bad = elements::SetChange {
+        elems: vec![elements::Elem {
+            key: vec![elements::Part::Addr("192.0.2.2".parse().unwrap())],
+            ..bad.elems[0].clone()
+        }],
+        ..bad
+    };
+    let err = socket
+        .commit(&[good, bad])
+        .expect_err("the kernel refuses the batch");
+    let text = err.to_string();
+    assert!(
+        text.contains("delete 1 element(s) of set host_v4") && text.contains("not applied"),
+        "{text}"
+    );
+    assert_holds(&dp, &r1, "after the refused batch");
 }

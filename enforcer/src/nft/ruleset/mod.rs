@@ -15,12 +15,15 @@
 //! - [`expr`]: small builders for the nft JSON expressions and commands we write.
 //! - [`render_base`]: the global sets and maps and the base chains ([`base_commands`]).
 //! - [`render_zone`]: a zone's sets, chains and set elements.
+//! - [`elements`]: the set-element changes of a difference, typed (rendered to nft
+//!   JSON here and to netlink batches by [`crate::nft::netlink`]).
 //! - [`render_diff`]: the one transaction from one ruleset to another ([`diff_commands`]).
 //! - [`read`]: the kernel's table read back into the model ([`read_listing`]).
 //! - [`dataplane`]: the [`RulesetDataplane`] seam, its `nft`-backed implementation and
 //!   an in-memory fake for tests.
 
 pub mod dataplane;
+pub mod elements;
 pub mod expr;
 #[cfg(test)]
 mod kernel_tests;
@@ -141,7 +144,7 @@ impl Dir {
 }
 
 /// The three sets of a zone in one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ZoneSet {
     /// (peer address, protocol, port) for tcp, udp, sctp.
     Allow,

@@ -219,7 +219,7 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         .and_then(|log| log.get("group"))
         .and_then(Value::as_u64)
         .and_then(|g| u16::try_from(g).ok());
-    let (mode, version) = prefix.and_then(|p| parse_prefix(p, id)).unwrap_or_default();
+    let mode = prefix.and_then(|p| parse_prefix(p, id)).unwrap_or_default();
     let name = rules_of(&out_chain)
         .first()
         .and_then(|(c, _)| c.strip_suffix(first_comment("", Dir::Out).as_str()))
@@ -228,7 +228,6 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         id,
         zone: name.clone().unwrap_or_else(ZoneName::host),
         mode,
-        version,
         allow_out: Default::default(),
         allow_in: Default::default(),
         cidr_out: Default::default(),
@@ -305,16 +304,15 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
     Ok(zone)
 }
 
-/// `zw K zN vV dir` → (mode, version), when it names zone `id`.
-fn parse_prefix(prefix: &str, id: u32) -> Option<(zonewarden_profiles::profile::Mode, u64)> {
+/// `zw K zN dir` → the mode, when it names zone `id`.
+fn parse_prefix(prefix: &str, id: u32) -> Option<zonewarden_profiles::profile::Mode> {
     let mut words = prefix.split_whitespace();
     if words.next()? != "zw" {
         return None;
     }
     let mode = Tail::mode_of_kind(words.next()?)?;
     let zone_id: u32 = words.next()?.strip_prefix('z')?.parse().ok()?;
-    let version = words.next()?.strip_prefix('v')?.parse().ok()?;
-    (zone_id == id).then_some((mode, version))
+    (zone_id == id).then_some(mode)
 }
 
 /// A prefix element: `{"prefix": {"addr", "len"}}`, or a plain address for a full-length one.

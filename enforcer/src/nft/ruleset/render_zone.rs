@@ -6,12 +6,10 @@
 //! makes the NFLOG volume follow distinct edges, not connections; `learn` and
 //! `monitor` return (the packet goes on), `enforce` drops.
 
-use std::net::IpAddr;
-
 use serde_json::Value;
 use zonewarden_profiles::edge::Proto;
 use zonewarden_profiles::profile::Mode;
-use zonewarden_profiles::ruleset::{Allow, ZoneRules};
+use zonewarden_profiles::ruleset::ZoneRules;
 
 use super::expr::{self, Rule};
 use super::names::{self, CIDR_V4, HOST_V4, ZONE_OF_V4};
@@ -83,15 +81,12 @@ impl Tail {
     }
 }
 
-/// The NFLOG prefix of a zone's tail: `zw K zN vV out`.
+/// The NFLOG prefix of a zone's tail: `zw K zN out`. It names no profile version, so
+/// that an approval changes set elements only; the enforcer attributes a report to the
+/// version in force when it receives it.
 pub fn log_prefix(rules: &ZoneRules, dir: Dir) -> String {
     let kind = Tail::of(rules.mode).kind;
-    format!(
-        "zw {kind} z{} v{} {}",
-        rules.id,
-        rules.version,
-        dir.as_str()
-    )
+    format!("zw {kind} z{} {}", rules.id, dir.as_str())
 }
 
 /// The comment of a zone chain's first rule, from which its zone name is read back.
@@ -206,13 +201,7 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
 
 fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> [Rule; 4] {
     let tail = Tail::of(rules.mode);
-    let head = format!(
-        "{} {} v{}: {} ",
-        rules.zone,
-        rules.mode,
-        rules.version,
-        tail.verb()
-    );
+    let head = format!("{} {}: {} ", rules.zone, rules.mode, tail.verb());
     let d = dir.as_str();
     let group = opts.nflog_group;
     let prefix = log_prefix(rules, dir);
@@ -330,94 +319,8 @@ pub fn drop_cidr_sets(id: u32) -> Vec<Value> {
     cmds
 }
 
-/// The element of a set for one allowed peer, or `None` when the table cannot hold
-/// it (IPv6: the zone chains cover IPv4).
-pub fn allow_element(allow: &Allow) -> Option<(ZoneSet, Value)> {
-    let (IpAddr::V4(addr), proto, port) = allow else {
-        return None;
-    };
-    Some(if proto.has_ports() {
-        let key = vec![
-            addr.to_string().into(),
-            proto.as_str().into(),
-            (*port).into(),
-        ];
-        (ZoneSet::Allow, expr::concat(key))
-    } else {
-        (ZoneSet::AllowIcmp, addr.to_string().into())
-    })
-}
-
-/// The element of a CIDR set for one allowed prefix, or `None` for IPv6.
-pub fn cidr_element(cidr: &CidrAllow) -> Option<(ZoneSet, Value)> {
-    let (net, proto, port) = cidr;
-    if !net.addr().is_ipv4() {
-        return None;
-    }
-    Some(if proto.has_ports() {
-        let key = vec![expr::prefix(net), proto.as_str().into(), (*port).into()];
-        (ZoneSet::Cidr, expr::concat(key))
-    } else {
-        (ZoneSet::CidrIcmp, expr::prefix(net))
-    })
-}
-
 /// An approved (CIDR zone prefix, protocol, port).
 pub type CidrAllow = (ipnet::IpNet, Proto, u16);
-
-/// The element of a world set, or `None` for ICMP (a rule of the chain, not an element).
-pub fn world_element(world: &WorldPort) -> Option<Value> {
-    let (proto, port) = world;
-    proto
-        .has_ports()
-        .then(|| expr::concat(vec![proto.as_str().into(), (*port).into()]))
-}
-
-/// Elements grouped by the zone set that holds them.
-#[derive(Debug, Default)]
-pub struct ZoneElements {
-    pub sets: Vec<(String, Vec<Value>)>,
-}
-
-impl ZoneElements {
-    /// The elements of `allows` and `world` of zone `id` in direction `dir`.
-    pub fn push<'a>(
-        &mut self,
-        id: u32,
-        dir: Dir,
-        allows: impl IntoIterator<Item = &'a Allow>,
-        cidrs: impl IntoIterator<Item = &'a CidrAllow>,
-        world: impl IntoIterator<Item = &'a WorldPort>,
-    ) {
-        let mut allow = Vec::new();
-        let mut icmp = Vec::new();
-        for (kind, elem) in allows.into_iter().filter_map(allow_element) {
-            match kind {
-                ZoneSet::AllowIcmp => icmp.push(elem),
-                _ => allow.push(elem),
-            }
-        }
-        let (mut cidr, mut cidr_icmp) = (Vec::new(), Vec::new());
-        for (kind, elem) in cidrs.into_iter().filter_map(cidr_element) {
-            match kind {
-                ZoneSet::CidrIcmp => cidr_icmp.push(elem),
-                _ => cidr.push(elem),
-            }
-        }
-        let world: Vec<Value> = world.into_iter().filter_map(world_element).collect();
-        for (kind, elems) in [
-            (ZoneSet::Allow, allow),
-            (ZoneSet::AllowIcmp, icmp),
-            (ZoneSet::World, world),
-            (ZoneSet::Cidr, cidr),
-            (ZoneSet::CidrIcmp, cidr_icmp),
-        ] {
-            if !elems.is_empty() {
-                self.sets.push((names::zone_set(kind, dir, id), elems));
-            }
-        }
-    }
-}
 
 /// A (protocol, port) to or from `world`.
 pub type WorldPort = (Proto, u16);

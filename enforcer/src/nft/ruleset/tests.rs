@@ -443,12 +443,12 @@ fn memory_dataplane_round_trip() {
     let dp = MemoryDataplane::new();
     let desired = Cluster::new(true).compile();
     let view = dp.ensure_base(&desired.settings).expect("base");
-    dp.apply(&view.ruleset, &desired).expect("apply");
+    dp.apply_between(&view.ruleset, &desired).expect("apply");
     let read = dp.read().expect("read");
     assert!(RulesetDiff::between(&read.ruleset, &representable(&desired)).is_empty());
     dp.fail_next(1);
     let err = dp
-        .apply(&desired, &two_zones())
+        .apply_between(&desired, &two_zones())
         .expect_err("injected failure");
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(

@@ -1,0 +1,410 @@
+//! The set-element changes of a ruleset difference, typed: what both the `nft -j -f -`
+//! transaction and the netlink batch ([`crate::nft::netlink`]) are rendered from.
+//!
+//! Order: deletions first (global sets and maps, host interfaces, zone sets), then
+//! additions in the same order, so a verdict-map element is replaced (its zone
+//! changed) by a deletion and an addition in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+use zonewarden_profiles::diff::RulesetDiff;
+use zonewarden_profiles::edge::Proto;
+use zonewarden_profiles::ruleset::{Allow, LocalAddr, Ruleset};
+
+use super::names::{self, *};
+use super::render_zone::{CidrAllow, WorldPort};
+use super::{Dir, ZoneSet, expr};
+
+/// One field of an element's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Addr(IpAddr),
+    /// A prefix of an interval set.
+    Prefix(IpNet),
+    Ifname(String),
+    Proto(Proto),
+    Port(u16),
+}
+
+/// The value of a map element.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Data {
+    /// `jump <chain>` (the egress and ingress verdict maps).
+    Jump(String),
+    /// A 32-bit value of type `mark` (a zone id).
+    Mark(u32),
+}
+
+/// One element: its key (one field, or a concatenation), its value in a map and its
+/// comment (empty: none).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Elem {
+    pub key: Vec<Part>,
+    pub data: Option<Data>,
+    pub comment: String,
+}
+
+impl Elem {
+    fn plain(key: Vec<Part>) -> Self {
+        Self {
+            key,
+            data: None,
+            comment: String::new(),
+        }
+    }
+
+    /// Whether the key holds a prefix (only interval sets do).
+    pub fn is_interval(&self) -> bool {
+        self.key.iter().any(|p| matches!(p, Part::Prefix(_)))
+    }
+
+    /// The key as nft's JSON writes it.
+    pub fn key_json(&self) -> Value {
+        let part = |p: &Part| -> Value {
+            match p {
+                Part::Addr(a) => a.to_string().into(),
+                Part::Prefix(n) => expr::prefix(n),
+                Part::Ifname(i) => i.as_str().into(),
+                Part::Proto(p) => p.as_str().into(),
+                Part::Port(p) => (*p).into(),
+            }
+        };
+        match self.key.as_slice() {
+            [one] => part(one),
+            many => expr::concat(many.iter().map(part).collect()),
+        }
+    }
+
+    /// The whole element as nft's JSON writes it: the key with its comment, and the
+    /// value of a map element.
+    pub fn full_json(&self) -> Value {
+        let key = expr::commented(self.key_json(), &self.comment);
+        match &self.data {
+            None => key,
+            Some(Data::Jump(chain)) => Value::Array(vec![key, expr::jump(chain)]),
+            Some(Data::Mark(mark)) => Value::Array(vec![key, (*mark).into()]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Add,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Elements added to or deleted from one set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetChange {
+    pub verb: Verb,
+    pub set: String,
+    pub elems: Vec<Elem>,
+}
+
+impl SetChange {
+    /// The `add element` / `delete element` command (a deletion names keys only).
+    pub fn to_json(&self) -> Value {
+        let elems = self
+            .elems
+            .iter()
+            .map(|e| match self.verb {
+                Verb::Add => e.full_json(),
+                Verb::Delete => e.key_json(),
+            })
+            .collect();
+        expr::elements(self.verb.as_str(), &self.set, elems)
+    }
+}
+
+/// Every element change of `diff` (from `old` to `new`), in transaction order.
+pub fn element_changes(diff: &RulesetDiff, new: &Ruleset) -> Vec<SetChange> {
+    let mut del = Globals::default();
+    let mut add = Globals::default();
+    for (addr, local) in &diff.local.del {
+        del.local(*addr, local);
+    }
+    for (addr, local) in &diff.local.add {
+        add.local(*addr, local);
+    }
+    for (addr, (id, comment)) in &diff.members.del {
+        del.member(*addr, *id, comment);
+    }
+    for (addr, (id, comment)) in &diff.members.add {
+        add.member(*addr, *id, comment);
+    }
+    for addr in &diff.host.del {
+        del.host(*addr);
+    }
+    for addr in &diff.host.add {
+        add.host(*addr);
+    }
+    for net in &diff.cidrs.del {
+        del.cidr(net);
+    }
+    for net in &diff.cidrs.add {
+        add.cidr(net);
+    }
+    let (del, add) = (del.minus(&add), add.minus(&del));
+
+    let mut zone_del = ZoneElements::default();
+    let mut zone_add = ZoneElements::default();
+    for (id, delta) in &diff.zones {
+        let (o, i) = (&delta.allow_out, &delta.allow_in);
+        let (co, ci) = (&delta.cidr_out, &delta.cidr_in);
+        let (wo, wi) = (&delta.world_out, &delta.world_in);
+        zone_del.push(*id, Dir::Out, &o.del, &co.del, &wo.del);
+        zone_del.push(*id, Dir::In, &i.del, &ci.del, &wi.del);
+        zone_add.push(*id, Dir::Out, &o.add, &co.add, &wo.add);
+        zone_add.push(*id, Dir::In, &i.add, &ci.add, &wi.add);
+    }
+    for zone in &diff.created {
+        let (o, i) = (&zone.allow_out, &zone.allow_in);
+        zone_add.push(zone.id, Dir::Out, o, &zone.cidr_out, &zone.world_out);
+        zone_add.push(zone.id, Dir::In, i, &zone.cidr_in, &zone.world_in);
+    }
+
+    let (iface_del, iface_add) = pod_iface_changes(diff, new);
+    let mut changes = Vec::new();
+    let mut push = |verb, set: String, elems: Vec<Elem>| {
+        if !elems.is_empty() {
+            changes.push(SetChange { verb, set, elems });
+        }
+    };
+    for (set, elems) in del.by_set() {
+        push(Verb::Delete, set.to_owned(), elems);
+    }
+    push(Verb::Delete, POD_IFACES.to_owned(), iface_del);
+    for (set, elems) in zone_del.sets {
+        push(Verb::Delete, set, elems);
+    }
+    for (set, elems) in add.by_set() {
+        push(Verb::Add, set.to_owned(), elems);
+    }
+    push(Verb::Add, POD_IFACES.to_owned(), iface_add);
+    for (set, elems) in zone_add.sets {
+        push(Verb::Add, set, elems);
+    }
+    changes
+}
+
+/// Host interfaces to remove (no local address of `new` uses them) and to add (no
+/// local address of the old ruleset used them: its addresses are the unchanged ones
+/// of `new` and the deleted ones of `diff`). Only the interfaces the diff names are
+/// looked up, each with one pass over `new`'s local addresses.
+fn pod_iface_changes(diff: &RulesetDiff, new: &Ruleset) -> (Vec<Elem>, Vec<Elem>) {
+    let ifname = |l: &LocalAddr| l.host_ifname.clone();
+    let deleted: BTreeSet<String> = diff
+        .local
+        .del
+        .iter()
+        .filter_map(|(_, l)| ifname(l))
+        .collect();
+    let added: BTreeSet<String> = diff
+        .local
+        .add
+        .iter()
+        .filter_map(|(_, l)| ifname(l))
+        .collect();
+    if deleted.is_empty() && added.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let added_addrs: BTreeSet<&IpAddr> = diff.local.add.iter().map(|(a, _)| a).collect();
+    let mut in_new = BTreeSet::new();
+    let mut in_old = deleted.clone();
+    for (addr, local) in &new.local {
+        let Some(name) = &local.host_ifname else {
+            continue;
+        };
+        if !deleted.contains(name) && !added.contains(name) {
+            continue;
+        }
+        in_new.insert(name.clone());
+        if !added_addrs.contains(addr) {
+            in_old.insert(name.clone());
+        }
+    }
+    let elem = |name: String| Elem::plain(vec![Part::Ifname(name)]);
+    let del = deleted
+        .iter()
+        .filter(|i| !in_new.contains(*i))
+        .cloned()
+        .map(elem)
+        .collect();
+    let add = added
+        .into_iter()
+        .filter(|i| !in_old.contains(i))
+        .map(elem)
+        .collect();
+    (del, add)
+}
+
+/// Elements of the global sets and maps, in the order they were pushed.
+#[derive(Debug, Default)]
+struct Globals(Vec<(&'static str, Elem)>);
+
+impl Globals {
+    /// The elements of a local endpoint address (IPv4 only: the chains cover IPv4).
+    fn local(&mut self, addr: IpAddr, local: &LocalAddr) {
+        if !addr.is_ipv4() {
+            return;
+        }
+        let commented = Elem {
+            key: vec![Part::Addr(addr)],
+            data: None,
+            comment: cut(&local.comment),
+        };
+        for (map, dir) in [(EGRESS_V4, Dir::Out), (INGRESS_V4, Dir::In)] {
+            let chain = names::zone_chain(dir, local.zone_id);
+            let elem = Elem {
+                data: Some(Data::Jump(chain)),
+                ..commented.clone()
+            };
+            self.0.push((map, elem));
+        }
+        self.0.push((LOCAL_V4, commented.clone()));
+        if local.quarantined {
+            self.0.push((QUARANTINE_V4, commented));
+        }
+        if let Some(ifname) = &local.host_ifname {
+            let pair = vec![Part::Ifname(ifname.clone()), Part::Addr(addr)];
+            self.0.push((POD_SRC_V4, Elem::plain(pair)));
+        }
+    }
+
+    fn member(&mut self, addr: IpAddr, zone_id: u32, comment: &str) {
+        let map = if addr.is_ipv4() {
+            ZONE_OF_V4
+        } else {
+            ZONE_OF_V6
+        };
+        let elem = Elem {
+            key: vec![Part::Addr(addr)],
+            data: Some(Data::Mark(zone_id)),
+            comment: cut(comment),
+        };
+        self.0.push((map, elem));
+    }
+
+    fn cidr(&mut self, net: &IpNet) {
+        if net.addr().is_ipv4() {
+            self.0
+                .push((CIDR_V4, Elem::plain(vec![Part::Prefix(*net)])));
+        }
+    }
+
+    fn host(&mut self, addr: IpAddr) {
+        if addr.is_ipv4() {
+            self.0.push((HOST_V4, Elem::plain(vec![Part::Addr(addr)])));
+        }
+    }
+
+    /// These elements without those `other` holds identically: an element removed and
+    /// re-added unchanged (the egress element of an endpoint that is only quarantined)
+    /// is left alone.
+    fn minus(&self, other: &Self) -> Self {
+        let others: BTreeSet<&(&str, Elem)> = other.0.iter().collect();
+        Self(
+            self.0
+                .iter()
+                .filter(|e| !others.contains(e))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn by_set(self) -> BTreeMap<&'static str, Vec<Elem>> {
+        let mut sets: BTreeMap<&'static str, Vec<Elem>> = BTreeMap::new();
+        for (set, elem) in self.0 {
+            sets.entry(set).or_default().push(elem);
+        }
+        sets
+    }
+}
+
+fn cut(comment: &str) -> String {
+    super::cut_comment(comment)
+}
+
+/// The element of a set for one allowed peer, or `None` when the table cannot hold
+/// it (IPv6: the zone chains cover IPv4).
+pub fn allow_element(allow: &Allow) -> Option<(ZoneSet, Elem)> {
+    let (addr @ IpAddr::V4(_), proto, port) = allow else {
+        return None;
+    };
+    Some(if proto.has_ports() {
+        let key = vec![Part::Addr(*addr), Part::Proto(*proto), Part::Port(*port)];
+        (ZoneSet::Allow, Elem::plain(key))
+    } else {
+        (ZoneSet::AllowIcmp, Elem::plain(vec![Part::Addr(*addr)]))
+    })
+}
+
+/// The element of a CIDR set for one allowed prefix, or `None` for IPv6.
+pub fn cidr_element(cidr: &CidrAllow) -> Option<(ZoneSet, Elem)> {
+    let (net, proto, port) = cidr;
+    if !net.addr().is_ipv4() {
+        return None;
+    }
+    Some(if proto.has_ports() {
+        let key = vec![Part::Prefix(*net), Part::Proto(*proto), Part::Port(*port)];
+        (ZoneSet::Cidr, Elem::plain(key))
+    } else {
+        (ZoneSet::CidrIcmp, Elem::plain(vec![Part::Prefix(*net)]))
+    })
+}
+
+/// The element of a world set, or `None` for ICMP (a rule of the chain, not an element).
+pub fn world_element(world: &WorldPort) -> Option<Elem> {
+    let (proto, port) = world;
+    proto
+        .has_ports()
+        .then(|| Elem::plain(vec![Part::Proto(*proto), Part::Port(*port)]))
+}
+
+/// Elements grouped by the zone set that holds them.
+#[derive(Debug, Default)]
+pub struct ZoneElements {
+    pub sets: Vec<(String, Vec<Elem>)>,
+}
+
+impl ZoneElements {
+    /// The elements of `allows`, `cidrs` and `world` of zone `id` in direction `dir`.
+    pub fn push<'a>(
+        &mut self,
+        id: u32,
+        dir: Dir,
+        allows: impl IntoIterator<Item = &'a Allow>,
+        cidrs: impl IntoIterator<Item = &'a CidrAllow>,
+        world: impl IntoIterator<Item = &'a WorldPort>,
+    ) {
+        let mut by_kind: BTreeMap<ZoneSet, Vec<Elem>> = BTreeMap::new();
+        let elems = allows
+            .into_iter()
+            .filter_map(allow_element)
+            .chain(cidrs.into_iter().filter_map(cidr_element))
+            .chain(
+                world
+                    .into_iter()
+                    .filter_map(world_element)
+                    .map(|e| (ZoneSet::World, e)),
+            );
+        for (kind, elem) in elems {
+            by_kind.entry(kind).or_default().push(elem);
+        }
+        for (kind, elems) in by_kind {
+            self.sets.push((names::zone_set(kind, dir, id), elems));
+        }
+    }
+}
