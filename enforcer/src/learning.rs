@@ -181,6 +181,11 @@ impl Learning {
         self.lock().learned.clone()
     }
 
+    /// Reads the learned edges in place (no copy); `read` must be quick, ingestion waits.
+    pub fn with_learned<R>(&self, read: impl FnOnce(&LearnedEdges) -> R) -> R {
+        read(&self.lock().learned)
+    }
+
     pub fn reports(&self) -> Reports {
         self.lock().reports.clone()
     }

@@ -267,9 +267,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     served.context("the gRPC server failed")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Blocking threads (store writes, kernel changes, nft): mutations take one lock, so
+/// more threads would only wait, and every thread that allocates can keep a malloc
+/// arena of its own (resident memory that is never given back).
+const MAX_BLOCKING_THREADS: usize = 4;
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli)?;
-    run(cli).await.inspect_err(|err| tracing::error!("{err:#}"))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(run(cli))
+        .inspect_err(|err| tracing::error!("{err:#}"))
 }

@@ -13,7 +13,7 @@ use zonewarden_profiles::{Edge, Mode, Policy, Profile, ZoneName};
 use zonewarden_proto::v1;
 
 use crate::learning::Learning;
-use crate::registry::{EndpointRegistry, Snapshot, now_unix_ms};
+use crate::registry::{EndpointRegistry, now_unix_ms};
 
 /// The window learning completeness is measured over.
 pub const COMPLETENESS_WINDOW: Duration = Duration::from_secs(600);
@@ -86,10 +86,11 @@ pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::Ed
     }
 }
 
+/// A profile as the API shows it; `endpoint_count` is the number of its zone's members.
 pub fn profile_to_proto(
     profile: &Profile,
     learned: &LearnedEdges,
-    snapshot: &Snapshot,
+    endpoint_count: usize,
 ) -> v1::Profile {
     let c = learned.completeness(&profile.zone, now_unix_ms(), COMPLETENESS_WINDOW);
     v1::Profile {
@@ -115,14 +116,7 @@ pub fn profile_to_proto(
             seen_in_window: u32::try_from(c.seen_in_window).unwrap_or(u32::MAX),
             window_seconds: u32::try_from(COMPLETENESS_WINDOW.as_secs()).unwrap_or(u32::MAX),
         }),
-        endpoint_count: u32::try_from(
-            snapshot
-                .endpoints
-                .values()
-                .filter(|e| e.zone == profile.zone)
-                .count(),
-        )
-        .unwrap_or(u32::MAX),
+        endpoint_count: u32::try_from(endpoint_count).unwrap_or(u32::MAX),
     }
 }
 

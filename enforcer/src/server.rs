@@ -42,12 +42,12 @@ impl EnforcerService {
         profile: &zonewarden_profiles::Profile,
         changed: usize,
     ) -> v1::ProfileChangeResponse {
+        let members = self.registry.member_count(&profile.zone);
         v1::ProfileChangeResponse {
-            profile: Some(profile_to_proto(
-                profile,
-                &self.learning.learned(),
-                &self.registry.snapshot(),
-            )),
+            profile: Some(
+                self.learning
+                    .with_learned(|learned| profile_to_proto(profile, learned, members)),
+            ),
             changed: u32::try_from(changed).unwrap_or(u32::MAX),
         }
     }
@@ -203,16 +203,22 @@ impl Enforcer for EnforcerService {
         } else {
             Some(zone_arg(&request.zone)?)
         };
+        let mut members: std::collections::BTreeMap<&zonewarden_profiles::ZoneName, usize> =
+            Default::default();
+        for endpoint in snapshot.endpoints.values() {
+            *members.entry(&endpoint.zone).or_default() += 1;
+        }
         let profiles = snapshot
             .zone_names()
             .into_iter()
             .filter(|z| only.as_ref().is_none_or(|o| o == z))
             .map(|z| {
                 let profile = snapshot.policy.profiles.get(&z).cloned();
+                let count = members.get(&z).copied().unwrap_or(0);
                 profile_to_proto(
                     &profile.unwrap_or_else(|| zonewarden_profiles::Profile::new(z)),
                     &learned,
-                    &snapshot,
+                    count,
                 )
             })
             .collect();
@@ -410,8 +416,11 @@ impl Enforcer for EnforcerService {
                     self.audit.append(record).await;
                 }
                 Ok(Response::new(v1::ProfileChangeResponse {
-                    profile: profile
-                        .map(|p| profile_to_proto(&p, &self.learning.learned(), &snapshot)),
+                    profile: profile.map(|p| {
+                        let members = self.registry.member_count(&p.zone);
+                        self.learning
+                            .with_learned(|learned| profile_to_proto(&p, learned, members))
+                    }),
                     changed: u32::from(changed),
                 }))
             }

@@ -1,8 +1,11 @@
 //! The endpoint registry: every attachment on this node, its zone and zone id.
 //!
 //! One lock serializes mutations (persist → kernel → publish); readers take the
-//! latest [`Snapshot`] from an `arc-swap` and never wait. Mutations run on blocking
-//! threads because the store and the data plane block (fsync, `nft` processes).
+//! latest [`Snapshot`] from an `arc-swap`. A mutation only marks the snapshot stale:
+//! the first reader after it builds the new one (so a burst of changes costs one
+//! copy of the state, not one per change, and a caller reads its own writes).
+//! Mutations run on blocking threads because the store and the data plane block
+//! (fsync, `nft` processes).
 //!
 //! # Layout
 //! - [`state`]: the mutation order and its rollback.
@@ -18,6 +21,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -79,6 +83,10 @@ pub struct EndpointRegistry {
     node: String,
     state: Arc<Mutex<RegistryState>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Mutations so far (bumped under the state lock) and the count the published
+    /// snapshot reflects.
+    generation: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
     store: Arc<dyn Store>,
     dataplane: Arc<dyn RulesetDataplane>,
 }
@@ -118,6 +126,8 @@ impl EndpointRegistry {
             node,
             state: Arc::new(Mutex::new(state)),
             snapshot,
+            generation: Arc::new(AtomicU64::new(0)),
+            published: Arc::new(AtomicU64::new(0)),
             store,
             dataplane,
         })
@@ -138,7 +148,7 @@ impl EndpointRegistry {
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.policy.cidr_zones = zones;
-            self.snapshot.store(Arc::new(state.snapshot()));
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         self
     }
@@ -206,12 +216,29 @@ impl EndpointRegistry {
         self.mutate(move |state| state.set_host_addrs(addrs)).await
     }
 
+    /// The state as of the last completed mutation.
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        if self.published.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire) {
+            return self.snapshot.load_full();
+        }
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Stable while we hold the lock: mutations bump it under the lock.
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.published.load(Ordering::Acquire) != generation {
+            self.snapshot.store(Arc::new(state.snapshot()));
+            self.published.store(generation, Ordering::Release);
+        }
         self.snapshot.load_full()
     }
 
     pub fn get(&self, key: &AttachmentKey) -> Option<Endpoint> {
-        self.snapshot.load().endpoints.get(key).cloned()
+        self.snapshot().endpoints.get(key).cloned()
+    }
+
+    /// The number of endpoints of `zone`, without building a snapshot.
+    pub fn member_count(&self, zone: &ZoneName) -> usize {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.endpoints.values().filter(|e| &e.zone == zone).count()
     }
 
     /// The endpoint and every difference between the kernel and what its addresses
@@ -256,11 +283,11 @@ impl EndpointRegistry {
         mutation: impl FnOnce(&mut RegistryState) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
         let state = self.state.clone();
-        let snapshot = self.snapshot.clone();
+        let generation = self.generation.clone();
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let result = mutation(&mut state);
-            snapshot.store(Arc::new(state.snapshot()));
+            generation.fetch_add(1, Ordering::AcqRel);
             result
         })
         .await
