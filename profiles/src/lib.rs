@@ -15,6 +15,7 @@
 //! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
 //! - [`ruleset`]: the compiled data plane as a typed model.
 //! - [`diff`]: ruleset differences (one kernel transaction) and learned-vs-approved.
+//! - [`incremental`]: the ruleset kept up to date change by change, at the cost of the change.
 
 pub mod derive;
 pub mod diff;
@@ -22,6 +23,7 @@ pub mod edge;
 pub mod endpoint;
 pub mod event;
 pub mod export;
+pub mod incremental;
 pub mod learned;
 pub mod policy;
 pub mod profile;
