@@ -6,6 +6,7 @@
 
 use tracing::{error, info};
 use zonewarden_profiles::export::{self, ProfileDelta, ProfileDocument};
+use zonewarden_profiles::incremental::Change;
 use zonewarden_profiles::profile::Actor;
 use zonewarden_profiles::{Profile, ZoneName};
 
@@ -74,12 +75,25 @@ impl RegistryState {
                 .profiles
                 .insert(profile.zone.clone(), profile.clone());
         }
-        let desired = self.desired();
-        if let Err(source) = self.dataplane.apply_between(&self.applied, &desired) {
+        let changes: Vec<Change<'_>> = changed
+            .iter()
+            .map(|(old, new)| Change::ProfileChanged {
+                zone: &new.zone,
+                old: old.as_ref(),
+            })
+            .collect();
+        if let Err(source) = self.apply(&changes) {
             self.restore_profiles(&changed);
+            let inverse: Vec<Change<'_>> = changed
+                .iter()
+                .map(|(_, new)| Change::ProfileChanged {
+                    zone: &new.zone,
+                    old: Some(new),
+                })
+                .collect();
+            self.undo(&inverse);
             return Err(RegistryError::Kernel(source));
         }
-        self.applied = desired;
         info!(zones = changed.len(), "profiles imported");
         Ok(outcome)
     }

@@ -121,6 +121,7 @@ impl EndpointRegistry {
             settings,
         )?;
         state.host_addrs = host_addrs;
+        state.recompile();
         let snapshot = Arc::new(ArcSwap::from_pointee(state.snapshot()));
         Ok(Self {
             node,
@@ -148,6 +149,7 @@ impl EndpointRegistry {
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.policy.cidr_zones = zones;
+            state.recompile();
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         self
@@ -257,7 +259,7 @@ impl EndpointRegistry {
             let wanted = state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .applied
+                .applied()
                 .clone();
             let kernel = dataplane.read().map_err(RegistryError::Kernel)?.ruleset;
             Ok(check::problems(&checked, &wanted, &kernel))

@@ -3,6 +3,10 @@
 //! publish. When the kernel step fails the store is rolled back, so a failed ADD or a
 //! failed approval leaves nothing behind.
 //!
+//! The ruleset is kept compiled by [`Incremental`]: a change recompiles only what it
+//! touches and yields the diff the kernel needs; a failed change is undone by telling
+//! the compiler the inverse change.
+//!
 //! Only [`super::EndpointRegistry`] holds this, behind one lock: mutations never
 //! interleave.
 
@@ -12,12 +16,14 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 use zonewarden_profiles::diff::RulesetDiff;
+use zonewarden_profiles::incremental::{Change, Incremental, State};
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
 use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
 
 use super::RegistryError;
 use super::snapshot::Snapshot;
+use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoredState, ZoneIds};
 
@@ -30,8 +36,11 @@ pub struct RegistryState {
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
     pub host_addrs: Vec<IpAddr>,
-    /// The ruleset the kernel holds (as far as the last successful transaction knows).
-    pub applied: Ruleset,
+    /// The compiled ruleset of the current state. Once `synced`, the kernel holds it
+    /// (as far as the last successful transaction knows).
+    pub compiled: Incremental,
+    /// Whether the kernel has been reconciled with `compiled` since the start.
+    pub synced: bool,
     /// Cuts the open connections of an address that was just quarantined.
     pub flush_connections: fn(IpAddr) -> usize,
 }
@@ -58,7 +67,7 @@ impl RegistryState {
             .into_iter()
             .map(|p| (p.zone.clone(), p))
             .collect();
-        Ok(Self {
+        let mut state = Self {
             node,
             store,
             dataplane,
@@ -75,9 +84,55 @@ impl RegistryState {
             },
             quarantined: stored.quarantined,
             host_addrs: Vec::new(),
-            applied: Ruleset::default(),
+            compiled: Incremental::new(&State {
+                node: "",
+                policy: &Policy::default(),
+                endpoints: &BTreeMap::new(),
+                zone_id: &|_| None,
+                host_addrs: &[],
+                quarantined_endpoints: &BTreeSet::new(),
+            }),
+            synced: false,
             flush_connections: crate::conntrack::flush,
-        })
+        };
+        state.recompile();
+        Ok(state)
+    }
+
+    /// Compiles the whole state again: at the start and when what changes only with a
+    /// rebuild (CIDR zones, node settings) changed.
+    pub fn recompile(&mut self) {
+        let zone_ids = &self.zone_ids;
+        let zone_id = |z: &ZoneName| zone_ids.get(z);
+        self.compiled = Incremental::new(&State {
+            node: &self.node,
+            policy: &self.policy,
+            endpoints: &self.endpoints,
+            zone_id: &zone_id,
+            host_addrs: &self.host_addrs,
+            quarantined_endpoints: &self.quarantined,
+        });
+    }
+
+    /// Takes changes already made to the state into the compiled ruleset; returns the
+    /// diff from the previous one.
+    fn update(&mut self, changes: &[Change<'_>]) -> RulesetDiff {
+        let zone_ids = &self.zone_ids;
+        let zone_id = |z: &ZoneName| zone_ids.get(z);
+        let state = State {
+            node: &self.node,
+            policy: &self.policy,
+            endpoints: &self.endpoints,
+            zone_id: &zone_id,
+            host_addrs: &self.host_addrs,
+            quarantined_endpoints: &self.quarantined,
+        };
+        self.compiled.update(&state, changes)
+    }
+
+    /// The ruleset in force.
+    pub fn applied(&self) -> &Ruleset {
+        self.compiled.ruleset()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -100,8 +155,10 @@ impl RegistryState {
             .collect()
     }
 
-    /// The ruleset the current state wants in the kernel. When two endpoints claim one
-    /// address, the newest wins (a runtime may reuse it before the old DEL arrives).
+    /// The ruleset the current state wants in the kernel, compiled from scratch (the
+    /// reference the incremental compiler is checked against). When two endpoints
+    /// claim one address, the newest wins (a runtime may reuse it before the old DEL
+    /// arrives).
     pub fn desired(&self) -> Ruleset {
         let mut endpoints: Vec<Endpoint> = self.endpoints.values().cloned().collect();
         endpoints.sort_by_key(|e| e.created_unix_ms);
@@ -120,48 +177,54 @@ impl RegistryState {
         })
     }
 
-    /// Makes the kernel hold the desired ruleset, by difference from what it holds.
+    /// Makes the kernel hold the compiled ruleset, by difference from what it holds;
+    /// returns how many endpoints and zones changed.
     pub fn reconcile(&mut self) -> Result<usize, RegistryError> {
-        let view = self
-            .dataplane
-            .ensure_base(&self.policy.settings)
-            .map_err(RegistryError::Kernel)?;
-        let desired = self.desired();
-        let changes = RulesetDiff::between(&view.ruleset, &desired);
+        self.reconcile_kernel().map_err(RegistryError::Kernel)
+    }
+
+    fn reconcile_kernel(&mut self) -> Result<usize, NftError> {
+        let view = self.dataplane.ensure_base(&self.policy.settings)?;
+        let desired = self.compiled.ruleset();
+        let changes = RulesetDiff::between(&view.ruleset, desired);
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()
             + changes.removed.len();
-        self.dataplane
-            .apply(&changes, &desired)
-            .map_err(RegistryError::Kernel)?;
-        self.applied = desired;
+        self.dataplane.apply(&changes, desired)?;
+        self.synced = true;
         Ok(count)
     }
 
-    /// Moves the kernel to the current state's ruleset; on failure nothing changed.
-    fn apply(&mut self) -> Result<(), crate::nft::NftError> {
-        let desired = self.desired();
-        let diff = RulesetDiff::between(&self.applied, &desired);
-        self.dataplane.apply(&diff, &desired)?;
-        let newly_quarantined: Vec<IpAddr> = desired
+    /// Takes `changes` (already made to the state) into the compiled ruleset and the
+    /// kernel. On failure the kernel is unchanged and the caller restores the state
+    /// and calls [`Self::undo`] with the inverse changes.
+    pub(super) fn apply(&mut self, changes: &[Change<'_>]) -> Result<(), NftError> {
+        let diff = self.update(changes);
+        if !self.synced {
+            // Nothing was reconciled yet: the whole ruleset goes in.
+            return self.reconcile_kernel().map(drop);
+        }
+        self.dataplane.apply(&diff, self.compiled.ruleset())?;
+        let was_quarantined: BTreeSet<&IpAddr> = diff
             .local
+            .del
             .iter()
-            .filter(|(addr, l)| {
-                l.quarantined
-                    && !self
-                        .applied
-                        .local
-                        .get(addr)
-                        .is_some_and(|old| old.quarantined)
-            })
-            .map(|(addr, _)| *addr)
+            .filter(|(_, l)| l.quarantined)
+            .map(|(a, _)| a)
             .collect();
-        self.applied = desired;
-        for addr in newly_quarantined {
-            (self.flush_connections)(addr);
+        for (addr, local) in &diff.local.add {
+            if local.quarantined && !was_quarantined.contains(addr) {
+                (self.flush_connections)(*addr);
+            }
         }
         Ok(())
+    }
+
+    /// Takes the inverse of a failed change (the state is restored already) back into
+    /// the compiled ruleset, which then equals what the kernel holds again.
+    pub(super) fn undo(&mut self, inverse: &[Change<'_>]) {
+        self.update(inverse);
     }
 
     /// Registers or replaces an endpoint.
@@ -181,11 +244,16 @@ impl RegistryState {
             return Err(err.into());
         }
         self.endpoints.insert(key.clone(), endpoint.clone());
-        if let Err(source) = self.apply() {
+        let mut changes: Vec<Change<'_>> = old.iter().map(Change::EndpointRemoved).collect();
+        changes.push(Change::EndpointAdded(&endpoint));
+        if let Err(source) = self.apply(&changes) {
             match &old {
                 Some(old) => self.endpoints.insert(key.clone(), old.clone()),
                 None => self.endpoints.remove(&key),
             };
+            let mut inverse = vec![Change::EndpointRemoved(&endpoint)];
+            inverse.extend(old.iter().map(Change::EndpointAdded));
+            self.undo(&inverse);
             let restored = match &old {
                 Some(old) => self.store.save_endpoint(old),
                 None => self.store.delete_endpoint(&key),
@@ -212,8 +280,9 @@ impl RegistryState {
         };
         self.store.delete_endpoint(key)?;
         self.endpoints.remove(key);
-        if let Err(source) = self.apply() {
+        if let Err(source) = self.apply(&[Change::EndpointRemoved(&old)]) {
             self.endpoints.insert(key.clone(), old.clone());
+            self.undo(&[Change::EndpointAdded(&old)]);
             if let Err(err) = self.store.save_endpoint(&old) {
                 error!(%key, ?err, "cannot restore the record after a failed DEL; its elements are removed at the next start");
             }
@@ -245,7 +314,10 @@ impl RegistryState {
         }
         self.store.save_profile(&profile)?;
         self.policy.profiles.insert(zone.clone(), profile.clone());
-        if let Err(source) = self.apply() {
+        if let Err(source) = self.apply(&[Change::ProfileChanged {
+            zone,
+            old: old.as_ref(),
+        }]) {
             let restored = match &old {
                 Some(old) => {
                     self.policy.profiles.insert(zone.clone(), old.clone());
@@ -256,6 +328,10 @@ impl RegistryState {
                     self.store.save_profile(&Profile::new(zone.clone()))
                 }
             };
+            self.undo(&[Change::ProfileChanged {
+                zone,
+                old: Some(&profile),
+            }]);
             if let Err(err) = restored {
                 error!(%zone, ?err, "cannot restore the profile after a failed change; fix the state directory");
             }
@@ -288,8 +364,9 @@ impl RegistryState {
             return Ok(false);
         }
         self.store.save_quarantined(&self.quarantined)?;
-        if let Err(source) = self.apply() {
+        if let Err(source) = self.apply(&[Change::EndpointQuarantine(container_id)]) {
             self.quarantined = before;
+            self.undo(&[Change::EndpointQuarantine(container_id)]);
             if let Err(err) = self.store.save_quarantined(&self.quarantined) {
                 error!(
                     ?err,
@@ -307,8 +384,9 @@ impl RegistryState {
             return Ok(());
         }
         let before = std::mem::replace(&mut self.host_addrs, addrs);
-        if let Err(source) = self.apply() {
-            self.host_addrs = before;
+        if let Err(source) = self.apply(&[Change::HostAddrs { old: &before }]) {
+            let wanted = std::mem::replace(&mut self.host_addrs, before);
+            self.undo(&[Change::HostAddrs { old: &wanted }]);
             return Err(RegistryError::Kernel(source));
         }
         Ok(())

@@ -344,3 +344,79 @@ async fn quarantine_of_an_endpoint_and_its_undo() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::UnknownEndpoint(_)), "{err}");
 }
+
+/// The incrementally compiled ruleset equals a compile from scratch after every change,
+/// successful or refused by the kernel, and the kernel holds it.
+#[tokio::test]
+async fn incremental_compilation_follows_every_change_and_every_undo() {
+    let f = fixture();
+    f.registry.sync_kernel().await.unwrap();
+    let check = |what: &str| {
+        let state = f.registry.state.lock().unwrap();
+        let desired = state.desired();
+        assert_eq!(
+            state.applied(),
+            &desired,
+            "{what}: compiled vs from scratch"
+        );
+        assert_eq!(
+            f.dataplane.ruleset(),
+            crate::nft::ruleset::representable(&desired),
+            "{what}: the kernel holds it"
+        );
+    };
+    let edge = |e: &str| e.parse::<zonewarden_profiles::Edge>().unwrap();
+    for (i, zone) in ["shop/web", "shop/db", "shop/web"].into_iter().enumerate() {
+        let ip = format!("10.0.0.{}/32", i + 2);
+        f.registry
+            .add(request(&format!("c{i}"), zone, &[&ip]))
+            .await
+            .unwrap();
+        check("add");
+    }
+    let web = ZoneName::parse("shop/web").unwrap();
+    let approve = |edges: Vec<zonewarden_profiles::Edge>| {
+        let zone = web.clone();
+        f.registry
+            .change_profile(zone, move |p| p.approve(edges, &actor()))
+    };
+    approve(vec![
+        edge("shop/web->shop/db:5432/tcp"),
+        edge("shop/db->shop/web:80/tcp"),
+    ])
+    .await
+    .unwrap();
+    check("approve");
+    f.dataplane.fail_next(1);
+    approve(vec![edge("shop/web->world:443/tcp")])
+        .await
+        .unwrap_err();
+    check("a refused approval");
+    f.dataplane.fail_next(1);
+    f.registry
+        .add(request("c9", "shop/cache", &["10.0.0.9/32"]))
+        .await
+        .unwrap_err();
+    check("a refused add of a new zone");
+    f.dataplane.fail_next(1);
+    f.registry.del(key("c1")).await.unwrap_err();
+    check("a refused del");
+    f.registry
+        .add(request("c0", "shop/db", &["10.0.0.2/32"]))
+        .await
+        .unwrap();
+    check("an endpoint replaced into another zone");
+    f.registry
+        .quarantine_endpoint("c2".into(), true)
+        .await
+        .unwrap();
+    check("quarantine");
+    f.registry
+        .set_host_addrs(vec!["192.0.2.1".parse().unwrap()])
+        .await
+        .unwrap();
+    check("host addresses");
+    f.registry.del(key("c1")).await.unwrap();
+    f.registry.del(key("c2")).await.unwrap();
+    check("del");
+}
