@@ -13,25 +13,39 @@ use crate::ipam::Target;
 use crate::link;
 
 pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
+    if inv.conf.mode != Mode::Routed {
+        return deregister(inv);
+    }
+    // Deleting the host side removes its peer and its routes, wherever the netns is.
+    // The kernel makes that wait for RCU grace periods (about as long as the rest of
+    // DEL together), so it runs beside the lease release and the deregistration,
+    // which do not depend on it.
+    let host_ifname = inv.host_ifname();
+    let (veth, ipam, enforcer) = std::thread::scope(|scope| {
+        let veth = scope.spawn(|| link::teardown_routed(&host_ifname));
+        let ipam = match inv.ipam() {
+            Some(ipam) => ipam.run("DEL", &Target::default()).map(drop),
+            None => Ok(()),
+        };
+        let enforcer = deregister(inv);
+        let veth = veth
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (veth, ipam, enforcer)
+    });
     let mut first_error = None;
-    if inv.conf.mode == Mode::Routed {
-        // Release the lease before anything else (it needs no netns).
-        if let Some(ipam) = inv.ipam()
-            && let Err(e) = ipam.run("DEL", &Target::default())
-        {
-            tracing::error!(err = %e, "releasing the IPAM lease failed");
-            first_error = Some(e);
-        }
-        // Deleting the host side removes its peer and its routes, wherever the netns is.
-        match link::teardown_routed(&inv.host_ifname()) {
-            Ok(removed) => tracing::debug!(removed, "host veth"),
-            Err(e) => {
-                tracing::error!(err = %e, "deleting the veth failed");
-                first_error.get_or_insert(from_link(e));
-            }
+    if let Err(e) = ipam {
+        tracing::error!(err = %e, "releasing the IPAM lease failed");
+        first_error = Some(e);
+    }
+    match veth {
+        Ok(removed) => tracing::debug!(removed, "host veth"),
+        Err(e) => {
+            tracing::error!(err = %e, "deleting the veth failed");
+            first_error.get_or_insert(from_link(e));
         }
     }
-    deregister(inv)?;
+    enforcer?;
     first_error.map_or(Ok(()), Err)
 }
 
