@@ -1,10 +1,12 @@
-//! One netlink connection per call, on a thread of its own, and link lookups.
+//! One netlink connection per call, on a thread of its own (in the caller's namespace
+//! or in a pod's), and link lookups.
 //!
 //! A new thread inherits the network namespace of the thread that spawns it, so running
 //! the connection on a scoped thread keeps the caller's namespace while never nesting a
 //! tokio runtime inside the caller's.
 
 use std::future::Future;
+use std::path::Path;
 
 use futures::TryStreamExt;
 use nix::errno::Errno;
@@ -12,6 +14,7 @@ use rtnetlink::Handle;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use super::error::{LinkError, is_errno};
+use crate::netns::run_in_netns;
 
 /// Runs `work` with a fresh netlink handle in the calling thread's network namespace.
 pub(crate) fn with_handle<T, F, Fut>(work: F) -> Result<T, LinkError>
@@ -23,24 +26,43 @@ where
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("zw-netlink".to_owned())
-            .spawn_scoped(scope, move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .build()
-                    .map_err(|source| LinkError::Runtime { source })?;
-                runtime.block_on(async move {
-                    let (connection, handle, _) = rtnetlink::new_connection()
-                        .map_err(|source| LinkError::Runtime { source })?;
-                    let driver = tokio::spawn(connection);
-                    let result = work(handle).await;
-                    driver.abort();
-                    result
-                })
-            })
+            .spawn_scoped(scope, move || on_this_thread(work))
             .map_err(|source| LinkError::Runtime { source })?;
         worker
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Runs `work` with a fresh netlink handle on a thread inside the network namespace
+/// at `netns` (one thread: it enters the namespace and runs the connection).
+pub(crate) fn with_handle_in<T, F, Fut>(netns: &Path, work: F) -> Result<T, LinkError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, LinkError>>,
+{
+    run_in_netns(netns, move || on_this_thread(work))?
+}
+
+/// A current-thread runtime and one connection on the calling thread, which must not
+/// be inside another runtime.
+fn on_this_thread<T, F, Fut>(work: F) -> Result<T, LinkError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, LinkError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|source| LinkError::Runtime { source })?;
+    runtime.block_on(async move {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|source| LinkError::Runtime { source })?;
+        let driver = tokio::spawn(connection);
+        let result = work(handle).await;
+        driver.abort();
+        result
     })
 }
 

@@ -9,40 +9,67 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 use tracing::{debug, warn};
 
 use super::error::{LinkError, is_errno};
-use super::netlink::{delete_link, find_link, link_mac, with_handle};
+use super::netlink::{delete_link, find_link, link_mac, with_handle, with_handle_in};
 use super::{HOST_MAC, RoutedLinks, RoutedSpec, format_mac, host_prefix, routes, sysctl};
-use crate::netns::{open_netns, run_in_netns};
+use crate::netns::open_netns;
 
 /// Builds the pair for `spec`, replacing a stale host end of the same name. The caller's
 /// thread must be in the host network namespace. On failure after the pair exists, the
 /// pair is deleted again.
+///
+/// Two netlink connections in all: one on the host (stale end, pair, host end up, host
+/// routes) and one in the pod (its end up, addresses, routes, neighbour).
 pub fn setup_routed(spec: &RoutedSpec) -> Result<RoutedLinks, LinkError> {
     validate_ifname(&spec.ifname)?;
     validate_ifname(&spec.host_ifname)?;
     let addrs: Vec<IpNet> = spec.addrs.iter().map(host_prefix).collect();
-    if teardown_routed(&spec.host_ifname)? {
-        debug!(host = %spec.host_ifname, "removed a stale host veth");
-    }
-    let ifname = spec.ifname.clone();
-    let exists = run_in_netns(&spec.netns, move || {
-        with_handle(|handle| async move { Ok(find_link(&handle, &ifname).await?.is_some()) })
-    })??;
-    if exists {
-        return Err(LinkError::PodInterfaceExists {
-            ifname: spec.ifname.clone(),
-            netns: spec.netns.clone(),
-        });
-    }
     let netns = open_netns(&spec.netns)?;
     let fd = netns.as_raw_fd();
-    with_handle(|handle| async move { create_pair(&handle, spec, fd).await })?;
-    drop(netns);
-    configure(spec, &addrs).inspect_err(|err| {
-        warn!(%err, host = %spec.host_ifname, "veth setup failed; removing the pair");
-        if let Err(cleanup) = teardown_routed(&spec.host_ifname) {
-            warn!(err = %cleanup, host = %spec.host_ifname, "could not remove the half-made veth");
+    let host = spec.host_ifname.as_str();
+    let host_addrs = &addrs;
+    let host_link = with_handle(|handle| async move {
+        if delete_link(&handle, host).await? {
+            debug!(host, "removed a stale host veth");
         }
-    })
+        // An existing CNI_IFNAME in the pod makes the kernel refuse the pair (EEXIST).
+        create_pair(&handle, spec, fd).await?;
+        let configured = async {
+            let link = find_link(&handle, host)
+                .await?
+                .ok_or_else(|| LinkError::Vanished {
+                    ifname: host.to_owned(),
+                })?;
+            routes::set_up(&handle, link.header.index, host).await?;
+            routes::add_host_routes(&handle, link.header.index, host, host_addrs).await?;
+            Ok(link)
+        };
+        match configured.await {
+            Ok(link) => Ok(link),
+            Err(err) => {
+                remove_half_made(&handle, host, &err).await;
+                Err(err)
+            }
+        }
+    })?;
+    drop(netns);
+    configure(spec, &addrs)
+        .map(|pod_mac| RoutedLinks {
+            host_mac: format_mac(link_mac(&host_link)),
+            pod_mac,
+        })
+        .inspect_err(|err| {
+            warn!(%err, host, "veth setup failed; removing the pair");
+            if let Err(cleanup) = teardown_routed(host) {
+                warn!(err = %cleanup, host, "could not remove the half-made veth");
+            }
+        })
+}
+
+async fn remove_half_made(handle: &Handle, host: &str, err: &LinkError) {
+    warn!(%err, host, "veth setup failed; removing the pair");
+    if let Err(cleanup) = delete_link(handle, host).await {
+        warn!(err = %cleanup, host, "could not remove the half-made veth");
+    }
 }
 
 /// Deletes the host end named `host_ifname` (and with it the pod end and the host
@@ -75,32 +102,12 @@ async fn create_pair(handle: &Handle, spec: &RoutedSpec, netns_fd: RawFd) -> Res
     }
 }
 
-/// Everything after the pair exists: sysctls, both ends up, addresses and routes.
-fn configure(spec: &RoutedSpec, addrs: &[IpNet]) -> Result<RoutedLinks, LinkError> {
+/// The host end's sysctls and the pod end; returns the pod end's MAC address.
+fn configure(spec: &RoutedSpec, addrs: &[IpNet]) -> Result<String, LinkError> {
     sysctl::configure_host(&spec.host_ifname, addrs)?;
-    let host = spec.host_ifname.as_str();
-    let host_link = with_handle(|handle| async move {
-        let link = find_link(&handle, host)
-            .await?
-            .ok_or_else(|| LinkError::Vanished {
-                ifname: host.to_owned(),
-            })?;
-        routes::set_up(&handle, link.header.index, host).await?;
-        Ok(link)
-    })?;
     let (ifname, pod_addrs) = (spec.ifname.clone(), addrs.to_vec());
-    let pod_mac = run_in_netns(&spec.netns, move || {
-        with_handle(
-            |handle| async move { routes::configure_pod(&handle, &ifname, &pod_addrs).await },
-        )
-    })??;
-    let index = host_link.header.index;
-    with_handle(
-        |handle| async move { routes::add_host_routes(&handle, index, host, addrs).await },
-    )?;
-    Ok(RoutedLinks {
-        host_mac: format_mac(link_mac(&host_link)),
-        pod_mac,
+    with_handle_in(&spec.netns, move |handle| async move {
+        routes::configure_pod(&handle, &ifname, &pod_addrs).await
     })
 }
 
