@@ -103,9 +103,9 @@ pub async fn replay_once(
                 if let Some(endpoint) = &removed {
                     let note =
                         Note::new("root", "replayed a DEL queued while the enforcer was away");
-                    let snapshot = registry.snapshot();
+                    let version = registry.profile_version(&endpoint.zone);
                     audit
-                        .endpoint_changed(&note, Action::EndpointDel, endpoint, &snapshot)
+                        .endpoint_changed(&note, Action::EndpointDel, endpoint, version)
                         .await;
                 }
                 if let Err(err) = tokio::fs::remove_file(&path).await {

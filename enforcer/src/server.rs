@@ -85,9 +85,9 @@ impl Enforcer for EnforcerService {
             status_of(err)
         })?;
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
-        let snapshot = self.registry.snapshot();
+        let version = self.registry.profile_version(&endpoint.zone);
         self.audit
-            .endpoint_changed(&note, Action::EndpointAdd, &endpoint, &snapshot)
+            .endpoint_changed(&note, Action::EndpointAdd, &endpoint, version)
             .await;
         Ok(Response::new(v1::AddEndpointResponse {
             endpoint: Some(endpoint_to_proto(&endpoint)),
@@ -106,9 +106,9 @@ impl Enforcer for EnforcerService {
         })?;
         info!(%key, removed = removed.is_some(), "endpoint deleted");
         if let Some(endpoint) = &removed {
-            let snapshot = self.registry.snapshot();
+            let version = self.registry.profile_version(&endpoint.zone);
             self.audit
-                .endpoint_changed(&note, Action::EndpointDel, endpoint, &snapshot)
+                .endpoint_changed(&note, Action::EndpointDel, endpoint, version)
                 .await;
         }
         Ok(Response::new(v1::DelEndpointResponse {

@@ -4,7 +4,7 @@ use zonewarden_profiles::{Endpoint, Profile};
 
 use super::entry::{Action, AuditRecord};
 use super::log::AuditLog;
-use crate::registry::{Snapshot, now_unix_ms};
+use crate::registry::now_unix_ms;
 
 /// Who asked for a change (peer credentials) and why (the request's comment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,14 +202,9 @@ impl AuditLog {
         note: &Note,
         action: Action,
         ep: &Endpoint,
-        snapshot: &Snapshot,
+        profile_version: u64,
     ) {
-        let version = snapshot
-            .policy
-            .profiles
-            .get(&ep.zone)
-            .map_or(0, |p| p.version);
-        self.append(endpoint(note, action, ep, version, endpoint_detail(ep)))
+        self.append(endpoint(note, action, ep, profile_version, endpoint_detail(ep)))
             .await;
     }
 

@@ -237,6 +237,12 @@ impl EndpointRegistry {
         self.snapshot().endpoints.get(key).cloned()
     }
 
+    /// The version of `zone`'s profile (0: none), without building a snapshot.
+    pub fn profile_version(&self, zone: &ZoneName) -> u64 {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.policy.version(zone)
+    }
+
     /// The number of endpoints of `zone`, without building a snapshot.
     pub fn member_count(&self, zone: &ZoneName) -> usize {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
