@@ -36,7 +36,10 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
             ifname: "eth0".into(),
         };
         let t = Instant::now();
-        rt.block_on(c.del_endpoint(v1::DelEndpointRequest { key: Some(key) }))?;
+        rt.block_on(c.del_endpoint(v1::DelEndpointRequest {
+            key: Some(key),
+            retire_host_link: false,
+        }))?;
         del.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let ports = usize::from(UPDATE_PORTS.1 - UPDATE_PORTS.0 + 1);

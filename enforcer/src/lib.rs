@@ -16,6 +16,7 @@
 //! - [`learning`]: logged connections become learned edges and reports.
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
+//! - [`hostlink`]: host veths of deleted routed endpoints, retired off the DEL path.
 //! - [`conntrack`]: cutting the open connections of quarantined addresses.
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
 //! - [`flows`]: the live stream of logged connections (`WatchFlows`).
@@ -28,6 +29,7 @@ pub mod conntrack;
 pub mod convert;
 pub mod flows;
 pub mod host;
+pub mod hostlink;
 pub mod import;
 pub mod learning;
 pub mod nflog;

@@ -250,12 +250,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     });
     info!(socket = %cli.socket.display(), "serving");
+    let mut service = EnforcerService::new(registry, learning.clone()).with_audit(audit.clone());
+    match zonewarden_enforcer::hostlink::HostLinks::start() {
+        Ok(links) => service = service.with_host_links(links),
+        Err(err) => tracing::warn!(
+            %err,
+            "cannot open a route netlink socket; DEL deletes host veths in the plugin (slower)"
+        ),
+    }
     let served = tonic::transport::Server::builder()
-        .add_service(
-            EnforcerService::new(registry, learning.clone())
-                .with_audit(audit.clone())
-                .into_server(),
-        )
+        .add_service(service.into_server())
         .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;

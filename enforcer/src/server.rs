@@ -1,7 +1,9 @@
 //! The `zonewarden.v1.Enforcer` gRPC service on top of the [`EndpointRegistry`].
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_server::Enforcer;
 
@@ -10,6 +12,7 @@ use crate::audit::{Action, AuditLog, Note};
 use crate::convert::{
     add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
 };
+use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{
     actor, diff, edges_arg, list_edges, mode_arg, profile_to_proto, unapproved, who, zone_arg,
@@ -20,6 +23,7 @@ pub struct EnforcerService {
     registry: EndpointRegistry,
     learning: Learning,
     audit: AuditLog,
+    host_links: Option<Arc<HostLinks>>,
 }
 
 impl EnforcerService {
@@ -28,6 +32,7 @@ impl EnforcerService {
             registry,
             learning,
             audit: AuditLog::disabled(),
+            host_links: None,
         }
     }
 
@@ -35,6 +40,40 @@ impl EnforcerService {
     pub fn with_audit(mut self, audit: AuditLog) -> Self {
         self.audit = audit;
         self
+    }
+
+    /// Lets DEL hand the deletion of routed endpoints' host veths to the enforcer.
+    pub fn with_host_links(mut self, host_links: HostLinks) -> Self {
+        self.host_links = Some(Arc::new(host_links));
+        self
+    }
+
+    /// Retires the host veth of a deleted routed endpoint; whether it did.
+    async fn retire_host_link(&self, endpoint: &zonewarden_profiles::Endpoint) -> bool {
+        let (Some(links), Some(name)) = (self.host_links.clone(), endpoint.host_ifname.clone())
+        else {
+            return false;
+        };
+        if endpoint.attach_mode != zonewarden_profiles::AttachMode::Routed {
+            return false;
+        }
+        let addrs: Vec<std::net::IpAddr> = endpoint.addrs().collect();
+        let retired =
+            tokio::task::spawn_blocking(move || links.retire(&name, &addrs).map(|_| name)).await;
+        match retired {
+            Ok(Ok(name)) => {
+                debug!(host = %name, "host veth retired: routes removed, link deleted in the background");
+                true
+            }
+            Ok(Err(err)) => {
+                warn!(%err, "cannot retire the host veth; the plugin deletes it");
+                false
+            }
+            Err(err) => {
+                warn!(%err, "the host veth task failed; the plugin deletes it");
+                false
+            }
+        }
     }
 
     fn change_response(
@@ -99,7 +138,9 @@ impl Enforcer for EnforcerService {
         request: Request<v1::DelEndpointRequest>,
     ) -> Result<Response<v1::DelEndpointResponse>, Status> {
         let note = Note::new(who(&request), "");
-        let key = key_from_proto(request.into_inner().key)?;
+        let request = request.into_inner();
+        let retire = request.retire_host_link;
+        let key = key_from_proto(request.key)?;
         let removed = self.registry.del(key.clone()).await.map_err(|err| {
             warn!(%key, %err, "DEL failed");
             status_of(err)
@@ -111,9 +152,14 @@ impl Enforcer for EnforcerService {
                 .endpoint_changed(&note, Action::EndpointDel, endpoint, version)
                 .await;
         }
+        let host_link_retired = match &removed {
+            Some(endpoint) if retire => self.retire_host_link(endpoint).await,
+            _ => false,
+        };
         Ok(Response::new(v1::DelEndpointResponse {
             removed: removed.is_some(),
             endpoint: removed.as_ref().map(endpoint_to_proto),
+            host_link_retired,
         }))
     }
 
@@ -608,7 +654,10 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("zonewarden.io/zone"), "{err}");
 
-        let del = v1::DelEndpointRequest { key: key("c1") };
+        let del = v1::DelEndpointRequest {
+            key: key("c1"),
+            retire_host_link: false,
+        };
         assert!(
             client
                 .del_endpoint(del.clone())

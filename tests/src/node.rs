@@ -180,6 +180,14 @@ impl Node {
             .collect()
     }
 
+    /// Waits until no host veth is left: after DEL the enforcer deletes them in the
+    /// background (their routes go at once).
+    pub fn wait_veths_gone(&self, what: &str) {
+        crate::wait::until(what, std::time::Duration::from_secs(10), || {
+            self.host_veths().is_empty()
+        });
+    }
+
     /// Leases host-local holds for `network`.
     pub fn leases(&self, network: &str) -> Vec<String> {
         lease_files(&self.ipam_dir().join(network))

@@ -118,11 +118,7 @@ fn fifty_concurrent_adds_then_dels_leak_nothing() {
             });
         }
     });
-    assert!(
-        node.host_veths().is_empty(),
-        "veths leaked: {:?}",
-        node.host_veths()
-    );
+    node.wait_veths_gone("the 50 retired veths to go");
     assert!(
         node.leases(NET).is_empty(),
         "leases leaked: {:?}",

@@ -82,16 +82,14 @@ fn two_pods_talk_check_and_clean_up() {
         list.del(&node, at, &rt, None)
             .unwrap_or_else(|o| panic!("second DEL: {o:?}"));
     }
-    assert!(
-        node.host_veths().is_empty(),
-        "no veth may remain: {:?}",
-        node.host_veths()
-    );
+    // The routes go before DEL returns (a new pod may get the address at once); the
+    // veths a moment later (the enforcer deletes them in the background).
     let routes = node.netns.ip(&["route", "show"]);
     assert!(
         !routes.contains(&ip_a) && !routes.contains(&ip_b),
         "no pod route may remain: {routes}"
     );
+    node.wait_veths_gone("the retired veths to go");
     assert!(
         node.leases(NET).is_empty(),
         "no lease may remain: {:?}",
@@ -128,7 +126,7 @@ fn del_without_netns_prev_result_or_add() {
     gone.netns = String::new();
     list.del(&node, &gone, &rt, Some(&res))
         .unwrap_or_else(|o| panic!("DEL without netns: {o:?}"));
-    assert!(node.host_veths().is_empty());
+    node.wait_veths_gone("the veth to go after a DEL without netns");
     assert!(node.leases(NET).is_empty());
     // ADD, delete the netns, then DEL.
     let pod2 = Netns::new("p2");
@@ -138,8 +136,42 @@ fn del_without_netns_prev_result_or_add() {
     drop(pod2);
     list.del(&node, &at2, &rt, None)
         .unwrap_or_else(|o| panic!("DEL after the netns is gone: {o:?}"));
-    assert!(node.host_veths().is_empty(), "{:?}", node.host_veths());
+    node.wait_veths_gone("the veth to go after the netns");
     assert!(node.endpoints().is_empty());
+}
+
+/// The enforcer deletes a retired veth by its interface index: an ADD of the same
+/// container right after DEL (same host veth name, same pod netns) replaces the old
+/// pair itself and keeps its new one.
+#[test]
+fn add_right_after_del_keeps_the_new_veth() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, SUBNET);
+    let pod = Netns::new("again");
+    let rt = json!({});
+    let at = Attachment::new("again", &pod);
+    for round in 0..3 {
+        list.add(&node, &at, &rt)
+            .unwrap_or_else(|o| panic!("ADD {round}: {o:?}"));
+        list.del(&node, &at, &rt, None)
+            .unwrap_or_else(|o| panic!("DEL {round}: {o:?}"));
+    }
+    let res = list
+        .add(&node, &at, &rt)
+        .unwrap_or_else(|o| panic!("last ADD: {o:?}"));
+    // Give any queued deletion time to run, then the new pair must still be there.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(node.host_veths().len(), 1, "{:?}", node.host_veths());
+    assert!(
+        pod.links().contains(&"eth0".to_owned()),
+        "the pod end is there"
+    );
+    list.check(&node, &at, &rt, &res)
+        .unwrap_or_else(|o| panic!("CHECK of the new pair: {o:?}"));
+    list.del(&node, &at, &rt, None)
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    node.wait_veths_gone("the last veth to go");
 }
 
 #[test]

@@ -43,7 +43,10 @@ struct Rollback<'a> {
 impl Rollback<'_> {
     fn run(self, enforcer: &mut Enforcer) {
         if let Some(key) = self.registered {
-            let req = v1::DelEndpointRequest { key: Some(key) };
+            let req = v1::DelEndpointRequest {
+                key: Some(key),
+                retire_host_link: false,
+            };
             if let Err(e) =
                 enforcer.call(
                     "DelEndpoint",

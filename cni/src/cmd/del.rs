@@ -14,24 +14,29 @@ use crate::link;
 
 pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     if inv.conf.mode != Mode::Routed {
-        return deregister(inv);
+        return deregister(inv, false).map(drop);
     }
-    // Deleting the host side removes its peer and its routes, wherever the netns is.
-    // The kernel makes that wait for RCU grace periods (about as long as the rest of
-    // DEL together), so it runs beside the lease release and the deregistration,
-    // which do not depend on it.
+    // The enforcer first: it removes the endpoint's rules and takes the host veth over
+    // (the routes go at once, the link in the background), because deleting a veth
+    // makes the kernel wait for RCU grace periods, longer than the rest of DEL
+    // together. When it cannot (it is away, or the endpoint was not registered), the
+    // veth is deleted here, beside the lease release. Deleting the host side removes
+    // its peer and its routes, wherever the netns is.
+    let enforcer = deregister(inv, true);
+    let retired = matches!(enforcer, Ok(true));
     let host_ifname = inv.host_ifname();
-    let (veth, ipam, enforcer) = std::thread::scope(|scope| {
-        let veth = scope.spawn(|| link::teardown_routed(&host_ifname));
+    let (veth, ipam) = std::thread::scope(|scope| {
+        let veth = (!retired).then(|| scope.spawn(|| link::teardown_routed(&host_ifname)));
         let ipam = match inv.ipam() {
             Some(ipam) => ipam.run("DEL", &Target::default()).map(drop),
             None => Ok(()),
         };
-        let enforcer = deregister(inv);
-        let veth = veth
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (veth, ipam, enforcer)
+        let veth = veth.map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (veth, ipam)
     });
     let mut first_error = None;
     if let Err(e) = ipam {
@@ -39,8 +44,9 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
         first_error = Some(e);
     }
     match veth {
-        Ok(removed) => tracing::debug!(removed, "host veth"),
-        Err(e) => {
+        None => tracing::debug!("host veth retired by the enforcer"),
+        Some(Ok(removed)) => tracing::debug!(removed, "host veth"),
+        Some(Err(e)) => {
             tracing::error!(err = %e, "deleting the veth failed");
             first_error.get_or_insert(from_link(e));
         }
@@ -49,11 +55,14 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     first_error.map_or(Ok(()), Err)
 }
 
-fn deregister(inv: &Invocation<'_>) -> Result<(), CniError> {
+/// Removes the endpoint from the enforcer (or queues that when it is away); returns
+/// whether the enforcer took over the host veth (`retire`: routed mode asks it to).
+fn deregister(inv: &Invocation<'_>, retire: bool) -> Result<bool, CniError> {
     let key = inv.key();
     let attempt = Enforcer::connect(&inv.conf.socket).and_then(|mut enforcer| {
         let req = v1::DelEndpointRequest {
             key: Some(key.clone()),
+            retire_host_link: retire,
         };
         enforcer.call(
             "DelEndpoint",
@@ -62,13 +71,17 @@ fn deregister(inv: &Invocation<'_>) -> Result<(), CniError> {
     });
     match attempt {
         Ok(resp) => {
-            tracing::info!(removed = resp.removed, "endpoint deregistered");
-            Ok(())
+            tracing::info!(
+                removed = resp.removed,
+                host_link_retired = resp.host_link_retired,
+                "endpoint deregistered"
+            );
+            Ok(resp.host_link_retired)
         }
         Err(e) if e.code == ErrorCode::TryAgainLater => {
             let dir = inv.conf.pending_del_dir();
             tracing::warn!(err = %e, dir = %dir.display(), "enforcer unreachable: DEL queued for replay");
-            delqueue::enqueue(&dir, &key.network, &key.container_id, &key.ifname)
+            delqueue::enqueue(&dir, &key.network, &key.container_id, &key.ifname).map(|()| false)
         }
         Err(e) => Err(e),
     }

@@ -104,6 +104,7 @@ fn collect(
     }
     let req = v1::DelEndpointRequest {
         key: Some(key.clone()),
+        retire_host_link: false,
     };
     enforcer.call(
         "DelEndpoint",

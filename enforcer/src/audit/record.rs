@@ -204,8 +204,14 @@ impl AuditLog {
         ep: &Endpoint,
         profile_version: u64,
     ) {
-        self.append(endpoint(note, action, ep, profile_version, endpoint_detail(ep)))
-            .await;
+        self.append(endpoint(
+            note,
+            action,
+            ep,
+            profile_version,
+            endpoint_detail(ep),
+        ))
+        .await;
     }
 
     /// Records a profile change when it changed something.

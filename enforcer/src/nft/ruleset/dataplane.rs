@@ -154,6 +154,14 @@ impl RulesetDataplane for NftRulesetDataplane {
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
         let current = self.read()?;
         let commands = base_commands(settings, &current, &self.opts);
+        let unchanged = commands
+            .get("nftables")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if unchanged {
+            // A restart over an intact table: one listing, not two.
+            return Ok(current);
+        }
         self.run_transaction(
             &commands,
             "create the table inet zonewarden and its base chains",

@@ -1,0 +1,337 @@
+//! Retiring the host end of a routed pod's veth after DEL, off the plugin's path.
+//!
+//! Deleting a veth makes the kernel wait for RCU grace periods: 15–20 ms, more than the
+//! rest of a DEL together. When the plugin asks, the enforcer takes that over: it looks
+//! the link up by name at once (so a later ADD's new link of the same name is never
+//! touched: the deletion goes by interface index), deletes the routes to the pod's
+//! addresses at once (so the addresses can be given to a new pod right away, whose
+//! routes would otherwise collide), and deletes the link on a thread of its own.
+//!
+//! A link whose deletion is still queued when the enforcer stops is removed with the
+//! pod's network namespace, or by the next CNI GC.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, constants::NETLINK_ROUTE};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::{TimeVal, TimeValLike};
+use tracing::{debug, warn};
+
+/// The prefix of every host end the plugin creates (`zw` + 11 hex digits).
+pub const HOST_IFNAME_PREFIX: &str = "zw";
+/// How long one request waits for the kernel's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+const ENODEV: i32 = 19;
+const ESRCH: i32 = 3;
+
+/// Looks links up and deletes routes now; deletes links in the background.
+pub struct HostLinks {
+    socket: Mutex<RouteSocket>,
+    queue: mpsc::Sender<(u32, String)>,
+}
+
+impl HostLinks {
+    /// Opens the sockets (in the caller's network namespace) and starts the thread
+    /// that deletes retired links one after another.
+    pub fn start() -> io::Result<Self> {
+        let socket = RouteSocket::open()?;
+        let mut deleter = RouteSocket::open()?;
+        let (queue, retired) = mpsc::channel::<(u32, String)>();
+        std::thread::Builder::new()
+            .name("zw-retire".to_owned())
+            .spawn(move || {
+                for (index, name) in retired {
+                    match deleter.delete_link(index) {
+                        Ok(()) => debug!(host = %name, index, "retired host veth deleted"),
+                        Err(err) if err.raw_os_error() == Some(ENODEV) => {}
+                        Err(err) => warn!(host = %name, index, %err, "cannot delete a retired host veth; CNI GC or the pod's netns removal takes it"),
+                    }
+                }
+            })?;
+        Ok(Self {
+            socket: Mutex::new(socket),
+            queue,
+        })
+    }
+
+    /// Takes over the host end `name` of a deleted endpoint with `addrs`: routes now,
+    /// the link in the background. `Ok(false)`: there is no such link (nothing to do).
+    pub fn retire(&self, name: &str, addrs: &[IpAddr]) -> io::Result<bool> {
+        if !name.starts_with(HOST_IFNAME_PREFIX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name} is not a zonewarden host veth"),
+            ));
+        }
+        let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(index) = socket.link_index(name)? else {
+            return Ok(false);
+        };
+        for addr in addrs {
+            match socket.delete_route(*addr, index) {
+                Ok(()) => {}
+                Err(err) if err.raw_os_error() == Some(ESRCH) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.queue
+            .send((index, name.to_owned()))
+            .map_err(|_| io::Error::other("the host veth deletion thread has stopped"))?;
+        Ok(true)
+    }
+}
+
+/// A NETLINK_ROUTE socket with blocking request/answer.
+struct RouteSocket {
+    socket: Socket,
+    seq: u32,
+    answer: Vec<u8>,
+}
+
+impl RouteSocket {
+    fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        let timeout = TimeVal::milliseconds(ANSWER_TIMEOUT.as_millis() as i64);
+        setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)?;
+        Ok(Self {
+            socket,
+            seq: 0,
+            answer: vec![0; 64 << 10],
+        })
+    }
+
+    /// The index of the link called `name`, or `None`.
+    fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(RouteNetlinkMessage::GetLink(link)) {
+            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
+                _ => None,
+            })),
+            Err(err) if err.raw_os_error() == Some(ENODEV) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deletes the host route to `addr` through link `index` (main table).
+    fn delete_route(&mut self, addr: IpAddr, index: u32) -> io::Result<()> {
+        let (family, len, dst) = match addr {
+            IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+        };
+        let mut route = RouteMessage::default();
+        route.header = RouteHeader {
+            address_family: family,
+            destination_prefix_length: len,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Unspec,
+            // Any scope, any type: the route is named by destination and interface.
+            scope: RouteScope::NoWhere,
+            kind: RouteType::Unspec,
+            ..route.header
+        };
+        route.attributes = vec![RouteAttribute::Destination(dst), RouteAttribute::Oif(index)];
+        self.request(RouteNetlinkMessage::DelRoute(route)).map(drop)
+    }
+
+    fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(link)).map(drop)
+    }
+
+    /// Sends one request and reads until its acknowledgement; returns the messages
+    /// that came before it, or the kernel's error.
+    fn request(&mut self, payload: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut message =
+            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+        message.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        message.header.sequence_number = seq;
+        message.finalize();
+        let mut bytes = vec![0; message.header.length as usize];
+        message.serialize(&mut bytes);
+        self.socket.send(&bytes, 0)?;
+        let mut answers = Vec::new();
+        loop {
+            let len = self.socket.recv(&mut &mut self.answer[..], 0)?;
+            let mut rest = &self.answer[..len.min(self.answer.len())];
+            while !rest.is_empty() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+                let size = (reply.header.length as usize).max(16);
+                let ours = reply.header.sequence_number == seq;
+                match reply.payload {
+                    NetlinkPayload::Error(err) if ours => {
+                        return match err.code {
+                            None => Ok(answers),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(inner) if ours => answers.push(inner),
+                    _ => {}
+                }
+                rest = &rest[size.next_multiple_of(4).min(rest.len())..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A network namespace of our own, deleted on drop.
+    struct Netns(String);
+
+    impl Netns {
+        fn new() -> Self {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+            let ns = Self(format!("zwh-{}-{n}", std::process::id()));
+            ns.run("ip", &["netns", "add", &ns.0]);
+            ns
+        }
+
+        fn ip(&self, args: &[&str]) -> String {
+            let mut all = vec!["-n", self.0.as_str()];
+            all.extend_from_slice(args);
+            self.run("ip", &all)
+        }
+
+        fn run(&self, program: &str, args: &[&str]) -> String {
+            let out = Command::new(program).args(args).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+
+        /// `HostLinks` opened inside this namespace (its sockets stay bound to it).
+        fn host_links(&self) -> HostLinks {
+            let path = format!("/run/netns/{}", self.0);
+            std::thread::spawn(move || {
+                let netns = std::fs::File::open(&path).expect("open the netns");
+                // Test-only namespace switch on a throwaway thread.
+                #[allow(clippy::disallowed_methods)]
+                nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                HostLinks::start().expect("start")
+            })
+            .join()
+            .expect("the thread")
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    fn root_or_skip() -> bool {
+        if nix::unistd::Uid::effective().is_root() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the host veth tests as root"
+        );
+        eprintln!("skipped: needs root");
+        false
+    }
+
+    #[test]
+    fn a_retired_veth_loses_its_routes_at_once_and_goes_soon() {
+        if !root_or_skip() {
+            return;
+        }
+        let ns = Netns::new();
+        ns.ip(&[
+            "link", "add", "zwtest0", "type", "veth", "peer", "name", "peer0",
+        ]);
+        ns.ip(&["link", "set", "zwtest0", "up"]);
+        ns.ip(&[
+            "route",
+            "add",
+            "10.77.0.5/32",
+            "dev",
+            "zwtest0",
+            "scope",
+            "link",
+        ]);
+        let links = ns.host_links();
+
+        let addr: IpAddr = "10.77.0.5".parse().unwrap();
+        assert!(links.retire("zwtest0", &[addr]).expect("retire"));
+        let routes = ns.ip(&["route", "show"]);
+        assert!(
+            !routes.contains("10.77.0.5"),
+            "the route went at once: {routes}"
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        while ns.ip(&["link", "show"]).contains("zwtest0") {
+            assert!(Instant::now() < end, "the retired veth is still there");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !ns.ip(&["link", "show"]).contains("peer0"),
+            "its peer went with it"
+        );
+
+        assert!(!links.retire("zwtest0", &[addr]).expect("an absent link"));
+        let err = links.retire("eth0", &[]).expect_err("not ours");
+        assert!(
+            err.to_string().contains("not a zonewarden host veth"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_new_link_of_the_same_name_is_not_touched() {
+        if !root_or_skip() {
+            return;
+        }
+        let ns = Netns::new();
+        let links = ns.host_links();
+        for _ in 0..5 {
+            ns.ip(&[
+                "link", "add", "zwtest1", "type", "veth", "peer", "name", "peer1",
+            ]);
+            assert!(links.retire("zwtest1", &[]).expect("retire"));
+            // A later ADD replaces the old pair itself and makes a new one at once.
+            // (It may be gone already, when the queued deletion came first.)
+            let _ = Command::new("ip")
+                .args(["-n", &ns.0, "link", "del", "zwtest1"])
+                .output();
+        }
+        ns.ip(&[
+            "link", "add", "zwtest1", "type", "veth", "peer", "name", "peer1",
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            ns.ip(&["link", "show"]).contains("zwtest1"),
+            "the deletions queued by index left the new link alone"
+        );
+    }
+}
