@@ -17,7 +17,7 @@ use zonewarden_proto::v1;
 
 use crate::learning::Prefix;
 use crate::nflog::LogEvent;
-use crate::registry::Snapshot;
+use crate::registry::Resolver;
 
 /// Flows a watcher may lag behind before it loses the oldest.
 const CAPACITY: usize = 4096;
@@ -71,7 +71,7 @@ pub fn publish_logged(
     event: &LogEvent,
     prefix: &Prefix,
     edge: &Edge,
-    snapshot: &Snapshot,
+    resolver: &Resolver,
     node: &str,
     now_ms: i64,
 ) {
@@ -82,7 +82,7 @@ pub fn publish_logged(
         src: event.src,
         src_port: event.src_port,
         dst: event.dst,
-        reported_by: prefix.zone_id.and_then(|id| snapshot.zone_by_id(id)),
+        reported_by: prefix.zone_id.and_then(|id| resolver.zone_by_id(id)),
         profile_version: prefix.version,
         node,
     });

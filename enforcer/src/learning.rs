@@ -4,7 +4,7 @@
 //! The rules log the first packet of a connection only once per (source, destination,
 //! protocol, port) and window (a kernel "seen" set with a timeout), so the volume here
 //! follows distinct edges, not connections. Addresses are resolved to zones from the
-//! registry's snapshot: an endpoint's zone, `host` for the node, `world` otherwise.
+//! registry's resolver: an endpoint's zone, `host` for the node, `world` otherwise.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use zonewarden_profiles::{Edge, Proto};
 
 use crate::nflog::LogEvent;
 use crate::nflog::packet::L4Proto;
-use crate::registry::{EndpointRegistry, Snapshot, now_unix_ms};
+use crate::registry::{EndpointRegistry, Resolver, now_unix_ms};
 use crate::store::Store;
 
 /// What the log prefix of a rule says: `zw <kind> z<id> <out|in>`, or `zw quarantine` /
@@ -111,7 +111,7 @@ impl Learning {
     }
 
     /// Takes one logged packet into account.
-    pub fn ingest(&self, event: &LogEvent, snapshot: &Snapshot, now_ms: i64) {
+    pub fn ingest(&self, event: &LogEvent, resolver: &Resolver, now_ms: i64) {
         let Some(mut prefix) = parse_prefix(&event.prefix) else {
             debug!(prefix = %event.prefix, "log event of another rule ignored");
             return;
@@ -121,8 +121,8 @@ impl Learning {
         };
         let port = if proto.has_ports() { event.dst_port } else { 0 };
         let edge = Edge::new(
-            snapshot.zone_of(event.src),
-            snapshot.zone_of(event.dst),
+            resolver.zone_of(event.src),
+            resolver.zone_of(event.dst),
             proto,
             port,
         );
@@ -133,15 +133,15 @@ impl Learning {
             dst_port: port,
             proto,
         };
-        let logged_by = prefix.zone_id.and_then(|id| snapshot.zone_by_id(id));
+        let logged_by = prefix.zone_id.and_then(|id| resolver.zone_by_id(id));
         // The rules name no profile version: the report carries the one in force now,
         // microseconds after the kernel logged the packet.
         if let Some(zone) = &logged_by {
-            prefix.version = snapshot.policy.version(zone);
+            prefix.version = resolver.version(zone);
         }
         let counted_zone = logged_by.as_ref().unwrap_or(&edge.src);
         self.verdicts.count(counted_zone.as_str(), prefix.report);
-        crate::flows::publish_logged(event, &prefix, &edge, snapshot, &self.node, now_ms);
+        crate::flows::publish_logged(event, &prefix, &edge, resolver, &self.node, now_ms);
         let mut state = self.lock();
         state.dirty = true;
         match prefix.report {
@@ -158,7 +158,7 @@ impl Learning {
         if let Some(kind) = prefix.report {
             let reported_by = prefix
                 .zone_id
-                .and_then(|id| snapshot.zone_by_id(id))
+                .and_then(|id| resolver.zone_by_id(id))
                 .map(|z| z.to_string())
                 .unwrap_or_default();
             warn!(kind = kind.as_str(), %edge, reported_by, version = prefix.version, src = %event.src, dst = %event.dst, "connection reported");
@@ -224,7 +224,7 @@ pub async fn ingest_forever(
     registry: EndpointRegistry,
 ) {
     while let Some(event) = events.recv().await {
-        learning.ingest(&event, &registry.snapshot(), now_unix_ms());
+        learning.ingest(&event, &registry.resolver(), now_unix_ms());
     }
 }
 

@@ -87,12 +87,7 @@ impl Policy {
 
     /// The CIDR zone of an address that is no endpoint: the longest prefix wins.
     pub fn cidr_zone_of(&self, addr: IpAddr) -> Option<&ZoneName> {
-        self.cidr_zones
-            .iter()
-            .flat_map(|(zone, nets)| nets.iter().map(move |net| (zone, net)))
-            .filter(|(_, net)| net.contains(&addr))
-            .max_by_key(|(_, net)| net.prefix_len())
-            .map(|(zone, _)| zone)
+        cidr_zone_in(&self.cidr_zones, addr)
     }
 
     /// The ends whose profiles approve the edge (each once).
@@ -150,4 +145,17 @@ impl Policy {
             Verdict::Learn
         }
     }
+}
+
+/// The CIDR zone of `addr` among `cidr_zones`: the one with the longest matching prefix.
+pub fn cidr_zone_in(
+    cidr_zones: &BTreeMap<ZoneName, Vec<IpNet>>,
+    addr: IpAddr,
+) -> Option<&ZoneName> {
+    cidr_zones
+        .iter()
+        .flat_map(|(zone, nets)| nets.iter().map(move |net| (zone, net)))
+        .filter(|(_, net)| net.contains(&addr))
+        .max_by_key(|(_, net)| net.prefix_len())
+        .map(|(zone, _)| zone)
 }

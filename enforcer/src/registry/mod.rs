@@ -37,7 +37,7 @@ use zonewarden_profiles::{
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoreError, StoredState};
-pub use snapshot::{Snapshot, ZoneSummary};
+pub use snapshot::{Resolver, Snapshot, ZoneSummary};
 use state::RegistryState;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +82,10 @@ pub struct AddRequest {
 pub struct EndpointRegistry {
     node: String,
     state: Arc<Mutex<RegistryState>>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Mutations so far (bumped under the state lock) and the count the published
-    /// snapshot reflects.
+    /// Mutations so far (bumped under the state lock).
     generation: Arc<AtomicU64>,
-    published: Arc<AtomicU64>,
+    snapshot: Arc<Published<Snapshot>>,
+    resolver: Arc<Published<Resolver>>,
     store: Arc<dyn Store>,
     dataplane: Arc<dyn RulesetDataplane>,
 }
@@ -122,13 +121,14 @@ impl EndpointRegistry {
         )?;
         state.host_addrs = host_addrs;
         state.recompile();
-        let snapshot = Arc::new(ArcSwap::from_pointee(state.snapshot()));
+        let snapshot = Arc::new(Published::new(state.snapshot()));
+        let resolver = Arc::new(Published::new(state.resolver()));
         Ok(Self {
             node,
             state: Arc::new(Mutex::new(state)),
-            snapshot,
             generation: Arc::new(AtomicU64::new(0)),
-            published: Arc::new(AtomicU64::new(0)),
+            snapshot,
+            resolver,
             store,
             dataplane,
         })
@@ -220,17 +220,15 @@ impl EndpointRegistry {
 
     /// The state as of the last completed mutation.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        if self.published.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire) {
-            return self.snapshot.load_full();
-        }
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // Stable while we hold the lock: mutations bump it under the lock.
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.published.load(Ordering::Acquire) != generation {
-            self.snapshot.store(Arc::new(state.snapshot()));
-            self.published.store(generation, Ordering::Release);
-        }
-        self.snapshot.load_full()
+        self.snapshot
+            .get(&self.generation, &self.state, RegistryState::snapshot)
+    }
+
+    /// Addresses and zone ids to zones, as of the last completed mutation: what the
+    /// NFLOG path needs, without building a whole snapshot.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        self.resolver
+            .get(&self.generation, &self.state, RegistryState::resolver)
     }
 
     pub fn get(&self, key: &AttachmentKey) -> Option<Endpoint> {
@@ -303,6 +301,41 @@ impl EndpointRegistry {
 }
 
 mod check;
+
+/// A value built from the state on demand, at most once per generation of the state.
+struct Published<T> {
+    value: ArcSwap<T>,
+    /// The generation `value` reflects.
+    generation: AtomicU64,
+}
+
+impl<T> Published<T> {
+    fn new(value: T) -> Self {
+        Self {
+            value: ArcSwap::from_pointee(value),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn get(
+        &self,
+        generation: &AtomicU64,
+        state: &Mutex<RegistryState>,
+        build: impl FnOnce(&RegistryState) -> T,
+    ) -> Arc<T> {
+        if self.generation.load(Ordering::Acquire) == generation.load(Ordering::Acquire) {
+            return self.value.load_full();
+        }
+        let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Stable while we hold the lock: mutations bump it under the lock.
+        let current = generation.load(Ordering::Acquire);
+        if self.generation.load(Ordering::Acquire) != current {
+            self.value.store(Arc::new(build(&state)));
+            self.generation.store(current, Ordering::Release);
+        }
+        self.value.load_full()
+    }
+}
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,

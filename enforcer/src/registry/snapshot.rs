@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, ZoneName, ZoneSource};
 
@@ -17,8 +20,47 @@ pub struct Snapshot {
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
     pub host_addrs: Vec<IpAddr>,
+    /// Addresses and zone ids to zones.
+    pub resolver: Arc<Resolver>,
+}
+
+/// What naming a logged packet's zones needs: addresses and zone ids to zones, and
+/// the profile versions. Much smaller than a [`Snapshot`], so the NFLOG path keeps
+/// one of its own (see `EndpointRegistry::resolver`).
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
     /// Endpoint address → zone (the newest endpoint wins a shared address).
     pub addr_zones: BTreeMap<IpAddr, ZoneName>,
+    pub host_addrs: Vec<IpAddr>,
+    pub cidr_zones: BTreeMap<ZoneName, Vec<IpNet>>,
+    pub zones_by_id: BTreeMap<u32, ZoneName>,
+    pub versions: BTreeMap<ZoneName, u64>,
+}
+
+impl Resolver {
+    /// The zone of an address: an endpoint's zone, `host` for the node's own
+    /// addresses, a CIDR zone, `world` for everything else.
+    pub fn zone_of(&self, addr: IpAddr) -> ZoneName {
+        if self.host_addrs.contains(&addr) {
+            return ZoneName::host();
+        }
+        if let Some(zone) = self.addr_zones.get(&addr) {
+            return zone.clone();
+        }
+        zonewarden_profiles::policy::cidr_zone_in(&self.cidr_zones, addr)
+            .cloned()
+            .unwrap_or_else(ZoneName::world)
+    }
+
+    /// The zone with data-plane id `id`, if it still has one.
+    pub fn zone_by_id(&self, id: u32) -> Option<ZoneName> {
+        self.zones_by_id.get(&id).cloned()
+    }
+
+    /// The version of a zone's profile (0: none).
+    pub fn version(&self, zone: &ZoneName) -> u64 {
+        self.versions.get(zone).copied().unwrap_or(0)
+    }
 }
 
 /// One zone as operators see it.
@@ -37,24 +79,12 @@ impl Snapshot {
     /// The zone of an address: an endpoint's zone, `host` for the node's own
     /// addresses, `world` for everything else.
     pub fn zone_of(&self, addr: IpAddr) -> ZoneName {
-        if self.host_addrs.contains(&addr) {
-            return ZoneName::host();
-        }
-        if let Some(zone) = self.addr_zones.get(&addr) {
-            return zone.clone();
-        }
-        self.policy
-            .cidr_zone_of(addr)
-            .cloned()
-            .unwrap_or_else(ZoneName::world)
+        self.resolver.zone_of(addr)
     }
 
     /// The zone with data-plane id `id`, if it still has one.
     pub fn zone_by_id(&self, id: u32) -> Option<ZoneName> {
-        self.zone_ids
-            .iter()
-            .find(|(_, i)| *i == id)
-            .map(|(z, _)| z.clone())
+        self.resolver.zone_by_id(id)
     }
 
     /// Every zone that has a profile or members, sorted.

@@ -22,7 +22,7 @@ use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
 use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
 
 use super::RegistryError;
-use super::snapshot::Snapshot;
+use super::snapshot::{Resolver, Snapshot};
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoredState, ZoneIds};
@@ -142,7 +142,27 @@ impl RegistryState {
             policy: self.policy.clone(),
             quarantined: self.quarantined.clone(),
             host_addrs: self.host_addrs.clone(),
+            resolver: Arc::new(self.resolver()),
+        }
+    }
+
+    /// What the NFLOG path needs to name zones (see [`Resolver`]).
+    pub fn resolver(&self) -> Resolver {
+        Resolver {
             addr_zones: self.addr_zones(),
+            host_addrs: self.host_addrs.clone(),
+            cidr_zones: self.policy.cidr_zones.clone(),
+            zones_by_id: self
+                .zone_ids
+                .iter()
+                .map(|(z, id)| (id, z.clone()))
+                .collect(),
+            versions: self
+                .policy
+                .profiles
+                .iter()
+                .map(|(z, p)| (z.clone(), p.version))
+                .collect(),
         }
     }
 
