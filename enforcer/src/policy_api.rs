@@ -131,16 +131,21 @@ pub fn list_edges(
     } else {
         Some(ZoneName::parse_any(&req.zone).map_err(|e| Status::invalid_argument(e.to_string()))?)
     };
-    let learned = learning.learned();
     let snapshot = registry.snapshot();
-    let mut edges: BTreeSet<&Edge> = learned.edges.keys().collect();
-    edges.extend(snapshot.policy.approved_edges());
-    Ok(edges
-        .into_iter()
-        .filter(|e| zone.as_ref().is_none_or(|z| e.touches(z)))
-        .map(|e| edge_info(e, &learned, &snapshot.policy))
-        .filter(|info| (!req.learned_only || info.learned) && (!req.approved_only || info.approved))
-        .collect())
+    let wanted = |e: &&Edge| zone.as_ref().is_none_or(|z| e.touches(z));
+    Ok(learning.with_learned(|learned| {
+        let mut edges: BTreeSet<&Edge> = learned.edges.keys().filter(wanted).collect();
+        if !req.learned_only {
+            edges.extend(snapshot.policy.approved_edges().into_iter().filter(wanted));
+        }
+        edges
+            .into_iter()
+            .map(|e| edge_info(e, learned, &snapshot.policy))
+            .filter(|info| {
+                (!req.learned_only || info.learned) && (!req.approved_only || info.approved)
+            })
+            .collect()
+    }))
 }
 
 pub fn diff(

@@ -73,13 +73,33 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
     let ipam = inv
         .ipam()
         .ok_or_else(|| CniError::config("routed mode needs an ipam section"))?;
-    let leased = ipam.run("ADD", &Target::default())?.unwrap_or_default();
+    // The pair needs no address: it is made while the IPAM plugin (a process of its
+    // own) allocates one.
+    let spec = inv.routed_spec(Vec::new());
+    let (host_end, leased) = std::thread::scope(|scope| {
+        let pair = scope.spawn(|| link::create_routed(&spec));
+        let leased = ipam.run("ADD", &Target::default());
+        let pair = pair
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (pair, leased)
+    });
     let mut rollback = Rollback {
-        ipam: Some(ipam),
-        host_ifname: None,
+        ipam: leased.is_ok().then_some(ipam),
+        host_ifname: host_end.is_ok().then(|| spec.host_ifname.clone()),
         registered: None,
     };
-    let result = attach_routed(inv, enforcer, &leased, &mut rollback);
+    let result = match (host_end, leased) {
+        (Ok(host_end), Ok(leased)) => attach_routed(
+            inv,
+            enforcer,
+            &host_end,
+            &leased.unwrap_or_default(),
+            &mut rollback,
+        ),
+        (Err(e), _) => Err(from_link(e)),
+        (_, Err(e)) => Err(e),
+    };
     if result.is_err() {
         rollback.run(enforcer);
     }
@@ -89,6 +109,7 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
 fn attach_routed(
     inv: &Invocation<'_>,
     enforcer: &mut Enforcer,
+    host_end: &link::HostEnd,
     leased: &CniResult,
     rollback: &mut Rollback<'_>,
 ) -> Result<Value, CniError> {
@@ -100,8 +121,7 @@ fn attach_routed(
         )));
     }
     let spec = inv.routed_spec(addrs.clone());
-    rollback.host_ifname = Some(spec.host_ifname.clone());
-    let links = link::setup_routed(&spec).map_err(from_link)?;
+    let links = link::configure_routed(&spec, host_end).map_err(from_link)?;
     register(
         inv,
         enforcer,

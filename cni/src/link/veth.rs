@@ -16,34 +16,43 @@ use crate::netns::open_netns;
 /// Builds the pair for `spec`, replacing a stale host end of the same name. The caller's
 /// thread must be in the host network namespace. On failure after the pair exists, the
 /// pair is deleted again.
-///
-/// Two netlink connections in all: one on the host (stale end, pair, host end up, host
-/// routes) and one in the pod (its end up, addresses, routes, neighbour).
 pub fn setup_routed(spec: &RoutedSpec) -> Result<RoutedLinks, LinkError> {
+    let host = create_routed(spec)?;
+    configure_routed(spec, &host)
+}
+
+/// The host end of a pair made by [`create_routed`].
+#[derive(Debug, Clone)]
+pub struct HostEnd {
+    index: u32,
+    mac: String,
+}
+
+/// The first half of [`setup_routed`], which needs no address (so it can run while
+/// IPAM allocates one): the stale host end goes, the pair is made, the host end comes
+/// up; one netlink connection. On failure nothing is left. `spec.addrs` is not read.
+pub fn create_routed(spec: &RoutedSpec) -> Result<HostEnd, LinkError> {
     validate_ifname(&spec.ifname)?;
     validate_ifname(&spec.host_ifname)?;
-    let addrs: Vec<IpNet> = spec.addrs.iter().map(host_prefix).collect();
     let netns = open_netns(&spec.netns)?;
     let fd = netns.as_raw_fd();
     let host = spec.host_ifname.as_str();
-    let host_addrs = &addrs;
-    let host_link = with_handle(|handle| async move {
+    let link = with_handle(|handle| async move {
         if delete_link(&handle, host).await? {
             debug!(host, "removed a stale host veth");
         }
         // An existing CNI_IFNAME in the pod makes the kernel refuse the pair (EEXIST).
         create_pair(&handle, spec, fd).await?;
-        let configured = async {
+        let up = async {
             let link = find_link(&handle, host)
                 .await?
                 .ok_or_else(|| LinkError::Vanished {
                     ifname: host.to_owned(),
                 })?;
             routes::set_up(&handle, link.header.index, host).await?;
-            routes::add_host_routes(&handle, link.header.index, host, host_addrs).await?;
             Ok(link)
         };
-        match configured.await {
+        match up.await {
             Ok(link) => Ok(link),
             Err(err) => {
                 remove_half_made(&handle, host, &err).await;
@@ -51,10 +60,39 @@ pub fn setup_routed(spec: &RoutedSpec) -> Result<RoutedLinks, LinkError> {
             }
         }
     })?;
-    drop(netns);
-    configure(spec, &addrs)
+    Ok(HostEnd {
+        index: link.header.index,
+        mac: format_mac(link_mac(&link)),
+    })
+}
+
+/// The second half of [`setup_routed`]: the host end's sysctls and routes to
+/// `spec.addrs`, and the pod end (up, addresses, routes, neighbour), the two sides at
+/// the same time. On failure the pair is deleted.
+pub fn configure_routed(spec: &RoutedSpec, host_end: &HostEnd) -> Result<RoutedLinks, LinkError> {
+    let addrs: Vec<IpNet> = spec.addrs.iter().map(host_prefix).collect();
+    let host = spec.host_ifname.as_str();
+    let configured = sysctl::configure_host(host, &addrs).and_then(|()| {
+        let (ifname, pod_addrs) = (spec.ifname.clone(), addrs.clone());
+        std::thread::scope(|scope| {
+            let pod = scope.spawn(|| {
+                with_handle_in(&spec.netns, move |handle| async move {
+                    routes::configure_pod(&handle, &ifname, &pod_addrs).await
+                })
+            });
+            let index = host_end.index;
+            let host_routes = with_handle(|handle| async move {
+                routes::add_host_routes(&handle, index, host, &addrs).await
+            });
+            let pod_mac = pod
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            host_routes.and(pod_mac)
+        })
+    });
+    configured
         .map(|pod_mac| RoutedLinks {
-            host_mac: format_mac(link_mac(&host_link)),
+            host_mac: host_end.mac.clone(),
             pod_mac,
         })
         .inspect_err(|err| {
@@ -100,15 +138,6 @@ async fn create_pair(handle: &Handle, spec: &RoutedSpec, netns_fd: RawFd) -> Res
             err,
         )),
     }
-}
-
-/// The host end's sysctls and the pod end; returns the pod end's MAC address.
-fn configure(spec: &RoutedSpec, addrs: &[IpNet]) -> Result<String, LinkError> {
-    sysctl::configure_host(&spec.host_ifname, addrs)?;
-    let (ifname, pod_addrs) = (spec.ifname.clone(), addrs.to_vec());
-    with_handle_in(&spec.netns, move |handle| async move {
-        routes::configure_pod(&handle, &ifname, &pod_addrs).await
-    })
 }
 
 /// Rejects names the kernel would refuse or that could escape a `/proc/sys` path.
