@@ -171,7 +171,55 @@ fn add_right_after_del_keeps_the_new_veth() {
         .unwrap_or_else(|o| panic!("CHECK of the new pair: {o:?}"));
     list.del(&node, &at, &rt, None)
         .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    // Another container in the same netns right after DEL (another veth name): the
+    // old pod end may still be there while the enforcer deletes it; ADD removes it
+    // (it is one of ours) instead of refusing eth0.
+    let other = Attachment::new("other", &pod);
+    list.add(&node, &other, &rt)
+        .unwrap_or_else(|o| panic!("ADD of another container in the same netns: {o:?}"));
+    list.del(&node, &other, &rt, None)
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
     node.wait_veths_gone("the last veth to go");
+
+    // The same, made certain: a leftover pair of ours (zw… host end, our MAC) whose
+    // pod end is eth0 is removed by the next ADD; any other eth0 is refused.
+    let ours = [
+        "link",
+        "add",
+        "zwleftover001",
+        "address",
+        "ee:ee:ee:ee:ee:ee",
+    ];
+    let peer = [
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name.as_str(),
+    ];
+    node.netns.ip(&[&ours[..], &peer[..]].concat());
+    let third = Attachment::new("third", &pod);
+    list.add(&node, &third, &rt)
+        .unwrap_or_else(|o| panic!("ADD over a leftover pair of ours: {o:?}"));
+    assert!(
+        !node.host_veths().contains("zwleftover001"),
+        "the leftover went"
+    );
+    list.del(&node, &third, &rt, None)
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    node.wait_veths_gone("the veth of the third container to go");
+    let theirs = [
+        "link", "add", "other0", "type", "veth", "peer", "name", "eth0",
+    ];
+    node.netns
+        .ip(&[&theirs[..], &["netns", pod.name.as_str()][..]].concat());
+    let refused = list
+        .add(&node, &Attachment::new("fourth", &pod), &rt)
+        .expect_err("an eth0 that is not ours is refused");
+    assert!(refused.stdout.contains("eth0"), "{}", refused.stdout);
+    assert!(node.host_veths().is_empty(), "the refused ADD left nothing");
 }
 
 #[test]

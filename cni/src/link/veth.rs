@@ -9,8 +9,13 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 use tracing::{debug, warn};
 
 use super::error::{LinkError, is_errno};
-use super::netlink::{delete_link, find_link, link_mac, with_handle, with_handle_in};
-use super::{HOST_MAC, RoutedLinks, RoutedSpec, format_mac, host_prefix, routes, sysctl};
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::LinkAttribute;
+
+use super::netlink::{delete_link, find_link, link_mac, link_name, with_handle, with_handle_in};
+use super::{
+    HOST_IFNAME_PREFIX, HOST_MAC, RoutedLinks, RoutedSpec, format_mac, host_prefix, routes, sysctl,
+};
 use crate::netns::open_netns;
 
 /// Builds the pair for `spec`, replacing a stale host end of the same name. The caller's
@@ -34,6 +39,66 @@ pub struct HostEnd {
 pub fn create_routed(spec: &RoutedSpec) -> Result<HostEnd, LinkError> {
     validate_ifname(&spec.ifname)?;
     validate_ifname(&spec.host_ifname)?;
+    match make_pair(spec) {
+        // The pod end of a pair this plugin made for an earlier attachment, whose
+        // deletion the enforcer has not finished yet (it deletes retired host veths in
+        // the background): it goes now, and the pair is made again.
+        Err(LinkError::PodInterfaceExists { .. }) if remove_leftover(spec)? => {
+            debug!(ifname = %spec.ifname, "removed the leftover of an earlier attachment");
+            make_pair(spec)
+        }
+        made => made,
+    }
+}
+
+/// Deletes `spec.ifname` in the pod when it is the pod end of one of our pairs (its
+/// peer on the host is a `zw…` link with our MAC address); whether it did. Any other
+/// interface of that name is left alone (ADD then fails, naming it).
+fn remove_leftover(spec: &RoutedSpec) -> Result<bool, LinkError> {
+    let ifname = spec.ifname.clone();
+    let peer = with_handle_in(&spec.netns, move |handle| async move {
+        let link = find_link(&handle, &ifname).await?;
+        Ok(link.and_then(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Link(index) => Some(*index),
+                _ => None,
+            })
+        }))
+    })?;
+    let Some(index) = peer else {
+        return Ok(false);
+    };
+    with_handle(|handle| async move {
+        let mut links = handle.link().get().match_index(index).execute();
+        let link = match links.try_next().await {
+            Ok(link) => link,
+            Err(err) if is_errno(&err, Errno::ENODEV) => None,
+            Err(err) => {
+                return Err(LinkError::netlink("look up link", "the pod end's peer")(
+                    err,
+                ));
+            }
+        };
+        let Some(link) = link else {
+            return Ok(false);
+        };
+        let ours = link_name(&link).is_some_and(|n| n.starts_with(HOST_IFNAME_PREFIX))
+            && link_mac(&link) == HOST_MAC;
+        if !ours {
+            return Ok(false);
+        }
+        match handle.link().del(index).execute().await {
+            Ok(()) => Ok(true),
+            Err(err) if is_errno(&err, Errno::ENODEV) => Ok(true),
+            Err(err) => Err(LinkError::netlink("delete link", "a leftover host veth")(
+                err,
+            )),
+        }
+    })
+}
+
+/// Replaces a stale host end of the same name and makes the pair, host end up.
+fn make_pair(spec: &RoutedSpec) -> Result<HostEnd, LinkError> {
     let netns = open_netns(&spec.netns)?;
     let fd = netns.as_raw_fd();
     let host = spec.host_ifname.as_str();
