@@ -230,16 +230,7 @@ mod tests {
 
         /// `HostLinks` opened inside this namespace (its sockets stay bound to it).
         fn host_links(&self) -> HostLinks {
-            let path = format!("/run/netns/{}", self.0);
-            std::thread::spawn(move || {
-                let netns = std::fs::File::open(&path).expect("open the netns");
-                // Test-only namespace switch on a throwaway thread.
-                #[allow(clippy::disallowed_methods)]
-                nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                HostLinks::start().expect("start")
-            })
-            .join()
-            .expect("the thread")
+            crate::test_support::run_in_netns(&self.0, || HostLinks::start().expect("start"))
         }
     }
 

@@ -43,3 +43,22 @@ pub fn memory_registry(
     .unwrap()
     .with_connection_flusher(|_| 0)
 }
+
+/// Runs `f` on a new thread that has entered the network namespace `name` (under
+/// `/run/netns`); the thread ends with `f`, so it never switches back. Sockets opened
+/// in `f` stay bound to that namespace.
+pub fn run_in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let netns =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        // Test-only namespace switch on a throwaway thread (clippy.toml bans setns
+        // elsewhere; the enforcer itself never switches).
+        #[allow(clippy::disallowed_methods)]
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("cannot enter {path}: {e}"));
+        f()
+    })
+    .join()
+    .expect("the thread inside the test namespace panicked")
+}

@@ -1,7 +1,6 @@
 //! Test-only helpers for the nflog root tests: the root check and a private network
 //! namespace holding the test ruleset.
 
-use std::fs::File;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,18 +48,7 @@ impl TestNetns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let netns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-            // Test-only namespace switch on a throwaway thread (clippy.toml bans
-            // setns elsewhere; the enforcer itself never switches here).
-            #[allow(clippy::disallowed_methods)]
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .unwrap_or_else(|e| panic!("cannot enter {path}: {e}"));
-            f()
-        })
-        .join()
-        .expect("the thread inside the test namespace panicked")
+        crate::test_support::run_in_netns(&self.name, f)
     }
 }
 

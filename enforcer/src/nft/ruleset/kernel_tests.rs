@@ -43,17 +43,9 @@ impl Netns {
 
     /// A netfilter socket of this namespace.
     fn element_socket(&self) -> crate::nft::netlink::ElementSocket {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::spawn(move || {
-            let netns = std::fs::File::open(&path).expect("open the netns");
-            // Test-only namespace switch on a throwaway thread: the socket stays bound
-            // to the namespace it was opened in.
-            #[allow(clippy::disallowed_methods)]
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        crate::test_support::run_in_netns(&self.0, || {
             crate::nft::netlink::ElementSocket::open().expect("open a netfilter socket")
         })
-        .join()
-        .expect("the socket thread")
     }
 
     fn listing(&self) -> Value {
