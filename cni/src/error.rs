@@ -103,6 +103,7 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
             ErrorCode::InvalidConfig
         }
         LinkError::Ipv6Unavailable { .. } => ErrorCode::UnsupportedField,
+        LinkError::Ipv6Forwarding { .. } => ErrorCode::InvalidConfig,
         _ => ErrorCode::Io,
     };
     CniError::new(code, chain(&err))

@@ -53,14 +53,10 @@ pub fn parse_prefix(prefix: &str) -> Option<Prefix> {
     })
 }
 
-fn proto_of(p: L4Proto) -> Option<Proto> {
-    match p {
-        L4Proto::Tcp => Some(Proto::Tcp),
-        L4Proto::Udp => Some(Proto::Udp),
-        L4Proto::Sctp => Some(Proto::Sctp),
-        L4Proto::Icmp | L4Proto::Icmpv6 => Some(Proto::Icmp),
-        L4Proto::Other(_) => None,
-    }
+/// Every protocol makes an edge: ICMP and ICMPv6 are `icmp`, any other protocol
+/// without ports is `proto-N`, so that a drop of anything is reported with its edge.
+fn proto_of(p: L4Proto) -> Proto {
+    Proto::from_number(p.number())
 }
 
 struct State {
@@ -116,9 +112,7 @@ impl Learning {
             debug!(prefix = %event.prefix, "log event of another rule ignored");
             return;
         };
-        let Some(proto) = proto_of(event.proto) else {
-            return;
-        };
+        let proto = proto_of(event.proto);
         let port = if proto.has_ports() { event.dst_port } else { 0 };
         let edge = Edge::new(
             resolver.zone_of(event.src),

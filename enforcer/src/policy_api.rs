@@ -63,10 +63,7 @@ fn evidence_to_proto(ev: &Evidence) -> v1::Evidence {
         last_seen_unix_ms: ev.last_seen_unix_ms,
         count: ev.count,
         nodes: ev.nodes.iter().cloned().collect(),
-        sample: format!(
-            "{}:{} -> {}:{}/{}",
-            s.src, s.src_port, s.dst, s.dst_port, s.proto
-        ),
+        sample: s.to_string(),
     }
 }
 

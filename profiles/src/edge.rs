@@ -8,64 +8,112 @@ use serde::{Deserialize, Serialize};
 
 use crate::zone::{ZoneError, ZoneName};
 
-/// Transport protocols an edge can name. ICMP edges carry port 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The protocols an edge can name. TCP, UDP and SCTP edges carry a destination port;
+/// ICMP (ICMP over IPv4 and ICMPv6 alike) and every other IP protocol carry port 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
     Tcp,
     Udp,
     Sctp,
     Icmp,
+    /// Any other IP protocol (IPv4 protocol or IPv6 next header), by number: GRE is
+    /// `Ip(47)`. Never 1, 6, 17, 58 or 132, which have their own variants.
+    Ip(u8),
 }
 
+/// Names accepted for other IP protocols besides `proto-N` (which is how they print).
+const PROTO_ALIASES: [(&str, u8); 10] = [
+    ("igmp", 2),
+    ("ipip", 4),
+    ("dccp", 33),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("ospf", 89),
+    ("pim", 103),
+    ("vrrp", 112),
+    ("udplite", 136),
+];
+
 impl Proto {
-    pub fn as_str(self) -> &'static str {
+    /// The name an edge prints: `tcp`, `udp`, `sctp`, `icmp`, or `proto-N`.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-            Self::Sctp => "sctp",
-            Self::Icmp => "icmp",
+            Self::Tcp => "tcp".into(),
+            Self::Udp => "udp".into(),
+            Self::Sctp => "sctp".into(),
+            Self::Icmp => "icmp".into(),
+            Self::Ip(n) => format!("proto-{n}").into(),
         }
     }
 
     /// Whether edges of this protocol carry a destination port.
     pub fn has_ports(self) -> bool {
-        self != Self::Icmp
+        matches!(self, Self::Tcp | Self::Udp | Self::Sctp)
     }
 
-    /// The IP protocol number (ICMP for IPv4; the data plane matches ICMPv6 alike).
+    /// The IPv4 protocol number (ICMP: 1).
     pub fn number(self) -> u8 {
         match self {
             Self::Tcp => 6,
             Self::Udp => 17,
             Self::Sctp => 132,
             Self::Icmp => 1,
+            Self::Ip(n) => n,
         }
     }
 
-    pub fn from_number(n: u8) -> Option<Self> {
-        Some(match n {
+    /// The IPv6 next header of this protocol (ICMP: ICMPv6, 58).
+    pub fn number_v6(self) -> u8 {
+        match self {
+            Self::Icmp => 58,
+            other => other.number(),
+        }
+    }
+
+    /// The protocol of an IPv4 protocol number or IPv6 next header (1 and 58 are ICMP).
+    pub fn from_number(n: u8) -> Self {
+        match n {
             6 => Self::Tcp,
             17 => Self::Udp,
             132 => Self::Sctp,
             1 | 58 => Self::Icmp,
-            _ => return None,
-        })
+            other => Self::Ip(other),
+        }
     }
 }
 
 impl FromStr for Proto {
     type Err = EdgeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.to_ascii_lowercase().as_str() {
+        let lower = s.to_ascii_lowercase();
+        let unknown = || EdgeError::Proto {
+            proto: s.to_owned(),
+        };
+        Ok(match lower.as_str() {
             "tcp" => Self::Tcp,
             "udp" => Self::Udp,
             "sctp" => Self::Sctp,
-            "icmp" | "icmpv6" => Self::Icmp,
-            _ => {
-                return Err(EdgeError::Proto {
-                    proto: s.to_owned(),
-                });
+            "icmp" | "icmpv6" | "ipv6-icmp" => Self::Icmp,
+            other => {
+                let number = match other.strip_prefix("proto-") {
+                    Some(n) => n.parse::<u8>().map_err(|_| unknown())?,
+                    None => PROTO_ALIASES
+                        .iter()
+                        .find(|(name, _)| *name == other)
+                        .map(|(_, n)| *n)
+                        .ok_or_else(unknown)?,
+                };
+                match Self::from_number(number) {
+                    Self::Ip(n) => Self::Ip(n),
+                    Self::Icmp => Self::Icmp,
+                    named => {
+                        return Err(EdgeError::NamedProto {
+                            proto: s.to_owned(),
+                            name: named.name().into_owned(),
+                        });
+                    }
+                }
             }
         })
     }
@@ -73,18 +121,37 @@ impl FromStr for Proto {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for Proto {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Proto {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EdgeError {
     #[error(
-        "edge {text:?} is not SRC->DST:PORT/PROTO (e.g. shop/frontend->shop/api:8080/tcp, or a->b:icmp)"
+        "edge {text:?} is not SRC->DST:PORT/PROTO (e.g. shop/frontend->shop/api:8080/tcp), SRC->DST:icmp or SRC->DST:proto-N"
     )]
     Syntax { text: String },
-    #[error("protocol {proto:?} is not one of tcp, udp, sctp, icmp")]
+    #[error(
+        "protocol {proto:?} is not one of tcp, udp, sctp, icmp, or proto-N for another IP protocol number N (gre, esp, ah, vrrp, ... are accepted too)"
+    )]
     Proto { proto: String },
+    #[error("edge {text:?}: {proto} has no ports; write SRC->DST:{proto}")]
+    NoPorts { text: String, proto: String },
+    #[error("protocol {proto:?} is {name}: write PORT/{name}")]
+    NamedProto { proto: String, name: String },
     #[error("port {port:?} is not a number from 1 to 65535")]
     Port { port: String },
     #[error("edge {text:?}: {source}")]
@@ -166,6 +233,12 @@ impl FromStr for Edge {
             match service.split_once('/') {
                 Some((port, proto)) => {
                     let proto: Proto = proto.parse()?;
+                    if !proto.has_ports() {
+                        return Err(EdgeError::NoPorts {
+                            text: text.to_owned(),
+                            proto: proto.name().into_owned(),
+                        });
+                    }
                     let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
                         EdgeError::Port {
                             port: port.to_owned(),
@@ -196,9 +269,29 @@ mod tests {
             "a->b:53/udp",
             "host->shop/db:icmp",
             "x->world:443/tcp",
+            "a->b:proto-47",
+            "a->b:proto-253",
         ] {
             let edge: Edge = text.parse().unwrap();
             assert_eq!(edge.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn other_protocols_by_number_or_name() {
+        let gre: Edge = "a->b:gre".parse().unwrap();
+        assert_eq!(gre.to_string(), "a->b:proto-47");
+        assert_eq!(gre.proto, Proto::Ip(47));
+        let icmp: Edge = "a->b:proto-58".parse().unwrap();
+        assert_eq!(icmp.to_string(), "a->b:icmp", "ICMPv6 is icmp");
+        assert_eq!(Proto::from_number(1), Proto::Icmp);
+        assert_eq!(Proto::from_number(58), Proto::Icmp);
+        assert_eq!(Proto::from_number(253), Proto::Ip(253));
+        assert_eq!(Proto::Icmp.number_v6(), 58);
+        assert_eq!(Proto::Ip(47).number_v6(), 47);
+        for n in 0..=255u8 {
+            let p = Proto::from_number(n);
+            assert_eq!(p.name().parse::<Proto>().unwrap(), p, "protocol {n}");
         }
     }
 
@@ -220,7 +313,10 @@ mod tests {
             ("a->b:80", "protocol"),
             ("a->b:0/tcp", "port"),
             ("a->b:99999/tcp", "port"),
-            ("a->b:80/gre", "protocol"),
+            ("a->b:80/gre", "has no ports"),
+            ("a->b:proto-6", "write PORT/tcp"),
+            ("a->b:proto-300", "proto-N"),
+            ("a->b:ipx", "proto-N"),
             ("A->b:80/tcp", "invalid"),
         ];
         for (text, needle) in cases {

@@ -21,6 +21,21 @@ pub struct Sample {
     pub proto: Proto,
 }
 
+impl std::fmt::Display for Sample {
+    /// `10.0.0.5:40312 -> 10.0.0.7:8080/tcp`, `[fd00::5]:40312 -> [fd00::7]:8080/tcp`,
+    /// `fd00::5 -> fd00::7/icmp` for protocols without ports.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::net::SocketAddr;
+        if self.proto.has_ports() {
+            let src = SocketAddr::new(self.src, self.src_port);
+            let dst = SocketAddr::new(self.dst, self.dst_port);
+            write!(f, "{src} -> {dst}/{}", self.proto)
+        } else {
+            write!(f, "{} -> {}/{}", self.src, self.dst, self.proto)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
@@ -147,6 +162,31 @@ mod tests {
             dst_port: port,
             proto: Proto::Tcp,
         }
+    }
+
+    #[test]
+    fn samples_print_ipv6_in_brackets_and_no_ports_without_ports() {
+        let tcp = Sample {
+            src: "fd00::5".parse().unwrap(),
+            src_port: 40312,
+            dst: "fd00::7".parse().unwrap(),
+            dst_port: 8080,
+            proto: Proto::Tcp,
+        };
+        assert_eq!(tcp.to_string(), "[fd00::5]:40312 -> [fd00::7]:8080/tcp");
+        let icmp = Sample {
+            proto: Proto::Icmp,
+            src_port: 0,
+            dst_port: 0,
+            ..tcp.clone()
+        };
+        assert_eq!(icmp.to_string(), "fd00::5 -> fd00::7/icmp");
+        let v4 = Sample {
+            src: "10.0.0.5".parse().unwrap(),
+            dst: "10.0.0.7".parse().unwrap(),
+            ..tcp
+        };
+        assert_eq!(v4.to_string(), "10.0.0.5:40312 -> 10.0.0.7:8080/tcp");
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! chain through a verdict map, the destination address its zone's ingress chain, and
 //! each chain asks one set of allowed (peer address, protocol, port). Endpoints and
 //! approvals are set elements; a zone's chain changes only with its mode (or with its
-//! first or last ICMP-to-world or CIDR-zone edge).
+//! first or last CIDR-zone edge).
 //!
-//! The zone chains cover IPv4; IPv6 addresses are kept in the membership map.
+//! Both address families are compiled alike: addresses are [`IpAddr`]s, and an
+//! approved edge allows its peers' IPv4 and IPv6 addresses (ICMP edges allow ICMP and
+//! ICMPv6). The renderer puts each address into the set of its family.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -46,14 +48,8 @@ impl ZoneRules {
     /// What the zone's chains say, apart from set elements: a change means a rewrite.
     /// The profile's version is not in it: an approval changes elements only (reports
     /// take the version in force when the enforcer receives them).
-    pub fn chain_key(&self) -> (Mode, bool, bool, bool) {
-        let icmp = |s: &BTreeSet<(Proto, u16)>| s.contains(&(Proto::Icmp, 0));
-        (
-            self.mode,
-            icmp(&self.world_out),
-            icmp(&self.world_in),
-            self.has_cidr(),
-        )
+    pub fn chain_key(&self) -> (Mode, bool) {
+        (self.mode, self.has_cidr())
     }
 
     /// Whether the zone has approved edges with CIDR zones. Only then does it have CIDR
@@ -109,8 +105,20 @@ pub fn member_comment(ep: &Endpoint) -> String {
         (None, Some(pod)) => format!("pod {pod}"),
         _ => format!("container {}", ep.key.container_id),
     };
-    let mut text = format!("{} {who}", ep.zone);
-    text.truncate(120);
+    truncate_chars(format!("{} {who}", ep.zone), MAX_MEMBER_COMMENT_BYTES)
+}
+
+/// At most this many bytes of an endpoint's comment are kept.
+pub const MAX_MEMBER_COMMENT_BYTES: usize = 120;
+
+/// `text` cut to at most `max` bytes, on a character boundary (a pod name may hold
+/// any Unicode).
+pub fn truncate_chars(mut text: String, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
     text
 }
 

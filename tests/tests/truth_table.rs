@@ -123,7 +123,7 @@ fn run(s: &Scenario, subnet: &str) {
                 proto,
                 port,
             );
-            targets.push(dst.target(port, proto.as_str()));
+            targets.push(dst.target(port, &proto.name()));
             expected.push((
                 format!("{} -> {} {port}/{proto}", src.zone, dst.zone),
                 verdict,

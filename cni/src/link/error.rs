@@ -33,6 +33,13 @@ pub enum LinkError {
     RouteExists { addr: IpNet, host_ifname: String },
     #[error("ipv6 address {addr} requested but ipv6 is disabled on this node")]
     Ipv6Unavailable { addr: IpNet },
+    #[error(
+        "ipv6 address {addr} requested but pods could not reach each other over ipv6: {reason}; \
+         enable it (sysctl -w net.ipv6.conf.all.forwarding=1, which Kubernetes dual-stack requires; \
+         set accept_ra=2 on interfaces that learn their routes from router advertisements) \
+         or remove the ipv6 range from the IPAM config"
+    )]
+    Ipv6Forwarding { addr: IpNet, reason: String },
     #[error("failed to write sysctl {path} for {ifname}")]
     Sysctl {
         ifname: String,

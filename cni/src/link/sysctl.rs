@@ -66,14 +66,41 @@ pub(crate) fn host_sysctls(host: &str, ipv6_on_node: bool, ipv6_addr: bool) -> V
     writes
 }
 
-/// Applies [`host_sysctls`] for `host`, refusing IPv6 addresses on a node without IPv6.
+/// IPv6 forwards a packet only when `conf/all/forwarding` is on, or (Linux 6.17 and
+/// later) when the interface it came in on has `force_forwarding`: the host end gets
+/// it, so that pods reach each other without changing the node's global setting.
+fn ipv6_forwarding_writes(host: &str) -> Result<Vec<SysctlWrite>, String> {
+    let sys = Path::new(PROC_SYS);
+    let force = format!("net/ipv6/conf/{host}/force_forwarding");
+    if sys.join("net/ipv6/conf/default/force_forwarding").exists() {
+        return Ok(vec![SysctlWrite::new(force, "1", false)]);
+    }
+    let all = std::fs::read_to_string(sys.join("net/ipv6/conf/all/forwarding"))
+        .map_err(|e| format!("cannot read net.ipv6.conf.all.forwarding: {e}"))?;
+    if all.trim() == "1" {
+        return Ok(Vec::new());
+    }
+    Err("IPv6 forwarding is off on this node (net.ipv6.conf.all.forwarding=0) and this kernel has no per-interface force_forwarding (Linux 6.17+)".to_owned())
+}
+
+/// Applies [`host_sysctls`] for `host`, refusing IPv6 addresses on a node without IPv6
+/// or without IPv6 forwarding.
 pub(crate) fn configure_host(host: &str, addrs: &[IpNet]) -> Result<(), LinkError> {
     let ipv6_on_node = Path::new(PROC_SYS).join("net/ipv6").exists();
     let ipv6_addr = addrs.iter().find(|addr| matches!(addr, IpNet::V6(_)));
     if let (false, Some(addr)) = (ipv6_on_node, ipv6_addr) {
         return Err(LinkError::Ipv6Unavailable { addr: *addr });
     }
-    for write in host_sysctls(host, ipv6_on_node, ipv6_addr.is_some()) {
+    let mut writes = host_sysctls(host, ipv6_on_node, ipv6_addr.is_some());
+    if let Some(addr) = ipv6_addr {
+        let forwarding =
+            ipv6_forwarding_writes(host).map_err(|reason| LinkError::Ipv6Forwarding {
+                addr: *addr,
+                reason,
+            })?;
+        writes.extend(forwarding);
+    }
+    for write in writes {
         let path = PathBuf::from(PROC_SYS).join(&write.key);
         match std::fs::write(&path, write.value) {
             Ok(()) => {}

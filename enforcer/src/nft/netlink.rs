@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
@@ -99,13 +99,14 @@ impl ElementSocket {
         let Some(batch) = encode_batch(changes, first_seq) else {
             return Ok(false);
         };
-        // begin + one message per change + end
-        let last_seq = first_seq.wrapping_add(changes.len() as u32 + 1);
+        // begin + the change messages + end
+        let messages = batch.changes_of.len();
+        let last_seq = first_seq.wrapping_add(messages as u32 + 1);
         inner.seq = last_seq;
         let action = || "change set elements of the table inet zonewarden".to_owned();
         inner
             .socket
-            .send(&batch, 0)
+            .send(&batch.bytes, 0)
             .map_err(|source| NftError::Kernel {
                 action: action(),
                 source,
@@ -113,7 +114,7 @@ impl ElementSocket {
         let first_change = first_seq.wrapping_add(1);
         let mut answered = 0;
         let mut refused: Option<(usize, i32)> = None;
-        while answered < changes.len() {
+        while answered < messages {
             let Inner { socket, answer, .. } = &mut *inner;
             let len = socket
                 .recv(&mut &mut answer[..], 0)
@@ -130,12 +131,12 @@ impl ElementSocket {
                     });
                 }
                 let index = seq.wrapping_sub(first_change) as usize;
-                if index >= changes.len() {
+                let Some(&change) = batch.changes_of.get(index) else {
                     continue;
-                }
+                };
                 answered += 1;
-                if errno != 0 && refused.is_none_or(|(i, _)| index < i) {
-                    refused = Some((index, errno));
+                if errno != 0 && refused.is_none_or(|(i, _)| change < i) {
+                    refused = Some((change, errno));
                 }
             }
         }
@@ -184,13 +185,30 @@ fn acknowledgements(mut datagram: &[u8]) -> Vec<(u32, i32)> {
     acks
 }
 
+/// A batch as one datagram, and for each of its change messages (in order, after the
+/// batch-begin message) the index of the [`SetChange`] it belongs to.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    pub bytes: Vec<u8>,
+    pub changes_of: Vec<usize>,
+}
+
+/// The elements of one message stay under this many bytes of attributes: a netlink
+/// attribute's length is 16 bits, so one message cannot hold a set's elements beyond
+/// 64 KiB however many there are; a large change goes as several messages of the
+/// same batch (still one transaction).
+pub const MAX_MESSAGE_ELEMENT_BYTES: usize = 32 << 10;
+
 /// The whole batch as one datagram, or `None` when it is larger than
 /// [`MAX_BATCH_BYTES`].
-pub fn encode_batch(changes: &[SetChange], first_seq: u32) -> Option<Vec<u8>> {
-    let mut messages = Vec::with_capacity(changes.len() + 2);
-    messages.push(control(ControlMessage::BatchBegin));
-    for change in changes {
-        messages.push(element_message(change));
+pub fn encode_batch(changes: &[SetChange], first_seq: u32) -> Option<EncodedBatch> {
+    let mut messages = vec![control(ControlMessage::BatchBegin)];
+    let mut changes_of = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        for message in element_messages(change) {
+            messages.push(message);
+            changes_of.push(index);
+        }
     }
     messages.push(control(ControlMessage::BatchEnd));
     let mut bytes = Vec::new();
@@ -204,7 +222,29 @@ pub fn encode_batch(changes: &[SetChange], first_seq: u32) -> Option<Vec<u8>> {
             return None;
         }
     }
-    Some(bytes)
+    Some(EncodedBatch { bytes, changes_of })
+}
+
+/// The messages of one change: its elements split so that each message's element
+/// list stays under [`MAX_MESSAGE_ELEMENT_BYTES`].
+fn element_messages(change: &SetChange) -> Vec<NetlinkMessage<NetfilterMessage>> {
+    let mut messages = Vec::new();
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0;
+    for elem in &change.elems {
+        let element = ListAttribute::Element(element_attributes(elem, change.verb));
+        let size = element.buffer_len();
+        if !chunk.is_empty() && chunk_bytes + size > MAX_MESSAGE_ELEMENT_BYTES {
+            messages.push(element_message(change, std::mem::take(&mut chunk)));
+            chunk_bytes = 0;
+        }
+        chunk_bytes += size;
+        chunk.push(element);
+    }
+    if !chunk.is_empty() {
+        messages.push(element_message(change, chunk));
+    }
+    messages
 }
 
 fn control(message: ControlMessage) -> NetlinkMessage<NetfilterMessage> {
@@ -217,12 +257,10 @@ fn control(message: ControlMessage) -> NetlinkMessage<NetfilterMessage> {
     message
 }
 
-fn element_message(change: &SetChange) -> NetlinkMessage<NetfilterMessage> {
-    let elements = change
-        .elems
-        .iter()
-        .map(|e| ListAttribute::Element(element_attributes(e, change.verb)))
-        .collect();
+fn element_message(
+    change: &SetChange,
+    elements: Vec<ListAttribute<SetElementAttribute>>,
+) -> NetlinkMessage<NetfilterMessage> {
     let body = SetElementMessage {
         attributes: vec![
             SetElementList::Table(TABLE.to_owned()),
@@ -298,7 +336,7 @@ pub fn key_bytes(key: &[Part]) -> Vec<u8> {
                 field[..n].copy_from_slice(&name.as_bytes()[..n]);
                 bytes.extend_from_slice(&field);
             }
-            Part::Proto(p) => bytes.push(p.number()),
+            Part::Proto(p) => bytes.push(*p),
             Part::Port(p) => bytes.extend_from_slice(&p.to_be_bytes()),
         }
         if concat {
@@ -319,18 +357,17 @@ pub fn expressible(changes: &[SetChange]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zonewarden_profiles::edge::Proto;
 
     #[test]
     fn keys_are_laid_out_as_the_kernel_stores_them() {
         let addr = Part::Addr("10.1.2.3".parse().unwrap());
         assert_eq!(key_bytes(std::slice::from_ref(&addr)), [10, 1, 2, 3]);
         assert_eq!(
-            key_bytes(&[addr.clone(), Part::Proto(Proto::Tcp), Part::Port(5432)]),
+            key_bytes(&[addr.clone(), Part::Proto(6), Part::Port(5432)]),
             [10, 1, 2, 3, 6, 0, 0, 0, 0x15, 0x38, 0, 0]
         );
         assert_eq!(
-            key_bytes(&[Part::Proto(Proto::Udp), Part::Port(53)]),
+            key_bytes(&[Part::Proto(17), Part::Port(53)]),
             [17, 0, 0, 0, 0, 53, 0, 0]
         );
         let pair = key_bytes(&[Part::Ifname("zw0123".into()), addr]);
@@ -359,7 +396,7 @@ mod tests {
                 comment: "shop/db pod shop/db-0".into(),
             }],
         };
-        let bytes = encode_batch(&[change.clone(), change], 7).unwrap();
+        let bytes = encode_batch(&[change.clone(), change], 7).unwrap().bytes;
         let mut seqs = Vec::new();
         let mut rest = &bytes[..];
         while !rest.is_empty() {

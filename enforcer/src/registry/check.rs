@@ -20,9 +20,6 @@ pub fn problems(endpoint: &Endpoint, wanted: &Ruleset, kernel: &Ruleset) -> Vec<
             )),
             _ => {}
         }
-        if !addr.is_ipv4() {
-            continue;
-        }
         let Some(want) = wanted.local.get(&addr) else {
             continue;
         };

@@ -213,6 +213,15 @@ impl RegistryState {
             + changes.removed.len();
         self.dataplane.apply(&changes, desired)?;
         self.synced = true;
+        if !view.obsolete_sets.is_empty() {
+            match self.dataplane.remove_sets(&view.obsolete_sets) {
+                Ok(()) => info!(sets = ?view.obsolete_sets, "deleted sets an older version left"),
+                Err(err) => warn!(
+                    ?err,
+                    "cannot delete sets an older version left; they are unused"
+                ),
+            }
+        }
         Ok(count)
     }
 

@@ -85,10 +85,7 @@ fn evidence(ev: &Evidence) -> MapEvidence {
         last_seen_unix_ms: ev.last_seen_unix_ms,
         count: ev.count,
         nodes: ev.nodes.iter().cloned().collect(),
-        sample: format!(
-            "{}:{} -> {}:{}/{}",
-            s.src, s.src_port, s.dst, s.dst_port, s.proto
-        ),
+        sample: s.to_string(),
     }
 }
 

@@ -182,12 +182,12 @@ fn render_direction<'a>(
     let mut rules = String::new();
     let mut notes = String::new();
     for (peer, edges) in &by_peer {
-        let (ported, icmp): (Vec<&Edge>, Vec<&Edge>) =
+        let (ported, portless): (Vec<&Edge>, Vec<&Edge>) =
             edges.iter().partition(|e| e.proto.has_ports());
-        for edge in &icmp {
+        for edge in &portless {
             let _ = writeln!(
                 notes,
-                "    # zonewarden: {edge} cannot be expressed: NetworkPolicy has no ICMP"
+                "    # zonewarden: {edge} cannot be expressed: NetworkPolicy has only TCP, UDP and SCTP"
             );
         }
         if *peer == Peer::Host {
@@ -214,7 +214,7 @@ fn render_direction<'a>(
             let _ = writeln!(
                 rules,
                 "        - protocol: {}",
-                proto.as_str().to_ascii_uppercase()
+                proto.name().to_ascii_uppercase()
             );
             let _ = writeln!(rules, "          port: {port}");
         }

@@ -14,6 +14,7 @@ use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
 use super::elements::element_changes;
+use super::expr;
 use super::names::BASE_CHAINS;
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
@@ -34,6 +35,12 @@ pub trait RulesetDataplane: Send + Sync {
         self.apply(&RulesetDiff::between(old, new), new)
     }
     fn read(&self) -> Result<KernelView, NftError>;
+    /// Deletes sets and maps of the table that nothing uses any more (left by an
+    /// older version); called once the chains that used them are rewritten.
+    fn remove_sets(&self, names: &[String]) -> Result<(), NftError> {
+        let _ = names;
+        Ok(())
+    }
 }
 
 /// The data plane of a real kernel: element changes as netlink batches (when it has
@@ -190,7 +197,8 @@ impl RulesetDataplane for NftRulesetDataplane {
 
     fn read(&self) -> Result<KernelView, NftError> {
         let action = format!("list table {FAMILY} {TABLE}");
-        let stdout = match self.run(&["-j", "list", "table", FAMILY, TABLE], None, &action) {
+        let args = ["-j", "-p", "list", "table", FAMILY, TABLE];
+        let stdout = match self.run(&args, None, &action) {
             Ok(stdout) => stdout,
             Err(NftError::Failed { stderr, .. })
                 if stderr.contains("No such file or directory") =>
@@ -206,6 +214,14 @@ impl RulesetDataplane for NftRulesetDataplane {
         let listing: Value =
             serde_json::from_str(&stdout).map_err(|e| parse_error(e.to_string()))?;
         read_listing_for(&listing, &self.opts).map_err(parse_error)
+    }
+
+    fn remove_sets(&self, names: &[String]) -> Result<(), NftError> {
+        let cmds = names.iter().map(|n| expr::delete_set(n)).collect();
+        self.run_transaction(
+            &expr::transaction(cmds),
+            "delete sets of the table inet zonewarden that an older version left",
+        )
     }
 }
 

@@ -11,12 +11,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 use zonewarden_profiles::diff::RulesetDiff;
-use zonewarden_profiles::edge::Proto;
 use zonewarden_profiles::ruleset::{Allow, LocalAddr, Ruleset};
 
 use super::names::{self, *};
 use super::render_zone::{CidrAllow, WorldPort};
-use super::{Dir, ZoneSet, expr};
+use super::{Dir, Family, ZoneSet, expr};
 
 /// One field of an element's key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,8 +24,22 @@ pub enum Part {
     /// A prefix of an interval set.
     Prefix(IpNet),
     Ifname(String),
-    Proto(Proto),
+    /// An IP protocol number (ICMPv6 is 58 in IPv6 sets, ICMP 1 in IPv4 ones).
+    Proto(u8),
     Port(u16),
+}
+
+/// How nft names the protocols we write, so that listings read the same; any other
+/// protocol goes by number.
+pub fn proto_json(number: u8) -> Value {
+    match number {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "ipv6-icmp".into(),
+        132 => "sctp".into(),
+        other => other.into(),
+    }
 }
 
 /// The value of a map element.
@@ -68,7 +81,7 @@ impl Elem {
                 Part::Addr(a) => a.to_string().into(),
                 Part::Prefix(n) => expr::prefix(n),
                 Part::Ifname(i) => i.as_str().into(),
-                Part::Proto(p) => p.as_str().into(),
+                Part::Proto(p) => proto_json(*p),
                 Part::Port(p) => (*p).into(),
             }
         };
@@ -255,17 +268,15 @@ fn pod_iface_changes(diff: &RulesetDiff, new: &Ruleset) -> (Vec<Elem>, Vec<Elem>
 struct Globals(Vec<(&'static str, Elem)>);
 
 impl Globals {
-    /// The elements of a local endpoint address (IPv4 only: the chains cover IPv4).
+    /// The elements of a local endpoint address, in the sets of its family.
     fn local(&mut self, addr: IpAddr, local: &LocalAddr) {
-        if !addr.is_ipv4() {
-            return;
-        }
+        let f = Family::of(addr);
         let commented = Elem {
             key: vec![Part::Addr(addr)],
             data: None,
             comment: cut(&local.comment),
         };
-        for (map, dir) in [(EGRESS_V4, Dir::Out), (INGRESS_V4, Dir::In)] {
+        for (map, dir) in [(names::egress(f), Dir::Out), (names::ingress(f), Dir::In)] {
             let chain = names::zone_chain(dir, local.zone_id);
             let elem = Elem {
                 data: Some(Data::Jump(chain)),
@@ -273,41 +284,33 @@ impl Globals {
             };
             self.0.push((map, elem));
         }
-        self.0.push((LOCAL_V4, commented.clone()));
+        self.0.push((names::local(f), commented.clone()));
         if local.quarantined {
-            self.0.push((QUARANTINE_V4, commented));
+            self.0.push((names::quarantine(f), commented));
         }
         if let Some(ifname) = &local.host_ifname {
             let pair = vec![Part::Ifname(ifname.clone()), Part::Addr(addr)];
-            self.0.push((POD_SRC_V4, Elem::plain(pair)));
+            self.0.push((names::pod_src(f), Elem::plain(pair)));
         }
     }
 
     fn member(&mut self, addr: IpAddr, zone_id: u32, comment: &str) {
-        let map = if addr.is_ipv4() {
-            ZONE_OF_V4
-        } else {
-            ZONE_OF_V6
-        };
         let elem = Elem {
             key: vec![Part::Addr(addr)],
             data: Some(Data::Mark(zone_id)),
             comment: cut(comment),
         };
-        self.0.push((map, elem));
+        self.0.push((names::zone_of(Family::of(addr)), elem));
     }
 
     fn cidr(&mut self, net: &IpNet) {
-        if net.addr().is_ipv4() {
-            self.0
-                .push((CIDR_V4, Elem::plain(vec![Part::Prefix(*net)])));
-        }
+        let set = names::cidr(Family::of(net.addr()));
+        self.0.push((set, Elem::plain(vec![Part::Prefix(*net)])));
     }
 
     fn host(&mut self, addr: IpAddr) {
-        if addr.is_ipv4() {
-            self.0.push((HOST_V4, Elem::plain(vec![Part::Addr(addr)])));
-        }
+        let set = names::host(Family::of(addr));
+        self.0.push((set, Elem::plain(vec![Part::Addr(addr)])));
     }
 
     /// These elements without those `other` holds identically: an element removed and
@@ -337,40 +340,50 @@ fn cut(comment: &str) -> String {
     super::cut_comment(comment)
 }
 
-/// The element of a set for one allowed peer, or `None` when the table cannot hold
-/// it (IPv6: the zone chains cover IPv4).
-pub fn allow_element(allow: &Allow) -> Option<(ZoneSet, Elem)> {
-    let (addr @ IpAddr::V4(_), proto, port) = allow else {
-        return None;
-    };
-    Some(if proto.has_ports() {
-        let key = vec![Part::Addr(*addr), Part::Proto(*proto), Part::Port(*port)];
-        (ZoneSet::Allow, Elem::plain(key))
+/// The element of a set for one allowed peer, in the sets of its family.
+pub fn allow_element(allow: &Allow) -> (ZoneSet, Elem) {
+    let (addr, proto, port) = allow;
+    let f = Family::of(*addr);
+    let number = f.proto_number(*proto);
+    if proto.has_ports() {
+        let key = vec![Part::Addr(*addr), Part::Proto(number), Part::Port(*port)];
+        (ZoneSet::Allow(f), Elem::plain(key))
     } else {
-        (ZoneSet::AllowIcmp, Elem::plain(vec![Part::Addr(*addr)]))
-    })
-}
-
-/// The element of a CIDR set for one allowed prefix, or `None` for IPv6.
-pub fn cidr_element(cidr: &CidrAllow) -> Option<(ZoneSet, Elem)> {
-    let (net, proto, port) = cidr;
-    if !net.addr().is_ipv4() {
-        return None;
+        let key = vec![Part::Addr(*addr), Part::Proto(number)];
+        (ZoneSet::AllowProto(f), Elem::plain(key))
     }
-    Some(if proto.has_ports() {
-        let key = vec![Part::Prefix(*net), Part::Proto(*proto), Part::Port(*port)];
-        (ZoneSet::Cidr, Elem::plain(key))
-    } else {
-        (ZoneSet::CidrIcmp, Elem::plain(vec![Part::Prefix(*net)]))
-    })
 }
 
-/// The element of a world set, or `None` for ICMP (a rule of the chain, not an element).
-pub fn world_element(world: &WorldPort) -> Option<Elem> {
+/// The element of a CIDR set for one allowed prefix, in the sets of its family.
+pub fn cidr_element(cidr: &CidrAllow) -> (ZoneSet, Elem) {
+    let (net, proto, port) = cidr;
+    let f = Family::of(net.addr());
+    let number = f.proto_number(*proto);
+    if proto.has_ports() {
+        let key = vec![Part::Prefix(*net), Part::Proto(number), Part::Port(*port)];
+        (ZoneSet::Cidr(f), Elem::plain(key))
+    } else {
+        let key = vec![Part::Prefix(*net), Part::Proto(number)];
+        (ZoneSet::CidrProto(f), Elem::plain(key))
+    }
+}
+
+/// The elements of a world set for one (protocol, port): ICMP is approved as ICMP
+/// and ICMPv6.
+pub fn world_elements(world: &WorldPort) -> Vec<(ZoneSet, Elem)> {
     let (proto, port) = world;
-    proto
-        .has_ports()
-        .then(|| Elem::plain(vec![Part::Proto(*proto), Part::Port(*port)]))
+    if proto.has_ports() {
+        let key = vec![Part::Proto(proto.number()), Part::Port(*port)];
+        return vec![(ZoneSet::World, Elem::plain(key))];
+    }
+    let numbers: BTreeSet<u8> = Family::BOTH
+        .iter()
+        .map(|f| f.proto_number(*proto))
+        .collect();
+    numbers
+        .into_iter()
+        .map(|n| (ZoneSet::WorldProto, Elem::plain(vec![Part::Proto(n)])))
+        .collect()
 }
 
 /// Elements grouped by the zone set that holds them.
@@ -392,14 +405,9 @@ impl ZoneElements {
         let mut by_kind: BTreeMap<ZoneSet, Vec<Elem>> = BTreeMap::new();
         let elems = allows
             .into_iter()
-            .filter_map(allow_element)
-            .chain(cidrs.into_iter().filter_map(cidr_element))
-            .chain(
-                world
-                    .into_iter()
-                    .filter_map(world_element)
-                    .map(|e| (ZoneSet::World, e)),
-            );
+            .map(allow_element)
+            .chain(cidrs.into_iter().map(cidr_element))
+            .chain(world.into_iter().flat_map(world_elements));
         for (kind, elem) in elems {
             by_kind.entry(kind).or_default().push(elem);
         }

@@ -147,6 +147,11 @@ pub fn add_interval_set(name: &str, key_type: &[&str]) -> Value {
     cmd
 }
 
+/// A prefix as the right side of a match: `ip6 saddr fe80::/10`.
+pub fn prefix_value(addr: &str, len: u8) -> Value {
+    json!({"prefix": {"addr": addr, "len": len}})
+}
+
 /// A prefix as an element key: `{"prefix": {"addr": .., "len": ..}}`.
 pub fn prefix(net: &ipnet::IpNet) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})

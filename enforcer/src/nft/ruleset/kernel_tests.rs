@@ -56,6 +56,7 @@ impl Netns {
                 &self.0,
                 "nft",
                 "-j",
+                "-p",
                 "list",
                 "table",
                 "inet",
@@ -207,7 +208,7 @@ fn host_probe_setting_rewrites_only_the_output_chain() {
     assert_holds(&dp, &r2, "after turning probes off");
     let after = ns.rule_counts();
     assert_eq!(
-        after["output"] + 1,
+        after["output"] + 2,
         before["output"],
         "{before:?} -> {after:?}"
     );

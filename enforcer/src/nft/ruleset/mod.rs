@@ -3,9 +3,12 @@
 //! `nft -j list table`, and applied through the [`RulesetDataplane`] seam.
 //!
 //! A packet of a new connection meets: the anti-spoofing and quarantine rules of the
-//! base chains, then one verdict-map lookup (`egress_v4` by source, `ingress_v4` by
-//! destination) that jumps to its zone's chain, where one set lookup decides. The
-//! per-packet cost does not grow with zones, endpoints or edges.
+//! base chains, then one verdict-map lookup (`egress_v4`/`egress_v6` by source,
+//! `ingress_v4`/`ingress_v6` by destination) that jumps to its zone's chain, where one
+//! set lookup decides. The per-packet cost does not grow with zones, endpoints or
+//! edges. IPv4 and IPv6 have the same sets and rules, each in its own family
+//! ([`Family`]); a zone chain ends, for both, in its mode's tail, and a zone in
+//! `enforce` drops whatever its earlier rules did not accept (fail closed).
 //!
 //! The rule comments of a chain are its signature: a chain is up to date when its
 //! comments equal the rendered ones (they name the zone, its mode and its version,
@@ -71,6 +74,9 @@ pub struct KernelView {
     pub ruleset: Ruleset,
     /// The rule comments of each base chain present (`forward`, `input`, `output`).
     pub base_chains: BTreeMap<String, Vec<String>>,
+    /// Sets and maps of the table that this version neither writes nor reads (left by
+    /// an older version): deleted once the chains that used them are rewritten.
+    pub obsolete_sets: Vec<String>,
 }
 
 /// nft keeps at most 128 bytes of a comment, including its terminating NUL.
@@ -85,24 +91,123 @@ pub fn cut_comment(text: &str) -> String {
     text[..end].to_owned()
 }
 
+/// An address family of the table's sets and rules. Every set keyed by an address
+/// and every rule that reads one exists once per family; an approved edge puts its
+/// peers' addresses of both families into the sets of their family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        if addr.is_ipv4() { Self::V4 } else { Self::V6 }
+    }
+
+    /// `v4` / `v6`: the suffix of set names.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::V4 => "v4",
+            Self::V6 => "v6",
+        }
+    }
+
+    /// `ip` / `ip6`: the protocol of the address payload expressions.
+    pub fn payload(self) -> &'static str {
+        match self {
+            Self::V4 => "ip",
+            Self::V6 => "ip6",
+        }
+    }
+
+    /// `ipv4_addr` / `ipv6_addr`: the key type of address sets.
+    pub fn addr_type(self) -> &'static str {
+        match self {
+            Self::V4 => "ipv4_addr",
+            Self::V6 => "ipv6_addr",
+        }
+    }
+
+    /// `ipv4` / `ipv6`, as rule comments name the family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V4 => "ipv4",
+            Self::V6 => "ipv6",
+        }
+    }
+
+    /// The protocol number ICMP has in this family (1, or ICMPv6's 58).
+    pub fn proto_number(self, proto: zonewarden_profiles::edge::Proto) -> u8 {
+        match self {
+            Self::V4 => proto.number(),
+            Self::V6 => proto.number_v6(),
+        }
+    }
+}
+
 /// Names of the table's objects.
 pub mod names {
+    use super::Family;
+
     pub const ZONE_OF_V4: &str = "zone_of_v4";
     pub const ZONE_OF_V6: &str = "zone_of_v6";
     pub const HOST_V4: &str = "host_v4";
+    pub const HOST_V6: &str = "host_v6";
     pub const CIDR_V4: &str = "cidr_v4";
+    pub const CIDR_V6: &str = "cidr_v6";
     pub const EGRESS_V4: &str = "egress_v4";
+    pub const EGRESS_V6: &str = "egress_v6";
     pub const INGRESS_V4: &str = "ingress_v4";
+    pub const INGRESS_V6: &str = "ingress_v6";
     pub const LOCAL_V4: &str = "local_v4";
+    pub const LOCAL_V6: &str = "local_v6";
     pub const QUARANTINE_V4: &str = "quarantine_v4";
+    pub const QUARANTINE_V6: &str = "quarantine_v6";
     pub const POD_IFACES: &str = "pod_ifaces";
     pub const POD_SRC_V4: &str = "pod_src_v4";
+    pub const POD_SRC_V6: &str = "pod_src_v6";
     pub const FORWARD: &str = "forward";
     pub const INPUT: &str = "input";
     pub const OUTPUT: &str = "output";
     pub const BASE_CHAINS: [&str; 3] = [FORWARD, INPUT, OUTPUT];
     pub const ZONE_OUT_PREFIX: &str = "zout_";
     pub const ZONE_IN_PREFIX: &str = "zin_";
+
+    /// Picks the name of `family` from a (v4, v6) pair of names.
+    pub fn of(family: Family, pair: (&'static str, &'static str)) -> &'static str {
+        match family {
+            Family::V4 => pair.0,
+            Family::V6 => pair.1,
+        }
+    }
+
+    pub fn zone_of(f: Family) -> &'static str {
+        of(f, (ZONE_OF_V4, ZONE_OF_V6))
+    }
+    pub fn host(f: Family) -> &'static str {
+        of(f, (HOST_V4, HOST_V6))
+    }
+    pub fn cidr(f: Family) -> &'static str {
+        of(f, (CIDR_V4, CIDR_V6))
+    }
+    pub fn egress(f: Family) -> &'static str {
+        of(f, (EGRESS_V4, EGRESS_V6))
+    }
+    pub fn ingress(f: Family) -> &'static str {
+        of(f, (INGRESS_V4, INGRESS_V6))
+    }
+    pub fn local(f: Family) -> &'static str {
+        of(f, (LOCAL_V4, LOCAL_V6))
+    }
+    pub fn quarantine(f: Family) -> &'static str {
+        of(f, (QUARANTINE_V4, QUARANTINE_V6))
+    }
+    pub fn pod_src(f: Family) -> &'static str {
+        of(f, (POD_SRC_V4, POD_SRC_V6))
+    }
 
     /// The egress (`out`) or ingress (`in`) chain of zone `id`.
     pub fn zone_chain(dir: super::Dir, id: u32) -> String {
@@ -112,15 +217,18 @@ pub mod names {
         }
     }
 
-    /// `allow_out_N`, `allow_out_icmp_N`, `world_out_N` (and `_in_`).
+    /// `allow_out_v4_N`, `proto_out_v6_N`, `world_out_N`, `world_proto_out_N`,
+    /// `cidr_out_v4_N`, `cidr_proto_out_v6_N` (and `_in_`).
     pub fn zone_set(kind: super::ZoneSet, dir: super::Dir, id: u32) -> String {
+        use super::ZoneSet;
         let dir = dir.as_str();
         match kind {
-            super::ZoneSet::Allow => format!("allow_{dir}_{id}"),
-            super::ZoneSet::AllowIcmp => format!("allow_{dir}_icmp_{id}"),
-            super::ZoneSet::World => format!("world_{dir}_{id}"),
-            super::ZoneSet::Cidr => format!("cidr_{dir}_{id}"),
-            super::ZoneSet::CidrIcmp => format!("cidr_{dir}_icmp_{id}"),
+            ZoneSet::Allow(f) => format!("allow_{dir}_{}_{id}", f.suffix()),
+            ZoneSet::AllowProto(f) => format!("proto_{dir}_{}_{id}", f.suffix()),
+            ZoneSet::World => format!("world_{dir}_{id}"),
+            ZoneSet::WorldProto => format!("world_proto_{dir}_{id}"),
+            ZoneSet::Cidr(f) => format!("cidr_{dir}_{}_{id}", f.suffix()),
+            ZoneSet::CidrProto(f) => format!("cidr_proto_{dir}_{}_{id}", f.suffix()),
         }
     }
 }
@@ -141,34 +249,51 @@ impl Dir {
             Self::In => "in",
         }
     }
+
+    /// The address of the other end: the destination of what the zone opens, the
+    /// source of what it receives.
+    pub fn peer_field(self) -> &'static str {
+        match self {
+            Self::Out => "daddr",
+            Self::In => "saddr",
+        }
+    }
 }
 
-/// The three sets of a zone in one direction.
+/// The sets of a zone in one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ZoneSet {
     /// (peer address, protocol, port) for tcp, udp, sctp.
-    Allow,
-    /// Peer addresses for ICMP.
-    AllowIcmp,
+    Allow(Family),
+    /// (peer address, protocol) for protocols without ports: ICMP (ICMPv6 in the IPv6
+    /// set) and any other IP protocol an edge names by number.
+    AllowProto(Family),
     /// (protocol, port) to or from `world`.
     World,
+    /// Protocols without ports to or from `world` (ICMP as both 1 and 58).
+    WorldProto,
     /// (CIDR zone prefix, protocol, port) for tcp, udp, sctp: an interval set.
-    Cidr,
-    /// CIDR zone prefixes for ICMP: an interval set.
-    CidrIcmp,
+    Cidr(Family),
+    /// (CIDR zone prefix, protocol) for protocols without ports: an interval set.
+    CidrProto(Family),
 }
 
 impl ZoneSet {
-    pub const ALL: [ZoneSet; 5] = [
-        ZoneSet::Allow,
-        ZoneSet::AllowIcmp,
+    pub const ALL: [ZoneSet; 10] = [
+        ZoneSet::Allow(Family::V4),
+        ZoneSet::Allow(Family::V6),
+        ZoneSet::AllowProto(Family::V4),
+        ZoneSet::AllowProto(Family::V6),
         ZoneSet::World,
-        ZoneSet::Cidr,
-        ZoneSet::CidrIcmp,
+        ZoneSet::WorldProto,
+        ZoneSet::Cidr(Family::V4),
+        ZoneSet::Cidr(Family::V6),
+        ZoneSet::CidrProto(Family::V4),
+        ZoneSet::CidrProto(Family::V6),
     ];
 
     /// Whether the set holds prefixes (`flags interval`).
     pub fn is_interval(self) -> bool {
-        matches!(self, Self::Cidr | Self::CidrIcmp)
+        matches!(self, Self::Cidr(_) | Self::CidrProto(_))
     }
 }

@@ -1,5 +1,5 @@
-//! The kernel's table read back into the model: what `nft -j list table inet
-//! zonewarden` prints, as a [`KernelView`].
+//! The kernel's table read back into the model: what `nft -j -p list table inet
+//! zonewarden` prints (protocols as numbers), as a [`KernelView`].
 //!
 //! Zones come from their chains (`zout_N`, `zin_N`) and sets: the mode and version
 //! from the tail's log prefix (`zw K zN vV out`), the name from the first rule's
@@ -21,9 +21,9 @@ use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, ZoneRules};
 use zonewarden_profiles::zone::ZoneName;
 
 use super::names::{self, *};
-use super::render_base::PROBES_COMMENT;
+use super::render_base::{global_set_names, probes_comment};
 use super::render_zone::{Tail, first_comment, zone_chain_rules};
-use super::{Dir, KernelView, Options, ZoneSet, cut_comment};
+use super::{Dir, Family, KernelView, Options, ZoneSet, cut_comment};
 
 /// Reads a listing; zone chains are checked against the NFLOG group they log to.
 pub fn read_listing(listing: &Value) -> Result<KernelView, String> {
@@ -36,24 +36,20 @@ pub fn read_listing_for(listing: &Value, opts: &Options) -> Result<KernelView, S
 }
 
 /// What of `ruleset` the table can hold, so that reading it back after applying it
-/// gives exactly this: IPv6 addresses only as members (the chains cover IPv4),
-/// comments cut as nft cuts them.
+/// gives exactly this: comments cut as nft cuts them, ports of protocols without ports
+/// as 0.
 pub fn representable(ruleset: &Ruleset) -> Ruleset {
     let mut out = ruleset.clone();
-    out.local.retain(|addr, _| addr.is_ipv4());
     for local in out.local.values_mut() {
         local.comment = cut_comment(&local.comment);
     }
     for (_, comment) in out.members.values_mut() {
         *comment = cut_comment(comment);
     }
-    out.host.retain(IpAddr::is_ipv4);
-    out.cidrs.retain(|n| n.addr().is_ipv4());
     for zone in out.zones.values_mut() {
         for allow in [&mut zone.allow_out, &mut zone.allow_in] {
             *allow = allow
                 .iter()
-                .filter(|(addr, _, _)| addr.is_ipv4())
                 .map(|&(a, p, port)| (a, p, if p.has_ports() { port } else { 0 }))
                 .collect();
         }
@@ -63,7 +59,6 @@ pub fn representable(ruleset: &Ruleset) -> Ruleset {
         for cidr in [&mut zone.cidr_out, &mut zone.cidr_in] {
             *cidr = cidr
                 .iter()
-                .filter(|(net, _, _)| net.addr().is_ipv4())
                 .map(|&(n, p, port)| (n, p, if p.has_ports() { port } else { 0 }))
                 .collect();
         }
@@ -125,7 +120,7 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
     let rs = &mut view.ruleset;
     rs.settings = match view.base_chains.get(OUTPUT) {
         Some(comments) => NodeSettings {
-            allow_host_probes: comments.iter().any(|c| c == PROBES_COMMENT),
+            allow_host_probes: comments.iter().any(|c| *c == probes_comment(Family::V4)),
         },
         None => NodeSettings::default(),
     };
@@ -140,13 +135,17 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
             rs.members.insert(addr, (id, comment.unwrap_or_default()));
         }
     }
-    for entry in table.elements(HOST_V4) {
-        rs.host.insert(addr_key(HOST_V4, entry)?.0);
+    for f in Family::BOTH {
+        let set = names::host(f);
+        for entry in table.elements(set) {
+            rs.host.insert(addr_key(set, entry)?.0);
+        }
+        let set = names::cidr(f);
+        for entry in table.elements(set) {
+            rs.cidrs.insert(prefix_key(set, entry)?);
+        }
+        read_locals(&table, rs, f)?;
     }
-    for entry in table.elements(CIDR_V4) {
-        rs.cidrs.insert(prefix_key(CIDR_V4, entry)?);
-    }
-    read_locals(&table, rs)?;
     let ids: BTreeSet<u32> = table
         .chains
         .keys()
@@ -157,40 +156,53 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
             id.parse().ok()
         })
         .collect();
-    for id in ids {
-        let zone = read_zone(&table, id, group)?;
-        rs.zones.insert(id, zone);
+    let mut known: BTreeSet<String> = global_set_names().into_iter().collect();
+    for id in &ids {
+        let zone = read_zone(&table, *id, group)?;
+        rs.zones.insert(*id, zone);
+        for dir in Dir::BOTH {
+            known.extend(ZoneSet::ALL.map(|kind| names::zone_set(kind, dir, *id)));
+        }
     }
+    view.obsolete_sets = table
+        .elements
+        .keys()
+        .filter(|name| !known.contains(**name))
+        .map(|name| (*name).to_owned())
+        .collect();
     Ok(view)
 }
 
-fn read_locals(table: &Listing<'_>, rs: &mut Ruleset) -> Result<(), String> {
+fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), String> {
+    let quarantine = names::quarantine(f);
     let quarantined: BTreeSet<IpAddr> = table
-        .elements(QUARANTINE_V4)
+        .elements(quarantine)
         .iter()
-        .map(|e| addr_key(QUARANTINE_V4, e).map(|(a, _)| a))
+        .map(|e| addr_key(quarantine, e).map(|(a, _)| a))
         .collect::<Result<_, _>>()?;
+    let pod_src = names::pod_src(f);
     let mut ifnames = BTreeMap::new();
-    for entry in table.elements(POD_SRC_V4) {
+    for entry in table.elements(pod_src) {
         let parts = entry
             .get("concat")
             .and_then(Value::as_array)
             .map(Vec::as_slice);
         let Some([ifname, addr]) = parts else {
-            return Err(bad(POD_SRC_V4, entry));
+            return Err(bad(pod_src, entry));
         };
-        let ifname = ifname.as_str().ok_or_else(|| bad(POD_SRC_V4, entry))?;
-        ifnames.insert(addr_key(POD_SRC_V4, addr)?.0, ifname.to_owned());
+        let ifname = ifname.as_str().ok_or_else(|| bad(pod_src, entry))?;
+        ifnames.insert(addr_key(pod_src, addr)?.0, ifname.to_owned());
     }
-    for entry in table.elements(EGRESS_V4) {
-        let (key, value) = map_entry(EGRESS_V4, entry)?;
-        let (addr, comment) = addr_key(EGRESS_V4, key)?;
+    let egress = names::egress(f);
+    for entry in table.elements(egress) {
+        let (key, value) = map_entry(egress, entry)?;
+        let (addr, comment) = addr_key(egress, key)?;
         let zone_id = value
             .pointer("/jump/target")
             .and_then(Value::as_str)
             .and_then(|t| t.strip_prefix(ZONE_OUT_PREFIX))
             .and_then(|id| id.parse().ok())
-            .ok_or_else(|| bad(EGRESS_V4, entry))?;
+            .ok_or_else(|| bad(egress, entry))?;
         let local = LocalAddr {
             zone_id,
             host_ifname: ifnames.get(&addr).cloned(),
@@ -236,50 +248,42 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         world_in: Default::default(),
     };
     for dir in Dir::BOTH {
-        let chain = names::zone_chain(dir, id);
-        let (allow, world) = match dir {
-            Dir::Out => (&mut zone.allow_out, &mut zone.world_out),
-            Dir::In => (&mut zone.allow_in, &mut zone.world_in),
+        let (allow, cidr, world) = match dir {
+            Dir::Out => (&mut zone.allow_out, &mut zone.cidr_out, &mut zone.world_out),
+            Dir::In => (&mut zone.allow_in, &mut zone.cidr_in, &mut zone.world_in),
         };
-        let icmp_world = rules_of(&chain).iter().any(|(c, _)| {
-            c.ends_with(": icmp to world approved") || c.ends_with(": icmp from world approved")
-        });
-        if icmp_world {
-            world.insert((Proto::Icmp, 0));
+        for f in Family::BOTH {
+            let set = names::zone_set(ZoneSet::Allow(f), dir, id);
+            for entry in table.elements(&set) {
+                let parts = concat_parts(&set, entry, 3)?;
+                let addr = addr_key(&set, &parts[0])?.0;
+                allow.insert((addr, proto(&set, &parts[1])?, port(&set, &parts[2])?));
+            }
+            let set = names::zone_set(ZoneSet::AllowProto(f), dir, id);
+            for entry in table.elements(&set) {
+                let parts = concat_parts(&set, entry, 2)?;
+                allow.insert((addr_key(&set, &parts[0])?.0, proto(&set, &parts[1])?, 0));
+            }
+            let set = names::zone_set(ZoneSet::Cidr(f), dir, id);
+            for entry in table.elements(&set) {
+                let parts = concat_parts(&set, entry, 3)?;
+                let net = prefix_key(&set, &parts[0])?;
+                cidr.insert((net, proto(&set, &parts[1])?, port(&set, &parts[2])?));
+            }
+            let set = names::zone_set(ZoneSet::CidrProto(f), dir, id);
+            for entry in table.elements(&set) {
+                let parts = concat_parts(&set, entry, 2)?;
+                cidr.insert((prefix_key(&set, &parts[0])?, proto(&set, &parts[1])?, 0));
+            }
         }
-        let set = names::zone_set(ZoneSet::Allow, dir, id);
-        for entry in table.elements(&set) {
-            let parts = concat_parts(&set, entry, 3)?;
-            let addr = addr_key(&set, &parts[0])?.0;
-            allow.insert((addr, proto(&set, &parts[1])?, port(&set, &parts[2])?));
-        }
-        let set = names::zone_set(ZoneSet::AllowIcmp, dir, id);
-        for entry in table.elements(&set) {
-            allow.insert((addr_key(&set, entry)?.0, Proto::Icmp, 0));
-        }
-        let cidr = match dir {
-            Dir::Out => &mut zone.cidr_out,
-            Dir::In => &mut zone.cidr_in,
-        };
-        let set = names::zone_set(ZoneSet::Cidr, dir, id);
-        for entry in table.elements(&set) {
-            let parts = concat_parts(&set, entry, 3)?;
-            let net = prefix_key(&set, &parts[0])?;
-            cidr.insert((net, proto(&set, &parts[1])?, port(&set, &parts[2])?));
-        }
-        let set = names::zone_set(ZoneSet::CidrIcmp, dir, id);
-        for entry in table.elements(&set) {
-            cidr.insert((prefix_key(&set, entry)?, Proto::Icmp, 0));
-        }
-        let (allow, world) = match dir {
-            Dir::Out => (&mut zone.allow_out, &mut zone.world_out),
-            Dir::In => (&mut zone.allow_in, &mut zone.world_in),
-        };
-        let _ = allow;
         let set = names::zone_set(ZoneSet::World, dir, id);
         for entry in table.elements(&set) {
             let parts = concat_parts(&set, entry, 2)?;
             world.insert((proto(&set, &parts[0])?, port(&set, &parts[1])?));
+        }
+        let set = names::zone_set(ZoneSet::WorldProto, dir, id);
+        for entry in table.elements(&set) {
+            world.insert((proto(&set, entry)?, 0));
         }
     }
     let opts = Options {
@@ -386,7 +390,7 @@ fn proto(set: &str, value: &Value) -> Result<Proto, String> {
         Value::Number(n) => n
             .as_u64()
             .and_then(|n| u8::try_from(n).ok())
-            .and_then(Proto::from_number),
+            .map(Proto::from_number),
         _ => None,
     };
     parsed.ok_or_else(|| bad(set, value))

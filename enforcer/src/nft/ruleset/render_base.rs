@@ -9,46 +9,81 @@ use serde_json::Value;
 use zonewarden_profiles::policy::NodeSettings;
 
 use super::expr::{self, Rule};
-use super::names::*;
+use super::names::{self, *};
 use super::render_zone::Tail;
-use super::{KernelView, Options};
+use super::{Family, KernelView, Options};
 
 /// Packets per second the spoofing and quarantine rules log at most.
 const LOG_RATE_PER_SECOND: u32 = 10;
 
 /// The global sets and maps: name, key type, value type.
-pub fn global_sets() -> Vec<(&'static str, &'static [&'static str], Option<&'static str>)> {
-    vec![
-        (ZONE_OF_V4, &["ipv4_addr"], Some("mark")),
-        (ZONE_OF_V6, &["ipv6_addr"], Some("mark")),
-        (HOST_V4, &["ipv4_addr"], None),
-        (EGRESS_V4, &["ipv4_addr"], Some("verdict")),
-        (INGRESS_V4, &["ipv4_addr"], Some("verdict")),
-        (LOCAL_V4, &["ipv4_addr"], None),
-        (QUARANTINE_V4, &["ipv4_addr"], None),
-        (POD_IFACES, &["ifname"], None),
-        (POD_SRC_V4, &["ifname", "ipv4_addr"], None),
-    ]
+pub fn global_sets() -> Vec<(&'static str, Vec<&'static str>, Option<&'static str>)> {
+    let mut sets = vec![(POD_IFACES, vec!["ifname"], None)];
+    for f in Family::BOTH {
+        let addr = f.addr_type();
+        sets.extend([
+            (names::zone_of(f), vec![addr], Some("mark")),
+            (names::host(f), vec![addr], None),
+            (names::egress(f), vec![addr], Some("verdict")),
+            (names::ingress(f), vec![addr], Some("verdict")),
+            (names::local(f), vec![addr], None),
+            (names::quarantine(f), vec![addr], None),
+            (names::pod_src(f), vec!["ifname", addr], None),
+        ]);
+    }
+    sets
 }
+
+/// The seen sets of the tails, with their key types.
+pub fn seen_sets() -> Vec<(String, Vec<&'static str>)> {
+    let mut sets = Vec::new();
+    for tail in Tail::ALL {
+        for f in Family::BOTH {
+            let addr = f.addr_type();
+            sets.push((
+                tail.seen_set(f),
+                vec![addr, addr, "inet_proto", "inet_service"],
+            ));
+            sets.push((tail.seen_proto_set(f), vec![addr, addr, "inet_proto"]));
+        }
+    }
+    sets
+}
+
+/// Every set and map name this version's base transaction creates.
+pub fn global_set_names() -> Vec<String> {
+    let mut names: Vec<String> = global_sets()
+        .into_iter()
+        .map(|(n, _, _)| n.to_owned())
+        .collect();
+    names.extend(Family::BOTH.map(|f| names::cidr(f).to_owned()));
+    names.extend(seen_sets().into_iter().map(|(n, _)| n));
+    names
+}
+
+/// ICMPv6 neighbour discovery a pod sends to its node: router solicitation, neighbour
+/// solicitation and advertisement.
+const ND_FROM_POD: [&str; 3] = [
+    "nd-router-solicit",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+];
+/// ICMPv6 neighbour discovery the node sends to its pods.
+const ND_TO_POD: [&str; 3] = [
+    "nd-router-advert",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+];
+/// MLD reports a pod's kernel sends for its multicast groups (solicited-node ones).
+const MLD_REPORTS: [&str; 2] = ["mld-listener-report", "mld2-listener-report"];
 
 /// The rules of base chain `chain` (one of [`BASE_CHAINS`]), in order.
 pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) -> Vec<Rule> {
     let group = opts.nflog_group;
-    let saddr = || expr::payload("ip", "saddr");
-    let daddr = || expr::payload("ip", "daddr");
     let established = Rule::new(
         "known connections: accepted before any lookup",
         vec![expr::ct_state_established(), expr::accept()],
     );
-    let spoofed = || {
-        vec![
-            expr::eq(expr::meta("iifname"), expr::set_ref(POD_IFACES)),
-            expr::ne(
-                expr::concat(vec![expr::meta("iifname"), saddr()]),
-                expr::set_ref(POD_SRC_V4),
-            ),
-        ]
-    };
     let with = |mut head: Vec<Value>, tail: Vec<Value>| {
         head.extend(tail);
         head
@@ -59,80 +94,176 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
             expr::log(prefix, group),
         ]
     };
-    let spoofing = [
-        Rule::new(
-            &format!("source not the pod's own on a pod interface: report to nflog {group}"),
-            with(spoofed(), logged("zw spoof")),
-        ),
-        Rule::new(
-            "source not the pod's own on a pod interface: drop",
-            with(spoofed(), vec![expr::drop()]),
-        ),
-    ];
-    let quarantine = |addr: Value, way: &str| {
-        let is_quarantined = || expr::eq(addr.clone(), expr::set_ref(QUARANTINE_V4));
+    // Attack: a pod sends with another pod's address, the node's, or any other as its
+    // source, over either family; it only gets to choose among its own addresses.
+    let spoofing = |f: Family| {
+        let spoofed = || {
+            vec![
+                expr::eq(expr::meta("iifname"), expr::set_ref(POD_IFACES)),
+                expr::ne(
+                    expr::concat(vec![
+                        expr::meta("iifname"),
+                        expr::payload(f.payload(), "saddr"),
+                    ]),
+                    expr::set_ref(names::pod_src(f)),
+                ),
+            ]
+        };
+        let n = f.name();
         [
             Rule::new(
-                &format!("{way} a quarantined endpoint: report to nflog {group}"),
+                &format!(
+                    "{n} source not the pod's own on a pod interface: report to nflog {group}"
+                ),
+                with(spoofed(), logged("zw spoof")),
+            ),
+            Rule::new(
+                &format!("{n} source not the pod's own on a pod interface: drop"),
+                with(spoofed(), vec![expr::drop()]),
+            ),
+        ]
+    };
+    // Attack: a quarantined pod (or its peers) keeps talking over the other family.
+    let quarantine = |f: Family, field: &str, way: &str| {
+        let is_quarantined = || {
+            expr::eq(
+                expr::payload(f.payload(), field),
+                expr::set_ref(names::quarantine(f)),
+            )
+        };
+        let n = f.name();
+        [
+            Rule::new(
+                &format!("{n} {way} a quarantined endpoint: report to nflog {group}"),
                 with(vec![is_quarantined()], logged("zw quarantine")),
             ),
             Rule::new(
-                &format!("{way} a quarantined endpoint: drop"),
+                &format!("{n} {way} a quarantined endpoint: drop"),
                 vec![is_quarantined(), expr::drop()],
             ),
         ]
     };
-    let egress = Rule::new(
-        "from a local endpoint: its zone's egress chain",
-        vec![expr::vmap(saddr(), EGRESS_V4)],
-    );
-    let ingress = Rule::new(
-        "to a local endpoint: its zone's ingress chain",
-        vec![expr::vmap(daddr(), INGRESS_V4)],
-    );
+    let egress = |f: Family| {
+        Rule::new(
+            &format!(
+                "from a local endpoint over {}: its zone's egress chain",
+                f.name()
+            ),
+            vec![expr::vmap(
+                expr::payload(f.payload(), "saddr"),
+                names::egress(f),
+            )],
+        )
+    };
+    let ingress = |f: Family| {
+        Rule::new(
+            &format!(
+                "to a local endpoint over {}: its zone's ingress chain",
+                f.name()
+            ),
+            vec![expr::vmap(
+                expr::payload(f.payload(), "daddr"),
+                names::ingress(f),
+            )],
+        )
+    };
     let mut rules = vec![established];
     match chain {
         FORWARD => {
-            rules.extend(spoofing);
-            rules.extend(quarantine(saddr(), "from"));
-            rules.extend(quarantine(daddr(), "to"));
-            rules.extend([egress, ingress]);
+            for f in Family::BOTH {
+                rules.extend(spoofing(f));
+            }
+            for f in Family::BOTH {
+                rules.extend(quarantine(f, "saddr", "from"));
+                rules.extend(quarantine(f, "daddr", "to"));
+            }
+            rules.extend(Family::BOTH.map(egress));
+            rules.extend(Family::BOTH.map(ingress));
         }
         INPUT => {
-            rules.extend(spoofing);
-            rules.push(egress);
+            // A pod must never lose its gateway: neighbour discovery with the node
+            // works in every mode. Hop limit 255 proves it came from the link; these
+            // messages reach no service.
+            rules.push(Rule::new(
+                "ipv6 neighbour discovery from the link: accepted in every mode",
+                vec![
+                    expr::eq(
+                        expr::payload("icmpv6", "type"),
+                        expr::anon_set(&ND_FROM_POD),
+                    ),
+                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
+                    expr::accept(),
+                ],
+            ));
+            rules.push(Rule::new(
+                "ipv6 multicast listener reports from link-local sources: accepted",
+                vec![
+                    expr::eq(
+                        expr::payload("icmpv6", "type"),
+                        expr::anon_set(&MLD_REPORTS),
+                    ),
+                    expr::eq(
+                        expr::payload("ip6", "saddr"),
+                        expr::prefix_value("fe80::", 10),
+                    ),
+                    expr::accept(),
+                ],
+            ));
+            for f in Family::BOTH {
+                rules.extend(spoofing(f));
+            }
+            rules.extend(Family::BOTH.map(egress));
         }
         _ => {
+            rules.push(Rule::new(
+                "ipv6 neighbour discovery to the link: accepted in every mode",
+                vec![
+                    expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(&ND_TO_POD)),
+                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
+                    expr::accept(),
+                ],
+            ));
             if settings.allow_host_probes {
-                rules.push(Rule::new(
-                    PROBES_COMMENT,
-                    vec![expr::eq(daddr(), expr::set_ref(LOCAL_V4)), expr::accept()],
-                ));
+                for f in Family::BOTH {
+                    rules.push(Rule::new(
+                        &probes_comment(f),
+                        vec![
+                            expr::eq(
+                                expr::payload(f.payload(), "daddr"),
+                                expr::set_ref(names::local(f)),
+                            ),
+                            expr::accept(),
+                        ],
+                    ));
+                }
             }
-            rules.push(ingress);
+            rules.extend(Family::BOTH.map(ingress));
         }
     }
     rules
 }
 
-/// The comment of the `output` rule that lets the node reach its pods: its presence
+/// The comment of the `output` rules that let the node reach its pods: their presence
 /// is how `allow_host_probes` reads back.
-pub const PROBES_COMMENT: &str = "host to local endpoints: allowed (kubelet probes)";
+pub fn probes_comment(f: Family) -> String {
+    format!(
+        "host to local endpoints over {}: allowed (kubelet probes)",
+        f.name()
+    )
+}
 
 /// The transaction that creates the table's global objects if missing and rewrites
 /// the base chains whose rule comments differ from the ones `settings` wants.
 pub fn base_commands(settings: &NodeSettings, current: &KernelView, opts: &Options) -> Value {
     let mut cmds = vec![expr::add_table()];
     for (name, key, value) in global_sets() {
-        cmds.push(expr::add_set(name, key, value));
+        cmds.push(expr::add_set(name, &key, value));
     }
-    cmds.push(expr::add_interval_set(CIDR_V4, &["ipv4_addr"]));
-    for tail in Tail::ALL {
-        let timeout = opts.seen_timeout_secs;
-        let edge = ["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"];
-        cmds.push(expr::add_seen_set(&tail.seen_set(), &edge, timeout));
-        let pair = ["ipv4_addr", "ipv4_addr"];
-        cmds.push(expr::add_seen_set(&tail.seen_icmp_set(), &pair, timeout));
+    for f in Family::BOTH {
+        cmds.push(expr::add_interval_set(names::cidr(f), &[f.addr_type()]));
+    }
+    for (name, key) in seen_sets() {
+        cmds.push(expr::add_seen_set(&name, &key, opts.seen_timeout_secs));
     }
     for chain in BASE_CHAINS {
         cmds.push(expr::add_base_chain(chain));

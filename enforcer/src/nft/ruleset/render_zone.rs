@@ -1,10 +1,12 @@
-//! One zone: its six sets (allowed peers, ICMP peers and world ports, out and in),
-//! its two chains (`zout_N` for connections it opens, `zin_N` for those it receives)
-//! and the elements of its sets.
+//! One zone: its sets (allowed peers with and without ports, per family; world
+//! services; CIDR-zone prefixes while it has CIDR-zone edges), its two chains (`zout_N`
+//! for connections it opens, `zin_N` for those it receives) and the elements of its
+//! sets.
 //!
 //! A zone chain accepts what is approved and ends in its mode's tail: a "seen" set
 //! makes the NFLOG volume follow distinct edges, not connections; `learn` and
-//! `monitor` return (the packet goes on), `enforce` drops.
+//! `monitor` return (the packet goes on), `enforce` drops, whatever the family or
+//! protocol.
 
 use serde_json::Value;
 use zonewarden_profiles::edge::Proto;
@@ -12,8 +14,8 @@ use zonewarden_profiles::profile::Mode;
 use zonewarden_profiles::ruleset::ZoneRules;
 
 use super::expr::{self, Rule};
-use super::names::{self, CIDR_V4, HOST_V4, ZONE_OF_V4};
-use super::{Dir, Options, ZoneSet};
+use super::names;
+use super::{Dir, Family, Options, ZoneSet};
 
 /// What a zone's tail does with what is not approved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +56,15 @@ impl Tail {
             .find(|m| Self::of(*m).kind == kind)
     }
 
-    /// `seen_K_v4`: (source, destination, protocol, port) already reported.
-    pub fn seen_set(self) -> String {
-        format!("seen_{}_v4", self.kind)
+    /// `seen_K_v4` / `_v6`: (source, destination, protocol, port) already reported.
+    pub fn seen_set(self, family: Family) -> String {
+        format!("seen_{}_{}", self.kind, family.suffix())
     }
 
-    /// `seen_icmp_K_v4`: (source, destination) of other traffic already reported.
-    pub fn seen_icmp_set(self) -> String {
-        format!("seen_icmp_{}_v4", self.kind)
+    /// `seen_proto_K_v4` / `_v6`: (source, destination, protocol) of traffic without
+    /// ports (ICMP, ICMPv6, any other protocol) already reported.
+    pub fn seen_proto_set(self, family: Family) -> String {
+        format!("seen_proto_{}_{}", self.kind, family.suffix())
     }
 
     fn verdict(self) -> Value {
@@ -95,164 +98,194 @@ pub fn first_comment(zone: &str, dir: Dir) -> String {
 }
 
 /// The key type of a zone set.
-pub fn set_type(kind: ZoneSet) -> &'static [&'static str] {
+pub fn set_type(kind: ZoneSet) -> Vec<&'static str> {
     match kind {
-        ZoneSet::Allow => &["ipv4_addr", "inet_proto", "inet_service"],
-        ZoneSet::AllowIcmp => &["ipv4_addr"],
-        ZoneSet::World => &["inet_proto", "inet_service"],
-        ZoneSet::Cidr => &["ipv4_addr", "inet_proto", "inet_service"],
-        ZoneSet::CidrIcmp => &["ipv4_addr"],
+        ZoneSet::Allow(f) | ZoneSet::Cidr(f) => vec![f.addr_type(), "inet_proto", "inet_service"],
+        ZoneSet::AllowProto(f) | ZoneSet::CidrProto(f) => vec![f.addr_type(), "inet_proto"],
+        ZoneSet::World => vec!["inet_proto", "inet_service"],
+        ZoneSet::WorldProto => vec!["inet_proto"],
     }
 }
 
-/// The rules of `zout_N` (`Dir::Out`) or `zin_N` (`Dir::In`), in order.
+/// The rules of `zout_N` (`Dir::Out`) or `zin_N` (`Dir::In`), in order: for each
+/// family, the approved peers (with ports, then without), the approved CIDR zones, the
+/// approved world services; then the mode's tail.
 pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
     let id = rules.id;
     let zone = rules.zone.as_str();
     let d = dir.as_str();
-    let peer = || match dir {
-        Dir::Out => expr::payload("ip", "daddr"),
-        Dir::In => expr::payload("ip", "saddr"),
-    };
-    let port_key = || expr::concat(vec![expr::meta("l4proto"), expr::payload("th", "dport")]);
-    let icmp = || expr::eq(expr::meta("l4proto"), "icmp".into());
-    let outside = || {
-        [
-            expr::ne(peer(), expr::set_ref(ZONE_OF_V4)),
-            expr::ne(peer(), expr::set_ref(HOST_V4)),
-        ]
-    };
-    let set = |kind| names::zone_set(kind, dir, id);
-    let mut out = vec![
-        Rule::new(
-            &first_comment(zone, dir),
+    let set = |kind| expr::set_ref(&names::zone_set(kind, dir, id));
+    let port_key = || vec![expr::meta("l4proto"), expr::payload("th", "dport")];
+    let mut out = Vec::new();
+    for f in Family::BOTH {
+        let peer = || expr::payload(f.payload(), dir.peer_field());
+        let over = match f {
+            Family::V4 => String::new(),
+            Family::V6 => " over ipv6".to_owned(),
+        };
+        // Attack: a pod of this zone opens a connection to a peer of an approved zone
+        // on an unapproved port, or with another protocol: neither key is in the set.
+        out.push(Rule::new(
+            &match f {
+                Family::V4 => first_comment(zone, dir),
+                Family::V6 => format!("{zone}: approved edges {d}{over}"),
+            },
             vec![
                 expr::l4proto_with_ports(),
                 expr::eq(
-                    expr::concat(vec![
-                        peer(),
-                        expr::meta("l4proto"),
-                        expr::payload("th", "dport"),
-                    ]),
-                    expr::set_ref(&set(ZoneSet::Allow)),
+                    expr::concat([vec![peer()], port_key()].concat()),
+                    set(ZoneSet::Allow(f)),
                 ),
                 expr::accept(),
             ],
-        ),
-        Rule::new(
-            &format!("{zone}: approved icmp {d}"),
+        ));
+        out.push(Rule::new(
+            &format!("{zone}: approved icmp and other protocols {d}{over}"),
             vec![
-                icmp(),
-                expr::eq(peer(), expr::set_ref(&set(ZoneSet::AllowIcmp))),
+                expr::eq(
+                    expr::concat(vec![peer(), expr::meta("l4proto")]),
+                    set(ZoneSet::AllowProto(f)),
+                ),
                 expr::accept(),
             ],
-        ),
-    ];
-    if rules.has_cidr() {
+        ));
+        // Outside every zone: no endpoint, not the node. CIDR zones come before world.
+        let outside = || {
+            vec![
+                expr::ne(peer(), expr::set_ref(names::zone_of(f))),
+                expr::ne(peer(), expr::set_ref(names::host(f))),
+            ]
+        };
+        if rules.has_cidr() {
+            let mut e = vec![expr::l4proto_with_ports()];
+            e.extend(outside());
+            e.push(expr::eq(
+                expr::concat([vec![peer()], port_key()].concat()),
+                set(ZoneSet::Cidr(f)),
+            ));
+            e.push(expr::accept());
+            out.push(Rule::new(
+                &format!("{zone}: approved cidr zone edges {d}{over}"),
+                e,
+            ));
+            let mut e = outside();
+            e.push(expr::eq(
+                expr::concat(vec![peer(), expr::meta("l4proto")]),
+                set(ZoneSet::CidrProto(f)),
+            ));
+            e.push(expr::accept());
+            out.push(Rule::new(
+                &format!("{zone}: approved cidr zone icmp and other protocols {d}{over}"),
+                e,
+            ));
+        }
+        // World is what is no endpoint, not the node and in no CIDR zone.
+        let world = || {
+            let mut e = outside();
+            e.push(expr::ne(peer(), expr::set_ref(names::cidr(f))));
+            e
+        };
         let mut e = vec![expr::l4proto_with_ports()];
-        e.extend(outside());
-        e.push(expr::eq(
-            expr::concat(vec![
-                peer(),
-                expr::meta("l4proto"),
-                expr::payload("th", "dport"),
-            ]),
-            expr::set_ref(&set(ZoneSet::Cidr)),
-        ));
+        e.extend(world());
+        e.push(expr::eq(expr::concat(port_key()), set(ZoneSet::World)));
         e.push(expr::accept());
         out.push(Rule::new(
-            &format!("{zone}: approved cidr zone edges {d}"),
+            &format!("{zone}: approved world edges {d}{over}"),
             e,
         ));
-        let mut e = vec![icmp()];
-        e.extend(outside());
-        e.push(expr::eq(peer(), expr::set_ref(&set(ZoneSet::CidrIcmp))));
+        let mut e = world();
+        e.push(expr::eq(expr::meta("l4proto"), set(ZoneSet::WorldProto)));
         e.push(expr::accept());
         out.push(Rule::new(
-            &format!("{zone}: approved cidr zone icmp {d}"),
+            &format!("{zone}: approved world icmp and other protocols {d}{over}"),
             e,
         ));
     }
-    // World is what is no endpoint, not the node and in no CIDR zone.
-    let outside = || {
-        let mut e = outside().to_vec();
-        e.push(expr::ne(peer(), expr::set_ref(CIDR_V4)));
-        e
-    };
-    let world = match dir {
-        Dir::Out => &rules.world_out,
-        Dir::In => &rules.world_in,
-    };
-    if world.contains(&(Proto::Icmp, 0)) {
-        let to = if dir == Dir::Out { "to" } else { "from" };
-        let mut e = vec![icmp()];
-        e.extend(outside());
-        e.push(expr::accept());
-        out.push(Rule::new(&format!("{zone}: icmp {to} world approved"), e));
-    }
-    let mut e = vec![expr::l4proto_with_ports()];
-    e.extend(outside());
-    e.push(expr::eq(port_key(), expr::set_ref(&set(ZoneSet::World))));
-    e.push(expr::accept());
-    out.push(Rule::new(&format!("{zone}: approved world edges {d}"), e));
     out.extend(tail_rules(rules, dir, opts));
     out
 }
 
-fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> [Rule; 4] {
+/// How many packets per second a zone's last-resort rule reports (when its seen sets
+/// are full, every unapproved packet reaches it).
+const LAST_RESORT_LOG_RATE: u32 = 10;
+
+fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
     let tail = Tail::of(rules.mode);
     let head = format!("{} {}: {} ", rules.zone, rules.mode, tail.verb());
     let d = dir.as_str();
     let group = opts.nflog_group;
     let prefix = log_prefix(rules, dir);
-    let edge = || {
-        expr::concat(vec![
-            expr::payload("ip", "saddr"),
-            expr::payload("ip", "daddr"),
-            expr::meta("l4proto"),
-            expr::payload("th", "dport"),
-        ])
-    };
-    let pair = || {
-        expr::concat(vec![
-            expr::payload("ip", "saddr"),
-            expr::payload("ip", "daddr"),
-        ])
-    };
-    [
-        Rule::new(
-            &format!("{head}edge {d}, already reported"),
+    let mut out = Vec::new();
+    for f in Family::BOTH {
+        let over = match f {
+            Family::V4 => String::new(),
+            Family::V6 => " over ipv6".to_owned(),
+        };
+        let ends = || {
             vec![
-                expr::l4proto_with_ports(),
-                expr::eq(edge(), expr::set_ref(&tail.seen_set())),
-                tail.verdict(),
-            ],
-        ),
-        Rule::new(
-            &format!("{head}edge {d}, report to nflog {group}"),
+                expr::payload(f.payload(), "saddr"),
+                expr::payload(f.payload(), "daddr"),
+                expr::meta("l4proto"),
+            ]
+        };
+        let edge = || {
+            let mut e = ends();
+            e.push(expr::payload("th", "dport"));
+            expr::concat(e)
+        };
+        let portless = || expr::concat(ends());
+        out.extend([
+            Rule::new(
+                &format!("{head}edge {d}{over}, already reported"),
+                vec![
+                    expr::l4proto_with_ports(),
+                    expr::eq(edge(), expr::set_ref(&tail.seen_set(f))),
+                    tail.verdict(),
+                ],
+            ),
+            Rule::new(
+                &format!("{head}edge {d}{over}, report to nflog {group}"),
+                vec![
+                    expr::l4proto_with_ports(),
+                    expr::set_add(&tail.seen_set(f), edge()),
+                    expr::log(&prefix, group),
+                    tail.verdict(),
+                ],
+            ),
+            Rule::new(
+                &format!("{head}other protocols {d}{over}, already reported"),
+                vec![
+                    expr::eq(portless(), expr::set_ref(&tail.seen_proto_set(f))),
+                    tail.verdict(),
+                ],
+            ),
+            Rule::new(
+                &format!("{head}other protocols {d}{over}, report to nflog {group}"),
+                vec![
+                    expr::set_add(&tail.seen_proto_set(f), portless()),
+                    expr::log(&prefix, group),
+                    tail.verdict(),
+                ],
+            ),
+        ]);
+    }
+    if tail.drops {
+        // Attack: flood the seen sets with distinct edges until they are full, so that
+        // adding to them fails and the rules above stop matching. What reaches here is
+        // still dropped, and reported at a bounded rate.
+        out.push(Rule::new(
+            &format!("{head}anything else {d}: report to nflog {group} (rate-limited)"),
             vec![
-                expr::l4proto_with_ports(),
-                expr::set_add(&tail.seen_set(), edge()),
+                expr::limit_per_second(LAST_RESORT_LOG_RATE),
                 expr::log(&prefix, group),
-                tail.verdict(),
             ],
-        ),
-        Rule::new(
-            &format!("{head}other traffic {d}, already reported"),
-            vec![
-                expr::eq(pair(), expr::set_ref(&tail.seen_icmp_set())),
-                tail.verdict(),
-            ],
-        ),
-        Rule::new(
-            &format!("{head}other traffic {d}, report to nflog {group}"),
-            vec![
-                expr::set_add(&tail.seen_icmp_set(), pair()),
-                expr::log(&prefix, group),
-                tail.verdict(),
-            ],
-        ),
-    ]
+        ));
+        out.push(Rule::new(
+            &format!("{head}anything else {d}: drop (fail closed)"),
+            vec![expr::drop()],
+        ));
+    }
+    out
 }
 
 /// The commands that create a zone's sets and chains if missing and (re)write the
@@ -263,9 +296,9 @@ pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
         for kind in sets_of(rules) {
             let name = names::zone_set(kind, dir, rules.id);
             cmds.push(if kind.is_interval() {
-                expr::add_interval_set(&name, set_type(kind))
+                expr::add_interval_set(&name, &set_type(kind))
             } else {
-                expr::add_set(&name, set_type(kind), None)
+                expr::add_set(&name, &set_type(kind), None)
             });
         }
     }
