@@ -148,10 +148,20 @@ pub fn run_batch(node: &Node, batch: &Batch) -> anyhow::Result<Vec<Outcome>> {
 
 /// The zonewarden routed network with host-local IPAM (no other plugin in the list).
 pub fn zonewarden_conf(node: &Node, name: &str, subnet: &str) -> Value {
+    zonewarden_conf_ranges(node, name, &[subnet])
+}
+
+/// The zonewarden network with one host-local range per subnet (an IPv4 and an IPv6
+/// subnet: dual-stack pods).
+pub fn zonewarden_conf_ranges(node: &Node, name: &str, subnets: &[&str]) -> Value {
+    let ranges: Vec<Value> = subnets
+        .iter()
+        .map(|s| serde_json::json!([{"subnet": s}]))
+        .collect();
     serde_json::json!({
         "cniVersion": "1.0.0", "name": name, "type": "zonewarden",
         "socket": node.socket(),
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": node.ipam_dir()}
+        "ipam": {"type": "host-local", "ranges": ranges, "dataDir": node.ipam_dir()}
     })
 }
 
@@ -164,7 +174,8 @@ pub fn bridge_conf(node: &Node, name: &str, subnet: &str) -> Value {
     })
 }
 
-/// Attaches one pod through the zonewarden plugin in zone `zone`; returns its address.
+/// Attaches one pod through the zonewarden plugin in zone `zone`; returns its IPv4
+/// address.
 pub fn attach(
     node: &Node,
     pod: &crate::netns::Netns,

@@ -22,18 +22,28 @@ pub struct Figures {
     pub conns: Samples,
 }
 
-/// Alternates iperf3 and the connect loop `reps` times, adding to `f`.
+/// Alternates iperf3 and the connect loop `reps` times over IPv4, adding to `f`.
 pub fn measure(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> anyhow::Result<()> {
-    let target = format!("{}:{CONN_PORT}", scale.server.ip);
+    measure_to(scale, &scale.server.ip, cfg, reps, f)
+}
+
+/// [`measure`] over IPv6, between the same two pods.
+pub fn measure_v6(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> anyhow::Result<()> {
+    measure_to(scale, &scale.server.ip6, cfg, reps, f)
+}
+
+fn measure_to(
+    scale: &Scale,
+    server: &str,
+    cfg: &Config,
+    reps: usize,
+    f: &mut Figures,
+) -> anyhow::Result<()> {
+    let addr: std::net::IpAddr = server.parse()?;
+    let target = std::net::SocketAddr::new(addr, CONN_PORT).to_string();
     for _ in 0..reps {
-        f.gbits.push(
-            iperf(
-                &scale.client.netns,
-                &scale.server.ip,
-                IPERF_PORT,
-                cfg.iperf_secs,
-            )? / 1e9,
-        );
+        f.gbits
+            .push(iperf(&scale.client.netns, server, IPERF_PORT, cfg.iperf_secs)? / 1e9);
         let r = conn_rate(&scale.client.netns, &target, cfg.loop_secs)?;
         anyhow::ensure!(
             r.ok == r.attempts,
@@ -46,20 +56,33 @@ pub fn measure(scale: &Scale, cfg: &Config, reps: usize, f: &mut Figures) -> any
     Ok(())
 }
 
+/// The figures of the interleaved rounds.
+#[derive(Default)]
+pub struct Rounds {
+    pub zw: Figures,
+    pub none: Figures,
+    pub linear: Figures,
+    /// zonewarden's table and no table, over IPv6 between the same pods.
+    pub zw6: Figures,
+    pub none6: Figures,
+}
+
 /// Rounds of zonewarden's full table, no table, and the linear ruleset, interleaved so
 /// that the machine's drift hits all three: each round kills the enforcer and deletes
 /// its table, loads and removes the linear table, and restarts the enforcer, which
-/// rebuilds its table from its store.
-pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, Figures, Figures)> {
-    let (mut zw, mut none, mut linear) =
-        (Figures::default(), Figures::default(), Figures::default());
+/// rebuilds its table from its store. zonewarden and no table are measured over IPv4
+/// and over IPv6.
+pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<Rounds> {
+    let mut r = Rounds::default();
     let file = scale.node.dir.path().join("linear.nft");
     std::fs::write(&file, linear_ruleset(scale))?;
     for round in 0..cfg.reps {
-        measure(scale, cfg, 1, &mut zw)?;
+        measure(scale, cfg, 1, &mut r.zw)?;
+        measure_v6(scale, cfg, 1, &mut r.zw6)?;
         scale.node.stop_enforcer(true);
         scale.node.nft(&["delete", "table", "inet", "zonewarden"])?;
-        measure(scale, cfg, 1, &mut none)?;
+        measure(scale, cfg, 1, &mut r.none)?;
+        measure_v6(scale, cfg, 1, &mut r.none6)?;
         let t = std::time::Instant::now();
         scale.node.nft_file(&file)?;
         if round == 0 {
@@ -67,7 +90,7 @@ pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, 
                 .setup
                 .push(("load the linear ruleset with `nft -f`".into(), t.elapsed()));
         }
-        measure(scale, cfg, 1, &mut linear)?;
+        measure(scale, cfg, 1, &mut r.linear)?;
         scale
             .node
             .nft(&["delete", "table", "inet", "zwbench_linear"])?;
@@ -80,7 +103,7 @@ pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<(Figures, 
             ));
         }
     }
-    Ok((zw, none, linear))
+    Ok(r)
 }
 
 /// The linear ruleset: one rule per approved edge (zone addresses as anonymous sets),
@@ -105,17 +128,11 @@ pub fn linear_ruleset(scale: &Scale) -> String {
     s
 }
 
-pub fn section(
-    scale: &Scale,
-    ten: &Figures,
-    full: &Figures,
-    linear: &Figures,
-    none: &Figures,
-    cfg: &Config,
-) -> Section {
+pub fn section(scale: &Scale, ten: &Figures, rounds: &Rounds, cfg: &Config) -> Section {
+    let (full, linear, none) = (&rounds.zw, &rounds.linear, &rounds.none);
     let n = scale.size.edges;
     let mut sec = Section::new(&format!(
-        "2. Data plane at scale: {} zones, {} endpoints, {n} approved edges; two pods, both zones enforcing",
+        "2. Data plane at scale: {} zones, {} dual-stack endpoints, {n} approved edges; two pods, both zones enforcing",
         scale.size.zones, scale.size.endpoints
     ));
     let gb = |f: &Figures| {
@@ -160,6 +177,28 @@ pub fn section(
         "within 5%".into(),
         verdict(dev <= 0.05, || format!("{:.1}% apart", dev * 100.0)),
     ]);
+    let (t6, tn6) = (rounds.zw6.gbits.p50(), rounds.none6.gbits.p50());
+    sec.row([
+        format!("TCP throughput over IPv6, zonewarden at {n} edges vs no table"),
+        gb(&rounds.zw6),
+        gb(&rounds.none6),
+        ratio(t6, tn6),
+        "≥ 0.95×".into(),
+        verdict(t6 >= 0.95 * tn6, || {
+            format!("{} vs ≥ 0.95×", ratio(t6, tn6))
+        }),
+    ]);
+    let (c6, cn6) = (rounds.zw6.conns.p50(), rounds.none6.conns.p50());
+    sec.row([
+        format!("new connections/s over IPv6, zonewarden at {n} edges vs no table"),
+        cr(&rounds.zw6),
+        cr(&rounds.none6),
+        ratio(c6, cn6),
+        "≥ 0.90×".into(),
+        verdict(c6 >= 0.90 * cn6, || {
+            format!("{} vs ≥ 0.90×", ratio(c6, cn6))
+        }),
+    ]);
     sec.row([
         "TCP throughput, zonewarden at 10 edges vs no table".into(),
         gb(ten),
@@ -195,6 +234,7 @@ pub fn section(
             "—".into(),
         ]);
     }
+    sec.note("Every endpoint has an IPv4 and an IPv6 address, so every approved edge is in the IPv4 and the IPv6 sets; the IPv6 rows measure the same two pods over their IPv6 addresses (the IPv6 rules of the same chains).".to_owned());
     sec.note(format!(
         "Each repetition: one `iperf3 -t {}` (one stream) and one {}-s loop of new TCP connections (connect, wait for the server's close, close) from the client pod to the server pod, through the node's forward path.",
         cfg.iperf_secs, cfg.loop_secs

@@ -176,18 +176,11 @@ fn scale_benchmarks(p: &Plan, report: &mut Report) -> anyhow::Result<()> {
     })?;
     let update = step("3. update latency", || update::run(&scale, p.update_reps));
     let restart = step("6. restart", || restart::run(&mut scale, p.restart_reps));
-    let (full, none, linear) = step(
-        "2. zonewarden, no table and linear ruleset, interleaved",
+    let rounds = step(
+        "2. zonewarden, no table and linear ruleset, interleaved (IPv4 and IPv6)",
         || dataplane::interleaved(&mut scale, &p.dataplane),
     )?;
-    report.add(dataplane::section(
-        &scale,
-        &ten,
-        &full,
-        &linear,
-        &none,
-        &p.dataplane,
-    ));
+    report.add(dataplane::section(&scale, &ten, &rounds, &p.dataplane));
     match update {
         Ok(s) => report.add(s),
         Err(err) => report.add_failure("3. Update latency", &err),
@@ -276,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             let (addr, ports) = target
                 .rsplit_once(':')
                 .context("--target ADDR:PORT[-PORT]")?;
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
             let args = traffic::LoopArgs {
                 addr: addr.parse()?,
                 ports: traffic::port_range(ports)?,

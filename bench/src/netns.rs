@@ -52,13 +52,22 @@ impl Netns {
 
     /// The first IPv4 address on `dev`.
     pub fn ipv4_of(&self, dev: &str) -> anyhow::Result<String> {
-        let out = self.ip(&["-4", "-o", "addr", "show", "dev", dev])?;
+        self.addr_of(dev, "-4", "inet")
+    }
+
+    /// The global IPv6 address of `dev`.
+    pub fn ipv6_of(&self, dev: &str) -> anyhow::Result<String> {
+        self.addr_of(dev, "-6", "inet6")
+    }
+
+    fn addr_of(&self, dev: &str, family: &str, word: &str) -> anyhow::Result<String> {
+        let out = self.ip(&[family, "-o", "addr", "show", "dev", dev, "scope", "global"])?;
         out.split_whitespace()
-            .skip_while(|w| *w != "inet")
+            .skip_while(|w| *w != word)
             .nth(1)
             .and_then(|cidr| cidr.split('/').next())
             .map(str::to_owned)
-            .with_context(|| format!("no IPv4 address on {dev} in {}", self.name))
+            .with_context(|| format!("no {word} address on {dev} in {}", self.name))
     }
 }
 

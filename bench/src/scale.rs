@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_client::EnforcerClient;
 
-use crate::cni::{attach, zonewarden_conf};
+use crate::cni::{attach, zonewarden_conf_ranges};
 use crate::netns::Netns;
 use crate::node::Node;
 use crate::traffic::{Process, start_iperf_server, start_server};
@@ -41,6 +41,8 @@ pub struct Size {
 pub struct Pod {
     pub netns: Netns,
     pub ip: String,
+    /// The pod's IPv6 address (the scale pods are dual-stack).
+    pub ip6: String,
 }
 
 pub struct Scale {
@@ -69,6 +71,11 @@ fn scale_zone(i: usize) -> String {
 
 fn fake_addr(i: usize) -> String {
     format!("10.60.{}.{}", i / 250, i % 250 + 1)
+}
+
+/// The IPv6 address of fake endpoint `i`: every scale endpoint is dual-stack.
+fn fake_addr6(i: usize) -> String {
+    format!("fd7b:60::{:x}", i + 1)
 }
 
 /// Runs `f` on every item with up to `width` requests in flight.
@@ -109,7 +116,19 @@ pub mod futures_lite {
     pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 }
 
+/// An AddEndpoint of a chained endpoint with `addr` (and `addr6`, when given).
 pub fn add_request(container_id: &str, zone: &str, addr: &str) -> v1::AddEndpointRequest {
+    add_request_dual(container_id, zone, addr, None)
+}
+
+pub fn add_request_dual(
+    container_id: &str,
+    zone: &str,
+    addr: &str,
+    addr6: Option<&str>,
+) -> v1::AddEndpointRequest {
+    let mut ips = vec![format!("{addr}/32")];
+    ips.extend(addr6.map(|a| format!("{a}/128")));
     v1::AddEndpointRequest {
         key: Some(v1::AttachmentKey {
             network: "zwbench-scale".into(),
@@ -121,7 +140,7 @@ pub fn add_request(container_id: &str, zone: &str, addr: &str) -> v1::AddEndpoin
             explicit_source: "cni-args".into(),
             ..Default::default()
         }),
-        ips: vec![format!("{addr}/32")],
+        ips,
         attach_mode: "chained".into(),
         ..Default::default()
     }
@@ -142,11 +161,12 @@ impl Scale {
         let mut setup = Vec::new();
         let mut node = Node::new("10.130.255.1")?;
         node.start_enforcer()?;
-        let conf = zonewarden_conf(&node, "zwscale", "10.131.0.0/24");
+        let conf = zonewarden_conf_ranges(&node, "zwscale", &["10.131.0.0/24", "fd7b:131::/64"]);
         let pod = |role: &str, zone: &str| -> anyhow::Result<Pod> {
             let netns = Netns::new(role)?;
             let ip = attach(&node, &netns, &conf, zone)?;
-            Ok(Pod { netns, ip })
+            let ip6 = netns.ipv6_of("eth0")?;
+            Ok(Pod { netns, ip, ip6 })
         };
         let (client, server) = (pod("client", CLIENT_ZONE)?, pod("server", SERVER_ZONE)?);
         let (lsrc, ldst) = (pod("lsrc", LEARN_SRC)?, pod("ldst", LEARN_DST)?);
@@ -178,22 +198,30 @@ impl Scale {
 
         let client_rpc = node.client()?;
         let fake_zones = size.zones - 4;
-        let fakes: Vec<(String, String, String)> = (0..size.endpoints - 4)
+        let fakes: Vec<(String, String, String, String)> = (0..size.endpoints - 4)
             .map(|i| {
                 (
                     format!("scale-{i}"),
                     scale_zone(i % fake_zones),
                     fake_addr(i),
+                    fake_addr6(i),
                 )
             })
             .collect();
         let t = Instant::now();
-        fan_out(&node, &client_rpc, fakes, 16, |mut c, (id, zone, addr)| {
-            Box::pin(async move {
-                c.add_endpoint(add_request(&id, &zone, &addr)).await?;
-                Ok(())
-            })
-        })
+        fan_out(
+            &node,
+            &client_rpc,
+            fakes,
+            16,
+            |mut c, (id, zone, addr, addr6)| {
+                Box::pin(async move {
+                    c.add_endpoint(add_request_dual(&id, &zone, &addr, Some(&addr6)))
+                        .await?;
+                    Ok(())
+                })
+            },
+        )
         .context("register the scale endpoints")?;
         setup.push((
             format!(

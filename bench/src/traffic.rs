@@ -31,7 +31,9 @@ pub fn serve(specs: &[String]) -> anyhow::Result<()> {
     for spec in specs {
         let (from, to) = port_range(spec)?;
         for port in from..=to {
-            let listener = TcpListener::bind(("0.0.0.0", port))
+            // `::` takes IPv4 too (the scale pods are dual-stack).
+            let listener = TcpListener::bind(("::", port))
+                .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
                 .with_context(|| format!("bind tcp port {port}"))?;
             threads.push(std::thread::spawn(move || {
                 for stream in listener.incoming() {

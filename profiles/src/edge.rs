@@ -148,6 +148,10 @@ pub enum EdgeError {
         "protocol {proto:?} is not one of tcp, udp, sctp, icmp, or proto-N for another IP protocol number N (gre, esp, ah, vrrp, ... are accepted too)"
     )]
     Proto { proto: String },
+    #[error("edge {text:?} has no port: write PORT/{proto}")]
+    MissingPort { text: String, proto: String },
+    #[error("edge {text:?} has no protocol: write {port}/tcp, {port}/udp or {port}/sctp")]
+    MissingProto { text: String, port: String },
     #[error("edge {text:?}: {proto} has no ports; write SRC->DST:{proto}")]
     NoPorts { text: String, proto: String },
     #[error("protocol {proto:?} is {name}: write PORT/{name}")]
@@ -247,9 +251,18 @@ impl FromStr for Edge {
                     (proto, port)
                 }
                 None => {
+                    if service.parse::<u16>().is_ok() {
+                        return Err(EdgeError::MissingProto {
+                            text: text.to_owned(),
+                            port: service.to_owned(),
+                        });
+                    }
                     let proto: Proto = service.parse()?;
                     if proto.has_ports() {
-                        return Err(syntax());
+                        return Err(EdgeError::MissingPort {
+                            text: text.to_owned(),
+                            proto: proto.name().into_owned(),
+                        });
                     }
                     (proto, 0)
                 }

@@ -467,7 +467,7 @@ approved:
             [
                 "line 1 column 13: apiVersion \"zonewarden.io/v2\" is not zonewarden.io/v1",
                 "line 4 column 7: mode \"lockdown\" is not one of learn, monitor, enforce",
-                "line 6 column 5: protocol \"5432\" is not one of tcp, udp, sctp, icmp, or proto-N for another IP protocol number N (gre, esp, ah, vrrp, ... are accepted too)",
+                "line 6 column 5: edge \"shop/api->shop/db:5432\" has no protocol: write 5432/tcp, 5432/udp or 5432/sctp",
                 "line 7 column 5: edge a->b:80/tcp does not touch zone shop/api: list it in the profile of one of its ends",
                 "line 9 column 5: edge shop/api->world:443/tcp is listed twice",
             ]

@@ -67,10 +67,21 @@ impl CniOutput {
 
 /// The first address of a result, without its prefix length.
 pub fn first_ip(result: &Value) -> String {
-    let cidr = result["ips"][0]["address"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no address in the result {result}"));
-    cidr.split('/').next().unwrap_or(cidr).to_owned()
+    all_ips(result)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no address in the result {result}"))
+}
+
+/// Every address of a result, without prefix lengths, in order.
+pub fn all_ips(result: &Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .map(|cidr| cidr.split('/').next().unwrap_or(cidr).to_owned())
+        .collect()
 }
 
 /// Runs one plugin binary from the node's bin dir.
@@ -119,6 +130,13 @@ pub struct Conflist {
 impl Conflist {
     /// The zonewarden routed network with host-local IPAM keeping its leases in the node's dir.
     pub fn routed(node: &Node, name: &str, subnet: &str) -> Self {
+        Self::routed_ranges(node, name, &[subnet])
+    }
+
+    /// The routed network with one host-local range per subnet: an IPv4 and an IPv6
+    /// subnet give dual-stack pods, an IPv6 subnet alone IPv6-only pods.
+    pub fn routed_ranges(node: &Node, name: &str, subnets: &[&str]) -> Self {
+        let ranges: Vec<Value> = subnets.iter().map(|s| json!([{"subnet": s}])).collect();
         Self {
             name: name.to_owned(),
             cni_version: "1.0.0".into(),
@@ -127,7 +145,7 @@ impl Conflist {
                 "socket": node.socket(),
                 "logLevel": "debug",
                 "capabilities": {"io.kubernetes.cri.pod-annotations": true},
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": node.ipam_dir()}
+                "ipam": {"type": "host-local", "ranges": ranges, "dataDir": node.ipam_dir()}
             })],
         }
     }

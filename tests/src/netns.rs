@@ -33,6 +33,11 @@ impl Netns {
         run_ok(&mut cmd)
     }
 
+    /// `nft ...` inside the namespace, which must succeed.
+    pub fn nft(&self, args: &[&str]) -> String {
+        run_ok(self.exec("nft", args).args(Vec::<&str>::new()))
+    }
+
     /// A command run inside the namespace.
     pub fn exec(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
@@ -58,6 +63,23 @@ impl Netns {
             .flatten()
             .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// The elements of one set or map of the zonewarden table, each as nft's JSON of it;
+    /// panics when the table has no such set or map.
+    pub fn nft_elements(&self, name: &str) -> Vec<String> {
+        let out = self.nft(&["-j", "list", "table", "inet", "zonewarden"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
+        let found = v["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|item| {
+                let set = item.get("set").or_else(|| item.get("map"))?;
+                (set["name"] == name).then(|| set["elem"].as_array().cloned().unwrap_or_default())
+            });
+        let elems = found.unwrap_or_else(|| panic!("the table has no set or map {name}"));
+        elems.iter().map(ToString::to_string).collect()
     }
 
     /// The elements of one map of the zonewarden table, as "addr" strings.

@@ -12,6 +12,8 @@ use crate::{REFERENCE_PLUGINS, bin, wait};
 /// The node's own address (on loopback inside the node namespace: this kernel may lack
 /// the dummy driver).
 pub const NODE_ADDR: &str = "10.123.255.1";
+/// The node's own IPv6 address, beside [`NODE_ADDR`].
+pub const NODE_ADDR6: &str = "fd7b:ffff::1";
 
 pub struct Node {
     pub netns: Netns,
@@ -26,6 +28,7 @@ impl Node {
     pub fn new() -> Self {
         let netns = Netns::new("node");
         netns.ip(&["addr", "add", &format!("{NODE_ADDR}/32"), "dev", "lo"]);
+        netns.ip(&["addr", "add", &format!("{NODE_ADDR6}/128"), "dev", "lo"]);
         let dir = tempfile::tempdir().expect("temp dir");
         let bin_dir = dir.path().join("bin");
         std::fs::create_dir_all(&bin_dir).expect("bin dir");

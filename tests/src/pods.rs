@@ -2,22 +2,50 @@
 
 use serde_json::{Value, json};
 
-use crate::cni::{Attachment, Conflist, first_ip};
+use crate::cni::{Attachment, Conflist, all_ips};
 use crate::netns::Netns;
 use crate::node::Node;
 
 pub struct Pod {
     pub netns: Netns,
     pub at: Attachment,
+    /// The pod's first address (IPv4 on a dual-stack network).
     pub ip: String,
+    /// The pod's IPv6 address, if it has one.
+    pub ip6: Option<String>,
     pub zone: String,
     pub result: Value,
 }
 
 impl Pod {
-    /// `addr:port/proto` of this pod.
+    /// `addr:port/proto` of this pod's first address.
     pub fn target(&self, port: u16, proto: &str) -> String {
-        format!("{}:{port}/{proto}", self.ip)
+        target_of(&self.ip, port, proto)
+    }
+
+    /// `[addr]:port/proto` of this pod's IPv6 address.
+    pub fn target6(&self, port: u16, proto: &str) -> String {
+        let ip6 = self
+            .ip6
+            .as_deref()
+            .unwrap_or_else(|| panic!("pod {} has no IPv6 address", self.netns.name));
+        target_of(ip6, port, proto)
+    }
+
+    /// The IPv6 address; panics when the pod has none.
+    pub fn v6(&self) -> &str {
+        self.ip6
+            .as_deref()
+            .unwrap_or_else(|| panic!("pod {} has no IPv6 address", self.netns.name))
+    }
+}
+
+/// `addr:port/proto`, with the address in brackets for IPv6.
+pub fn target_of(addr: &str, port: u16, proto: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}/{proto}")
+    } else {
+        format!("{addr}:{port}/{proto}")
     }
 }
 
@@ -30,11 +58,17 @@ pub fn add_pod(node: &Node, list: &Conflist, name: &str, zone: &str) -> Pod {
     let result = list
         .add(node, &at, &json!({}))
         .unwrap_or_else(|o| panic!("ADD {name}: {o:?}"));
-    let ip = first_ip(&result);
+    let ips = all_ips(&result);
+    let ip = ips
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("ADD {name} gave no address: {result}"));
+    let ip6 = ips.iter().find(|a| a.contains(':')).cloned();
     Pod {
         netns,
         at,
         ip,
+        ip6,
         zone: zone.to_owned(),
         result,
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use zonewarden_tests::cni::Conflist;
-use zonewarden_tests::node::Node;
+use zonewarden_tests::node::{NODE_ADDR, NODE_ADDR6, Node};
 use zonewarden_tests::pods::{Pod, add_pod};
 use zonewarden_tests::traffic::{Hold, Server, connects, probe};
 use zonewarden_tests::{require_root, wait};
@@ -51,66 +51,111 @@ fn tiers(node: &Node, list: &Conflist) -> Tiers {
     }
 }
 
-/// The traffic of the three tiers, plus the node probing every pod.
-fn normal_traffic(node: &Node, t: &Tiers) {
+/// Which address family traffic uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fam {
+    V4,
+    V6,
+}
+
+/// `pod`'s target in family `fam`.
+fn at(pod: &Pod, fam: Fam, port: u16, proto: &str) -> String {
+    match fam {
+        Fam::V4 => pod.target(port, proto),
+        Fam::V6 => pod.target6(port, proto),
+    }
+}
+
+/// The traffic of the three tiers, plus the node probing every pod, over each family
+/// of `fams`.
+fn normal_traffic(node: &Node, t: &Tiers, fams: &[Fam]) {
     let timeout = Duration::from_secs(2);
-    assert_eq!(
-        probe(&t.frontend.netns, &[t.api.target(8080, "tcp")], timeout),
-        [true],
-        "frontend -> api"
-    );
-    assert_eq!(
-        probe(
-            &t.api.netns,
-            &[t.db.target(5432, "tcp"), t.dns.target(53, "udp")],
-            timeout
-        ),
-        [true, true],
-        "api -> db, dns"
-    );
-    let probes: Vec<String> = [&t.frontend, &t.api, &t.db]
-        .iter()
-        .map(|p| {
-            p.target(
-                if p.zone == "shop/frontend" {
-                    80
-                } else if p.zone == "shop/api" {
-                    8080
-                } else {
-                    5432
-                },
-                "tcp",
-            )
-        })
-        .collect();
-    assert_eq!(
-        probe(&node.netns, &probes, timeout),
-        [true, true, true],
-        "host probes"
-    );
+    for &fam in fams {
+        assert_eq!(
+            probe(&t.frontend.netns, &[at(&t.api, fam, 8080, "tcp")], timeout),
+            [true],
+            "frontend -> api over {fam:?}"
+        );
+        assert_eq!(
+            probe(
+                &t.api.netns,
+                &[at(&t.db, fam, 5432, "tcp"), at(&t.dns, fam, 53, "udp")],
+                timeout
+            ),
+            [true, true],
+            "api -> db, dns over {fam:?}"
+        );
+        let probes: Vec<String> = [(&t.frontend, 80), (&t.api, 8080), (&t.db, 5432)]
+            .iter()
+            .map(|(p, port)| at(p, fam, *port, "tcp"))
+            .collect();
+        assert_eq!(
+            probe(&node.netns, &probes, timeout),
+            [true, true, true],
+            "host probes over {fam:?}"
+        );
+    }
+}
+
+/// Both families, for dual-stack pods.
+const BOTH: [Fam; 2] = [Fam::V4, Fam::V6];
+
+/// A dual-stack network: every pod gets an IPv4 and an IPv6 address.
+fn dual_stack(node: &Node, v4: &str, v6: &str) -> Conflist {
+    Conflist::routed_ranges(node, NET, &[v4, v6])
 }
 
 #[test]
 fn learn_approve_enforce_three_tiers() {
     require_root!();
     let node = Node::with_enforcer();
-    let list = Conflist::routed(&node, NET, "10.130.0.0/24");
+    let list = dual_stack(&node, "10.130.0.0/24", "fd7b:130::/64");
     let t = tiers(&node, &list);
 
-    // Learn.
-    normal_traffic(&node, &t);
+    // Learn over IPv6 alone, then over IPv4: the same edges, whatever the family.
+    normal_traffic(&node, &t, &[Fam::V6]);
     let want = [
         "shop/api->shop/db:5432/tcp",
         "shop/api->shop/dns:53/udp",
         "shop/frontend->shop/api:8080/tcp",
     ];
     wait::until(
-        "the three edges to be learned",
+        "the three edges to be learned over IPv6",
         Duration::from_secs(10),
         || {
             let learned = edges(&node, &["--learned"]);
             want.iter().all(|w| learned.iter().any(|l| l == w))
         },
+    );
+    let learned_v6 = edges(&node, &["--learned"]);
+    assert_eq!(learned_v6, want, "IPv6 traffic learns zone edges");
+    let v6_sample = node
+        .items(&["get", "edges", "--learned", "--zone", "shop/db"])
+        .iter()
+        .find(|e| e["edge"] == "shop/api->shop/db:5432/tcp")
+        .map(|e| e["evidence"]["sample"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    assert!(
+        v6_sample.contains(&format!("[{}]:5432", t.db.v6())),
+        "the evidence keeps the IPv6 connection: {v6_sample}"
+    );
+    normal_traffic(&node, &t, &[Fam::V4]);
+    wait::until(
+        "IPv4 traffic to be counted on the same edges",
+        Duration::from_secs(10),
+        || {
+            node.items(&["get", "edges", "--learned", "--zone", "shop/dns"])
+                .iter()
+                .any(|e| {
+                    e["edge"] == "shop/api->shop/dns:53/udp"
+                        && e["evidence"]["count"].as_u64().unwrap_or(0) >= 2
+                })
+        },
+    );
+    assert_eq!(
+        edges(&node, &["--learned"]),
+        want,
+        "IPv4 traffic learns no other edges than IPv6 did"
     );
     let learned = node.items(&["get", "edges", "--learned", "--zone", "shop/api"]);
     let fe_api = learned
@@ -126,8 +171,8 @@ fn learn_approve_enforce_three_tiers() {
         ev["sample"]
             .as_str()
             .unwrap_or("")
-            .contains(&format!("{}:8080", t.api.ip)),
-        "sample 5-tuple: {fe_api}"
+            .contains(&format!("[{}]:8080", t.api.v6())),
+        "sample 5-tuple of the first connection (over IPv6): {fe_api}"
     );
     assert!(
         !ev["sample"].as_str().unwrap_or("").ends_with(":0/tcp"),
@@ -180,35 +225,75 @@ fn learn_approve_enforce_three_tiers() {
         "every tier enforces: {profiles:?}"
     );
 
-    // Approved traffic keeps working.
-    normal_traffic(&node, &t);
-    // Everything else is dropped and reported.
+    // Approved traffic keeps working, over both families.
+    normal_traffic(&node, &t, &BOTH);
+    // Everything else is dropped and reported, over both families.
+    let node_service = Server::start(&node.netns, &["tcp:9999", "udp:5353"]);
+    for fam in BOTH {
+        let dropped = [
+            (&t.frontend, &t.db, 5432, "tcp", "frontend -> db"),
+            (&t.api, &t.frontend, 80, "tcp", "api -> frontend"),
+            (&t.db, &t.api, 8080, "tcp", "db -> api"),
+            (
+                &t.frontend,
+                &t.api,
+                9090,
+                "tcp",
+                "an unapproved port of an approved pair",
+            ),
+            (&t.db, &t.dns, 53, "udp", "db -> dns (udp)"),
+        ];
+        for (src, dst, port, proto, what) in dropped {
+            assert!(
+                !connects(&src.netns, &at(dst, fam, port, proto)),
+                "{what} must be dropped over {fam:?}"
+            );
+        }
+        let (node_tcp, node_udp) = match fam {
+            Fam::V4 => (
+                format!("{NODE_ADDR}:9999/tcp"),
+                format!("{NODE_ADDR}:5353/udp"),
+            ),
+            Fam::V6 => (
+                format!("[{NODE_ADDR6}]:9999/tcp"),
+                format!("[{NODE_ADDR6}]:5353/udp"),
+            ),
+        };
+        assert!(
+            !connects(&t.frontend.netns, &node_tcp) && !connects(&t.frontend.netns, &node_udp),
+            "the node's own services are the host zone, unapproved, over {fam:?}"
+        );
+    }
     assert!(
-        !connects(&t.frontend.netns, &t.db.target(5432, "tcp")),
-        "frontend -> db must be dropped"
+        !t.frontend.netns.ping(t.db.v6()) && !t.frontend.netns.ping(&t.db.ip),
+        "ICMP and ICMPv6 between unapproved zones are dropped"
     );
     assert!(
-        !connects(&t.api.netns, &t.frontend.target(80, "tcp")),
-        "api -> frontend must be dropped"
+        connects(&node.netns, &format!("[{NODE_ADDR6}]:9999/tcp")),
+        "the node's service itself works"
     );
-    assert!(
-        !connects(&t.db.netns, &t.api.target(8080, "tcp")),
-        "db -> api must be dropped"
-    );
-    assert!(
-        !connects(&t.frontend.netns, &t.api.target(9090, "tcp")),
-        "an unapproved port of an approved pair must be dropped"
-    );
-    assert!(
-        !connects(&t.db.netns, &t.dns.target(53, "udp")),
-        "db -> dns (udp) must be dropped"
-    );
+    drop(node_service);
     wait::until("the drops to be reported", Duration::from_secs(10), || {
         node.reported("drop", "shop/frontend->shop/db:5432/tcp")
             && node.reported("drop", "shop/api->shop/frontend:80/tcp")
             && node.reported("drop", "shop/frontend->shop/api:9090/tcp")
             && node.reported("drop", "shop/db->shop/dns:53/udp")
+            && node.reported("drop", "shop/frontend->host:9999/tcp")
+            && node.reported("drop", "shop/frontend->host:5353/udp")
+            && node.reported("drop", "shop/frontend->shop/db:icmp")
     });
+    let v6_drop =
+        node.violations()
+            .into_iter()
+            .any(|v| v["edge"] == "shop/frontend->shop/db:icmp" && v["src"] == t.frontend.v6())
+            || node.violations().into_iter().any(|v| {
+                v["edge"] == "shop/frontend->shop/db:5432/tcp" && v["src"] == t.frontend.v6()
+            });
+    assert!(
+        v6_drop,
+        "IPv6 drops are reported with their IPv6 addresses: {:?}",
+        node.violations()
+    );
     let v = node.violations();
     let drop = v
         .iter()

@@ -1,6 +1,7 @@
 //! The data plane against the oracle, as root: seeded random zones, endpoints, modes
-//! and approvals; every (source pod, destination pod, protocol, port) probed with real
-//! packets must pass exactly when `Policy::verdict` of the profiles crate says so.
+//! and approvals on dual-stack pods; every (source pod, destination pod, family,
+//! protocol, port) probed with real packets must pass exactly when `Policy::verdict`
+//! of the profiles crate says so (edges know no family: one verdict holds for both).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,9 +40,9 @@ struct Scenario {
     seed: u64,
 }
 
-fn run(s: &Scenario, subnet: &str) {
+fn run(s: &Scenario, subnets: &[&str]) {
     let node = Node::with_enforcer();
-    let list = Conflist::routed(&node, "zw-truth", subnet);
+    let list = Conflist::routed_ranges(&node, "zw-truth", subnets);
     let mut rng = Lcg(s.seed);
     let zone = |i: usize| format!("truth/z{i}");
     let pods: Vec<Pod> = (0..s.pods)
@@ -97,6 +98,7 @@ fn run(s: &Scenario, subnet: &str) {
     }
 
     let mut checked = 0;
+    let mut families = [0usize; 2];
     let mut mismatches = Vec::new();
     for src in pods.iter().take(s.sources) {
         let mut targets = Vec::new();
@@ -107,6 +109,7 @@ fn run(s: &Scenario, subnet: &str) {
                 continue;
             }
             let (proto, port) = SERVICES[rng.next(SERVICES.len())];
+            let v6 = dst.ip6.is_some() && rng.next(2) == 1;
             let (sz, dz) = (
                 ZoneName::parse(&src.zone).unwrap(),
                 ZoneName::parse(&dst.zone).unwrap(),
@@ -123,15 +126,21 @@ fn run(s: &Scenario, subnet: &str) {
                 proto,
                 port,
             );
-            targets.push(dst.target(port, &proto.name()));
+            targets.push(if v6 {
+                dst.target6(port, &proto.name())
+            } else {
+                dst.target(port, &proto.name())
+            });
+            let family = if v6 { "IPv6" } else { "IPv4" };
             expected.push((
-                format!("{} -> {} {port}/{proto}", src.zone, dst.zone),
+                format!("{} -> {} {port}/{proto} over {family}", src.zone, dst.zone),
                 verdict,
             ));
         }
         let got = probe(&src.netns, &targets, Duration::from_millis(800));
         for ((what, verdict), passed) in expected.iter().zip(got) {
             checked += 1;
+            families[usize::from(what.ends_with("IPv6"))] += 1;
             if passed != verdict.passes() {
                 mismatches.push(format!(
                     "{what}: oracle {verdict:?}, packets {}",
@@ -141,6 +150,10 @@ fn run(s: &Scenario, subnet: &str) {
         }
     }
     assert!(checked > 0, "no pair was probed");
+    assert!(
+        families.iter().all(|n| *n > 0),
+        "both families were probed: {families:?}"
+    );
     assert!(
         mismatches.is_empty(),
         "{} of {checked} probes disagree with the oracle:\n{}",
@@ -161,7 +174,7 @@ fn small_truth_table_matches_the_oracle() {
             targets_per_source: 27,
             seed: 0x5eed_0001,
         },
-        "10.140.0.0/24",
+        &["10.140.0.0/24", "fd7b:140::/64"],
     );
 }
 
@@ -177,6 +190,6 @@ fn truth_table_at_scale_matches_the_oracle() {
             targets_per_source: 24,
             seed: 0x5eed_0002,
         },
-        "10.141.0.0/23",
+        &["10.141.0.0/23", "fd7b:141::/64"],
     );
 }

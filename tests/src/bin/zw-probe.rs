@@ -28,8 +28,11 @@ fn serve(specs: &[String]) -> ExitCode {
             .expect("serve takes tcp:PORT or udp:PORT");
         let port: u16 = port.parse().expect("port");
         match proto {
+            // `::` takes IPv4 too (as mapped addresses) where the pod has both.
             "tcp" => {
-                let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind tcp");
+                let listener = TcpListener::bind(("::", port))
+                    .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+                    .expect("bind tcp");
                 handles.push(std::thread::spawn(move || {
                     for stream in listener.incoming().flatten() {
                         std::thread::spawn(move || echo_tcp(stream));
@@ -37,7 +40,9 @@ fn serve(specs: &[String]) -> ExitCode {
                 }));
             }
             "udp" => {
-                let socket = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
+                let socket = UdpSocket::bind(("::", port))
+                    .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
+                    .expect("bind udp");
                 handles.push(std::thread::spawn(move || {
                     let mut buf = [0u8; 1500];
                     while let Ok((n, peer)) = socket.recv_from(&mut buf) {
@@ -73,7 +78,12 @@ fn probe_one(addr: SocketAddr, proto: &str, timeout: Duration) -> bool {
             s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok()
         }),
         "udp" => {
-            let Ok(socket) = UdpSocket::bind("0.0.0.0:0") else {
+            let any = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let Ok(socket) = UdpSocket::bind(any) else {
                 return false;
             };
             let _ = socket.set_read_timeout(Some(timeout));

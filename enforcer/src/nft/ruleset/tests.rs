@@ -474,3 +474,81 @@ fn memory_dataplane_round_trip() {
     );
     assert_eq!(dp.applies(), 1);
 }
+
+/// The rule IPv6 would need where `rule` matches IPv4: the same statements on the
+/// `ip6` payload, the IPv6 sets and ICMPv6.
+fn ipv6_twin(rule: &expr::Rule) -> String {
+    serde_json::to_string(&rule.expr)
+        .expect("JSON")
+        .replace("\"protocol\":\"ip\"", "\"protocol\":\"ip6\"")
+        .replace("_v4", "_v6")
+        .replace("\"icmp\"", "\"ipv6-icmp\"")
+}
+
+fn matches_ipv4(rule: &expr::Rule) -> bool {
+    serde_json::to_string(&rule.expr)
+        .expect("JSON")
+        .contains("\"protocol\":\"ip\"")
+}
+
+/// Fail closed, structurally: every rule that reads an IPv4 address has an IPv6 twin
+/// in the same chain (no family is left to the chain's default), and a zone in
+/// `enforce` ends both chains in an unconditional drop whatever came before.
+#[test]
+fn every_ipv4_rule_has_an_ipv6_twin_and_enforce_ends_in_a_drop() {
+    let mut chains: Vec<(String, Vec<expr::Rule>)> = Vec::new();
+    for probes in [true, false] {
+        let settings = NodeSettings {
+            allow_host_probes: probes,
+        };
+        for chain in names::BASE_CHAINS {
+            let rules = render_base::base_chain_rules(chain, &settings, &OPTS);
+            chains.push((format!("{chain} (probes {probes})"), rules));
+        }
+    }
+    let mut zones = Vec::new();
+    for mode in [Mode::Learn, Mode::Monitor, Mode::Enforce] {
+        for cidr in [false, true] {
+            let mut z = two_zones().zones[&1].clone();
+            z.mode = mode;
+            if cidr {
+                z.cidr_out
+                    .insert(("10.9.0.0/16".parse().unwrap(), Proto::Tcp, 53));
+            }
+            zones.push(z);
+        }
+    }
+    for z in &zones {
+        for dir in Dir::BOTH {
+            let rules = render_zone::zone_chain_rules(z, dir, &OPTS);
+            if z.mode == Mode::Enforce {
+                let last = rules.last().expect("a chain has rules");
+                assert_eq!(
+                    last.expr,
+                    vec![expr::drop()],
+                    "an enforcing chain ends in a plain drop: {}",
+                    last.comment
+                );
+            }
+            chains.push((format!("{} {:?} {:?}", z.zone, z.mode, dir), rules));
+        }
+    }
+    for (name, rules) in &chains {
+        let all: Vec<String> = rules
+            .iter()
+            .map(|r| serde_json::to_string(&r.expr).expect("JSON"))
+            .collect();
+        let v4: Vec<&expr::Rule> = rules.iter().filter(|r| matches_ipv4(r)).collect();
+        assert!(
+            !v4.is_empty() || name.starts_with("output"),
+            "{name} has IPv4 rules"
+        );
+        for rule in v4 {
+            assert!(
+                all.contains(&ipv6_twin(rule)),
+                "{name}: the rule {:?} has no IPv6 twin",
+                rule.comment
+            );
+        }
+    }
+}
