@@ -7,16 +7,18 @@ use std::time::Duration;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
-use zonewarden_tests::pods::add_pod;
+use zonewarden_tests::pods::{add_pod, target_of};
 use zonewarden_tests::traffic::{Server, connects};
 use zonewarden_tests::{require_root, wait};
 
 const CORP: &str = "10.250.0.5";
 const WORLD: &str = "10.250.0.100";
+const CORP6: &str = "fd7b:250::5";
+const WORLD6: &str = "fd7b:250::100";
 
 /// A namespace outside the node, reached through a veth, holding one address in the
-/// CIDR zone and one that is `world`.
-fn outside(node: &Node, pod_subnet: &str) -> Netns {
+/// CIDR zone and one that is `world`, of each family.
+fn outside(node: &Node, pod_subnet: &str, pod_subnet6: &str) -> Netns {
     let ext = Netns::new("ext");
     node.netns.ip(&[
         "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &ext.name,
@@ -38,9 +40,39 @@ fn outside(node: &Node, pod_subnet: &str) -> Netns {
     for addr in [CORP, WORLD] {
         ext.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
     }
+    for addr in [CORP6, WORLD6] {
+        ext.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+    }
+    node.netns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd7b:250:1::1/128",
+        "dev",
+        "ext0",
+        "nodad",
+    ]);
+    node.netns
+        .ip(&["-6", "route", "add", "fd7b:250::/64", "dev", "ext0"]);
+    let sysctl = node
+        .netns
+        .exec("sysctl", &["-qw", "net.ipv6.conf.ext0.force_forwarding=1"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success(), "IPv6 forwarding of what comes back");
     ext.ip(&["link", "set", "eth0", "up"]);
     ext.ip(&["route", "add", "10.250.1.1", "dev", "eth0"]);
     ext.ip(&["route", "add", pod_subnet, "via", "10.250.1.1"]);
+    ext.ip(&["-6", "route", "add", "fd7b:250:1::1", "dev", "eth0"]);
+    ext.ip(&["-6", "route", "add", pod_subnet6, "via", "fd7b:250:1::1"]);
     ext
 }
 
@@ -48,17 +80,30 @@ fn outside(node: &Node, pod_subnet: &str) -> Netns {
 fn cidr_zones_take_precedence_over_world() {
     require_root!();
     let mut node = Node::new();
-    node.start_enforcer_with(&["--cidr-zone", "corp-dns=10.250.0.0/28"]);
-    let list = Conflist::routed(&node, "zw-cidr", "10.136.0.0/24");
+    node.start_enforcer_with(&[
+        "--cidr-zone",
+        "corp-dns=10.250.0.0/28",
+        "--cidr-zone",
+        "corp-dns=fd7b:250::/124",
+    ]);
+    let (subnet, subnet6) = ("10.136.0.0/24", "fd7b:136::/64");
+    let list = Conflist::routed_ranges(&node, "zw-cidr", &[subnet, subnet6]);
     let app = add_pod(&node, &list, "app", "shop/app");
-    let ext = outside(&node, "10.136.0.0/24");
-    let _server = Server::start(&ext, &["udp:53", "tcp:443"]);
-    let dns = |to: &str| format!("{to}:53/udp");
-    let https = |to: &str| format!("{to}:443/tcp");
+    let ext = outside(&node, subnet, subnet6);
+    // One UDP server per address: a reply must come from the address asked.
+    let udp: Vec<String> = [CORP, WORLD, CORP6, WORLD6]
+        .iter()
+        .map(|a| format!("udp:{}", target_of(a, 53, "").trim_end_matches('/')))
+        .collect();
+    let mut specs: Vec<&str> = udp.iter().map(String::as_str).collect();
+    specs.push("tcp:443");
+    let _server = Server::start(&ext, &specs);
+    let dns = |to: &str| target_of(to, 53, "udp");
+    let https = |to: &str| target_of(to, 443, "tcp");
 
-    // Learning names the CIDR zone and world apart.
+    // Learning names the CIDR zone and world apart, over both families.
     // The first packets also resolve neighbours across two links: allow for a loaded machine.
-    for target in [dns(CORP), https(WORLD)] {
+    for target in [dns(CORP), https(WORLD), dns(CORP6), https(WORLD6)] {
         wait::until(
             &format!("{target} to answer while learning"),
             Duration::from_secs(10),
@@ -70,11 +115,24 @@ fn cidr_zones_take_precedence_over_world() {
         e.contains("shop/app->corp-dns:53/udp") && e.contains("shop/app->world:443/tcp")
     });
 
-    node.zwctl(&["mode", "set", "shop/app", "enforce"]);
-    assert!(
-        !connects(&app.netns, &dns(CORP)),
-        "unapproved CIDR-zone edge dropped"
+    let learned: Vec<String> = node
+        .items(&["get", "edges", "--learned"])
+        .iter()
+        .filter_map(|e| e["edge"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        learned,
+        ["shop/app->corp-dns:53/udp", "shop/app->world:443/tcp"],
+        "IPv6 traffic learns the same two edges"
     );
+
+    node.zwctl(&["mode", "set", "shop/app", "enforce"]);
+    for corp in [CORP, CORP6] {
+        assert!(
+            !connects(&app.netns, &dns(corp)),
+            "unapproved CIDR-zone edge to {corp} dropped"
+        );
+    }
     wait::until(
         "the drop to name the CIDR zone",
         Duration::from_secs(10),
@@ -88,14 +146,16 @@ fn cidr_zones_take_precedence_over_world() {
         "--edge",
         "shop/app->corp-dns:53/udp",
     ]);
-    assert!(
-        connects(&app.netns, &dns(CORP)),
-        "approved CIDR-zone edge allowed"
-    );
-    assert!(
-        !connects(&app.netns, &dns(WORLD)),
-        "the same port to world is another edge"
-    );
+    for (corp, world) in [(CORP, WORLD), (CORP6, WORLD6)] {
+        assert!(
+            connects(&app.netns, &dns(corp)),
+            "approved CIDR-zone edge to {corp} allowed"
+        );
+        assert!(
+            !connects(&app.netns, &dns(world)),
+            "the same port to world ({world}) is another edge"
+        );
+    }
 
     node.zwctl(&[
         "profile",
@@ -104,14 +164,16 @@ fn cidr_zones_take_precedence_over_world() {
         "--edge",
         "shop/app->world:443/tcp",
     ]);
-    assert!(
-        connects(&app.netns, &https(WORLD)),
-        "approved world edge allowed"
-    );
-    assert!(
-        !connects(&app.netns, &https(CORP)),
-        "a world approval does not cover a CIDR zone"
-    );
+    for (corp, world) in [(CORP, WORLD), (CORP6, WORLD6)] {
+        assert!(
+            connects(&app.netns, &https(world)),
+            "approved world edge to {world} allowed"
+        );
+        assert!(
+            !connects(&app.netns, &https(corp)),
+            "a world approval does not cover a CIDR zone ({corp})"
+        );
+    }
 
     // Without CIDR-zone edges a zone has no CIDR (interval) sets: they cost every nft
     // transaction a read, so they exist only while needed.
@@ -138,10 +200,12 @@ fn cidr_zones_take_precedence_over_world() {
         !sets(&node).contains("cidr_out_"),
         "its CIDR sets go with its last CIDR edge"
     );
-    assert!(
-        !connects(&app.netns, &dns(CORP)),
-        "the removed approval no longer allows"
-    );
+    for corp in [CORP, CORP6] {
+        assert!(
+            !connects(&app.netns, &dns(corp)),
+            "the removed approval no longer allows {corp}"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 #![allow(clippy::print_stdout)]
 //! `zw-probe`: the traffic tool of the end-to-end tests, run inside pod namespaces.
 //!
-//! - `zw-probe serve tcp:8080 udp:53 ...`: echo servers until killed.
+//! - `zw-probe serve tcp:8080 udp:53 udp:[fd00::5]:53 ...`: echo servers until killed
+//!   (UDP on one address when one is given, so that replies come from it).
 //! - `zw-probe probe --timeout-ms 500 10.0.0.2:8080/tcp 10.0.0.3:53/udp ...`: opens one
 //!   new connection per target at once and prints one line per target, `ok` or `fail`.
 //! - `zw-probe hold --seconds 5 10.0.0.2:8080/tcp`: one connection kept open, echoing a
@@ -23,10 +24,13 @@ fn parse_target(text: &str) -> (SocketAddr, String) {
 fn serve(specs: &[String]) -> ExitCode {
     let mut handles = Vec::new();
     for spec in specs {
-        let (proto, port) = spec
+        let (proto, at) = spec
             .split_once(':')
-            .expect("serve takes tcp:PORT or udp:PORT");
-        let port: u16 = port.parse().expect("port");
+            .expect("serve takes tcp:PORT, udp:PORT or udp:ADDR:PORT");
+        // `udp:[fd00::5]:53` binds one address, so that replies come from it (a UDP
+        // socket bound to `::` answers from whichever address the kernel picks).
+        let bound: Option<SocketAddr> = at.parse().ok();
+        let port: u16 = bound.map_or_else(|| at.parse().expect("port"), |a| a.port());
         match proto {
             // `::` takes IPv4 too (as mapped addresses) where the pod has both.
             "tcp" => {
@@ -40,9 +44,12 @@ fn serve(specs: &[String]) -> ExitCode {
                 }));
             }
             "udp" => {
-                let socket = UdpSocket::bind(("::", port))
-                    .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
-                    .expect("bind udp");
+                let socket = match bound {
+                    Some(addr) => UdpSocket::bind(addr),
+                    None => UdpSocket::bind(("::", port))
+                        .or_else(|_| UdpSocket::bind(("0.0.0.0", port))),
+                }
+                .expect("bind udp");
                 handles.push(std::thread::spawn(move || {
                     let mut buf = [0u8; 1500];
                     while let Ok((n, peer)) = socket.recv_from(&mut buf) {
