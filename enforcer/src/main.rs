@@ -226,10 +226,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store.clone(),
         Duration::from_secs(2),
     ));
-    let follow = tokio::spawn(host::follow_forever(
-        registry.clone(),
-        Duration::from_secs(10),
-    ));
+    let follow = match host::watch_addresses(host::host_addrs()) {
+        Ok(addrs) => tokio::spawn(host::follow_forever(registry.clone(), addrs)),
+        Err(err) => {
+            tracing::warn!(%err, "cannot follow the node's address events; reading them every 10 s");
+            tokio::spawn(host::poll_forever(
+                registry.clone(),
+                Duration::from_secs(10),
+            ))
+        }
+    };
 
     let replay = tokio::spawn(pending_del::replay_forever(
         registry.clone(),
