@@ -40,8 +40,11 @@ Columns:
   AGE       how long ago the change was made
   WHO       the unix user behind the request (root for the CNI plugin)
   ACTION    approve, reject, remove, import, mode, quarantine, unquarantine,
-            endpoint-add, endpoint-del, or chain-restart (the enforcer found the
-            log corrupt and continued on a new chain segment)
+            endpoint-add, endpoint-del; reverted (the kernel refused the change
+            of the entry before: it never took effect); table-restored (someone
+            else changed or removed the enforcer's nftables table and the enforcer
+            restored it); or chain-restart (the enforcer found the log corrupt and
+            continued on a new chain segment)
   TARGET    the edges, mode, zone or container id acted on
   VERSIONS  the zone's profile version before -> after
   REASON    the request's --comment

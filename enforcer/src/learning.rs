@@ -185,6 +185,15 @@ impl Learning {
     }
 
     /// Forgets learned edges an operator rejected; returns how many were known.
+    /// How many of `edges` are learned (what [`Self::forget`] would forget).
+    pub fn known(&self, edges: &[Edge]) -> usize {
+        let state = self.lock();
+        edges
+            .iter()
+            .filter(|e| state.learned.edges.contains_key(e))
+            .count()
+    }
+
     pub fn forget(&self, edges: &[Edge]) -> usize {
         let mut state = self.lock();
         state.dirty = true;

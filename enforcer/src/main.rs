@@ -193,7 +193,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for (zone, net) in cli.cidr_zones.clone() {
         cidr_zones.entry(zone).or_default().push(net);
     }
-    let registry = registry.with_cidr_zones(cidr_zones);
+    let registry = registry
+        .with_cidr_zones(cidr_zones)
+        .with_audit(audit.clone());
 
     // Bind first: a second enforcer must fail before it touches the kernel.
     let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;
@@ -240,7 +242,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let replay = tokio::spawn(pending_del::replay_forever(
         registry.clone(),
         pending_del::queue_dir(&cli.socket),
-        audit.clone(),
     ));
     let web = web_listener.map(|listener| {
         info!(addr = %cli.web_listen, "serving the zone-map page and /metrics");

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 use zonewarden_profiles::AttachmentKey;
 
-use crate::audit::{Action, AuditLog, Note};
+use crate::audit::Note;
 use crate::registry::EndpointRegistry;
 
 pub const REPLAY_INTERVAL: Duration = Duration::from_secs(2);
@@ -59,11 +59,7 @@ fn parse(text: &str) -> Result<AttachmentKey, String> {
 }
 
 /// Replays every queued DEL once; each removal is audited as the plugin's (root).
-pub async fn replay_once(
-    registry: &EndpointRegistry,
-    dir: &Path,
-    audit: &AuditLog,
-) -> ReplayReport {
+pub async fn replay_once(registry: &EndpointRegistry, dir: &Path) -> ReplayReport {
     let mut report = ReplayReport::default();
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
@@ -97,17 +93,10 @@ pub async fn replay_once(
                 continue;
             }
         };
-        match registry.del(key.clone()).await {
+        let note = Note::new("root", "replayed a DEL queued while the enforcer was away");
+        match registry.del(key.clone(), note).await {
             Ok(removed) => {
                 info!(%key, removed = removed.is_some(), "replayed a pending DEL");
-                if let Some(endpoint) = &removed {
-                    let note =
-                        Note::new("root", "replayed a DEL queued while the enforcer was away");
-                    let version = registry.profile_version(&endpoint.zone);
-                    audit
-                        .endpoint_changed(&note, Action::EndpointDel, endpoint, version)
-                        .await;
-                }
                 if let Err(err) = tokio::fs::remove_file(&path).await {
                     warn!(file = %path.display(), %err, "cannot remove a replayed pending DEL");
                 }
@@ -124,7 +113,7 @@ pub async fn replay_once(
 
 /// Creates the queue directory (mode 0700), then replays it now and every
 /// [`REPLAY_INTERVAL`] until the task is dropped.
-pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf, audit: AuditLog) {
+pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf) {
     if let Err(err) = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -135,7 +124,7 @@ pub async fn replay_forever(registry: EndpointRegistry, dir: PathBuf, audit: Aud
     let mut ticks = tokio::time::interval(REPLAY_INTERVAL);
     loop {
         ticks.tick().await;
-        replay_once(&registry, &dir, &audit).await;
+        replay_once(&registry, &dir).await;
     }
 }
 
@@ -146,7 +135,7 @@ mod tests {
     use super::*;
     use crate::registry::AddRequest;
     use crate::store::LocalStore;
-    use crate::test_support::{key, memory_registry};
+    use crate::test_support::{key, memory_registry, note};
 
     #[tokio::test]
     async fn replays_queued_dels_and_sets_aside_bad_files() {
@@ -162,7 +151,7 @@ mod tests {
             mac: None,
             attach_mode: zonewarden_profiles::AttachMode::Chained,
         };
-        registry.add(request).await.unwrap();
+        registry.add(request, note()).await.unwrap();
 
         let queue = queue_dir(&dir.path().join("run/enforcer.sock"));
         std::fs::create_dir_all(&queue).unwrap();
@@ -173,7 +162,7 @@ mod tests {
         std::fs::write(queue.join("broken.json"), "{\"network\":").unwrap();
         std::fs::write(queue.join(".c2.json.tmp"), "partial").unwrap();
 
-        let report = replay_once(&registry, &queue, &AuditLog::disabled()).await;
+        let report = replay_once(&registry, &queue).await;
         assert_eq!(
             report,
             ReplayReport {

@@ -8,7 +8,7 @@ use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_server::Enforcer;
 
 use crate::audit::record::{self as audit_record, edges_target};
-use crate::audit::{Action, AuditLog, Note};
+use crate::audit::{Action, AuditLog, ChangeNote, Note};
 use crate::convert::{
     add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
 };
@@ -103,9 +103,10 @@ fn status_of(err: RegistryError) -> Status {
             Status::invalid_argument(err.to_string())
         }
         RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
-        RegistryError::Store(_) | RegistryError::Dataplane { .. } | RegistryError::Kernel(_) => {
-            Status::unavailable(err.to_string())
-        }
+        RegistryError::Store(_)
+        | RegistryError::Dataplane { .. }
+        | RegistryError::Kernel(_)
+        | RegistryError::Audit(_) => Status::unavailable(err.to_string()),
         RegistryError::Task(_) => Status::internal(err.to_string()),
     }
 }
@@ -119,15 +120,11 @@ impl Enforcer for EnforcerService {
         let note = Note::new(who(&request), "");
         let request = add_request_from_proto(request.into_inner())?;
         let key = request.key.clone();
-        let endpoint = self.registry.add(request).await.map_err(|err| {
+        let endpoint = self.registry.add(request, note).await.map_err(|err| {
             warn!(%key, %err, "ADD failed");
             status_of(err)
         })?;
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
-        let version = self.registry.profile_version(&endpoint.zone);
-        self.audit
-            .endpoint_changed(&note, Action::EndpointAdd, &endpoint, version)
-            .await;
         Ok(Response::new(v1::AddEndpointResponse {
             endpoint: Some(endpoint_to_proto(&endpoint)),
         }))
@@ -141,17 +138,11 @@ impl Enforcer for EnforcerService {
         let request = request.into_inner();
         let retire = request.retire_host_link;
         let key = key_from_proto(request.key)?;
-        let removed = self.registry.del(key.clone()).await.map_err(|err| {
+        let removed = self.registry.del(key.clone(), note).await.map_err(|err| {
             warn!(%key, %err, "DEL failed");
             status_of(err)
         })?;
         info!(%key, removed = removed.is_some(), "endpoint deleted");
-        if let Some(endpoint) = &removed {
-            let version = self.registry.profile_version(&endpoint.zone);
-            self.audit
-                .endpoint_changed(&note, Action::EndpointDel, endpoint, version)
-                .await;
-        }
         let host_link_retired = match &removed {
             Some(endpoint) if retire => self.retire_host_link(endpoint).await,
             _ => false,
@@ -295,16 +286,13 @@ impl Enforcer for EnforcerService {
                 ));
             }
         };
-        let (note, target) = (Note::from(&actor), edges_target(&edges));
+        let noted = ChangeNote::new(Note::from(&actor), Action::Approve, edges_target(&edges));
         let (profile, changed) = self
             .registry
-            .change_profile(zone.clone(), move |p| p.approve(edges, &actor))
+            .change_profile(zone.clone(), move |p| p.approve(edges, &actor), noted)
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "edges approved");
-        self.audit
-            .profile_changed(&note, Action::Approve, &profile, changed, target)
-            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -325,19 +313,24 @@ impl Enforcer for EnforcerService {
                 "edge {foreign} does not touch zone {zone}"
             )));
         }
-        let changed = self.learning.forget(&edges);
-        info!(%zone, changed, "learned edges rejected");
         let snapshot = self.registry.snapshot();
         let profile = snapshot
             .policy
             .profiles
             .get(&zone)
             .cloned()
-            .unwrap_or_else(|| zonewarden_profiles::Profile::new(zone));
-        if changed > 0 {
-            let record = audit_record::reject(&note, &profile, changed, edges_target(&edges));
-            self.audit.append(record).await;
+            .unwrap_or_else(|| zonewarden_profiles::Profile::new(zone.clone()));
+        // Recorded first: a rejection the log cannot record is refused.
+        let known = self.learning.known(&edges);
+        if known > 0 {
+            let record = audit_record::reject(&note, &profile, known, edges_target(&edges));
+            self.audit
+                .append_blocking(record)
+                .await
+                .map_err(|err| status_of(RegistryError::Audit(err)))?;
         }
+        let changed = self.learning.forget(&edges);
+        info!(%zone, changed, "learned edges rejected");
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -350,28 +343,29 @@ impl Enforcer for EnforcerService {
         let zone = zone_arg(&request.zone)?;
         let named = edges_arg(&request.edges)?;
         let all = request.all;
-        let note = Note::from(&actor);
         let target = if all {
             Some("all approved edges".to_owned())
         } else {
             edges_target(&named)
         };
+        let noted = ChangeNote::new(Note::from(&actor), Action::Remove, target);
         let (profile, changed) = self
             .registry
-            .change_profile(zone.clone(), move |p| {
-                let edges: Vec<_> = if all {
-                    p.approved.iter().cloned().collect()
-                } else {
-                    named
-                };
-                Ok(p.remove(&edges, &actor))
-            })
+            .change_profile(
+                zone.clone(),
+                move |p| {
+                    let edges: Vec<_> = if all {
+                        p.approved.iter().cloned().collect()
+                    } else {
+                        named
+                    };
+                    Ok(p.remove(&edges, &actor))
+                },
+                noted,
+            )
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "approved edges removed");
-        self.audit
-            .profile_changed(&note, Action::Remove, &profile, changed, target)
-            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -383,24 +377,17 @@ impl Enforcer for EnforcerService {
         let request = request.into_inner();
         let zone = zone_arg(&request.zone)?;
         let mode = mode_arg(&request.mode)?;
-        let note = Note::from(&actor);
+        let noted = ChangeNote::new(Note::from(&actor), Action::Mode, Some(mode.to_string()));
         let (profile, changed) = self
             .registry
-            .change_profile(zone.clone(), move |p| {
-                Ok(usize::from(p.set_mode(mode, &actor)))
-            })
+            .change_profile(
+                zone.clone(),
+                move |p| Ok(usize::from(p.set_mode(mode, &actor))),
+                noted,
+            )
             .await
             .map_err(status_of)?;
         info!(%zone, %mode, version = profile.version, "mode set");
-        self.audit
-            .profile_changed(
-                &note,
-                Action::Mode,
-                &profile,
-                changed,
-                Some(mode.to_string()),
-            )
-            .await;
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 
@@ -420,25 +407,24 @@ impl Enforcer for EnforcerService {
         match (request.zone.is_empty(), request.container_id.is_empty()) {
             (false, true) => {
                 let zone = zone_arg(&request.zone)?;
+                let noted = ChangeNote::new(note, action, Some(zone.to_string()));
                 let (profile, changed) = self
                     .registry
-                    .change_profile(zone.clone(), move |p| {
-                        Ok(usize::from(p.set_quarantine(on, &actor)))
-                    })
+                    .change_profile(
+                        zone.clone(),
+                        move |p| Ok(usize::from(p.set_quarantine(on, &actor))),
+                        noted,
+                    )
                     .await
                     .map_err(status_of)?;
                 warn!(%zone, on, "zone quarantine changed");
-                let target = Some(zone.to_string());
-                self.audit
-                    .profile_changed(&note, action, &profile, changed, target)
-                    .await;
                 Ok(Response::new(self.change_response(&profile, changed)))
             }
             (true, false) => {
                 let cid = request.container_id.clone();
                 let changed = self
                     .registry
-                    .quarantine_endpoint(cid.clone(), on)
+                    .quarantine_endpoint(cid.clone(), on, note)
                     .await
                     .map_err(status_of)?;
                 warn!(container = %cid, on, who = %actor.who, "endpoint quarantine changed");
@@ -456,11 +442,6 @@ impl Enforcer for EnforcerService {
                         .cloned()
                         .unwrap_or_else(|| zonewarden_profiles::Profile::new(z))
                 });
-                if changed {
-                    let record =
-                        audit_record::endpoint_quarantine(&note, on, &cid, profile.as_ref());
-                    self.audit.append(record).await;
-                }
                 Ok(Response::new(v1::ProfileChangeResponse {
                     profile: profile.map(|p| {
                         let members = self.registry.member_count(&p.zone);
@@ -533,12 +514,8 @@ impl Enforcer for EnforcerService {
         request: Request<v1::ImportProfilesRequest>,
     ) -> Result<Response<v1::ImportProfilesResponse>, Status> {
         let actor = actor(&request, &request.get_ref().comment);
-        let note = Note::from(&actor);
         let response =
             crate::import::import_profiles(request.get_ref(), actor, &self.registry).await?;
-        for record in audit_record::imports(&note, &response) {
-            self.audit.append(record).await;
-        }
         Ok(Response::new(response))
     }
 

@@ -62,3 +62,13 @@ pub fn run_in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send 
     .join()
     .expect("the thread inside the test namespace panicked")
 }
+
+/// Who asks for a change in a unit test, for the audit log.
+pub fn note() -> crate::audit::Note {
+    crate::audit::Note::new("test", "unit test")
+}
+
+/// How a profile change of a unit test is recorded.
+pub fn noted() -> crate::audit::ChangeNote {
+    crate::audit::ChangeNote::new(note(), crate::audit::Action::Approve, None)
+}

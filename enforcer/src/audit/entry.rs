@@ -27,6 +27,11 @@ pub enum Action {
     Unquarantine,
     EndpointAdd,
     EndpointDel,
+    /// The kernel refused the change of the entry before (same zone and target): it
+    /// never took effect, and the store was put back.
+    Reverted,
+    /// The enforcer found its table changed or removed by someone else and restored it.
+    TableRestored,
     /// The log's tail was corrupt when the enforcer started; the chain continues
     /// from the last good entry (`prev` is that line's hash).
     ChainRestart,
@@ -44,6 +49,8 @@ impl Action {
             Self::Unquarantine => "unquarantine",
             Self::EndpointAdd => "endpoint-add",
             Self::EndpointDel => "endpoint-del",
+            Self::Reverted => "reverted",
+            Self::TableRestored => "table-restored",
             Self::ChainRestart => "chain-restart",
         }
     }

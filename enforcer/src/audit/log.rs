@@ -1,10 +1,10 @@
 //! The appender: the one writer of `audit.log`, and its readers.
 //!
-//! Every append opens the file with `O_APPEND`, writes one line and `fsync`s it
-//! before the RPC that made the change returns. A write that fails is logged and
-//! counted (the change itself is already durable and in force); the next append
-//! re-reads the tail first, so a half-written line starts a new chain segment
-//! instead of corrupting the next entry.
+//! Every append opens the file with `O_APPEND`, writes one line and `fsync`s it. The
+//! registry appends a change's entry after the store and before the kernel
+//! ([`AuditLog::append_now`]): when the entry cannot be written, the change is refused.
+//! The next append re-reads the tail after a failed write, so a half-written line
+//! starts a new chain segment instead of corrupting the next entry.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -105,6 +105,29 @@ impl AuditLog {
                 .path
                 .clone(),
         )
+    }
+
+    /// Appends one record durably, on the calling thread (a blocking one): the entry is
+    /// on disk when this returns `Ok`. A disabled log writes nothing and succeeds.
+    pub fn append_now(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let action = record.action;
+        let entry = inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(record)?;
+        debug!(seq = entry.seq, %action, "audit entry appended");
+        Ok(())
+    }
+
+    /// [`Self::append_now`] on a blocking thread, for async callers.
+    pub async fn append_blocking(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.append_now(record))
+            .await
+            .map_err(|err| AuditError::Task(err.to_string()))?
     }
 
     /// Appends one record durably; failures are logged and reported by `verify`.

@@ -17,7 +17,7 @@ pub mod service;
 
 pub use entry::{Action, AuditEntry, AuditRecord};
 pub use log::{AuditError, AuditLog};
-pub use record::Note;
+pub use record::{ChangeNote, Note};
 pub use service::AuditService;
 
 /// The log's file name in the state directory.

@@ -28,6 +28,42 @@ impl From<&zonewarden_profiles::profile::Actor> for Note {
     }
 }
 
+/// How a profile change is recorded: who asked and why, what the log calls it, and
+/// what it named (edges, a mode, a zone). The registry writes the entry as part of the
+/// change, before the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeNote {
+    pub note: Note,
+    pub action: Action,
+    pub target: Option<String>,
+}
+
+impl ChangeNote {
+    pub fn new(note: Note, action: Action, target: Option<String>) -> Self {
+        Self {
+            note,
+            action,
+            target,
+        }
+    }
+}
+
+/// The entry saying that the change of `record` never took effect: the kernel refused
+/// it (`why`), and the store was put back.
+pub fn reverted(record: &AuditRecord, why: &str) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: now_unix_ms(),
+        who: record.who.clone(),
+        action: Action::Reverted,
+        zone: record.zone.clone(),
+        target: record.target.clone(),
+        detail: format!("{} not applied: {why}", record.action),
+        version_before: record.version_after,
+        version_after: record.version_before,
+        reason: record.reason.clone(),
+    }
+}
+
 /// A change of `profile` that bumped its version once (`changed > 0`); the detail
 /// is the profile history's own words ("mode learn -> enforce").
 pub fn profile_change(

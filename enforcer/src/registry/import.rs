@@ -1,6 +1,7 @@
 //! Importing profiles: several zones' profiles set at once, in one kernel transaction.
 //!
-//! Every changed profile is written durably first, then the kernel moves to the new
+//! Every changed profile is written durably first, then one audit entry per changed
+//! zone (naming the edges it added and removed), then the kernel moves to the new
 //! ruleset in one transaction; when any step fails, every profile is restored on disk
 //! and in memory, so an import applies to all its zones or to none.
 
@@ -12,6 +13,38 @@ use zonewarden_profiles::{Profile, ZoneName};
 
 use super::state::RegistryState;
 use super::{EndpointRegistry, RegistryError};
+use crate::audit::AuditRecord;
+use crate::audit::record::{self as audit_record, Note};
+
+/// The entry of one zone an import changed: the edges it added and removed, by name.
+fn import_record(note: &Note, z: &ZoneImport) -> AuditRecord {
+    let names = |edges: &[zonewarden_profiles::Edge]| -> String {
+        edges
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut what = Vec::new();
+    if !z.delta.added.is_empty() {
+        what.push(format!("added {}", names(&z.delta.added)));
+    }
+    if !z.delta.removed.is_empty() {
+        what.push(format!("removed {}", names(&z.delta.removed)));
+    }
+    if let Some((before, after)) = &z.delta.mode {
+        what.push(format!("mode {before} -> {after}"));
+    }
+    if what.is_empty() {
+        what.push("profile replaced".to_owned());
+    }
+    audit_record::import(
+        note,
+        z.zone.as_str(),
+        (z.version_before, z.version_after),
+        what.join("; "),
+    )
+}
 
 /// What importing one document did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +103,23 @@ impl RegistryState {
                 return Err(err.into());
             }
         }
+        let note = Note::from(actor);
+        let records: Vec<AuditRecord> = outcome
+            .iter()
+            .filter(|z| z.version_after != z.version_before)
+            .map(|z| import_record(&note, z))
+            .collect();
+        for (index, record) in records.iter().enumerate() {
+            if let Err(err) = self.audit.append_now(record.clone()) {
+                self.restore_profiles(&changed);
+                let why = "the audit log could not be written";
+                for written in &records[..index] {
+                    let reverted = audit_record::reverted(written, why);
+                    let _ = self.audit.append_now(reverted);
+                }
+                return Err(RegistryError::Audit(err));
+            }
+        }
         for (_, profile) in &changed {
             self.policy
                 .profiles
@@ -92,6 +142,12 @@ impl RegistryState {
                 })
                 .collect();
             self.undo(&inverse);
+            for record in &records {
+                let reverted = audit_record::reverted(record, &source.to_string());
+                if let Err(err) = self.audit.append_now(reverted) {
+                    error!(%err, "cannot record that a refused import was reverted");
+                }
+            }
             return Err(RegistryError::Kernel(source));
         }
         info!(zones = changed.len(), "profiles imported");

@@ -34,6 +34,7 @@ use zonewarden_profiles::{
     AttachMode, AttachmentKey, Endpoint, Profile, ZoneHints, ZoneName, derive_zone,
 };
 
+use crate::audit::{ChangeNote, Note};
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoreError, StoredState};
@@ -62,6 +63,10 @@ pub enum RegistryError {
     },
     #[error("cannot read or change table inet zonewarden, nothing was changed: {0}")]
     Kernel(#[source] NftError),
+    #[error(
+        "the change was refused and nothing was changed, because its audit entry cannot be written: {0}"
+    )]
+    Audit(#[source] crate::audit::AuditError),
     #[error("a registry task failed: {0}; this is a bug, please report it")]
     Task(String),
 }
@@ -144,6 +149,16 @@ impl EndpointRegistry {
         self
     }
 
+    /// Records every change in `audit` after the store and before the kernel: a change
+    /// whose entry cannot be written is refused.
+    pub fn with_audit(self, audit: crate::audit::AuditLog) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .audit = audit;
+        self
+    }
+
     /// Sets the operator-defined CIDR zones (before [`Self::sync_kernel`]).
     pub fn with_cidr_zones(self, zones: BTreeMap<ZoneName, Vec<IpNet>>) -> Self {
         {
@@ -166,8 +181,8 @@ impl EndpointRegistry {
     }
 
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
-    /// rules are in the kernel.
-    pub async fn add(&self, request: AddRequest) -> Result<Endpoint, RegistryError> {
+    /// rules are in the kernel. `note` says who asked, for the audit log.
+    pub async fn add(&self, request: AddRequest, note: Note) -> Result<Endpoint, RegistryError> {
         let (zone, zone_source) = derive_zone(&request.hints)?;
         let endpoint = Endpoint {
             key: request.key,
@@ -184,22 +199,29 @@ impl EndpointRegistry {
             created_unix_ms: now_unix_ms(),
         };
         let added = endpoint.clone();
-        self.mutate(move |state| state.add(endpoint)).await?;
+        self.mutate(move |state| state.add(endpoint, Some(&note)))
+            .await?;
         Ok(added)
     }
 
     /// Removes an endpoint; `None` (and success) when it is unknown.
-    pub async fn del(&self, key: AttachmentKey) -> Result<Option<Endpoint>, RegistryError> {
-        self.mutate(move |state| state.del(&key)).await
+    pub async fn del(
+        &self,
+        key: AttachmentKey,
+        note: Note,
+    ) -> Result<Option<Endpoint>, RegistryError> {
+        self.mutate(move |state| state.del(&key, Some(&note))).await
     }
 
-    /// Changes one zone's profile (durably, then in the kernel); see [`RegistryState::change_profile`].
+    /// Changes one zone's profile (durably, its audit entry, then in the kernel); see
+    /// [`RegistryState::change_profile`].
     pub async fn change_profile(
         &self,
         zone: ZoneName,
         change: impl FnOnce(&mut Profile) -> Result<usize, ProfileError> + Send + 'static,
+        noted: ChangeNote,
     ) -> Result<(Profile, usize), RegistryError> {
-        self.mutate(move |state| state.change_profile(&zone, change))
+        self.mutate(move |state| state.change_profile(&zone, change, Some(&noted)))
             .await
     }
 
@@ -208,8 +230,9 @@ impl EndpointRegistry {
         &self,
         container_id: String,
         on: bool,
+        note: Note,
     ) -> Result<bool, RegistryError> {
-        self.mutate(move |state| state.quarantine_endpoint(&container_id, on))
+        self.mutate(move |state| state.quarantine_endpoint(&container_id, on, Some(&note)))
             .await
     }
 

@@ -1,7 +1,10 @@
-//! The mutable state of the registry and the order of every mutation: persist, then
-//! change the kernel (one transaction from the ruleset in force to the new one), then
-//! publish. When the kernel step fails the store is rolled back, so a failed ADD or a
-//! failed approval leaves nothing behind.
+//! The mutable state of the registry and the order of every mutation: persist, write
+//! its audit entry (fsynced), then change the kernel (one transaction from the ruleset
+//! in force to the new one), then publish. When the audit entry cannot be written the
+//! change is refused and the store put back, the kernel untouched: no change takes
+//! effect without its entry. When the kernel step fails the store is rolled back and a
+//! `reverted` entry follows, so a failed ADD or a failed approval leaves nothing
+//! behind but the record of the attempt.
 //!
 //! The ruleset is kept compiled by [`Incremental`]: a change recompiles only what it
 //! touches and yields the diff the kernel needs; a failed change is undone by telling
@@ -23,6 +26,8 @@ use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
 
 use super::RegistryError;
 use super::snapshot::{Resolver, Snapshot};
+use crate::audit::record::{self as audit_record, ChangeNote, Note};
+use crate::audit::{Action, AuditLog, AuditRecord};
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoredState, ZoneIds};
@@ -43,6 +48,8 @@ pub struct RegistryState {
     pub synced: bool,
     /// Cuts the open connections of an address that was just quarantined.
     pub flush_connections: fn(IpAddr) -> usize,
+    /// Where every change is recorded before the kernel sees it.
+    pub audit: AuditLog,
 }
 
 impl RegistryState {
@@ -94,6 +101,7 @@ impl RegistryState {
             }),
             synced: false,
             flush_connections: crate::conntrack::flush,
+            audit: AuditLog::disabled(),
         };
         state.recompile();
         Ok(state)
@@ -256,8 +264,48 @@ impl RegistryState {
         self.update(inverse);
     }
 
-    /// Registers or replaces an endpoint.
-    pub fn add(&mut self, endpoint: Endpoint) -> Result<(), RegistryError> {
+    /// Writes the entry of a change that is in the store but not yet in the kernel;
+    /// `Err` means the caller must put the store back and refuse the change.
+    fn audit_first(&self, record: Option<&AuditRecord>) -> Result<(), RegistryError> {
+        match record {
+            Some(record) => self
+                .audit
+                .append_now(record.clone())
+                .map_err(RegistryError::Audit),
+            None => Ok(()),
+        }
+    }
+
+    /// The kernel refused a change whose entry is written: say it never took effect.
+    fn audit_reverted(&self, record: Option<&AuditRecord>, err: &NftError) {
+        let Some(record) = record else { return };
+        let reverted = audit_record::reverted(record, &err.to_string());
+        if let Err(audit_err) = self.audit.append_now(reverted) {
+            error!(%audit_err, "cannot record that a refused change was reverted; zwctl audit log shows the attempt only");
+        }
+    }
+
+    /// The entry of an endpoint added or removed.
+    fn endpoint_record(
+        &self,
+        note: Option<&Note>,
+        action: Action,
+        ep: &Endpoint,
+    ) -> Option<AuditRecord> {
+        note.map(|note| {
+            audit_record::endpoint(
+                note,
+                action,
+                ep,
+                self.policy.version(&ep.zone),
+                audit_record::endpoint_detail(ep),
+            )
+        })
+    }
+
+    /// Registers or replaces an endpoint; `note` says who asked (recorded in the audit
+    /// log before the kernel sees the endpoint; `None`: not recorded).
+    pub fn add(&mut self, endpoint: Endpoint, note: Option<&Note>) -> Result<(), RegistryError> {
         let key = endpoint.key.clone();
         let old = self.endpoints.get(&key).cloned();
         let zone_ids_before = self.zone_ids.clone();
@@ -272,6 +320,21 @@ impl RegistryState {
             self.restore_zone_ids(zone_ids_before);
             return Err(err.into());
         }
+        let restore_store = |state: &mut Self| {
+            let restored = match &old {
+                Some(old) => state.store.save_endpoint(old),
+                None => state.store.delete_endpoint(&key),
+            };
+            if let Err(err) = restored {
+                error!(%key, ?err, "cannot roll back the store after a failed ADD; the record is reconciled at the next start");
+            }
+            state.restore_zone_ids(zone_ids_before.clone());
+        };
+        let record = self.endpoint_record(note, Action::EndpointAdd, &endpoint);
+        if let Err(err) = self.audit_first(record.as_ref()) {
+            restore_store(self);
+            return Err(err);
+        }
         self.endpoints.insert(key.clone(), endpoint.clone());
         let mut changes: Vec<Change<'_>> = old.iter().map(Change::EndpointRemoved).collect();
         changes.push(Change::EndpointAdded(&endpoint));
@@ -283,14 +346,8 @@ impl RegistryState {
             let mut inverse = vec![Change::EndpointRemoved(&endpoint)];
             inverse.extend(old.iter().map(Change::EndpointAdded));
             self.undo(&inverse);
-            let restored = match &old {
-                Some(old) => self.store.save_endpoint(old),
-                None => self.store.delete_endpoint(&key),
-            };
-            if let Err(err) = restored {
-                error!(%key, ?err, "cannot roll back the store after a failed ADD; the record is reconciled at the next start");
-            }
-            self.restore_zone_ids(zone_ids_before);
+            restore_store(self);
+            self.audit_reverted(record.as_ref(), &source);
             return Err(RegistryError::Dataplane {
                 key,
                 source: Box::new(source),
@@ -302,19 +359,32 @@ impl RegistryState {
         Ok(())
     }
 
-    /// Removes an endpoint; `None` when it was not registered.
-    pub fn del(&mut self, key: &AttachmentKey) -> Result<Option<Endpoint>, RegistryError> {
+    /// Removes an endpoint; `None` when it was not registered. `note`: as for [`Self::add`].
+    pub fn del(
+        &mut self,
+        key: &AttachmentKey,
+        note: Option<&Note>,
+    ) -> Result<Option<Endpoint>, RegistryError> {
         let Some(old) = self.endpoints.get(key).cloned() else {
             return Ok(None);
         };
         self.store.delete_endpoint(key)?;
+        let restore_store = |state: &Self| {
+            if let Err(err) = state.store.save_endpoint(&old) {
+                error!(%key, ?err, "cannot restore the record after a failed DEL; its elements are removed at the next start");
+            }
+        };
+        let record = self.endpoint_record(note, Action::EndpointDel, &old);
+        if let Err(err) = self.audit_first(record.as_ref()) {
+            restore_store(self);
+            return Err(err);
+        }
         self.endpoints.remove(key);
         if let Err(source) = self.apply(&[Change::EndpointRemoved(&old)]) {
             self.endpoints.insert(key.clone(), old.clone());
             self.undo(&[Change::EndpointAdded(&old)]);
-            if let Err(err) = self.store.save_endpoint(&old) {
-                error!(%key, ?err, "cannot restore the record after a failed DEL; its elements are removed at the next start");
-            }
+            restore_store(self);
+            self.audit_reverted(record.as_ref(), &source);
             return Err(RegistryError::Dataplane {
                 key: key.clone(),
                 source: Box::new(source),
@@ -324,13 +394,15 @@ impl RegistryState {
         Ok(Some(old))
     }
 
-    /// Changes one zone's profile: written durably first, then put into the kernel in
-    /// one transaction; on a kernel failure the old profile is restored everywhere.
-    /// `change` returns how many things it changed (0: nothing is written).
+    /// Changes one zone's profile: written durably first, then its audit entry (from
+    /// `noted`, when given), then put into the kernel in one transaction; on a failure
+    /// the old profile is restored everywhere. `change` returns how many things it
+    /// changed (0: nothing is written).
     pub fn change_profile<E>(
         &mut self,
         zone: &ZoneName,
         change: impl FnOnce(&mut Profile) -> Result<usize, E>,
+        noted: Option<&ChangeNote>,
     ) -> Result<(Profile, usize), RegistryError>
     where
         RegistryError: From<E>,
@@ -342,47 +414,60 @@ impl RegistryState {
             return Ok((profile, 0));
         }
         self.store.save_profile(&profile)?;
+        let restore = |state: &mut Self| {
+            let restored = match &old {
+                Some(old) => {
+                    state.policy.profiles.insert(zone.clone(), old.clone());
+                    state.store.save_profile(old)
+                }
+                None => {
+                    state.policy.profiles.remove(zone);
+                    state.store.save_profile(&Profile::new(zone.clone()))
+                }
+            };
+            if let Err(err) = restored {
+                error!(%zone, ?err, "cannot restore the profile after a failed change; fix the state directory");
+            }
+        };
+        let record = noted
+            .map(|n| audit_record::profile_change(&n.note, n.action, &profile, n.target.clone()));
+        if let Err(err) = self.audit_first(record.as_ref()) {
+            restore(self);
+            return Err(err);
+        }
         self.policy.profiles.insert(zone.clone(), profile.clone());
         if let Err(source) = self.apply(&[Change::ProfileChanged {
             zone,
             old: old.as_ref(),
         }]) {
-            let restored = match &old {
-                Some(old) => {
-                    self.policy.profiles.insert(zone.clone(), old.clone());
-                    self.store.save_profile(old)
-                }
-                None => {
-                    self.policy.profiles.remove(zone);
-                    self.store.save_profile(&Profile::new(zone.clone()))
-                }
-            };
+            restore(self);
             self.undo(&[Change::ProfileChanged {
                 zone,
                 old: Some(&profile),
             }]);
-            if let Err(err) = restored {
-                error!(%zone, ?err, "cannot restore the profile after a failed change; fix the state directory");
-            }
+            self.audit_reverted(record.as_ref(), &source);
             return Err(RegistryError::Kernel(source));
         }
         info!(%zone, version = profile.version, changed, "profile changed");
         Ok((profile, changed))
     }
 
-    /// Quarantines or releases one endpoint by container id; returns whether it changed.
+    /// Quarantines or releases one endpoint by container id; returns whether it
+    /// changed. `note`: as for [`Self::add`].
     pub fn quarantine_endpoint(
         &mut self,
         container_id: &str,
         on: bool,
+        note: Option<&Note>,
     ) -> Result<bool, RegistryError> {
-        if !self
+        let Some(zone) = self
             .endpoints
             .values()
-            .any(|e| e.key.container_id == container_id)
-        {
+            .find(|e| e.key.container_id == container_id)
+            .map(|e| e.zone.clone())
+        else {
             return Err(RegistryError::UnknownEndpoint(container_id.to_owned()));
-        }
+        };
         let before = self.quarantined.clone();
         let changed = if on {
             self.quarantined.insert(container_id.to_owned())
@@ -392,16 +477,35 @@ impl RegistryState {
         if !changed {
             return Ok(false);
         }
-        self.store.save_quarantined(&self.quarantined)?;
-        if let Err(source) = self.apply(&[Change::EndpointQuarantine(container_id)]) {
+        if let Err(err) = self.store.save_quarantined(&self.quarantined) {
             self.quarantined = before;
-            self.undo(&[Change::EndpointQuarantine(container_id)]);
-            if let Err(err) = self.store.save_quarantined(&self.quarantined) {
+            return Err(err.into());
+        }
+        let restore = |state: &mut Self, before: BTreeSet<String>| {
+            state.quarantined = before;
+            if let Err(err) = state.store.save_quarantined(&state.quarantined) {
                 error!(
                     ?err,
                     "cannot restore the quarantine list after a failed change"
                 );
             }
+        };
+        let profile = self
+            .policy
+            .profiles
+            .get(&zone)
+            .cloned()
+            .unwrap_or_else(|| Profile::new(zone.clone()));
+        let record =
+            note.map(|n| audit_record::endpoint_quarantine(n, on, container_id, Some(&profile)));
+        if let Err(err) = self.audit_first(record.as_ref()) {
+            restore(self, before);
+            return Err(err);
+        }
+        if let Err(source) = self.apply(&[Change::EndpointQuarantine(container_id)]) {
+            restore(self, before);
+            self.undo(&[Change::EndpointQuarantine(container_id)]);
+            self.audit_reverted(record.as_ref(), &source);
             return Err(RegistryError::Kernel(source));
         }
         Ok(true)

@@ -10,7 +10,7 @@ use zonewarden_profiles::{AttachMode, Mode, ZoneHints, ZoneName};
 use super::{AddRequest, EndpointRegistry, RegistryError};
 use crate::nft::ruleset::MemoryDataplane;
 use crate::store::{LocalStore, Store};
-use crate::test_support::key;
+use crate::test_support::{key, note, noted};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -83,7 +83,10 @@ async fn add_persists_programs_and_publishes() {
     let f = fixture();
     let endpoint = f
         .registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24", "fd00::5/64"]))
+        .add(
+            request("c1", "shop/web", &["10.0.0.5/24", "fd00::5/64"]),
+            note(),
+        )
         .await
         .unwrap();
     assert_eq!(endpoint.zone.as_str(), "shop/web");
@@ -105,11 +108,11 @@ async fn add_persists_programs_and_publishes() {
 async fn a_repeated_add_replaces_the_old_record() {
     let f = fixture();
     f.registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24"]))
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
         .await
         .unwrap();
     f.registry
-        .add(request("c1", "shop/db", &["10.0.0.6/24"]))
+        .add(request("c1", "shop/db", &["10.0.0.6/24"]), note())
         .await
         .unwrap();
     assert_eq!(kernel(&f), BTreeMap::from([("10.0.0.6".into(), 2)]));
@@ -128,7 +131,7 @@ async fn a_failed_kernel_step_leaves_nothing() {
     f.dataplane.fail_next(2);
     let err = f
         .registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24"]))
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Dataplane { .. }), "{err}");
@@ -150,18 +153,18 @@ async fn a_failed_kernel_step_leaves_nothing() {
 async fn del_is_idempotent_and_spares_a_newer_owner() {
     let f = fixture();
     f.registry
-        .add(request("old", "shop/web", &["10.0.0.5/24"]))
+        .add(request("old", "shop/web", &["10.0.0.5/24"]), note())
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     f.registry
-        .add(request("new", "shop/db", &["10.0.0.5/24"]))
+        .add(request("new", "shop/db", &["10.0.0.5/24"]), note())
         .await
         .unwrap();
-    assert!(f.registry.del(key("old")).await.unwrap().is_some());
-    assert!(f.registry.del(key("old")).await.unwrap().is_none());
+    assert!(f.registry.del(key("old"), note()).await.unwrap().is_some());
+    assert!(f.registry.del(key("old"), note()).await.unwrap().is_none());
     assert_eq!(kernel(&f), BTreeMap::from([("10.0.0.5".into(), 2)]));
-    f.registry.del(key("new")).await.unwrap();
+    f.registry.del(key("new"), note()).await.unwrap();
     assert!(kernel(&f).is_empty());
     assert!(
         f.dataplane.ruleset().zones.is_empty(),
@@ -174,7 +177,7 @@ async fn an_invalid_zone_is_refused_before_any_side_effect() {
     let f = fixture();
     let err = f
         .registry
-        .add(request("c1", "Not Valid", &["10.0.0.5/24"]))
+        .add(request("c1", "Not Valid", &["10.0.0.5/24"]), note())
         .await
         .unwrap_err();
     assert!(
@@ -195,11 +198,10 @@ async fn fifty_concurrent_adds_all_succeed() {
             let ip = format!("10.0.{}.{}/16", i / 200, i % 200 + 1);
             tokio::spawn(async move {
                 registry
-                    .add(request(
-                        &format!("c{i}"),
-                        &format!("zone-{}", i % 5),
-                        &[&ip],
-                    ))
+                    .add(
+                        request(&format!("c{i}"), &format!("zone-{}", i % 5), &[&ip]),
+                        note(),
+                    )
                     .await
             })
         })
@@ -216,11 +218,11 @@ async fn fifty_concurrent_adds_all_succeed() {
 async fn restart_reconciles_the_kernel_with_the_store() {
     let f = fixture();
     f.registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24"]))
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
         .await
         .unwrap();
     f.registry
-        .add(request("c2", "shop/web", &["10.0.0.6/24"]))
+        .add(request("c2", "shop/web", &["10.0.0.6/24"]), note())
         .await
         .unwrap();
     let wanted = f.dataplane.ruleset();
@@ -245,7 +247,7 @@ async fn restart_reconciles_the_kernel_with_the_store() {
 async fn check_reports_what_the_kernel_lacks() {
     let f = fixture();
     f.registry
-        .add(request("c1", "shop/web", &["10.0.0.5/24"]))
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
         .await
         .unwrap();
     f.dataplane.tamper(|rs| {
@@ -264,18 +266,18 @@ async fn check_reports_what_the_kernel_lacks() {
 async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
     let f = fixture();
     f.registry
-        .add(request("fe", "shop/frontend", &["10.0.0.5/32"]))
+        .add(request("fe", "shop/frontend", &["10.0.0.5/32"]), note())
         .await
         .unwrap();
     f.registry
-        .add(request("api", "shop/api", &["10.0.0.6/32"]))
+        .add(request("api", "shop/api", &["10.0.0.6/32"]), note())
         .await
         .unwrap();
     let zone = ZoneName::parse("shop/frontend").unwrap();
     let edge = "shop/frontend->shop/api:8080/tcp".parse().unwrap();
     let (profile, changed) = f
         .registry
-        .change_profile(zone.clone(), move |p| p.approve([edge], &actor()))
+        .change_profile(zone.clone(), move |p| p.approve([edge], &actor()), noted())
         .await
         .unwrap();
     assert_eq!((changed, profile.version), (1, 1));
@@ -299,9 +301,11 @@ async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
     f.dataplane.fail_next(2);
     let err = f
         .registry
-        .change_profile(zone.clone(), |p| {
-            Ok(usize::from(p.set_mode(Mode::Enforce, &actor())))
-        })
+        .change_profile(
+            zone.clone(),
+            |p| Ok(usize::from(p.set_mode(Mode::Enforce, &actor()))),
+            noted(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Kernel(_)), "{err}");
@@ -314,13 +318,13 @@ async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
 async fn quarantine_of_an_endpoint_and_its_undo() {
     let f = fixture();
     f.registry
-        .add(request("c1", "shop/web", &["10.0.0.5/32"]))
+        .add(request("c1", "shop/web", &["10.0.0.5/32"]), note())
         .await
         .unwrap();
     let before = f.dataplane.ruleset();
     assert!(
         f.registry
-            .quarantine_endpoint("c1".into(), true)
+            .quarantine_endpoint("c1".into(), true, note())
             .await
             .unwrap()
     );
@@ -328,7 +332,7 @@ async fn quarantine_of_an_endpoint_and_its_undo() {
     assert!(f.store.load().unwrap().quarantined.contains("c1"));
     assert!(
         f.registry
-            .quarantine_endpoint("c1".into(), false)
+            .quarantine_endpoint("c1".into(), false, note())
             .await
             .unwrap()
     );
@@ -339,7 +343,7 @@ async fn quarantine_of_an_endpoint_and_its_undo() {
     );
     let err = f
         .registry
-        .quarantine_endpoint("nope".into(), true)
+        .quarantine_endpoint("nope".into(), true, note())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::UnknownEndpoint(_)), "{err}");
@@ -369,7 +373,7 @@ async fn incremental_compilation_follows_every_change_and_every_undo() {
     for (i, zone) in ["shop/web", "shop/db", "shop/web"].into_iter().enumerate() {
         let ip = format!("10.0.0.{}/32", i + 2);
         f.registry
-            .add(request(&format!("c{i}"), zone, &[&ip]))
+            .add(request(&format!("c{i}"), zone, &[&ip]), note())
             .await
             .unwrap();
         check("add");
@@ -378,7 +382,7 @@ async fn incremental_compilation_follows_every_change_and_every_undo() {
     let approve = |edges: Vec<zonewarden_profiles::Edge>| {
         let zone = web.clone();
         f.registry
-            .change_profile(zone, move |p| p.approve(edges, &actor()))
+            .change_profile(zone, move |p| p.approve(edges, &actor()), noted())
     };
     approve(vec![
         edge("shop/web->shop/db:5432/tcp"),
@@ -394,20 +398,20 @@ async fn incremental_compilation_follows_every_change_and_every_undo() {
     check("a refused approval");
     f.dataplane.fail_next(1);
     f.registry
-        .add(request("c9", "shop/cache", &["10.0.0.9/32"]))
+        .add(request("c9", "shop/cache", &["10.0.0.9/32"]), note())
         .await
         .unwrap_err();
     check("a refused add of a new zone");
     f.dataplane.fail_next(1);
-    f.registry.del(key("c1")).await.unwrap_err();
+    f.registry.del(key("c1"), note()).await.unwrap_err();
     check("a refused del");
     f.registry
-        .add(request("c0", "shop/db", &["10.0.0.2/32"]))
+        .add(request("c0", "shop/db", &["10.0.0.2/32"]), note())
         .await
         .unwrap();
     check("an endpoint replaced into another zone");
     f.registry
-        .quarantine_endpoint("c2".into(), true)
+        .quarantine_endpoint("c2".into(), true, note())
         .await
         .unwrap();
     check("quarantine");
@@ -416,7 +420,178 @@ async fn incremental_compilation_follows_every_change_and_every_undo() {
         .await
         .unwrap();
     check("host addresses");
-    f.registry.del(key("c1")).await.unwrap();
-    f.registry.del(key("c2")).await.unwrap();
+    f.registry.del(key("c1"), note()).await.unwrap();
+    f.registry.del(key("c2"), note()).await.unwrap();
     check("del");
+}
+
+/// A data plane that, whenever the kernel is asked to change, records how many lines
+/// the audit log holds at that moment (to prove the entry comes first).
+struct AuditWitness {
+    inner: MemoryDataplane,
+    log: std::path::PathBuf,
+    lines_at_apply: std::sync::Mutex<Vec<usize>>,
+}
+
+impl crate::nft::ruleset::RulesetDataplane for AuditWitness {
+    fn ensure_base(
+        &self,
+        settings: &NodeSettings,
+    ) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
+        self.inner.ensure_base(settings)
+    }
+    fn apply(
+        &self,
+        diff: &zonewarden_profiles::diff::RulesetDiff,
+        new: &zonewarden_profiles::ruleset::Ruleset,
+    ) -> Result<(), crate::nft::NftError> {
+        let lines = std::fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        self.lines_at_apply.lock().unwrap().push(lines);
+        self.inner.apply(diff, new)
+    }
+    fn read(&self) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
+        self.inner.read()
+    }
+}
+
+fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_is_in_the_audit_log_before_the_kernel_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let log = dir.path().join("audit.log");
+    let dataplane = Arc::new(AuditWitness {
+        inner: MemoryDataplane::new(),
+        log: log.clone(),
+        lines_at_apply: std::sync::Mutex::new(Vec::new()),
+    });
+    let registry = EndpointRegistry::open(
+        "node-1".into(),
+        store.clone(),
+        dataplane.clone(),
+        NodeSettings::default(),
+        store.load().unwrap(),
+    )
+    .unwrap()
+    .with_connection_flusher(|_| 0)
+    .with_audit(crate::audit::AuditLog::open(log.clone()));
+    registry.sync_kernel().await.unwrap();
+    let zone = ZoneName::parse("shop/web").unwrap();
+
+    registry
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let edge: zonewarden_profiles::Edge = "shop/web->world:443/tcp".parse().unwrap();
+    let a = actor();
+    registry
+        .change_profile(zone.clone(), move |p| p.approve([edge], &a), noted())
+        .await
+        .unwrap();
+    registry
+        .quarantine_endpoint("c1".into(), true, note())
+        .await
+        .unwrap();
+    registry.del(key("c1"), note()).await.unwrap();
+
+    let entries = audit_lines(&log);
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["endpoint-add", "approve", "quarantine", "endpoint-del"],
+        "one entry per change: {entries:?}"
+    );
+    // The kernel saw each change only once its entry was on disk: the first change
+    // (sync_kernel) found no entry, then 1, 2, 3, 4.
+    assert_eq!(*dataplane.lines_at_apply.lock().unwrap(), [0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_change_whose_audit_entry_cannot_be_written_is_refused() {
+    let f = fixture();
+    // The log's path is a directory: every append fails.
+    let blocked = f._dir.path().join("audit-blocked");
+    std::fs::create_dir(&blocked).unwrap();
+    let registry = f
+        .registry
+        .clone()
+        .with_audit(crate::audit::AuditLog::open(blocked));
+    registry.sync_kernel().await.unwrap();
+    let before = f.dataplane.applies();
+    let err = registry
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Audit(_)), "{err}");
+    assert!(
+        err.to_string().contains("refused") && err.to_string().contains("audit"),
+        "{err}"
+    );
+    assert_eq!(f.dataplane.applies(), before, "the kernel is untouched");
+    assert!(kernel(&f).is_empty());
+    let stored = f.store.load().unwrap();
+    assert!(stored.endpoints.is_empty(), "the store is put back");
+    assert_eq!(stored.zone_ids.iter().count(), 0);
+    assert!(registry.get(&key("c1")).is_none());
+
+    let zone = ZoneName::parse("shop/web").unwrap();
+    let a = actor();
+    let err = registry
+        .change_profile(
+            zone.clone(),
+            move |p| Ok(usize::from(p.set_mode(Mode::Enforce, &a))),
+            noted(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Audit(_)), "{err}");
+    assert!(registry.snapshot().policy.profiles.get(&zone).is_none());
+    assert!(
+        f.store
+            .load()
+            .unwrap()
+            .profiles
+            .iter()
+            .all(|p| p.version == 0),
+        "no profile version was saved"
+    );
+}
+
+#[tokio::test]
+async fn a_change_the_kernel_refuses_is_recorded_as_reverted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let dataplane = Arc::new(MemoryDataplane::new());
+    let log = dir.path().join("audit.log");
+    let registry = open(&store, &dataplane).with_audit(crate::audit::AuditLog::open(log.clone()));
+    registry.sync_kernel().await.unwrap();
+    dataplane.fail_next(2);
+    registry
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap_err();
+    let entries = audit_lines(&log);
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["endpoint-add", "reverted"], "{entries:?}");
+    assert!(
+        entries[1]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("endpoint-add not applied")),
+        "{entries:?}"
+    );
 }
