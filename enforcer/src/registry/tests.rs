@@ -557,7 +557,7 @@ async fn a_change_whose_audit_entry_cannot_be_written_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Audit(_)), "{err}");
-    assert!(registry.snapshot().policy.profiles.get(&zone).is_none());
+    assert!(!registry.snapshot().policy.profiles.contains_key(&zone));
     assert!(
         f.store
             .load()
