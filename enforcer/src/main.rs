@@ -214,6 +214,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "kernel reconciled"
     );
 
+    // From now on the table is ours to keep: a change by anyone else is restored.
+    let guard = match zonewarden_enforcer::guard::watch() {
+        Ok(events) => Some(tokio::spawn(zonewarden_enforcer::guard::guard_forever(
+            registry.clone(),
+            events,
+            registry.readiness().clone(),
+            audit.clone(),
+        ))),
+        Err(err) => {
+            tracing::error!(%err, "cannot watch table inet zonewarden for changes by others; a flush by another tool would go unnoticed");
+            None
+        }
+    };
+
     // Learning: NFLOG is bound on this thread, which is in the node's network namespace.
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
     nflog::spawn(cli.nflog_group, events_tx, metrics.nflog_dropped.clone())
@@ -270,7 +284,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, ingest, persist, follow].into_iter().chain(web) {
+    for task in [replay, ingest, persist, follow]
+        .into_iter()
+        .chain(web)
+        .chain(guard)
+    {
         task.abort();
     }
     learning.flush(store.as_ref());

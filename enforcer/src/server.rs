@@ -211,9 +211,14 @@ impl Enforcer for EnforcerService {
     ) -> Result<Response<v1::StatusResponse>, Status> {
         let health = self.registry.health().await;
         let snapshot = self.registry.snapshot();
+        let news = self.registry.readiness().news();
         Ok(Response::new(v1::StatusResponse {
             ready: health.is_ok(),
-            message: health.err().unwrap_or_else(|| "ready".to_owned()),
+            message: match (health, news) {
+                (Err(why), _) => why,
+                (Ok(()), Some(news)) => format!("ready ({news})"),
+                (Ok(()), None) => "ready".to_owned(),
+            },
             node: self.registry.node().to_owned(),
             endpoint_count: u32::try_from(snapshot.endpoints.len()).unwrap_or(u32::MAX),
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -72,3 +72,177 @@ fn node_addresses_added_after_start_are_the_host_zone() {
         || !host_set_has(&node, "host_v4", LATE4),
     );
 }
+
+/// Whether `a` reaches `b`'s port, and whether `b`'s other port stays closed to it:
+/// the enforcement the table must keep.
+fn enforced(a: &zonewarden_tests::pods::Pod, b: &zonewarden_tests::pods::Pod) -> bool {
+    connects(&a.netns, &b.target(80, "tcp"))
+        && connects(&a.netns, &b.target6(80, "tcp"))
+        && !connects(&a.netns, &b.target(81, "tcp"))
+        && !connects(&a.netns, &b.target6(81, "tcp"))
+}
+
+#[test]
+fn the_table_is_restored_when_another_tool_changes_or_removes_it() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed_ranges(&node, "zw-guard", &["10.161.0.0/24", "fd7b:161::/64"]);
+    let a = add_pod(&node, &list, "ga", "t/a");
+    let b = add_pod(&node, &list, "gb", "t/b");
+    let _server = Server::start(&b.netns, &["tcp:80", "tcp:81"]);
+    node.zwctl(&["profile", "approve", "t/b", "--edge", "t/a->t/b:80/tcp"]);
+    node.zwctl(&["mode", "set", "t/b", "enforce"]);
+    assert!(enforced(&a, &b), "enforced before anything happens");
+    let restores = |node: &Node| {
+        node.items(&["audit", "log"])
+            .iter()
+            .filter(|e| e["action"] == "table-restored")
+            .count()
+    };
+
+    // What `systemctl restart nftables` does with Debian's default configuration,
+    // what a firewalld reload does, and three edits by hand: each is undone.
+    let a_ip = a.ip.clone();
+    let attacks: Vec<(&str, Vec<&str>)> = vec![
+        ("flush ruleset", vec!["flush", "ruleset"]),
+        (
+            "delete table",
+            vec!["delete", "table", "inet", "zonewarden"],
+        ),
+        (
+            "accept everything first in forward",
+            vec!["insert", "rule", "inet", "zonewarden", "forward", "accept"],
+        ),
+        (
+            "delete a pod's egress element",
+            vec![
+                "delete",
+                "element",
+                "inet",
+                "zonewarden",
+                "egress_v4",
+                "{",
+                &a_ip,
+                "}",
+            ],
+        ),
+        (
+            "flush a zone chain",
+            vec!["flush", "chain", "inet", "zonewarden", "zin_2"],
+        ),
+        (
+            "add a chain of one's own",
+            vec![
+                "add",
+                "chain",
+                "inet",
+                "zonewarden",
+                "mine",
+                "{",
+                "type",
+                "filter",
+                "hook",
+                "forward",
+                "priority",
+                "-10",
+                ";",
+                "}",
+            ],
+        ),
+    ];
+    for (what, args) in &attacks {
+        let before = restores(&node);
+        node.netns.nft(args);
+        wait::until(
+            &format!("the table to be restored after '{what}'"),
+            Duration::from_secs(10),
+            || restores(&node) > before,
+        );
+        wait::until(
+            &format!("enforcement to hold again after '{what}'"),
+            Duration::from_secs(10),
+            || enforced(&a, &b),
+        );
+        let status = node.zwctl(&["status"]);
+        assert_eq!(status["ready"], true, "ready after '{what}': {status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("restored"),
+            "the status says the table was restored: {status}"
+        );
+    }
+    let listing = node.netns.nft(&["list", "table", "inet", "zonewarden"]);
+    assert!(
+        !listing.contains("chain mine"),
+        "a foreign chain is deleted:\n{listing}"
+    );
+
+    // A rule replaced by one that keeps its comment (so the comments still read as
+    // ours): the guard knows which chain was touched and rewrites it.
+    let chain = node
+        .netns
+        .nft(&["-a", "list", "chain", "inet", "zonewarden", "zin_2"]);
+    let tail: Vec<(String, String)> = chain
+        .lines()
+        .filter(|l| l.contains("edge in, ") && !l.contains("over ipv6"))
+        .map(|l| {
+            let handle = l.rsplit("# handle ").next().unwrap_or("").trim().to_owned();
+            let comment = l
+                .split("comment \"")
+                .nth(1)
+                .unwrap_or("")
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            (handle, comment)
+        })
+        .collect();
+    assert_eq!(
+        tail.len(),
+        2,
+        "the two IPv4 edge rules of the tail:\n{chain}"
+    );
+    let script: String = tail
+        .iter()
+        .map(|(handle, comment)| {
+            format!(
+                "replace rule inet zonewarden zin_2 handle {handle} accept comment \"{comment}\"\n"
+            )
+        })
+        .collect();
+    let file = node.dir.path().join("replace.nft");
+    std::fs::write(&file, script).unwrap();
+    let before = restores(&node);
+    node.netns.nft(&["-f", file.to_str().unwrap()]);
+    wait::until(
+        "the table to be restored after a same-comment replace",
+        Duration::from_secs(10),
+        || restores(&node) > before,
+    );
+    wait::until(
+        "enforcement to hold again after a same-comment replace",
+        Duration::from_secs(10),
+        || enforced(&a, &b),
+    );
+    let chain = node
+        .netns
+        .nft(&["list", "chain", "inet", "zonewarden", "zin_2"]);
+    assert!(
+        !chain
+            .lines()
+            .any(|l| l.trim_start().starts_with("accept comment")),
+        "the replaced rules are rewritten:\n{chain}"
+    );
+    let entry = node
+        .items(&["audit", "log"])
+        .into_iter()
+        .find(|e| e["action"] == "table-restored")
+        .expect("an audit entry");
+    assert!(
+        entry["detail"].as_str().unwrap_or("").contains("nft"),
+        "the entry names the process: {entry}"
+    );
+}

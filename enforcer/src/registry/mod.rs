@@ -93,6 +93,8 @@ pub struct EndpointRegistry {
     resolver: Arc<Published<Resolver>>,
     store: Arc<dyn Store>,
     dataplane: Arc<dyn RulesetDataplane>,
+    /// Whether the table is intact and chained endpoints are enforced.
+    readiness: Arc<crate::readiness::Readiness>,
 }
 
 impl EndpointRegistry {
@@ -136,7 +138,13 @@ impl EndpointRegistry {
             resolver,
             store,
             dataplane,
+            readiness: Arc::default(),
         })
+    }
+
+    /// What the guard and the chained-mode check know (see [`crate::readiness`]).
+    pub fn readiness(&self) -> &Arc<crate::readiness::Readiness> {
+        &self.readiness
     }
 
     /// Replaces how open connections of newly quarantined addresses are cut (tests
@@ -178,6 +186,15 @@ impl EndpointRegistry {
     /// difference; returns how many endpoint addresses and zones it changed.
     pub async fn sync_kernel(&self) -> Result<usize, RegistryError> {
         self.mutate(RegistryState::reconcile).await
+    }
+
+    /// Restores the table after someone else changed it (see [`RegistryState::restore`]);
+    /// returns how many endpoint addresses and zones it re-added.
+    pub async fn restore_table(
+        &self,
+        stale: std::collections::BTreeSet<String>,
+    ) -> Result<usize, RegistryError> {
+        self.mutate(move |state| state.restore(&stale)).await
     }
 
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
@@ -295,8 +312,13 @@ impl EndpointRegistry {
         Ok(Some((endpoint, problems)))
     }
 
-    /// Whether ADDs can be served: the store takes writes and nft answers.
+    /// Whether ADDs can be served and what the kernel holds is what the enforcer
+    /// programmed: the store takes writes, nft answers, the table is intact (the guard
+    /// says when someone else changed it) and chained endpoints are enforced.
     pub async fn health(&self) -> Result<(), String> {
+        if let Some(why) = self.readiness.not_ready() {
+            return Err(why);
+        }
         let (store, dataplane) = (self.store.clone(), self.dataplane.clone());
         blocking(move || {
             store.check_writable().map_err(RegistryError::Store)?;

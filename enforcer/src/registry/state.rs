@@ -213,6 +213,20 @@ impl RegistryState {
 
     fn reconcile_kernel(&mut self) -> Result<usize, NftError> {
         let view = self.dataplane.ensure_base(&self.policy.settings)?;
+        self.reconcile_from(view)
+    }
+
+    /// Restores the table after someone else changed it: as [`Self::reconcile`], with
+    /// the chains the change touched rewritten whatever their comments say.
+    pub fn restore(&mut self, stale: &BTreeSet<String>) -> Result<usize, RegistryError> {
+        let view = self
+            .dataplane
+            .ensure_base_stale(&self.policy.settings, stale)
+            .map_err(RegistryError::Kernel)?;
+        self.reconcile_from(view).map_err(RegistryError::Kernel)
+    }
+
+    fn reconcile_from(&mut self, view: crate::nft::ruleset::KernelView) -> Result<usize, NftError> {
         let desired = self.compiled.ruleset();
         let changes = RulesetDiff::between(&view.ruleset, desired);
         let count = changes.local.add.len()
@@ -221,12 +235,19 @@ impl RegistryState {
             + changes.removed.len();
         self.dataplane.apply(&changes, desired)?;
         self.synced = true;
-        if !view.obsolete_sets.is_empty() {
-            match self.dataplane.remove_sets(&view.obsolete_sets) {
-                Ok(()) => info!(sets = ?view.obsolete_sets, "deleted sets an older version left"),
+        if !view.obsolete_sets.is_empty() || !view.foreign_chains.is_empty() {
+            let (chains, sets) = (&view.foreign_chains, &view.obsolete_sets);
+            match self.dataplane.remove_objects(chains, sets) {
+                Ok(()) => info!(
+                    ?chains,
+                    ?sets,
+                    "deleted chains and sets that are not the enforcer's"
+                ),
                 Err(err) => warn!(
                     ?err,
-                    "cannot delete sets an older version left; they are unused"
+                    ?chains,
+                    ?sets,
+                    "cannot delete chains and sets that are not the enforcer's"
                 ),
             }
         }

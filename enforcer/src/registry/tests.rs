@@ -454,6 +454,20 @@ impl crate::nft::ruleset::RulesetDataplane for AuditWitness {
     fn read(&self) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
         self.inner.read()
     }
+    fn ensure_base_stale(
+        &self,
+        settings: &NodeSettings,
+        stale: &std::collections::BTreeSet<String>,
+    ) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
+        self.inner.ensure_base_stale(settings, stale)
+    }
+    fn remove_objects(
+        &self,
+        chains: &[String],
+        sets: &[String],
+    ) -> Result<(), crate::nft::NftError> {
+        self.inner.remove_objects(chains, sets)
+    }
 }
 
 fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {

@@ -48,6 +48,18 @@ impl RulesetDataplane for TimedDataplane {
     fn read(&self) -> Result<KernelView, NftError> {
         self.inner.read()
     }
+
+    fn ensure_base_stale(
+        &self,
+        settings: &NodeSettings,
+        stale: &std::collections::BTreeSet<String>,
+    ) -> Result<KernelView, NftError> {
+        self.inner.ensure_base_stale(settings, stale)
+    }
+
+    fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError> {
+        self.inner.remove_objects(chains, sets)
+    }
 }
 
 /// Counts every store operation that returns an error.

@@ -92,6 +92,7 @@ pub struct ScrapeInput<'a> {
     pub snapshot: &'a Snapshot,
     pub edges_learned: usize,
     pub verdicts: &'a VerdictCounters,
+    pub readiness: &'a crate::readiness::Readiness,
 }
 
 /// The exposition formats `/metrics` speaks.
@@ -200,6 +201,31 @@ impl Metrics {
              time (learning and reports missed them)",
             counter(self.nflog_dropped.load(Ordering::Relaxed)),
         );
+        let readiness = input.readiness;
+        registry.register(
+            "ready",
+            "1 when the enforcer is ready: its table is intact and chained endpoints are \
+             enforced (zwctl status says why when it is 0)",
+            gauge(usize::from(readiness.not_ready().is_none())),
+        );
+        registry.register(
+            "table_intact",
+            "1 when table inet zonewarden is as the enforcer programmed it, 0 while it is \
+             restored after someone else changed it or when it cannot be restored",
+            gauge(usize::from(readiness.table_intact())),
+        );
+        registry.register(
+            "table_restores",
+            "Times the enforcer restored its table after someone else changed or deleted \
+             it (nft flush ruleset, a firewall reload, nft delete ...)",
+            counter(readiness.restores()),
+        );
+        registry.register(
+            "bridge_netfilter",
+            "1 unless chained endpoints exist and bridged traffic skips netfilter \
+             (br_netfilter, bridge-nf-call-iptables / -ip6tables)",
+            gauge(usize::from(readiness.bridge_problem().is_none())),
+        );
         registry.register(
             "store_errors",
             "Store operations that failed (the enforcer keeps enforcing its last state)",
@@ -249,10 +275,15 @@ mod tests {
         verdicts.count("shop/db", Some(ReportKind::Drop));
         verdicts.count("shop/db", Some(ReportKind::Drop));
         verdicts.count("shop/web", None);
+        let readiness = crate::readiness::Readiness::default();
+        readiness.table_tampered("pid 7 (nft) deleted the table");
+        readiness.table_restored("pid 7 (nft) deleted the table");
+        readiness.set_bridge(Some("bridge-nf-call-iptables is 0".into()));
         let input = ScrapeInput {
             snapshot: &snapshot,
             edges_learned: 4,
             verdicts: &verdicts,
+            readiness: &readiness,
         };
         let text = metrics.render(&input, Format::PrometheusText);
         for line in [
@@ -267,6 +298,10 @@ mod tests {
             "zonewarden_rule_sync_seconds_count 1",
             "zonewarden_nflog_dropped_total 3",
             "zonewarden_store_errors_total 1",
+            "zonewarden_table_intact 1",
+            "zonewarden_table_restores_total 1",
+            "zonewarden_bridge_netfilter 0",
+            "zonewarden_ready 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

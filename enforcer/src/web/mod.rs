@@ -121,6 +121,7 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
         snapshot: &state.registry.snapshot(),
         edges_learned,
         verdicts: state.learning.verdicts(),
+        readiness: state.registry.readiness(),
     };
     let text = state.metrics.render(&input, format);
     ([(header::CONTENT_TYPE, format.content_type())], text).into_response()

@@ -2,6 +2,7 @@
 //! hold them. [`NftRulesetDataplane`] sends element changes as netlink batches and
 //! everything else through `nft`; [`MemoryDataplane`] is a fake for tests without root.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,7 +16,7 @@ use zonewarden_profiles::ruleset::Ruleset;
 
 use super::elements::element_changes;
 use super::expr;
-use super::names::BASE_CHAINS;
+use super::names::{BASE_CHAINS, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
 use super::render_diff::diff_commands;
@@ -27,6 +28,15 @@ use crate::nft::{FAMILY, NftError, TABLE};
 pub trait RulesetDataplane: Send + Sync {
     /// Creates what is missing and rewrites stale base chains; returns the kernel view after it.
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError>;
+    /// [`Self::ensure_base`], treating the chains in `stale` as changed by someone
+    /// else whatever their comments say: base chains among them are rewritten here,
+    /// and zones whose chains are among them read as stale (the next diff rewrites
+    /// them).
+    fn ensure_base_stale(
+        &self,
+        settings: &NodeSettings,
+        stale: &BTreeSet<String>,
+    ) -> Result<KernelView, NftError>;
     /// Applies `diff` (from the ruleset the kernel holds to `new`) in one transaction;
     /// on failure re-reads the kernel and retries once with the diff from what it holds.
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError>;
@@ -35,12 +45,10 @@ pub trait RulesetDataplane: Send + Sync {
         self.apply(&RulesetDiff::between(old, new), new)
     }
     fn read(&self) -> Result<KernelView, NftError>;
-    /// Deletes sets and maps of the table that nothing uses any more (left by an
-    /// older version); called once the chains that used them are rewritten.
-    fn remove_sets(&self, names: &[String]) -> Result<(), NftError> {
-        let _ = names;
-        Ok(())
-    }
+    /// Deletes chains that are not ours, then sets and maps that nothing of ours uses
+    /// (left by an older version, or added by someone else); called once the chains
+    /// that used them are rewritten.
+    fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError>;
 }
 
 /// The data plane of a real kernel: element changes as netlink batches (when it has
@@ -137,6 +145,7 @@ impl NftRulesetDataplane {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_error)?;
+        crate::guard::note_own_process(child.id());
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A write error means nft exited early; its stderr below says why.
             let _ = pipe.write_all(input.as_bytes());
@@ -216,12 +225,53 @@ impl RulesetDataplane for NftRulesetDataplane {
         read_listing_for(&listing, &self.opts).map_err(parse_error)
     }
 
-    fn remove_sets(&self, names: &[String]) -> Result<(), NftError> {
-        let cmds = names.iter().map(|n| expr::delete_set(n)).collect();
+    fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError> {
+        let mut cmds: Vec<Value> = chains.iter().map(|c| expr::flush_chain(c)).collect();
+        cmds.extend(chains.iter().map(|c| expr::delete_chain(c)));
+        cmds.extend(sets.iter().map(|n| expr::delete_set(n)));
         self.run_transaction(
             &expr::transaction(cmds),
-            "delete sets of the table inet zonewarden that an older version left",
+            "delete chains and sets of the table inet zonewarden that are not the enforcer's",
         )
+    }
+
+    fn ensure_base_stale(
+        &self,
+        settings: &NodeSettings,
+        stale: &BTreeSet<String>,
+    ) -> Result<KernelView, NftError> {
+        let mut current = self.read()?;
+        mark_stale(&mut current, stale);
+        let commands = base_commands(settings, &current, &self.opts);
+        let unchanged = commands
+            .get("nftables")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if unchanged {
+            return Ok(current);
+        }
+        self.run_transaction(
+            &commands,
+            "create the table inet zonewarden and its base chains",
+        )?;
+        let mut view = self.read()?;
+        mark_stale(&mut view, stale);
+        Ok(view)
+    }
+}
+
+/// Forgets what `view` says of the chains in `stale`: base chains read as missing
+/// (rewritten), zones whose chains are named read as stale (rewritten by the diff).
+fn mark_stale(view: &mut KernelView, stale: &BTreeSet<String>) {
+    for chain in stale {
+        view.base_chains.remove(chain);
+        let id = chain
+            .strip_prefix(ZONE_OUT_PREFIX)
+            .or_else(|| chain.strip_prefix(ZONE_IN_PREFIX))
+            .and_then(|id| id.parse::<u32>().ok());
+        if let Some(zone) = id.and_then(|id| view.ruleset.zones.get_mut(&id)) {
+            zone.zone = zonewarden_profiles::ZoneName::host();
+        }
     }
 }
 
@@ -309,5 +359,19 @@ impl RulesetDataplane for MemoryDataplane {
 
     fn read(&self) -> Result<KernelView, NftError> {
         Ok(self.lock().view.clone())
+    }
+
+    fn ensure_base_stale(
+        &self,
+        settings: &NodeSettings,
+        stale: &BTreeSet<String>,
+    ) -> Result<KernelView, NftError> {
+        let mut view = self.ensure_base(settings)?;
+        mark_stale(&mut view, stale);
+        Ok(view)
+    }
+
+    fn remove_objects(&self, _chains: &[String], _sets: &[String]) -> Result<(), NftError> {
+        Ok(())
     }
 }

@@ -77,6 +77,9 @@ pub struct KernelView {
     /// Sets and maps of the table that this version neither writes nor reads (left by
     /// an older version): deleted once the chains that used them are rewritten.
     pub obsolete_sets: Vec<String>,
+    /// Chains of the table that are neither base chains nor zone chains (someone else
+    /// added them): deleted with the obsolete sets.
+    pub foreign_chains: Vec<String>,
 }
 
 /// nft keeps at most 128 bytes of a comment, including its terminating NUL.

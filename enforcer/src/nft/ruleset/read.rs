@@ -164,6 +164,16 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
             known.extend(ZoneSet::ALL.map(|kind| names::zone_set(kind, dir, *id)));
         }
     }
+    view.foreign_chains = table
+        .chains
+        .keys()
+        .filter(|c| {
+            !BASE_CHAINS.contains(c)
+                && !c.starts_with(ZONE_OUT_PREFIX)
+                && !c.starts_with(ZONE_IN_PREFIX)
+        })
+        .map(|c| (*c).to_owned())
+        .collect();
     view.obsolete_sets = table
         .elements
         .keys()
