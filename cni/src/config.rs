@@ -150,7 +150,7 @@ impl NetConf {
             )));
         }
         let zone = match raw.zone.as_deref().filter(|z| !z.is_empty()) {
-            Some(z) => Some(ZoneName::parse(z).map_err(|e| {
+            Some(z) => Some(ZoneName::parse_claim(z).map_err(|e| {
                 CniError::config(format!("the network config key \"zone\" is invalid: {e}"))
             })?),
             None => None,

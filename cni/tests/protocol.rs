@@ -174,6 +174,13 @@ fn error_code_matrix() {
         "reserved",
     ));
     cases.push((
+        "zone under a built-in zone",
+        env("ADD"),
+        conf(json!({"zone": "host/x"})),
+        7,
+        "reserved",
+    ));
+    cases.push((
         "relative socket",
         env("ADD"),
         conf(json!({"socket": "x.sock"})),

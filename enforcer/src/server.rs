@@ -653,6 +653,19 @@ mod tests {
         let err = client.add_endpoint(bad).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("zonewarden.io/zone"), "{err}");
+        let mut other_namespace = add.clone();
+        other_namespace
+            .hints
+            .as_mut()
+            .unwrap()
+            .pod_annotations
+            .insert("zonewarden.io/zone".into(), "bank/vault".into());
+        let err = client.add_endpoint(other_namespace).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("--allow-zone-claim shop=bank/vault"),
+            "{err}"
+        );
 
         let del = v1::DelEndpointRequest {
             key: key("c1"),

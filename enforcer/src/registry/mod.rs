@@ -31,7 +31,7 @@ use zonewarden_profiles::derive::DeriveError;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::ProfileError;
 use zonewarden_profiles::{
-    AttachMode, AttachmentKey, Endpoint, Profile, ZoneHints, ZoneName, derive_zone,
+    AttachMode, AttachmentKey, Endpoint, Profile, ZoneClaims, ZoneHints, ZoneName, derive_zone,
 };
 
 use crate::nft::NftError;
@@ -88,6 +88,8 @@ pub struct EndpointRegistry {
     resolver: Arc<Published<Resolver>>,
     store: Arc<dyn Store>,
     dataplane: Arc<dyn RulesetDataplane>,
+    /// The operator's exceptions to "an annotation names a zone of its own namespace".
+    claims: Arc<ZoneClaims>,
 }
 
 impl EndpointRegistry {
@@ -131,7 +133,15 @@ impl EndpointRegistry {
             resolver,
             store,
             dataplane,
+            claims: Arc::default(),
         })
+    }
+
+    /// Sets the zones pods may claim by annotation outside their own namespace
+    /// (`--allow-zone-claim`); none by default.
+    pub fn with_zone_claims(mut self, claims: ZoneClaims) -> Self {
+        self.claims = Arc::new(claims);
+        self
     }
 
     /// Replaces how open connections of newly quarantined addresses are cut (tests
@@ -168,7 +178,7 @@ impl EndpointRegistry {
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
     /// rules are in the kernel.
     pub async fn add(&self, request: AddRequest) -> Result<Endpoint, RegistryError> {
-        let (zone, zone_source) = derive_zone(&request.hints)?;
+        let (zone, zone_source) = derive_zone(&request.hints, &self.claims)?;
         let endpoint = Endpoint {
             key: request.key,
             zone,
