@@ -245,6 +245,13 @@ impl EndpointRegistry {
         self.snapshot().endpoints.get(key).cloned()
     }
 
+    /// One endpoint as of the last completed mutation, without building a snapshot
+    /// (a repeated ADD asks this before it touches anything).
+    pub fn lookup(&self, key: &AttachmentKey) -> Option<Endpoint> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.endpoints.get(key).cloned()
+    }
+
     /// The version of `zone`'s profile (0: none), without building a snapshot.
     pub fn profile_version(&self, zone: &ZoneName) -> u64 {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
