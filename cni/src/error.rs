@@ -99,6 +99,7 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
     use crate::link::LinkError;
     let code = match &err {
         LinkError::Netns(crate::netns::NetnsError::NotFound { .. }) => ErrorCode::InvalidEnv,
+        LinkError::Netns(crate::netns::NetnsError::NotNetns { .. }) => ErrorCode::InvalidNetns,
         LinkError::PodInterfaceExists { .. } | LinkError::InvalidName { .. } => {
             ErrorCode::InvalidConfig
         }
@@ -112,6 +113,7 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
 pub fn from_netns(err: crate::netns::NetnsError, var: &str) -> CniError {
     let code = match &err {
         crate::netns::NetnsError::NotFound { .. } => ErrorCode::InvalidEnv,
+        crate::netns::NetnsError::NotNetns { .. } => ErrorCode::InvalidNetns,
         _ => ErrorCode::Io,
     };
     CniError::new(code, format!("{var}: {}", chain(&err)))

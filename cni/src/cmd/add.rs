@@ -9,22 +9,13 @@ use zonewarden_proto::v1;
 use super::{Invocation, host_prefixes};
 use crate::client::Enforcer;
 use crate::config::Mode;
-use crate::error::{CniError, from_link, from_netns};
+use crate::error::{CniError, from_link};
 use crate::ipam::{Delegate, Target};
 use crate::link::{self, GATEWAY_V4, GATEWAY_V6};
 use crate::result::{CniResult, Interface, IpConfig, Route};
 
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
-    let netns = inv.env.netns.as_deref().unwrap_or(std::path::Path::new(""));
-    if crate::netns::is_current_netns(netns).map_err(|e| from_netns(e, "CNI_NETNS"))? {
-        return Err(CniError::new(
-            crate::error::ErrorCode::InvalidNetns,
-            format!(
-                "CNI_NETNS={} is the plugin's own network namespace: pass the container's",
-                netns.display()
-            ),
-        ));
-    }
+    inv.container_netns()?;
     // Reach the enforcer before touching anything: when it is down, ADD leaves nothing.
     let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
     match inv.conf.mode {

@@ -14,6 +14,7 @@ use crate::result::CniResult;
 
 pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Check)?;
+    inv.container_netns()?;
     let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
         CniError::config("CHECK needs the prevResult of the ADD; the runtime did not pass one")
     })?;
