@@ -24,9 +24,8 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     // its peer and its routes, wherever the netns is.
     let enforcer = deregister(inv, true);
     let retired = matches!(enforcer, Ok(true));
-    let host_ifname = inv.host_ifname();
     let (veth, ipam) = std::thread::scope(|scope| {
-        let veth = (!retired).then(|| scope.spawn(|| link::teardown_routed(&host_ifname)));
+        let veth = (!retired).then(|| scope.spawn(|| teardown_host_end(inv)));
         let ipam = match inv.ipam() {
             Some(ipam) => ipam.run("DEL", &Target::default()).map(drop),
             None => Ok(()),
@@ -53,6 +52,17 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     }
     enforcer?;
     first_error.map_or(Ok(()), Err)
+}
+
+/// Deletes this attachment's host end under its name or under the name earlier
+/// versions gave it; whether one was there.
+fn teardown_host_end(inv: &Invocation<'_>) -> Result<bool, link::LinkError> {
+    for name in inv.host_ifname_candidates() {
+        if link::teardown_routed(&name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Removes the endpoint from the enforcer (or queues that when it is away); returns

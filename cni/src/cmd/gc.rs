@@ -12,7 +12,7 @@ use crate::client::Enforcer;
 use crate::env::Command;
 use crate::error::{CniError, from_link};
 use crate::ipam::Target;
-use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname, is_host_ifname};
+use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname, is_host_ifname, legacy_host_ifname};
 
 pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Gc)?;
@@ -48,11 +48,10 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
 
     // Veths of ours that no endpoint and no valid attachment accounts for are leaks.
     let mut owned: HashSet<String> = all.iter().map(|ep| ep.host_ifname.clone()).collect();
-    owned.extend(
-        valid
-            .iter()
-            .map(|a| host_ifname(&a.container_id, &a.ifname)),
-    );
+    for a in valid {
+        owned.insert(host_ifname(&inv.conf.name, &a.container_id, &a.ifname));
+        owned.insert(legacy_host_ifname(&a.container_id, &a.ifname));
+    }
     match link::list_host_links(HOST_IFNAME_PREFIX) {
         Ok(links) => {
             for name in links

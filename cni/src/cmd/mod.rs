@@ -72,8 +72,18 @@ impl Invocation<'_> {
         })
     }
 
+    /// The host end's name of this attachment (network, container and ifname).
     pub fn host_ifname(&self) -> String {
-        crate::link::host_ifname(&self.env.container_id, &self.env.ifname)
+        crate::link::host_ifname(&self.conf.name, &self.env.container_id, &self.env.ifname)
+    }
+
+    /// The names the host end of this attachment may have: [`Self::host_ifname`], then
+    /// the name earlier versions gave it (without the network).
+    pub fn host_ifname_candidates(&self) -> [String; 2] {
+        [
+            self.host_ifname(),
+            crate::link::legacy_host_ifname(&self.env.container_id, &self.env.ifname),
+        ]
     }
 
     /// The routed-mode attachment of this invocation with `addrs` (host prefixes).
