@@ -7,6 +7,7 @@ use serde_json::Value;
 use zonewarden_proto::v1;
 
 use super::{Invocation, host_prefixes};
+use crate::attach_lock::{self, Kind};
 use crate::client::Enforcer;
 use crate::config::Mode;
 use crate::error::{CniError, from_link};
@@ -18,6 +19,9 @@ pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     inv.container_netns()?;
     // Reach the enforcer before touching anything: when it is down, ADD leaves nothing.
     let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
+    // Held until ADD returns: a GC waits for it, so it never takes this ADD's veth for
+    // a leak between its creation and its registration.
+    let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Shared, attach_lock::ADD_WAIT)?;
     match inv.conf.mode {
         Mode::Routed => add_routed(inv, &mut enforcer),
         Mode::Chained => add_chained(inv, &mut enforcer),
