@@ -21,6 +21,10 @@ pub enum ErrorCode {
     EnforcerRejected = 100,
     /// CHECK found the attachment different from what ADD made.
     CheckFailed = 101,
+    /// A repeated ADD found its attachment registered but not as the first ADD made
+    /// it (another netns, another mode, a missing interface or address): nothing was
+    /// changed; DEL the attachment, then ADD it again.
+    AttachmentConflict = 102,
 }
 
 /// A failure of one CNI operation, as the runtime will see it.

@@ -124,6 +124,12 @@ pub fn require_netns(path: &Path) -> Result<(), NetnsError> {
     }
 }
 
+/// Whether two netns files are the same namespace (the same path, or the same inode
+/// through two paths such as `/run/netns/NAME` and `/proc/PID/ns/net`).
+pub fn same_netns(a: &Path, b: &Path) -> bool {
+    a == b || matches!((stat(a), stat(b)), (Ok(x), Ok(y)) if x == y)
+}
+
 /// Whether a netns file exists at `path`.
 pub fn netns_exists(path: &Path) -> bool {
     path.exists()
@@ -168,6 +174,18 @@ mod tests {
     fn own_netns_is_current() {
         let own = Path::new("/proc/self/ns/net");
         assert!(is_current_netns(own).expect("stat of own netns"));
+    }
+
+    #[test]
+    fn one_namespace_through_two_paths_is_the_same() {
+        let own = Path::new("/proc/self/ns/net");
+        let thread = Path::new("/proc/thread-self/ns/net");
+        assert!(same_netns(own, thread));
+        assert!(!same_netns(own, Path::new("/proc/self/ns/uts")));
+        assert!(!same_netns(
+            own,
+            Path::new("/run/netns/zw-definitely-missing")
+        ));
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! ADD: attach a container and return only once the enforcer holds its endpoint in
-//! the kernel. A failed ADD leaves nothing behind: no veth, no lease, no record.
+//! the kernel. A failed ADD leaves nothing behind: no veth, no lease, no record, and
+//! never touches an attachment the enforcer already holds: a repeated ADD is answered
+//! from the record ([`super::repeat`]).
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde_json::Value;
 use zonewarden_proto::v1;
 
-use super::{Invocation, host_prefixes};
+use super::{Invocation, host_prefixes, repeat};
 use crate::attach_lock::{self, Kind};
 use crate::client::Enforcer;
 use crate::config::Mode;
 use crate::error::{CniError, from_link};
 use crate::ipam::{Delegate, Target};
 use crate::link::{self, GATEWAY_V4, GATEWAY_V6};
-use crate::result::{CniResult, Interface, IpConfig, Route};
+use crate::result::{CniResult, Dns, Interface, IpConfig, Route};
 
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     inv.container_netns()?;
@@ -22,9 +25,11 @@ pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     // Held until ADD returns: a GC waits for it, so it never takes this ADD's veth for
     // a leak between its creation and its registration.
     let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Shared, attach_lock::ADD_WAIT)?;
-    match inv.conf.mode {
-        Mode::Routed => add_routed(inv, &mut enforcer),
-        Mode::Chained => add_chained(inv, &mut enforcer),
+    let registered = repeat::registered(inv, &mut enforcer)?;
+    match (inv.conf.mode, registered) {
+        (Mode::Routed, Some(ep)) => repeat::routed(inv, &ep),
+        (Mode::Routed, None) => add_routed(inv, &mut enforcer),
+        (Mode::Chained, registered) => add_chained(inv, &mut enforcer, registered.as_ref()),
     }
 }
 
@@ -124,31 +129,50 @@ fn attach_routed(
         &addrs,
         &links.pod_mac,
         "routed",
-        rollback,
+        Some(rollback),
     )?;
+    Ok(routed_result(
+        inv,
+        &spec.host_ifname,
+        &links.host_mac,
+        &links.pod_mac,
+        &addrs,
+        Some(&leased.dns).filter(|dns| !dns.is_empty()),
+    ))
+}
 
+/// The result of a routed attachment: the host end, the pod end with `addrs` (host
+/// prefixes) through the link-local gateways, and the IPAM plugin's DNS or the
+/// config's.
+pub(super) fn routed_result(
+    inv: &Invocation<'_>,
+    host_ifname: &str,
+    host_mac: &str,
+    pod_mac: &str,
+    addrs: &[IpNet],
+    leased_dns: Option<&Dns>,
+) -> Value {
     let mut result = CniResult {
         interfaces: vec![
             Interface {
-                name: spec.host_ifname.clone(),
-                mac: Some(links.host_mac),
+                name: host_ifname.to_owned(),
+                mac: Some(host_mac.to_owned()),
                 ..Interface::default()
             },
             Interface {
-                name: spec.ifname.clone(),
-                mac: Some(links.pod_mac),
+                name: inv.env.ifname.clone(),
+                mac: Some(pod_mac.to_owned()),
                 mtu: inv.conf.mtu,
                 sandbox: Some(inv.netns_str()),
                 ..Interface::default()
             },
         ],
-        dns: inv.conf.dns.clone().unwrap_or_default(),
+        dns: leased_dns
+            .cloned()
+            .unwrap_or_else(|| inv.conf.dns.clone().unwrap_or_default()),
         ..CniResult::default()
     };
-    if !leased.dns.is_empty() {
-        result.dns = leased.dns.clone();
-    }
-    for addr in &addrs {
+    for addr in addrs {
         let gw: IpAddr = if addr.addr().is_ipv4() {
             GATEWAY_V4.into()
         } else {
@@ -172,17 +196,20 @@ fn attach_routed(
             });
         }
     }
-    Ok(result.to_value(inv.conf.version))
+    result.to_value(inv.conf.version)
 }
 
+/// Registers the attachment. With `rollback` (a new attachment) a failure undoes the
+/// registration too, in case the enforcer made it before the answer was lost; without
+/// (a record is being replaced) the record is left to the runtime's DEL.
 fn register(
     inv: &Invocation<'_>,
     enforcer: &mut Enforcer,
     host_ifname: &str,
-    addrs: &[ipnet::IpNet],
+    addrs: &[IpNet],
     mac: &str,
     mode: &str,
-    rollback: &mut Rollback<'_>,
+    rollback: Option<&mut Rollback<'_>>,
 ) -> Result<(), CniError> {
     let req = v1::AddEndpointRequest {
         key: Some(inv.key()),
@@ -193,7 +220,9 @@ fn register(
         mac: mac.to_owned(),
         attach_mode: mode.to_owned(),
     };
-    rollback.registered = Some(inv.key());
+    if let Some(rollback) = rollback {
+        rollback.registered = Some(inv.key());
+    }
     let resp = enforcer.call(
         "AddEndpoint",
         |mut c| async move { c.add_endpoint(req).await },
@@ -204,7 +233,11 @@ fn register(
     Ok(())
 }
 
-fn add_chained(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, CniError> {
+fn add_chained(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+    registered: Option<&v1::Endpoint>,
+) -> Result<Value, CniError> {
     let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
         CniError::config(
             "chained mode needs a prevResult: put zonewarden after the plugin that creates the interface (e.g. bridge) in the conflist",
@@ -225,22 +258,34 @@ fn add_chained(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, C
         )));
     }
     let mac = prev.interfaces[index].mac.clone().unwrap_or_default();
-    let mut rollback = Rollback {
-        ipam: None,
-        host_ifname: None,
-        registered: None,
-    };
-    if let Err(e) = register(
-        inv,
-        enforcer,
-        "",
-        &host_prefixes(&ips),
-        &mac,
-        "chained",
-        &mut rollback,
-    ) {
-        rollback.run(enforcer);
-        return Err(e);
+    let addrs = host_prefixes(&ips);
+    match registered {
+        // A repeated ADD: the record already says this; register nothing again.
+        Some(ep) if repeat::chained_unchanged(inv, ep, &addrs, &mac)? => {
+            tracing::info!("repeated ADD: the attachment is registered as it is");
+        }
+        // The previous plugin reports other addresses now: the record is replaced,
+        // and on failure left as it was.
+        Some(_) => register(inv, enforcer, "", &addrs, &mac, "chained", None)?,
+        None => {
+            let mut rollback = Rollback {
+                ipam: None,
+                host_ifname: None,
+                registered: None,
+            };
+            if let Err(e) = register(
+                inv,
+                enforcer,
+                "",
+                &addrs,
+                &mac,
+                "chained",
+                Some(&mut rollback),
+            ) {
+                rollback.run(enforcer);
+                return Err(e);
+            }
+        }
     }
     // Pass prevResult on exactly as received, in the request's version.
     let mut out = prev_value.clone();

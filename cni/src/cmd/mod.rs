@@ -5,6 +5,7 @@ mod add;
 mod check;
 mod del;
 mod gc;
+mod repeat;
 mod status;
 
 use std::path::Path;
