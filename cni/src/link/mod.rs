@@ -13,6 +13,7 @@
 //! - `error`: [`LinkError`].
 //! - `netlink`: the per-call runtime and connection, link lookups.
 //! - `veth`: [`setup_routed`] and [`teardown_routed`].
+//! - `release`: [`release_pod_end`], which frees `CNI_IFNAME` when DEL returns.
 //! - `routes`: addresses, routes and neighbours on both ends.
 //! - `sysctl`: the host end's per-interface sysctls.
 //! - `inspect`: [`verify_routed`], [`pod_interface`], [`list_host_links`].
@@ -21,6 +22,7 @@
 mod error;
 mod inspect;
 mod netlink;
+mod release;
 mod routes;
 mod sysctl;
 mod table;
@@ -39,6 +41,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::LinkError;
 pub use inspect::{list_host_links, pod_interface, verify_routed};
+pub use release::{RELEASED_PREFIX, release_pod_end};
 pub use veth::{HostEnd, configure_routed, create_routed, setup_routed, teardown_routed};
 
 /// The pod's IPv4 gateway: the host end of the veth, answered by a permanent neighbour.

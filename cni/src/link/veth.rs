@@ -10,9 +10,10 @@ use tracing::{debug, warn};
 
 use super::error::{LinkError, is_errno};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::LinkAttribute;
 
-use super::netlink::{delete_link, find_link, link_mac, link_name, with_handle, with_handle_in};
+use super::netlink::{
+    delete_link, find_link, link_mac, link_name, peer_index, with_handle, with_handle_in,
+};
 use super::{
     HOST_IFNAME_PREFIX, HOST_MAC, RoutedLinks, RoutedSpec, format_mac, host_prefix, routes, sysctl,
 };
@@ -40,33 +41,48 @@ pub fn create_routed(spec: &RoutedSpec) -> Result<HostEnd, LinkError> {
     validate_ifname(&spec.ifname)?;
     validate_ifname(&spec.host_ifname)?;
     match make_pair(spec) {
-        // The pod end of a pair this plugin made for an earlier attachment, whose
-        // deletion the enforcer has not finished yet (it deletes retired host veths in
-        // the background): it goes now, and the pair is made again.
-        Err(LinkError::PodInterfaceExists { .. }) if remove_leftover(spec)? => {
-            debug!(ifname = %spec.ifname, "removed the leftover of an earlier attachment");
-            make_pair(spec)
-        }
+        // The pod end of a pair this plugin made for an earlier attachment, left by a
+        // DEL that could not release it (an earlier version, or a netns it could not
+        // enter), or one that vanished since the kernel refused the pair: it goes
+        // now, and the pair is made again.
+        Err(LinkError::PodInterfaceExists { .. }) => match remove_leftover(spec)? {
+            Leftover::Foreign => Err(LinkError::PodInterfaceExists {
+                ifname: spec.ifname.clone(),
+                netns: spec.netns.clone(),
+            }),
+            found => {
+                debug!(ifname = %spec.ifname, ?found, "the pod interface of an earlier attachment is gone");
+                make_pair(spec)
+            }
+        },
         made => made,
     }
 }
 
+/// What held `CNI_IFNAME` in the pod when the pair was refused.
+#[derive(Debug)]
+enum Leftover {
+    /// The pod end of one of our pairs; deleted.
+    Removed,
+    /// Nothing any more (it was being deleted).
+    Vanished,
+    /// Another interface, or a pair that is not ours: left alone.
+    Foreign,
+}
+
 /// Deletes `spec.ifname` in the pod when it is the pod end of one of our pairs (its
-/// peer on the host is a `zw…` link with our MAC address); whether it did. Any other
-/// interface of that name is left alone (ADD then fails, naming it).
-fn remove_leftover(spec: &RoutedSpec) -> Result<bool, LinkError> {
+/// peer on the host is a `zw…` link with our MAC address). Any other interface of that
+/// name is left alone (ADD then fails, naming it).
+fn remove_leftover(spec: &RoutedSpec) -> Result<Leftover, LinkError> {
     let ifname = spec.ifname.clone();
-    let peer = with_handle_in(&spec.netns, move |handle| async move {
+    let pod_end = with_handle_in(&spec.netns, move |handle| async move {
         let link = find_link(&handle, &ifname).await?;
-        Ok(link.and_then(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::Link(index) => Some(*index),
-                _ => None,
-            })
-        }))
+        Ok(link.map(|l| peer_index(&l)))
     })?;
-    let Some(index) = peer else {
-        return Ok(false);
+    let index = match pod_end {
+        None => return Ok(Leftover::Vanished),
+        Some(None) => return Ok(Leftover::Foreign),
+        Some(Some(index)) => index,
     };
     with_handle(|handle| async move {
         let mut links = handle.link().get().match_index(index).execute();
@@ -79,17 +95,18 @@ fn remove_leftover(spec: &RoutedSpec) -> Result<bool, LinkError> {
                 ));
             }
         };
+        // No such peer here: a pair into another namespace, not ours.
         let Some(link) = link else {
-            return Ok(false);
+            return Ok(Leftover::Foreign);
         };
         let ours = link_name(&link).is_some_and(|n| n.starts_with(HOST_IFNAME_PREFIX))
             && link_mac(&link) == HOST_MAC;
         if !ours {
-            return Ok(false);
+            return Ok(Leftover::Foreign);
         }
         match handle.link().del(index).execute().await {
-            Ok(()) => Ok(true),
-            Err(err) if is_errno(&err, Errno::ENODEV) => Ok(true),
+            Ok(()) => Ok(Leftover::Removed),
+            Err(err) if is_errno(&err, Errno::ENODEV) => Ok(Leftover::Vanished),
             Err(err) => Err(LinkError::netlink("delete link", "a leftover host veth")(
                 err,
             )),
