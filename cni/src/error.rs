@@ -104,9 +104,9 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
     let code = match &err {
         LinkError::Netns(crate::netns::NetnsError::NotFound { .. }) => ErrorCode::InvalidEnv,
         LinkError::Netns(crate::netns::NetnsError::NotNetns { .. }) => ErrorCode::InvalidNetns,
-        LinkError::PodInterfaceExists { .. } | LinkError::InvalidName { .. } => {
-            ErrorCode::InvalidConfig
-        }
+        LinkError::PodInterfaceExists { .. }
+        | LinkError::LeftoverExists { .. }
+        | LinkError::InvalidName { .. } => ErrorCode::InvalidConfig,
         LinkError::Ipv6Unavailable { .. } => ErrorCode::UnsupportedField,
         _ => ErrorCode::Io,
     };

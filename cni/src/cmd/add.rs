@@ -84,6 +84,25 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (pair, leased)
     });
+    // CNI_IFNAME is the pod end of another pair of ours: a leftover (an older DEL, an
+    // ADD that was killed) goes, but an attachment the enforcer holds stays, and this
+    // ADD fails naming it.
+    let host_end = match host_end {
+        Err(link::LinkError::LeftoverExists {
+            ifname,
+            netns,
+            host_ifname,
+        }) if leased.is_ok() => match is_registered_host(enforcer, &host_ifname) {
+            Ok(false) => link::replace_leftover(&spec, &host_ifname).map_err(from_link),
+            Ok(true) => Err(from_link(link::LinkError::LeftoverExists {
+                ifname,
+                netns,
+                host_ifname,
+            })),
+            Err(e) => Err(e),
+        },
+        other => other.map_err(from_link),
+    };
     let mut rollback = Rollback {
         ipam: leased.is_ok().then_some(ipam),
         host_ifname: host_end.is_ok().then(|| spec.host_ifname.clone()),
@@ -97,13 +116,23 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
             &leased.unwrap_or_default(),
             &mut rollback,
         ),
-        (Err(e), _) => Err(from_link(e)),
-        (_, Err(e)) => Err(e),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
     if result.is_err() {
         rollback.run(enforcer);
     }
     result
+}
+
+/// Whether `host_ifname` is the host end of an attachment the enforcer holds.
+fn is_registered_host(enforcer: &mut Enforcer, host_ifname: &str) -> Result<bool, CniError> {
+    let req = v1::ListEndpointsRequest::default();
+    let endpoints = enforcer
+        .call("ListEndpoints", |mut c| async move {
+            c.list_endpoints(req).await
+        })?
+        .endpoints;
+    Ok(endpoints.iter().any(|ep| ep.host_ifname == host_ifname))
 }
 
 fn attach_routed(

@@ -42,7 +42,9 @@ use sha2::{Digest, Sha256};
 pub use error::LinkError;
 pub use inspect::{list_host_links, pod_interface, verify_routed};
 pub use release::{RELEASED_PREFIX, release_pod_end};
-pub use veth::{HostEnd, configure_routed, create_routed, setup_routed, teardown_routed};
+pub use veth::{
+    HostEnd, configure_routed, create_routed, replace_leftover, setup_routed, teardown_routed,
+};
 
 /// The pod's IPv4 gateway: the host end of the veth, answered by a permanent neighbour.
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
