@@ -48,6 +48,10 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
         .iter()
         .filter_map(identity)
         .collect();
+    tracing::debug!(
+        lock = %attach_lock::lock_path(&inv.conf.socket).display(),
+        "GC: taking the ADD/GC lock, waiting for running ADDs to finish"
+    );
     let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Exclusive, attach_lock::GC_WAIT)?;
     let all = list_endpoints(&mut enforcer)?;
     let mut failures = Vec::new();
