@@ -53,10 +53,28 @@ struct RawConf {
     #[serde(default)]
     runtime_config: RuntimeConfig,
     prev_result: Option<serde_json::Value>,
-    #[serde(rename = "cni.dev/valid-attachments")]
+    #[serde(
+        default,
+        rename = "cni.dev/valid-attachments",
+        deserialize_with = "present_list"
+    )]
     valid_attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "cni.dev/attachments")]
+    #[serde(
+        default,
+        rename = "cni.dev/attachments",
+        deserialize_with = "present_list"
+    )]
     attachments: Option<Vec<Attachment>>,
+}
+
+/// A key that is present is a list, `null` included: libcni 1.2 sends a runtime's
+/// empty (nil) list of attachments as `null`. Only an absent key is `None`.
+fn present_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Attachment>>, D::Error> {
+    Ok(Some(
+        Option::<Vec<Attachment>>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// A validated network configuration.
@@ -74,7 +92,8 @@ pub struct NetConf {
     pub log_level: Option<String>,
     pub runtime_config: RuntimeConfig,
     pub prev_result: Option<serde_json::Value>,
-    /// GC: the attachments to keep; `None` when the runtime sent neither key.
+    /// GC: the attachments to keep; `None` when the runtime sent neither key, empty
+    /// when it sent `null` or `[]`.
     pub valid_attachments: Option<Vec<Attachment>>,
 }
 
@@ -150,7 +169,7 @@ impl NetConf {
             )));
         }
         let zone = match raw.zone.as_deref().filter(|z| !z.is_empty()) {
-            Some(z) => Some(ZoneName::parse(z).map_err(|e| {
+            Some(z) => Some(ZoneName::parse_claim(z).map_err(|e| {
                 CniError::config(format!("the network config key \"zone\" is invalid: {e}"))
             })?),
             None => None,

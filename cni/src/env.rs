@@ -119,6 +119,11 @@ fn require<'a>(get: impl Fn(&str) -> &'a str, var: &str) -> Result<&'a str, CniE
     }
 }
 
+/// The longest CNI_CONTAINERID accepted. Runtimes use 64 characters (containerd,
+/// CRI-O, podman) or a little more (`ctr`: `<namespace>-<id>`); libcni itself keeps
+/// results in files named after the id, which cannot be longer than 255 bytes.
+pub const MAX_CONTAINER_ID_LEN: usize = 256;
+
 /// `^[A-Za-z0-9][A-Za-z0-9_.-]*$`, as libcni validates container ids and network names.
 pub fn is_valid_id(id: &str) -> bool {
     let mut chars = id.chars();
@@ -127,6 +132,14 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 fn validate_container_id(id: &str) -> Result<(), CniError> {
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        let head: String = id.chars().take(32).collect();
+        return Err(CniError::env(format!(
+            "CNI_CONTAINERID is {} characters long ({head}...); at most {MAX_CONTAINER_ID_LEN} are accepted: \
+             the runtime must pass the container's id",
+            id.len()
+        )));
+    }
     if is_valid_id(id) {
         Ok(())
     } else {
@@ -219,6 +232,29 @@ mod tests {
         let err = CniEnv::from_vars(&vars(&[("CNI_COMMAND", "GC")])).unwrap_err();
         assert!(err.msg.contains("CNI_PATH"));
         assert!(CniEnv::from_vars(&vars(&[("CNI_COMMAND", "STATUS")])).is_ok());
+    }
+
+    #[test]
+    fn container_ids_have_a_length_limit() {
+        let longest = "a".repeat(MAX_CONTAINER_ID_LEN);
+        let mut v = full("ADD");
+        v[1] = ("CNI_CONTAINERID", &longest);
+        assert!(CniEnv::from_vars(&vars(&v)).is_ok());
+        let too_long = "a".repeat(5000);
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            let mut v = full(cmd);
+            v[1] = ("CNI_CONTAINERID", &too_long);
+            let err = CniEnv::from_vars(&vars(&v)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEnv, "{cmd}");
+            assert!(
+                err.msg.contains("CNI_CONTAINERID")
+                    && err.msg.contains("5000")
+                    && err.msg.contains("256")
+                    && err.msg.len() < 300,
+                "{cmd}: {}",
+                err.msg
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum ErrorCode {
     EnforcerRejected = 100,
     /// CHECK found the attachment different from what ADD made.
     CheckFailed = 101,
+    /// A repeated ADD found its attachment registered but not as the first ADD made
+    /// it (another netns, another mode, a missing interface or address): nothing was
+    /// changed; DEL the attachment, then ADD it again.
+    AttachmentConflict = 102,
 }
 
 /// A failure of one CNI operation, as the runtime will see it.
@@ -99,9 +103,10 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
     use crate::link::LinkError;
     let code = match &err {
         LinkError::Netns(crate::netns::NetnsError::NotFound { .. }) => ErrorCode::InvalidEnv,
-        LinkError::PodInterfaceExists { .. } | LinkError::InvalidName { .. } => {
-            ErrorCode::InvalidConfig
-        }
+        LinkError::Netns(crate::netns::NetnsError::NotNetns { .. }) => ErrorCode::InvalidNetns,
+        LinkError::PodInterfaceExists { .. }
+        | LinkError::LeftoverExists { .. }
+        | LinkError::InvalidName { .. } => ErrorCode::InvalidConfig,
         LinkError::Ipv6Unavailable { .. } => ErrorCode::UnsupportedField,
         LinkError::Ipv6Forwarding { .. } => ErrorCode::InvalidConfig,
         _ => ErrorCode::Io,
@@ -113,6 +118,7 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
 pub fn from_netns(err: crate::netns::NetnsError, var: &str) -> CniError {
     let code = match &err {
         crate::netns::NetnsError::NotFound { .. } => ErrorCode::InvalidEnv,
+        crate::netns::NetnsError::NotNetns { .. } => ErrorCode::InvalidNetns,
         _ => ErrorCode::Io,
     };
     CniError::new(code, format!("{var}: {}", chain(&err)))

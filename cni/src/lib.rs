@@ -6,11 +6,13 @@
 //! - [`cmd`]: ADD, DEL, CHECK, GC, STATUS.
 //! - [`result`], [`version`], [`error`]: results per cniVersion and CNI error codes.
 //! - [`ipam`]: IPAM delegation; [`client`]: the enforcer; [`delqueue`]: DELs that wait.
+//! - [`attach_lock`]: ADD and GC exclude each other.
 //! - [`netns`], [`link`]: netns switching and the routed-veth link layer.
 pub mod link;
 pub mod netns;
 
 pub mod args;
+pub mod attach_lock;
 pub mod client;
 pub mod cmd;
 pub mod config;

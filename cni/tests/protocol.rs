@@ -174,6 +174,13 @@ fn error_code_matrix() {
         "reserved",
     ));
     cases.push((
+        "zone under a built-in zone",
+        env("ADD"),
+        conf(json!({"zone": "host/x"})),
+        7,
+        "reserved",
+    ));
+    cases.push((
         "relative socket",
         env("ADD"),
         conf(json!({"socket": "x.sock"})),
@@ -301,6 +308,24 @@ fn gc_keys() {
         none.valid_attachments.is_none(),
         "no key means: remove nothing"
     );
+    // libcni 1.2 sends a runtime's nil list as null, under both keys (written out
+    // here: conf() drops null keys).
+    let with = |raw: &str| {
+        let mut v: Value = serde_json::from_slice(&conf(json!({"cniVersion": "1.1.0"}))).unwrap();
+        let extra: Value = serde_json::from_str(raw).unwrap();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        NetConf::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
+    };
+    let null = with(r#"{"cni.dev/valid-attachments": null, "cni.dev/attachments": null}"#);
+    assert_eq!(
+        null.valid_attachments,
+        Some(Vec::new()),
+        "null is an empty list: nothing is valid"
+    );
+    let only_old_null = with(r#"{"cni.dev/attachments": null}"#);
+    assert_eq!(only_old_null.valid_attachments, Some(Vec::new()));
     // GC without either key removes nothing and needs no enforcer.
     let mut vars = env("GC");
     vars.remove("CNI_CONTAINERID");

@@ -22,8 +22,8 @@ use zonewarden_enforcer::store::{LocalStore, Store};
 use zonewarden_enforcer::web::instrument::{CountingStore, TimedDataplane};
 use zonewarden_enforcer::web::{self, Metrics, WebState};
 use zonewarden_enforcer::{host, nflog, pending_del, socket};
-use zonewarden_profiles::ZoneName;
 use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::{ClaimException, ZoneClaims, ZoneName};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -67,6 +67,12 @@ struct Cli {
     /// `--cidr-zone corp-dns=10.1.2.0/24`. CIDR zones take precedence over `world`.
     #[arg(long = "cidr-zone", value_name = "NAME=CIDR", value_parser = parse_cidr_zone)]
     cidr_zones: Vec<(ZoneName, IpNet)>,
+    /// Lets pods of NAMESPACE claim a zone of another namespace with the annotation
+    /// `zonewarden.io/zone` (repeatable): NAMESPACE=NS/ZONE for one zone, NAMESPACE=NS/*
+    /// for every zone of NS; NAMESPACE may be `*`. Without it an annotation names a
+    /// zone of the pod's own namespace only. `host` and `world` are never allowed.
+    #[arg(long = "allow-zone-claim", value_name = "NAMESPACE=ZONE")]
+    allow_zone_claims: Vec<ClaimException>,
     /// At most this many learned edges are kept; the stalest goes first.
     #[arg(long, default_value_t = 10_000)]
     max_learned_edges: usize,
@@ -193,8 +199,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for (zone, net) in cli.cidr_zones.clone() {
         cidr_zones.entry(zone).or_default().push(net);
     }
+    for exception in &cli.allow_zone_claims {
+        info!(%exception, "zone claims: pods may claim this zone outside their namespace");
+    }
     let registry = registry
         .with_cidr_zones(cidr_zones)
+        .with_zone_claims(ZoneClaims::new(cli.allow_zone_claims.clone()))
         .with_audit(audit.clone());
 
     // Bind first: a second enforcer must fail before it touches the kernel.

@@ -171,6 +171,18 @@ impl Enforcer for EnforcerService {
         Ok(Response::new(response))
     }
 
+    async fn get_endpoint(
+        &self,
+        request: Request<v1::GetEndpointRequest>,
+    ) -> Result<Response<v1::GetEndpointResponse>, Status> {
+        let key = key_from_proto(request.into_inner().key)?;
+        let endpoint = self.registry.lookup(&key);
+        Ok(Response::new(v1::GetEndpointResponse {
+            found: endpoint.is_some(),
+            endpoint: endpoint.as_ref().map(endpoint_to_proto),
+        }))
+    }
+
     async fn list_endpoints(
         &self,
         request: Request<v1::ListEndpointsRequest>,
@@ -618,6 +630,22 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(checked.found && checked.problems.is_empty(), "{checked:?}");
+        let got = client
+            .get_endpoint(v1::GetEndpointRequest { key: key("c1") })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(got.found, "{got:?}");
+        assert_eq!(
+            got.endpoint.map(|e| e.ips),
+            Some(vec!["10.0.0.5/24".into()])
+        );
+        let unknown = client
+            .get_endpoint(v1::GetEndpointRequest { key: key("c2") })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!unknown.found && unknown.endpoint.is_none(), "{unknown:?}");
         let status = client
             .status(v1::StatusRequest {})
             .await
@@ -635,6 +663,19 @@ mod tests {
         let err = client.add_endpoint(bad).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("zonewarden.io/zone"), "{err}");
+        let mut other_namespace = add.clone();
+        other_namespace
+            .hints
+            .as_mut()
+            .unwrap()
+            .pod_annotations
+            .insert("zonewarden.io/zone".into(), "bank/vault".into());
+        let err = client.add_endpoint(other_namespace).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("--allow-zone-claim shop=bank/vault"),
+            "{err}"
+        );
 
         let del = v1::DelEndpointRequest {
             key: key("c1"),

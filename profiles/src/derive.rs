@@ -2,9 +2,10 @@
 //!
 //! In order of precedence:
 //! 1. the pod annotation `zonewarden.io/zone` (received through the
-//!    `io.kubernetes.cri.pod-annotations` capability);
-//! 2. an explicit zone in CNI_ARGS (`ZONEWARDEN_ZONE=...`);
-//! 3. an explicit zone in the network config (`"zone": "..."`);
+//!    `io.kubernetes.cri.pod-annotations` capability), confined to the pod's own
+//!    namespace unless the operator allowed more ([`crate::claim`]);
+//! 2. an explicit zone in CNI_ARGS (`ZONEWARDEN_ZONE=...`), set by the runtime;
+//! 3. an explicit zone in the network config (`"zone": "..."`), set by the operator;
 //! 4. the Kubernetes workload: `namespace/owner`, with the owner derived from the pod
 //!    name (Deployment, StatefulSet, DaemonSet, Job and CronJob naming patterns);
 //! 5. the pod name alone when no namespace is known (podman passes the container name);
@@ -15,6 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::claim::{ClaimError, ClaimRefused, ZoneClaims};
 use crate::zone::{ZoneError, ZoneName};
 
 /// The pod annotation that names a pod's zone.
@@ -62,21 +64,38 @@ impl fmt::Display for ZoneSource {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin} names an invalid zone: {source}")]
-pub struct DeriveError {
-    pub origin: &'static str,
-    #[source]
-    pub source: ZoneError,
+pub enum DeriveError {
+    #[error("{origin} names an invalid zone: {source}")]
+    Invalid {
+        origin: &'static str,
+        #[source]
+        source: ZoneError,
+    },
+    /// The pod annotation names a zone the pod may not claim.
+    #[error(transparent)]
+    Refused(#[from] ClaimRefused),
 }
 
-/// Derives the zone of a workload from what the runtime passed.
-pub fn derive_zone(hints: &ZoneHints) -> Result<(ZoneName, ZoneSource), DeriveError> {
+/// Derives the zone of a workload from what the runtime passed; `claims` are the
+/// operator's exceptions to the namespace rule of annotations.
+pub fn derive_zone(
+    hints: &ZoneHints,
+    claims: &ZoneClaims,
+) -> Result<(ZoneName, ZoneSource), DeriveError> {
+    let namespace = hints.pod_namespace.as_deref().filter(|n| !n.is_empty());
+    let invalid = |origin| move |source| DeriveError::Invalid { origin, source };
+    if let Some(value) = hints
+        .pod_annotations
+        .get(ZONE_ANNOTATION)
+        .filter(|v| !v.is_empty())
+    {
+        let zone = claims.resolve(value, namespace).map_err(|err| match err {
+            ClaimError::Invalid(source) => invalid("the pod annotation zonewarden.io/zone")(source),
+            ClaimError::Refused(refused) => DeriveError::Refused(refused),
+        })?;
+        return Ok((zone, ZoneSource::Annotation));
+    }
     let explicit = [
-        (
-            hints.pod_annotations.get(ZONE_ANNOTATION),
-            ZoneSource::Annotation,
-            "the pod annotation zonewarden.io/zone",
-        ),
         (
             hints.cni_args_zone.as_ref(),
             ZoneSource::CniArgs,
@@ -90,22 +109,21 @@ pub fn derive_zone(hints: &ZoneHints) -> Result<(ZoneName, ZoneSource), DeriveEr
     ];
     for (value, source, origin) in explicit {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
-            let zone = ZoneName::parse(value).map_err(|source| DeriveError { origin, source })?;
+            let zone = ZoneName::parse_claim(value).map_err(invalid(origin))?;
             return Ok((zone, source));
         }
     }
     let pod = hints.pod_name.as_deref().filter(|p| !p.is_empty());
-    let namespace = hints.pod_namespace.as_deref().filter(|n| !n.is_empty());
     let origin = "the pod name";
     match (namespace, pod) {
         (Some(ns), Some(pod)) => {
-            let zone = ZoneName::workload(ns, workload_from_pod_name(pod))
-                .map_err(|source| DeriveError { origin, source })?;
+            let zone =
+                ZoneName::workload(ns, workload_from_pod_name(pod)).map_err(invalid(origin))?;
             Ok((zone, ZoneSource::Workload))
         }
         (None, Some(pod)) => {
             let zone = ZoneName::parse(&workload_from_pod_name(pod).to_lowercase())
-                .map_err(|source| DeriveError { origin, source })?;
+                .map_err(invalid(origin))?;
             Ok((zone, ZoneSource::Pod))
         }
         _ => Ok((ZoneName::default_zone(), ZoneSource::Default)),
@@ -178,6 +196,10 @@ mod tests {
         }
     }
 
+    fn none() -> ZoneClaims {
+        ZoneClaims::default()
+    }
+
     fn hints(ns: &str, pod: &str) -> ZoneHints {
         ZoneHints {
             pod_namespace: Some(ns.into()),
@@ -188,7 +210,8 @@ mod tests {
 
     #[test]
     fn kubernetes_workload_zone() {
-        let (zone, source) = derive_zone(&hints("shop", "frontend-7d4b9c8f6-x2k9p")).unwrap();
+        let (zone, source) =
+            derive_zone(&hints("shop", "frontend-7d4b9c8f6-x2k9p"), &none()).unwrap();
         assert_eq!(zone.as_str(), "shop/frontend");
         assert_eq!(source, ZoneSource::Workload);
     }
@@ -198,18 +221,18 @@ mod tests {
         let mut h = hints("shop", "frontend-7d4b9c8f6-x2k9p");
         h.config_zone = Some("from-config".into());
         assert_eq!(
-            derive_zone(&h).unwrap(),
+            derive_zone(&h, &none()).unwrap(),
             (ZoneName::parse("from-config").unwrap(), ZoneSource::Config)
         );
         h.cni_args_zone = Some("from-args".into());
         assert_eq!(
-            derive_zone(&h).unwrap(),
+            derive_zone(&h, &none()).unwrap(),
             (ZoneName::parse("from-args").unwrap(), ZoneSource::CniArgs)
         );
         h.pod_annotations
             .insert(ZONE_ANNOTATION.into(), "shop/payments".into());
         assert_eq!(
-            derive_zone(&h).unwrap(),
+            derive_zone(&h, &none()).unwrap(),
             (
                 ZoneName::parse("shop/payments").unwrap(),
                 ZoneSource::Annotation
@@ -222,14 +245,72 @@ mod tests {
         let mut h = ZoneHints::default();
         h.pod_annotations
             .insert(ZONE_ANNOTATION.into(), "Not Valid".into());
-        let err = derive_zone(&h).unwrap_err();
+        let err = derive_zone(&h, &none()).unwrap_err();
         assert!(err.to_string().contains("zonewarden.io/zone"), "{err}");
         let h = ZoneHints {
             cni_args_zone: Some("host".into()),
             ..ZoneHints::default()
         };
-        let err = derive_zone(&h).unwrap_err();
+        let err = derive_zone(&h, &none()).unwrap_err();
         assert!(err.to_string().contains("reserved"), "{err}");
+    }
+
+    #[test]
+    fn annotations_stay_in_the_pods_namespace() {
+        let mut h = hints("tenant-a", "web-0");
+        h.cni_args_zone = Some("from-args".into());
+        for (value, want) in [
+            ("cache", "tenant-a/cache"),
+            ("tenant-a/cache", "tenant-a/cache"),
+        ] {
+            h.pod_annotations
+                .insert(ZONE_ANNOTATION.into(), value.into());
+            assert_eq!(
+                derive_zone(&h, &none()).unwrap(),
+                (ZoneName::parse(want).unwrap(), ZoneSource::Annotation),
+                "{value}"
+            );
+        }
+        for value in ["tenant-b/db", "host", "host/x", "world/y"] {
+            h.pod_annotations
+                .insert(ZONE_ANNOTATION.into(), value.into());
+            let err = derive_zone(&h, &none()).unwrap_err();
+            assert!(matches!(err, DeriveError::Refused(_)), "{value}: {err:?}");
+            assert!(err.to_string().contains(value), "{value}: {err}");
+        }
+        let allowed = ZoneClaims::new(vec!["tenant-a=tenant-b/db".parse().unwrap()]);
+        h.pod_annotations
+            .insert(ZONE_ANNOTATION.into(), "tenant-b/db".into());
+        assert_eq!(
+            derive_zone(&h, &allowed).unwrap(),
+            (
+                ZoneName::parse("tenant-b/db").unwrap(),
+                ZoneSource::Annotation
+            )
+        );
+    }
+
+    #[test]
+    fn runtime_and_config_zones_are_not_confined_but_never_built_in() {
+        let mut h = hints("tenant-a", "web-0");
+        h.cni_args_zone = Some("tenant-b/batch".into());
+        assert_eq!(
+            derive_zone(&h, &none()).unwrap(),
+            (
+                ZoneName::parse("tenant-b/batch").unwrap(),
+                ZoneSource::CniArgs
+            )
+        );
+        for value in ["host/x", "world"] {
+            h.cni_args_zone = Some(value.into());
+            let err = derive_zone(&h, &none()).unwrap_err();
+            assert!(err.to_string().contains("reserved"), "{value}: {err}");
+        }
+        let h = ZoneHints {
+            config_zone: Some("world/y".into()),
+            ..ZoneHints::default()
+        };
+        assert!(derive_zone(&h, &none()).is_err());
     }
 
     #[test]
@@ -239,11 +320,11 @@ mod tests {
             ..ZoneHints::default()
         };
         assert_eq!(
-            derive_zone(&h).unwrap(),
+            derive_zone(&h, &none()).unwrap(),
             (ZoneName::parse("web").unwrap(), ZoneSource::Pod)
         );
         assert_eq!(
-            derive_zone(&ZoneHints::default()).unwrap(),
+            derive_zone(&ZoneHints::default(), &none()).unwrap(),
             (ZoneName::default_zone(), ZoneSource::Default)
         );
     }
@@ -270,7 +351,7 @@ mod tests {
 
         #[test]
         fn derivation_never_panics(ns in ".{0,20}", pod in ".{0,40}") {
-            let _ = derive_zone(&hints(&ns, &pod));
+            let _ = derive_zone(&hints(&ns, &pod), &none());
         }
     }
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`zone`]: zone names, their validation and the built-in zones.
 //! - [`derive`]: which zone a workload belongs to (annotation, CNI_ARGS, config, pod name).
+//! - [`claim`]: which zones a pod annotation may name (its own namespace, operator exceptions).
 //! - [`endpoint`]: one attachment of a container to a network and its key.
 //! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
 //! - [`learned`]: learned edges with their evidence, bounded.
@@ -17,6 +18,7 @@
 //! - [`diff`]: ruleset differences (one kernel transaction) and learned-vs-approved.
 //! - [`incremental`]: the ruleset kept up to date change by change, at the cost of the change.
 
+pub mod claim;
 pub mod derive;
 pub mod diff;
 pub mod edge;
@@ -30,6 +32,7 @@ pub mod profile;
 pub mod ruleset;
 pub mod zone;
 
+pub use claim::{ClaimException, ZoneClaims};
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
 pub use edge::{Edge, Proto};
 pub use endpoint::{AttachMode, AttachmentKey, Endpoint};

@@ -25,7 +25,10 @@ pub enum ZoneError {
          optionally as 'namespace/name', starting and ending with a letter or digit"
     )]
     Invalid { name: String },
-    #[error("zone name {name:?} is reserved for a built-in zone; choose another name")]
+    #[error(
+        "zone name {name:?} is reserved: the built-in zones host and world, and names \
+         under them (host/..., world/...), cannot be claimed; choose another name"
+    )]
     Reserved { name: String },
 }
 
@@ -40,6 +43,20 @@ impl ZoneName {
     pub fn parse(name: &str) -> Result<Self, ZoneError> {
         let zone = Self::parse_any(name)?;
         if zone.is_builtin() {
+            return Err(ZoneError::Reserved {
+                name: name.to_owned(),
+            });
+        }
+        Ok(zone)
+    }
+
+    /// Validates a zone a workload is put into by an explicit name (CNI_ARGS, the
+    /// network config, a pod annotation, an operator's exception): like [`Self::parse`],
+    /// and names under a built-in zone (`host/x`, `world/y`) are refused too, since
+    /// every listing would show them as part of the node or of the outside world.
+    pub fn parse_claim(name: &str) -> Result<Self, ZoneError> {
+        let zone = Self::parse(name)?;
+        if zone.is_reserved() {
             return Err(ZoneError::Reserved {
                 name: name.to_owned(),
             });
@@ -90,6 +107,19 @@ impl ZoneName {
 
     pub fn is_builtin(&self) -> bool {
         self.0 == HOST_ZONE || self.0 == WORLD_ZONE
+    }
+
+    /// A built-in zone or a name under one (`host/x`, `world/y`).
+    pub fn is_reserved(&self) -> bool {
+        self.is_builtin()
+            || self
+                .namespace()
+                .is_some_and(|ns| ns == HOST_ZONE || ns == WORLD_ZONE)
+    }
+
+    /// The part before the `/` of a `namespace/name` zone; `None` for a plain name.
+    pub fn namespace(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(namespace, _)| namespace)
     }
 
     pub fn as_str(&self) -> &str {
@@ -161,6 +191,26 @@ mod tests {
             ZoneName::parse(&long),
             Err(ZoneError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn claims_refuse_names_under_built_in_zones() {
+        for name in ["host", "world", "host/x", "world/db"] {
+            assert!(
+                matches!(ZoneName::parse_claim(name), Err(ZoneError::Reserved { .. })),
+                "{name} must be refused"
+            );
+        }
+        assert!(
+            ZoneName::parse("host/x").is_ok(),
+            "an existing name stays usable"
+        );
+        for name in ["hostile/x", "shop/host", "worlds", "cache"] {
+            assert!(ZoneName::parse_claim(name).is_ok(), "{name} is no built-in");
+        }
+        let zone = ZoneName::parse("tenant-a/cache").unwrap();
+        assert_eq!(zone.namespace(), Some("tenant-a"));
+        assert_eq!(ZoneName::parse("cache").unwrap().namespace(), None);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! - [`pods`]: pods attached through the real plugin, with their zones.
 //! - [`traffic`]: echo servers and new or long-lived connections between pods.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+//! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
 
+pub mod attach;
 pub mod cni;
 pub mod netns;
 pub mod node;

@@ -1,35 +1,35 @@
 //! ADD: attach a container and return only once the enforcer holds its endpoint in
-//! the kernel. A failed ADD leaves nothing behind: no veth, no lease, no record.
+//! the kernel. A failed ADD leaves nothing behind: no veth, no lease, no record, and
+//! never touches an attachment the enforcer already holds: a repeated ADD is answered
+//! from the record ([`super::repeat`]).
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde_json::Value;
 use zonewarden_proto::v1;
 
-use super::{Invocation, host_prefixes};
+use super::{Invocation, host_prefixes, repeat};
+use crate::attach_lock::{self, Kind};
 use crate::client::Enforcer;
 use crate::config::Mode;
-use crate::error::{CniError, from_link, from_netns};
+use crate::error::{CniError, from_link};
 use crate::ipam::{Delegate, Target};
 use crate::link::{self, GATEWAY_V4, GATEWAY_V6};
-use crate::result::{CniResult, Interface, IpConfig, Route};
+use crate::result::{CniResult, Dns, Interface, IpConfig, Route};
 
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
-    let netns = inv.env.netns.as_deref().unwrap_or(std::path::Path::new(""));
-    if crate::netns::is_current_netns(netns).map_err(|e| from_netns(e, "CNI_NETNS"))? {
-        return Err(CniError::new(
-            crate::error::ErrorCode::InvalidNetns,
-            format!(
-                "CNI_NETNS={} is the plugin's own network namespace: pass the container's",
-                netns.display()
-            ),
-        ));
-    }
+    inv.container_netns()?;
     // Reach the enforcer before touching anything: when it is down, ADD leaves nothing.
     let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
-    match inv.conf.mode {
-        Mode::Routed => add_routed(inv, &mut enforcer),
-        Mode::Chained => add_chained(inv, &mut enforcer),
+    // Held until ADD returns: a GC waits for it, so it never takes this ADD's veth for
+    // a leak between its creation and its registration.
+    let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Shared, attach_lock::ADD_WAIT)?;
+    let registered = repeat::registered(inv, &mut enforcer)?;
+    match (inv.conf.mode, registered) {
+        (Mode::Routed, Some(ep)) => repeat::routed(inv, &ep),
+        (Mode::Routed, None) => add_routed(inv, &mut enforcer),
+        (Mode::Chained, registered) => add_chained(inv, &mut enforcer, registered.as_ref()),
     }
 }
 
@@ -84,6 +84,25 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (pair, leased)
     });
+    // CNI_IFNAME is the pod end of another pair of ours: a leftover (an older DEL, an
+    // ADD that was killed) goes, but an attachment the enforcer holds stays, and this
+    // ADD fails naming it.
+    let host_end = match host_end {
+        Err(link::LinkError::LeftoverExists {
+            ifname,
+            netns,
+            host_ifname,
+        }) if leased.is_ok() => match is_registered_host(enforcer, &host_ifname) {
+            Ok(false) => link::replace_leftover(&spec, &host_ifname).map_err(from_link),
+            Ok(true) => Err(from_link(link::LinkError::LeftoverExists {
+                ifname,
+                netns,
+                host_ifname,
+            })),
+            Err(e) => Err(e),
+        },
+        other => other.map_err(from_link),
+    };
     let mut rollback = Rollback {
         ipam: leased.is_ok().then_some(ipam),
         host_ifname: host_end.is_ok().then(|| spec.host_ifname.clone()),
@@ -97,13 +116,23 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
             &leased.unwrap_or_default(),
             &mut rollback,
         ),
-        (Err(e), _) => Err(from_link(e)),
-        (_, Err(e)) => Err(e),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
     if result.is_err() {
         rollback.run(enforcer);
     }
     result
+}
+
+/// Whether `host_ifname` is the host end of an attachment the enforcer holds.
+fn is_registered_host(enforcer: &mut Enforcer, host_ifname: &str) -> Result<bool, CniError> {
+    let req = v1::ListEndpointsRequest::default();
+    let endpoints = enforcer
+        .call("ListEndpoints", |mut c| async move {
+            c.list_endpoints(req).await
+        })?
+        .endpoints;
+    Ok(endpoints.iter().any(|ep| ep.host_ifname == host_ifname))
 }
 
 fn attach_routed(
@@ -129,31 +158,50 @@ fn attach_routed(
         &addrs,
         &links.pod_mac,
         "routed",
-        rollback,
+        Some(rollback),
     )?;
+    Ok(routed_result(
+        inv,
+        &spec.host_ifname,
+        &links.host_mac,
+        &links.pod_mac,
+        &addrs,
+        Some(&leased.dns).filter(|dns| !dns.is_empty()),
+    ))
+}
 
+/// The result of a routed attachment: the host end, the pod end with `addrs` (host
+/// prefixes) through the link-local gateways, and the IPAM plugin's DNS or the
+/// config's.
+pub(super) fn routed_result(
+    inv: &Invocation<'_>,
+    host_ifname: &str,
+    host_mac: &str,
+    pod_mac: &str,
+    addrs: &[IpNet],
+    leased_dns: Option<&Dns>,
+) -> Value {
     let mut result = CniResult {
         interfaces: vec![
             Interface {
-                name: spec.host_ifname.clone(),
-                mac: Some(links.host_mac),
+                name: host_ifname.to_owned(),
+                mac: Some(host_mac.to_owned()),
                 ..Interface::default()
             },
             Interface {
-                name: spec.ifname.clone(),
-                mac: Some(links.pod_mac),
+                name: inv.env.ifname.clone(),
+                mac: Some(pod_mac.to_owned()),
                 mtu: inv.conf.mtu,
                 sandbox: Some(inv.netns_str()),
                 ..Interface::default()
             },
         ],
-        dns: inv.conf.dns.clone().unwrap_or_default(),
+        dns: leased_dns
+            .cloned()
+            .unwrap_or_else(|| inv.conf.dns.clone().unwrap_or_default()),
         ..CniResult::default()
     };
-    if !leased.dns.is_empty() {
-        result.dns = leased.dns.clone();
-    }
-    for addr in &addrs {
+    for addr in addrs {
         let gw: IpAddr = if addr.addr().is_ipv4() {
             GATEWAY_V4.into()
         } else {
@@ -177,17 +225,20 @@ fn attach_routed(
             });
         }
     }
-    Ok(result.to_value(inv.conf.version))
+    result.to_value(inv.conf.version)
 }
 
+/// Registers the attachment. With `rollback` (a new attachment) a failure undoes the
+/// registration too, in case the enforcer made it before the answer was lost; without
+/// (a record is being replaced) the record is left to the runtime's DEL.
 fn register(
     inv: &Invocation<'_>,
     enforcer: &mut Enforcer,
     host_ifname: &str,
-    addrs: &[ipnet::IpNet],
+    addrs: &[IpNet],
     mac: &str,
     mode: &str,
-    rollback: &mut Rollback<'_>,
+    rollback: Option<&mut Rollback<'_>>,
 ) -> Result<(), CniError> {
     let req = v1::AddEndpointRequest {
         key: Some(inv.key()),
@@ -198,7 +249,9 @@ fn register(
         mac: mac.to_owned(),
         attach_mode: mode.to_owned(),
     };
-    rollback.registered = Some(inv.key());
+    if let Some(rollback) = rollback {
+        rollback.registered = Some(inv.key());
+    }
     let resp = enforcer.call(
         "AddEndpoint",
         |mut c| async move { c.add_endpoint(req).await },
@@ -209,7 +262,11 @@ fn register(
     Ok(())
 }
 
-fn add_chained(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, CniError> {
+fn add_chained(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+    registered: Option<&v1::Endpoint>,
+) -> Result<Value, CniError> {
     let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
         CniError::config(
             "chained mode needs a prevResult: put zonewarden after the plugin that creates the interface (e.g. bridge) in the conflist",
@@ -230,22 +287,34 @@ fn add_chained(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, C
         )));
     }
     let mac = prev.interfaces[index].mac.clone().unwrap_or_default();
-    let mut rollback = Rollback {
-        ipam: None,
-        host_ifname: None,
-        registered: None,
-    };
-    if let Err(e) = register(
-        inv,
-        enforcer,
-        "",
-        &host_prefixes(&ips),
-        &mac,
-        "chained",
-        &mut rollback,
-    ) {
-        rollback.run(enforcer);
-        return Err(e);
+    let addrs = host_prefixes(&ips);
+    match registered {
+        // A repeated ADD: the record already says this; register nothing again.
+        Some(ep) if repeat::chained_unchanged(inv, ep, &addrs, &mac)? => {
+            tracing::info!("repeated ADD: the attachment is registered as it is");
+        }
+        // The previous plugin reports other addresses now: the record is replaced,
+        // and on failure left as it was.
+        Some(_) => register(inv, enforcer, "", &addrs, &mac, "chained", None)?,
+        None => {
+            let mut rollback = Rollback {
+                ipam: None,
+                host_ifname: None,
+                registered: None,
+            };
+            if let Err(e) = register(
+                inv,
+                enforcer,
+                "",
+                &addrs,
+                &mac,
+                "chained",
+                Some(&mut rollback),
+            ) {
+                rollback.run(enforcer);
+                return Err(e);
+            }
+        }
     }
     // Pass prevResult on exactly as received, in the request's version.
     let mut out = prev_value.clone();

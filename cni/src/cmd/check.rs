@@ -14,6 +14,7 @@ use crate::result::CniResult;
 
 pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Check)?;
+    inv.container_netns()?;
     let prev_value = inv.conf.prev_result.as_ref().ok_or_else(|| {
         CniError::config("CHECK needs the prevResult of the ADD; the runtime did not pass one")
     })?;
@@ -23,12 +24,43 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
     let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
     let mut problems = Vec::new();
 
+    let req = v1::CheckEndpointRequest {
+        key: Some(inv.key()),
+    };
+    let resp = enforcer.call("CheckEndpoint", |mut c| async move {
+        c.check_endpoint(req).await
+    })?;
+    let recorded = resp.endpoint.filter(|_| resp.found);
+    match &recorded {
+        None => problems.push("the enforcer has no record of this attachment".into()),
+        Some(ep) => {
+            let mut want: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let mut have = ep.ips.clone();
+            want.sort();
+            have.sort();
+            if want != have {
+                problems.push(format!(
+                    "the enforcer records addresses [{}] but prevResult has [{}]",
+                    have.join(", "),
+                    want.join(", ")
+                ));
+            }
+        }
+    }
+
     match inv.conf.mode {
         Mode::Routed => {
             if let Some(ipam) = inv.ipam() {
                 ipam.run("CHECK", &Target::default())?;
             }
-            let spec = inv.routed_spec(addrs.clone());
+            let mut spec = inv.routed_spec(addrs.clone());
+            // The recorded name: an attachment made by an earlier version has its host
+            // end under the name without the network.
+            if let Some(host) = recorded.as_ref().map(|ep| &ep.host_ifname)
+                && !host.is_empty()
+            {
+                spec.host_ifname = host.clone();
+            }
             problems.extend(link::verify_routed(&spec).map_err(from_link)?);
         }
         Mode::Chained => {
@@ -45,29 +77,6 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
                         problems.push(format!("address {addr} is missing on {}", inv.env.ifname));
                     }
                 }
-            }
-        }
-    }
-
-    let req = v1::CheckEndpointRequest {
-        key: Some(inv.key()),
-    };
-    let resp = enforcer.call("CheckEndpoint", |mut c| async move {
-        c.check_endpoint(req).await
-    })?;
-    match resp.endpoint.filter(|_| resp.found) {
-        None => problems.push("the enforcer has no record of this attachment".into()),
-        Some(ep) => {
-            let mut want: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            let mut have = ep.ips.clone();
-            want.sort();
-            have.sort();
-            if want != have {
-                problems.push(format!(
-                    "the enforcer records addresses [{}] but prevResult has [{}]",
-                    have.join(", "),
-                    want.join(", ")
-                ));
             }
         }
     }

@@ -19,14 +19,19 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     // The enforcer first: it removes the endpoint's rules and takes the host veth over
     // (the routes go at once, the link in the background), because deleting a veth
     // makes the kernel wait for RCU grace periods, longer than the rest of DEL
-    // together. When it cannot (it is away, or the endpoint was not registered), the
-    // veth is deleted here, beside the lease release. Deleting the host side removes
-    // its peer and its routes, wherever the netns is.
-    let enforcer = deregister(inv, true);
+    // together. Meanwhile the pod end is released here (down, no address, renamed),
+    // so CNI_IFNAME is free in the netns when DEL returns: a runtime may ADD another
+    // sandbox into it at once. When the enforcer cannot take the veth over (it is
+    // away, or the endpoint was not registered), the veth is deleted here, beside the
+    // lease release. Deleting the host side removes its peer and its routes, wherever
+    // the netns is.
+    let enforcer = std::thread::scope(|scope| {
+        scope.spawn(|| release_pod_end(inv));
+        deregister(inv, true)
+    });
     let retired = matches!(enforcer, Ok(true));
-    let host_ifname = inv.host_ifname();
     let (veth, ipam) = std::thread::scope(|scope| {
-        let veth = (!retired).then(|| scope.spawn(|| link::teardown_routed(&host_ifname)));
+        let veth = (!retired).then(|| scope.spawn(|| teardown_host_end(inv)));
         let ipam = match inv.ipam() {
             Some(ipam) => ipam.run("DEL", &Target::default()).map(drop),
             None => Ok(()),
@@ -53,6 +58,33 @@ pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
     }
     enforcer?;
     first_error.map_or(Ok(()), Err)
+}
+
+/// Frees CNI_IFNAME in the pod when it is this attachment's pod end. Best effort: a
+/// netns that is gone (or not given, as in containerd's second DEL) has nothing to
+/// free, and whatever is left is deleted with the pair.
+fn release_pod_end(inv: &Invocation<'_>) {
+    let Some(netns) = inv.env.netns.as_deref() else {
+        return;
+    };
+    if !crate::netns::netns_exists(netns) {
+        return;
+    }
+    match link::release_pod_end(netns, &inv.env.ifname, &inv.host_ifname_candidates()) {
+        Ok(released) => tracing::debug!(released, "pod end"),
+        Err(e) => tracing::warn!(err = %e, "cannot release the pod end; it goes with the veth"),
+    }
+}
+
+/// Deletes this attachment's host end under its name or under the name earlier
+/// versions gave it; whether one was there.
+fn teardown_host_end(inv: &Invocation<'_>) -> Result<bool, link::LinkError> {
+    for name in inv.host_ifname_candidates() {
+        if link::teardown_routed(&name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Removes the endpoint from the enforcer (or queues that when it is away); returns

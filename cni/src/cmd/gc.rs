@@ -1,18 +1,26 @@
 //! GC: remove every endpoint, veth and lease of this network that is not in
 //! `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). With neither key
 //! (as `cnitool gc` sends) nothing is removed: absence of the list is not an empty list.
-//! GC goes on past errors and reports them all at the end.
+//! A key that is present but `null` (libcni's nil list) is an empty list: everything
+//! of this network goes. GC goes on past errors and reports them all at the end.
+//!
+//! The runtime's list was made before GC ran, so an ADD still running may be missing
+//! from it. GC holds the ADD/GC lock ([`crate::attach_lock`]) exclusively, so no ADD
+//! runs while it looks at veths, and it keeps every endpoint that was registered (or
+//! registered again) after it started: it lists the endpoints once before it takes
+//! the lock and removes only those that were already there, unchanged.
 
 use std::collections::HashSet;
 
 use zonewarden_proto::v1;
 
 use super::Invocation;
+use crate::attach_lock::{self, Kind};
 use crate::client::Enforcer;
 use crate::env::Command;
 use crate::error::{CniError, from_link};
 use crate::ipam::Target;
-use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname, is_host_ifname};
+use crate::link::{self, HOST_IFNAME_PREFIX, host_ifname, is_host_ifname, legacy_host_ifname};
 
 pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Gc)?;
@@ -25,12 +33,27 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
         .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
         .collect();
     let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
-    let req = v1::ListEndpointsRequest::default();
-    let all = enforcer
-        .call("ListEndpoints", |mut c| async move {
-            c.list_endpoints(req).await
-        })?
-        .endpoints;
+    // Each endpoint as (network, container, ifname, registration time).
+    let identity = |ep: &v1::Endpoint| {
+        ep.key.as_ref().map(|k| {
+            (
+                k.network.clone(),
+                k.container_id.clone(),
+                k.ifname.clone(),
+                ep.created_unix_ms,
+            )
+        })
+    };
+    let before: HashSet<_> = list_endpoints(&mut enforcer)?
+        .iter()
+        .filter_map(identity)
+        .collect();
+    tracing::debug!(
+        lock = %attach_lock::lock_path(&inv.conf.socket).display(),
+        "GC: taking the ADD/GC lock, waiting for running ADDs to finish"
+    );
+    let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Exclusive, attach_lock::GC_WAIT)?;
+    let all = list_endpoints(&mut enforcer)?;
     let mut failures = Vec::new();
 
     for ep in &all {
@@ -38,6 +61,10 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
             continue;
         };
         if keep.contains(&(key.container_id.as_str(), key.ifname.as_str())) {
+            continue;
+        }
+        if identity(ep).is_none_or(|id| !before.contains(&id)) {
+            tracing::info!(container = %key.container_id, ifname = %key.ifname, "GC: kept an attachment added while GC started");
             continue;
         }
         tracing::info!(container = %key.container_id, ifname = %key.ifname, "GC: removing stale attachment");
@@ -48,11 +75,10 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
 
     // Veths of ours that no endpoint and no valid attachment accounts for are leaks.
     let mut owned: HashSet<String> = all.iter().map(|ep| ep.host_ifname.clone()).collect();
-    owned.extend(
-        valid
-            .iter()
-            .map(|a| host_ifname(&a.container_id, &a.ifname)),
-    );
+    for a in valid {
+        owned.insert(host_ifname(&inv.conf.name, &a.container_id, &a.ifname));
+        owned.insert(legacy_host_ifname(&a.container_id, &a.ifname));
+    }
     match link::list_host_links(HOST_IFNAME_PREFIX) {
         Ok(links) => {
             for name in links
@@ -83,6 +109,15 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
         failures.len(),
         failures.join("; ")
     )))
+}
+
+fn list_endpoints(enforcer: &mut Enforcer) -> Result<Vec<v1::Endpoint>, CniError> {
+    let req = v1::ListEndpointsRequest::default();
+    Ok(enforcer
+        .call("ListEndpoints", |mut c| async move {
+            c.list_endpoints(req).await
+        })?
+        .endpoints)
 }
 
 fn collect(

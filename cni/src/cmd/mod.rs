@@ -5,7 +5,10 @@ mod add;
 mod check;
 mod del;
 mod gc;
+mod repeat;
 mod status;
+
+use std::path::Path;
 
 use ipnet::IpNet;
 use zonewarden_proto::v1;
@@ -13,7 +16,7 @@ use zonewarden_proto::v1;
 use crate::args::CniArgs;
 use crate::config::NetConf;
 use crate::env::{CniEnv, Command};
-use crate::error::{CniError, ErrorCode};
+use crate::error::{CniError, ErrorCode, from_netns};
 use crate::ipam::Delegate;
 
 pub use add::add;
@@ -70,8 +73,18 @@ impl Invocation<'_> {
         })
     }
 
+    /// The host end's name of this attachment (network, container and ifname).
     pub fn host_ifname(&self) -> String {
-        crate::link::host_ifname(&self.env.container_id, &self.env.ifname)
+        crate::link::host_ifname(&self.conf.name, &self.env.container_id, &self.env.ifname)
+    }
+
+    /// The names the host end of this attachment may have: [`Self::host_ifname`], then
+    /// the name earlier versions gave it (without the network).
+    pub fn host_ifname_candidates(&self) -> [String; 2] {
+        [
+            self.host_ifname(),
+            crate::link::legacy_host_ifname(&self.env.container_id, &self.env.ifname),
+        ]
     }
 
     /// The routed-mode attachment of this invocation with `addrs` (host prefixes).
@@ -83,6 +96,25 @@ impl Invocation<'_> {
             addrs,
             mtu: self.conf.mtu,
         }
+    }
+
+    /// `CNI_NETNS` of ADD and CHECK, checked before anything is touched: it must be a
+    /// network namespace (error 8 naming it otherwise; 4 when it does not exist) and not
+    /// the plugin's own.
+    pub fn container_netns(&self) -> Result<&Path, CniError> {
+        let netns = self.env.netns.as_deref().unwrap_or(Path::new(""));
+        let fail = |e| from_netns(e, "CNI_NETNS");
+        crate::netns::require_netns(netns).map_err(fail)?;
+        if crate::netns::is_current_netns(netns).map_err(fail)? {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetns,
+                format!(
+                    "CNI_NETNS={} is the plugin's own network namespace: pass the container's",
+                    netns.display()
+                ),
+            ));
+        }
+        Ok(netns)
     }
 
     pub fn netns_str(&self) -> String {

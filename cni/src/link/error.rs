@@ -24,6 +24,15 @@ pub enum LinkError {
          delete it or pass another CNI_IFNAME"
     )]
     PodInterfaceExists { ifname: String, netns: PathBuf },
+    #[error(
+        "interface {ifname} already exists in {netns}: it is the pod end of the veth \
+         {host_ifname} of another attachment; DEL that attachment or pass another CNI_IFNAME"
+    )]
+    LeftoverExists {
+        ifname: String,
+        netns: PathBuf,
+        host_ifname: String,
+    },
     #[error("interface {ifname} vanished while it was being configured; retry the ADD")]
     Vanished { ifname: String },
     #[error(

@@ -9,7 +9,7 @@ use rtnetlink::Handle;
 use rtnetlink::packet_route::address::AddressAttribute;
 
 use super::error::LinkError;
-use super::netlink::{find_link, link_is_up, link_mac, link_name, with_handle};
+use super::netlink::{find_link, link_addresses, link_is_up, link_mac, link_name, with_handle};
 use super::table::{MainRoute, main_routes};
 use super::{GATEWAY_V4, GATEWAY_V6, PodInterface, RoutedSpec, format_mac, host_prefix};
 use crate::netns::run_in_netns;
@@ -140,17 +140,9 @@ async fn read_interface(handle: &Handle, ifname: &str) -> Result<Option<PodInter
         return Ok(None);
     };
     let index = link.header.index;
-    let messages: Vec<_> = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(LinkError::netlink("list addresses", ifname))?;
-    let addrs = messages
+    let addrs = link_addresses(handle, index, ifname)
+        .await?
         .iter()
-        .filter(|msg| msg.header.index == index)
         .filter_map(|msg| {
             let local = msg.attributes.iter().find_map(|attr| match attr {
                 AddressAttribute::Local(ip) => Some(*ip),

@@ -13,6 +13,7 @@
 //! - `error`: [`LinkError`].
 //! - `netlink`: the per-call runtime and connection, link lookups.
 //! - `veth`: [`setup_routed`] and [`teardown_routed`].
+//! - `release`: [`release_pod_end`], which frees `CNI_IFNAME` when DEL returns.
 //! - `routes`: addresses, routes and neighbours on both ends.
 //! - `sysctl`: the host end's per-interface sysctls.
 //! - `inspect`: [`verify_routed`], [`pod_interface`], [`list_host_links`].
@@ -21,6 +22,7 @@
 mod error;
 mod inspect;
 mod netlink;
+mod release;
 mod routes;
 mod sysctl;
 mod table;
@@ -39,7 +41,10 @@ use sha2::{Digest, Sha256};
 
 pub use error::LinkError;
 pub use inspect::{list_host_links, pod_interface, verify_routed};
-pub use veth::{HostEnd, configure_routed, create_routed, setup_routed, teardown_routed};
+pub use release::{RELEASED_PREFIX, release_pod_end};
+pub use veth::{
+    HostEnd, configure_routed, create_routed, replace_leftover, setup_routed, teardown_routed,
+};
 
 /// The pod's IPv4 gateway: the host end of the veth, answered by a permanent neighbour.
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -83,10 +88,23 @@ pub struct PodInterface {
     pub index: u32,
 }
 
-/// The host end's name for a container's interface: `zw` + 11 hex digits of
-/// sha256(`"{container_id}:{ifname}"`), 13 characters.
-pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    let digest = Sha256::digest(format!("{container_id}:{ifname}").as_bytes());
+/// The host end's name for one attachment: `zw` + 11 hex digits of
+/// sha256(`"{network}:{container_id}:{ifname}"`), 13 characters. The network is part
+/// of it: two networks attaching the same container (each with its own eth0 in its
+/// own namespace, or eth0 and eth1) never share a name. None of the three may hold a
+/// `:` (CNI validates them), so distinct attachments hash distinct strings.
+pub fn host_ifname(network: &str, container_id: &str, ifname: &str) -> String {
+    hashed_ifname(&format!("{network}:{container_id}:{ifname}"))
+}
+
+/// The name earlier versions gave the host end, without the network
+/// (sha256(`"{container_id}:{ifname}"`)): DEL, CHECK and GC still find those.
+pub fn legacy_host_ifname(container_id: &str, ifname: &str) -> String {
+    hashed_ifname(&format!("{container_id}:{ifname}"))
+}
+
+fn hashed_ifname(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("{HOST_IFNAME_PREFIX}{}", &hex[..11])
 }
@@ -122,28 +140,34 @@ mod unit_tests {
 
     #[test]
     fn host_ifname_is_zw_and_11_hex_digits() {
-        let name = host_ifname("0123abcd", "eth0");
+        let name = host_ifname("net-a", "0123abcd", "eth0");
         assert_eq!(name.len(), 13, "{name}");
-        assert!(name.starts_with("zw"), "{name}");
-        assert!(
-            name[2..]
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
-            "{name}"
-        );
-        // sha256("0123abcd:eth0") starts with these digits.
-        let digest = Sha256::digest(b"0123abcd:eth0");
+        assert!(is_host_ifname(&name), "{name}");
+        // sha256("net-a:0123abcd:eth0") starts with these digits.
+        let digest = Sha256::digest(b"net-a:0123abcd:eth0");
         assert_eq!(&name[2..], &format_mac(&digest[..6]).replace(':', "")[..11]);
         assert_eq!(
             name,
-            host_ifname("0123abcd", "eth0"),
+            host_ifname("net-a", "0123abcd", "eth0"),
             "the name must be stable"
         );
-        assert_ne!(
-            name,
-            host_ifname("0123abcd", "eth1"),
-            "ifname must be part of the name"
+        for other in [
+            host_ifname("net-a", "0123abcd", "eth1"),
+            host_ifname("net-b", "0123abcd", "eth0"),
+            host_ifname("net-a", "0123abce", "eth0"),
+        ] {
+            assert_ne!(
+                name, other,
+                "network, container and ifname are all part of it"
+            );
+        }
+        let legacy = legacy_host_ifname("0123abcd", "eth0");
+        let digest = Sha256::digest(b"0123abcd:eth0");
+        assert_eq!(
+            &legacy[2..],
+            &format_mac(&digest[..6]).replace(':', "")[..11]
         );
+        assert!(is_host_ifname(&legacy) && legacy != name, "{legacy}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 use futures::TryStreamExt;
 use nix::errno::Errno;
 use rtnetlink::Handle;
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use super::error::{LinkError, is_errno};
@@ -113,4 +114,33 @@ pub(crate) fn link_mac(link: &LinkMessage) -> &[u8] {
 /// Whether the link is administratively up.
 pub(crate) fn link_is_up(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Up)
+}
+
+/// The index of a veth end's peer (in the peer's namespace); `None` for other links.
+pub(crate) fn peer_index(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::Link(index) => Some(*index),
+        _ => None,
+    })
+}
+
+/// The addresses on the link `index` (the dump is filtered by the kernel where it can,
+/// and here again).
+pub(crate) async fn link_addresses(
+    handle: &Handle,
+    index: u32,
+    ifname: &str,
+) -> Result<Vec<AddressMessage>, LinkError> {
+    let messages: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(LinkError::netlink("list addresses", ifname))?;
+    Ok(messages
+        .into_iter()
+        .filter(|msg| msg.header.index == index)
+        .collect())
 }

@@ -24,7 +24,7 @@ fn routed_pair_between_fresh_namespaces() {
     let spec = RoutedSpec {
         netns: pod.path(),
         ifname: "eth0".to_owned(),
-        host_ifname: host_ifname(&format!("test-{}", std::process::id()), "eth0"),
+        host_ifname: host_ifname("test", &format!("test-{}", std::process::id()), "eth0"),
         addrs,
         mtu: Some(1400),
     };
@@ -139,7 +139,7 @@ fn existing_pod_interface_is_refused_without_leftovers() {
     let spec = RoutedSpec {
         netns: pod.path(),
         ifname: "eth0".to_owned(),
-        host_ifname: host_ifname("busy", "eth0"),
+        host_ifname: host_ifname("test", "busy", "eth0"),
         addrs: vec!["10.99.2.2/32".parse().expect("v4")],
         mtu: None,
     };

@@ -10,9 +10,10 @@ use tracing::{debug, warn};
 
 use super::error::{LinkError, is_errno};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::LinkAttribute;
 
-use super::netlink::{delete_link, find_link, link_mac, link_name, with_handle, with_handle_in};
+use super::netlink::{
+    delete_link, find_link, link_mac, link_name, peer_index, with_handle, with_handle_in,
+};
 use super::{
     HOST_IFNAME_PREFIX, HOST_MAC, RoutedLinks, RoutedSpec, format_mac, host_prefix, routes, sysctl,
 };
@@ -36,37 +37,80 @@ pub struct HostEnd {
 /// The first half of [`setup_routed`], which needs no address (so it can run while
 /// IPAM allocates one): the stale host end goes, the pair is made, the host end comes
 /// up; one netlink connection. On failure nothing is left. `spec.addrs` is not read.
+///
+/// When `CNI_IFNAME` is taken in the pod by the pod end of another pair of ours, it
+/// fails with [`LinkError::LeftoverExists`] naming that pair's host end: only the
+/// caller knows whether that attachment is still registered (then it must stay) or a
+/// leftover ([`replace_leftover`]). An interface that vanishes meanwhile (its pair was
+/// being deleted) is no obstacle: the pair is made again.
 pub fn create_routed(spec: &RoutedSpec) -> Result<HostEnd, LinkError> {
     validate_ifname(&spec.ifname)?;
     validate_ifname(&spec.host_ifname)?;
     match make_pair(spec) {
-        // The pod end of a pair this plugin made for an earlier attachment, whose
-        // deletion the enforcer has not finished yet (it deletes retired host veths in
-        // the background): it goes now, and the pair is made again.
-        Err(LinkError::PodInterfaceExists { .. }) if remove_leftover(spec)? => {
-            debug!(ifname = %spec.ifname, "removed the leftover of an earlier attachment");
-            make_pair(spec)
-        }
+        Err(LinkError::PodInterfaceExists { .. }) => match holder(spec)? {
+            Holder::Vanished => {
+                debug!(ifname = %spec.ifname, "the pod interface vanished; making the pair again");
+                make_pair(spec)
+            }
+            Holder::Ours { host_ifname } => Err(LinkError::LeftoverExists {
+                ifname: spec.ifname.clone(),
+                netns: spec.netns.clone(),
+                host_ifname,
+            }),
+            Holder::Foreign => Err(LinkError::PodInterfaceExists {
+                ifname: spec.ifname.clone(),
+                netns: spec.netns.clone(),
+            }),
+        },
         made => made,
     }
 }
 
-/// Deletes `spec.ifname` in the pod when it is the pod end of one of our pairs (its
-/// peer on the host is a `zw…` link with our MAC address); whether it did. Any other
-/// interface of that name is left alone (ADD then fails, naming it).
-fn remove_leftover(spec: &RoutedSpec) -> Result<bool, LinkError> {
-    let ifname = spec.ifname.clone();
-    let peer = with_handle_in(&spec.netns, move |handle| async move {
-        let link = find_link(&handle, &ifname).await?;
-        Ok(link.and_then(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::Link(index) => Some(*index),
-                _ => None,
-            })
-        }))
+/// Deletes the pair of ours whose host end is `host_ifname` (a leftover the caller
+/// found unregistered) and makes the pair for `spec`.
+pub fn replace_leftover(spec: &RoutedSpec, host_ifname: &str) -> Result<HostEnd, LinkError> {
+    validate_ifname(host_ifname)?;
+    let removed = with_handle(|handle| async move {
+        match find_link(&handle, host_ifname).await? {
+            Some(link) if link_mac(&link) == HOST_MAC => {
+                match handle.link().del(link.header.index).execute().await {
+                    Ok(()) => Ok(true),
+                    Err(err) if is_errno(&err, Errno::ENODEV) => Ok(false),
+                    Err(err) => Err(LinkError::netlink("delete link", host_ifname)(err)),
+                }
+            }
+            _ => Ok(false),
+        }
     })?;
-    let Some(index) = peer else {
-        return Ok(false);
+    debug!(
+        host = host_ifname,
+        removed, "leftover pair of an earlier attachment"
+    );
+    create_routed(spec)
+}
+
+/// What holds `CNI_IFNAME` in the pod when the pair was refused.
+enum Holder {
+    /// The pod end of one of our pairs, whose host end has this name.
+    Ours { host_ifname: String },
+    /// Nothing any more (its pair was being deleted).
+    Vanished,
+    /// Another interface, or a pair that is not ours.
+    Foreign,
+}
+
+/// Who holds `spec.ifname` in the pod: ours when its peer on the host is a `zw…` link
+/// with our MAC address.
+fn holder(spec: &RoutedSpec) -> Result<Holder, LinkError> {
+    let ifname = spec.ifname.clone();
+    let pod_end = with_handle_in(&spec.netns, move |handle| async move {
+        let link = find_link(&handle, &ifname).await?;
+        Ok(link.map(|l| peer_index(&l)))
+    })?;
+    let index = match pod_end {
+        None => return Ok(Holder::Vanished),
+        Some(None) => return Ok(Holder::Foreign),
+        Some(Some(index)) => index,
     };
     with_handle(|handle| async move {
         let mut links = handle.link().get().match_index(index).execute();
@@ -79,20 +123,17 @@ fn remove_leftover(spec: &RoutedSpec) -> Result<bool, LinkError> {
                 ));
             }
         };
+        // No such peer here: a pair into another namespace, not ours.
         let Some(link) = link else {
-            return Ok(false);
+            return Ok(Holder::Foreign);
         };
-        let ours = link_name(&link).is_some_and(|n| n.starts_with(HOST_IFNAME_PREFIX))
-            && link_mac(&link) == HOST_MAC;
-        if !ours {
-            return Ok(false);
-        }
-        match handle.link().del(index).execute().await {
-            Ok(()) => Ok(true),
-            Err(err) if is_errno(&err, Errno::ENODEV) => Ok(true),
-            Err(err) => Err(LinkError::netlink("delete link", "a leftover host veth")(
-                err,
-            )),
+        match link_name(&link) {
+            Some(name) if name.starts_with(HOST_IFNAME_PREFIX) && link_mac(&link) == HOST_MAC => {
+                Ok(Holder::Ours {
+                    host_ifname: name.to_owned(),
+                })
+            }
+            _ => Ok(Holder::Foreign),
         }
     })
 }

@@ -31,7 +31,7 @@ use zonewarden_profiles::derive::DeriveError;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::ProfileError;
 use zonewarden_profiles::{
-    AttachMode, AttachmentKey, Endpoint, Profile, ZoneHints, ZoneName, derive_zone,
+    AttachMode, AttachmentKey, Endpoint, Profile, ZoneClaims, ZoneHints, ZoneName, derive_zone,
 };
 
 use crate::audit::{ChangeNote, Note};
@@ -95,6 +95,8 @@ pub struct EndpointRegistry {
     dataplane: Arc<dyn RulesetDataplane>,
     /// Whether the table is intact and chained endpoints are enforced.
     readiness: Arc<crate::readiness::Readiness>,
+    /// The operator's exceptions to "an annotation names a zone of its own namespace".
+    claims: Arc<ZoneClaims>,
 }
 
 impl EndpointRegistry {
@@ -139,12 +141,20 @@ impl EndpointRegistry {
             store,
             dataplane,
             readiness: Arc::default(),
+            claims: Arc::default(),
         })
     }
 
     /// What the guard and the chained-mode check know (see [`crate::readiness`]).
     pub fn readiness(&self) -> &Arc<crate::readiness::Readiness> {
         &self.readiness
+    }
+
+    /// Sets the zones pods may claim by annotation outside their own namespace
+    /// (`--allow-zone-claim`); none by default.
+    pub fn with_zone_claims(mut self, claims: ZoneClaims) -> Self {
+        self.claims = Arc::new(claims);
+        self
     }
 
     /// Replaces how open connections of newly quarantined addresses are cut (tests
@@ -200,7 +210,7 @@ impl EndpointRegistry {
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
     /// rules are in the kernel. `note` says who asked, for the audit log.
     pub async fn add(&self, request: AddRequest, note: Note) -> Result<Endpoint, RegistryError> {
-        let (zone, zone_source) = derive_zone(&request.hints)?;
+        let (zone, zone_source) = derive_zone(&request.hints, &self.claims)?;
         let endpoint = Endpoint {
             key: request.key,
             zone,
@@ -273,6 +283,13 @@ impl EndpointRegistry {
 
     pub fn get(&self, key: &AttachmentKey) -> Option<Endpoint> {
         self.snapshot().endpoints.get(key).cloned()
+    }
+
+    /// One endpoint as of the last completed mutation, without building a snapshot
+    /// (a repeated ADD asks this before it touches anything).
+    pub fn lookup(&self, key: &AttachmentKey) -> Option<Endpoint> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.endpoints.get(key).cloned()
     }
 
     /// The version of `zone`'s profile (0: none), without building a snapshot.
