@@ -306,3 +306,62 @@ impl Ruleset {
         reported
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::endpoint::{AttachMode, AttachmentKey};
+    use crate::derive::ZoneSource;
+
+    fn endpoint(pod: &str) -> Endpoint {
+        Endpoint {
+            key: AttachmentKey {
+                network: "n".into(),
+                container_id: "c".into(),
+                ifname: "eth0".into(),
+            },
+            zone: ZoneName::parse("shop/web").unwrap(),
+            zone_source: ZoneSource::Workload,
+            netns: String::new(),
+            host_ifname: None,
+            ips: Vec::new(),
+            mac: None,
+            node: "n1".into(),
+            pod_namespace: Some("shop".into()),
+            pod_name: Some(pod.into()),
+            attach_mode: AttachMode::Routed,
+            created_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_multibyte_pod_name_is_cut_on_a_character_boundary() {
+        // 109 x + é puts the 2-byte é across byte 120 of "shop/web pod shop/...".
+        let pod = format!("{}é", "x".repeat(109));
+        let comment = member_comment(&endpoint(&pod));
+        assert!(comment.len() <= MAX_MEMBER_COMMENT_BYTES, "{comment}");
+        assert!(comment.starts_with("shop/web pod shop/xxx"));
+    }
+
+    proptest! {
+        #[test]
+        fn truncation_never_splits_a_character(text in "\\PC{0,200}", max in 0usize..260) {
+            let cut = truncate_chars(text.clone(), max);
+            prop_assert!(cut.len() <= max);
+            prop_assert!(text.starts_with(&cut));
+            // Nothing more fits: the next character would cross `max`.
+            if cut.len() < text.len() {
+                let next = text[cut.len()..].chars().next().unwrap();
+                prop_assert!(cut.len() + next.len_utf8() > max);
+            }
+        }
+
+        #[test]
+        fn member_comments_of_any_pod_name_are_valid(pod in "\\PC{0,300}") {
+            let comment = member_comment(&endpoint(&pod));
+            prop_assert!(comment.len() <= MAX_MEMBER_COMMENT_BYTES);
+        }
+    }
+}
