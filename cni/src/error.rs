@@ -108,7 +108,7 @@ pub fn from_link(err: crate::link::LinkError) -> CniError {
         | LinkError::LeftoverExists { .. }
         | LinkError::InvalidName { .. } => ErrorCode::InvalidConfig,
         LinkError::Ipv6Unavailable { .. } => ErrorCode::UnsupportedField,
-        LinkError::Ipv6Forwarding { .. } => ErrorCode::InvalidConfig,
+        LinkError::Ipv6Forwarding { .. } | LinkError::Chained { .. } => ErrorCode::InvalidConfig,
         _ => ErrorCode::Io,
     };
     CniError::new(code, chain(&err))

@@ -552,6 +552,7 @@ mod tests {
             pod_name: pod.1.into(),
             attach_mode: "routed".into(),
             created_unix_ms: NOW - age_secs * 1000,
+            bridge: String::new(),
         }
     }
 

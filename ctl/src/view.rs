@@ -42,6 +42,9 @@ pub struct EndpointView {
     pub pod_name: String,
     pub attach_mode: String,
     pub created_unix_ms: i64,
+    /// Chained after a bridge: the bridge the host interface is a port of.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bridge: String,
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -59,6 +62,7 @@ impl From<v1::Endpoint> for EndpointView {
             pod_name: ep.pod_name,
             attach_mode: ep.attach_mode,
             created_unix_ms: ep.created_unix_ms,
+            bridge: ep.bridge,
         }
     }
 }

@@ -70,15 +70,62 @@ pub fn add_request_from_proto(request: v1::AddEndpointRequest) -> Result<AddRequ
             request.attach_mode
         ))
     })?;
+    let bridge = optional(request.bridge);
+    let host_ifname = optional(request.host_ifname);
+    let mac = optional(request.mac);
+    if let Some(bridge) = &bridge {
+        let problem = if attach_mode != AttachMode::Chained {
+            Some("a bridge port is only registered in chained mode")
+        } else if host_ifname.is_none() {
+            Some("a bridge port needs its host_ifname")
+        } else if !mac.as_deref().is_some_and(is_mac) {
+            Some("a bridge port needs the pod's MAC address (aa:bb:cc:dd:ee:ff)")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(Status::invalid_argument(format!(
+                "bridge {bridge:?}: {problem}"
+            )));
+        }
+    }
+    for (what, name) in [("host_ifname", &host_ifname), ("bridge", &bridge)] {
+        if let Some(name) = name
+            && !is_ifname(name)
+        {
+            return Err(Status::invalid_argument(format!(
+                "{what} {name:?} is not an interface name (1-15 characters, no '/', ':' or spaces)"
+            )));
+        }
+    }
     Ok(AddRequest {
         key: key_from_proto(request.key)?,
         hints: hints_from_proto(request.hints.unwrap_or_default())?,
         netns: request.netns,
-        host_ifname: optional(request.host_ifname),
+        host_ifname,
         ips,
-        mac: optional(request.mac),
+        mac,
         attach_mode,
+        bridge,
     })
+}
+
+/// `aa:bb:cc:dd:ee:ff` in lowercase or uppercase hex.
+fn is_mac(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A Linux interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
+fn is_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':'])
+        && !name.contains(char::is_whitespace)
 }
 
 /// An optional filter: empty means none.
@@ -113,6 +160,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> v1::Endpoint {
         pod_name: endpoint.pod_name.clone().unwrap_or_default(),
         attach_mode: endpoint.attach_mode.as_str().to_owned(),
         created_unix_ms: endpoint.created_unix_ms,
+        bridge: endpoint.bridge.clone().unwrap_or_default(),
     }
 }
 

@@ -25,6 +25,7 @@
 //! - [`web`]: the read-only HTTP endpoint: the zone-map page, `/api/map`, `/metrics`.
 
 pub mod audit;
+pub mod bridge_nf;
 pub mod conntrack;
 pub mod convert;
 pub mod flows;

@@ -263,6 +263,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
+    let bridge = tokio::spawn(zonewarden_enforcer::bridge_nf::follow_forever(
+        registry.clone(),
+    ));
     let replay = tokio::spawn(pending_del::replay_forever(
         registry.clone(),
         pending_del::queue_dir(&cli.socket),
@@ -294,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, ingest, persist, follow]
+    for task in [replay, ingest, persist, follow, bridge]
         .into_iter()
         .chain(web)
         .chain(guard)

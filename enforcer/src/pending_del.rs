@@ -150,6 +150,7 @@ mod tests {
             ips: vec!["10.0.0.5/24".parse().unwrap()],
             mac: None,
             attach_mode: zonewarden_profiles::AttachMode::Chained,
+            bridge: None,
         };
         registry.add(request, note()).await.unwrap();
 

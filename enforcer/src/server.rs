@@ -99,14 +99,15 @@ impl EnforcerService {
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
-        RegistryError::InvalidZone(_) | RegistryError::Profile(_) => {
-            Status::invalid_argument(err.to_string())
-        }
+        RegistryError::InvalidZone(_)
+        | RegistryError::Profile(_)
+        | RegistryError::AddressInUse { .. } => Status::invalid_argument(err.to_string()),
         RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
         RegistryError::Store(_)
         | RegistryError::Dataplane { .. }
         | RegistryError::Kernel(_)
         | RegistryError::Audit(_) => Status::unavailable(err.to_string()),
+        RegistryError::BridgeNetfilter(_) => Status::failed_precondition(err.to_string()),
         RegistryError::Task(_) => Status::internal(err.to_string()),
     }
 }

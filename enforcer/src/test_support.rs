@@ -24,6 +24,7 @@ pub fn endpoint(container_id: &str, zone: &str, ips: &[&str]) -> Endpoint {
         pod_name: None,
         attach_mode: AttachMode::Routed,
         created_unix_ms: 1_700_000_000_000,
+        bridge: None,
     }
 }
 

@@ -58,8 +58,13 @@ pub struct Endpoint {
     pub zone: ZoneName,
     pub zone_source: ZoneSource,
     pub netns: String,
-    /// The host-side interface, when there is one (routed mode).
+    /// The host-side interface, when there is one: the routed mode's veth, or in
+    /// chained mode the host end of the pod's veth pair (a bridge port after `bridge`).
     pub host_ifname: Option<String>,
+    /// In chained mode after a bridge: the bridge `host_ifname` is a port of. Its
+    /// traffic is bridged, so anti-spoofing happens in the bridge family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
     pub ips: Vec<IpNet>,
     pub mac: Option<String>,
     pub node: String,

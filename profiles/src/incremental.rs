@@ -117,6 +117,8 @@ struct Tracked {
     local: bool,
     container_id: String,
     host_ifname: Option<String>,
+    bridged: bool,
+    mac: Option<String>,
     comment: String,
     addrs: Vec<IpAddr>,
 }
@@ -454,6 +456,8 @@ impl Incremental {
             local,
             container_id: key.container_id.clone(),
             host_ifname: endpoint.host_ifname.clone(),
+            bridged: crate::ruleset::is_bridged(endpoint),
+            mac: crate::ruleset::bridge_mac(endpoint),
             comment: member_comment(endpoint),
             addrs,
         };
@@ -685,6 +689,8 @@ impl Incremental {
             let local = claims.and_then(|c| newest(&c.local)).map(|t| LocalAddr {
                 zone_id: t.zone_id,
                 host_ifname: t.host_ifname.clone(),
+                bridged: t.bridged,
+                mac: t.mac.clone(),
                 quarantined: state.quarantined_endpoints.contains(&t.container_id)
                     || state.policy.zone_quarantined(&t.zone),
                 comment: t.comment.clone(),

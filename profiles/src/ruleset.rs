@@ -64,8 +64,12 @@ impl ZoneRules {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LocalAddr {
     pub zone_id: u32,
-    /// The host-side interface (routed mode): packets from it must carry this address.
+    /// The host-side interface: packets from it must carry this address.
     pub host_ifname: Option<String>,
+    /// `host_ifname` is a bridge port (chained after a bridge): its frames must carry
+    /// this address and `mac` (when known), checked in the bridge family.
+    pub bridged: bool,
+    pub mac: Option<String>,
     pub quarantined: bool,
     pub comment: String,
 }
@@ -106,6 +110,17 @@ pub fn member_comment(ep: &Endpoint) -> String {
         _ => format!("container {}", ep.key.container_id),
     };
     truncate_chars(format!("{} {who}", ep.zone), MAX_MEMBER_COMMENT_BYTES)
+}
+
+/// Whether an endpoint's host interface is a bridge port (chained after a bridge).
+pub fn is_bridged(ep: &Endpoint) -> bool {
+    ep.bridge.is_some() && ep.host_ifname.is_some()
+}
+
+/// The MAC address a bridge port's frames must carry (only bridged endpoints have one
+/// in the data plane).
+pub fn bridge_mac(ep: &Endpoint) -> Option<String> {
+    ep.mac.clone().filter(|m| is_bridged(ep) && !m.is_empty())
 }
 
 /// At most this many bytes of an endpoint's comment are kept.
@@ -151,6 +166,8 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
             let local = LocalAddr {
                 zone_id: id,
                 host_ifname: ep.host_ifname.clone(),
+                bridged: is_bridged(ep),
+                mac: bridge_mac(ep),
                 quarantined,
                 comment: member_comment(ep),
             };
@@ -312,8 +329,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::endpoint::{AttachMode, AttachmentKey};
     use crate::derive::ZoneSource;
+    use crate::endpoint::{AttachMode, AttachmentKey};
 
     fn endpoint(pod: &str) -> Endpoint {
         Endpoint {
@@ -331,6 +348,7 @@ mod tests {
             node: "n1".into(),
             pod_namespace: Some("shop".into()),
             pod_name: Some(pod.into()),
+            bridge: None,
             attach_mode: AttachMode::Routed,
             created_unix_ms: 0,
         }

@@ -108,6 +108,7 @@ fn endpoint(spec: &EndpointSpec) -> Endpoint {
         pod_name: spec.pod.then(|| format!("pod-{}", spec.key)),
         attach_mode: AttachMode::Routed,
         created_unix_ms: spec.created,
+        bridge: None,
         key,
     }
 }

@@ -51,6 +51,7 @@ fn endpoint(i: usize, zone_index: usize) -> Endpoint {
         pod_name: None,
         attach_mode: AttachMode::Routed,
         created_unix_ms: 0,
+        bridge: None,
     }
 }
 

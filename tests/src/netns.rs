@@ -65,20 +65,26 @@ impl Netns {
             .collect()
     }
 
-    /// The elements of one set or map of the zonewarden table, each as nft's JSON of it;
-    /// panics when the table has no such set or map.
+    /// The elements of one set or map of the zonewarden tables (inet and bridge), each
+    /// as nft's JSON of it; panics when neither table has such a set or map.
     pub fn nft_elements(&self, name: &str) -> Vec<String> {
-        let out = self.nft(&["-j", "list", "table", "inet", "zonewarden"]);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
-        let found = v["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find_map(|item| {
-                let set = item.get("set").or_else(|| item.get("map"))?;
-                (set["name"] == name).then(|| set["elem"].as_array().cloned().unwrap_or_default())
+        let mut found = None;
+        for family in ["inet", "bridge"] {
+            let out = self.nft(&["-j", "list", "table", family, "zonewarden"]);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
+            found = found.or_else(|| {
+                v["nftables"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|item| {
+                        let set = item.get("set").or_else(|| item.get("map"))?;
+                        (set["name"] == name)
+                            .then(|| set["elem"].as_array().cloned().unwrap_or_default())
+                    })
             });
-        let elems = found.unwrap_or_else(|| panic!("the table has no set or map {name}"));
+        }
+        let elems = found.unwrap_or_else(|| panic!("the tables have no set or map {name}"));
         elems.iter().map(ToString::to_string).collect()
     }
 

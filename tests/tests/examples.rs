@@ -70,3 +70,18 @@ fn chained_example_conflist() {
     require_root!();
     attach_reach_detach("20-bridge-chained.conflist");
 }
+
+/// The README shows the example conflists inline: they must be the files, byte for
+/// byte, so that what an operator copies is what the tests run.
+#[test]
+fn the_readme_shows_the_example_conflists_as_they_are() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for file in ["20-bridge-chained.conflist"] {
+        let text = std::fs::read_to_string(root.join("deploy/cni").join(file)).expect(file);
+        assert!(
+            readme.contains(text.trim()),
+            "README.md must show deploy/cni/{file} exactly"
+        );
+    }
+}

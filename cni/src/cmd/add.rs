@@ -154,7 +154,10 @@ fn attach_routed(
     register(
         inv,
         enforcer,
-        &spec.host_ifname,
+        HostSide {
+            ifname: &spec.host_ifname,
+            bridge: None,
+        },
         &addrs,
         &links.pod_mac,
         "routed",
@@ -231,10 +234,17 @@ pub(super) fn routed_result(
 /// Registers the attachment. With `rollback` (a new attachment) a failure undoes the
 /// registration too, in case the enforcer made it before the answer was lost; without
 /// (a record is being replaced) the record is left to the runtime's DEL.
+/// Where the endpoint meets the node: its host interface, and in chained mode after a
+/// bridge the bridge that interface is a port of.
+struct HostSide<'a> {
+    ifname: &'a str,
+    bridge: Option<&'a str>,
+}
+
 fn register(
     inv: &Invocation<'_>,
     enforcer: &mut Enforcer,
-    host_ifname: &str,
+    host: HostSide<'_>,
     addrs: &[IpNet],
     mac: &str,
     mode: &str,
@@ -244,10 +254,11 @@ fn register(
         key: Some(inv.key()),
         hints: Some(inv.hints()),
         netns: inv.netns_str(),
-        host_ifname: host_ifname.to_owned(),
+        host_ifname: host.ifname.to_owned(),
         ips: addrs.iter().map(ToString::to_string).collect(),
         mac: mac.to_owned(),
         attach_mode: mode.to_owned(),
+        bridge: host.bridge.unwrap_or_default().to_owned(),
     };
     if let Some(rollback) = rollback {
         rollback.registered = Some(inv.key());
@@ -286,16 +297,34 @@ fn add_chained(
             inv.env.ifname
         )));
     }
-    let mac = prev.interfaces[index].mac.clone().unwrap_or_default();
+    // prevResult is only a claim: the interface, its addresses and its MAC are read
+    // from the container, and its host end from the node.
+    let netns = inv.container_netns()?;
+    let (pod, host) = link::chained_interface(netns, &inv.env.ifname).map_err(from_link)?;
+    for ip in &ips {
+        if !pod.addrs.iter().any(|have| have.addr() == ip.addr()) {
+            return Err(CniError::config(format!(
+                "prevResult gives {} the address {ip}, but {} in {} does not have it: the previous plugin's result does not match the container",
+                inv.env.ifname,
+                inv.env.ifname,
+                netns.display()
+            )));
+        }
+    }
+    let mac = pod.mac.clone();
     let addrs = host_prefixes(&ips);
+    let side = || HostSide {
+        ifname: &host.name,
+        bridge: host.bridge.as_deref(),
+    };
     match registered {
         // A repeated ADD: the record already says this; register nothing again.
-        Some(ep) if repeat::chained_unchanged(inv, ep, &addrs, &mac)? => {
+        Some(ep) if repeat::chained_unchanged(inv, ep, &addrs, &mac, &host)? => {
             tracing::info!("repeated ADD: the attachment is registered as it is");
         }
         // The previous plugin reports other addresses now: the record is replaced,
         // and on failure left as it was.
-        Some(_) => register(inv, enforcer, "", &addrs, &mac, "chained", None)?,
+        Some(_) => register(inv, enforcer, side(), &addrs, &mac, "chained", None)?,
         None => {
             let mut rollback = Rollback {
                 ipam: None,
@@ -305,7 +334,7 @@ fn add_chained(
             if let Err(e) = register(
                 inv,
                 enforcer,
-                "",
+                side(),
                 &addrs,
                 &mac,
                 "chained",

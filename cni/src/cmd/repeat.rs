@@ -76,6 +76,7 @@ pub(super) fn chained_unchanged(
     ep: &v1::Endpoint,
     addrs: &[IpNet],
     mac: &str,
+    host: &link::HostPeer,
 ) -> Result<bool, CniError> {
     if let Some(reason) = other_sandbox(inv, ep, "chained") {
         return Err(conflict(inv, &[reason]));
@@ -84,7 +85,9 @@ pub(super) fn chained_unchanged(
     let mut wanted = addrs.to_vec();
     recorded.sort();
     wanted.sort();
-    if recorded != wanted || (!mac.is_empty() && !ep.mac.eq_ignore_ascii_case(mac)) {
+    let same_host =
+        ep.host_ifname == host.name && ep.bridge == host.bridge.clone().unwrap_or_default();
+    if recorded != wanted || (!mac.is_empty() && !ep.mac.eq_ignore_ascii_case(mac)) || !same_host {
         return Ok(false);
     }
     let netns = inv.env.netns.clone().unwrap_or_default();

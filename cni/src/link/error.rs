@@ -49,6 +49,12 @@ pub enum LinkError {
          or remove the ipv6 range from the IPAM config"
     )]
     Ipv6Forwarding { addr: IpNet, reason: String },
+    #[error("chained mode: interface {ifname} in {netns} {reason}")]
+    Chained {
+        ifname: String,
+        netns: PathBuf,
+        reason: String,
+    },
     #[error("failed to write sysctl {path} for {ifname}")]
     Sysctl {
         ifname: String,

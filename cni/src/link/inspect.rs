@@ -9,7 +9,10 @@ use rtnetlink::Handle;
 use rtnetlink::packet_route::address::AddressAttribute;
 
 use super::error::LinkError;
-use super::netlink::{find_link, link_addresses, link_is_up, link_mac, link_name, with_handle};
+use super::netlink::{
+    controller_index, find_link, is_veth, link_addresses, link_is_up, link_kind, link_mac,
+    link_name, peer_index, with_handle,
+};
 use super::table::{MainRoute, main_routes};
 use super::{GATEWAY_V4, GATEWAY_V6, PodInterface, RoutedSpec, format_mac, host_prefix};
 use crate::netns::run_in_netns;
@@ -20,6 +23,95 @@ pub fn pod_interface(netns: &Path, ifname: &str) -> Result<Option<PodInterface>,
     run_in_netns(netns, move || {
         with_handle(|handle| async move { read_interface(&handle, &ifname).await })
     })?
+}
+
+/// Where a chained attachment's interface meets the node: the host end of its veth
+/// pair, and the bridge that end is a port of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPeer {
+    pub name: String,
+    pub bridge: Option<String>,
+}
+
+/// The container interface `ifname` of a chained attachment, as it really is in
+/// `netns` (not as the previous plugin's result says), and its host end in the
+/// caller's network namespace. Only veth pairs qualify: the traffic of a macvlan or
+/// ipvlan interface never crosses the node's firewall, so it could not be enforced.
+pub fn chained_interface(
+    netns: &Path,
+    ifname: &str,
+) -> Result<(PodInterface, HostPeer), LinkError> {
+    let fail = |reason: String| LinkError::Chained {
+        ifname: ifname.to_owned(),
+        netns: netns.to_owned(),
+        reason,
+    };
+    let name = ifname.to_owned();
+    let found = run_in_netns(netns, move || {
+        with_handle(|handle| async move {
+            let Some(link) = find_link(&handle, &name).await? else {
+                return Ok(None);
+            };
+            let kind = link_kind(&link);
+            let veth = is_veth(&link);
+            let peer = peer_index(&link);
+            let pod = read_interface(&handle, &name).await?;
+            Ok(pod.map(|pod| (pod, veth, kind, peer)))
+        })
+    })??;
+    let Some((pod, veth, kind, peer)) = found else {
+        return Err(fail(
+            "does not exist: the previous plugin's result names an interface the container does not have".to_owned(),
+        ));
+    };
+    if !veth {
+        return Err(fail(format!(
+            "is a {} interface, not a veth pair with the node: its traffic does not cross the node's firewall, so zonewarden cannot enforce it",
+            kind.as_deref().unwrap_or("non-veth")
+        )));
+    }
+    let Some(peer) = peer else {
+        return Err(fail("is a veth without a peer".to_owned()));
+    };
+    let pod_index = pod.index;
+    let host = with_handle(|handle| async move {
+        let Some(link) = link_by_index(&handle, peer).await? else {
+            return Ok(None);
+        };
+        // The peer must point back at the pod's interface: an index of another
+        // namespace that happens to exist here is not the host end.
+        if peer_index(&link) != Some(pod_index) || !is_veth(&link) {
+            return Ok(None);
+        }
+        let name = link_name(&link).map(str::to_owned);
+        let bridge = match controller_index(&link) {
+            Some(index) => link_by_index(&handle, index)
+                .await?
+                .and_then(|b| link_name(&b).map(str::to_owned)),
+            None => None,
+        };
+        Ok(name.map(|name| HostPeer { name, bridge }))
+    })?;
+    let host = host.ok_or_else(|| {
+        fail("has its veth peer outside the network namespace the plugin runs in; run the plugin in the node's network namespace".to_owned())
+    })?;
+    Ok((pod, host))
+}
+
+/// The link with `index` in the handle's namespace, or `None`.
+async fn link_by_index(
+    handle: &Handle,
+    index: u32,
+) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, LinkError> {
+    let mut links = handle.link().get().match_index(index).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(err) if super::error::is_errno(&err, nix::errno::Errno::ENODEV) => Ok(None),
+        Err(err) => Err(LinkError::netlink(
+            "look up link",
+            &format!("index {index}"),
+        )(err)),
+    }
 }
 
 /// Names of the links in the caller's network namespace that start with `prefix`.

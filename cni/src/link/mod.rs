@@ -40,7 +40,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 pub use error::LinkError;
-pub use inspect::{list_host_links, pod_interface, verify_routed};
+pub use inspect::{HostPeer, chained_interface, list_host_links, pod_interface, verify_routed};
 pub use release::{RELEASED_PREFIX, release_pod_end};
 pub use veth::{
     HostEnd, configure_routed, create_routed, replace_leftover, setup_routed, teardown_routed,

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use nix::errno::Errno;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::address::AddressMessage;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 
 use super::error::{LinkError, is_errno};
 use crate::netns::run_in_netns;
@@ -114,6 +114,35 @@ pub(crate) fn link_mac(link: &LinkMessage) -> &[u8] {
 /// Whether the link is administratively up.
 pub(crate) fn link_is_up(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Up)
+}
+
+/// Whether the link is one end of a veth pair.
+pub(crate) fn is_veth(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
+        _ => false,
+    })
+}
+
+/// The kind of the link as the kernel names it (`veth`, `macvlan`, ...), if it says.
+pub(crate) fn link_kind(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(kind) => Some(kind.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// The index of the bridge (or other controller) the link is a port of.
+pub(crate) fn controller_index(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::Controller(index) => Some(*index),
+        _ => None,
+    })
 }
 
 /// The index of a veth end's peer (in the peer's namespace); `None` for other links.

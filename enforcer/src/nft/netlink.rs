@@ -272,7 +272,12 @@ fn element_message(
         Verb::Add => (NfTablesMessage::NewSetElement(body), NLM_F_CREATE),
         Verb::Delete => (NfTablesMessage::DeleteSetElement(body), 0),
     };
-    let header = NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0);
+    let family = if super::ruleset::names::family_of(&change.set) == super::ruleset::BRIDGE_FAMILY {
+        NetfilterProtoFamily::Bridge
+    } else {
+        NetfilterProtoFamily::Inet
+    };
+    let header = NetfilterHeader::new(family, 0, 0);
     let mut message = NetlinkMessage::new(
         NetlinkHeader::default(),
         NetlinkPayload::from(NetfilterMessage::new(header, inner)),
@@ -336,6 +341,7 @@ pub fn key_bytes(key: &[Part]) -> Vec<u8> {
                 field[..n].copy_from_slice(&name.as_bytes()[..n]);
                 bytes.extend_from_slice(&field);
             }
+            Part::Mac(mac) => bytes.extend(parse_mac(mac)),
             Part::Proto(p) => bytes.push(*p),
             Part::Port(p) => bytes.extend_from_slice(&p.to_be_bytes()),
         }
@@ -344,6 +350,16 @@ pub fn key_bytes(key: &[Part]) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// The six bytes of `aa:bb:cc:dd:ee:ff` (zeros where a byte does not parse; the
+/// registry only keeps MAC addresses it validated).
+fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
 }
 
 /// Whether every change can go as a netlink batch: no interval set (their elements

@@ -67,6 +67,18 @@ pub enum RegistryError {
         "the change was refused and nothing was changed, because its audit entry cannot be written: {0}"
     )]
     Audit(#[source] crate::audit::AuditError),
+    #[error(
+        "chained endpoints after a bridge cannot be enforced on this node: {0}; nothing was registered"
+    )]
+    BridgeNetfilter(String),
+    #[error(
+        "address {addr} belongs to endpoint {holder} in {netns}, which still exists: the previous plugin's result claims another pod's address; DEL that endpoint first if the address was moved"
+    )]
+    AddressInUse {
+        addr: IpAddr,
+        holder: AttachmentKey,
+        netns: String,
+    },
     #[error("a registry task failed: {0}; this is a bug, please report it")]
     Task(String),
 }
@@ -81,6 +93,8 @@ pub struct AddRequest {
     pub ips: Vec<IpNet>,
     pub mac: Option<String>,
     pub attach_mode: AttachMode,
+    /// Chained after a bridge: the bridge `host_ifname` is a port of.
+    pub bridge: Option<String>,
 }
 
 #[derive(Clone)]
@@ -211,6 +225,15 @@ impl EndpointRegistry {
     /// rules are in the kernel. `note` says who asked, for the audit log.
     pub async fn add(&self, request: AddRequest, note: Note) -> Result<Endpoint, RegistryError> {
         let (zone, zone_source) = derive_zone(&request.hints, &self.claims)?;
+        if request.bridge.is_some() {
+            // Bridged traffic must reach netfilter, or the port is not enforced.
+            let checked =
+                blocking(|| crate::bridge_nf::ensure().map_err(RegistryError::BridgeNetfilter))
+                    .await;
+            self.readiness
+                .set_bridge(checked.as_ref().err().map(ToString::to_string));
+            checked?;
+        }
         let endpoint = Endpoint {
             key: request.key,
             zone,
@@ -224,6 +247,7 @@ impl EndpointRegistry {
             pod_name: request.hints.pod_name.filter(|s| !s.is_empty()),
             attach_mode: request.attach_mode,
             created_unix_ms: now_unix_ms(),
+            bridge: request.bridge,
         };
         let added = endpoint.clone();
         self.mutate(move |state| state.add(endpoint, Some(&note)))

@@ -324,9 +324,35 @@ impl RegistryState {
         })
     }
 
+    /// For a chained endpoint (whose addresses come from another plugin's result): an
+    /// address that another endpoint of this node holds while that endpoint's network
+    /// namespace still exists. A stale holder (its namespace is gone, its DEL not yet
+    /// here) is not one: the newest owner takes the address, as after a reuse.
+    fn live_holder(&self, endpoint: &Endpoint) -> Option<(IpAddr, &Endpoint)> {
+        if endpoint.attach_mode != zonewarden_profiles::AttachMode::Chained {
+            return None;
+        }
+        endpoint.addrs().find_map(|addr| {
+            self.endpoints
+                .values()
+                .filter(|other| other.key != endpoint.key && other.node == self.node)
+                .filter(|other| other.netns != endpoint.netns)
+                .filter(|other| std::path::Path::new(&other.netns).exists())
+                .find(|other| other.addrs().any(|a| a == addr))
+                .map(|other| (addr, other))
+        })
+    }
+
     /// Registers or replaces an endpoint; `note` says who asked (recorded in the audit
     /// log before the kernel sees the endpoint; `None`: not recorded).
     pub fn add(&mut self, endpoint: Endpoint, note: Option<&Note>) -> Result<(), RegistryError> {
+        if let Some((addr, holder)) = self.live_holder(&endpoint) {
+            return Err(RegistryError::AddressInUse {
+                addr,
+                holder: holder.key.clone(),
+                netns: holder.netns.clone(),
+            });
+        }
         let key = endpoint.key.clone();
         let old = self.endpoints.get(&key).cloned();
         let zone_ids_before = self.zone_ids.clone();

@@ -57,6 +57,7 @@ fn request(container_id: &str, zone: &str, ips: &[&str]) -> AddRequest {
         ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
         mac: None,
         attach_mode: AttachMode::Routed,
+        bridge: None,
     }
 }
 

@@ -16,11 +16,11 @@ use zonewarden_profiles::ruleset::Ruleset;
 
 use super::elements::element_changes;
 use super::expr;
-use super::names::{BASE_CHAINS, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
+use super::names::{ALL_BASE_CHAINS, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
 use super::render_diff::diff_commands;
-use super::{KernelView, Options};
+use super::{BRIDGE_FAMILY, KernelView, Options};
 use crate::nft::netlink::{ElementSocket, expressible};
 use crate::nft::{FAMILY, NftError, TABLE};
 
@@ -206,22 +206,35 @@ impl RulesetDataplane for NftRulesetDataplane {
 
     fn read(&self) -> Result<KernelView, NftError> {
         let action = format!("list table {FAMILY} {TABLE}");
-        let args = ["-j", "-p", "list", "table", FAMILY, TABLE];
-        let stdout = match self.run(&args, None, &action) {
-            Ok(stdout) => stdout,
-            Err(NftError::Failed { stderr, .. })
-                if stderr.contains("No such file or directory") =>
-            {
-                return Ok(KernelView::default());
-            }
-            Err(err) => return Err(err),
-        };
         let parse_error = |detail: String| NftError::Parse {
             action: action.clone(),
             detail,
         };
-        let listing: Value =
-            serde_json::from_str(&stdout).map_err(|e| parse_error(e.to_string()))?;
+        // Both tables as one listing: their objects have distinct names. A missing
+        // table lists as nothing (the base transaction creates it).
+        let mut items = Vec::new();
+        for family in [FAMILY, BRIDGE_FAMILY] {
+            let args = ["-j", "-p", "list", "table", family, TABLE];
+            let action = format!("list table {family} {TABLE}");
+            let stdout = match self.run(&args, None, &action) {
+                Ok(stdout) => stdout,
+                Err(NftError::Failed { stderr, .. })
+                    if stderr.contains("No such file or directory") =>
+                {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let listing: Value =
+                serde_json::from_str(&stdout).map_err(|e| parse_error(e.to_string()))?;
+            if let Some(Value::Array(list)) = listing.get("nftables") {
+                items.extend(list.iter().cloned());
+            }
+        }
+        if items.is_empty() {
+            return Ok(KernelView::default());
+        }
+        let listing = expr::transaction(items);
         read_listing_for(&listing, &self.opts).map_err(parse_error)
     }
 
@@ -338,7 +351,7 @@ impl RulesetDataplane for MemoryDataplane {
         let mut state = self.lock();
         Self::injected_failure(&mut state, "create the base chains")?;
         let opts = Options::default();
-        for chain in BASE_CHAINS {
+        for chain in ALL_BASE_CHAINS {
             let comments = base_chain_rules(chain, settings, &opts)
                 .into_iter()
                 .map(|r| r.comment)

@@ -24,6 +24,8 @@ pub enum Part {
     /// A prefix of an interval set.
     Prefix(IpNet),
     Ifname(String),
+    /// A MAC address, `aa:bb:cc:dd:ee:ff`.
+    Mac(String),
     /// An IP protocol number (ICMPv6 is 58 in IPv6 sets, ICMP 1 in IPv4 ones).
     Proto(u8),
     Port(u16),
@@ -81,6 +83,7 @@ impl Elem {
                 Part::Addr(a) => a.to_string().into(),
                 Part::Prefix(n) => expr::prefix(n),
                 Part::Ifname(i) => i.as_str().into(),
+                Part::Mac(m) => m.as_str().into(),
                 Part::Proto(p) => proto_json(*p),
                 Part::Port(p) => (*p).into(),
             }
@@ -188,7 +191,7 @@ pub fn element_changes(diff: &RulesetDiff, new: &Ruleset) -> Vec<SetChange> {
         zone_add.push(zone.id, Dir::In, i, &zone.cidr_in, &zone.world_in);
     }
 
-    let (iface_del, iface_add) = pod_iface_changes(diff, new);
+    let (port_del, port_add) = port_changes(diff, new);
     let mut changes = Vec::new();
     let mut push = |verb, set: String, elems: Vec<Elem>| {
         if !elems.is_empty() {
@@ -198,68 +201,82 @@ pub fn element_changes(diff: &RulesetDiff, new: &Ruleset) -> Vec<SetChange> {
     for (set, elems) in del.by_set() {
         push(Verb::Delete, set.to_owned(), elems);
     }
-    push(Verb::Delete, POD_IFACES.to_owned(), iface_del);
+    for (set, elems) in port_del.by_set() {
+        push(Verb::Delete, set.to_owned(), elems);
+    }
     for (set, elems) in zone_del.sets {
         push(Verb::Delete, set, elems);
     }
     for (set, elems) in add.by_set() {
         push(Verb::Add, set.to_owned(), elems);
     }
-    push(Verb::Add, POD_IFACES.to_owned(), iface_add);
+    for (set, elems) in port_add.by_set() {
+        push(Verb::Add, set.to_owned(), elems);
+    }
     for (set, elems) in zone_add.sets {
         push(Verb::Add, set, elems);
     }
     changes
 }
 
-/// Host interfaces to remove (no local address of `new` uses them) and to add (no
-/// local address of the old ruleset used them: its addresses are the unchanged ones
-/// of `new` and the deleted ones of `diff`). Only the interfaces the diff names are
-/// looked up, each with one pass over `new`'s local addresses.
-fn pod_iface_changes(diff: &RulesetDiff, new: &Ruleset) -> (Vec<Elem>, Vec<Elem>) {
-    let ifname = |l: &LocalAddr| l.host_ifname.clone();
-    let deleted: BTreeSet<String> = diff
+/// The per-interface elements of a local address: its host interface in `pod_ifaces`
+/// (inet), or, for a bridge port, the port in `pod_ports` and (port, MAC) in
+/// `port_mac` (bridge).
+fn port_elements(local: &LocalAddr) -> Vec<(&'static str, Elem)> {
+    let Some(name) = &local.host_ifname else {
+        return Vec::new();
+    };
+    let port = || Elem::plain(vec![Part::Ifname(name.clone())]);
+    if !local.bridged {
+        return vec![(POD_IFACES, port())];
+    }
+    let mut elems = vec![(POD_PORTS, port())];
+    if let Some(mac) = &local.mac {
+        let key = vec![Part::Ifname(name.clone()), Part::Mac(mac.clone())];
+        elems.push((PORT_MAC, Elem::plain(key)));
+    }
+    elems
+}
+
+/// Per-interface elements to remove (no local address of `new` needs them any more)
+/// and to add (no local address of the old ruleset needed them). Only the interfaces
+/// the diff names are looked at, with one pass over `new`'s local addresses.
+fn port_changes(diff: &RulesetDiff, new: &Ruleset) -> (Globals, Globals) {
+    let name = |l: &LocalAddr| l.host_ifname.clone();
+    let touched: BTreeSet<String> = diff
         .local
         .del
         .iter()
-        .filter_map(|(_, l)| ifname(l))
+        .chain(&diff.local.add)
+        .filter_map(|(_, l)| name(l))
         .collect();
-    let added: BTreeSet<String> = diff
+    if touched.is_empty() {
+        return (Globals::default(), Globals::default());
+    }
+    let added: BTreeSet<&IpAddr> = diff.local.add.iter().map(|(a, _)| a).collect();
+    let mut before: BTreeSet<(&'static str, Elem)> = diff
         .local
-        .add
+        .del
         .iter()
-        .filter_map(|(_, l)| ifname(l))
+        .flat_map(|(_, l)| port_elements(l))
         .collect();
-    if deleted.is_empty() && added.is_empty() {
-        return (Vec::new(), Vec::new());
-    }
-    let added_addrs: BTreeSet<&IpAddr> = diff.local.add.iter().map(|(a, _)| a).collect();
-    let mut in_new = BTreeSet::new();
-    let mut in_old = deleted.clone();
+    let mut after = BTreeSet::new();
     for (addr, local) in &new.local {
-        let Some(name) = &local.host_ifname else {
-            continue;
-        };
-        if !deleted.contains(name) && !added.contains(name) {
+        if !local
+            .host_ifname
+            .as_ref()
+            .is_some_and(|n| touched.contains(n))
+        {
             continue;
         }
-        in_new.insert(name.clone());
-        if !added_addrs.contains(addr) {
-            in_old.insert(name.clone());
+        let elems = port_elements(local);
+        if !added.contains(addr) {
+            before.extend(elems.iter().cloned());
         }
+        after.extend(elems);
     }
-    let elem = |name: String| Elem::plain(vec![Part::Ifname(name)]);
-    let del = deleted
-        .iter()
-        .filter(|i| !in_new.contains(*i))
-        .cloned()
-        .map(elem)
-        .collect();
-    let add = added
-        .into_iter()
-        .filter(|i| !in_old.contains(i))
-        .map(elem)
-        .collect();
+    let del = Globals(before.difference(&after).cloned().collect());
+    let add = Globals(after.difference(&before).cloned().collect());
     (del, add)
 }
 
@@ -290,7 +307,12 @@ impl Globals {
         }
         if let Some(ifname) = &local.host_ifname {
             let pair = vec![Part::Ifname(ifname.clone()), Part::Addr(addr)];
-            self.0.push((names::pod_src(f), Elem::plain(pair)));
+            let set = if local.bridged {
+                names::port_src(f)
+            } else {
+                names::pod_src(f)
+            };
+            self.0.push((set, Elem::plain(pair)));
         }
     }
 

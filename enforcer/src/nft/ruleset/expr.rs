@@ -108,10 +108,10 @@ impl Rule {
     }
 }
 
-/// The fields naming an object of our table.
+/// The fields naming an object of our tables (the family follows from its name).
 fn object(name: &str) -> serde_json::Map<String, Value> {
     let mut map = serde_json::Map::new();
-    map.insert("family".into(), FAMILY.into());
+    map.insert("family".into(), super::names::family_of(name).into());
     map.insert("table".into(), TABLE.into());
     map.insert("name".into(), name.into());
     map
@@ -120,6 +120,11 @@ fn object(name: &str) -> serde_json::Map<String, Value> {
 /// `add table inet zonewarden`
 pub fn add_table() -> Value {
     json!({"add": {"table": {"family": FAMILY, "name": TABLE}}})
+}
+
+/// `add table bridge zonewarden`
+pub fn add_bridge_table() -> Value {
+    json!({"add": {"table": {"family": super::BRIDGE_FAMILY, "name": TABLE}}})
 }
 
 /// `add set` (or `add map` when `value_type` is given); `key_type` is one type name
@@ -172,12 +177,18 @@ pub fn delete_set(name: &str) -> Value {
     json!({"delete": {"set": object(name)}})
 }
 
-/// `add chain` of a base chain: `type filter hook <hook> priority filter; policy accept`.
+/// `add chain` of a base chain: `type filter hook <hook> priority filter; policy accept`
+/// (priority 0 in the inet family, -200 in the bridge family).
 pub fn add_base_chain(hook: &str) -> Value {
     let mut def = object(hook);
+    let prio = if def["family"] == super::BRIDGE_FAMILY {
+        -200
+    } else {
+        0
+    };
     def.insert("type".into(), "filter".into());
     def.insert("hook".into(), hook.into());
-    def.insert("prio".into(), 0.into());
+    def.insert("prio".into(), prio.into());
     def.insert("policy".into(), "accept".into());
     json!({"add": {"chain": def}})
 }
@@ -197,8 +208,8 @@ pub fn delete_chain(name: &str) -> Value {
 
 /// `add rule` at the end of `chain`.
 pub fn add_rule(chain: &str, rule: &Rule) -> Value {
-    json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain,
-        "comment": rule.comment, "expr": rule.expr}}})
+    json!({"add": {"rule": {"family": super::names::family_of(chain), "table": TABLE,
+        "chain": chain, "comment": rule.comment, "expr": rule.expr}}})
 }
 
 /// `add element` (`add`) or `delete element` (`delete`) in one set or map.

@@ -48,28 +48,34 @@ impl Netns {
         })
     }
 
+    /// Both tables (inet and bridge) as one listing, as the data plane reads them.
     fn listing(&self) -> Value {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.0,
-                "nft",
-                "-j",
-                "-p",
-                "list",
-                "table",
-                "inet",
-                "zonewarden",
-            ])
-            .output()
-            .expect("run nft");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("nft prints JSON")
+        let mut items = Vec::new();
+        for family in ["inet", "bridge"] {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.0,
+                    "nft",
+                    "-j",
+                    "-p",
+                    "list",
+                    "table",
+                    family,
+                    "zonewarden",
+                ])
+                .output()
+                .expect("run nft");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).expect("nft prints JSON");
+            items.extend(v["nftables"].as_array().cloned().unwrap_or_default());
+        }
+        serde_json::json!({ "nftables": items })
     }
 
     /// The number of rules of each chain.

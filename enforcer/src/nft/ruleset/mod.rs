@@ -82,6 +82,9 @@ pub struct KernelView {
     pub foreign_chains: Vec<String>,
 }
 
+/// The family of the table that guards the ports of chained endpoints after a bridge.
+pub const BRIDGE_FAMILY: &str = "bridge";
+
 /// nft keeps at most 128 bytes of a comment, including its terminating NUL.
 pub const MAX_COMMENT_BYTES: usize = 127;
 
@@ -172,6 +175,19 @@ pub mod names {
     pub const POD_IFACES: &str = "pod_ifaces";
     pub const POD_SRC_V4: &str = "pod_src_v4";
     pub const POD_SRC_V6: &str = "pod_src_v6";
+    /// The bridge table's sets (`table bridge zonewarden`): the ports of chained
+    /// endpoints after a bridge, their addresses and MAC addresses.
+    pub const POD_PORTS: &str = "pod_ports";
+    pub const PORT_SRC_V4: &str = "port_src_v4";
+    pub const PORT_SRC_V6: &str = "port_src_v6";
+    pub const PORT_MAC: &str = "port_mac";
+    /// The bridge table's base chains: frames from pod ports, frames to them.
+    pub const PREROUTING: &str = "prerouting";
+    pub const POSTROUTING: &str = "postrouting";
+    pub const BRIDGE_CHAINS: [&str; 2] = [PREROUTING, POSTROUTING];
+    pub const BRIDGE_SETS: [&str; 4] = [POD_PORTS, PORT_SRC_V4, PORT_SRC_V6, PORT_MAC];
+    /// Every base chain of both tables.
+    pub const ALL_BASE_CHAINS: [&str; 5] = [FORWARD, INPUT, OUTPUT, PREROUTING, POSTROUTING];
     pub const FORWARD: &str = "forward";
     pub const INPUT: &str = "input";
     pub const OUTPUT: &str = "output";
@@ -210,6 +226,19 @@ pub mod names {
     }
     pub fn pod_src(f: Family) -> &'static str {
         of(f, (POD_SRC_V4, POD_SRC_V6))
+    }
+    pub fn port_src(f: Family) -> &'static str {
+        of(f, (PORT_SRC_V4, PORT_SRC_V6))
+    }
+
+    /// The nftables family of one of our objects: `bridge` for the bridge table's
+    /// sets and chains, `inet` for everything else.
+    pub fn family_of(object: &str) -> &'static str {
+        if BRIDGE_SETS.contains(&object) || BRIDGE_CHAINS.contains(&object) {
+            super::BRIDGE_FAMILY
+        } else {
+            crate::nft::FAMILY
+        }
     }
 
     /// The egress (`out`) or ingress (`in`) chain of zone `id`.

@@ -112,7 +112,7 @@ impl<'a> Listing<'a> {
 fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
     let table = Listing::parse(listing)?;
     let mut view = KernelView::default();
-    for chain in BASE_CHAINS {
+    for chain in ALL_BASE_CHAINS {
         if let Some(comments) = table.comments(chain) {
             view.base_chains.insert(chain.to_owned(), comments);
         }
@@ -168,7 +168,7 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
         .chains
         .keys()
         .filter(|c| {
-            !BASE_CHAINS.contains(c)
+            !ALL_BASE_CHAINS.contains(c)
                 && !c.starts_with(ZONE_OUT_PREFIX)
                 && !c.starts_with(ZONE_IN_PREFIX)
         })
@@ -190,18 +190,31 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
         .iter()
         .map(|e| addr_key(quarantine, e).map(|(a, _)| a))
         .collect::<Result<_, _>>()?;
-    let pod_src = names::pod_src(f);
+    // (interface, bridged) of each address with anti-spoofing.
     let mut ifnames = BTreeMap::new();
-    for entry in table.elements(pod_src) {
+    for (set, bridged) in [(names::pod_src(f), false), (names::port_src(f), true)] {
+        for entry in table.elements(set) {
+            let parts = entry
+                .get("concat")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice);
+            let Some([ifname, addr]) = parts else {
+                return Err(bad(set, entry));
+            };
+            let ifname = ifname.as_str().ok_or_else(|| bad(set, entry))?;
+            ifnames.insert(addr_key(set, addr)?.0, (ifname.to_owned(), bridged));
+        }
+    }
+    let mut macs = BTreeMap::new();
+    for entry in table.elements(PORT_MAC) {
         let parts = entry
             .get("concat")
             .and_then(Value::as_array)
             .map(Vec::as_slice);
-        let Some([ifname, addr]) = parts else {
-            return Err(bad(pod_src, entry));
+        let Some([Value::String(port), Value::String(mac)]) = parts else {
+            return Err(bad(PORT_MAC, entry));
         };
-        let ifname = ifname.as_str().ok_or_else(|| bad(pod_src, entry))?;
-        ifnames.insert(addr_key(pod_src, addr)?.0, ifname.to_owned());
+        macs.insert(port.clone(), mac.clone());
     }
     let egress = names::egress(f);
     for entry in table.elements(egress) {
@@ -213,9 +226,15 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
             .and_then(|t| t.strip_prefix(ZONE_OUT_PREFIX))
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| bad(egress, entry))?;
+        let port = ifnames.get(&addr);
+        let bridged = port.is_some_and(|(_, bridged)| *bridged);
         let local = LocalAddr {
             zone_id,
-            host_ifname: ifnames.get(&addr).cloned(),
+            host_ifname: port.map(|(name, _)| name.clone()),
+            bridged,
+            mac: port
+                .filter(|_| bridged)
+                .and_then(|(name, _)| macs.get(name).cloned()),
             quarantined: quarantined.contains(&addr),
             comment: comment.unwrap_or_default(),
         };

@@ -5,7 +5,7 @@
 //! same transaction, one that matches is left alone. The table itself is never
 //! flushed or deleted, so enforcement continues while the enforcer restarts.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use zonewarden_profiles::policy::NodeSettings;
 
 use super::expr::{self, Rule};
@@ -34,6 +34,16 @@ pub fn global_sets() -> Vec<(&'static str, Vec<&'static str>, Option<&'static st
     sets
 }
 
+/// The bridge table's sets: name, key type.
+pub fn bridge_sets() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        (POD_PORTS, vec!["ifname"]),
+        (PORT_SRC_V4, vec!["ifname", "ipv4_addr"]),
+        (PORT_SRC_V6, vec!["ifname", "ipv6_addr"]),
+        (PORT_MAC, vec!["ifname", "ether_addr"]),
+    ]
+}
+
 /// The seen sets of the tails, with their key types.
 pub fn seen_sets() -> Vec<(String, Vec<&'static str>)> {
     let mut sets = Vec::new();
@@ -58,7 +68,156 @@ pub fn global_set_names() -> Vec<String> {
         .collect();
     names.extend(Family::BOTH.map(|f| names::cidr(f).to_owned()));
     names.extend(seen_sets().into_iter().map(|(n, _)| n));
+    names.extend(bridge_sets().into_iter().map(|(n, _)| n.to_owned()));
     names
+}
+
+/// The rules of a bridge-table chain: frames from and to the ports of chained
+/// endpoints after a bridge. The inet family sees bridged packets only with the
+/// bridge as their interface, so a pod's port is checked here, statelessly.
+fn bridge_chain_rules(chain: &str, group: u16) -> Vec<Rule> {
+    let from_pod = || expr::eq(expr::meta("iifname"), expr::set_ref(POD_PORTS));
+    let port_key = |field: Value| expr::concat(vec![expr::meta("iifname"), field]);
+    let ether_type = |t: &str| expr::eq(expr::payload("ether", "type"), t.into());
+    let logged_drop = |comment: &str, matches: Vec<Value>| -> [Rule; 2] {
+        let mut log = matches.clone();
+        log.extend([
+            expr::limit_per_second(LOG_RATE_PER_SECOND),
+            expr::log("zw spoof", group),
+        ]);
+        let mut drop = matches;
+        drop.push(expr::drop());
+        [
+            Rule::new(&format!("{comment}: report to nflog {group}"), log),
+            Rule::new(&format!("{comment}: drop"), drop),
+        ]
+    };
+    let mut rules = Vec::new();
+    if chain == PREROUTING {
+        // Attack: a pod sends frames with another pod's MAC address (to take over its
+        // place in the bridge's forwarding table and receive its traffic).
+        rules.extend(logged_drop(
+            "source MAC not the pod's own on a pod port",
+            vec![
+                from_pod(),
+                expr::ne(
+                    port_key(expr::payload("ether", "saddr")),
+                    expr::set_ref(PORT_MAC),
+                ),
+            ],
+        ));
+        // Attack: ARP replies or announcements claiming another pod's address (to
+        // have its traffic sent here); address probes (0.0.0.0) are fine.
+        rules.extend(logged_drop(
+            "arp sender not the pod's own on a pod port",
+            vec![
+                from_pod(),
+                ether_type("arp"),
+                expr::ne(expr::payload("arp", "saddr ip"), "0.0.0.0".into()),
+                expr::ne(
+                    port_key(expr::payload("arp", "saddr ip")),
+                    expr::set_ref(PORT_SRC_V4),
+                ),
+            ],
+        ));
+        rules.extend(logged_drop(
+            "arp sender hardware address not the pod's own on a pod port",
+            vec![
+                from_pod(),
+                ether_type("arp"),
+                expr::ne(
+                    port_key(expr::payload("arp", "saddr ether")),
+                    expr::set_ref(PORT_MAC),
+                ),
+            ],
+        ));
+        // Neighbour discovery, duplicate address detection and listener reports come
+        // from the unspecified or a link-local address: the link's business.
+        rules.push(Rule::new(
+            "ipv6 neighbour discovery from a pod port: link-local or unspecified source",
+            vec![
+                from_pod(),
+                expr::eq(
+                    expr::payload("ip6", "saddr"),
+                    json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]}),
+                ),
+                expr::eq(
+                    expr::payload("icmpv6", "type"),
+                    expr::anon_set(&[
+                        "nd-router-solicit",
+                        "nd-neighbor-solicit",
+                        "nd-neighbor-advert",
+                        "mld-listener-report",
+                        "mld2-listener-report",
+                    ]),
+                ),
+                expr::accept(),
+            ],
+        ));
+        for f in Family::BOTH {
+            let n = f.name();
+            rules.extend(logged_drop(
+                &format!("{n} source not the pod's own on a pod port"),
+                vec![
+                    from_pod(),
+                    ether_type(f.payload()),
+                    expr::ne(
+                        port_key(expr::payload(f.payload(), "saddr")),
+                        expr::set_ref(names::port_src(f)),
+                    ),
+                ],
+            ));
+        }
+        // Attack: VLAN tags, raw layer-2 protocols, anything the inet family never sees.
+        rules.extend(logged_drop(
+            "other ether types from a pod port",
+            vec![
+                from_pod(),
+                expr::ne(
+                    expr::payload("ether", "type"),
+                    expr::anon_set(&["ip", "ip6", "arp"]),
+                ),
+            ],
+        ));
+    } else {
+        // Attack: a poisoned neighbour cache (ARP or NDP) sends one pod's traffic to
+        // another's port. A unicast frame leaves a pod port only for that pod.
+        let to_pod = || expr::eq(expr::meta("oifname"), expr::set_ref(POD_PORTS));
+        rules.extend(logged_drop(
+            "ipv4 destination not the pod's own on a pod port",
+            vec![
+                to_pod(),
+                ether_type("ip"),
+                expr::ne(
+                    expr::payload("ip", "daddr"),
+                    json!({"set": [{"prefix": {"addr": "224.0.0.0", "len": 4}}, "255.255.255.255"]}),
+                ),
+                expr::ne(
+                    expr::concat(vec![expr::meta("oifname"), expr::payload("ip", "daddr")]),
+                    expr::set_ref(PORT_SRC_V4),
+                ),
+            ],
+        ));
+        rules.extend(logged_drop(
+            "ipv6 destination not the pod's own on a pod port",
+            vec![
+                to_pod(),
+                ether_type("ip6"),
+                expr::ne(
+                    expr::payload("ip6", "daddr"),
+                    json!({"set": [
+                        {"prefix": {"addr": "ff00::", "len": 8}},
+                        {"prefix": {"addr": "fe80::", "len": 10}}
+                    ]}),
+                ),
+                expr::ne(
+                    expr::concat(vec![expr::meta("oifname"), expr::payload("ip6", "daddr")]),
+                    expr::set_ref(PORT_SRC_V6),
+                ),
+            ],
+        ));
+    }
+    rules
 }
 
 /// ICMPv6 neighbour discovery a pod sends to its node: router solicitation, neighbour
@@ -77,9 +236,13 @@ const ND_TO_POD: [&str; 3] = [
 /// MLD reports a pod's kernel sends for its multicast groups (solicited-node ones).
 const MLD_REPORTS: [&str; 2] = ["mld-listener-report", "mld2-listener-report"];
 
-/// The rules of base chain `chain` (one of [`BASE_CHAINS`]), in order.
+/// The rules of base chain `chain` (one of [`BASE_CHAINS`] or [`BRIDGE_CHAINS`]), in
+/// order.
 pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) -> Vec<Rule> {
     let group = opts.nflog_group;
+    if BRIDGE_CHAINS.contains(&chain) {
+        return bridge_chain_rules(chain, group);
+    }
     let established = Rule::new(
         "known connections: accepted before any lookup",
         vec![expr::ct_state_established(), expr::accept()],
@@ -265,10 +428,14 @@ pub fn base_commands(settings: &NodeSettings, current: &KernelView, opts: &Optio
     for (name, key) in seen_sets() {
         cmds.push(expr::add_seen_set(&name, &key, opts.seen_timeout_secs));
     }
-    for chain in BASE_CHAINS {
+    cmds.push(expr::add_bridge_table());
+    for (name, key) in bridge_sets() {
+        cmds.push(expr::add_set(name, &key, None));
+    }
+    for chain in ALL_BASE_CHAINS {
         cmds.push(expr::add_base_chain(chain));
     }
-    for chain in BASE_CHAINS {
+    for chain in ALL_BASE_CHAINS {
         let rules = base_chain_rules(chain, settings, opts);
         let comments: Vec<&str> = rules.iter().map(|r| r.comment.as_str()).collect();
         if current

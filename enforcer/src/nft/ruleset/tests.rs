@@ -42,6 +42,7 @@ pub(super) fn endpoint(id: &str, zone_name: &str, node: &str, ips: &[&str]) -> E
         pod_name: Some(id.into()),
         attach_mode: AttachMode::Routed,
         created_unix_ms: 1_700_000_000_000,
+        bridge: None,
     }
 }
 
@@ -194,7 +195,7 @@ fn base_without_host_probes() {
 fn base_chains_that_match_are_left_alone() {
     let settings = NodeSettings::default();
     let mut current = KernelView::default();
-    for chain in names::BASE_CHAINS {
+    for chain in names::ALL_BASE_CHAINS {
         let rules = render_base::base_chain_rules(chain, &settings, &OPTS);
         current.base_chains.insert(
             chain.to_owned(),
