@@ -246,3 +246,33 @@ fn the_table_is_restored_when_another_tool_changes_or_removes_it() {
         "the entry names the process: {entry}"
     );
 }
+
+/// A pod name of any Unicode becomes an element comment cut on a character boundary
+/// (109 × `x` then `é` used to put the cut inside `é` and crash an enforcer task).
+#[test]
+fn a_multibyte_pod_name_is_attached() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, "zw-utf8", "10.162.0.0/24");
+    let ns = zonewarden_tests::netns::Netns::new("utf8");
+    let name = format!("{}é", "x".repeat(109));
+    let at = zonewarden_tests::cni::Attachment::new("utf8-1", &ns).with_args(&format!(
+        "IgnoreUnknown=1;ZONEWARDEN_ZONE=shop/web;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}"
+    ));
+    let res = list
+        .add(&node, &at, &serde_json::json!({}))
+        .unwrap_or_else(|o| panic!("ADD with a multibyte pod name: {o:?}"));
+    assert!(
+        node.endpoints()
+            .iter()
+            .any(|e| e["podName"].as_str() == Some(name.as_str())),
+        "the endpoint keeps its whole name"
+    );
+    let comments = node.netns.nft_elements("zone_of_v4");
+    assert!(
+        comments.iter().any(|c| c.contains("xxxx")),
+        "the element carries its cut comment: {comments:?}"
+    );
+    list.del(&node, &at, &serde_json::json!({}), Some(&res))
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+}
