@@ -133,6 +133,11 @@ impl OutputFormat {
     pub fn is_graph(self) -> bool {
         matches!(self, Self::Dot | Self::Mermaid)
     }
+
+    /// Whether this is JSON or YAML (which escape control characters themselves).
+    pub fn is_structured(self) -> bool {
+        matches!(self, Self::Json | Self::Yaml)
+    }
 }
 
 /// The command groups.

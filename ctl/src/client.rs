@@ -226,6 +226,17 @@ pub(crate) fn unreachable_error(
 pub(crate) fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> anyhow::Error {
     let socket = socket.display();
     let message = status.message();
+    // The connection broke after the request was sent (the enforcer was killed or
+    // restarted): a change may or may not have been made.
+    let transport = std::error::Error::source(status).is_some()
+        || message.contains("transport error")
+        || message.contains("connection");
+    if transport && is_change(rpc) {
+        return anyhow::anyhow!(
+            "the outcome of {rpc} is unknown: the zonewarden enforcer at {socket} went away before it answered ({message}); \
+             check what happened with zwctl get profiles and zwctl audit log before retrying"
+        );
+    }
     match status.code() {
         tonic::Code::Unimplemented => anyhow::anyhow!(
             "the zonewarden enforcer at {socket} does not implement {rpc}; \
@@ -251,6 +262,21 @@ pub(crate) fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> any
             anyhow::anyhow!("the zonewarden enforcer at {socket} refused {rpc}: {code}: {message}")
         }
     }
+}
+
+/// Whether `rpc` changes the enforcer's state (its outcome matters when the
+/// connection breaks).
+fn is_change(rpc: &str) -> bool {
+    [
+        "Approve",
+        "Reject",
+        "Remove",
+        "SetMode",
+        "Quarantine",
+        "Import",
+    ]
+    .iter()
+    .any(|prefix| rpc.starts_with(prefix))
 }
 
 /// The enforcer's message on one line, whatever it holds.
@@ -321,6 +347,16 @@ mod tests {
             msg.contains("permission denied") && msg.contains("root"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_broken_connection_leaves_a_change_unknown() {
+        let status = tonic::Status::unavailable("transport error");
+        let msg = rpc_error(Path::new("/s"), "ApproveEdges", &status).to_string();
+        assert!(msg.contains("outcome of ApproveEdges is unknown"), "{msg}");
+        assert!(msg.contains("zwctl audit log"), "{msg}");
+        let msg = rpc_error(Path::new("/s"), "ListZones", &status).to_string();
+        assert!(!msg.contains("unknown"), "a read is just retried: {msg}");
     }
 
     #[test]

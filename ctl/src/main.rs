@@ -62,6 +62,13 @@ fn main() -> ExitCode {
         Ok(output) => (output.stdout, output.failure),
         Err(err) => (String::new(), Some(err)),
     };
+    // Text for people: whatever the enforcer holds (comments, pod names) cannot drive
+    // the terminal. JSON and YAML escape control characters themselves.
+    let stdout = if cli.global.output.is_structured() {
+        stdout
+    } else {
+        render::terminal_safe(&stdout)
+    };
     if let Err(err) = write_stdout(&stdout) {
         eprintln!("zwctl: cannot write the output: {err}");
         return ExitCode::FAILURE;

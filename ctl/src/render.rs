@@ -134,7 +134,7 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
                     if cell.is_empty() {
                         NONE.to_owned()
                     } else {
-                        cell
+                        printable(&cell)
                     }
                 })
                 .collect(),
@@ -158,6 +158,37 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
         out.push('\n');
     }
     out
+}
+
+/// `text` safe to print on a terminal: control characters (ANSI escapes, carriage
+/// returns, newlines in a comment) are shown escaped (`\u{1b}`), never interpreted. A
+/// comment, a pod name or a zone's history is anyone's text.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Text output with every control character but newline and tab shown escaped.
+pub fn terminal_safe(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(printable)
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The age of something created at `created_unix_ms`, as kubectl shows it:
@@ -429,6 +460,17 @@ mod tests {
         assert_eq!(abbreviate_list(&items, 3), "a,b,c +2 more");
         assert_eq!(abbreviate_list(&items[..3], 3), "a,b,c");
         assert_eq!(abbreviate_list(&[], 3), "");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped_in_tables() {
+        let text = table(
+            &["reason"],
+            [vec!["ok\u{1b}[2J\u{1b}]0;owned\u{7}\r\nx".to_owned()]],
+        );
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("ok\\u{1b}[2J"), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "one line per row: {text:?}");
     }
 
     #[test]

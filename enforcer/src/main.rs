@@ -141,6 +141,9 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every file the enforcer creates (store, socket, queue) is root-only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // One enforcer per network namespace, before anything else: a second one must not
+    // touch the first one's table, whatever its socket and state directory.
+    let _netns_lock = socket::lock_netns()?;
     let node = match cli.node {
         Some(node) => node,
         None => hostname()?,
@@ -213,16 +216,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         true => None,
         false => Some(web::bind(cli.web_listen).await?),
     };
-    let changed = registry
-        .sync_kernel()
-        .await
-        .context("cannot program table inet zonewarden")?;
-    info!(
-        node,
-        endpoints = registry.snapshot().endpoints.len(),
-        changed,
-        "kernel reconciled"
-    );
+    // The state was saved by this enforcer: a failure to program it is reported and
+    // retried, never a reason to exit (the kernel keeps what it holds meanwhile, and
+    // the enforcer says it is not ready).
+    let resync = match registry.sync_kernel().await {
+        Ok(changed) => {
+            info!(
+                node,
+                endpoints = registry.snapshot().endpoints.len(),
+                changed,
+                "kernel reconciled"
+            );
+            None
+        }
+        Err(err) => {
+            tracing::error!(%err, "cannot program table inet zonewarden; retrying every 2 s");
+            registry.readiness().table_broken(&err.to_string());
+            let registry = registry.clone();
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    match registry.sync_kernel().await {
+                        Ok(changed) => {
+                            info!(changed, "kernel reconciled after a failed start");
+                            registry
+                                .readiness()
+                                .table_restored("programmed after a failed start");
+                            return;
+                        }
+                        Err(err) => registry.readiness().table_broken(&err.to_string()),
+                    }
+                }
+            }))
+        }
+    };
 
     // From now on the table is ours to keep: a change by anyone else is restored.
     let guard = match zonewarden_enforcer::guard::watch() {
@@ -301,6 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .into_iter()
         .chain(web)
         .chain(guard)
+        .chain(resync)
     {
         task.abort();
     }

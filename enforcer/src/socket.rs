@@ -128,3 +128,40 @@ mod tests {
         ));
     }
 }
+
+/// The name of the abstract unix socket that marks "an enforcer runs in this network
+/// namespace". Abstract socket names belong to the network namespace, whatever the
+/// file systems: a second enforcer finds it taken, whatever `--socket` and
+/// `--state-dir` it was given, and exits before it touches the kernel.
+const NETNS_LOCK: &[u8] = b"zonewarden-enforcer";
+
+/// Held for the enforcer's whole life: the one-enforcer-per-network-namespace lock.
+#[derive(Debug)]
+pub struct NetnsLock {
+    _listener: std::os::unix::net::UnixListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsLockError {
+    #[error(
+        "another zonewarden-enforcer already runs in this network namespace (it holds the abstract socket @{}); two enforcers would fight over one table: stop the other one (ss -xlp | grep zonewarden-enforcer names it)",
+        String::from_utf8_lossy(NETNS_LOCK)
+    )]
+    Taken,
+    #[error("cannot take the one-enforcer lock of this network namespace: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Takes the lock of the caller's network namespace.
+pub fn lock_netns() -> Result<NetnsLock, NetnsLockError> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(NETNS_LOCK)
+        .map_err(NetnsLockError::Io)?;
+    match std::os::unix::net::UnixListener::bind_addr(&addr) {
+        Ok(listener) => Ok(NetnsLock {
+            _listener: listener,
+        }),
+        Err(err) if err.kind() == ErrorKind::AddrInUse => Err(NetnsLockError::Taken),
+        Err(err) => Err(NetnsLockError::Io(err)),
+    }
+}

@@ -117,11 +117,22 @@ impl Node {
             .spawn()
             .expect("start zonewarden-enforcer");
         self.enforcer = Some(child);
+        // The socket accepts connections before the enforcer serves (it binds first, then
+        // programs the kernel): ready means `zwctl status` says so.
         let socket = self.socket();
         wait::until(
-            "the enforcer to answer on its socket",
-            Duration::from_secs(20),
-            || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+            "the enforcer to program its table and answer ready",
+            Duration::from_secs(30),
+            || {
+                Command::new(bin("zwctl"))
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(["--timeout", "2", "status"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
         );
     }
 

@@ -280,9 +280,55 @@ fn a_second_enforcer_on_the_same_socket_refuses_to_start() {
     assert!(!out.status.success(), "the second enforcer must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("another enforcer is already serving"),
+        stderr.contains("another zonewarden-enforcer already runs in this network namespace"),
         "stderr: {stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing on stdout");
     assert!(socket.exists(), "the first enforcer's socket is left alone");
+}
+
+/// A second enforcer with its own socket, state directory and NFLOG group in the same
+/// network namespace exits before it touches the first one's table.
+#[test]
+fn a_second_enforcer_anywhere_in_the_netns_leaves_the_table_alone() {
+    let ns = NetnsGuard::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("first.sock");
+    let _first = Enforcer::start(&ns, &socket, &tmp.path().join("first-state"));
+    let listing = |ns: &NetnsGuard| {
+        let out = ns
+            .exec("nft")
+            .args(["list", "table", "inet", "zonewarden"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = listing(&ns);
+    assert!(before.contains("chain forward"), "{before}");
+    let binary =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zonewarden-enforcer");
+    let out = ns
+        .exec(&binary)
+        .arg("--socket")
+        .arg(tmp.path().join("second.sock"))
+        .arg("--state-dir")
+        .arg(tmp.path().join("second-state"))
+        .args(["--nflog-group", "101", "--no-web"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second enforcer must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already runs in this network namespace"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        listing(&ns),
+        before,
+        "the first enforcer's table is untouched"
+    );
+    assert!(
+        !tmp.path().join("second-state").exists(),
+        "the second enforcer wrote nothing"
+    );
 }

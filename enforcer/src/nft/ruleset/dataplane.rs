@@ -16,7 +16,7 @@ use zonewarden_profiles::ruleset::Ruleset;
 
 use super::elements::element_changes;
 use super::expr;
-use super::names::{ALL_BASE_CHAINS, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
+use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
 use super::render_diff::diff_commands;
@@ -60,6 +60,10 @@ pub struct NftRulesetDataplane {
     opts: Options,
     /// A netfilter socket of the same network namespace as `command`'s nft.
     elements: Option<Arc<ElementSocket>>,
+    /// The base transaction, held back while the table is missing: the next apply runs
+    /// it with the whole ruleset in one transaction, so that the table never exists
+    /// with base chains that dispatch to nothing (every pod open) in between.
+    pending_base: Arc<Mutex<Option<Vec<Value>>>>,
 }
 
 impl NftRulesetDataplane {
@@ -80,6 +84,7 @@ impl NftRulesetDataplane {
             command,
             opts,
             elements: None,
+            pending_base: Arc::default(),
         }
     }
 
@@ -168,25 +173,30 @@ impl NftRulesetDataplane {
 
 impl RulesetDataplane for NftRulesetDataplane {
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
-        let current = self.read()?;
-        let commands = base_commands(settings, &current, &self.opts);
-        let unchanged = commands
-            .get("nftables")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if unchanged {
-            // A restart over an intact table: one listing, not two.
-            return Ok(current);
-        }
-        self.run_transaction(
-            &commands,
-            "create the table inet zonewarden and its base chains",
-        )?;
-        self.read()
+        self.ensure_base_stale(settings, &BTreeSet::new())
     }
 
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
         let action = "apply the ruleset to the table inet zonewarden";
+        let pending = self
+            .pending_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(base) = pending {
+            let mut cmds = base.clone();
+            if let Some(Value::Array(rest)) = diff_commands(diff, new, &self.opts).get("nftables") {
+                cmds.extend(rest.iter().cloned());
+            }
+            let created = self.run_transaction(
+                &expr::transaction(cmds),
+                "create the tables inet and bridge zonewarden with every zone and endpoint",
+            );
+            if created.is_err() {
+                *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base);
+            }
+            return created;
+        }
         let result = match self.apply_elements(diff, new) {
             Ok(true) => return Ok(()),
             Ok(false) => self.run_transaction(&diff_commands(diff, new, &self.opts), action),
@@ -263,6 +273,34 @@ impl RulesetDataplane for NftRulesetDataplane {
         if unchanged {
             return Ok(current);
         }
+        if !current.base_chains.contains_key(FORWARD) {
+            // No table (or one without its forward chain): the tables and sets now (they
+            // change no traffic), the chains with every zone and endpoint in the next
+            // apply, in one transaction. (Sets are created before the rules that add to
+            // them, as a running table has them: nft would mark a set created with such
+            // a rule dynamic, and a later `add set` of it would fail.)
+            let (chains, objects): (Vec<Value>, Vec<Value>) = commands
+                .get("nftables")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .partition(is_chain_command);
+            self.run_transaction(
+                &expr::transaction(objects),
+                "create the tables inet and bridge zonewarden and their sets",
+            )?;
+            *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(chains);
+            for chain in ALL_BASE_CHAINS {
+                let comments = base_chain_rules(chain, settings, &self.opts)
+                    .into_iter()
+                    .map(|r| r.comment)
+                    .collect();
+                current.base_chains.insert(chain.to_owned(), comments);
+            }
+            current.ruleset.settings = *settings;
+            return Ok(current);
+        }
         self.run_transaction(
             &commands,
             "create the table inet zonewarden and its base chains",
@@ -271,6 +309,15 @@ impl RulesetDataplane for NftRulesetDataplane {
         mark_stale(&mut view, stale);
         Ok(view)
     }
+}
+
+/// Whether a command of a transaction adds, flushes or fills a chain.
+fn is_chain_command(command: &Value) -> bool {
+    ["add", "flush"].iter().any(|verb| {
+        command
+            .get(verb)
+            .is_some_and(|o| o.get("chain").is_some() || o.get("rule").is_some())
+    })
 }
 
 /// Forgets what `view` says of the chains in `stale`: base chains read as missing
