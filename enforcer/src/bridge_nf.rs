@@ -84,8 +84,8 @@ fn load_module() {
     warn!("modprobe br_netfilter did not finish within 5 s");
 }
 
-/// While chained endpoints of a bridge exist, checks the settings (and turns them back
-/// on when someone turned them off); keeps the readiness.
+/// While chained endpoints of a bridge exist, or since one was refused, checks the
+/// settings (and turns them back on when someone turned them off); keeps the readiness.
 pub async fn follow_forever(registry: EndpointRegistry) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
@@ -95,8 +95,9 @@ pub async fn follow_forever(registry: EndpointRegistry) {
             .endpoints
             .values()
             .any(|e| e.bridge.is_some() && e.node == registry.node());
-        if !bridged {
-            registry.readiness().set_bridge(None);
+        // With no such endpoint and no refused one, there is nothing to check; after a
+        // refusal the check goes on until it passes (the runtime keeps retrying).
+        if !bridged && registry.readiness().bridge_problem().is_none() {
             continue;
         }
         let checked = tokio::task::spawn_blocking(ensure)

@@ -21,6 +21,8 @@ pub struct Node {
     enforcer: Option<Child>,
     /// Extra enforcer flags, kept for restarts.
     enforcer_args: Vec<String>,
+    /// A command the enforcer is started under (its program and arguments come last).
+    enforcer_wrapper: Vec<String>,
 }
 
 impl Node {
@@ -45,6 +47,7 @@ impl Node {
             dir,
             enforcer: None,
             enforcer_args: Vec::new(),
+            enforcer_wrapper: Vec::new(),
         }
     }
 
@@ -86,6 +89,13 @@ impl Node {
         self.start_enforcer();
     }
 
+    /// Starts the enforcer under `wrapper` (e.g. `unshare --mount ... --`), which runs
+    /// the enforcer's command line given after it; kept for restarts.
+    pub fn start_enforcer_wrapped(&mut self, wrapper: &[&str]) {
+        self.enforcer_wrapper = wrapper.iter().map(|a| (*a).to_owned()).collect();
+        self.start_enforcer();
+    }
+
     /// Starts the enforcer inside the node namespace and waits until it answers.
     pub fn start_enforcer(&mut self) {
         assert!(self.enforcer.is_none(), "enforcer already running");
@@ -94,12 +104,17 @@ impl Node {
             .append(true)
             .open(self.enforcer_log())
             .expect("log file");
-        let child = self
-            .netns
-            .exec(
-                bin("zonewarden-enforcer").to_str().expect("utf-8 path"),
-                &[],
-            )
+        let enforcer = bin("zonewarden-enforcer");
+        let enforcer = enforcer.to_str().expect("utf-8 path");
+        let mut command = match self.enforcer_wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = self.netns.exec(program, &[]);
+                c.args(args).arg(enforcer);
+                c
+            }
+            None => self.netns.exec(enforcer, &[]),
+        };
+        let child = command
             .arg("--socket")
             .arg(self.socket())
             .arg("--state-dir")

@@ -384,3 +384,66 @@ fn a_lying_prev_result_is_refused() {
         std::slice::from_ref(&victim_ip)
     );
 }
+
+/// Where bridged traffic cannot be made to reach netfilter (here: the enforcer sees
+/// `/proc/sys/net/bridge` read-only), chained endpoints of a bridge are refused and
+/// the enforcer says it is not ready, instead of attaching pods it cannot enforce.
+#[test]
+fn chained_after_a_bridge_is_refused_where_bridged_traffic_skips_netfilter() {
+    require_root!();
+    let mut node = Node::new();
+    // The enforcer runs in a mount namespace of its own with the bridge settings
+    // read-only; the test (outside it) turns them off.
+    node.start_enforcer_wrapped(&[
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -o bind,ro /proc/sys/net/bridge /proc/sys/net/bridge && exec \"$@\"",
+        "sh",
+    ]);
+    for key in ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"] {
+        let off = node
+            .netns
+            .exec("sysctl", &["-qw", &format!("net.bridge.{key}=0")])
+            .status()
+            .unwrap();
+        assert!(off.success());
+    }
+    let list = Conflist {
+        name: "zw-nobrnf".into(),
+        cni_version: "1.0.0".into(),
+        plugins: vec![
+            json!({"type": "bridge", "bridge": "zwbr2", "isGateway": true, "ipMasq": false,
+                   "ipam": {"type": "host-local", "dataDir": node.ipam_dir(),
+                            "ranges": [[{"subnet": "10.128.0.0/24"}]]}}),
+            json!({"type": "zonewarden", "mode": "chained", "socket": node.socket()}),
+        ],
+    };
+    let pod = Netns::new("nobr");
+    let at = Attachment::new("nobr-1", &pod);
+    let out = list
+        .add(&node, &at, &json!({}))
+        .expect_err("a chained ADD the enforcer cannot enforce must fail");
+    assert!(
+        out.stdout.contains("bridge-nf-call-iptables is 0 and cannot be set"),
+        "the error says why: {}",
+        out.stdout
+    );
+    assert!(node.endpoints().is_empty(), "nothing was registered");
+    assert!(node.leases("zw-nobrnf").is_empty(), "no lease is left");
+    let status = std::process::Command::new(zonewarden_tests::bin("zwctl"))
+        .arg("--socket")
+        .arg(node.socket())
+        .args(["-o", "json", "status"])
+        .output()
+        .unwrap();
+    assert!(!status.status.success(), "zwctl status fails while not ready");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("chained endpoints are not enforced"),
+        "status says why: {text}"
+    );
+}
