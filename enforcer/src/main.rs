@@ -87,6 +87,12 @@ struct Cli {
     /// Serve neither the zone-map page nor /metrics.
     #[arg(long)]
     no_web: bool,
+    /// Take the state directory as it is, once: files the store's index lists but the
+    /// disk lacks, and an audit log that no longer holds what the index saw, are
+    /// accepted (the decision is recorded in the audit log). Without it the enforcer
+    /// refuses to start on such a state directory and says which file is missing.
+    #[arg(long)]
+    accept_store_as_is: bool,
 }
 
 fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
@@ -154,6 +160,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.state_dir.display()
         )
     })?;
+    let accepted = if cli.accept_store_as_is {
+        let what = store
+            .accept_as_is()
+            .context("cannot rebuild the store's index")?;
+        tracing::warn!(%what, "the state directory was taken as it is (--accept-store-as-is)");
+        Some(what)
+    } else {
+        None
+    };
     let metrics = Metrics::default();
     let store: Arc<dyn Store> = Arc::new(CountingStore::new(
         Arc::new(store),
@@ -164,6 +179,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let audit = zonewarden_enforcer::audit::AuditLog::open(
         cli.state_dir.join(zonewarden_enforcer::audit::FILE_NAME),
     );
+    if let Some(what) = accepted {
+        let record = zonewarden_enforcer::audit::AuditRecord {
+            at_unix_ms: zonewarden_enforcer::registry::now_unix_ms(),
+            who: zonewarden_enforcer::audit::log::ENFORCER.to_owned(),
+            action: zonewarden_enforcer::audit::Action::StoreAccepted,
+            zone: None,
+            target: Some(cli.state_dir.display().to_string()),
+            detail: what,
+            version_before: None,
+            version_after: None,
+            reason: Some("--accept-store-as-is".to_owned()),
+        };
+        let head = audit
+            .append_now(record)
+            .context("cannot record --accept-store-as-is in the audit log")?;
+        store
+            .commit(head)
+            .context("cannot write the store's index")?;
+    }
     let learning = Learning::new(
         node.clone(),
         stored.learned.take(),

@@ -345,6 +345,7 @@ impl Enforcer for EnforcerService {
             self.audit
                 .append_blocking(record)
                 .await
+                .map(drop)
                 .map_err(|err| status_of(RegistryError::Audit(err)))?;
         }
         let changed = self.learning.forget(&edges);

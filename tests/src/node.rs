@@ -151,6 +151,44 @@ impl Node {
         );
     }
 
+    /// Runs the enforcer (with the node's flags and `extra`) where it must refuse to
+    /// start: returns its exit code and what it said. Panics if it keeps running.
+    pub fn enforcer_refuses(&self, extra: &[&str]) -> (Option<i32>, String) {
+        assert!(self.enforcer.is_none(), "enforcer already running");
+        let enforcer = bin("zonewarden-enforcer");
+        let mut child = self
+            .netns
+            .exec(enforcer.to_str().expect("utf-8 path"), &[])
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["--node", &self.netns.name, "--log-level", "warn"])
+            .args(&self.enforcer_args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zonewarden-enforcer");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the enforcer") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the enforcer kept running where it had to refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut said)
+            .expect("read the enforcer's stderr");
+        (status.code(), said)
+    }
+
     /// Stops the enforcer: SIGTERM (graceful) or SIGKILL.
     pub fn stop_enforcer(&mut self, kill: bool) {
         let Some(mut child) = self.enforcer.take() else {

@@ -428,7 +428,8 @@ fn chained_after_a_bridge_is_refused_where_bridged_traffic_skips_netfilter() {
         .add(&node, &at, &json!({}))
         .expect_err("a chained ADD the enforcer cannot enforce must fail");
     assert!(
-        out.stdout.contains("bridge-nf-call-iptables is 0 and cannot be set"),
+        out.stdout
+            .contains("bridge-nf-call-iptables is 0 and cannot be set"),
         "the error says why: {}",
         out.stdout
     );
@@ -440,7 +441,10 @@ fn chained_after_a_bridge_is_refused_where_bridged_traffic_skips_netfilter() {
         .args(["-o", "json", "status"])
         .output()
         .unwrap();
-    assert!(!status.status.success(), "zwctl status fails while not ready");
+    assert!(
+        !status.status.success(),
+        "zwctl status fails while not ready"
+    );
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
         text.contains("chained endpoints are not enforced"),

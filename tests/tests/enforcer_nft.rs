@@ -72,7 +72,19 @@ impl Enforcer {
             .spawn()
             .expect("spawn the enforcer");
         let enforcer = Self(child);
-        wait_until("the enforcer to serve its socket", || socket.exists());
+        // The socket is bound before the table is programmed: ready is when
+        // `zwctl status` says so.
+        let zwctl = binary.with_file_name("zwctl");
+        wait_until("the enforcer to program its table and answer ready", || {
+            Command::new(&zwctl)
+                .arg("--socket")
+                .arg(socket)
+                .args(["--timeout", "2", "status"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         enforcer
     }
 

@@ -385,6 +385,22 @@ pub enum Tail {
     },
 }
 
+/// Whether the log holds the entry `seq` as the line whose SHA-256 is `line_hash`: the
+/// head the store's index saw is still in the log.
+pub fn holds(bytes: &[u8], seq: u64, line_hash: &str) -> bool {
+    split(bytes)
+        .iter()
+        .any(|l| l.hash == line_hash && l.entry.as_ref().is_ok_and(|e| e.seq == seq))
+}
+
+/// The last sound entry of the log: its seq and the SHA-256 of its line.
+pub fn last_head(bytes: &[u8]) -> Option<(u64, String)> {
+    split(bytes)
+        .iter()
+        .rev()
+        .find_map(|l| l.entry.as_ref().ok().map(|e| (e.seq, l.hash.clone())))
+}
+
 /// Checks the last line (its bytes and its hash) and, when it is not sound, finds
 /// the last line that is.
 pub fn tail(bytes: &[u8]) -> Tail {

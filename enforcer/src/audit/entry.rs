@@ -32,6 +32,9 @@ pub enum Action {
     Reverted,
     /// The enforcer found its table changed or removed by someone else and restored it.
     TableRestored,
+    /// The operator started the enforcer with `--accept-store-as-is`: the state
+    /// directory was taken as it was (the detail says what differed).
+    StoreAccepted,
     /// The log's tail was corrupt when the enforcer started; the chain continues
     /// from the last good entry (`prev` is that line's hash).
     ChainRestart,
@@ -51,6 +54,7 @@ impl Action {
             Self::EndpointDel => "endpoint-del",
             Self::Reverted => "reverted",
             Self::TableRestored => "table-restored",
+            Self::StoreAccepted => "store-accepted",
             Self::ChainRestart => "chain-restart",
         }
     }

@@ -17,6 +17,7 @@ use tracing::{debug, error};
 use super::chain::{self, Tail, Verification};
 use super::entry::{Action, AuditEntry, AuditRecord, GENESIS, hex_sha256};
 use crate::registry::now_unix_ms;
+use crate::store::AuditHead;
 
 /// Who the enforcer's own entries (chain restarts) are by.
 pub const ENFORCER: &str = "zonewarden-enforcer";
@@ -109,9 +110,9 @@ impl AuditLog {
 
     /// Appends one record durably, on the calling thread (a blocking one): the entry is
     /// on disk when this returns `Ok`. A disabled log writes nothing and succeeds.
-    pub fn append_now(&self, record: AuditRecord) -> Result<(), AuditError> {
+    pub fn append_now(&self, record: AuditRecord) -> Result<Option<AuditHead>, AuditError> {
         let Some(inner) = &self.inner else {
-            return Ok(());
+            return Ok(None);
         };
         let action = record.action;
         let entry = inner
@@ -119,11 +120,17 @@ impl AuditLog {
             .unwrap_or_else(PoisonError::into_inner)
             .append(record)?;
         debug!(seq = entry.seq, %action, "audit entry appended");
-        Ok(())
+        Ok(Some(AuditHead {
+            seq: entry.seq,
+            line_hash: hex_sha256(entry.to_line().as_bytes()),
+        }))
     }
 
     /// [`Self::append_now`] on a blocking thread, for async callers.
-    pub async fn append_blocking(&self, record: AuditRecord) -> Result<(), AuditError> {
+    pub async fn append_blocking(
+        &self,
+        record: AuditRecord,
+    ) -> Result<Option<AuditHead>, AuditError> {
         let log = self.clone();
         tokio::task::spawn_blocking(move || log.append_now(record))
             .await

@@ -109,16 +109,28 @@ impl RegistryState {
             .filter(|z| z.version_after != z.version_before)
             .map(|z| import_record(&note, z))
             .collect();
+        let mut head = None;
         for (index, record) in records.iter().enumerate() {
-            if let Err(err) = self.audit.append_now(record.clone()) {
-                self.restore_profiles(&changed);
-                let why = "the audit log could not be written";
-                for written in &records[..index] {
-                    let reverted = audit_record::reverted(written, why);
-                    let _ = self.audit.append_now(reverted);
+            match self.audit.append_now(record.clone()) {
+                Ok(h) => head = h,
+                Err(err) => {
+                    self.restore_profiles(&changed);
+                    let why = "the audit log could not be written";
+                    for written in &records[..index] {
+                        let reverted = audit_record::reverted(written, why);
+                        let _ = self.audit.append_now(reverted);
+                    }
+                    return Err(RegistryError::Audit(err));
                 }
-                return Err(RegistryError::Audit(err));
             }
+        }
+        if let Err(err) = self.store.commit(head) {
+            self.restore_profiles(&changed);
+            let why = format!("the store's index could not be written: {err}");
+            for written in &records {
+                let _ = self.audit.append_now(audit_record::reverted(written, &why));
+            }
+            return Err(err.into());
         }
         for (_, profile) in &changed {
             self.policy

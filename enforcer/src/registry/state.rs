@@ -288,13 +288,23 @@ impl RegistryState {
     /// Writes the entry of a change that is in the store but not yet in the kernel;
     /// `Err` means the caller must put the store back and refuse the change.
     fn audit_first(&self, record: Option<&AuditRecord>) -> Result<(), RegistryError> {
-        match record {
+        let head = match record {
             Some(record) => self
                 .audit
                 .append_now(record.clone())
-                .map_err(RegistryError::Audit),
-            None => Ok(()),
+                .map_err(RegistryError::Audit)?,
+            None => None,
+        };
+        // The store's index notes the files the change created or removed, and the
+        // audit log's head after its entry.
+        if let Err(err) = self.store.commit(head) {
+            if let Some(record) = record {
+                let why = format!("the store's index could not be written: {err}");
+                let _ = self.audit.append_now(audit_record::reverted(record, &why));
+            }
+            return Err(err.into());
         }
+        Ok(())
     }
 
     /// The kernel refused a change whose entry is written: say it never took effect.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zonewarden_profiles::{AttachmentKey, Endpoint};
 
-use super::{Store, StoreError, StoredState, ZoneIds};
+use super::index::StoreIndex;
+use super::{AuditHead, Store, StoreError, StoredState, ZoneIds};
 
 const RECORD_VERSION: u32 = 1;
 
@@ -30,6 +31,8 @@ pub struct LocalStore {
     endpoints_dir: PathBuf,
     zones_file: PathBuf,
     pub(super) state_dir: PathBuf,
+    /// What the store holds, journaled apart from the files (see [`super::index`]).
+    index: std::sync::Arc<std::sync::Mutex<StoreIndex>>,
 }
 
 pub(super) fn io_error(
@@ -63,7 +66,147 @@ impl LocalStore {
             endpoints_dir,
             zones_file: state_dir.join("zones.json"),
             state_dir: state_dir.to_path_buf(),
+            index: std::sync::Arc::new(std::sync::Mutex::new(StoreIndex::open(state_dir)?)),
         })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, StoreIndex> {
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `path` relative to the state directory, as the index names it.
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.state_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// Writes `value` to `path`, noting in the index a file that did not exist.
+    pub(super) fn write_indexed(
+        &self,
+        path: &Path,
+        value: &impl Serialize,
+    ) -> Result<(), StoreError> {
+        let existed = path.exists();
+        Self::write_json(path, value)?;
+        if !existed {
+            self.index().created(self.relative(path));
+        }
+        Ok(())
+    }
+
+    /// Every file of the store on disk (the ones the index keeps track of).
+    fn files_on_disk(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut files = std::collections::BTreeSet::new();
+        for dir in [self.endpoints_dir.clone(), self.state_dir.join("profiles")] {
+            for entry in fs::read_dir(&dir).map_err(io_error("list", &dir))? {
+                let path = entry.map_err(io_error("list", &dir))?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if !name.starts_with('.') && name.ends_with(".json") {
+                    files.insert(self.relative(&path));
+                }
+            }
+        }
+        for path in [self.zones_file.clone(), self.quarantine_file()] {
+            if path.exists() {
+                files.insert(self.relative(&path));
+            }
+        }
+        Ok(files)
+    }
+
+    /// The audit log's bytes (empty when it does not exist).
+    fn audit_bytes(&self) -> Result<(PathBuf, Vec<u8>), StoreError> {
+        let path = self.state_dir.join(crate::audit::FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok((path, Vec::new())),
+            Err(err) => Err(io_error("read", &path)(err)),
+        }
+    }
+
+    /// Compares the disk and the audit log with the index: a missing file or an audit
+    /// log behind the index is an error; files the index does not know are taken in.
+    fn check_index(&self) -> Result<(), StoreError> {
+        let on_disk = self.files_on_disk()?;
+        let (audit_path, audit) = self.audit_bytes()?;
+        let head = crate::audit::chain::last_head(&audit)
+            .map(|(seq, line_hash)| AuditHead { seq, line_hash });
+        let mut index = self.index();
+        if !index.existed {
+            tracing::info!(
+                files = on_disk.len(),
+                "the store has no index yet: indexing what it holds"
+            );
+            return index.reset(on_disk, head);
+        }
+        let expected = index.files();
+        let missing: Vec<PathBuf> = expected
+            .difference(&on_disk)
+            .map(|name| self.state_dir.join(name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::Missing { paths: missing });
+        }
+        if let Some(anchor) = index.anchor()
+            && !crate::audit::chain::holds(&audit, anchor.seq, &anchor.line_hash)
+        {
+            return Err(StoreError::AuditBehind {
+                path: audit_path,
+                seq: anchor.seq,
+                line_hash: anchor.line_hash.clone(),
+            });
+        }
+        let unknown: Vec<String> = on_disk.difference(&expected).cloned().collect();
+        if !unknown.is_empty() {
+            tracing::warn!(
+                ?unknown,
+                "files the store's index does not know (written just before a crash?): taken in"
+            );
+            for name in unknown {
+                index.created(name);
+            }
+            index.commit(None)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the state directory as it is: the index is rebuilt from the files on disk
+    /// and the audit log's current head. Returns what differed from the old index, for
+    /// the audit entry that records the decision.
+    pub fn accept_as_is(&self) -> Result<String, StoreError> {
+        let on_disk = self.files_on_disk()?;
+        let (_, audit) = self.audit_bytes()?;
+        let head = crate::audit::chain::last_head(&audit)
+            .map(|(seq, line_hash)| AuditHead { seq, line_hash });
+        let mut index = self.index();
+        let missing: Vec<String> = index.files().difference(&on_disk).cloned().collect();
+        let anchor = index.anchor().cloned();
+        let behind = anchor
+            .as_ref()
+            .is_some_and(|a| !crate::audit::chain::holds(&audit, a.seq, &a.line_hash));
+        index.reset(on_disk, head)?;
+        let mut what = Vec::new();
+        if !missing.is_empty() {
+            what.push(format!("missing files accepted: {}", missing.join(", ")));
+        }
+        if behind && let Some(a) = anchor {
+            what.push(format!(
+                "audit log no longer holds entry {} it held (chain head {})",
+                a.seq,
+                a.line_hash.get(..12).unwrap_or(&a.line_hash)
+            ));
+        }
+        if what.is_empty() {
+            what.push("the store matched its index".to_owned());
+        }
+        Ok(what.join("; "))
     }
 
     /// The file that holds the record of `key`.
@@ -128,6 +271,7 @@ impl LocalStore {
 
 impl Store for LocalStore {
     fn load(&self) -> Result<StoredState, StoreError> {
+        self.check_index()?;
         let dir = &self.endpoints_dir;
         let mut endpoints = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
@@ -160,11 +304,21 @@ impl Store for LocalStore {
             version: RECORD_VERSION,
             endpoint: endpoint.clone(),
         };
-        Self::write_json(&self.endpoint_path(&endpoint.key), &record)
+        self.write_indexed(&self.endpoint_path(&endpoint.key), &record)
     }
 
     fn delete_endpoint(&self, key: &AttachmentKey) -> Result<(), StoreError> {
         let path = self.endpoint_path(key);
+        if !path.exists() {
+            return Ok(());
+        }
+        // The index learns of the removal first: a crash between the two leaves a
+        // file the index does not list (taken in at start), never a missing one.
+        {
+            let mut index = self.index();
+            index.removed(self.relative(&path));
+            index.commit(None)?;
+        }
         match fs::remove_file(&path) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             other => other.map_err(io_error("remove", &path))?,
@@ -176,18 +330,18 @@ impl Store for LocalStore {
     }
 
     fn save_zone_ids(&self, zone_ids: &ZoneIds) -> Result<(), StoreError> {
-        Self::write_json(&self.zones_file, zone_ids)
+        self.write_indexed(&self.zones_file, zone_ids)
     }
 
     fn save_profile(&self, profile: &zonewarden_profiles::Profile) -> Result<(), StoreError> {
-        Self::write_json(&self.profile_path(&profile.zone), profile)
+        self.write_indexed(&self.profile_path(&profile.zone), profile)
     }
 
     fn save_quarantined(
         &self,
         container_ids: &std::collections::BTreeSet<String>,
     ) -> Result<(), StoreError> {
-        Self::write_json(&self.quarantine_file(), container_ids)
+        self.write_indexed(&self.quarantine_file(), container_ids)
     }
 
     fn save_learned(
@@ -208,6 +362,10 @@ impl Store for LocalStore {
         let dir = &self.endpoints_dir;
         nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
             .map_err(|errno| io_error("write into", dir)(errno.into()))
+    }
+
+    fn commit(&self, audit: Option<AuditHead>) -> Result<(), StoreError> {
+        self.index().commit(audit)
     }
 }
 
@@ -308,5 +466,109 @@ mod tests {
             err.contains("zones.json") && err.contains("share id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_deleted_file_is_named_at_start() {
+        let (dir, store) = store();
+        let a = endpoint("c1", "shop/web", &["10.0.0.5/24"]);
+        store.save_endpoint(&a).unwrap();
+        let profile = zonewarden_profiles::Profile::new(a.zone.clone());
+        store.save_profile(&profile).unwrap();
+        store
+            .save_quarantined(&std::collections::BTreeSet::from(["c1".to_owned()]))
+            .unwrap();
+        store.commit(None).unwrap();
+        for victim in [
+            store.endpoint_path(&a.key),
+            store.profile_path(&a.zone),
+            store.quarantine_file(),
+        ] {
+            let kept = fs::read(&victim).unwrap();
+            fs::remove_file(&victim).unwrap();
+            let reopened = LocalStore::open(dir.path()).unwrap();
+            let err = reopened.load().unwrap_err().to_string();
+            assert!(
+                err.contains(victim.to_str().unwrap()) && err.contains("missing"),
+                "{err}"
+            );
+            assert!(
+                err.contains("--accept-store-as-is"),
+                "says what to do: {err}"
+            );
+            fs::write(&victim, kept).unwrap();
+        }
+        assert!(LocalStore::open(dir.path()).unwrap().load().is_ok());
+    }
+
+    #[test]
+    fn removals_through_the_store_are_not_missing() {
+        let (dir, store) = store();
+        let a = endpoint("c1", "shop/web", &[]);
+        store.save_endpoint(&a).unwrap();
+        store.commit(None).unwrap();
+        store.delete_endpoint(&a.key).unwrap();
+        store.commit(None).unwrap();
+        assert!(LocalStore::open(dir.path()).unwrap().load().is_ok());
+    }
+
+    #[test]
+    fn an_emptied_audit_log_is_detected_and_can_be_accepted() {
+        let (dir, store) = store();
+        let log = crate::audit::AuditLog::open(dir.path().join(crate::audit::FILE_NAME));
+        let record = |n: u64| crate::audit::AuditRecord {
+            at_unix_ms: i64::try_from(n).unwrap(),
+            who: "test".into(),
+            action: crate::audit::Action::Approve,
+            zone: None,
+            target: None,
+            detail: String::new(),
+            version_before: None,
+            version_after: None,
+            reason: None,
+        };
+        for n in 0..3 {
+            let head = log.append_now(record(n)).unwrap();
+            store.commit(head).unwrap();
+        }
+        assert!(LocalStore::open(dir.path()).unwrap().load().is_ok());
+        let audit = dir.path().join(crate::audit::FILE_NAME);
+        fs::write(&audit, "").unwrap();
+        let reopened = LocalStore::open(dir.path()).unwrap();
+        let err = reopened.load().unwrap_err().to_string();
+        assert!(err.contains("no longer holds entry 3"), "{err}");
+        let what = reopened.accept_as_is().unwrap();
+        assert!(what.contains("no longer holds entry 3"), "{what}");
+        assert!(reopened.load().is_ok(), "accepted as it is");
+    }
+
+    #[test]
+    fn an_old_store_is_indexed_and_unknown_files_are_taken_in() {
+        let (dir, store) = store();
+        let a = endpoint("c1", "shop/web", &[]);
+        store.save_endpoint(&a).unwrap();
+        // A store of an older version: no index at all.
+        fs::remove_file(dir.path().join(super::super::index::FILE_NAME)).ok();
+        let reopened = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.load().unwrap().endpoints, vec![a.clone()]);
+        // A file written just before a crash, before its index line.
+        let b = endpoint("c2", "shop/web", &[]);
+        write_unindexed(&reopened, &b);
+        reopened.commit(None).unwrap();
+        let again = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(again.load().unwrap().endpoints.len(), 2);
+        let path = again.endpoint_path(&b.key);
+        fs::remove_file(&path).unwrap();
+        let err = LocalStore::open(dir.path()).unwrap().load().unwrap_err();
+        assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
+    }
+
+    /// Writes an endpoint record without telling the index (a crash between the two).
+    fn write_unindexed(store: &LocalStore, ep: &Endpoint) {
+        let record = EndpointRecord {
+            version: RECORD_VERSION,
+            endpoint: ep.clone(),
+        };
+        LocalStore::write_json(&store.endpoint_path(&ep.key), &record).unwrap();
     }
 }

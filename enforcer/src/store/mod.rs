@@ -6,6 +6,7 @@
 //!   atomically (temporary file, fsync, rename, directory fsync).
 //! - [`zone_ids`]: [`ZoneIds`], the allocation of numeric zone ids.
 
+pub mod index;
 pub mod local;
 mod local_policy;
 pub mod zone_ids;
@@ -17,6 +18,7 @@ use zonewarden_profiles::event::Reports;
 use zonewarden_profiles::learned::LearnedEdges;
 use zonewarden_profiles::{AttachmentKey, Endpoint, Profile};
 
+pub use index::AuditHead;
 pub use local::LocalStore;
 pub use zone_ids::ZoneIds;
 
@@ -37,6 +39,24 @@ pub enum StoreError {
          or restore the file from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{} of the store is missing: {}; the store's index (index.log) says it was written and never removed. \
+         Restore it from a backup, or, to accept the state directory as it is, start the enforcer once with \
+         --accept-store-as-is (recorded in the audit log)",
+        if paths.len() == 1 { "a file" } else { "files" },
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Missing { paths: Vec<PathBuf> },
+    #[error(
+        "{path} no longer holds entry {seq} (line hash {line_hash}) that the store's index saw written: \
+         the audit log was truncated, emptied or replaced; keep the file for the investigation, then \
+         restore it from a backup or start the enforcer once with --accept-store-as-is"
+    )]
+    AuditBehind {
+        path: PathBuf,
+        seq: u64,
+        line_hash: String,
+    },
 }
 
 /// Everything a backend holds, as loaded at start.
@@ -75,4 +95,8 @@ pub trait Store: Send + Sync + 'static {
     fn save_reports(&self, reports: &Reports) -> Result<(), StoreError>;
     /// Whether the backend can take writes now, for the Status call.
     fn check_writable(&self) -> Result<(), StoreError>;
+    /// Records what the changes since the last commit created and removed, with the
+    /// audit log's head after them (`None`: no entry was written), durably: called
+    /// after a change's audit entry and before the kernel sees the change.
+    fn commit(&self, audit: Option<AuditHead>) -> Result<(), StoreError>;
 }

@@ -109,6 +109,9 @@ impl Store for CountingStore {
     fn check_writable(&self) -> Result<(), StoreError> {
         self.counted(self.inner.check_writable())
     }
+    fn commit(&self, audit: Option<crate::store::AuditHead>) -> Result<(), StoreError> {
+        self.counted(self.inner.commit(audit))
+    }
 }
 
 #[cfg(test)]
