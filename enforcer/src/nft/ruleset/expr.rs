@@ -50,9 +50,17 @@ pub fn ct_state_established() -> Value {
         "right": ["established", "related"]}})
 }
 
-/// `meta l4proto { tcp, udp, sctp }`: the protocols with ports.
+/// The protocols with ports, the elements of `@port_protos`.
+pub const PORT_PROTOS: [&str; 3] = ["tcp", "udp", "sctp"];
+
+/// `meta l4proto @port_protos`: a protocol with ports (one named set for the table,
+/// not an anonymous set per rule, which would double the sets every nft transaction
+/// reads).
 pub fn l4proto_with_ports() -> Value {
-    eq(meta("l4proto"), anon_set(&["tcp", "udp", "sctp"]))
+    eq(
+        meta("l4proto"),
+        set_ref(crate::nft::ruleset::names::PORT_PROTOS),
+    )
 }
 
 /// `ip <field> vmap @map`

@@ -175,6 +175,8 @@ pub mod names {
     pub const POD_IFACES: &str = "pod_ifaces";
     pub const POD_SRC_V4: &str = "pod_src_v4";
     pub const POD_SRC_V6: &str = "pod_src_v6";
+    /// The protocols with ports (tcp, udp, sctp): a constant set, one for the table.
+    pub const PORT_PROTOS: &str = "port_protos";
     /// The bridge table's sets (`table bridge zonewarden`): the ports of chained
     /// endpoints after a bridge, their addresses and MAC addresses.
     pub const POD_PORTS: &str = "pod_ports";

@@ -18,7 +18,10 @@ const LOG_RATE_PER_SECOND: u32 = 10;
 
 /// The global sets and maps: name, key type, value type.
 pub fn global_sets() -> Vec<(&'static str, Vec<&'static str>, Option<&'static str>)> {
-    let mut sets = vec![(POD_IFACES, vec!["ifname"], None)];
+    let mut sets = vec![
+        (POD_IFACES, vec!["ifname"], None),
+        (PORT_PROTOS, vec!["inet_proto"], None),
+    ];
     for f in Family::BOTH {
         let addr = f.addr_type();
         sets.extend([
@@ -422,6 +425,11 @@ pub fn base_commands(settings: &NodeSettings, current: &KernelView, opts: &Optio
     for (name, key, value) in global_sets() {
         cmds.push(expr::add_set(name, &key, value));
     }
+    cmds.push(expr::elements(
+        "add",
+        PORT_PROTOS,
+        expr::PORT_PROTOS.iter().map(|&p| p.into()).collect(),
+    ));
     for f in Family::BOTH {
         cmds.push(expr::add_interval_set(names::cidr(f), &[f.addr_type()]));
     }

@@ -125,13 +125,15 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
         };
         // Attack: a pod of this zone opens a connection to a peer of an approved zone
         // on an unapproved port, or with another protocol: neither key is in the set.
+        // No protocol check first: the key holds the protocol, and the set holds only
+        // tcp, udp and sctp keys, so an ICMP or raw packet whose header bytes look like
+        // an approved port still finds no element (the same holds for CIDR and world).
         out.push(Rule::new(
             &match f {
                 Family::V4 => first_comment(zone, dir),
                 Family::V6 => format!("{zone}: approved edges {d}{over}"),
             },
             vec![
-                expr::l4proto_with_ports(),
                 expr::eq(
                     expr::concat([vec![peer()], port_key()].concat()),
                     set(ZoneSet::Allow(f)),
@@ -157,8 +159,7 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
             ]
         };
         if rules.has_cidr() {
-            let mut e = vec![expr::l4proto_with_ports()];
-            e.extend(outside());
+            let mut e = outside();
             e.push(expr::eq(
                 expr::concat([vec![peer()], port_key()].concat()),
                 set(ZoneSet::Cidr(f)),
@@ -185,8 +186,7 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
             e.push(expr::ne(peer(), expr::set_ref(names::cidr(f))));
             e
         };
-        let mut e = vec![expr::l4proto_with_ports()];
-        e.extend(world());
+        let mut e = world();
         e.push(expr::eq(expr::concat(port_key()), set(ZoneSet::World)));
         e.push(expr::accept());
         out.push(Rule::new(
@@ -235,10 +235,11 @@ fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
         };
         let portless = || expr::concat(ends());
         out.extend([
+            // Only the rule below adds to the seen set, for protocols with ports: the
+            // lookup needs no protocol check of its own.
             Rule::new(
                 &format!("{head}edge {d}{over}, already reported"),
                 vec![
-                    expr::l4proto_with_ports(),
                     expr::eq(edge(), expr::set_ref(&tail.seen_set(f))),
                     tail.verdict(),
                 ],
