@@ -157,7 +157,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
         fmt(retired.p50()),
         retired.spread("ms")
     ));
-    sec.note("zonewarden's ADD returns only after the enforcer has put the endpoint into the kernel (one netlink batch of set elements; a new zone's chains go through one `nft -j -f -` transaction): that is inside every zonewarden figure. Both plugins run Debian's host-local as a separate program (about 3 ms of each figure).");
+    sec.note("zonewarden's ADD returns only after the enforcer has put the endpoint into the kernel (one netlink batch: the endpoint's set elements, and a new zone's sets, chains and rules): that is inside every zonewarden figure. Both plugins run Debian's host-local as a separate program (about 3 ms of each figure).");
     Ok(sec)
 }
 

@@ -120,6 +120,6 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         "After each approval returned, one new connection on the newly approved port was opened at once: {allowed_at_once} of {} passed (both pods' zones enforce).",
         approve.len()
     ));
-    sec.note("Each RPC returns after the kernel holds the change. An endpoint, an approval and a removal change set elements only: the enforcer recompiles what the change touches and sends one netlink batch. A mode switch rewrites the zone's two chains through one `nft -j -f -` transaction (an nft process, which reads the table's set definitions first). The ratio column is p99 / goal.");
+    sec.note("Each RPC returns after the kernel holds the change. An endpoint, an approval and a removal change set elements only: the enforcer recompiles what the change touches and sends one netlink batch. A mode switch rewrites the zone's two chains in one netlink batch too (no nft process). The ratio column is p99 / goal.");
     Ok(sec)
 }

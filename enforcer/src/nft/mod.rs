@@ -6,10 +6,12 @@
 //!
 //! # Layout
 //! - [`netlink`]: set-element changes as netlink batches (endpoints, approvals).
+//! - [`objects`]: zone sets, chains and rules as messages of the same batches.
 //! - [`ruleset`]: rendering of compiled rulesets and their differences to nft JSON,
 //!   the read-back of the kernel's table, and the [`ruleset::RulesetDataplane`] seam.
 
 pub mod netlink;
+pub mod objects;
 pub mod ruleset;
 
 /// The address family of our table: one table for IPv4 and IPv6.

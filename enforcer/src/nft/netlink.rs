@@ -29,6 +29,7 @@ use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
+use super::objects::{NFPROTO_INET, ObjectMessage};
 use super::ruleset::elements::{Data, Elem, Part, SetChange, Verb};
 use super::{NftError, TABLE};
 
@@ -91,19 +92,26 @@ impl ElementSocket {
     /// changes when the kernel refuses any of them; the error names the first refused
     /// change. `Ok(false)`: the batch is too large for one datagram (use `nft`).
     pub fn commit(&self, changes: &[SetChange]) -> Result<bool, NftError> {
-        if changes.is_empty() {
+        let items: Vec<BatchItem<'_>> = changes.iter().map(BatchItem::Elements).collect();
+        self.commit_items(&items)
+    }
+
+    /// Applies `items` (element changes and zone objects, in order) in one
+    /// transaction, like [`Self::commit`].
+    pub fn commit_items(&self, items: &[BatchItem<'_>]) -> Result<bool, NftError> {
+        if items.is_empty() {
             return Ok(true);
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let first_seq = inner.seq.wrapping_add(1);
-        let Some(batch) = encode_batch(changes, first_seq) else {
+        let Some(batch) = encode_items(items, first_seq) else {
             return Ok(false);
         };
         // begin + the change messages + end
         let messages = batch.changes_of.len();
         let last_seq = first_seq.wrapping_add(messages as u32 + 1);
         inner.seq = last_seq;
-        let action = || "change set elements of the table inet zonewarden".to_owned();
+        let action = || "change the table inet zonewarden".to_owned();
         inner
             .socket
             .send(&batch.bytes, 0)
@@ -142,19 +150,14 @@ impl ElementSocket {
         }
         match refused {
             None => Ok(true),
-            Some((index, errno)) => {
-                let change = &changes[index];
-                Err(NftError::Kernel {
-                    action: format!(
-                        "{} {} element(s) of set {} in the table inet zonewarden (the whole batch of {} change(s) was not applied)",
-                        change.verb.as_str(),
-                        change.elems.len(),
-                        change.set,
-                        changes.len()
-                    ),
-                    source: io::Error::from_raw_os_error(errno.abs()),
-                })
-            }
+            Some((index, errno)) => Err(NftError::Kernel {
+                action: format!(
+                    "{} in the table inet zonewarden (the whole batch of {} change(s) was not applied)",
+                    items[index].describe(),
+                    items.len()
+                ),
+                source: io::Error::from_raw_os_error(errno.abs()),
+            }),
         }
     }
 }
@@ -199,30 +202,84 @@ pub struct EncodedBatch {
 /// same batch (still one transaction).
 pub const MAX_MESSAGE_ELEMENT_BYTES: usize = 32 << 10;
 
-/// The whole batch as one datagram, or `None` when it is larger than
-/// [`MAX_BATCH_BYTES`].
-pub fn encode_batch(changes: &[SetChange], first_seq: u32) -> Option<EncodedBatch> {
-    let mut messages = vec![control(ControlMessage::BatchBegin)];
-    let mut changes_of = Vec::new();
-    for (index, change) in changes.iter().enumerate() {
-        for message in element_messages(change) {
-            messages.push(message);
-            changes_of.push(index);
+/// One change of a batch: a set's elements, or a zone's set, chain or rule.
+#[derive(Debug)]
+pub enum BatchItem<'a> {
+    Elements(&'a SetChange),
+    Object(ObjectMessage),
+}
+
+impl BatchItem<'_> {
+    /// What the change does, for an error.
+    fn describe(&self) -> String {
+        match self {
+            Self::Elements(change) => format!(
+                "{} {} element(s) of set {}",
+                change.verb.as_str(),
+                change.elems.len(),
+                change.set
+            ),
+            Self::Object(object) => object.what.clone(),
         }
     }
-    messages.push(control(ControlMessage::BatchEnd));
+}
+
+/// A batch of element changes only (see [`encode_items`]).
+pub fn encode_batch(changes: &[SetChange], first_seq: u32) -> Option<EncodedBatch> {
+    let items: Vec<BatchItem<'_>> = changes.iter().map(BatchItem::Elements).collect();
+    encode_items(&items, first_seq)
+}
+
+/// The whole batch as one datagram, or `None` when it is larger than
+/// [`MAX_BATCH_BYTES`].
+pub fn encode_items(items: &[BatchItem<'_>], first_seq: u32) -> Option<EncodedBatch> {
     let mut bytes = Vec::new();
-    for (i, mut message) in messages.into_iter().enumerate() {
-        message.header.sequence_number = first_seq.wrapping_add(i as u32);
-        message.finalize();
-        let start = bytes.len();
-        bytes.resize(start + message.header.length as usize, 0);
-        message.serialize(&mut bytes[start..]);
+    emit(&mut bytes, control(ControlMessage::BatchBegin), first_seq);
+    // Message k of the batch (begin is 0) has sequence number first_seq + k.
+    let mut changes_of = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            BatchItem::Elements(change) => {
+                for message in element_messages(change) {
+                    let seq = first_seq.wrapping_add(1 + changes_of.len() as u32);
+                    emit(&mut bytes, message, seq);
+                    changes_of.push(index);
+                }
+            }
+            BatchItem::Object(object) => {
+                let seq = first_seq.wrapping_add(1 + changes_of.len() as u32);
+                object_message(&mut bytes, object, seq);
+                changes_of.push(index);
+            }
+        }
         if bytes.len() > MAX_BATCH_BYTES {
             return None;
         }
     }
+    let end = first_seq.wrapping_add(1 + changes_of.len() as u32);
+    emit(&mut bytes, control(ControlMessage::BatchEnd), end);
     Some(EncodedBatch { bytes, changes_of })
+}
+
+fn emit(bytes: &mut Vec<u8>, mut message: NetlinkMessage<NetfilterMessage>, seq: u32) {
+    message.header.sequence_number = seq;
+    message.finalize();
+    let start = bytes.len();
+    bytes.resize(start + message.header.length as usize, 0);
+    message.serialize(&mut bytes[start..]);
+}
+
+/// Appends one zone-object message: the netlink header, the nfgenmsg header of the
+/// inet family, the attributes.
+fn object_message(bytes: &mut Vec<u8>, object: &ObjectMessage, seq: u32) {
+    let len = 16 + 4 + object.attrs.len();
+    bytes.extend_from_slice(&(len as u32).to_ne_bytes());
+    bytes.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | object.kind).to_ne_bytes());
+    bytes.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | object.flags).to_ne_bytes());
+    bytes.extend_from_slice(&seq.to_ne_bytes());
+    bytes.extend_from_slice(&0u32.to_ne_bytes());
+    bytes.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
+    bytes.extend_from_slice(&object.attrs);
 }
 
 /// The messages of one change: its elements split so that each message's element

@@ -87,10 +87,14 @@ impl StoreIndex {
         };
         index.existed = true;
         let lines: Vec<&str> = text.lines().collect();
+        let mut cut = false;
         for (n, raw) in lines.iter().enumerate() {
             let line: Line = match serde_json::from_str(raw) {
                 Ok(line) => line,
-                Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => break,
+                Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => {
+                    cut = true;
+                    break;
+                }
                 Err(err) => {
                     return Err(StoreError::Corrupt {
                         path: path.clone(),
@@ -100,6 +104,10 @@ impl StoreIndex {
             };
             index.apply(line);
             index.lines += 1;
+        }
+        if cut {
+            // The next line must not be appended to the cut one.
+            index.compact()?;
         }
         Ok(index)
     }
@@ -222,8 +230,14 @@ impl StoreIndex {
             .open(&self.path)
             .map_err(io_error("open for appending", &self.path))?;
         file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_data())
             .map_err(io_error("append to", &self.path))?;
+        // Only a removal must be on disk before its file goes (a lost removal line
+        // would name a missing file at the next start). A lost creation line is taken
+        // in at start, and a lost audit head leaves an older one, which the log still
+        // holds: neither needs an fsync of its own.
+        if !line.removed.is_empty() || line.snapshot.is_some() {
+            file.sync_data().map_err(io_error("fsync", &self.path))?;
+        }
         if created && let Some(dir) = self.path.parent() {
             fs::File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -273,12 +287,18 @@ mod tests {
         let mut text = fs::read_to_string(&path).unwrap();
         text.push_str("{\"created\":[\"endpoints/x");
         fs::write(&path, &text).unwrap();
-        let again = StoreIndex::open(dir.path()).unwrap();
+        let mut again = StoreIndex::open(dir.path()).unwrap();
         assert_eq!(
             again.files().len(),
             1,
             "a crash mid-append loses only that line"
         );
+        // The next line is not appended to the cut one.
+        again.created("quarantine.json".into());
+        again.commit(head(2)).unwrap();
+        let reopened = StoreIndex::open(dir.path()).unwrap();
+        assert_eq!(reopened.files().len(), 2);
+        assert_eq!(reopened.anchor(), head(2).as_ref());
         fs::write(&path, format!("garbage\n{text}\n")).unwrap();
         let err = StoreIndex::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("index.log") && err.contains("line 1"), "{err}");

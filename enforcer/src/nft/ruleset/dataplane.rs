@@ -1,6 +1,6 @@
 //! The [`RulesetDataplane`] seam: the registry hands it rulesets, it makes the kernel
-//! hold them. [`NftRulesetDataplane`] sends element changes as netlink batches and
-//! everything else through `nft`; [`MemoryDataplane`] is a fake for tests without root.
+//! hold them. [`NftRulesetDataplane`] sends element changes and zone structure as
+//! netlink batches and the rest (the base chains, interval sets) through `nft`; [`MemoryDataplane`] is a fake for tests without root.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -14,14 +14,14 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
-use super::elements::element_changes;
 use super::expr;
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands};
-use super::render_diff::diff_commands;
+use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options};
-use crate::nft::netlink::{ElementSocket, expressible};
+use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
+use crate::nft::objects;
 use crate::nft::{FAMILY, NftError, TABLE};
 
 /// The seam between the registry and the kernel's table.
@@ -95,20 +95,33 @@ impl NftRulesetDataplane {
         self
     }
 
-    /// Element-only changes as one netlink batch; `Ok(false)` when they must go
-    /// through nft (no socket, structure changes, interval sets, too large).
-    fn apply_elements(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<bool, NftError> {
+    /// The whole change as one netlink batch: element changes, and the sets, chains
+    /// and rules of created, rewritten and removed zones. `Ok(false)` when it must go
+    /// through nft (no socket, a node setting changed, interval sets, anything
+    /// [`objects::command_message`] does not encode, too large).
+    fn apply_netlink(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<bool, NftError> {
         let Some(socket) = &self.elements else {
             return Ok(false);
         };
-        if diff.changes_structure() {
+        if diff.settings_changed {
             return Ok(false);
         }
-        let changes = element_changes(diff, new);
-        if !expressible(&changes) {
-            return Ok(false);
+        let steps = diff_steps(diff, new, &self.opts);
+        let mut set_id = 0;
+        let mut items = Vec::with_capacity(steps.len());
+        for step in &steps {
+            items.push(match step {
+                Step::Elements(change) if expressible(std::slice::from_ref(change)) => {
+                    BatchItem::Elements(change)
+                }
+                Step::Elements(_) => return Ok(false),
+                Step::Command(command) => match objects::command_message(command, &mut set_id) {
+                    Some(message) => BatchItem::Object(message),
+                    None => return Ok(false),
+                },
+            });
         }
-        socket.commit(&changes)
+        socket.commit_items(&items)
     }
 
     pub fn options(&self) -> &Options {
@@ -197,7 +210,7 @@ impl RulesetDataplane for NftRulesetDataplane {
             }
             return created;
         }
-        let result = match self.apply_elements(diff, new) {
+        let result = match self.apply_netlink(diff, new) {
             Ok(true) => return Ok(()),
             Ok(false) => self.run_transaction(&diff_commands(diff, new, &self.opts), action),
             Err(err) => Err(err),
