@@ -137,11 +137,11 @@ pub fn add_request_dual(
         }),
         hints: Some(v1::ZoneHints {
             explicit_zone: zone.into(),
-            explicit_source: "cni-args".into(),
+            explicit_source: v1::ZoneSource::CniArgs.into(),
             ..Default::default()
         }),
         ips,
-        attach_mode: "chained".into(),
+        attach_mode: v1::AttachMode::Chained.into(),
         ..Default::default()
     }
 }
@@ -265,7 +265,7 @@ impl Scale {
             for zone in [CLIENT_ZONE, SERVER_ZONE] {
                 c.set_mode(v1::SetModeRequest {
                     zone: zone.into(),
-                    mode: "enforce".into(),
+                    mode: v1::Mode::Enforce.into(),
                     comment: "zw-bench".into(),
                 })
                 .await?;

@@ -321,8 +321,10 @@ mod tests {
         {
             Command::Get(GetCommand::Violations(args)) => {
                 assert_eq!(args.zone.as_deref(), Some("shop/db"));
-                assert_eq!(args.verdict, Some(crate::get::Verdict::Spoof));
-                assert_eq!(args.verdict.map(crate::get::Verdict::as_str), Some("spoof"));
+                assert_eq!(
+                    args.verdict,
+                    Some(zonewarden_profiles::event::ReportKind::Spoof)
+                );
                 assert_eq!(args.limit, Some(10));
             }
             other => panic!("expected get violations, got {other:?}"),

@@ -542,7 +542,7 @@ shop/frontend->shop/legacy:8080/tcp   shop/frontend,shop/legacy   <none>   <none
         ProfileChangeResultView::from(v1::ProfileChangeResponse {
             profile: Some(v1::Profile {
                 zone: zone.into(),
-                mode: "learn".into(),
+                mode: v1::Mode::Learn.into(),
                 version,
                 approved: vec!["shop/frontend->shop/api:8080/tcp".into()],
                 ..Default::default()

@@ -15,6 +15,7 @@ use zonewarden_proto::v1;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render;
+use crate::view::{mode_word, zone_kind_word};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -96,7 +97,7 @@ pub fn build(
             z.name.clone(),
             MapNode {
                 name: z.name,
-                kind: z.kind,
+                kind: zone_kind_word(z.kind),
                 endpoint_count: z.endpoint_count,
                 ..Default::default()
             },
@@ -107,7 +108,7 @@ pub fn build(
             name: p.zone.clone(),
             ..Default::default()
         });
-        node.mode = p.mode;
+        node.mode = mode_word(p.mode);
         node.quarantined = p.quarantined;
         node.endpoint_count = node.endpoint_count.max(p.endpoint_count);
     }
@@ -325,7 +326,7 @@ mod tests {
                 v1::Zone {
                     name: "shop/api".into(),
                     id: 2,
-                    kind: "workload".into(),
+                    kind: v1::ZoneKind::Workload.into(),
                     endpoint_count: 2,
                     members: vec![],
                     ..Default::default()
@@ -333,7 +334,7 @@ mod tests {
                 v1::Zone {
                     name: "shop/web".into(),
                     id: 1,
-                    kind: "workload".into(),
+                    kind: v1::ZoneKind::Workload.into(),
                     endpoint_count: 1,
                     members: vec![],
                     ..Default::default()
@@ -344,13 +345,13 @@ mod tests {
             profiles: vec![
                 v1::Profile {
                     zone: "shop/api".into(),
-                    mode: "enforce".into(),
+                    mode: v1::Mode::Enforce.into(),
                     endpoint_count: 2,
                     ..Default::default()
                 },
                 v1::Profile {
                     zone: "shop/web".into(),
-                    mode: "learn".into(),
+                    mode: v1::Mode::Learn.into(),
                     quarantined: true,
                     endpoint_count: 1,
                     ..Default::default()

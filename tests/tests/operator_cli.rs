@@ -1,6 +1,8 @@
 //! The operator CLI against a running enforcer, as root: describe, zone map, profile
 //! export/import (YAML round trip, validation, atomic apply that changes
 //! enforcement), NetworkPolicy export and the live flow stream, in every format.
+//! The JSON words operators' scripts read (zone source, attach mode, kind, mode) are
+//! the ones zwctl printed before the API carried enums.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -324,4 +326,32 @@ fn operator_cli_end_to_end() {
         !ok(&node, &["profile", "export", "shop/db"]).contains(EDGE),
         "the import set the approved edges exactly"
     );
+}
+
+fn items(value: Value) -> Vec<Value> {
+    value["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn json_words_are_the_ones_scripts_read() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, "zw-words", "10.172.0.0/24");
+    let _web = add_pod(&node, &list, "web", "shop/web");
+
+    let endpoints = items(node.zwctl(&["get", "endpoints"]));
+    assert_eq!(endpoints.len(), 1, "{endpoints:#?}");
+    assert_eq!(endpoints[0]["zoneSource"], "cni-args", "{endpoints:#?}");
+    assert_eq!(endpoints[0]["attachMode"], "routed", "{endpoints:#?}");
+    let zones = items(node.zwctl(&["get", "zones"]));
+    assert_eq!(zones[0]["kind"], "cni-args", "{zones:#?}");
+    let profiles = items(node.zwctl(&["get", "profiles"]));
+    assert_eq!(profiles[0]["mode"], "learn", "{profiles:#?}");
+    for (mode, word) in [("monitor", "monitor"), ("enforce", "enforce")] {
+        let changed = node.zwctl(&["mode", "set", "shop/web", mode]);
+        assert_eq!(changed["profile"]["mode"], word, "{changed}");
+    }
+    let out = zwctl(&node, &["-o", "yaml", "get", "profiles", "shop/web"]);
+    let yaml = String::from_utf8(out.stdout).expect("utf-8 yaml");
+    assert!(yaml.contains("mode: enforce"), "{yaml}");
 }
