@@ -10,6 +10,7 @@ use std::io::{self, Write as _};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use zonewarden_profiles::Edge;
 use zonewarden_profiles::event::ReportKind;
 use zonewarden_proto::model::{self, verdict_to_proto};
 use zonewarden_proto::v1;
@@ -166,9 +167,9 @@ pub fn render_flow(flow: &FlowView, format: OutputFormat) -> anyhow::Result<Stri
 
 /// `12:00:01.123  DROP        shop/web -> shop/db  5432/tcp  10.0.0.1:40312 -> 10.0.0.2  by shop/db v3`
 pub fn flow_line(flow: &FlowView) -> String {
-    let (zones, service) = match flow.edge.rsplit_once(':') {
-        Some((pair, service)) => (pair.replace("->", " -> "), service.to_owned()),
-        None => (flow.edge.clone(), String::new()),
+    let (zones, service) = match flow.edge.parse::<Edge>() {
+        Ok(edge) => (format!("{} -> {}", edge.src, edge.dst), edge.service()),
+        Err(_) => (flow.edge.clone(), String::new()),
     };
     let src = match (flow.src.contains(':'), flow.src_port) {
         (_, 0) => flow.src.clone(),

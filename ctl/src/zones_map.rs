@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use zonewarden_profiles::Edge;
 use zonewarden_proto::v1;
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -114,16 +115,13 @@ pub fn build(
     }
     let mut map_edges = Vec::new();
     for e in edges.edges {
-        let Some((src, rest)) = e.edge.split_once("->") else {
+        let Ok(edge) = e.edge.parse::<Edge>() else {
             continue;
         };
-        let Some((dst, service)) = rest.rsplit_once(':') else {
-            continue;
-        };
-        for zone in [src, dst] {
-            nodes.entry(zone.to_owned()).or_insert_with(|| MapNode {
-                name: zone.to_owned(),
-                kind: if matches!(zone, "host" | "world") {
+        for zone in [&edge.src, &edge.dst] {
+            nodes.entry(zone.to_string()).or_insert_with(|| MapNode {
+                name: zone.to_string(),
+                kind: if zone.is_builtin() {
                     "builtin".to_owned()
                 } else {
                     String::new()
@@ -132,9 +130,9 @@ pub fn build(
             });
         }
         map_edges.push(MapEdge {
-            src: src.to_owned(),
-            dst: dst.to_owned(),
-            service: service.to_owned(),
+            src: edge.src.to_string(),
+            dst: edge.dst.to_string(),
+            service: edge.service(),
             edge: e.edge,
             approved: e.approved,
             learned: e.learned,
