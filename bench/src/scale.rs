@@ -152,6 +152,8 @@ pub fn approve_request(zone: &str, edges: Vec<String>) -> v1::ApproveEdgesReques
         edges,
         all: false,
         comment: "zw-bench".into(),
+        // The harness makes its zones: approving into one before its pods is meant.
+        create: true,
     }
 }
 
@@ -267,6 +269,7 @@ impl Scale {
                     zone: zone.into(),
                     mode: v1::Mode::Enforce.into(),
                     comment: "zw-bench".into(),
+                    create: true,
                 })
                 .await?;
             }

@@ -66,6 +66,7 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
             zone,
             mode: v1::Mode::Enforce.into(),
             comment: "zw-bench".into(),
+            create: true,
         }))?;
         mode.push(t.elapsed().as_secs_f64() * 1000.0);
     }

@@ -5,7 +5,7 @@ use zonewarden_profiles::Mode;
 use zonewarden_proto::v1;
 
 use crate::choice;
-use crate::cli::GlobalArgs;
+use crate::cli::{CreateArg, GlobalArgs};
 use crate::client::Enforcer;
 use crate::profile;
 use crate::render;
@@ -29,7 +29,11 @@ Examples:
   zwctl mode set shop/frontend enforce --comment \"CHG-1234\"
 
   # Back to learning (e.g. after a release that adds dependencies)
-  zwctl mode set shop/frontend learn --comment \"v2 rollout\"";
+  zwctl mode set shop/frontend learn --comment \"v2 rollout\"
+
+A zone that does not exist (no endpoints, no profile) is refused, with the nearest
+existing zone's name: a typo never becomes a zone. Pass --create to set the mode of a
+zone before its workloads run.";
 
 const SET_EXAMPLES: &str = "\
 Examples:
@@ -40,7 +44,10 @@ Examples:
   zwctl mode set shop/db enforce --comment \"approved profile reviewed by security\"
 
   # The new profile as YAML
-  zwctl mode set shop/db enforce -o yaml";
+  zwctl mode set shop/db enforce -o yaml
+
+  # A zone whose pods are not deployed yet
+  zwctl mode set shop/payments enforce --create";
 
 /// The `mode` subcommands.
 #[derive(Debug, Subcommand)]
@@ -63,6 +70,9 @@ pub struct SetArgs {
     /// Why: recorded in the profile's history and the audit log.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+
+    #[command(flatten)]
+    pub create: CreateArg,
 }
 
 /// One line of help per mode, for `--help` and shell completions.
@@ -82,6 +92,7 @@ pub async fn run(command: &ModeCommand, global: &GlobalArgs) -> anyhow::Result<S
         zone: args.zone.clone(),
         mode: v1::Mode::from(args.mode).into(),
         comment: args.comment.clone().unwrap_or_default(),
+        create: args.create.create,
     };
     let result = ProfileChangeResultView::from(enforcer.set_mode(request).await?);
     if let Some(warning) = enforce_warning(&result, args) {
@@ -166,6 +177,9 @@ mod tests {
         assert_eq!(args.zone, "shop/db");
         assert_eq!(args.mode, Mode::Enforce);
         assert_eq!(args.comment.as_deref(), Some("go"));
+        assert!(!args.create.create);
+        let create = parse(&["zwctl", "mode", "set", "shop/pay", "enforce", "--create"]).unwrap();
+        assert!(create.create.create);
         assert_eq!(
             parse(&["zwctl", "mode", "set", "z", "learn"]).unwrap().mode,
             Mode::Learn
@@ -206,9 +220,10 @@ mod tests {
         ] {
             assert!(help.contains(mode) && help.contains(help_line), "{help}");
         }
+        assert!(help.contains("--create"), "{help}");
         // bash offers the words after `mode set ZONE`, zsh with their help.
         for (shell, needle) in [
-            (clap_complete::Shell::Bash, "--comment --socket"),
+            (clap_complete::Shell::Bash, "--create --socket"),
             (
                 clap_complete::Shell::Bash,
                 "--version learn monitor enforce\"",

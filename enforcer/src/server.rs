@@ -17,7 +17,7 @@ use crate::convert::{
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{actor, diff, list_edges, unapproved, who};
-use crate::registry::{EndpointRegistry, RegistryError};
+use crate::registry::{EndpointRegistry, IfMissing, RegistryError};
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
@@ -96,11 +96,21 @@ impl EnforcerService {
     }
 }
 
+/// What a profile change does with a zone that does not exist: the request's `create`.
+fn if_missing(create: bool) -> IfMissing {
+    if create {
+        IfMissing::Create
+    } else {
+        IfMissing::Refuse
+    }
+}
+
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
         RegistryError::InvalidZone(_)
         | RegistryError::Profile(_)
+        | RegistryError::UnknownZone { .. }
         | RegistryError::AddressInUse { .. } => Status::invalid_argument(err.to_string()),
         RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
         RegistryError::Store(_)
@@ -302,7 +312,12 @@ impl Enforcer for EnforcerService {
         let noted = ChangeNote::new(Note::from(&actor), Action::Approve, edges_target(&edges));
         let (profile, changed) = self
             .registry
-            .change_profile(zone.clone(), move |p| p.approve(edges, &actor), noted)
+            .change_profile(
+                zone.clone(),
+                if_missing(request.create),
+                move |p| p.approve(edges, &actor),
+                noted,
+            )
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "edges approved");
@@ -357,6 +372,7 @@ impl Enforcer for EnforcerService {
         let zone = zone_arg(&request.zone)?;
         let named = edges_arg(&request.edges)?;
         let all = request.all;
+        let create = request.create;
         let target = if all {
             Some("all approved edges".to_owned())
         } else {
@@ -367,6 +383,7 @@ impl Enforcer for EnforcerService {
             .registry
             .change_profile(
                 zone.clone(),
+                if_missing(create),
                 move |p| {
                     let edges: Vec<_> = if all {
                         p.approved.iter().cloned().collect()
@@ -396,6 +413,7 @@ impl Enforcer for EnforcerService {
             .registry
             .change_profile(
                 zone.clone(),
+                if_missing(request.create),
                 move |p| Ok(usize::from(p.set_mode(mode, &actor))),
                 noted,
             )
@@ -426,6 +444,7 @@ impl Enforcer for EnforcerService {
                     .registry
                     .change_profile(
                         zone.clone(),
+                        if_missing(request.create),
                         move |p| Ok(usize::from(p.set_quarantine(on, &actor))),
                         noted,
                     )
@@ -627,10 +646,11 @@ mod tests {
         assert_eq!(status.endpoint_count, 1);
 
         // Enums: unspecified or unknown values are refused naming the field.
-        let set_mode = |zone: &str, mode: i32| v1::SetModeRequest {
+        let set_mode = |zone: &str, mode: i32, create: bool| v1::SetModeRequest {
             zone: zone.into(),
             mode,
             comment: String::new(),
+            create,
         };
         for (mode, needle) in [
             (
@@ -640,7 +660,7 @@ mod tests {
             (9, "mode has the unknown value 9"),
         ] {
             let err = client
-                .set_mode(set_mode("shop/frontend", mode))
+                .set_mode(set_mode("shop/frontend", mode, false))
                 .await
                 .unwrap_err();
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -655,6 +675,25 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().starts_with("verdict is unspecified"), "{err}");
+        // A typo of an existing zone is refused with it; --create makes the zone.
+        let enforce = v1::Mode::Enforce.into();
+        let err = client
+            .set_mode(set_mode("shop/frontendd", enforce, false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("did you mean \"shop/frontend\"? pass --create to make it"),
+            "{err}"
+        );
+        let created = client
+            .set_mode(set_mode("shop/frontendd", enforce, true))
+            .await
+            .unwrap()
+            .into_inner();
+        let profile = created.profile.unwrap();
+        assert_eq!((created.changed, profile.mode()), (1, v1::Mode::Enforce));
 
         let mut bad = add.clone();
         bad.hints
