@@ -137,11 +137,11 @@ pub fn add_request_dual(
         }),
         hints: Some(v1::ZoneHints {
             explicit_zone: zone.into(),
-            explicit_source: "cni-args".into(),
+            explicit_source: v1::ZoneSource::CniArgs.into(),
             ..Default::default()
         }),
         ips,
-        attach_mode: "chained".into(),
+        attach_mode: v1::AttachMode::Chained.into(),
         ..Default::default()
     }
 }
@@ -152,6 +152,8 @@ pub fn approve_request(zone: &str, edges: Vec<String>) -> v1::ApproveEdgesReques
         edges,
         all: false,
         comment: "zw-bench".into(),
+        // The harness makes its zones: approving into one before its pods is meant.
+        create: true,
     }
 }
 
@@ -265,8 +267,9 @@ impl Scale {
             for zone in [CLIENT_ZONE, SERVER_ZONE] {
                 c.set_mode(v1::SetModeRequest {
                     zone: zone.into(),
-                    mode: "enforce".into(),
+                    mode: v1::Mode::Enforce.into(),
                     comment: "zw-bench".into(),
+                    create: true,
                 })
                 .await?;
             }

@@ -64,8 +64,9 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         let t = Instant::now();
         rt.block_on(c.set_mode(v1::SetModeRequest {
             zone,
-            mode: "enforce".into(),
+            mode: v1::Mode::Enforce.into(),
             comment: "zw-bench".into(),
+            create: true,
         }))?;
         mode.push(t.elapsed().as_secs_f64() * 1000.0);
     }

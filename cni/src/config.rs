@@ -5,22 +5,13 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use zonewarden_profiles::ZoneName;
+use zonewarden_profiles::{AttachMode, ZoneName};
 
 use crate::env::is_valid_id;
 use crate::error::{CniError, ErrorCode};
 use crate::result::Dns;
 use crate::runtime_config::RuntimeConfig;
 use crate::version::{CniVersion, SUPPORTED_VERSIONS};
-
-/// How the plugin attaches containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// One veth pair per attachment, /32 addresses and routes through the node.
-    Routed,
-    /// Another plugin made the interface; zonewarden registers it and passes `prevResult` on.
-    Chained,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,7 +77,7 @@ pub struct NetConf {
     pub dns: Option<Dns>,
     pub zone: Option<ZoneName>,
     pub socket: PathBuf,
-    pub mode: Mode,
+    pub mode: AttachMode,
     pub mtu: Option<u32>,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<String>,
@@ -132,13 +123,12 @@ impl NetConf {
             ));
         }
         let mode = match raw.mode.as_deref() {
-            None | Some("routed") => Mode::Routed,
-            Some("chained") => Mode::Chained,
-            Some(other) => {
-                return Err(CniError::config(format!(
-                    "mode {other:?} is not known: use \"routed\" (default) or \"chained\""
-                )));
-            }
+            None => AttachMode::Routed,
+            Some(word) => AttachMode::parse(word).ok_or_else(|| {
+                CniError::config(format!(
+                    "mode {word:?} is not known: use \"routed\" (default) or \"chained\""
+                ))
+            })?,
         };
         if raw.ip_masq {
             return Err(CniError::new(
@@ -147,19 +137,19 @@ impl NetConf {
             ));
         }
         let ipam_type = match (&raw.ipam, mode) {
-            (Some(ipam), Mode::Routed) => Some(ipam_type(ipam)?),
-            (None, Mode::Routed) => {
+            (Some(ipam), AttachMode::Routed) => Some(ipam_type(ipam)?),
+            (None, AttachMode::Routed) => {
                 return Err(CniError::config(
                     "routed mode needs an \"ipam\" section naming an IPAM plugin, e.g. {\"type\":\"host-local\",...}",
                 ));
             }
-            (Some(_), Mode::Chained) => {
+            (Some(_), AttachMode::Chained) => {
                 return Err(CniError::new(
                     ErrorCode::UnsupportedField,
                     "\"ipam\" is not used in chained mode: addresses come from the previous plugin; remove it",
                 ));
             }
-            (None, Mode::Chained) => None,
+            (None, AttachMode::Chained) => None,
         };
         if let Some(mtu) = raw.mtu
             && !(68..=65535).contains(&mtu)

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use zonewarden_cni::config::{Mode, NetConf};
+use zonewarden_cni::config::NetConf;
 use zonewarden_cni::plugin::run;
 use zonewarden_cni::result::{CniResult, Interface, IpConfig, Route};
 use zonewarden_cni::version::{CniVersion, SUPPORTED_VERSIONS};
+use zonewarden_profiles::AttachMode;
 
 fn env(command: &str) -> HashMap<String, String> {
     [
@@ -344,7 +345,7 @@ fn config_keeps_foreign_keys_and_reads_capabilities() {
         "prevResult": {"cniVersion": "1.0.0", "interfaces": [], "ips": []}
     })))
     .unwrap();
-    assert_eq!(c.mode, Mode::Routed);
+    assert_eq!(c.mode, AttachMode::Routed);
     assert_eq!(c.mtu, Some(1400));
     assert_eq!(
         c.runtime_config.pod_annotations["zonewarden.io/zone"],

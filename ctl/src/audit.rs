@@ -16,6 +16,7 @@ use crate::CommandOutput;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::{rpc_error, unreachable_error};
 use crate::render::{self, RenderContext, TableRow};
+use crate::view::named_word;
 
 pub const EXAMPLES: &str = "\
 Every approval, rejection, removal, import, mode change, quarantine and endpoint add
@@ -161,7 +162,11 @@ impl From<v1::AuditEntry> for AuditEntryView {
             seq: e.seq,
             at_unix_ms: e.at_unix_ms,
             who: e.who,
-            action: e.action,
+            action: named_word(
+                e.action,
+                |a: v1::AuditAction| a.as_str_name(),
+                "AUDIT_ACTION_",
+            ),
             zone: e.zone,
             target: e.target,
             detail: e.detail,
@@ -252,7 +257,11 @@ impl From<v1::VerifyAuditResponse> for VerifyView {
                 .map(|p| AuditProblemView {
                     line: p.line,
                     seq: p.seq,
-                    kind: p.kind,
+                    kind: named_word(
+                        p.kind,
+                        |k: v1::AuditProblemKind| k.as_str_name(),
+                        "AUDIT_PROBLEM_KIND_",
+                    ),
                     message: p.message,
                 })
                 .collect(),
@@ -416,7 +425,7 @@ mod tests {
             seq: 7,
             at_unix_ms: 1_000_000 - 120_000,
             who: "alice".into(),
-            action: "mode".into(),
+            action: v1::AuditAction::Mode.into(),
             zone: "shop/db".into(),
             target: "enforce".into(),
             detail: "mode monitor -> enforce".into(),
@@ -473,6 +482,46 @@ mod tests {
         let yaml =
             render::render_list("AuditEntryList", &[entry()], OutputFormat::Yaml, &ctx).unwrap();
         assert!(yaml.contains("kind: AuditEntryList"), "{yaml}");
+    }
+
+    /// Scripts read these words; they are audit.log's own.
+    #[test]
+    fn actions_and_problems_print_the_words_of_the_log() {
+        for (action, word) in [
+            (v1::AuditAction::Approve, "approve"),
+            (v1::AuditAction::Unquarantine, "unquarantine"),
+            (v1::AuditAction::EndpointAdd, "endpoint-add"),
+            (v1::AuditAction::EndpointDel, "endpoint-del"),
+            (v1::AuditAction::TableRestored, "table-restored"),
+            (v1::AuditAction::StoreAccepted, "store-accepted"),
+            (v1::AuditAction::ChainRestart, "chain-restart"),
+        ] {
+            let view = AuditEntryView::from(v1::AuditEntry {
+                action: action.into(),
+                ..Default::default()
+            });
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["action"], word);
+        }
+        let verified = VerifyView::from(v1::VerifyAuditResponse {
+            problems: vec![
+                v1::AuditProblem {
+                    kind: v1::AuditProblemKind::Edited.into(),
+                    ..Default::default()
+                },
+                v1::AuditProblem {
+                    kind: v1::AuditProblemKind::Unwritten.into(),
+                    ..Default::default()
+                },
+                v1::AuditProblem {
+                    kind: 99,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let kinds: Vec<&str> = verified.problems.iter().map(|p| p.kind.as_str()).collect();
+        assert_eq!(kinds, ["edited", "unwritten", "unknown (99)"]);
     }
 
     #[test]

@@ -113,6 +113,16 @@ impl GlobalArgs {
     }
 }
 
+/// `--create`, for the commands that change one zone's profile (`mode set`,
+/// `quarantine --zone`, `profile approve|remove`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct CreateArg {
+    /// Make the zone's profile even if the zone does not exist yet (no endpoints, no
+    /// profile); without it such a zone is refused as a likely typo.
+    #[arg(long)]
+    pub create: bool,
+}
+
 /// How results are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -321,8 +331,10 @@ mod tests {
         {
             Command::Get(GetCommand::Violations(args)) => {
                 assert_eq!(args.zone.as_deref(), Some("shop/db"));
-                assert_eq!(args.verdict, Some(crate::get::Verdict::Spoof));
-                assert_eq!(args.verdict.map(crate::get::Verdict::as_str), Some("spoof"));
+                assert_eq!(
+                    args.verdict,
+                    Some(zonewarden_profiles::event::ReportKind::Spoof)
+                );
                 assert_eq!(args.limit, Some(10));
             }
             other => panic!("expected get violations, got {other:?}"),

@@ -94,7 +94,7 @@ pub async fn run(command: &DescribeCommand, global: &GlobalArgs) -> anyhow::Resu
         .list_violations(v1::ListViolationsRequest {
             zone: zone.clone(),
             limit: RECENT_VIOLATIONS,
-            verdict: String::new(),
+            verdict: None,
         })
         .await?;
     let (approved, learned) = view::edge_views(edges.edges)
@@ -109,7 +109,9 @@ pub async fn run(command: &DescribeCommand, global: &GlobalArgs) -> anyhow::Resu
     let detail = ZoneDetailView {
         name: zone,
         id: summary.as_ref().map_or(0, |z| z.id),
-        kind: summary.map(|z| z.kind).unwrap_or_default(),
+        kind: summary
+            .map(|z| view::zone_kind_word(z.kind))
+            .unwrap_or_default(),
         profile: ProfileView::from(profile),
         members,
         approved,

@@ -8,12 +8,17 @@
 
 use std::io::{self, Write as _};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde::Serialize;
+use zonewarden_profiles::Edge;
+use zonewarden_profiles::event::ReportKind;
+use zonewarden_proto::model::{self, verdict_to_proto};
 use zonewarden_proto::v1;
 
+use crate::choice;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
+use crate::view::word;
 
 pub const EXAMPLES: &str = "\
 Verdicts:
@@ -47,33 +52,41 @@ pub struct WatchArgs {
     pub zone: Option<String>,
 
     /// Only flows with this verdict.
-    #[arg(long, value_enum, value_name = "VERDICT")]
+    #[arg(
+        long,
+        value_name = "VERDICT",
+        value_parser = choice::parser(&FLOW_VERDICTS, flow_verdict_word, flow_verdict_help)
+    )]
     pub verdict: Option<FlowVerdict>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlowVerdict {
-    /// Passed and recorded (learn mode).
-    Allow,
-    /// Passed and reported (monitor mode).
-    Violation,
-    /// Dropped (enforce mode).
-    Drop,
-    /// Dropped: quarantine.
-    Quarantine,
-    /// Dropped: spoofed source address.
-    Spoof,
+/// What the data plane did with a flow: the report's kind, or `None` for a flow a
+/// learning zone let pass (the model's `Option<ReportKind>`, a type of its own so
+/// that clap reads `Option<FlowVerdict>` as an optional flag with a value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowVerdict(pub Option<ReportKind>);
+
+const FLOW_VERDICTS: [FlowVerdict; 5] = [
+    FlowVerdict(None),
+    FlowVerdict(Some(ReportKind::Violation)),
+    FlowVerdict(Some(ReportKind::Drop)),
+    FlowVerdict(Some(ReportKind::Quarantine)),
+    FlowVerdict(Some(ReportKind::Spoof)),
+];
+
+/// The word zwctl prints and takes for a flow's verdict: `allow` for a learned flow
+/// (the data plane's `learn`), the report's kind otherwise.
+fn flow_verdict_word(verdict: FlowVerdict) -> &'static str {
+    verdict.0.map_or("allow", ReportKind::as_str)
 }
 
-impl FlowVerdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Violation => "violation",
-            Self::Drop => "drop",
-            Self::Quarantine => "quarantine",
-            Self::Spoof => "spoof",
-        }
+fn flow_verdict_help(verdict: FlowVerdict) -> &'static str {
+    match verdict.0 {
+        None => "Passed and recorded (learn mode)",
+        Some(ReportKind::Violation) => "Passed and reported (monitor mode)",
+        Some(ReportKind::Drop) => "Dropped (enforce mode)",
+        Some(ReportKind::Quarantine) => "Dropped: quarantine",
+        Some(ReportKind::Spoof) => "Dropped: spoofed source address",
     }
 }
 
@@ -96,7 +109,9 @@ impl From<v1::Flow> for FlowView {
     fn from(f: v1::Flow) -> Self {
         Self {
             at_unix_ms: f.at_unix_ms,
-            verdict: f.verdict,
+            verdict: word(model::verdict("verdict", f.verdict), |v| {
+                flow_verdict_word(FlowVerdict(v))
+            }),
             edge: f.edge,
             src: f.src,
             dst: f.dst,
@@ -114,11 +129,7 @@ pub async fn run(command: &FlowsCommand, global: &GlobalArgs) -> anyhow::Result<
     let mut flows = enforcer
         .watch_flows(v1::WatchFlowsRequest {
             zone: args.zone.clone().unwrap_or_default(),
-            verdict: args
-                .verdict
-                .map(FlowVerdict::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            verdict: args.verdict.map(|v| verdict_to_proto(v.0).into()),
         })
         .await?;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -156,9 +167,9 @@ pub fn render_flow(flow: &FlowView, format: OutputFormat) -> anyhow::Result<Stri
 
 /// `12:00:01.123  DROP        shop/web -> shop/db  5432/tcp  10.0.0.1:40312 -> 10.0.0.2  by shop/db v3`
 pub fn flow_line(flow: &FlowView) -> String {
-    let (zones, service) = match flow.edge.rsplit_once(':') {
-        Some((pair, service)) => (pair.replace("->", " -> "), service.to_owned()),
-        None => (flow.edge.clone(), String::new()),
+    let (zones, service) = match flow.edge.parse::<Edge>() {
+        Ok(edge) => (format!("{} -> {}", edge.src, edge.dst), edge.service()),
+        Err(_) => (flow.edge.clone(), String::new()),
     };
     let src = match (flow.src.contains(':'), flow.src_port) {
         (_, 0) => flow.src.clone(),
@@ -227,6 +238,45 @@ mod tests {
             flow_line(&icmp),
             "08:00:01.123  ALLOW       a -> b  icmp  fd00::1 -> 10.0.0.2\n"
         );
+    }
+
+    #[test]
+    fn verdicts_print_the_same_words_as_before() {
+        for (verdict, text) in [
+            (v1::Verdict::Learn, "allow"),
+            (v1::Verdict::Violation, "violation"),
+            (v1::Verdict::Drop, "drop"),
+            (v1::Verdict::Quarantine, "quarantine"),
+            (v1::Verdict::Spoof, "spoof"),
+        ] {
+            let view = FlowView::from(v1::Flow {
+                verdict: verdict.into(),
+                ..Default::default()
+            });
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["verdict"], text);
+        }
+    }
+
+    #[test]
+    fn the_verdict_filter_takes_the_printed_words() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        for (text, verdict) in [
+            ("allow", v1::Verdict::Learn),
+            ("violation", v1::Verdict::Violation),
+            ("drop", v1::Verdict::Drop),
+            ("quarantine", v1::Verdict::Quarantine),
+            ("spoof", v1::Verdict::Spoof),
+        ] {
+            let cli = Cli::try_parse_from(["zwctl", "flows", "watch", "--verdict", text]).unwrap();
+            let Command::Flows(FlowsCommand::Watch(args)) = cli.command else {
+                panic!("expected flows watch");
+            };
+            let sent = args.verdict.map(|v| i32::from(verdict_to_proto(v.0)));
+            assert_eq!(sent, Some(verdict.into()), "{text}");
+        }
+        assert!(Cli::try_parse_from(["zwctl", "flows", "watch", "--verdict", "learn"]).is_err());
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! A resource is one variant of [`GetCommand`], one arm of [`run`] and one
 //! [`TableRow`] impl.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+use zonewarden_profiles::event::ReportKind;
 use zonewarden_proto::v1;
 
+use crate::choice;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render::{self, RenderContext, TableRow};
 use crate::view::{self, EdgeView, EndpointView, ProfileView, ViolationView, ZoneView};
+use zonewarden_proto::model::verdict_to_proto;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -218,36 +221,25 @@ pub struct ViolationsArgs {
     pub zone: Option<String>,
 
     /// Only this kind of verdict.
-    #[arg(long, value_enum, value_name = "VERDICT")]
-    pub verdict: Option<Verdict>,
+    #[arg(
+        long,
+        value_name = "VERDICT",
+        value_parser = choice::parser(&ReportKind::ALL, ReportKind::as_str, verdict_help)
+    )]
+    pub verdict: Option<ReportKind>,
 
     /// At most this many entries (the enforcer's default: 100).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
 }
 
-/// What happened to a reported connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Verdict {
-    /// An enforcing zone dropped it.
-    Drop,
-    /// A zone in monitor mode reported it and let it pass.
-    Violation,
-    /// A quarantined zone or endpoint was cut off.
-    Quarantine,
-    /// The source address was not the container's own.
-    Spoof,
-}
-
-impl Verdict {
-    /// The name the enforcer uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Drop => "drop",
-            Self::Violation => "violation",
-            Self::Quarantine => "quarantine",
-            Self::Spoof => "spoof",
-        }
+/// What happened to a reported connection, for `--help` and completions.
+fn verdict_help(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::Drop => "An enforcing zone dropped it",
+        ReportKind::Violation => "A zone in monitor mode reported it and let it pass",
+        ReportKind::Quarantine => "A quarantined zone or endpoint was cut off",
+        ReportKind::Spoof => "The source address was not the container's own",
     }
 }
 
@@ -307,11 +299,7 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
             let request = v1::ListViolationsRequest {
                 zone: args.zone.clone().unwrap_or_default(),
                 limit: args.limit.unwrap_or(0),
-                verdict: args
-                    .verdict
-                    .map(Verdict::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
+                verdict: args.verdict.map(|kind| verdict_to_proto(Some(kind)).into()),
             };
             let violations = violation_views(enforcer.list_violations(request).await?);
             if violations.is_empty() && global.output == OutputFormat::Table {
@@ -542,7 +530,7 @@ mod tests {
                 ifname: "eth0".into(),
             }),
             zone: zone.into(),
-            zone_source: "workload".into(),
+            zone_source: v1::ZoneSource::Workload.into(),
             netns: "/var/run/netns/cni-1".into(),
             host_ifname: "zw1234abcd".into(),
             ips: vec!["10.244.0.5/24".into(), "fd00::5/64".into()],
@@ -550,7 +538,7 @@ mod tests {
             node: "node-a".into(),
             pod_namespace: pod.0.into(),
             pod_name: pod.1.into(),
-            attach_mode: "routed".into(),
+            attach_mode: v1::AttachMode::Routed.into(),
             created_unix_ms: NOW - age_secs * 1000,
             bridge: String::new(),
         }
@@ -616,15 +604,15 @@ shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw
                 v1::Zone {
                     name: "shop/web".into(),
                     id: 12,
-                    kind: "workload".into(),
+                    kind: v1::ZoneKind::Workload.into(),
                     endpoint_count: 5,
                     members: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
                     ..Default::default()
                 },
                 v1::Zone {
-                    name: "host".into(),
+                    name: "shop/old".into(),
                     id: 1,
-                    kind: "builtin".into(),
+                    kind: v1::ZoneKind::Empty.into(),
                     endpoint_count: 0,
                     members: vec![],
                     ..Default::default()
@@ -636,7 +624,7 @@ shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw
                 .unwrap();
         let expected = "\
 ZONE       ID   KIND       ENDPOINTS   MEMBERS
-host       1    builtin    0           <none>
+shop/old   1    empty      0           <none>
 shop/web   12   workload   5           a,b,c +2 more
 ";
         assert_eq!(text, expected);
@@ -648,7 +636,7 @@ shop/web   12   workload   5           a,b,c +2 more
             zones: vec![v1::Zone {
                 name: "shop/web".into(),
                 id: 12,
-                kind: "workload".into(),
+                kind: v1::ZoneKind::Workload.into(),
                 endpoint_count: 4,
                 members: ["a", "b", "c", "d"].map(String::from).to_vec(),
                 ..Default::default()
@@ -747,7 +735,7 @@ shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>    
     fn profile(zone: &str, completeness: Option<v1::Completeness>) -> v1::Profile {
         v1::Profile {
             zone: zone.into(),
-            mode: "monitor".into(),
+            mode: v1::Mode::Monitor.into(),
             quarantined: false,
             version: 4,
             approved: vec!["a->b:80/tcp".into(), "a->c:53/udp".into()],
@@ -778,7 +766,7 @@ shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>    
                 ),
                 v1::Profile {
                     zone: "shop/db".into(),
-                    mode: "enforce".into(),
+                    mode: v1::Mode::Enforce.into(),
                     quarantined: true,
                     version: 7,
                     completeness: Some(v1::Completeness {
@@ -849,7 +837,7 @@ shop/web   monitor   no            4         2          3           1h          
         assert!(yaml.contains("windowSeconds: 600"), "{yaml}");
     }
 
-    fn violation(verdict: &str, age_secs: i64, src: &str, src_port: u32) -> v1::Violation {
+    fn violation(verdict: v1::Verdict, age_secs: i64, src: &str, src_port: u32) -> v1::Violation {
         v1::Violation {
             at_unix_ms: NOW - age_secs * 1000,
             verdict: verdict.into(),
@@ -868,12 +856,12 @@ shop/web   monitor   no            4         2          3           1h          
     fn violations_table_is_newest_first_with_source_ports() {
         let response = v1::ListViolationsResponse {
             violations: vec![
-                violation("violation", 3 * 3600, "fd00::5", 40312),
-                violation("drop", 30, "10.244.0.5", 40312),
+                violation(v1::Verdict::Violation, 3 * 3600, "fd00::5", 40312),
+                violation(v1::Verdict::Drop, 30, "10.244.0.5", 40312),
                 v1::Violation {
                     reported_by: String::new(),
                     edge: "host->shop/db:icmp".into(),
-                    ..violation("quarantine", 120, "10.0.0.1", 0)
+                    ..violation(v1::Verdict::Quarantine, 120, "10.0.0.1", 0)
                 },
             ],
         };
@@ -896,7 +884,7 @@ AGE   VERDICT      EDGE                         SRC                DST          
     #[test]
     fn violations_json_mirrors_the_proto_message() {
         let response = v1::ListViolationsResponse {
-            violations: vec![violation("drop", 30, "10.244.0.5", 40312)],
+            violations: vec![violation(v1::Verdict::Drop, 30, "10.244.0.5", 40312)],
         };
         let text = render::render_list(
             "ViolationList",

@@ -7,6 +7,7 @@
 //! - `view`: serde structs mirroring the proto messages (what JSON/YAML prints).
 //! - `render`: the table printer, AGE and list formatting, JSON and YAML.
 //! - `edge`: the client-side check of the edge text (`SRC->DST:PORT/PROTO`).
+//! - `choice`: arguments that are the model's enums (`Mode`, `ReportKind`).
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
 //!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
 //!   (`watch`, which streams its output as it comes), `profile_io` (`profile
@@ -15,6 +16,7 @@
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 
 mod audit;
+mod choice;
 mod cli;
 mod client;
 mod completion;

@@ -1,9 +1,11 @@
 //! `zwctl mode set ZONE learn|monitor|enforce`: switch how a zone's profile applies.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+use zonewarden_profiles::Mode;
 use zonewarden_proto::v1;
 
-use crate::cli::GlobalArgs;
+use crate::choice;
+use crate::cli::{CreateArg, GlobalArgs};
 use crate::client::Enforcer;
 use crate::profile;
 use crate::render;
@@ -27,7 +29,11 @@ Examples:
   zwctl mode set shop/frontend enforce --comment \"CHG-1234\"
 
   # Back to learning (e.g. after a release that adds dependencies)
-  zwctl mode set shop/frontend learn --comment \"v2 rollout\"";
+  zwctl mode set shop/frontend learn --comment \"v2 rollout\"
+
+A zone that does not exist (no endpoints, no profile) is refused, with the nearest
+existing zone's name: a typo never becomes a zone. Pass --create to set the mode of a
+zone before its workloads run.";
 
 const SET_EXAMPLES: &str = "\
 Examples:
@@ -38,7 +44,10 @@ Examples:
   zwctl mode set shop/db enforce --comment \"approved profile reviewed by security\"
 
   # The new profile as YAML
-  zwctl mode set shop/db enforce -o yaml";
+  zwctl mode set shop/db enforce -o yaml
+
+  # A zone whose pods are not deployed yet
+  zwctl mode set shop/payments enforce --create";
 
 /// The `mode` subcommands.
 #[derive(Debug, Subcommand)]
@@ -55,33 +64,23 @@ pub struct SetArgs {
     pub zone: String,
 
     /// The new mode.
-    #[arg(value_enum, value_name = "MODE")]
+    #[arg(value_name = "MODE", value_parser = choice::parser(&Mode::ALL, Mode::as_str, mode_help))]
     pub mode: Mode,
 
     /// Why: recorded in the profile's history and the audit log.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+
+    #[command(flatten)]
+    pub create: CreateArg,
 }
 
-/// How a zone's profile applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Allow everything and record edges.
-    Learn,
-    /// Allow everything, record edges, report unapproved ones as violations.
-    Monitor,
-    /// Drop and report unapproved edges.
-    Enforce,
-}
-
-impl Mode {
-    /// The name the enforcer uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Learn => "learn",
-            Self::Monitor => "monitor",
-            Self::Enforce => "enforce",
-        }
+/// One line of help per mode, for `--help` and shell completions.
+fn mode_help(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Learn => "Allow everything and record edges",
+        Mode::Monitor => "Allow everything, record edges, report unapproved ones as violations",
+        Mode::Enforce => "Drop and report unapproved edges",
     }
 }
 
@@ -91,8 +90,9 @@ pub async fn run(command: &ModeCommand, global: &GlobalArgs) -> anyhow::Result<S
     let mut enforcer = Enforcer::connect(global).await?;
     let request = v1::SetModeRequest {
         zone: args.zone.clone(),
-        mode: args.mode.as_str().to_owned(),
+        mode: v1::Mode::from(args.mode).into(),
         comment: args.comment.clone().unwrap_or_default(),
+        create: args.create.create,
     };
     let result = ProfileChangeResultView::from(enforcer.set_mode(request).await?);
     if let Some(warning) = enforce_warning(&result, args) {
@@ -145,11 +145,16 @@ mod tests {
         }
     }
 
-    fn result(zone: &str, mode: &str, version: u64, changed: u32) -> ProfileChangeResultView {
+    fn result(
+        zone: &str,
+        mode: Option<Mode>,
+        version: u64,
+        changed: u32,
+    ) -> ProfileChangeResultView {
         ProfileChangeResultView::from(v1::ProfileChangeResponse {
             profile: Some(v1::Profile {
                 zone: zone.into(),
-                mode: mode.into(),
+                mode: mode.map_or(0, |m| v1::Mode::from(m).into()),
                 version,
                 ..Default::default()
             }),
@@ -172,6 +177,9 @@ mod tests {
         assert_eq!(args.zone, "shop/db");
         assert_eq!(args.mode, Mode::Enforce);
         assert_eq!(args.comment.as_deref(), Some("go"));
+        assert!(!args.create.create);
+        let create = parse(&["zwctl", "mode", "set", "shop/pay", "enforce", "--create"]).unwrap();
+        assert!(create.create.create);
         assert_eq!(
             parse(&["zwctl", "mode", "set", "z", "learn"]).unwrap().mode,
             Mode::Learn
@@ -191,24 +199,68 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
         let text = err.to_string();
         assert!(text.contains("learn, monitor, enforce"), "{text}");
+        assert!(text.contains("'block'"), "{text}");
         assert!(parse(&["zwctl", "mode", "set", "z"]).is_err());
         assert!(Cli::try_parse_from(["zwctl", "mode"]).is_err());
+    }
+
+    #[test]
+    fn help_and_completions_list_the_modes() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let set = cli
+            .find_subcommand_mut("mode")
+            .and_then(|mode| mode.find_subcommand_mut("set"))
+            .expect("zwctl mode set");
+        let help = set.render_long_help().to_string();
+        for (mode, help_line) in [
+            ("learn", "Allow everything and record edges"),
+            ("monitor", "report unapproved ones as violations"),
+            ("enforce", "Drop and report unapproved edges"),
+        ] {
+            assert!(help.contains(mode) && help.contains(help_line), "{help}");
+        }
+        assert!(help.contains("--create"), "{help}");
+        // bash offers the words after `mode set ZONE`, zsh with their help.
+        for (shell, needle) in [
+            (clap_complete::Shell::Bash, "--create --socket"),
+            (
+                clap_complete::Shell::Bash,
+                "--version learn monitor enforce\"",
+            ),
+            (
+                clap_complete::Shell::Zsh,
+                "learn\\:\"Allow everything and record edges\"",
+            ),
+            (
+                clap_complete::Shell::Zsh,
+                "enforce\\:\"Drop and report unapproved edges\"",
+            ),
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zwctl", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            assert!(
+                script.contains(needle),
+                "{shell:?} completion lacks {needle}"
+            );
+        }
     }
 
     #[test]
     fn summary_names_zone_mode_and_version() {
         let args = parse(&["zwctl", "mode", "set", "shop/db", "enforce"]).unwrap();
         assert_eq!(
-            summary(&result("shop/db", "enforce", 5, 1), &args),
+            summary(&result("shop/db", Some(Mode::Enforce), 5, 1), &args),
             "zone shop/db: mode enforce (profile version 5)\n"
         );
         assert_eq!(
-            summary(&result("", "", 5, 0), &args),
+            summary(&result("", None, 5, 0), &args),
             "zone shop/db: mode enforce, unchanged (profile version 5)\n"
         );
         let json = render::render_text_or_object(
             String::new,
-            &result("shop/db", "enforce", 5, 1),
+            &result("shop/db", Some(Mode::Enforce), 5, 1),
             OutputFormat::Json,
         )
         .unwrap();
@@ -221,7 +273,7 @@ mod tests {
     fn enforcing_a_zone_without_approvals_warns() {
         let enforce = parse(&["zwctl", "mode", "set", "shop/db", "enforce"]).unwrap();
         let monitor = parse(&["zwctl", "mode", "set", "shop/db", "monitor"]).unwrap();
-        let empty = result("shop/db", "enforce", 5, 1);
+        let empty = result("shop/db", Some(Mode::Enforce), 5, 1);
         let warning = enforce_warning(&empty, &enforce).expect("a warning");
         assert!(warning.contains("zwctl profile diff shop/db"), "{warning}");
         assert!(enforce_warning(&empty, &monitor).is_none());

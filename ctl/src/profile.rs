@@ -7,7 +7,7 @@
 use clap::{Args, Subcommand};
 use zonewarden_proto::v1;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{CreateArg, GlobalArgs};
 use crate::client::Enforcer;
 use crate::edge;
 use crate::get;
@@ -80,7 +80,11 @@ Examples:
 
   # Approve what the diff lists, then check the new profile
   zwctl profile diff shop/frontend
-  zwctl profile approve shop/frontend --all -o yaml";
+  zwctl profile approve shop/frontend --all -o yaml
+
+  # Approve into a zone whose pods are not deployed yet (no endpoints, no profile:
+  # without --create it is refused as a likely typo, naming the nearest zone)
+  zwctl profile approve shop/payments --create --edge 'shop/payments->shop/db:5432/tcp'";
 
 const REJECT_EXAMPLES: &str = "\
 Rejecting forgets learned edges: they disappear from `zwctl profile diff` until the
@@ -117,7 +121,7 @@ pub enum ProfileCommand {
         after_help = APPROVE_EXAMPLES,
         mut_arg("all", |arg| arg.help("Approve every learned edge of the zone that no profile approves yet"))
     )]
-    Approve(EdgeChangeArgs),
+    Approve(ProfileEdgeArgs),
 
     /// Forget learned edges of a zone (all unapproved ones, or the ones named).
     #[command(
@@ -131,7 +135,7 @@ pub enum ProfileCommand {
         after_help = REMOVE_EXAMPLES,
         mut_arg("all", |arg| arg.help("Remove every edge the zone's profile approves"))
     )]
-    Remove(EdgeChangeArgs),
+    Remove(ProfileEdgeArgs),
 
     /// Export profiles as YAML (for git) or as Kubernetes NetworkPolicies.
     #[command(after_help = crate::profile_io::EXPORT_EXAMPLES)]
@@ -176,14 +180,25 @@ pub struct EdgeChangeArgs {
 }
 
 impl EdgeChangeArgs {
-    fn request(&self) -> v1::EdgesRequest {
+    fn request(&self, create: CreateArg) -> v1::EdgesRequest {
         v1::EdgesRequest {
             zone: self.zone.clone(),
             edges: self.edges.clone(),
             all: self.all,
             comment: self.comment.clone().unwrap_or_default(),
+            create: create.create,
         }
     }
+}
+
+/// A change of a zone's profile (approve, remove): its edges, and `--create`.
+#[derive(Debug, Args)]
+pub struct ProfileEdgeArgs {
+    #[command(flatten)]
+    pub selection: EdgeChangeArgs,
+
+    #[command(flatten)]
+    pub create: CreateArg,
 }
 
 /// Runs one `profile` command and returns what to print on stdout.
@@ -203,24 +218,31 @@ pub async fn run(command: &ProfileCommand, global: &GlobalArgs) -> anyhow::Resul
             let ctx = RenderContext::now();
             render::render_text_or_object(|| diff_text(&diff, &ctx), &diff, global.output)
         }
-        ProfileCommand::Approve(args) => {
+        ProfileCommand::Approve(ProfileEdgeArgs {
+            selection: args,
+            create,
+        }) => {
             let request = v1::ApproveEdgesRequest {
                 zone: args.zone.clone(),
                 edges: args.edges.clone(),
                 all: args.all,
                 comment: args.comment.clone().unwrap_or_default(),
+                create: create.create,
             };
             let result = ProfileChangeResultView::from(enforcer.approve_edges(request).await?);
             render_change(&result, &args.zone, "approved", "", global)
         }
         ProfileCommand::Reject(args) => {
-            let result =
-                ProfileChangeResultView::from(enforcer.reject_edges(args.request()).await?);
+            let request = args.request(CreateArg::default());
+            let result = ProfileChangeResultView::from(enforcer.reject_edges(request).await?);
             render_change(&result, &args.zone, "rejected", " learned", global)
         }
-        ProfileCommand::Remove(args) => {
-            let result =
-                ProfileChangeResultView::from(enforcer.remove_edges(args.request()).await?);
+        ProfileCommand::Remove(ProfileEdgeArgs {
+            selection: args,
+            create,
+        }) => {
+            let request = args.request(*create);
+            let result = ProfileChangeResultView::from(enforcer.remove_edges(request).await?);
             render_change(&result, &args.zone, "removed", " approved", global)
         }
         ProfileCommand::Export(_) | ProfileCommand::Import(_) => {
@@ -384,9 +406,14 @@ mod tests {
             "reviewed",
         ])
         .unwrap();
-        let ProfileCommand::Approve(args) = command else {
+        let ProfileCommand::Approve(ProfileEdgeArgs {
+            selection: args,
+            create,
+        }) = command
+        else {
             panic!("expected approve, got {command:?}")
         };
+        assert!(!create.create);
         assert_eq!(args.zone, "shop/frontend");
         assert_eq!(
             args.edges,
@@ -398,33 +425,48 @@ mod tests {
         assert!(!args.all);
         assert_eq!(args.comment.as_deref(), Some("reviewed"));
 
-        let command = parse(&["zwctl", "profile", "approve", "z", "--all"]).unwrap();
+        let command = parse(&["zwctl", "profile", "approve", "z", "--all", "--create"]).unwrap();
         assert!(matches!(
             command,
-            ProfileCommand::Approve(EdgeChangeArgs { all: true, .. })
+            ProfileCommand::Approve(ProfileEdgeArgs {
+                selection: EdgeChangeArgs { all: true, .. },
+                create: CreateArg { create: true },
+            })
         ));
     }
 
     #[test]
-    fn reject_and_remove_take_the_same_arguments() {
+    fn reject_and_remove_take_the_same_arguments_and_remove_takes_create() {
         for (name, want_reject) in [("reject", true), ("remove", false)] {
             let command =
                 parse(&["zwctl", "profile", name, "z", "--all", "--comment", "x"]).unwrap();
-            let args = match command {
-                ProfileCommand::Reject(args) if want_reject => args,
-                ProfileCommand::Remove(args) if !want_reject => args,
+            let request = match command {
+                ProfileCommand::Reject(args) if want_reject => args.request(CreateArg::default()),
+                ProfileCommand::Remove(args) if !want_reject => args.selection.request(args.create),
                 other => panic!("{name}: got {other:?}"),
             };
             assert_eq!(
-                args.request(),
+                request,
                 v1::EdgesRequest {
                     zone: "z".into(),
                     edges: vec![],
                     all: true,
                     comment: "x".into(),
+                    create: false,
                 }
             );
         }
+        let command = parse(&["zwctl", "profile", "remove", "z", "--all", "--create"]).unwrap();
+        let ProfileCommand::Remove(args) = command else {
+            panic!("expected remove, got {command:?}")
+        };
+        assert!(args.selection.request(args.create).create);
+        let err = parse(&["zwctl", "profile", "reject", "z", "--all", "--create"]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::UnknownArgument,
+            "reject changes no profile: it has no --create"
+        );
     }
 
     #[test]
@@ -542,7 +584,7 @@ shop/frontend->shop/legacy:8080/tcp   shop/frontend,shop/legacy   <none>   <none
         ProfileChangeResultView::from(v1::ProfileChangeResponse {
             profile: Some(v1::Profile {
                 zone: zone.into(),
-                mode: "learn".into(),
+                mode: v1::Mode::Learn.into(),
                 version,
                 approved: vec!["shop/frontend->shop/api:8080/tcp".into()],
                 ..Default::default()

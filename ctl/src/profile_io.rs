@@ -20,6 +20,7 @@ use zonewarden_proto::v1;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render;
+use crate::view::mode_word;
 
 pub const EXPORT_EXAMPLES: &str = "\
 The export is a multi-document YAML stream, one `kind: ZoneProfile` document per zone
@@ -144,10 +145,8 @@ struct DocumentList {
 fn document_of(profile: &v1::Profile) -> anyhow::Result<ProfileDocument> {
     let zone = ZoneName::parse_any(&profile.zone)
         .with_context(|| format!("the enforcer sent an invalid zone {:?}", profile.zone))?;
-    let mode = profile
-        .mode
-        .parse()
-        .map_err(|err: String| anyhow::anyhow!("zone {zone}: {err}"))?;
+    let mode = zonewarden_proto::model::mode("mode", profile.mode)
+        .with_context(|| format!("zone {zone}: the enforcer sent no valid mode"))?;
     let approved = profile
         .approved
         .iter()
@@ -261,8 +260,8 @@ impl From<v1::ImportProfilesResponse> for ImportResultView {
                     zone: z.zone,
                     added: z.added,
                     removed: z.removed,
-                    mode_before: z.mode_before,
-                    mode_after: z.mode_after,
+                    mode_before: mode_word(z.mode_before),
+                    mode_after: mode_word(z.mode_after),
                     version_before: z.version_before,
                     version_after: z.version_after,
                 })
@@ -388,10 +387,45 @@ dry run: 1 of 2 zone(s) would change; nothing was applied
     }
 
     #[test]
+    fn import_results_print_modes_as_words_and_nothing_when_the_mode_stays() {
+        let result = ImportResultView::from(v1::ImportProfilesResponse {
+            zones: vec![
+                v1::ZoneImport {
+                    zone: "shop/api".into(),
+                    mode_before: v1::Mode::Monitor.into(),
+                    mode_after: v1::Mode::Enforce.into(),
+                    ..Default::default()
+                },
+                v1::ZoneImport {
+                    zone: "shop/db".into(),
+                    ..Default::default()
+                },
+            ],
+            dry_run: true,
+            changed_zones: 1,
+        });
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            (
+                &json["zones"][0]["modeBefore"],
+                &json["zones"][0]["modeAfter"]
+            ),
+            (&serde_json::json!("monitor"), &serde_json::json!("enforce"))
+        );
+        assert_eq!(
+            (
+                &json["zones"][1]["modeBefore"],
+                &json["zones"][1]["modeAfter"]
+            ),
+            (&serde_json::json!(""), &serde_json::json!(""))
+        );
+    }
+
+    #[test]
     fn exported_json_items_carry_api_version_and_kind() {
         let doc = document_of(&v1::Profile {
             zone: "a".into(),
-            mode: "monitor".into(),
+            mode: v1::Mode::Monitor.into(),
             version: 2,
             approved: vec!["a->b:80/tcp".into()],
             ..Default::default()

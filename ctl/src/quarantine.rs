@@ -26,7 +26,11 @@ Examples:
   zwctl get violations --zone shop/frontend --verdict quarantine
 
   # Let it back
-  zwctl unquarantine --zone shop/frontend";
+  zwctl unquarantine --zone shop/frontend
+
+A zone that does not exist (no endpoints, no profile) is refused with the nearest
+existing zone's name, and nothing changes: a typo never quarantines nothing and exits 0.
+Pass --create to quarantine a zone before its workloads run.";
 
 pub const UNQUARANTINE_EXAMPLES: &str = "\
 Examples:
@@ -56,6 +60,11 @@ pub struct QuarantineArgs {
     /// Why: recorded in the profile's history and the audit log.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+
+    /// With --zone: make the zone's profile even if the zone does not exist yet (no
+    /// endpoints, no profile); without it such a zone is refused as a likely typo.
+    #[arg(long, conflicts_with = "endpoint")]
+    pub create: bool,
 }
 
 impl QuarantineArgs {
@@ -65,6 +74,7 @@ impl QuarantineArgs {
             container_id: self.endpoint.clone().unwrap_or_default(),
             on,
             comment: self.comment.clone().unwrap_or_default(),
+            create: self.create,
         }
     }
 }
@@ -147,8 +157,11 @@ mod tests {
                 container_id: String::new(),
                 on: true,
                 comment: "INC-42".into(),
+                create: false,
             }
         );
+        let (args, on) = parse(&["zwctl", "quarantine", "--zone", "shop/new", "--create"]).unwrap();
+        assert!(args.request(on).create);
         let (args, on) = parse(&["zwctl", "unquarantine", "--endpoint", "abc"]).unwrap();
         assert!(!on);
         assert_eq!(
@@ -158,6 +171,7 @@ mod tests {
                 container_id: "abc".into(),
                 on: false,
                 comment: String::new(),
+                create: false,
             }
         );
     }
@@ -173,6 +187,8 @@ mod tests {
                 "{err}"
             );
             let err = parse(&["zwctl", command, "--zone", "z", "--endpoint", "abc"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+            let err = parse(&["zwctl", command, "--endpoint", "abc", "--create"]).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
         }
     }

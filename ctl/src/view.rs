@@ -3,9 +3,58 @@
 //! They mirror the proto messages field by field, with the proto3 JSON names
 //! (lowerCamelCase), so a script sees the same shape the API documents. The
 //! generated prost types stay free of serde; every view converts `From` its message.
+//! Enums print as the model's lowercase words (`enforce`, `cni-args`, `drop`), the
+//! words zwctl printed when the API carried them as text: scripts keep working.
 
 use serde::Serialize;
+use zonewarden_profiles::event::ReportKind;
+use zonewarden_profiles::{AttachMode, Mode, ZoneKind, ZoneSource};
+use zonewarden_proto::model::{self, EnumError};
 use zonewarden_proto::v1;
+
+/// The word printed for a received enum value: the model's word; empty when the
+/// enforcer left it unspecified; `unknown (N)` for a value this zwctl does not know.
+pub fn word<M>(decoded: Result<M, EnumError>, name: impl FnOnce(M) -> &'static str) -> String {
+    match decoded {
+        Ok(value) => name(value).to_owned(),
+        Err(EnumError::Unspecified { .. }) => String::new(),
+        Err(EnumError::Unknown { value, .. }) => format!("unknown ({value})"),
+    }
+}
+
+/// The word of an enum of the contract that has no model type outside the enforcer
+/// (the audit's): its name's word (`AUDIT_ACTION_ENDPOINT_ADD`: `endpoint-add`), the
+/// word audit.log holds; empty for UNSPECIFIED (0), `unknown (N)` for a newer value.
+pub fn named_word<E: TryFrom<i32>>(
+    raw: i32,
+    name: impl FnOnce(E) -> &'static str,
+    prefix: &str,
+) -> String {
+    if raw == 0 {
+        return String::new();
+    }
+    match E::try_from(raw) {
+        Ok(value) => model::name_word(name(value), prefix),
+        Err(_) => format!("unknown ({raw})"),
+    }
+}
+
+/// `learn`, `monitor` or `enforce`.
+pub fn mode_word(raw: i32) -> String {
+    word(model::mode("mode", raw), Mode::as_str)
+}
+
+/// `workload`, `config`, ..., `mixed`, `empty` or `cidr`.
+pub fn zone_kind_word(raw: i32) -> String {
+    word(model::zone_kind("kind", raw), ZoneKind::as_str)
+}
+
+/// `drop`, `violation`, `quarantine` or `spoof` (`learn` for a learned flow).
+pub fn verdict_word(raw: i32) -> String {
+    word(model::verdict("verdict", raw), |v| {
+        v.map_or("learn", ReportKind::as_str)
+    })
+}
 
 /// The identity of one attachment (`AttachmentKey`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -52,7 +101,10 @@ impl From<v1::Endpoint> for EndpointView {
         Self {
             key: ep.key.map(AttachmentKeyView::from).unwrap_or_default(),
             zone: ep.zone,
-            zone_source: ep.zone_source,
+            zone_source: word(
+                model::zone_source("zone_source", ep.zone_source),
+                ZoneSource::as_str,
+            ),
             netns: ep.netns,
             host_ifname: ep.host_ifname,
             ips: ep.ips,
@@ -60,7 +112,10 @@ impl From<v1::Endpoint> for EndpointView {
             node: ep.node,
             pod_namespace: ep.pod_namespace,
             pod_name: ep.pod_name,
-            attach_mode: ep.attach_mode,
+            attach_mode: word(
+                model::attach_mode("attach_mode", ep.attach_mode),
+                AttachMode::as_str,
+            ),
             created_unix_ms: ep.created_unix_ms,
             bridge: ep.bridge,
         }
@@ -95,7 +150,7 @@ impl From<v1::Zone> for ZoneView {
         Self {
             name: zone.name,
             id: zone.id,
-            kind: zone.kind,
+            kind: zone_kind_word(zone.kind),
             endpoint_count: zone.endpoint_count,
             members: zone.members,
         }
@@ -244,7 +299,7 @@ impl From<v1::Profile> for ProfileView {
     fn from(profile: v1::Profile) -> Self {
         Self {
             zone: profile.zone,
-            mode: profile.mode,
+            mode: mode_word(profile.mode),
             quarantined: profile.quarantined,
             version: profile.version,
             approved: profile.approved,
@@ -319,7 +374,7 @@ impl From<v1::Violation> for ViolationView {
     fn from(violation: v1::Violation) -> Self {
         Self {
             at_unix_ms: violation.at_unix_ms,
-            verdict: violation.verdict,
+            verdict: verdict_word(violation.verdict),
             edge: violation.edge,
             src: violation.src,
             dst: violation.dst,
@@ -406,6 +461,96 @@ mod tests {
             changed: 2,
         });
         assert_eq!(result.profile, ProfileView::default());
+    }
+
+    /// Operators' scripts read these words: they are the ones zwctl printed when the
+    /// API carried them as text, and must not change.
+    #[test]
+    fn json_prints_the_same_lowercase_words_as_before() {
+        let endpoint = EndpointView::from(v1::Endpoint {
+            zone_source: v1::ZoneSource::CniArgs.into(),
+            attach_mode: v1::AttachMode::Chained.into(),
+            ..Default::default()
+        });
+        let json = serde_json::to_value(&endpoint).unwrap();
+        assert_eq!(
+            (&json["zoneSource"], &json["attachMode"]),
+            (
+                &serde_json::json!("cni-args"),
+                &serde_json::json!("chained")
+            )
+        );
+        let sources = [
+            (v1::ZoneSource::Annotation, "annotation"),
+            (v1::ZoneSource::CniArgs, "cni-args"),
+            (v1::ZoneSource::Config, "config"),
+            (v1::ZoneSource::Workload, "workload"),
+            (v1::ZoneSource::Pod, "pod"),
+            (v1::ZoneSource::Default, "default"),
+        ];
+        for (source, text) in sources {
+            let view = EndpointView::from(v1::Endpoint {
+                zone_source: source.into(),
+                attach_mode: v1::AttachMode::Routed.into(),
+                ..Default::default()
+            });
+            assert_eq!(
+                (view.zone_source.as_str(), view.attach_mode.as_str()),
+                (text, "routed")
+            );
+        }
+        let kinds = [
+            (v1::ZoneKind::Annotation, "annotation"),
+            (v1::ZoneKind::CniArgs, "cni-args"),
+            (v1::ZoneKind::Config, "config"),
+            (v1::ZoneKind::Workload, "workload"),
+            (v1::ZoneKind::Pod, "pod"),
+            (v1::ZoneKind::Default, "default"),
+            (v1::ZoneKind::Mixed, "mixed"),
+            (v1::ZoneKind::Empty, "empty"),
+            (v1::ZoneKind::Cidr, "cidr"),
+        ];
+        for (kind, text) in kinds {
+            let view = ZoneView::from(v1::Zone {
+                kind: kind.into(),
+                ..Default::default()
+            });
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["kind"], text);
+        }
+        for (mode, text) in [
+            (v1::Mode::Learn, "learn"),
+            (v1::Mode::Monitor, "monitor"),
+            (v1::Mode::Enforce, "enforce"),
+        ] {
+            let view = ProfileView::from(v1::Profile {
+                mode: mode.into(),
+                ..Default::default()
+            });
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["mode"], text);
+        }
+        for (verdict, text) in [
+            (v1::Verdict::Drop, "drop"),
+            (v1::Verdict::Violation, "violation"),
+            (v1::Verdict::Quarantine, "quarantine"),
+            (v1::Verdict::Spoof, "spoof"),
+        ] {
+            let view = ViolationView::from(v1::Violation {
+                verdict: verdict.into(),
+                ..Default::default()
+            });
+            let json = serde_json::to_value(&view).unwrap();
+            assert_eq!(json["verdict"], text);
+        }
+    }
+
+    #[test]
+    fn unspecified_prints_empty_and_unknown_says_so() {
+        assert_eq!(mode_word(0), "");
+        assert_eq!(mode_word(17), "unknown (17)");
+        assert_eq!(verdict_word(0), "");
+        assert_eq!(ProfileView::from(v1::Profile::default()).mode, "");
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use zonewarden_profiles::Edge;
 use zonewarden_proto::v1;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render;
+use crate::view::{mode_word, zone_kind_word};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -96,7 +98,7 @@ pub fn build(
             z.name.clone(),
             MapNode {
                 name: z.name,
-                kind: z.kind,
+                kind: zone_kind_word(z.kind),
                 endpoint_count: z.endpoint_count,
                 ..Default::default()
             },
@@ -107,22 +109,19 @@ pub fn build(
             name: p.zone.clone(),
             ..Default::default()
         });
-        node.mode = p.mode;
+        node.mode = mode_word(p.mode);
         node.quarantined = p.quarantined;
         node.endpoint_count = node.endpoint_count.max(p.endpoint_count);
     }
     let mut map_edges = Vec::new();
     for e in edges.edges {
-        let Some((src, rest)) = e.edge.split_once("->") else {
+        let Ok(edge) = e.edge.parse::<Edge>() else {
             continue;
         };
-        let Some((dst, service)) = rest.rsplit_once(':') else {
-            continue;
-        };
-        for zone in [src, dst] {
-            nodes.entry(zone.to_owned()).or_insert_with(|| MapNode {
-                name: zone.to_owned(),
-                kind: if matches!(zone, "host" | "world") {
+        for zone in [&edge.src, &edge.dst] {
+            nodes.entry(zone.to_string()).or_insert_with(|| MapNode {
+                name: zone.to_string(),
+                kind: if zone.is_builtin() {
                     "builtin".to_owned()
                 } else {
                     String::new()
@@ -131,9 +130,9 @@ pub fn build(
             });
         }
         map_edges.push(MapEdge {
-            src: src.to_owned(),
-            dst: dst.to_owned(),
-            service: service.to_owned(),
+            src: edge.src.to_string(),
+            dst: edge.dst.to_string(),
+            service: edge.service(),
             edge: e.edge,
             approved: e.approved,
             learned: e.learned,
@@ -325,7 +324,7 @@ mod tests {
                 v1::Zone {
                     name: "shop/api".into(),
                     id: 2,
-                    kind: "workload".into(),
+                    kind: v1::ZoneKind::Workload.into(),
                     endpoint_count: 2,
                     members: vec![],
                     ..Default::default()
@@ -333,7 +332,7 @@ mod tests {
                 v1::Zone {
                     name: "shop/web".into(),
                     id: 1,
-                    kind: "workload".into(),
+                    kind: v1::ZoneKind::Workload.into(),
                     endpoint_count: 1,
                     members: vec![],
                     ..Default::default()
@@ -344,13 +343,13 @@ mod tests {
             profiles: vec![
                 v1::Profile {
                     zone: "shop/api".into(),
-                    mode: "enforce".into(),
+                    mode: v1::Mode::Enforce.into(),
                     endpoint_count: 2,
                     ..Default::default()
                 },
                 v1::Profile {
                     zone: "shop/web".into(),
-                    mode: "learn".into(),
+                    mode: v1::Mode::Learn.into(),
                     quarantined: true,
                     endpoint_count: 1,
                     ..Default::default()

@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 use tokio::sync::broadcast;
 use zonewarden_profiles::event::ReportKind;
 use zonewarden_profiles::{Edge, ZoneName};
+use zonewarden_proto::model::verdict_to_proto;
 use zonewarden_proto::v1;
 
 use crate::learning::Prefix;
@@ -25,15 +26,10 @@ const CAPACITY: usize = 4096;
 static BUS: LazyLock<broadcast::Sender<v1::Flow>> =
     LazyLock::new(|| broadcast::channel(CAPACITY).0);
 
-/// What the data plane did with a reported connection.
-pub fn verdict_name(report: Option<ReportKind>) -> &'static str {
-    // A learn rule logs connections it lets pass: they are allowed.
-    report.map_or("allow", ReportKind::as_str)
-}
-
 /// One logged connection, as learning resolved it.
 pub struct FlowEvent<'a> {
     pub at_unix_ms: i64,
+    /// `None`: a learning zone let it pass and recorded its edge.
     pub report: Option<ReportKind>,
     pub edge: &'a Edge,
     pub src: IpAddr,
@@ -49,21 +45,7 @@ pub fn publish(event: &FlowEvent<'_>) {
     if BUS.receiver_count() == 0 {
         return;
     }
-    let _ = BUS.send(v1::Flow {
-        at_unix_ms: event.at_unix_ms,
-        verdict: verdict_name(event.report).to_owned(),
-        edge: event.edge.to_string(),
-        src: event.src.to_string(),
-        dst: event.dst.to_string(),
-        src_port: u32::from(event.src_port),
-        reported_by: event
-            .reported_by
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        profile_version: event.profile_version,
-        node: event.node.to_owned(),
-    });
+    let _ = BUS.send(crate::convert::flow_to_proto(event));
 }
 
 /// Publishes one packet the table's log rules reported (called by learning).
@@ -110,29 +92,21 @@ pub fn stream(filter: FlowFilter) -> FlowStream {
 #[derive(Debug, Clone, Default)]
 pub struct FlowFilter {
     pub zone: Option<ZoneName>,
-    pub verdict: Option<String>,
+    /// `Some(None)`: only the flows learning zones let pass.
+    pub verdict: Option<Option<ReportKind>>,
 }
 
 impl FlowFilter {
     /// Validates a `WatchFlowsRequest`.
-    pub fn from_request(request: &v1::WatchFlowsRequest) -> Result<Self, String> {
+    pub fn from_request(request: &v1::WatchFlowsRequest) -> Result<Self, tonic::Status> {
         let zone = if request.zone.is_empty() {
             None
         } else {
-            Some(
-                ZoneName::parse_any(&request.zone)
-                    .map_err(|e| format!("zone {:?}: {e}", request.zone))?,
-            )
+            Some(ZoneName::parse_any(&request.zone).map_err(|e| {
+                tonic::Status::invalid_argument(format!("zone {:?}: {e}", request.zone))
+            })?)
         };
-        let verdict = match request.verdict.as_str() {
-            "" => None,
-            v @ ("allow" | "violation" | "drop" | "quarantine" | "spoof") => Some(v.to_owned()),
-            other => {
-                return Err(format!(
-                    "verdict {other:?} is not one of allow, violation, drop, quarantine, spoof"
-                ));
-            }
-        };
+        let verdict = crate::convert::flow_filter(request.verdict)?;
         Ok(Self { zone, verdict })
     }
 
@@ -142,13 +116,30 @@ impl FlowFilter {
                 .parse::<Edge>()
                 .is_ok_and(|edge| edge.touches(zone))
         });
-        zone_ok && self.verdict.as_ref().is_none_or(|v| v == &flow.verdict)
+        zone_ok
+            && self
+                .verdict
+                .is_none_or(|v| flow.verdict == i32::from(verdict_to_proto(v)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(edge: &Edge, report: Option<ReportKind>) -> FlowEvent<'_> {
+        FlowEvent {
+            at_unix_ms: 7,
+            report,
+            edge,
+            src: "10.0.0.1".parse().unwrap(),
+            src_port: 40000,
+            dst: "10.0.0.2".parse().unwrap(),
+            reported_by: Some(ZoneName::parse("shop/db").unwrap()),
+            profile_version: 3,
+            node: "n1",
+        }
+    }
 
     #[tokio::test]
     async fn watchers_get_what_their_filter_wants() {
@@ -160,21 +151,11 @@ mod tests {
             (&edge, None),
             (&edge, Some(ReportKind::Drop)),
         ] {
-            publish(&FlowEvent {
-                at_unix_ms: 7,
-                report,
-                edge,
-                src: "10.0.0.1".parse().unwrap(),
-                src_port: 40000,
-                dst: "10.0.0.2".parse().unwrap(),
-                reported_by: Some(ZoneName::parse("shop/db").unwrap()),
-                profile_version: 3,
-                node: "n1",
-            });
+            publish(&event(edge, report));
         }
         let filter = FlowFilter::from_request(&v1::WatchFlowsRequest {
             zone: "shop/db".into(),
-            verdict: "drop".into(),
+            verdict: Some(v1::Verdict::Drop.into()),
         })
         .unwrap();
         let mut got = Vec::new();
@@ -186,16 +167,24 @@ mod tests {
         // Other tests in this process may publish too; ours is there exactly once.
         let ours: Vec<_> = got.iter().filter(|f| f.at_unix_ms == 7).collect();
         assert_eq!(ours.len(), 1, "{got:?}");
-        assert_eq!(ours[0].verdict, "drop");
+        assert_eq!(ours[0].verdict(), v1::Verdict::Drop);
         assert_eq!(ours[0].edge, "shop/web->shop/db:5432/tcp");
         assert_eq!(ours[0].reported_by, "shop/db");
-        assert_eq!(verdict_name(None), "allow");
-        assert!(
-            FlowFilter::from_request(&v1::WatchFlowsRequest {
+        let learned = FlowFilter::from_request(&v1::WatchFlowsRequest {
+            zone: String::new(),
+            verdict: Some(v1::Verdict::Learn.into()),
+        })
+        .unwrap();
+        assert!(learned.matches(&crate::convert::flow_to_proto(&event(&edge, None))));
+        assert!(!learned.matches(ours[0]));
+        for bad in [0, 9] {
+            let err = FlowFilter::from_request(&v1::WatchFlowsRequest {
                 zone: String::new(),
-                verdict: "accept".into()
+                verdict: Some(bad),
             })
-            .is_err()
-        );
+            .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().starts_with("verdict "), "{err}");
+        }
     }
 }

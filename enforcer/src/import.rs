@@ -10,7 +10,8 @@ use zonewarden_profiles::export;
 use zonewarden_profiles::profile::Actor;
 use zonewarden_proto::v1;
 
-use crate::registry::import::{ZoneImport, plan};
+use crate::convert::zone_import_to_proto;
+use crate::registry::import::plan;
 use crate::registry::{EndpointRegistry, RegistryError};
 
 /// Validates, then applies (or, in a dry run, plans) an import.
@@ -42,25 +43,8 @@ pub async fn import_profiles(
         info!(zones = zones.len(), changed, "profiles imported");
     }
     Ok(v1::ImportProfilesResponse {
-        zones: zones.iter().map(zone_to_proto).collect(),
+        zones: zones.iter().map(zone_import_to_proto).collect(),
         dry_run: request.dry_run,
         changed_zones: u32::try_from(changed).unwrap_or(u32::MAX),
     })
-}
-
-fn zone_to_proto(z: &ZoneImport) -> v1::ZoneImport {
-    let (mode_before, mode_after) = z
-        .delta
-        .mode
-        .map(|(before, after)| (before.to_string(), after.to_string()))
-        .unwrap_or_default();
-    v1::ZoneImport {
-        zone: z.zone.to_string(),
-        added: z.delta.added.iter().map(ToString::to_string).collect(),
-        removed: z.delta.removed.iter().map(ToString::to_string).collect(),
-        mode_before,
-        mode_after,
-        version_before: z.version_before,
-        version_after: z.version_after,
-    }
 }

@@ -7,30 +7,16 @@ use std::time::Duration;
 
 use tonic::{Request, Status};
 use zonewarden_profiles::diff::profile_diff;
-use zonewarden_profiles::learned::{Evidence, LearnedEdges};
 use zonewarden_profiles::profile::Actor;
-use zonewarden_profiles::{Edge, Mode, Policy, Profile, ZoneName};
+use zonewarden_profiles::{Edge, ZoneName};
 use zonewarden_proto::v1;
 
+use crate::convert::edge_info;
 use crate::learning::Learning;
 use crate::registry::{EndpointRegistry, now_unix_ms};
 
 /// The window learning completeness is measured over.
 pub const COMPLETENESS_WINDOW: Duration = Duration::from_secs(600);
-
-pub fn zone_arg(zone: &str) -> Result<ZoneName, Status> {
-    ZoneName::parse(zone).map_err(|e| Status::invalid_argument(format!("zone {zone:?}: {e}")))
-}
-
-pub fn edges_arg(edges: &[String]) -> Result<Vec<Edge>, Status> {
-    edges
-        .iter()
-        .map(|e| {
-            e.parse::<Edge>()
-                .map_err(|err| Status::invalid_argument(err.to_string()))
-        })
-        .collect()
-}
 
 /// The user behind the request, from the socket's peer credentials.
 pub fn who<T>(request: &Request<T>) -> String {
@@ -53,67 +39,6 @@ pub fn actor<T>(request: &Request<T>, comment: &str) -> Actor {
         who: who(request),
         at_unix_ms: now_unix_ms(),
         comment: comment.to_owned(),
-    }
-}
-
-fn evidence_to_proto(ev: &Evidence) -> v1::Evidence {
-    let s = &ev.sample;
-    v1::Evidence {
-        first_seen_unix_ms: ev.first_seen_unix_ms,
-        last_seen_unix_ms: ev.last_seen_unix_ms,
-        count: ev.count,
-        nodes: ev.nodes.iter().cloned().collect(),
-        sample: s.to_string(),
-    }
-}
-
-pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::EdgeInfo {
-    let evidence = learned.edges.get(edge);
-    let approved_in: Vec<String> = policy
-        .approved_in(edge)
-        .into_iter()
-        .map(ToString::to_string)
-        .collect();
-    v1::EdgeInfo {
-        edge: edge.to_string(),
-        learned: evidence.is_some(),
-        approved: !approved_in.is_empty(),
-        evidence: evidence.map(evidence_to_proto),
-        approved_in,
-    }
-}
-
-/// A profile as the API shows it; `endpoint_count` is the number of its zone's members.
-pub fn profile_to_proto(
-    profile: &Profile,
-    learned: &LearnedEdges,
-    endpoint_count: usize,
-) -> v1::Profile {
-    let c = learned.completeness(&profile.zone, now_unix_ms(), COMPLETENESS_WINDOW);
-    v1::Profile {
-        zone: profile.zone.to_string(),
-        mode: profile.mode.to_string(),
-        quarantined: profile.quarantined,
-        version: profile.version,
-        approved: profile.approved.iter().map(ToString::to_string).collect(),
-        history: profile
-            .history
-            .iter()
-            .map(|h| v1::ProfileChange {
-                version: h.version,
-                who: h.who.clone(),
-                at_unix_ms: h.at_unix_ms,
-                what: h.what.clone(),
-                comment: h.comment.clone(),
-            })
-            .collect(),
-        completeness: Some(v1::Completeness {
-            since_last_new_edge_ms: c.since_last_new_edge_ms.unwrap_or(-1),
-            new_in_window: u32::try_from(c.new_in_window).unwrap_or(u32::MAX),
-            seen_in_window: u32::try_from(c.seen_in_window).unwrap_or(u32::MAX),
-            window_seconds: u32::try_from(COMPLETENESS_WINDOW.as_secs()).unwrap_or(u32::MAX),
-        }),
-        endpoint_count: u32::try_from(endpoint_count).unwrap_or(u32::MAX),
     }
 }
 
@@ -169,8 +94,4 @@ pub fn diff(
 /// The learned, unapproved edges of a zone (what "approve --all" approves).
 pub fn unapproved(zone: &ZoneName, learning: &Learning, registry: &EndpointRegistry) -> Vec<Edge> {
     profile_diff(zone, &learning.learned(), &registry.snapshot().policy).unapproved
-}
-
-pub fn mode_arg(mode: &str) -> Result<Mode, Status> {
-    mode.parse().map_err(Status::invalid_argument)
 }

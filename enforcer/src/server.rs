@@ -10,14 +10,14 @@ use zonewarden_proto::v1::enforcer_server::Enforcer;
 use crate::audit::record::{self as audit_record, edges_target};
 use crate::audit::{Action, AuditLog, ChangeNote, Note};
 use crate::convert::{
-    add_request_from_proto, endpoint_to_proto, key_from_proto, zone_filter, zone_to_proto,
+    add_request_from_proto, cidr_zone_to_proto, edges_arg, endpoint_to_proto, key_from_proto,
+    mode_arg, profile_to_proto, report_filter, violation_to_proto, zone_arg, zone_filter,
+    zone_to_proto,
 };
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
-use crate::policy_api::{
-    actor, diff, edges_arg, list_edges, mode_arg, profile_to_proto, unapproved, who, zone_arg,
-};
-use crate::registry::{EndpointRegistry, RegistryError};
+use crate::policy_api::{actor, diff, list_edges, unapproved, who};
+use crate::registry::{EndpointRegistry, IfMissing, RegistryError};
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
@@ -96,11 +96,21 @@ impl EnforcerService {
     }
 }
 
+/// What a profile change does with a zone that does not exist: the request's `create`.
+fn if_missing(create: bool) -> IfMissing {
+    if create {
+        IfMissing::Create
+    } else {
+        IfMissing::Refuse
+    }
+}
+
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
         RegistryError::InvalidZone(_)
         | RegistryError::Profile(_)
+        | RegistryError::UnknownZone { .. }
         | RegistryError::AddressInUse { .. } => Status::invalid_argument(err.to_string()),
         RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
         RegistryError::Store(_)
@@ -208,12 +218,7 @@ impl Enforcer for EnforcerService {
                 .policy
                 .cidr_zones
                 .iter()
-                .map(|(name, nets)| v1::Zone {
-                    name: name.to_string(),
-                    kind: "cidr".to_owned(),
-                    cidrs: nets.iter().map(ToString::to_string).collect(),
-                    ..v1::Zone::default()
-                }),
+                .map(|(name, nets)| cidr_zone_to_proto(name, nets)),
         );
         Ok(Response::new(v1::ListZonesResponse { zones }))
     }
@@ -307,7 +312,12 @@ impl Enforcer for EnforcerService {
         let noted = ChangeNote::new(Note::from(&actor), Action::Approve, edges_target(&edges));
         let (profile, changed) = self
             .registry
-            .change_profile(zone.clone(), move |p| p.approve(edges, &actor), noted)
+            .change_profile(
+                zone.clone(),
+                if_missing(request.create),
+                move |p| p.approve(edges, &actor),
+                noted,
+            )
             .await
             .map_err(status_of)?;
         info!(%zone, changed, version = profile.version, "edges approved");
@@ -362,6 +372,7 @@ impl Enforcer for EnforcerService {
         let zone = zone_arg(&request.zone)?;
         let named = edges_arg(&request.edges)?;
         let all = request.all;
+        let create = request.create;
         let target = if all {
             Some("all approved edges".to_owned())
         } else {
@@ -372,6 +383,7 @@ impl Enforcer for EnforcerService {
             .registry
             .change_profile(
                 zone.clone(),
+                if_missing(create),
                 move |p| {
                     let edges: Vec<_> = if all {
                         p.approved.iter().cloned().collect()
@@ -395,12 +407,13 @@ impl Enforcer for EnforcerService {
         let actor = actor(&request, &request.get_ref().comment);
         let request = request.into_inner();
         let zone = zone_arg(&request.zone)?;
-        let mode = mode_arg(&request.mode)?;
+        let mode = mode_arg(request.mode)?;
         let noted = ChangeNote::new(Note::from(&actor), Action::Mode, Some(mode.to_string()));
         let (profile, changed) = self
             .registry
             .change_profile(
                 zone.clone(),
+                if_missing(request.create),
                 move |p| Ok(usize::from(p.set_mode(mode, &actor))),
                 noted,
             )
@@ -431,6 +444,7 @@ impl Enforcer for EnforcerService {
                     .registry
                     .change_profile(
                         zone.clone(),
+                        if_missing(request.create),
                         move |p| Ok(usize::from(p.set_quarantine(on, &actor))),
                         noted,
                     )
@@ -486,20 +500,7 @@ impl Enforcer for EnforcerService {
         } else {
             Some(zone_arg(&request.zone)?)
         };
-        let kind = if request.verdict.is_empty() {
-            None
-        } else {
-            Some(
-                zonewarden_profiles::event::ReportKind::parse(&request.verdict).ok_or_else(
-                    || {
-                        Status::invalid_argument(format!(
-                            "verdict {:?} is not one of drop, violation, quarantine, spoof",
-                            request.verdict
-                        ))
-                    },
-                )?,
-            )
-        };
+        let kind = report_filter(request.verdict)?;
         let limit = if request.limit == 0 {
             100
         } else {
@@ -512,18 +513,7 @@ impl Enforcer for EnforcerService {
             .filter(|r| zone.as_ref().is_none_or(|z| r.edge.touches(z)))
             .filter(|r| kind.is_none_or(|k| r.kind == k))
             .take(limit)
-            .map(|r| v1::Violation {
-                at_unix_ms: r.at_unix_ms,
-                verdict: r.kind.as_str().to_owned(),
-                edge: r.edge.to_string(),
-                src: r.src.to_string(),
-                dst: r.dst.to_string(),
-                src_port: u32::from(r.src_port),
-                node: r.node.clone(),
-                reported_by: r.reported_by.clone(),
-                profile_version: r.profile_version,
-                count: r.count,
-            })
+            .map(violation_to_proto)
             .collect();
         Ok(Response::new(v1::ListViolationsResponse { violations }))
     }
@@ -544,8 +534,7 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::WatchFlowsRequest>,
     ) -> Result<Response<Self::WatchFlowsStream>, Status> {
-        let filter = crate::flows::FlowFilter::from_request(request.get_ref())
-            .map_err(Status::invalid_argument)?;
+        let filter = crate::flows::FlowFilter::from_request(request.get_ref())?;
         Ok(Response::new(crate::flows::stream(filter)))
     }
 }
@@ -596,7 +585,7 @@ mod tests {
                 ..Default::default()
             }),
             ips: vec!["10.0.0.5/24".into()],
-            attach_mode: "routed".into(),
+            attach_mode: v1::AttachMode::Routed.into(),
             ..Default::default()
         };
         let added = client
@@ -607,8 +596,8 @@ mod tests {
             .endpoint
             .unwrap();
         assert_eq!(
-            (added.zone.as_str(), added.zone_source.as_str()),
-            ("shop/frontend", "workload")
+            (added.zone.as_str(), added.zone_source()),
+            ("shop/frontend", v1::ZoneSource::Workload)
         );
         assert_eq!(added.node, "node-1");
 
@@ -621,8 +610,8 @@ mod tests {
         assert_eq!(zones.len(), 1);
         let zone = &zones[0];
         assert_eq!(
-            (zone.id, zone.kind.as_str(), zone.endpoint_count),
-            (1, "workload", 1)
+            (zone.id, zone.kind(), zone.endpoint_count),
+            (1, v1::ZoneKind::Workload, 1)
         );
         assert_eq!(zone.members, ["shop/frontend-7d4b9c8f6-x2k9p"]);
 
@@ -655,6 +644,56 @@ mod tests {
             .into_inner();
         assert!(status.ready, "{status:?}");
         assert_eq!(status.endpoint_count, 1);
+
+        // Enums: unspecified or unknown values are refused naming the field.
+        let set_mode = |zone: &str, mode: i32, create: bool| v1::SetModeRequest {
+            zone: zone.into(),
+            mode,
+            comment: String::new(),
+            create,
+        };
+        for (mode, needle) in [
+            (
+                0,
+                "mode is unspecified: set it to one of learn, monitor, enforce",
+            ),
+            (9, "mode has the unknown value 9"),
+        ] {
+            let err = client
+                .set_mode(set_mode("shop/frontend", mode, false))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().starts_with(needle), "{err}");
+        }
+        let err = client
+            .list_violations(v1::ListViolationsRequest {
+                verdict: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().starts_with("verdict is unspecified"), "{err}");
+        // A typo of an existing zone is refused with it; --create makes the zone.
+        let enforce = v1::Mode::Enforce.into();
+        let err = client
+            .set_mode(set_mode("shop/frontendd", enforce, false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("did you mean \"shop/frontend\"? pass --create to make it"),
+            "{err}"
+        );
+        let created = client
+            .set_mode(set_mode("shop/frontendd", enforce, true))
+            .await
+            .unwrap()
+            .into_inner();
+        let profile = created.profile.unwrap();
+        assert_eq!((created.changed, profile.mode()), (1, v1::Mode::Enforce));
 
         let mut bad = add.clone();
         bad.hints

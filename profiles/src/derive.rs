@@ -45,6 +45,16 @@ pub enum ZoneSource {
 }
 
 impl ZoneSource {
+    /// Every source, in order of precedence.
+    pub const ALL: [ZoneSource; 6] = [
+        ZoneSource::Annotation,
+        ZoneSource::CniArgs,
+        ZoneSource::Config,
+        ZoneSource::Workload,
+        ZoneSource::Pod,
+        ZoneSource::Default,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Annotation => "annotation",

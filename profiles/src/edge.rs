@@ -193,15 +193,21 @@ impl Edge {
     pub fn touches(&self, zone: &ZoneName) -> bool {
         &self.src == zone || &self.dst == zone
     }
+
+    /// What follows the `:` of the edge's text: `8080/tcp`, `icmp` or `proto-47`
+    /// (the label of an arrow on a zone map).
+    pub fn service(&self) -> String {
+        if self.proto.has_ports() {
+            format!("{}/{}", self.port, self.proto)
+        } else {
+            self.proto.to_string()
+        }
+    }
 }
 
 impl fmt::Display for Edge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.proto.has_ports() {
-            write!(f, "{}->{}:{}/{}", self.src, self.dst, self.port, self.proto)
-        } else {
-            write!(f, "{}->{}:{}", self.src, self.dst, self.proto)
-        }
+        write!(f, "{}->{}:{}", self.src, self.dst, self.service())
     }
 }
 
@@ -287,7 +293,10 @@ mod tests {
         ] {
             let edge: Edge = text.parse().unwrap();
             assert_eq!(edge.to_string(), text);
+            assert!(text.ends_with(&format!(":{}", edge.service())), "{text}");
         }
+        let edge: Edge = "a->b:8080/tcp".parse().unwrap();
+        assert_eq!(edge.service(), "8080/tcp");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum AttachMode {
 }
 
 impl AttachMode {
+    pub const ALL: [AttachMode; 2] = [AttachMode::Routed, AttachMode::Chained];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Routed => "routed",
@@ -47,6 +49,12 @@ impl AttachMode {
             "chained" => Some(Self::Chained),
             _ => None,
         }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -24,6 +24,13 @@ pub enum ReportKind {
 }
 
 impl ReportKind {
+    pub const ALL: [ReportKind; 4] = [
+        ReportKind::Drop,
+        ReportKind::Violation,
+        ReportKind::Quarantine,
+        ReportKind::Spoof,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Drop => "drop",

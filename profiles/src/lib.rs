@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`zone`]: zone names, their validation and the built-in zones.
 //! - [`derive`]: which zone a workload belongs to (annotation, CNI_ARGS, config, pod name).
+//! - [`zone_kind`]: how a zone's members got it, as `zwctl get zones` shows it.
 //! - [`claim`]: which zones a pod annotation may name (its own namespace, operator exceptions).
 //! - [`endpoint`]: one attachment of a container to a network and its key.
 //! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod profile;
 pub mod ruleset;
 pub mod zone;
+pub mod zone_kind;
 
 pub use claim::{ClaimException, ZoneClaims};
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
@@ -39,3 +41,4 @@ pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
 pub use policy::{Policy, Verdict};
 pub use profile::{Mode, Profile};
 pub use zone::{ZoneError, ZoneName};
+pub use zone_kind::ZoneKind;

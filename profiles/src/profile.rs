@@ -27,6 +27,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, from the most permissive to the strictest.
+    pub const ALL: [Mode; 3] = [Mode::Learn, Mode::Monitor, Mode::Enforce];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Learn => "learn",

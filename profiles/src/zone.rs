@@ -127,6 +127,39 @@ impl ZoneName {
     }
 }
 
+/// The zone of `known` whose name is nearest to `name` by edit distance, when it is
+/// close enough to be what a typo meant: at most a third of the name's length away
+/// (at least 1, at most 3 edits). Ties go to the first in `known`'s order.
+pub fn nearest<'a>(
+    name: &str,
+    known: impl IntoIterator<Item = &'a ZoneName>,
+) -> Option<&'a ZoneName> {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    known
+        .into_iter()
+        .filter(|zone| zone.as_str() != name)
+        .map(|zone| (edit_distance(name, zone.as_str()), zone))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, zone)| zone)
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn valid_segment(segment: &str) -> bool {
     let bytes = segment.as_bytes();
     let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -219,6 +252,26 @@ mod tests {
             ZoneName::workload("Shop", "Web").unwrap().as_str(),
             "shop/web"
         );
+    }
+
+    #[test]
+    fn nearest_names_what_a_typo_meant_and_nothing_far() {
+        let known: Vec<ZoneName> = ["shop/api", "shop/db", "shop/frontend", "bank/api"]
+            .iter()
+            .map(|z| ZoneName::parse(z).unwrap())
+            .collect();
+        let near = |name| nearest(name, &known).map(ZoneName::as_str);
+        assert_eq!(near("shop/apii"), Some("shop/api"));
+        assert_eq!(near("shop/frontned"), Some("shop/frontend"));
+        assert_eq!(near("shop/bd"), Some("shop/db"));
+        assert_eq!(near("bnak/api"), Some("bank/api"));
+        assert_eq!(near("shop/ghost"), None, "too far from every zone");
+        assert_eq!(near("zz"), None);
+        assert_eq!(near("shop/api"), None, "a zone is no typo of itself");
+        assert_eq!(nearest("shop/api", std::iter::empty()), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
     }
 
     #[test]

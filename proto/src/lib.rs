@@ -4,6 +4,8 @@
 //! - `proto/zonewarden.proto`: the service and its messages (package `zonewarden.v1`).
 //! - `proto/audit.proto`: the `Audit` service (same package, same generated module).
 //! - [`v1`]: the generated prost messages and tonic client/server code.
+//! - [`model`]: the enums of the contract and the model's types, both ways (the
+//!   plugin, the enforcer and zwctl all map them there).
 //! - [`connect`]: a client channel over the enforcer's unix socket.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+pub mod model;
 
 /// The root-only unix socket the enforcer serves by default.
 pub const DEFAULT_SOCKET: &str = "/run/zonewarden/enforcer.sock";

@@ -379,8 +379,9 @@ fn a_new_pod_is_enforced_from_its_first_packet() {
         "--edge",
         "shop/api->shop/db:5432/tcp",
     ]);
-    node.zwctl(&["mode", "set", "shop/frontend", "enforce"]);
-    node.zwctl(&["mode", "set", "shop/api", "enforce"]);
+    // Their pods come later: the zones are made on purpose.
+    node.zwctl(&["mode", "set", "shop/frontend", "enforce", "--create"]);
+    node.zwctl(&["mode", "set", "shop/api", "enforce", "--create"]);
     // The very first packet of each new pod meets its zone's rules.
     let fe = add_pod(&node, &list, "frontend", "shop/frontend");
     assert!(

@@ -1,6 +1,12 @@
 //! The operator CLI against a running enforcer, as root: describe, zone map, profile
 //! export/import (YAML round trip, validation, atomic apply that changes
 //! enforcement), NetworkPolicy export and the live flow stream, in every format.
+//! A typo in a zone name changes nothing: `mode set`, `quarantine`, `profile
+//! approve|remove` of a zone that does not exist (no endpoints, no profile) exit 1
+//! naming the nearest zone, and leave the profiles and the audit log as they were;
+//! `--create` makes the zone when it is meant. The JSON words operators' scripts read
+//! (zone source, attach mode, kind, mode) are the ones zwctl printed before the API
+//! carried enums.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -324,4 +330,143 @@ fn operator_cli_end_to_end() {
         !ok(&node, &["profile", "export", "shop/db"]).contains(EDGE),
         "the import set the approved edges exactly"
     );
+}
+
+/// stderr of a `zwctl` that must exit 1 (refused, not a command line error) and print
+/// nothing on stdout.
+fn refused(node: &Node, args: &[&str]) -> String {
+    let out = zwctl(node, args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "zwctl {args:?} must be refused with exit 1; stdout {}, stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "a refusal prints no result");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+fn items(value: Value) -> Vec<Value> {
+    value["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every profile and every audit entry, to compare before and after refusals.
+fn state(node: &Node) -> (Vec<Value>, Vec<Value>) {
+    (
+        items(node.zwctl(&["get", "profiles"])),
+        items(node.zwctl(&["audit", "log"])),
+    )
+}
+
+#[test]
+fn a_zone_typo_is_refused_with_the_nearest_zone_and_changes_nothing() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, "zw-typo", "10.171.0.0/24");
+    let _api = add_pod(&node, &list, "api", "shop/api");
+    node.zwctl(&["mode", "set", "shop/api", "monitor"]);
+    let before = state(&node);
+
+    let typo = "zone \"shop/apii\" does not exist (no endpoints, no profile); \
+                did you mean \"shop/api\"? pass --create to make it";
+    for args in [
+        &["mode", "set", "shop/apii", "enforce"][..],
+        &["quarantine", "--zone", "shop/apii"],
+        &["unquarantine", "--zone", "shop/apii"],
+        &[
+            "profile",
+            "approve",
+            "shop/apii",
+            "--edge",
+            "shop/apii->shop/api:8080/tcp",
+        ],
+        &["profile", "remove", "shop/apii", "--all"],
+    ] {
+        let stderr = refused(&node, args);
+        assert!(stderr.contains(typo), "zwctl {args:?}: {stderr}");
+    }
+    // Far from every zone: refused without a guess.
+    let stderr = refused(&node, &["quarantine", "--zone", "shop/ghost"]);
+    assert!(
+        stderr.contains(
+            "zone \"shop/ghost\" does not exist (no endpoints, no profile); pass --create to make it"
+        ) && !stderr.contains("did you mean"),
+        "{stderr}"
+    );
+    refused(&node, &["-o", "json", "mode", "set", "shop/ghost", "learn"]);
+
+    assert_eq!(
+        state(&node),
+        before,
+        "refused requests change no profile and write no audit entry"
+    );
+    let stderr = refused(&node, &["get", "profiles", "shop/apii"]);
+    assert!(stderr.contains("has no profile"), "{stderr}");
+
+    // The zone being changed must exist; the other end of an edge need not.
+    let approved = node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/api",
+        "--edge",
+        "shop/api->shop/later:9000/tcp",
+    ]);
+    assert_eq!(approved["changed"], 1, "{approved}");
+    let stderr = refused(&node, &["get", "profiles", "shop/later"]);
+    assert!(
+        stderr.contains("has no profile"),
+        "approving an edge makes no profile at its other end: {stderr}"
+    );
+
+    // --create makes the zone: the change, its profile and its audit entry.
+    let created = node.zwctl(&["mode", "set", "shop/payments", "enforce", "--create"]);
+    assert_eq!(created["changed"], 1, "{created}");
+    assert_eq!(created["profile"]["zone"], "shop/payments");
+    assert_eq!(created["profile"]["mode"], "enforce");
+    let log = items(node.zwctl(&["audit", "log", "--zone", "shop/payments"]));
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(
+        (&log[0]["action"], &log[0]["target"]),
+        (&Value::from("mode"), &Value::from("enforce"))
+    );
+    // Now it exists (a profile): no --create needed.
+    let quarantined = node.zwctl(&["quarantine", "--zone", "shop/payments"]);
+    assert_eq!(quarantined["profile"]["quarantined"], true, "{quarantined}");
+    let created = node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/batch",
+        "--create",
+        "--edge",
+        "shop/batch->shop/api:8080/tcp",
+    ]);
+    assert_eq!(
+        created["profile"]["approved"][0],
+        "shop/batch->shop/api:8080/tcp"
+    );
+}
+
+#[test]
+fn json_words_are_the_ones_scripts_read() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed(&node, "zw-words", "10.172.0.0/24");
+    let _web = add_pod(&node, &list, "web", "shop/web");
+
+    let endpoints = items(node.zwctl(&["get", "endpoints"]));
+    assert_eq!(endpoints.len(), 1, "{endpoints:#?}");
+    assert_eq!(endpoints[0]["zoneSource"], "cni-args", "{endpoints:#?}");
+    assert_eq!(endpoints[0]["attachMode"], "routed", "{endpoints:#?}");
+    let zones = items(node.zwctl(&["get", "zones"]));
+    assert_eq!(zones[0]["kind"], "cni-args", "{zones:#?}");
+    let profiles = items(node.zwctl(&["get", "profiles"]));
+    assert_eq!(profiles[0]["mode"], "learn", "{profiles:#?}");
+    for (mode, word) in [("monitor", "monitor"), ("enforce", "enforce")] {
+        let changed = node.zwctl(&["mode", "set", "shop/web", mode]);
+        assert_eq!(changed["profile"]["mode"], word, "{changed}");
+    }
+    let out = zwctl(&node, &["-o", "yaml", "get", "profiles", "shop/web"]);
+    let yaml = String::from_utf8(out.stdout).expect("utf-8 yaml");
+    assert!(yaml.contains("mode: enforce"), "{yaml}");
 }

@@ -12,11 +12,11 @@ use zonewarden_proto::v1;
 use super::{Invocation, host_prefixes, repeat};
 use crate::attach_lock::{self, Kind};
 use crate::client::Enforcer;
-use crate::config::Mode;
 use crate::error::{CniError, from_link};
 use crate::ipam::{Delegate, Target};
 use crate::link::{self, GATEWAY_V4, GATEWAY_V6};
 use crate::result::{CniResult, Dns, Interface, IpConfig, Route};
+use zonewarden_profiles::AttachMode;
 
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     inv.container_netns()?;
@@ -27,9 +27,9 @@ pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Shared, attach_lock::ADD_WAIT)?;
     let registered = repeat::registered(inv, &mut enforcer)?;
     match (inv.conf.mode, registered) {
-        (Mode::Routed, Some(ep)) => repeat::routed(inv, &ep),
-        (Mode::Routed, None) => add_routed(inv, &mut enforcer),
-        (Mode::Chained, registered) => add_chained(inv, &mut enforcer, registered.as_ref()),
+        (AttachMode::Routed, Some(ep)) => repeat::routed(inv, &ep),
+        (AttachMode::Routed, None) => add_routed(inv, &mut enforcer),
+        (AttachMode::Chained, registered) => add_chained(inv, &mut enforcer, registered.as_ref()),
     }
 }
 
@@ -160,7 +160,7 @@ fn attach_routed(
         },
         &addrs,
         &links.pod_mac,
-        "routed",
+        AttachMode::Routed,
         Some(rollback),
     )?;
     Ok(routed_result(
@@ -247,7 +247,7 @@ fn register(
     host: HostSide<'_>,
     addrs: &[IpNet],
     mac: &str,
-    mode: &str,
+    mode: AttachMode,
     rollback: Option<&mut Rollback<'_>>,
 ) -> Result<(), CniError> {
     let req = v1::AddEndpointRequest {
@@ -257,7 +257,7 @@ fn register(
         host_ifname: host.ifname.to_owned(),
         ips: addrs.iter().map(ToString::to_string).collect(),
         mac: mac.to_owned(),
-        attach_mode: mode.to_owned(),
+        attach_mode: v1::AttachMode::from(mode).into(),
         bridge: host.bridge.unwrap_or_default().to_owned(),
     };
     if let Some(rollback) = rollback {
@@ -268,7 +268,7 @@ fn register(
         |mut c| async move { c.add_endpoint(req).await },
     )?;
     if let Some(ep) = resp.endpoint {
-        tracing::info!(zone = %ep.zone, source = %ep.zone_source, "endpoint registered");
+        tracing::info!(zone = %ep.zone, source = ep.zone_source().as_str_name(), "endpoint registered");
     }
     Ok(())
 }
@@ -324,7 +324,15 @@ fn add_chained(
         }
         // The previous plugin reports other addresses now: the record is replaced,
         // and on failure left as it was.
-        Some(_) => register(inv, enforcer, side(), &addrs, &mac, "chained", None)?,
+        Some(_) => register(
+            inv,
+            enforcer,
+            side(),
+            &addrs,
+            &mac,
+            AttachMode::Chained,
+            None,
+        )?,
         None => {
             let mut rollback = Rollback {
                 ipam: None,
@@ -337,7 +345,7 @@ fn add_chained(
                 side(),
                 &addrs,
                 &mac,
-                "chained",
+                AttachMode::Chained,
                 Some(&mut rollback),
             ) {
                 rollback.run(enforcer);

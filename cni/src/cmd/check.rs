@@ -5,12 +5,12 @@ use zonewarden_proto::v1;
 
 use super::{Invocation, host_prefixes};
 use crate::client::Enforcer;
-use crate::config::Mode;
 use crate::env::Command;
 use crate::error::{CniError, ErrorCode, from_link};
 use crate::ipam::Target;
 use crate::link;
 use crate::result::CniResult;
+use zonewarden_profiles::AttachMode;
 
 pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
     inv.require_version(Command::Check)?;
@@ -49,7 +49,7 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
     }
 
     match inv.conf.mode {
-        Mode::Routed => {
+        AttachMode::Routed => {
             if let Some(ipam) = inv.ipam() {
                 ipam.run("CHECK", &Target::default())?;
             }
@@ -63,7 +63,7 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
             }
             problems.extend(link::verify_routed(&spec).map_err(from_link)?);
         }
-        Mode::Chained => {
+        AttachMode::Chained => {
             let netns = inv.env.netns.clone().unwrap_or_default();
             match link::pod_interface(&netns, &inv.env.ifname).map_err(from_link)? {
                 None => problems.push(format!(

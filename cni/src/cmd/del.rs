@@ -6,14 +6,14 @@ use zonewarden_proto::v1;
 
 use super::Invocation;
 use crate::client::Enforcer;
-use crate::config::Mode;
 use crate::delqueue;
 use crate::error::{CniError, ErrorCode, from_link};
 use crate::ipam::Target;
 use crate::link;
+use zonewarden_profiles::AttachMode;
 
 pub fn del(inv: &Invocation<'_>) -> Result<(), CniError> {
-    if inv.conf.mode != Mode::Routed {
+    if inv.conf.mode != AttachMode::Routed {
         return deregister(inv, false).map(drop);
     }
     // The enforcer first: it removes the endpoint's rules and takes the host veth over

@@ -11,6 +11,7 @@ mod status;
 use std::path::Path;
 
 use ipnet::IpNet;
+use zonewarden_profiles::ZoneSource;
 use zonewarden_proto::v1;
 
 use crate::args::CniArgs;
@@ -44,9 +45,9 @@ impl Invocation<'_> {
 
     pub fn hints(&self) -> v1::ZoneHints {
         let (explicit_zone, explicit_source) = match (&self.args.zone, &self.conf.zone) {
-            (Some(zone), _) => (zone.clone(), "cni-args"),
-            (None, Some(zone)) => (zone.to_string(), "config"),
-            (None, None) => (String::new(), ""),
+            (Some(zone), _) => (zone.clone(), v1::ZoneSource::from(ZoneSource::CniArgs)),
+            (None, Some(zone)) => (zone.to_string(), ZoneSource::Config.into()),
+            (None, None) => (String::new(), v1::ZoneSource::Unspecified),
         };
         v1::ZoneHints {
             explicit_zone,

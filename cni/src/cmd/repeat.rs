@@ -10,6 +10,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use serde_json::Value;
+use zonewarden_profiles::AttachMode;
 use zonewarden_proto::v1;
 
 use super::Invocation;
@@ -38,7 +39,7 @@ pub(super) fn registered(
 /// plugin answered on the first ADD is not kept (host-local answers none unless told).
 pub(super) fn routed(inv: &Invocation<'_>, ep: &v1::Endpoint) -> Result<Value, CniError> {
     let addrs = recorded_addrs(inv, ep)?;
-    if let Some(reason) = other_sandbox(inv, ep, "routed") {
+    if let Some(reason) = other_sandbox(inv, ep, AttachMode::Routed) {
         return Err(conflict(inv, &[reason]));
     }
     let spec = RoutedSpec {
@@ -78,7 +79,7 @@ pub(super) fn chained_unchanged(
     mac: &str,
     host: &link::HostPeer,
 ) -> Result<bool, CniError> {
-    if let Some(reason) = other_sandbox(inv, ep, "chained") {
+    if let Some(reason) = other_sandbox(inv, ep, AttachMode::Chained) {
         return Err(conflict(inv, &[reason]));
     }
     let mut recorded = recorded_addrs(inv, ep)?;
@@ -124,7 +125,7 @@ fn recorded_addrs(inv: &Invocation<'_>, ep: &v1::Endpoint) -> Result<Vec<IpNet>,
 }
 
 /// Why the record is of another sandbox or another mode than this ADD, if it is.
-fn other_sandbox(inv: &Invocation<'_>, ep: &v1::Endpoint, mode: &str) -> Option<String> {
+fn other_sandbox(inv: &Invocation<'_>, ep: &v1::Endpoint, mode: AttachMode) -> Option<String> {
     let netns = inv.env.netns.as_deref().unwrap_or(Path::new(""));
     if !crate::netns::same_netns(Path::new(&ep.netns), netns) {
         return Some(format!(
@@ -133,11 +134,12 @@ fn other_sandbox(inv: &Invocation<'_>, ep: &v1::Endpoint, mode: &str) -> Option<
             netns.display()
         ));
     }
-    (ep.attach_mode != mode).then(|| {
-        format!(
-            "it is registered in {} mode, and this network is in {mode} mode",
-            ep.attach_mode
-        )
+    let registered = zonewarden_proto::model::attach_mode("attach_mode", ep.attach_mode);
+    (registered != Ok(mode)).then(|| match registered {
+        Ok(registered) => {
+            format!("it is registered in {registered} mode, and this network is in {mode} mode")
+        }
+        Err(err) => format!("its record is unreadable ({err}), and this network is in {mode} mode"),
     })
 }
 

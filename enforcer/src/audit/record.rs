@@ -163,8 +163,12 @@ pub fn imports(
                 format!("added {} edge(s)", z.added.len()),
                 format!("removed {} edge(s)", z.removed.len()),
             ];
-            if !z.mode_after.is_empty() {
-                what.push(format!("mode {} -> {}", z.mode_before, z.mode_after));
+            let mode = |field, raw| zonewarden_proto::model::mode(field, raw);
+            if let (Ok(before), Ok(after)) = (
+                mode("mode_before", z.mode_before),
+                mode("mode_after", z.mode_after),
+            ) {
+                what.push(format!("mode {before} -> {after}"));
             }
             import(
                 note,

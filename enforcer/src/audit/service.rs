@@ -34,7 +34,7 @@ fn entry_to_proto(line: usize, e: AuditEntry) -> v1::AuditEntry {
         seq: e.seq,
         at_unix_ms: e.at_unix_ms,
         who: e.who,
-        action: e.action.as_str().to_owned(),
+        action: crate::convert::audit_action_to_proto(e.action).into(),
         zone: e.zone.unwrap_or_default(),
         target: e.target.unwrap_or_default(),
         detail: e.detail,
@@ -85,7 +85,7 @@ impl Audit for AuditService {
             .map(|p| v1::AuditProblem {
                 line: p.line as u64,
                 seq: p.seq,
-                kind: p.kind.as_str().to_owned(),
+                kind: crate::convert::problem_kind_to_proto(p.kind).into(),
                 message: p.message.clone(),
             })
             .collect();
@@ -93,7 +93,7 @@ impl Audit for AuditService {
             problems.push(v1::AuditProblem {
                 line: 0,
                 seq: 0,
-                kind: "unwritten".to_owned(),
+                kind: v1::AuditProblemKind::Unwritten.into(),
                 message: format!(
                     "{} change(s) since the enforcer started have no audit entry: the append failed ({}); see the enforcer's log",
                     verified.failures,

@@ -12,8 +12,10 @@
 //! - [`elements`]: the wanted map elements and the change between two states.
 //! - [`snapshot`]: the read side: listings and zone summaries.
 //! - [`import`]: several zones' profiles set at once (`zwctl profile import`).
+//! - [`known`]: whether the zone a profile change names exists.
 
 pub mod import;
+pub mod known;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]
@@ -38,6 +40,7 @@ use crate::audit::{ChangeNote, Note};
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoreError, StoredState};
+pub use known::IfMissing;
 pub use snapshot::{Resolver, Snapshot, ZoneSummary};
 use state::RegistryState;
 
@@ -51,6 +54,16 @@ pub enum RegistryError {
         "no endpoint with container id {0:?} is registered on this node; see zwctl get endpoints"
     )]
     UnknownEndpoint(String),
+    #[error(
+        "zone {:?} does not exist (no endpoints, no profile);{} pass --create to make it",
+        .zone.as_str(),
+        known::did_you_mean(.nearest.as_ref())
+    )]
+    UnknownZone {
+        zone: ZoneName,
+        /// The existing zone nearest to it, when it looks like a typo of one.
+        nearest: Option<ZoneName>,
+    },
     #[error("cannot persist the enforcer's state: {0}")]
     Store(#[from] StoreError),
     #[error(
@@ -265,15 +278,23 @@ impl EndpointRegistry {
     }
 
     /// Changes one zone's profile (durably, its audit entry, then in the kernel); see
-    /// [`RegistryState::change_profile`].
+    /// [`RegistryState::change_profile`]. A zone that does not exist is refused before
+    /// anything happens unless `if_missing` says to create it; the check and the change
+    /// are one mutation, so no zone appears or goes in between.
     pub async fn change_profile(
         &self,
         zone: ZoneName,
+        if_missing: IfMissing,
         change: impl FnOnce(&mut Profile) -> Result<usize, ProfileError> + Send + 'static,
         noted: ChangeNote,
     ) -> Result<(Profile, usize), RegistryError> {
-        self.mutate(move |state| state.change_profile(&zone, change, Some(&noted)))
-            .await
+        self.mutate(move |state| {
+            if if_missing == IfMissing::Refuse {
+                known::require(state, &zone)?;
+            }
+            state.change_profile(&zone, change, Some(&noted))
+        })
+        .await
     }
 
     /// Quarantines or releases one endpoint by container id.

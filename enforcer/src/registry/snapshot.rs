@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, ZoneName, ZoneSource};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, ZoneKind, ZoneName};
 
 use crate::store::ZoneIds;
 
@@ -70,7 +70,7 @@ pub struct ZoneSummary {
     pub id: u32,
     /// How the zone's members got it: `workload`, `config`, `annotation`, ...;
     /// `mixed` when its members disagree.
-    pub kind: String,
+    pub kind: ZoneKind,
     /// The pod name of each member, or its container id when there is none.
     pub members: Vec<String>,
 }
@@ -117,22 +117,11 @@ impl Snapshot {
                 ZoneSummary {
                     name: name.clone(),
                     id,
-                    kind: zone_kind(endpoints.iter().map(|e| e.zone_source)),
+                    kind: ZoneKind::of(endpoints.iter().map(|e| e.zone_source)),
                     members: endpoints.iter().map(|e| member_name(e)).collect(),
                 }
             })
             .collect()
-    }
-}
-
-fn zone_kind(mut sources: impl Iterator<Item = ZoneSource>) -> String {
-    let Some(first) = sources.next() else {
-        return "empty".to_owned();
-    };
-    if sources.all(|s| s == first) {
-        first.as_str().to_owned()
-    } else {
-        "mixed".to_owned()
     }
 }
 
@@ -148,6 +137,7 @@ fn member_name(endpoint: &Endpoint) -> String {
 mod tests {
     use super::*;
     use crate::test_support::endpoint;
+    use zonewarden_profiles::ZoneSource;
 
     #[test]
     fn zones_list_members_and_kind() {
@@ -166,9 +156,15 @@ mod tests {
         let zones = snapshot.zones();
         let by_name: BTreeMap<_, _> = zones.iter().map(|z| (z.name.as_str(), z)).collect();
         assert_eq!(by_name["shop/web"].members, vec!["shop/web-0", "c2"]);
-        assert_eq!(by_name["shop/web"].kind, "workload");
+        assert_eq!(
+            by_name["shop/web"].kind,
+            ZoneKind::Source(ZoneSource::Workload)
+        );
         assert_eq!(by_name["shop/web"].id, 1);
-        assert_eq!(by_name["shop/db"].kind, "config");
+        assert_eq!(
+            by_name["shop/db"].kind,
+            ZoneKind::Source(ZoneSource::Config)
+        );
         assert_eq!(snapshot.list(Some("podnet"), Some(&db.zone)), vec![db]);
         assert!(snapshot.list(Some("other"), None).is_empty());
     }

@@ -7,7 +7,7 @@ use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::Actor;
 use zonewarden_profiles::{AttachMode, Mode, ZoneHints, ZoneName};
 
-use super::{AddRequest, EndpointRegistry, RegistryError};
+use super::{AddRequest, EndpointRegistry, IfMissing, RegistryError};
 use crate::nft::ruleset::MemoryDataplane;
 use crate::store::{LocalStore, Store};
 use crate::test_support::{key, note, noted};
@@ -278,7 +278,12 @@ async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
     let edge = "shop/frontend->shop/api:8080/tcp".parse().unwrap();
     let (profile, changed) = f
         .registry
-        .change_profile(zone.clone(), move |p| p.approve([edge], &actor()), noted())
+        .change_profile(
+            zone.clone(),
+            IfMissing::Create,
+            move |p| p.approve([edge], &actor()),
+            noted(),
+        )
         .await
         .unwrap();
     assert_eq!((changed, profile.version), (1, 1));
@@ -304,6 +309,7 @@ async fn approvals_and_modes_are_durable_and_reach_the_kernel() {
         .registry
         .change_profile(
             zone.clone(),
+            IfMissing::Create,
             |p| Ok(usize::from(p.set_mode(Mode::Enforce, &actor()))),
             noted(),
         )
@@ -382,8 +388,12 @@ async fn incremental_compilation_follows_every_change_and_every_undo() {
     let web = ZoneName::parse("shop/web").unwrap();
     let approve = |edges: Vec<zonewarden_profiles::Edge>| {
         let zone = web.clone();
-        f.registry
-            .change_profile(zone, move |p| p.approve(edges, &actor()), noted())
+        f.registry.change_profile(
+            zone,
+            IfMissing::Create,
+            move |p| p.approve(edges, &actor()),
+            noted(),
+        )
     };
     approve(vec![
         edge("shop/web->shop/db:5432/tcp"),
@@ -509,7 +519,12 @@ async fn every_change_is_in_the_audit_log_before_the_kernel_sees_it() {
     let edge: zonewarden_profiles::Edge = "shop/web->world:443/tcp".parse().unwrap();
     let a = actor();
     registry
-        .change_profile(zone.clone(), move |p| p.approve([edge], &a), noted())
+        .change_profile(
+            zone.clone(),
+            IfMissing::Create,
+            move |p| p.approve([edge], &a),
+            noted(),
+        )
         .await
         .unwrap();
     registry
@@ -566,6 +581,7 @@ async fn a_change_whose_audit_entry_cannot_be_written_is_refused() {
     let err = registry
         .change_profile(
             zone.clone(),
+            IfMissing::Create,
             move |p| Ok(usize::from(p.set_mode(Mode::Enforce, &a))),
             noted(),
         )

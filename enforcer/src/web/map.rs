@@ -45,6 +45,8 @@ pub struct MapEdge {
     pub dst: String,
     pub proto: String,
     pub port: u16,
+    /// What follows the `:` of the edge (`8080/tcp`, `icmp`): the arrow's label.
+    pub service: String,
     pub approved: bool,
     /// The zones whose profile approves it.
     pub approved_in: Vec<String>,
@@ -161,6 +163,7 @@ pub fn zone_map(
                 dst: edge.dst.to_string(),
                 proto: edge.proto.to_string(),
                 port: edge.port,
+                service: edge.service(),
                 approved: !approved_in.is_empty(),
                 approved_in,
                 learned: learned_ev.is_some(),
@@ -272,6 +275,7 @@ mod tests {
             map.edges.iter().map(|e| (e.edge.as_str(), e)).collect();
         let a = by_edge["shop/web->shop/db:5432/tcp"];
         assert!(a.approved && a.learned, "{a:?}");
+        assert_eq!(a.service, "5432/tcp", "the page labels arrows with it");
         assert_eq!(a.approved_in, vec!["shop/db"]);
         assert_eq!(a.evidence.as_ref().unwrap().count, 1);
         let u = by_edge["shop/web->world:443/tcp"];
