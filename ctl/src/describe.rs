@@ -208,6 +208,12 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
     );
     section(
         &mut out,
+        "Rejected edges (approved only by name)",
+        &["EDGE"],
+        p.rejected.iter().map(|e| vec![e.clone()]),
+    );
+    section(
+        &mut out,
         "History",
         &["VERSION", "AGE", "WHO", "WHAT", "COMMENT"],
         p.history.iter().rev().map(|h| {
@@ -305,6 +311,8 @@ Approved edges: 1
   EDGE                          APPROVED-IN   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
   shop/web->shop/api:8080/tcp   shop/api      <none>   <none>       <none>      <none>   <none>
 Learned, not approved: 0
+  <none>
+Rejected edges (approved only by name): 0
   <none>
 History: 1
   VERSION   AGE   WHO    WHAT                    COMMENT

@@ -739,6 +739,7 @@ shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>    
             quarantined: false,
             version: 4,
             approved: vec!["a->b:80/tcp".into(), "a->c:53/udp".into()],
+            rejected: vec![],
             history: vec![v1::ProfileChange {
                 version: 4,
                 who: "uid 0".into(),

@@ -32,7 +32,8 @@ Examples:
   zwctl profile approve shop/frontend --all --comment \"reviewed with the shop team\"
   zwctl profile approve shop/frontend --edge 'shop/frontend->shop/api:8080/tcp'
 
-  # 3. Forget learned edges that should not be allowed (they are learned again if seen)
+  # 3. Reject learned edges that should not be allowed (remembered: seen again, they
+  #    are listed as rejected and never approved by --all)
   zwctl profile reject shop/frontend --edge 'shop/frontend->world:6667/tcp'
 
   # 4. Watch for violations without dropping anything, then enforce
@@ -47,8 +48,10 @@ Quote edges in the shell: '>' would otherwise redirect output.";
 
 const DIFF_EXAMPLES: &str = "\
 Sections:
-  Learned, not approved  edges seen in traffic that no profile approves: what
-                         `zwctl profile approve ZONE --all` would add
+  Learned, not approved  edges seen in traffic that no profile approves or rejects:
+                         what `zwctl profile approve ZONE --all` would add
+  Rejected, seen again   edges an operator rejected that traffic used again since:
+                         approved only when named with --edge
   Approved and seen      approved edges that traffic still uses
   Approved, not seen     approved edges without (recent) traffic: candidates for
                          `zwctl profile remove`
@@ -87,19 +90,24 @@ Examples:
   zwctl profile approve shop/payments --create --edge 'shop/payments->shop/db:5432/tcp'";
 
 const REJECT_EXAMPLES: &str = "\
-Rejecting forgets learned edges: they disappear from `zwctl profile diff` until the
-traffic is seen again. It changes no approval; use `zwctl profile remove` for that.
+Rejecting records the decision in the zone's profile (a new version, in the audit log
+and in exports) and forgets the edge's learned evidence. If the traffic is seen again,
+`zwctl profile diff` lists the edge under \"Rejected, seen again\" and
+`zwctl profile approve ZONE --all` leaves it out; approving it by name with --edge
+lifts the rejection, and so does `zwctl profile remove ZONE --edge EDGE`. An approved
+edge is removed first, then rejected.
 
 Examples:
-  # Forget one learned edge (e.g. a test connection during learning)
+  # Reject one learned edge (e.g. a test connection during learning)
   zwctl profile reject shop/frontend --edge 'shop/frontend->world:22/tcp'
 
-  # Forget everything shop/frontend learned and nobody approved, to learn afresh
-  zwctl profile reject shop/frontend --all --comment \"relearn after the v2 rollout\"";
+  # Reject everything shop/frontend learned and nobody approved
+  zwctl profile reject shop/frontend --all --comment \"only the reviewed edges stay\"";
 
 const REMOVE_EXAMPLES: &str = "\
-Removing withdraws approvals: in enforce mode, connections over the edge are then
-dropped unless the other end's profile approves it.
+Removing withdraws approvals (and forgets rejections of the edges named): in enforce
+mode, connections over the edge are then dropped unless the other end's profile
+approves it.
 
 Examples:
   # Withdraw one approval
@@ -123,12 +131,12 @@ pub enum ProfileCommand {
     )]
     Approve(ProfileEdgeArgs),
 
-    /// Forget learned edges of a zone (all unapproved ones, or the ones named).
+    /// Reject edges of a zone (all learned, unapproved ones, or the ones named).
     #[command(
         after_help = REJECT_EXAMPLES,
-        mut_arg("all", |arg| arg.help("Forget every learned edge of the zone that is not approved"))
+        mut_arg("all", |arg| arg.help("Reject every learned edge of the zone that no profile approves"))
     )]
-    Reject(EdgeChangeArgs),
+    Reject(ProfileEdgeArgs),
 
     /// Remove approved edges from a zone's profile (all, or the ones named).
     #[command(
@@ -191,7 +199,7 @@ impl EdgeChangeArgs {
     }
 }
 
-/// A change of a zone's profile (approve, remove): its edges, and `--create`.
+/// A change of a zone's profile (approve, reject, remove): its edges, and `--create`.
 #[derive(Debug, Args)]
 pub struct ProfileEdgeArgs {
     #[command(flatten)]
@@ -232,10 +240,13 @@ pub async fn run(command: &ProfileCommand, global: &GlobalArgs) -> anyhow::Resul
             let result = ProfileChangeResultView::from(enforcer.approve_edges(request).await?);
             render_change(&result, &args.zone, "approved", "", global)
         }
-        ProfileCommand::Reject(args) => {
-            let request = args.request(CreateArg::default());
+        ProfileCommand::Reject(ProfileEdgeArgs {
+            selection: args,
+            create,
+        }) => {
+            let request = args.request(*create);
             let result = ProfileChangeResultView::from(enforcer.reject_edges(request).await?);
-            render_change(&result, &args.zone, "rejected", " learned", global)
+            render_change(&result, &args.zone, "rejected", "", global)
         }
         ProfileCommand::Remove(ProfileEdgeArgs {
             selection: args,
@@ -290,7 +301,7 @@ pub fn zone_name<'a>(result: &'a ProfileChangeResultView, asked: &'a str) -> &'a
     }
 }
 
-/// The three sections of `profile diff`, each titled, as aligned tables.
+/// The four sections of `profile diff`, each titled, as aligned tables.
 fn diff_text(diff: &ProfileDiffView, ctx: &RenderContext) -> String {
     let sections = [
         (
@@ -299,6 +310,14 @@ fn diff_text(diff: &ProfileDiffView, ctx: &RenderContext) -> String {
                 diff.zone
             ),
             &diff.unapproved,
+            false,
+        ),
+        (
+            format!(
+                "Rejected, seen again (approve only by name: zwctl profile approve {} --edge EDGE)",
+                diff.zone
+            ),
+            &diff.rejected_seen,
             false,
         ),
         ("Approved and seen".to_owned(), &diff.approved_seen, true),
@@ -387,6 +406,7 @@ mod tests {
                     5,
                 )],
                 approved_unseen: vec![],
+                rejected_seen: vec![learned("shop/frontend->world:22/tcp", &[], 1800, 60)],
             },
         )
     }
@@ -436,12 +456,12 @@ mod tests {
     }
 
     #[test]
-    fn reject_and_remove_take_the_same_arguments_and_remove_takes_create() {
+    fn reject_and_remove_take_the_same_arguments_and_create() {
         for (name, want_reject) in [("reject", true), ("remove", false)] {
             let command =
                 parse(&["zwctl", "profile", name, "z", "--all", "--comment", "x"]).unwrap();
             let request = match command {
-                ProfileCommand::Reject(args) if want_reject => args.request(CreateArg::default()),
+                ProfileCommand::Reject(args) if want_reject => args.selection.request(args.create),
                 ProfileCommand::Remove(args) if !want_reject => args.selection.request(args.create),
                 other => panic!("{name}: got {other:?}"),
             };
@@ -461,12 +481,11 @@ mod tests {
             panic!("expected remove, got {command:?}")
         };
         assert!(args.selection.request(args.create).create);
-        let err = parse(&["zwctl", "profile", "reject", "z", "--all", "--create"]).unwrap_err();
-        assert_eq!(
-            err.kind(),
-            clap::error::ErrorKind::UnknownArgument,
-            "reject changes no profile: it has no --create"
-        );
+        let command = parse(&["zwctl", "profile", "reject", "z", "--all", "--create"]).unwrap();
+        let ProfileCommand::Reject(args) = command else {
+            panic!("expected reject, got {command:?}")
+        };
+        assert!(args.selection.request(args.create).create);
     }
 
     #[test]
@@ -521,12 +540,16 @@ mod tests {
     }
 
     #[test]
-    fn diff_shows_three_titled_sections_with_evidence() {
+    fn diff_shows_four_titled_sections_with_evidence() {
         let text = diff_text(&diff(), &CTX);
         let expected = "\
 Learned, not approved (approve with zwctl profile approve shop/frontend --all, or --edge EDGE): 1
   EDGE                               COUNT   FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
   shop/frontend->shop/api:8080/tcp   42      1h           5m          node-a   10.0.0.1:40312 -> 10.0.0.2:8080/tcp
+
+Rejected, seen again (approve only by name: zwctl profile approve shop/frontend --edge EDGE): 1
+  EDGE                          COUNT   FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
+  shop/frontend->world:22/tcp   42      30m          1m          node-a   10.0.0.1:40312 -> 10.0.0.2:8080/tcp
 
 Approved and seen: 1
   EDGE                                        APPROVED-IN     COUNT   FIRST-SEEN   LAST-SEEN   NODES    SAMPLE

@@ -147,17 +147,21 @@ fn document_of(profile: &v1::Profile) -> anyhow::Result<ProfileDocument> {
         .with_context(|| format!("the enforcer sent an invalid zone {:?}", profile.zone))?;
     let mode = zonewarden_proto::model::mode("mode", profile.mode)
         .with_context(|| format!("zone {zone}: the enforcer sent no valid mode"))?;
-    let approved = profile
-        .approved
-        .iter()
-        .map(|e| e.parse::<Edge>())
-        .collect::<Result<BTreeSet<_>, _>>()
-        .with_context(|| format!("zone {zone}: the enforcer sent an invalid edge"))?;
+    let edges = |texts: &[String]| {
+        texts
+            .iter()
+            .map(|e| e.parse::<Edge>())
+            .collect::<Result<BTreeSet<_>, _>>()
+            .with_context(|| format!("zone {zone}: the enforcer sent an invalid edge"))
+    };
+    let approved = edges(&profile.approved)?;
+    let rejected = edges(&profile.rejected)?;
     Ok(ProfileDocument {
         zone,
         mode,
         version: profile.version,
         approved,
+        rejected,
         comment: None,
     })
 }

@@ -289,6 +289,8 @@ pub struct ProfileView {
     pub quarantined: bool,
     pub version: u64,
     pub approved: Vec<String>,
+    /// Edges an operator rejected: never approved by `approve --all`.
+    pub rejected: Vec<String>,
     pub history: Vec<ProfileChangeView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completeness: Option<CompletenessView>,
@@ -303,6 +305,7 @@ impl From<v1::Profile> for ProfileView {
             quarantined: profile.quarantined,
             version: profile.version,
             approved: profile.approved,
+            rejected: profile.rejected,
             history: profile
                 .history
                 .into_iter()
@@ -321,6 +324,7 @@ impl From<v1::Profile> for ProfileView {
 pub struct ProfileDiffView {
     pub zone: String,
     pub unapproved: Vec<EdgeView>,
+    pub rejected_seen: Vec<EdgeView>,
     pub approved_seen: Vec<EdgeView>,
     pub approved_unseen: Vec<EdgeView>,
 }
@@ -330,6 +334,7 @@ impl ProfileDiffView {
         Self {
             zone: zone.to_owned(),
             unapproved: edge_views(diff.unapproved),
+            rejected_seen: edge_views(diff.rejected_seen),
             approved_seen: edge_views(diff.approved_seen),
             approved_unseen: edge_views(diff.approved_unseen),
         }

@@ -277,6 +277,7 @@ pub fn profile_to_proto(
         quarantined: profile.quarantined,
         version: profile.version,
         approved: profile.approved.iter().map(ToString::to_string).collect(),
+        rejected: profile.rejected.iter().map(ToString::to_string).collect(),
         history: profile
             .history
             .iter()

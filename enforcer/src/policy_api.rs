@@ -88,10 +88,12 @@ pub fn diff(
         unapproved: infos(&d.unapproved),
         approved_seen: infos(&d.approved_seen),
         approved_unseen: infos(&d.approved_unseen),
+        rejected_seen: infos(&d.rejected_seen),
     }
 }
 
-/// The learned, unapproved edges of a zone (what "approve --all" approves).
+/// The learned edges of a zone that no profile approves or rejects (what
+/// "approve --all" approves).
 pub fn unapproved(zone: &ZoneName, learning: &Learning, registry: &EndpointRegistry) -> Vec<Edge> {
     profile_diff(zone, &learning.learned(), &registry.snapshot().policy).unapproved
 }

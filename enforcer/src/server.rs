@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_server::Enforcer;
 
-use crate::audit::record::{self as audit_record, edges_target};
+use crate::audit::record::edges_target;
 use crate::audit::{Action, AuditLog, ChangeNote, Note};
 use crate::convert::{
     add_request_from_proto, cidr_zone_to_proto, edges_arg, endpoint_to_proto, key_from_proto,
@@ -328,38 +328,50 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::EdgesRequest>,
     ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
-        let note = Note::new(who(&request), &request.get_ref().comment);
+        let actor = actor(&request, &request.get_ref().comment);
         let request = request.into_inner();
         let zone = zone_arg(&request.zone)?;
-        let edges = if request.all {
-            unapproved(&zone, &self.learning, &self.registry)
-        } else {
-            edges_arg(&request.edges)?
+        let edges = match (request.all, request.edges.is_empty()) {
+            (true, true) => unapproved(&zone, &self.learning, &self.registry),
+            (false, false) => edges_arg(&request.edges)?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name the edges to reject, or ask for all unapproved learned ones, not both",
+                ));
+            }
         };
-        if let Some(foreign) = edges.iter().find(|e| !e.touches(&zone)) {
-            return Err(Status::invalid_argument(format!(
-                "edge {foreign} does not touch zone {zone}"
+        // An edge the other end approved stays allowed whatever this zone rejects:
+        // say so rather than record a rejection that changes nothing.
+        let snapshot = self.registry.snapshot();
+        if let Some((edge, owner)) = edges.iter().find_map(|e| {
+            snapshot
+                .policy
+                .profiles
+                .values()
+                .find(|p| p.zone != zone && p.approved.contains(e))
+                .map(|p| (e, p.zone.clone()))
+        }) {
+            return Err(Status::failed_precondition(format!(
+                "edge {edge} is approved in zone {owner}'s profile: remove it there first \
+                 (zwctl profile remove {owner} --edge '{edge}'), then reject it"
             )));
         }
-        let snapshot = self.registry.snapshot();
-        let profile = snapshot
-            .policy
-            .profiles
-            .get(&zone)
-            .cloned()
-            .unwrap_or_else(|| zonewarden_profiles::Profile::new(zone.clone()));
-        // Recorded first: a rejection the log cannot record is refused.
-        let known = self.learning.known(&edges);
-        if known > 0 {
-            let record = audit_record::reject(&note, &profile, known, edges_target(&edges));
-            self.audit
-                .append_blocking(record)
-                .await
-                .map(drop)
-                .map_err(|err| status_of(RegistryError::Audit(err)))?;
-        }
-        let changed = self.learning.forget(&edges);
-        info!(%zone, changed, "learned edges rejected");
+        let noted = ChangeNote::new(Note::from(&actor), Action::Reject, edges_target(&edges));
+        let forget = edges.clone();
+        let (profile, changed) = self
+            .registry
+            .change_profile(
+                zone.clone(),
+                if_missing(request.create),
+                move |p| p.reject(&edges, &actor),
+                noted,
+            )
+            .await
+            .map_err(status_of)?;
+        // The evidence goes; the rejection stays, so the edge seen again is shown as
+        // rejected and is never approved by approve --all.
+        let forgotten = self.learning.forget(&forget);
+        info!(%zone, changed, forgotten, version = profile.version, "edges rejected");
         Ok(Response::new(self.change_response(&profile, changed)))
     }
 

@@ -169,8 +169,11 @@ impl RulesetDiff {
 /// A zone's learned edges against its approved ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileDiff {
-    /// Learned and not approved: what an approval would add.
+    /// Learned, neither approved nor rejected: what `approve --all` would add.
     pub unapproved: Vec<Edge>,
+    /// Rejected by the profile of either end, and seen again since: approved only
+    /// when an operator names them.
+    pub rejected_seen: Vec<Edge>,
     /// Approved and learned.
     pub approved_seen: Vec<Edge>,
     /// Approved but never learned (or forgotten): candidates for removal.
@@ -184,8 +187,15 @@ pub fn profile_diff(zone: &ZoneName, learned: &LearnedEdges, policy: &Policy) ->
         .into_iter()
         .filter(|e| e.touches(zone))
         .collect();
+    let rejected: BTreeSet<&Edge> = policy
+        .rejected_edges()
+        .into_iter()
+        .filter(|e| e.touches(zone) && !approved.contains(e))
+        .collect();
+    let open: BTreeSet<&Edge> = seen.difference(&approved).copied().collect();
     ProfileDiff {
-        unapproved: seen.difference(&approved).map(|e| (*e).clone()).collect(),
+        unapproved: open.difference(&rejected).map(|e| (*e).clone()).collect(),
+        rejected_seen: open.intersection(&rejected).map(|e| (*e).clone()).collect(),
         approved_seen: seen.intersection(&approved).map(|e| (*e).clone()).collect(),
         approved_unseen: approved.difference(&seen).map(|e| (*e).clone()).collect(),
     }

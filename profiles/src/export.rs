@@ -12,7 +12,12 @@
 //! approved:
 //!   - "shop/api->shop/db:5432/tcp"
 //!   - "shop/frontend->shop/api:8080/tcp"
+//! rejected:
+//!   - "shop/api->world:25/tcp"
 //! ```
+//!
+//! `rejected` (edges an operator rejected: never approved in bulk) is written only
+//! when the profile has some, and may be left out of a document.
 //!
 //! [`render`] writes documents in a stable order (zones sorted, edges sorted), so an
 //! export that is imported and exported again is byte for byte the same. [`parse`]
@@ -22,8 +27,8 @@
 //! informational (the enforcer numbers versions itself); `comment` is recorded in the
 //! profile's history when the import changes it.
 //!
-//! [`apply`] sets a profile to what a document says (the approved set exactly, and
-//! the mode) as one versioned change; [`ProfileDelta`] is what a dry run shows.
+//! [`apply`] sets a profile to what a document says (the approved and rejected sets
+//! exactly, and the mode) as one versioned change; [`ProfileDelta`] is what a dry run shows.
 //! [`netpol`] renders the same profiles as Kubernetes NetworkPolicies.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +55,8 @@ pub struct ProfileDocument {
     /// The profile version when exported (informational).
     pub version: u64,
     pub approved: BTreeSet<Edge>,
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub rejected: BTreeSet<Edge>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -61,6 +68,7 @@ impl ProfileDocument {
             mode: profile.mode,
             version: profile.version,
             approved: profile.approved.clone(),
+            rejected: profile.rejected.clone(),
             comment: None,
         }
     }
@@ -84,13 +92,20 @@ pub fn render(documents: &[ProfileDocument]) -> String {
         if doc.approved.is_empty() {
             out.push_str("approved: []\n");
         } else {
-            out.push_str("approved:\n");
-            for edge in &doc.approved {
-                let _ = writeln!(out, "  - {}", quote(&edge.to_string()));
-            }
+            render_edges(&mut out, "approved", &doc.approved);
+        }
+        if !doc.rejected.is_empty() {
+            render_edges(&mut out, "rejected", &doc.rejected);
         }
     }
     out
+}
+
+fn render_edges(out: &mut String, key: &str, edges: &BTreeSet<Edge>) {
+    let _ = writeln!(out, "{key}:");
+    for edge in edges {
+        let _ = writeln!(out, "  - {}", quote(&edge.to_string()));
+    }
 }
 
 /// A double-quoted YAML scalar (JSON string escaping is valid YAML).
@@ -166,6 +181,8 @@ struct RawDocument {
     #[serde(default)]
     comment: Option<String>,
     approved: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    rejected: Vec<Spanned<String>>,
 }
 
 fn issue<T>(at: &Spanned<T>, reason: String) -> ImportIssue {
@@ -260,21 +277,20 @@ fn validate(
         }
     };
     let mut approved = BTreeSet::new();
-    for text in &doc.approved.value {
-        match text.value.parse::<Edge>() {
-            Ok(edge) => {
-                if let Some(zone) = zone.as_ref().filter(|z| !edge.touches(z)) {
-                    issues.push(issue(
-                        text,
-                        format!(
-                            "edge {edge} does not touch zone {zone}: list it in the profile of one of its ends"
-                        ),
-                    ));
-                } else if !approved.insert(edge.clone()) {
-                    issues.push(issue(text, format!("edge {edge} is listed twice")));
-                }
-            }
-            Err(err) => issues.push(issue(text, err.to_string())),
+    edge_list(&doc.approved.value, zone.as_ref(), &mut approved, issues);
+    let mut rejected = BTreeSet::new();
+    edge_list(&doc.rejected, zone.as_ref(), &mut rejected, issues);
+    for text in &doc.rejected {
+        if let Some(edge) = text
+            .value
+            .parse::<Edge>()
+            .ok()
+            .filter(|e| approved.contains(e))
+        {
+            issues.push(issue(
+                text,
+                format!("edge {edge} is both approved and rejected: keep it in one list"),
+            ));
         }
     }
     if issues.len() > before {
@@ -285,8 +301,35 @@ fn validate(
         mode: mode?,
         version: doc.version.unwrap_or(0),
         approved,
+        rejected,
         comment: doc.comment.filter(|c| !c.is_empty()),
     })
+}
+
+/// Validates one list of edges of a document into `into`.
+fn edge_list(
+    texts: &[Spanned<String>],
+    zone: Option<&ZoneName>,
+    into: &mut BTreeSet<Edge>,
+    issues: &mut Vec<ImportIssue>,
+) {
+    for text in texts {
+        match text.value.parse::<Edge>() {
+            Ok(edge) => {
+                if let Some(zone) = zone.filter(|z| !edge.touches(z)) {
+                    issues.push(issue(
+                        text,
+                        format!(
+                            "edge {edge} does not touch zone {zone}: list it in the profile of one of its ends"
+                        ),
+                    ));
+                } else if !into.insert(edge.clone()) {
+                    issues.push(issue(text, format!("edge {edge} is listed twice")));
+                }
+            }
+            Err(err) => issues.push(issue(text, err.to_string())),
+        }
+    }
 }
 
 /// What importing a document changes in a zone's profile.
@@ -295,6 +338,11 @@ fn validate(
 pub struct ProfileDelta {
     pub added: Vec<Edge>,
     pub removed: Vec<Edge>,
+    /// Rejections the document adds and lifts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected_added: Vec<Edge>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected_removed: Vec<Edge>,
     /// `(before, after)` when the mode changes.
     pub mode: Option<(Mode, Mode)>,
 }
@@ -303,17 +351,24 @@ impl ProfileDelta {
     pub fn between(current: Option<&Profile>, doc: &ProfileDocument) -> Self {
         let empty = BTreeSet::new();
         let approved = current.map_or(&empty, |p| &p.approved);
+        let rejected = current.map_or(&empty, |p| &p.rejected);
         let mode = current.map_or(Mode::default(), |p| p.mode);
         Self {
             added: doc.approved.difference(approved).cloned().collect(),
             removed: approved.difference(&doc.approved).cloned().collect(),
+            rejected_added: doc.rejected.difference(rejected).cloned().collect(),
+            rejected_removed: rejected.difference(&doc.rejected).cloned().collect(),
             mode: (mode != doc.mode).then_some((mode, doc.mode)),
         }
     }
 
     /// How many things change (0: the import leaves the profile alone).
     pub fn count(&self) -> usize {
-        self.added.len() + self.removed.len() + usize::from(self.mode.is_some())
+        self.added.len()
+            + self.removed.len()
+            + self.rejected_added.len()
+            + self.rejected_removed.len()
+            + usize::from(self.mode.is_some())
     }
 
     /// "imported: +2 -1 edge(s), mode learn -> enforce".
@@ -323,6 +378,14 @@ impl ProfileDelta {
             self.added.len(),
             self.removed.len()
         );
+        if !self.rejected_added.is_empty() || !self.rejected_removed.is_empty() {
+            let _ = write!(
+                what,
+                ", rejected +{} -{}",
+                self.rejected_added.len(),
+                self.rejected_removed.len()
+            );
+        }
         if let Some((from, to)) = self.mode {
             let _ = write!(what, ", mode {from} -> {to}");
         }
@@ -339,6 +402,7 @@ pub fn apply(profile: &mut Profile, doc: &ProfileDocument, actor: &Actor) -> usi
         return 0;
     }
     profile.approved = doc.approved.clone();
+    profile.rejected = doc.rejected.clone();
     profile.mode = doc.mode;
     profile.version += 1;
     profile.history.push(ProfileChange {
@@ -393,6 +457,35 @@ mode: learn
 version: 0
 approved: []
 ";
+
+    #[test]
+    fn rejections_are_exported_imported_and_applied() {
+        let mut api = profile("shop/api", Mode::Enforce, &["shop/api->shop/db:5432/tcp"]);
+        api.rejected = ["shop/api->world:25/tcp".parse().unwrap()].into();
+        let text = render(&[ProfileDocument::of(&api)]);
+        assert!(
+            text.ends_with("rejected:\n  - \"shop/api->world:25/tcp\"\n"),
+            "{text}"
+        );
+        let parsed = parse(&text).unwrap();
+        assert_eq!(render(&parsed), text, "round trip");
+        let mut fresh = profile("shop/api", Mode::Enforce, &["shop/api->shop/db:5432/tcp"]);
+        let delta = ProfileDelta::between(Some(&fresh), &parsed[0]);
+        assert_eq!(delta.rejected_added.len(), 1);
+        assert_eq!(delta.describe(), "imported: +0 -0 edge(s), rejected +1 -0");
+        assert_eq!(apply(&mut fresh, &parsed[0], &actor()), 1);
+        assert_eq!(fresh.rejected, api.rejected);
+
+        let both = "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/api\nmode: learn\n\
+                    approved: [\"shop/api->world:25/tcp\"]\nrejected: [\"shop/api->world:25/tcp\"]\n";
+        let ImportError::Invalid(issues) = parse(both).unwrap_err() else {
+            panic!("an edge both approved and rejected is invalid")
+        };
+        assert!(
+            issues[0].reason.contains("both approved and rejected"),
+            "{issues:?}"
+        );
+    }
 
     #[test]
     fn renders_sorted_and_round_trips_byte_for_byte() {

@@ -119,6 +119,14 @@ impl Policy {
             .collect()
     }
 
+    /// Every edge some profile rejected, each once.
+    pub fn rejected_edges(&self) -> BTreeSet<&Edge> {
+        self.profiles
+            .values()
+            .flat_map(|p| p.rejected.iter())
+            .collect()
+    }
+
     /// The oracle: what happens to a new connection from `src` to `dst`.
     pub fn verdict(&self, src: End<'_>, dst: End<'_>, proto: Proto, port: u16) -> Verdict {
         let host = ZoneName::host();

@@ -1,6 +1,8 @@
 //! Profiles: per zone, a mode, a quarantine flag and a versioned set of approved edges.
 //! An edge is allowed when it is approved in the profile of either end: one approval
-//! allows it at both ends.
+//! allows it at both ends. A profile also remembers the edges an operator rejected, so
+//! that an edge seen again after its rejection is never approved by `approve --all`:
+//! only naming it approves it (and lifts the rejection).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -87,6 +89,9 @@ pub struct Profile {
     /// Approved edges, each touching this zone.
     #[serde(default)]
     pub approved: BTreeSet<Edge>,
+    /// Edges an operator rejected, each touching this zone: never approved in bulk.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub rejected: BTreeSet<Edge>,
     #[serde(default)]
     pub history: Vec<ProfileChange>,
 }
@@ -103,6 +108,11 @@ pub struct Actor {
 pub enum ProfileError {
     #[error("edge {edge} does not touch zone {zone}: approve it in the profile of one of its ends")]
     Foreign { edge: Edge, zone: ZoneName },
+    #[error(
+        "edge {edge} is approved in zone {zone}'s profile: remove the approval first \
+         (zwctl profile remove {zone} --edge '{edge}'), then reject it"
+    )]
+    Approved { edge: Edge, zone: ZoneName },
 }
 
 impl Profile {
@@ -113,7 +123,18 @@ impl Profile {
             quarantined: false,
             version: 0,
             approved: BTreeSet::new(),
+            rejected: BTreeSet::new(),
             history: Vec::new(),
+        }
+    }
+
+    fn foreign(&self, edges: &[Edge]) -> Result<(), ProfileError> {
+        match edges.iter().find(|e| !e.touches(&self.zone)) {
+            Some(edge) => Err(ProfileError::Foreign {
+                edge: edge.clone(),
+                zone: self.zone.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -128,18 +149,17 @@ impl Profile {
         });
     }
 
-    /// Approves `edges` (each must touch this zone); returns how many were new.
+    /// Approves `edges` (each must touch this zone), lifting their rejection; returns
+    /// how many were new.
     pub fn approve(
         &mut self,
         edges: impl IntoIterator<Item = Edge>,
         actor: &Actor,
     ) -> Result<usize, ProfileError> {
         let edges: Vec<Edge> = edges.into_iter().collect();
-        if let Some(edge) = edges.iter().find(|e| !e.touches(&self.zone)) {
-            return Err(ProfileError::Foreign {
-                edge: edge.clone(),
-                zone: self.zone.clone(),
-            });
+        self.foreign(&edges)?;
+        for edge in &edges {
+            self.rejected.remove(edge);
         }
         let added = edges
             .into_iter()
@@ -151,13 +171,41 @@ impl Profile {
         Ok(added)
     }
 
-    /// Removes approved edges; returns how many were removed.
+    /// Remembers `edges` (each must touch this zone, none approved here) as rejected;
+    /// returns how many were new.
+    pub fn reject(&mut self, edges: &[Edge], actor: &Actor) -> Result<usize, ProfileError> {
+        self.foreign(edges)?;
+        if let Some(edge) = edges.iter().find(|e| self.approved.contains(*e)) {
+            return Err(ProfileError::Approved {
+                edge: edge.clone(),
+                zone: self.zone.clone(),
+            });
+        }
+        let added = edges
+            .iter()
+            .filter(|e| self.rejected.insert((*e).clone()))
+            .count();
+        if added > 0 {
+            self.record(actor, format!("rejected {added} edge(s)"));
+        }
+        Ok(added)
+    }
+
+    /// Removes approved edges and forgets rejections of `edges`; returns how many
+    /// approvals and rejections were removed.
     pub fn remove(&mut self, edges: &[Edge], actor: &Actor) -> usize {
         let removed = edges.iter().filter(|e| self.approved.remove(e)).count();
-        if removed > 0 {
-            self.record(actor, format!("removed {removed} approved edge(s)"));
+        let unrejected = edges.iter().filter(|e| self.rejected.remove(e)).count();
+        match (removed, unrejected) {
+            (0, 0) => {}
+            (n, 0) => self.record(actor, format!("removed {n} approved edge(s)")),
+            (0, m) => self.record(actor, format!("forgot {m} rejected edge(s)")),
+            (n, m) => self.record(
+                actor,
+                format!("removed {n} approved edge(s), forgot {m} rejected edge(s)"),
+            ),
         }
-        removed
+        removed + unrejected
     }
 
     /// Sets the mode; returns whether it changed.
@@ -186,5 +234,61 @@ impl Profile {
             },
         );
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor() -> Actor {
+        Actor {
+            who: "ops".into(),
+            at_unix_ms: 1,
+            comment: String::new(),
+        }
+    }
+
+    fn edges(texts: &[&str]) -> Vec<Edge> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_rejection_is_remembered_until_named_approval_or_removal() {
+        let mut p = Profile::new(ZoneName::parse("shop/api").unwrap());
+        let smtp = edges(&["shop/api->world:25/tcp"]);
+        assert_eq!(p.reject(&smtp, &actor()), Ok(1));
+        assert_eq!(p.reject(&smtp, &actor()), Ok(0), "already rejected");
+        assert_eq!(p.version, 1);
+        assert!(p.rejected.contains(&smtp[0]));
+        assert_eq!(p.approve(smtp.clone(), &actor()), Ok(1));
+        assert!(p.rejected.is_empty(), "naming an edge lifts its rejection");
+        assert_eq!(
+            p.reject(&smtp, &actor()),
+            Err(ProfileError::Approved {
+                edge: smtp[0].clone(),
+                zone: p.zone.clone()
+            }),
+            "an approved edge is removed before it is rejected"
+        );
+        assert_eq!(p.remove(&smtp, &actor()), 1);
+        assert_eq!(p.reject(&smtp, &actor()), Ok(1));
+        assert_eq!(p.remove(&smtp, &actor()), 1, "remove forgets a rejection");
+        assert!(p.rejected.is_empty() && p.approved.is_empty());
+        assert_eq!(p.history.last().unwrap().what, "forgot 1 rejected edge(s)");
+        let foreign = edges(&["a/b->c/d:1/tcp"]);
+        assert!(matches!(
+            p.reject(&foreign, &actor()),
+            Err(ProfileError::Foreign { .. })
+        ));
+    }
+
+    #[test]
+    fn a_profile_without_rejections_serialises_as_before() {
+        let p = Profile::new(ZoneName::parse("shop/api").unwrap());
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("rejected"), "{json}");
+        let back: Profile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
     }
 }

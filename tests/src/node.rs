@@ -201,6 +201,16 @@ impl Node {
         let _ = child.wait();
     }
 
+    /// `zwctl ...` (no `-o` added) against this node's enforcer, whatever its exit.
+    pub fn zwctl_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("zwctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("run zwctl")
+    }
+
     /// `zwctl -o json ...` against this node's enforcer.
     pub fn zwctl(&self, args: &[&str]) -> serde_json::Value {
         let out = run_ok(

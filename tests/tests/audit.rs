@@ -18,12 +18,7 @@ fn items(v: Value) -> Vec<Value> {
 
 /// The stdout of a `zwctl` that must succeed, in its default output format.
 fn zwctl_text(node: &Node, args: &[&str]) -> String {
-    let out = Command::new(bin("zwctl"))
-        .arg("--socket")
-        .arg(node.socket())
-        .args(args)
-        .output()
-        .expect("run zwctl");
+    let out = node.zwctl_output(args);
     assert!(
         out.status.success(),
         "zwctl {args:?} failed: {}",

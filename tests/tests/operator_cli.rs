@@ -26,12 +26,7 @@ const EDGE: &str = "shop/web->shop/db:5432/tcp";
 
 /// `zwctl ARGS` (no `-o` added) against the node's enforcer.
 fn zwctl(node: &Node, args: &[&str]) -> Output {
-    Command::new(bin("zwctl"))
-        .arg("--socket")
-        .arg(node.socket())
-        .args(args)
-        .output()
-        .expect("run zwctl")
+    node.zwctl_output(args)
 }
 
 /// stdout of a `zwctl` that must succeed.

@@ -111,26 +111,6 @@ pub fn endpoint(
     }
 }
 
-/// Learned edges forgotten: the profile is unchanged, so is its version.
-pub fn reject(
-    note: &Note,
-    profile: &Profile,
-    changed: usize,
-    target: Option<String>,
-) -> AuditRecord {
-    AuditRecord {
-        at_unix_ms: now_unix_ms(),
-        who: note.who.clone(),
-        action: Action::Reject,
-        zone: Some(profile.zone.to_string()),
-        target,
-        detail: format!("forgot {changed} learned edge(s)"),
-        version_before: Some(profile.version),
-        version_after: Some(profile.version),
-        reason: Some(note.reason.clone()),
-    }
-}
-
 /// One zone of an import that changed it (`ImportProfiles`, one entry per zone).
 pub fn import(note: &Note, zone: &str, versions: (u64, u64), detail: String) -> AuditRecord {
     AuditRecord {

@@ -285,6 +285,7 @@ mod tests {
             mode,
             version,
             approved: edges.iter().map(|e| e.parse().unwrap()).collect(),
+            rejected: Default::default(),
             comment: None,
         }
     }

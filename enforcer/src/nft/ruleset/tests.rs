@@ -62,6 +62,7 @@ impl Cluster {
             quarantined: false,
             version,
             approved: edges.into_iter().collect(),
+            rejected: Default::default(),
             history: Vec::new(),
         };
         let mut profiles = vec![
