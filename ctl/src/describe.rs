@@ -169,7 +169,14 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
     section(
         &mut out,
         "Members",
-        &["POD", "CONTAINER", "IPS", "HOST-IF", "NETWORK"],
+        &[
+            "POD",
+            "CONTAINER",
+            "IPS",
+            "HOST-IF",
+            "NETWORK",
+            "QUARANTINED",
+        ],
         d.members.iter().map(|m| {
             vec![
                 m.pod(),
@@ -177,6 +184,7 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
                 m.ips.join(","),
                 m.host_ifname.clone(),
                 m.key.network.clone(),
+                m.quarantine_word().to_owned(),
             ]
         }),
     );
@@ -305,8 +313,8 @@ Profile version:  2
 Endpoints:        1
 Learning:         no edges seen yet
 Members: 1
-  POD          CONTAINER   IPS           HOST-IF   NETWORK
-  shop/api-0   <none>      10.0.0.2/32   <none>    <none>
+  POD          CONTAINER   IPS           HOST-IF   NETWORK   QUARANTINED
+  shop/api-0   <none>      10.0.0.2/32   <none>    <none>    no
 Approved edges: 1
   EDGE                          APPROVED-IN   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
   shop/web->shop/api:8080/tcp   shop/api      <none>   <none>       <none>      <none>   <none>

@@ -45,6 +45,7 @@ Columns:
   MODE       routed (zonewarden made the interface) or chained (after another plugin)
   NETWORK    the CNI network name
   NODE       the node the enforcer runs on
+  QUARANTINED  no, endpoint (quarantined one by one), zone (its zone is), or both
   AGE        how long ago the attachment was made
 
 Examples:
@@ -345,6 +346,7 @@ impl TableRow for EndpointView {
         "MODE",
         "NETWORK",
         "NODE",
+        "QUARANTINED",
         "AGE",
     ];
 
@@ -359,6 +361,7 @@ impl TableRow for EndpointView {
             self.attach_mode.clone(),
             self.key.network.clone(),
             self.node.clone(),
+            self.quarantine_word().to_owned(),
             render::format_age(self.created_unix_ms, ctx.now_unix_ms),
         ]
     }
@@ -541,6 +544,8 @@ mod tests {
             attach_mode: v1::AttachMode::Routed.into(),
             created_unix_ms: NOW - age_secs * 1000,
             bridge: String::new(),
+            quarantined: container.starts_with("fedc"),
+            zone_quarantined: false,
         }
     }
 
@@ -565,9 +570,9 @@ mod tests {
         )
         .unwrap();
         let expected = "\
-ZONE       POD             CONTAINER      IFNAME   IPS                        HOST-IF      MODE     NETWORK      NODE     AGE
-build      <none>          fedcba987654   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   5s
-shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   5m
+ZONE       POD             CONTAINER      IFNAME   IPS                        HOST-IF      MODE     NETWORK      NODE     QUARANTINED   AGE
+build      <none>          fedcba987654   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   endpoint      5s
+shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   no            5m
 ";
         assert_eq!(text, expected);
     }

@@ -19,8 +19,12 @@ Examples:
   # Cut off every container of a compromised workload
   zwctl quarantine --zone shop/frontend --comment \"INC-42: suspicious outbound traffic\"
 
-  # Cut off one container only (the full id: zwctl get endpoints -o json | jq -r '.items[].key.containerId')
-  zwctl quarantine --endpoint 3f2a9c1e0b7d4e8f9a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f
+  # Cut off one container only: its id as zwctl get endpoints prints it (any prefix
+  # that no other container's id shares), or the whole id
+  zwctl quarantine --endpoint 3f2a9c1e0b7d
+
+  # Which endpoints are cut off (QUARANTINED: endpoint, zone or both)
+  zwctl get endpoints
 
   # What it tried to reach since
   zwctl get violations --zone shop/frontend --verdict quarantine
@@ -38,7 +42,7 @@ Examples:
   zwctl unquarantine --zone shop/frontend --comment \"INC-42 closed\"
 
   # Release one container
-  zwctl unquarantine --endpoint 3f2a9c1e0b7d4e8f9a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+  zwctl unquarantine --endpoint 3f2a9c1e0b7d";
 
 /// A quarantine target: exactly one of `--zone` and `--endpoint`.
 #[derive(Debug, Args)]
@@ -53,7 +57,8 @@ pub struct QuarantineArgs {
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<String>,
 
-    /// One endpoint, by its container (sandbox) id.
+    /// One endpoint, by its container (sandbox) id or a prefix only it has (e.g. the
+    /// 12 characters zwctl get endpoints prints).
     #[arg(long, value_name = "CONTAINER_ID")]
     pub endpoint: Option<String>,
 

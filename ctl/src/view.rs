@@ -94,6 +94,22 @@ pub struct EndpointView {
     /// Chained after a bridge: the bridge the host interface is a port of.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub bridge: String,
+    /// Quarantined one by one (`zwctl quarantine --endpoint`).
+    pub quarantined: bool,
+    /// Its zone is quarantined: cut off as well.
+    pub zone_quarantined: bool,
+}
+
+impl EndpointView {
+    /// What cuts the endpoint off: `endpoint`, `zone`, both, or `no`.
+    pub fn quarantine_word(&self) -> &'static str {
+        match (self.quarantined, self.zone_quarantined) {
+            (true, true) => "endpoint,zone",
+            (true, false) => "endpoint",
+            (false, true) => "zone",
+            (false, false) => "no",
+        }
+    }
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -118,6 +134,8 @@ impl From<v1::Endpoint> for EndpointView {
             ),
             created_unix_ms: ep.created_unix_ms,
             bridge: ep.bridge,
+            quarantined: ep.quarantined,
+            zone_quarantined: ep.zone_quarantined,
         }
     }
 }

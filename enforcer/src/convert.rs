@@ -159,6 +159,8 @@ pub fn key_to_proto(key: &AttachmentKey) -> v1::AttachmentKey {
     }
 }
 
+/// The endpoint's record; its quarantine flags are the listing's to fill in (they
+/// live in the registry, not in the record).
 pub fn endpoint_to_proto(endpoint: &Endpoint) -> v1::Endpoint {
     v1::Endpoint {
         key: Some(key_to_proto(&endpoint.key)),
@@ -174,6 +176,8 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> v1::Endpoint {
         attach_mode: v1::AttachMode::from(endpoint.attach_mode).into(),
         created_unix_ms: endpoint.created_unix_ms,
         bridge: endpoint.bridge.clone().unwrap_or_default(),
+        quarantined: false,
+        zone_quarantined: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `zonewarden.v1.Enforcer` gRPC service on top of the [`EndpointRegistry`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -17,7 +18,7 @@ use crate::convert::{
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{actor, diff, list_edges, unapproved, who};
-use crate::registry::{EndpointRegistry, IfMissing, RegistryError};
+use crate::registry::{EndpointRegistry, IfMissing, RegistryError, Snapshot};
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
@@ -201,9 +202,13 @@ impl Enforcer for EnforcerService {
         let request = request.into_inner();
         let network = Some(request.network.as_str()).filter(|n| !n.is_empty());
         let zone = zone_filter(&request.zone)?;
-        let endpoints = self.registry.snapshot().list(network, zone.as_ref());
+        let snapshot = self.registry.snapshot();
+        let endpoints = snapshot.list(network, zone.as_ref());
         Ok(Response::new(v1::ListEndpointsResponse {
-            endpoints: endpoints.iter().map(endpoint_to_proto).collect(),
+            endpoints: endpoints
+                .iter()
+                .map(|e| endpoint_with_quarantine(&snapshot, e))
+                .collect(),
         }))
     }
 
@@ -466,7 +471,7 @@ impl Enforcer for EnforcerService {
                 Ok(Response::new(self.change_response(&profile, changed)))
             }
             (true, false) => {
-                let cid = request.container_id.clone();
+                let cid = container_arg(&self.registry.snapshot(), &request.container_id)?;
                 let changed = self
                     .registry
                     .quarantine_endpoint(cid.clone(), on, note)
@@ -548,6 +553,56 @@ impl Enforcer for EnforcerService {
     ) -> Result<Response<Self::WatchFlowsStream>, Status> {
         let filter = crate::flows::FlowFilter::from_request(request.get_ref())?;
         Ok(Response::new(crate::flows::stream(filter)))
+    }
+}
+
+/// An endpoint as the API lists it, with its quarantine and its zone's.
+fn endpoint_with_quarantine(
+    snapshot: &Snapshot,
+    endpoint: &zonewarden_profiles::Endpoint,
+) -> v1::Endpoint {
+    v1::Endpoint {
+        quarantined: snapshot.quarantined.contains(&endpoint.key.container_id),
+        zone_quarantined: snapshot
+            .policy
+            .profiles
+            .get(&endpoint.zone)
+            .is_some_and(|p| p.quarantined),
+        ..endpoint_to_proto(endpoint)
+    }
+}
+
+/// The container id an operator named: the whole id, or any prefix of it that no
+/// other endpoint's id shares (as `zwctl get endpoints` prints the first 12).
+fn container_arg(snapshot: &Snapshot, given: &str) -> Result<String, Status> {
+    let ids: BTreeSet<&str> = snapshot
+        .endpoints
+        .values()
+        .map(|e| e.key.container_id.as_str())
+        .collect();
+    if ids.contains(given) {
+        return Ok(given.to_owned());
+    }
+    let matching: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with(given))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(Status::not_found(format!(
+            "no endpoint on this node has a container id starting with {given:?}; \
+             zwctl get endpoints lists them"
+        ))),
+        many => Err(Status::invalid_argument(format!(
+            "{given:?} is the start of {} container ids ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|id| id.chars().take(16).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

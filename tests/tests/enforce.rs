@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use zonewarden_tests::attach::endpoint_of;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::{NODE_ADDR, NODE_ADDR6, Node};
 use zonewarden_tests::pods::{Pod, add_pod};
@@ -459,17 +460,41 @@ fn spoofing_quarantine_and_host_probes() {
         "lifting the quarantine restores traffic"
     );
 
-    // Quarantine of one endpoint.
-    node.zwctl(&["quarantine", "--endpoint", &t.db.at.container_id]);
+    // Quarantine of one endpoint, named by the 12 characters `get endpoints` prints;
+    // it shows on the endpoint (table and JSON) and in describe zone.
+    let short: String = t.db.at.container_id.chars().take(12).collect();
+    node.zwctl(&["quarantine", "--endpoint", &short]);
     assert!(
         !connects(&t.api.netns, &t.db.target(5432, "tcp")),
         "quarantined endpoint unreachable"
     );
-    node.zwctl(&["unquarantine", "--endpoint", &t.db.at.container_id]);
+    let db = endpoint_of(&node, &t.db.at.container_id).expect("db is listed");
+    assert_eq!(db["quarantined"], true, "{db}");
+    assert_eq!(db["zoneQuarantined"], false, "{db}");
+    let table = node.zwctl_output(&["get", "endpoints", "--zone", "shop/db"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("QUARANTINED") && table.contains(&short) && table.contains("endpoint"),
+        "{table}"
+    );
+    let described = node.zwctl(&["describe", "zone", "shop/db"]);
+    assert_eq!(described["members"][0]["quarantined"], true, "{described}");
+    // A prefix that several endpoints share, or none has, is refused.
+    let refused = node.zwctl_output(&["unquarantine", "--endpoint", ""]);
+    assert!(!refused.status.success());
+    let refused = node.zwctl_output(&["unquarantine", "--endpoint", "zz-no-such-id"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("zwctl get endpoints lists them"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    node.zwctl(&["unquarantine", "--endpoint", &short]);
     assert!(
         connects(&t.api.netns, &t.db.target(5432, "tcp")),
         "endpoint quarantine lifted"
     );
+    let db = endpoint_of(&node, &t.db.at.container_id).expect("db is listed");
+    assert_eq!(db["quarantined"], false, "{db}");
 
     // Host probes reach enforcing pods by default.
     node.zwctl(&["mode", "set", "shop/db", "enforce"]);
