@@ -227,8 +227,13 @@ impl RegistryState {
     }
 
     fn reconcile_from(&mut self, view: crate::nft::ruleset::KernelView) -> Result<usize, NftError> {
+        let started = std::time::Instant::now();
         let desired = self.compiled.ruleset();
         let changes = RulesetDiff::between(&view.ruleset, desired);
+        tracing::debug!(
+            diff_ms = started.elapsed().as_millis(),
+            "compared the table with the compiled ruleset"
+        );
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()

@@ -17,7 +17,7 @@ use zonewarden_profiles::ruleset::Ruleset;
 use super::expr;
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
-use super::render_base::{base_chain_rules, base_commands};
+use super::render_base::{base_chain_rules, base_commands, base_is_complete};
 use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options};
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
@@ -235,6 +235,7 @@ impl RulesetDataplane for NftRulesetDataplane {
         };
         // Both tables as one listing: their objects have distinct names. A missing
         // table lists as nothing (the base transaction creates it).
+        let started = std::time::Instant::now();
         let mut items = Vec::new();
         for family in [FAMILY, BRIDGE_FAMILY] {
             let args = ["-j", "-p", "list", "table", family, TABLE];
@@ -257,8 +258,15 @@ impl RulesetDataplane for NftRulesetDataplane {
         if items.is_empty() {
             return Ok(KernelView::default());
         }
+        let listed = started.elapsed();
         let listing = expr::transaction(items);
-        read_listing_for(&listing, &self.opts).map_err(parse_error)
+        let view = read_listing_for(&listing, &self.opts).map_err(parse_error);
+        debug!(
+            listed_ms = listed.as_millis(),
+            read_ms = (started.elapsed() - listed).as_millis(),
+            "read the table"
+        );
+        view
     }
 
     fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError> {
@@ -278,6 +286,9 @@ impl RulesetDataplane for NftRulesetDataplane {
     ) -> Result<KernelView, NftError> {
         let mut current = self.read()?;
         mark_stale(&mut current, stale);
+        if base_is_complete(settings, &current, &self.opts) {
+            return Ok(current);
+        }
         let commands = base_commands(settings, &current, &self.opts);
         let unchanged = commands
             .get("nftables")

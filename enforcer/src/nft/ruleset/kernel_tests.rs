@@ -402,3 +402,52 @@ fn zone_structure_goes_as_netlink_and_lists_as_nft_writes_it() {
     cluster.remove_endpoint("cache1");
     step(&cluster, "a zone removed");
 }
+
+/// A restart over an intact table reads it once and writes nothing: the second data
+/// plane's nft refuses every transaction (`-f`), so any write would fail the start.
+/// A table whose set of protocols with ports lost its elements is completed as before.
+#[test]
+fn an_intact_table_is_read_once_and_not_written_at_start() {
+    require_root!();
+    let ns = Netns::new();
+    let rs = Cluster::new(false).compile();
+    let first = ns.dataplane();
+    let view = first.ensure_base(&rs.settings).expect("ensure_base");
+    first.apply_between(&view.ruleset, &rs).expect("apply");
+    let read_only = format!(
+        "for a in \"$@\"; do [ \"$a\" = -f ] && exit 1; done; exec ip netns exec {} nft \"$@\"",
+        ns.0
+    );
+    let command = ["sh", "-c", &read_only, "nft"].map(str::to_owned).to_vec();
+    let restarted = NftRulesetDataplane::with_command(command, OPTS);
+    let view = restarted
+        .ensure_base(&rs.settings)
+        .expect("an intact table needs no transaction");
+    assert!(RulesetDiff::between(&view.ruleset, &rs).is_empty());
+
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "flush",
+            "set",
+            "inet",
+            "zonewarden",
+            "port_protos",
+        ])
+        .output()
+        .expect("nft flush set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        restarted.ensure_base(&rs.settings).is_err(),
+        "an emptied base set needs a transaction"
+    );
+    let view = ns.dataplane().ensure_base(&rs.settings).expect("completed");
+    assert!(view.port_protos_complete, "{view:?}");
+}

@@ -37,7 +37,7 @@ pub mod render_zone;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zonewarden_profiles::ruleset::Ruleset;
 
@@ -80,6 +80,10 @@ pub struct KernelView {
     /// Chains of the table that are neither base chains nor zone chains (someone else
     /// added them): deleted with the obsolete sets.
     pub foreign_chains: Vec<String>,
+    /// The sets and maps of the base transaction that the table has, with whether the
+    /// set of protocols with ports holds its elements.
+    pub base_sets: BTreeSet<String>,
+    pub port_protos_complete: bool,
 }
 
 /// The family of the table that guards the ports of chained endpoints after a bridge.

@@ -20,6 +20,7 @@ use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, ZoneRules};
 use zonewarden_profiles::zone::ZoneName;
 
+use super::expr;
 use super::names::{self, *};
 use super::render_base::{global_set_names, probes_comment};
 use super::render_zone::{Tail, first_comment, zone_chain_rules};
@@ -180,6 +181,14 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
         .filter(|name| !known.contains(**name))
         .map(|name| (*name).to_owned())
         .collect();
+    let base: BTreeSet<String> = global_set_names().into_iter().collect();
+    view.base_sets = table
+        .elements
+        .keys()
+        .filter(|name| base.contains(**name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    view.port_protos_complete = table.elements(PORT_PROTOS).len() == expr::PORT_PROTOS.len();
     Ok(view)
 }
 

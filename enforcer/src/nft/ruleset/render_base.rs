@@ -420,6 +420,23 @@ pub fn probes_comment(f: Family) -> String {
 
 /// The transaction that creates the table's global objects if missing and rewrites
 /// the base chains whose rule comments differ from the ones `settings` wants.
+/// Whether the table already holds everything [`base_commands`] creates: every base
+/// set and map (the set of protocols with ports with its elements) and every base
+/// chain with this version's rules. A restart of an enforcer whose table is intact
+/// then sends no transaction and reads the table once.
+pub fn base_is_complete(settings: &NodeSettings, current: &KernelView, opts: &Options) -> bool {
+    current.port_protos_complete
+        && global_set_names()
+            .iter()
+            .all(|name| current.base_sets.contains(name))
+        && ALL_BASE_CHAINS.iter().all(|chain| {
+            let rules = base_chain_rules(chain, settings, opts);
+            current.base_chains.get(*chain).is_some_and(|have| {
+                have.len() == rules.len() && have.iter().zip(&rules).all(|(h, r)| *h == r.comment)
+            })
+        })
+}
+
 pub fn base_commands(settings: &NodeSettings, current: &KernelView, opts: &Options) -> Value {
     let mut cmds = vec![expr::add_table()];
     for (name, key, value) in global_sets() {
