@@ -257,26 +257,16 @@ fn blocks_are_taken_by_their_network_and_duplicates_count_once() {
 
 /// Real netlink, as root, in a namespace of the test's own.
 mod kernel {
-    use std::process::Command;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use super::*;
 
-    struct Netns(String);
+    use crate::test_support::{TestNetns, root_or_skip};
+
+    /// A node namespace of the test's own.
+    struct Netns(TestNetns);
 
     impl Netns {
-        fn new() -> Self {
-            static COUNTER: AtomicU32 = AtomicU32::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let ns = Self(format!("zwr-{}-{n}", std::process::id()));
-            run(&["netns", "add", &ns.0]);
-            ns
-        }
-
         fn ip(&self, args: &[&str]) -> String {
-            let mut all = vec!["-n", self.0.as_str()];
-            all.extend_from_slice(args);
-            run(&all)
+            self.0.ip(args)
         }
 
         /// `proto 122` routes of both families as `block via next-hop`, sorted.
@@ -293,59 +283,39 @@ mod kernel {
             lines
         }
 
-        /// Runs `f` with a route table opened inside the namespace.
-        fn with_table<T: Send + 'static>(
+        /// Runs the future `f` makes on a thread inside the namespace, to its end.
+        fn block_on<T: Send + 'static, F: std::future::Future<Output = T>>(
             &self,
-            f: impl FnOnce(RouteTable) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
-            + Send
-            + 'static,
+            f: impl FnOnce() -> F + Send + 'static,
         ) -> T {
-            crate::test_support::run_in_netns(&self.0, move || {
+            crate::test_support::run_in_netns(&self.0.0, move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("runtime")
-                    .block_on(async move { f(RouteTable::open().expect("open")).await })
+                    .block_on(f())
             })
         }
 
         fn reconcile(&self, nodes: Vec<NodeRecord>) -> RouteChanges {
-            self.with_table(move |table| {
-                Box::pin(async move {
-                    let (changes, failed) = table.reconcile("a", &nodes).await.expect("read");
-                    assert!(failed.is_empty(), "{failed:?}");
-                    changes
-                })
+            self.block_on(move || async move {
+                let table = RouteTable::open().expect("open");
+                let (changes, failed) = table.reconcile("a", &nodes).await.expect("read");
+                assert!(failed.is_empty(), "{failed:?}");
+                changes
             })
         }
-    }
 
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        /// A namespace with `ul0` up on 10.77.0.1/24 and fd77::1/64 (its veth peer up).
+        fn on_underlay() -> Self {
+            let ns = Self(TestNetns::new("zwr"));
+            ns.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul0p"]);
+            ns.ip(&["link", "set", "ul0p", "up"]);
+            ns.ip(&["link", "set", "ul0", "up"]);
+            ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "ul0"]);
+            ns.ip(&["addr", "add", "fd77::1/64", "dev", "ul0", "nodad"]);
+            ns
         }
-    }
-
-    fn run(args: &[&str]) -> String {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn root_or_skip() -> bool {
-        if nix::unistd::Uid::effective().is_root() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the route tests as root"
-        );
-        eprintln!("skipped: needs root");
-        false
     }
 
     #[test]
@@ -353,12 +323,7 @@ mod kernel {
         if !root_or_skip() {
             return;
         }
-        let ns = Netns::new();
-        ns.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul0p"]);
-        ns.ip(&["link", "set", "ul0p", "up"]);
-        ns.ip(&["link", "set", "ul0", "up"]);
-        ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "ul0"]);
-        ns.ip(&["addr", "add", "fd77::1/64", "dev", "ul0", "nodad"]);
+        let ns = Netns::on_underlay();
         // Someone else's routes: one to a block a node claims, one elsewhere.
         ns.ip(&[
             "route",
@@ -457,22 +422,10 @@ mod kernel {
         if !root_or_skip() {
             return;
         }
-        let ns = Netns::new();
-        ns.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul0p"]);
-        ns.ip(&["link", "set", "ul0p", "up"]);
-        ns.ip(&["link", "set", "ul0", "up"]);
-        ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "ul0"]);
+        let ns = std::sync::Arc::new(Netns::on_underlay());
         let (tx, rx) = watch::channel(vec![node("b", "10.77.0.2", &["10.201.2.0/24"])]);
-        let name = ns.0.clone();
-        let task = std::thread::spawn(move || {
-            crate::test_support::run_in_netns(&name, move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(run_routes("a".into(), rx))
-            })
-        });
+        let inside = ns.clone();
+        let task = std::thread::spawn(move || inside.block_on(|| run_routes("a".into(), rx)));
         let wait_for = |expected: &[&str]| {
             let end = std::time::Instant::now() + Duration::from_secs(10);
             while ns.our_routes() != expected {
