@@ -65,7 +65,7 @@ impl Underlay {
     }
 
     /// Plugs `ns` into the bridge: a veth whose end in `ns` is [`UNDERLAY_IFNAME`] with
-    /// `10.240.0.host/24` and `fd00:240::host/64` (no duplicate detection: usable at once).
+    /// `10.240.0.host/24` and `fd00:240::host/64`, usable at once (no duplicate detection).
     pub fn attach(&self, ns: &Netns, host: u8) {
         let port = format!("p{host}");
         self.netns.ip(&[
@@ -97,6 +97,16 @@ impl Underlay {
             UNDERLAY_IFNAME,
             "nodad",
         ]);
+        // No duplicate detection on the link-local address either: the kernel sends
+        // the neighbour solicitations of forwarded IPv6 packets from it, and sends none
+        // while it is tentative (the first second or two after the link comes up).
+        run_ok(&mut ns.exec(
+            "sh",
+            &[
+                "-c",
+                &format!("echo 0 > /proc/sys/net/ipv6/conf/{UNDERLAY_IFNAME}/accept_dad"),
+            ],
+        ));
         ns.ip(&["link", "set", UNDERLAY_IFNAME, "up"]);
     }
 }

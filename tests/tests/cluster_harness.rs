@@ -31,6 +31,10 @@ fn etcd_survives_a_member_and_keeps_its_data_across_a_full_stop() {
         )
     );
 
+    assert_eq!(
+        etcd.enforcer_args("/zw-test")[..4],
+        ["--store", "etcd", "--etcd-endpoints", &etcd.endpoints()]
+    );
     assert!(
         etcd.put(0, "/zw/first", "written-via-m0"),
         "a healthy cluster takes a write"

@@ -93,6 +93,19 @@ impl EtcdCluster {
             .join(",")
     }
 
+    /// The enforcer's store flags for this cluster, as agreed for cluster mode:
+    /// `--store etcd --etcd-endpoints <every member> --etcd-prefix <prefix>`.
+    pub fn enforcer_args(&self, prefix: &str) -> Vec<String> {
+        vec![
+            "--store".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            self.endpoints(),
+            "--etcd-prefix".into(),
+            prefix.into(),
+        ]
+    }
+
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
