@@ -195,61 +195,15 @@ impl RouteSocket {
 #[cfg(test)]
 mod tests {
     use std::process::Command;
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
 
     use super::*;
 
-    /// A network namespace of our own, deleted on drop.
-    struct Netns(String);
+    use crate::test_support::{TestNetns as Netns, root_or_skip};
 
-    impl Netns {
-        fn new() -> Self {
-            static COUNTER: AtomicU32 = AtomicU32::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let ns = Self(format!("zwh-{}-{n}", std::process::id()));
-            ns.run("ip", &["netns", "add", &ns.0]);
-            ns
-        }
-
-        fn ip(&self, args: &[&str]) -> String {
-            let mut all = vec!["-n", self.0.as_str()];
-            all.extend_from_slice(args);
-            self.run("ip", &all)
-        }
-
-        fn run(&self, program: &str, args: &[&str]) -> String {
-            let out = Command::new(program).args(args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-
-        /// `HostLinks` opened inside this namespace (its sockets stay bound to it).
-        fn host_links(&self) -> HostLinks {
-            crate::test_support::run_in_netns(&self.0, || HostLinks::start().expect("start"))
-        }
-    }
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-
-    fn root_or_skip() -> bool {
-        if nix::unistd::Uid::effective().is_root() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the host veth tests as root"
-        );
-        eprintln!("skipped: needs root");
-        false
+    /// `HostLinks` opened inside `ns` (its sockets stay bound to it).
+    fn host_links(ns: &Netns) -> HostLinks {
+        crate::test_support::run_in_netns(&ns.0, || HostLinks::start().expect("start"))
     }
 
     #[test]
@@ -257,7 +211,7 @@ mod tests {
         if !root_or_skip() {
             return;
         }
-        let ns = Netns::new();
+        let ns = Netns::new("zwh");
         ns.ip(&[
             "link", "add", "zwtest0", "type", "veth", "peer", "name", "peer0",
         ]);
@@ -271,7 +225,7 @@ mod tests {
             "scope",
             "link",
         ]);
-        let links = ns.host_links();
+        let links = host_links(&ns);
 
         let addr: IpAddr = "10.77.0.5".parse().unwrap();
         assert!(links.retire("zwtest0", &[addr]).expect("retire"));
@@ -303,8 +257,8 @@ mod tests {
         if !root_or_skip() {
             return;
         }
-        let ns = Netns::new();
-        let links = ns.host_links();
+        let ns = Netns::new("zwh");
+        let links = host_links(&ns);
         for _ in 0..5 {
             ns.ip(&[
                 "link", "add", "zwtest1", "type", "veth", "peer", "name", "peer1",

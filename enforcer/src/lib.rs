@@ -16,6 +16,7 @@
 //! - [`learning`]: logged connections become learned edges and reports.
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
+//! - [`cluster`]: cluster mode: host-gateway routes to the other nodes' pod blocks.
 //! - [`hostlink`]: host veths of deleted routed endpoints, retired off the DEL path.
 //! - [`conntrack`]: cutting the open connections of quarantined addresses.
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
@@ -26,6 +27,7 @@
 
 pub mod audit;
 pub mod bridge_nf;
+pub mod cluster;
 pub mod conntrack;
 pub mod convert;
 pub mod flows;

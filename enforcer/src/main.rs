@@ -44,6 +44,14 @@ struct Cli {
     /// This node's name, recorded on every endpoint [default: the hostname].
     #[arg(long)]
     node: Option<String>,
+    /// Cluster mode: this node's address on the network the nodes share; the other
+    /// nodes route this node's pod blocks via it (host-gateway routing).
+    #[arg(long, value_name = "IP")]
+    node_address: Option<std::net::IpAddr>,
+    /// Cluster mode: a pod CIDR block of this node (repeatable; IPv4 and IPv6), routed
+    /// to it by the other nodes. Blocks of two nodes must never overlap.
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pod_cidrs: Vec<IpNet>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// A tracing filter such as `info` or `zonewarden_enforcer=debug`.
@@ -106,6 +114,31 @@ fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
     Ok((zone, net.trunc()))
 }
 
+/// `--node-address` must be one of this node's addresses (the others route to it) and
+/// `--pod-cidr` blocks must not overlap one another.
+fn check_cluster_settings(
+    address: Option<std::net::IpAddr>,
+    cidrs: &[IpNet],
+) -> anyhow::Result<()> {
+    if let Some(address) = address
+        && !host::host_addrs().contains(&address)
+    {
+        anyhow::bail!(
+            "--node-address {address} is not an address of this node; give the address \
+             the other nodes reach this one at"
+        );
+    }
+    for (i, a) in cidrs.iter().enumerate() {
+        if let Some(b) = cidrs[i + 1..]
+            .iter()
+            .find(|b| a.contains(&b.network()) || b.contains(&a.network()))
+        {
+            anyhow::bail!("--pod-cidr {a} and --pod-cidr {b} overlap; give each block once");
+        }
+    }
+    Ok(())
+}
+
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).with_context(|| {
         format!(
@@ -154,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(node) => node,
         None => hostname()?,
     };
+    check_cluster_settings(cli.node_address, &cli.pod_cidrs)?;
     let store = LocalStore::open(&cli.state_dir).with_context(|| {
         format!(
             "cannot open the state directory {}",

@@ -73,3 +73,59 @@ pub fn note() -> crate::audit::Note {
 pub fn noted() -> crate::audit::ChangeNote {
     crate::audit::ChangeNote::new(note(), crate::audit::Action::Approve, None)
 }
+
+/// Whether a root test runs: root runs, others skip loudly, except under CI, where
+/// root is required (a skip must never read as a pass there).
+pub fn root_or_skip() -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the root tests are not running as root"
+    );
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// A network namespace of a unit test's own, `<prefix>-<pid>-<n>`; deleted on drop,
+/// even when the test panics.
+pub struct TestNetns(pub String);
+
+impl TestNetns {
+    pub fn new(prefix: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = Self(format!("{prefix}-{}-{n}", std::process::id()));
+        ip(&["netns", "add", &ns.0]);
+        ns
+    }
+
+    /// `ip -n <ns> ...`, which must succeed; its output.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.0.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -12,8 +12,10 @@
 //! - [`traffic`]: echo servers and new or long-lived connections between pods.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 //! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
+//! - [`cluster`]: many nodes on one underlay, a real etcd cluster, host-gateway routes.
 
 pub mod attach;
+pub mod cluster;
 pub mod cni;
 pub mod netns;
 pub mod node;

@@ -31,6 +31,14 @@ impl Node {
         let netns = Netns::new("node");
         netns.ip(&["addr", "add", &format!("{NODE_ADDR}/32"), "dev", "lo"]);
         netns.ip(&["addr", "add", &format!("{NODE_ADDR6}/128"), "dev", "lo"]);
+        Self::in_netns(netns)
+    }
+
+    /// A node in a namespace made elsewhere, as it is (e.g. attached to a cluster's
+    /// underlay by [`crate::cluster`]), without an enforcer yet; the node owns the
+    /// namespace from now on and deletes it on drop. Extra enforcer flags go to
+    /// [`Node::start_enforcer_with`].
+    pub fn in_netns(netns: Netns) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin_dir = dir.path().join("bin");
         std::fs::create_dir_all(&bin_dir).expect("bin dir");

@@ -5,18 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Whether to run: root runs, others skip, except under CI where root is required.
-pub(super) fn root_or_skip() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but the nflog root tests are not running as root"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
+pub(super) use crate::test_support::root_or_skip;
 
 /// A network namespace of our own, with loopback up and the test ruleset; deleted
 /// on drop, even when the test panics.
