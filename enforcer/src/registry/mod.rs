@@ -13,9 +13,11 @@
 //! - [`snapshot`]: the read side: listings and zone summaries.
 //! - [`import`]: several zones' profiles set at once (`zwctl profile import`).
 //! - [`known`]: whether the zone a profile change names exists.
+//! - [`remote`]: changes other nodes made, from the cluster store's watch.
 
 pub mod import;
 pub mod known;
+pub mod remote;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]
@@ -400,6 +402,9 @@ impl EndpointRegistry {
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let result = mutation(&mut state);
+            // A store that stages writes drops what a refused change staged, and
+            // writes what a change saved after its commit (see Store::end_change).
+            state.store.end_change();
             generation.fetch_add(1, Ordering::AcqRel);
             result
         })
