@@ -17,6 +17,9 @@ Columns:
   READY      true when the enforcer accepts new container attachments
   ENDPOINTS  how many container attachments it holds
   VERSION    the enforcer's version
+  STORE      where the state lives: local, or etcd with its revision and watch lag
+             (revisions seen, not yet applied); DOWN when it takes no writes (operator
+             changes are refused, enforcement goes on)
   MESSAGE    why it is not ready, or other news from the enforcer
 
 Exit status: 0 when the enforcer is ready, 1 when it is not ready or cannot be reached.
@@ -61,7 +64,8 @@ fn not_ready_failure(status: &StatusView, global: &GlobalArgs) -> Option<anyhow:
 }
 
 impl TableRow for StatusView {
-    const HEADERS: &'static [&'static str] = &["NODE", "READY", "ENDPOINTS", "VERSION", "MESSAGE"];
+    const HEADERS: &'static [&'static str] =
+        &["NODE", "READY", "ENDPOINTS", "VERSION", "STORE", "MESSAGE"];
 
     fn cells(&self, _: &RenderContext) -> Vec<String> {
         vec![
@@ -69,6 +73,7 @@ impl TableRow for StatusView {
             self.ready.to_string(),
             self.endpoint_count.to_string(),
             self.version.clone(),
+            self.store.summary(),
             self.message.clone(),
         ]
     }
@@ -90,6 +95,11 @@ mod tests {
             node: "node-a".into(),
             endpoint_count: 7,
             version: "0.1.0".into(),
+            store: crate::view::StoreView {
+                kind: "local".into(),
+                up: true,
+                ..Default::default()
+            },
         }
     }
 
@@ -98,7 +108,7 @@ mod tests {
         let text = render::render_object(&status(true, ""), OutputFormat::Table, &CTX).unwrap();
         assert_eq!(
             text,
-            "NODE     READY   ENDPOINTS   VERSION   MESSAGE\nnode-a   true    7           0.1.0     <none>\n"
+            "NODE     READY   ENDPOINTS   VERSION   STORE   MESSAGE\nnode-a   true    7           0.1.0     local   <none>\n"
         );
     }
 

@@ -393,6 +393,21 @@ impl EndpointRegistry {
         .map_err(|err| err.to_string())
     }
 
+    /// The store's health (a request to etcd in cluster mode: made off the workers).
+    pub async fn store_health(&self) -> crate::store::StoreHealth {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.health()).await {
+            Ok(health) => health,
+            Err(err) => crate::store::StoreHealth {
+                kind: crate::store::StoreKind::Local,
+                up: false,
+                detail: format!("the store's health could not be read: {err}"),
+                revision: 0,
+                watch_lag: 0,
+            },
+        }
+    }
+
     async fn mutate<T: Send + 'static>(
         &self,
         mutation: impl FnOnce(&mut RegistryState) -> Result<T, RegistryError> + Send + 'static,
