@@ -243,6 +243,14 @@ impl EtcdStore {
     }
 }
 
+/// A record as the store holds it (JSON).
+fn encode(action: &'static str, value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Refused {
+        action,
+        detail: e.to_string(),
+    })
+}
+
 fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|source| StoreError::Io {
@@ -443,10 +451,7 @@ impl Store for EtcdStore {
     }
 
     fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(profile).map_err(|e| StoreError::Refused {
-            action: "encode a profile",
-            detail: e.to_string(),
-        })?;
+        let value = encode("encode a profile", profile)?;
         self.stage(
             self.shared.keys.profile(&profile.zone),
             Some(value),
@@ -475,18 +480,12 @@ impl Store for EtcdStore {
     }
 
     fn save_learned(&self, learned: &LearnedEdges) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(learned).map_err(|e| StoreError::Refused {
-            action: "encode the learned edges",
-            detail: e.to_string(),
-        })?;
+        let value = encode("encode the learned edges", learned)?;
         self.put_now(self.shared.keys.learned(&self.shared.node), value)
     }
 
     fn save_reports(&self, reports: &Reports) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(reports).map_err(|e| StoreError::Refused {
-            action: "encode the reports",
-            detail: e.to_string(),
-        })?;
+        let value = encode("encode the reports", reports)?;
         self.put_now(self.shared.keys.reports(&self.shared.node), value)
     }
 

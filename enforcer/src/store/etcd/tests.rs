@@ -8,12 +8,12 @@ use zonewarden_profiles::event::Reports;
 use zonewarden_profiles::learned::LearnedEdges;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::Actor;
-use zonewarden_profiles::{AttachMode, Mode, Profile, ZoneHints, ZoneName};
+use zonewarden_profiles::{Mode, Profile, ZoneName};
 
 use super::test_etcd::EtcdProcess;
 use super::*;
 use crate::nft::ruleset::MemoryDataplane;
-use crate::registry::{AddRequest, EndpointRegistry, IfMissing, RegistryError};
+use crate::registry::{EndpointRegistry, IfMissing, RegistryError};
 use crate::test_support::{endpoint, key, note, noted};
 
 fn store(etcd: &EtcdProcess, node: &str) -> EtcdStore {
@@ -98,21 +98,7 @@ impl Node {
     }
 }
 
-fn request(container_id: &str, zone: &str, ips: &[&str]) -> AddRequest {
-    AddRequest {
-        key: key(container_id),
-        hints: ZoneHints {
-            config_zone: Some(zone.into()),
-            ..ZoneHints::default()
-        },
-        netns: "/var/run/netns/x".into(),
-        host_ifname: Some(format!("zw{container_id}")),
-        ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
-        mac: None,
-        attach_mode: AttachMode::Routed,
-        bridge: None,
-    }
-}
+use crate::test_support::add_request as request;
 
 fn actor(who: &str) -> Actor {
     Actor {
