@@ -113,6 +113,23 @@ mod tests {
     }
 
     #[test]
+    fn the_store_column_says_where_the_state_lives_and_whether_it_is_up() {
+        let mut etcd = status(true, "");
+        etcd.store = crate::view::StoreView {
+            kind: "etcd".into(),
+            up: true,
+            detail: "etcd at http://10.0.0.1:2379".into(),
+            revision: 42,
+            watch_lag: 0,
+        };
+        assert_eq!(etcd.store.summary(), "etcd up (rev 42, lag 0)");
+        etcd.store.up = false;
+        assert_eq!(etcd.store.summary(), "etcd DOWN");
+        let json = render::render_object(&etcd, OutputFormat::Json, &CTX).unwrap();
+        assert!(json.contains("\"watchLag\": 0"), "{json}");
+    }
+
+    #[test]
     fn not_ready_fails_with_the_enforcers_reason() {
         let global = Cli::parse_from(["zwctl", "--socket", "/s", "status"]).global;
         assert!(not_ready_failure(&status(true, ""), &global).is_none());

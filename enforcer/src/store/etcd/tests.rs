@@ -503,3 +503,62 @@ async fn node_records_live_on_a_lease() {
         .expect("node-a's record goes with its lease")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_on_a_stale_node_is_refused_whole() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    approve(&a, "shop/db", "shop/api->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    let docs = zonewarden_profiles::export::parse(
+        "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/web\nmode: enforce\napproved: []\n---\n\
+         apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/db\nmode: monitor\napproved: []\n",
+    )
+    .unwrap();
+    // node-b has not seen node-a's approval of shop/db: the import touches it, so the
+    // whole import is refused, shop/web included, in memory and in etcd.
+    let err = b
+        .registry
+        .import_profiles(docs.clone(), actor("gitops"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the profile of zone shop/db"),
+        "{err}"
+    );
+    assert!(b.registry.snapshot().policy.profiles.is_empty());
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert_eq!(stored.profiles.len(), 1, "only node-a's approval is stored");
+    assert_eq!(stored.profiles[0].mode, Mode::Learn);
+    // Staged writes of the refused import are gone: the next change writes only itself.
+    let _follow = b.follow();
+    eventually("node-b sees node-a's approval", || {
+        b.registry.profile_version(&zone("shop/db")) == 1
+    })
+    .await;
+    approve(&b, "shop/web", "shop/api->shop/web:80/tcp")
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    let modes: Vec<(String, Mode)> = stored
+        .profiles
+        .iter()
+        .map(|p| (p.zone.to_string(), p.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("shop/db".to_owned(), Mode::Learn),
+            ("shop/web".to_owned(), Mode::Learn)
+        ]
+    );
+    // The retried import now applies to both zones.
+    b.registry
+        .import_profiles(docs, actor("gitops"))
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert!(stored.profiles.iter().all(|p| p.mode != Mode::Learn));
+}
