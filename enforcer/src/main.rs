@@ -202,6 +202,7 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
                 ca: cli.etcd_ca.clone(),
                 cert_key: cli.etcd_cert.clone().zip(cli.etcd_key.clone()),
             }),
+            unpublished: Some(cli.state_dir.join("etcd-unpublished.json")),
         },
         address,
     )))
@@ -295,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let endpoints = config.endpoints.join(",");
             let store = EtcdStore::connect(config)
                 .with_context(|| format!("cannot use the cluster store at {endpoints}"))?;
+            store.spawn_publisher();
             info!(
                 endpoints,
                 prefix = cli.etcd_prefix,

@@ -32,12 +32,15 @@
 //! - [`decode`]: a listing of the prefix into the stored state.
 //! - [`watch`]: the watch of every other node's changes, resumed and resynced.
 //! - [`node`]: [`NodeRecord`], published on a lease, and the live nodes.
+//! - [`unpublished`]: this node's endpoints added or deleted while etcd was away,
+//!   enforced at once and queued in a local file until etcd holds them.
 
 pub mod bridge;
 pub mod decode;
 pub mod keys;
 pub mod node;
 pub mod staged;
+pub mod unpublished;
 pub mod watch;
 
 #[cfg(test)]
@@ -75,6 +78,9 @@ pub struct EtcdConfig {
     /// This node's name: its endpoints, learned edges and node record are its own.
     pub node: String,
     pub tls: Option<EtcdTls>,
+    /// Where this node's endpoint changes wait while etcd is unreachable (a file under
+    /// the state directory); `None`: such changes are refused.
+    pub unpublished: Option<PathBuf>,
 }
 
 /// TLS towards etcd: the CA that signed the members' certificates and, optionally,
@@ -115,6 +121,8 @@ pub(crate) struct Shared {
     /// The attachment key of every endpoint record seen (a deleted key holds only a hash).
     pub endpoint_keys: Mutex<std::collections::HashMap<String, AttachmentKey>>,
     pub nodes: tokio::sync::watch::Sender<Vec<NodeRecord>>,
+    /// This node's endpoint changes etcd has not seen yet.
+    pub unpublished: Option<Mutex<unpublished::Unpublished>>,
 }
 
 impl EtcdStore {
@@ -149,6 +157,10 @@ impl EtcdStore {
             action: "start the etcd client's runtime",
             detail: e.to_string(),
         })?;
+        let unpublished = match &config.unpublished {
+            Some(path) => Some(Mutex::new(unpublished::Unpublished::open(path)?)),
+            None => None,
+        };
         let targets = config.endpoints.clone();
         let connected = bridge
             .wait(REQUEST_TIMEOUT, async move {
@@ -179,8 +191,29 @@ impl EtcdStore {
                 node_table: Mutex::default(),
                 endpoint_keys: Mutex::default(),
                 nodes: tokio::sync::watch::Sender::new(Vec::new()),
+                unpublished,
             }),
         })
+    }
+
+    /// Publishes the endpoints queued while etcd was away, every second while there
+    /// are any, until the store is dropped (a successful commit publishes them too).
+    pub fn spawn_publisher(&self) {
+        let shared = Arc::downgrade(&self.shared);
+        self.shared.bridge.handle().spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(shared) = shared.upgrade() else { return };
+                let published =
+                    tokio::task::spawn_blocking(move || staged::publish_queued(&shared)).await;
+                match published {
+                    Ok(Ok(0)) | Ok(Err(StoreError::Unavailable { .. })) => {}
+                    Ok(Ok(count)) => tracing::info!(count, "endpoints queued while etcd was away are published"),
+                    Ok(Err(err)) => tracing::error!(%err, "cannot publish the endpoints queued while etcd was away"),
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     pub fn keys(&self) -> &Keys {
@@ -241,6 +274,30 @@ impl EtcdStore {
             .unwrap_or_else(PoisonError::into_inner)
             .stage(key, value, guard);
     }
+}
+
+/// This node's endpoint changes that etcd has not seen yet, on top of what it holds.
+fn overlay_unpublished(
+    keys: &Keys,
+    writes: &[(String, Option<Vec<u8>>)],
+    state: &mut StoredState,
+) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        state
+            .endpoints
+            .retain(|e| keys.endpoint(&e.node, &e.key) != *key);
+        if let Some(value) = value {
+            let endpoint = decode::decode_endpoint(keys, key, value).map_err(|detail| {
+                StoreError::CorruptKey {
+                    key: format!("{key} (queued while etcd was away)"),
+                    detail,
+                }
+            })?;
+            state.endpoints.push(endpoint);
+        }
+    }
+    state.endpoints.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(())
 }
 
 /// A record as the store holds it (JSON).
@@ -386,7 +443,11 @@ impl Shared {
 impl Store for EtcdStore {
     fn load(&self) -> Result<StoredState, StoreError> {
         let (kvs, revision) = self.list_all()?;
-        let loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;
+        let mut loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;
+        if let Some(queue) = &self.shared.unpublished {
+            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            overlay_unpublished(&self.shared.keys, &queue.writes(), &mut loaded)?;
+        }
         {
             let mut cache = self
                 .shared

@@ -17,6 +17,8 @@ pub enum Guard {
     AsSeen,
     /// The key does not exist: it is created once and never changed (zone ids).
     Absent,
+    /// No condition: this node's own records queued while etcd was away.
+    Unconditional,
 }
 
 /// One key as this enforcer last saw it.
@@ -77,13 +79,14 @@ impl Cache {
         self.seen.get(key).is_some_and(|s| s.revision >= revision)
     }
 
-    fn compare(&self, key: &str, guard: Guard) -> Compare {
-        match (guard, self.seen.get(key)) {
+    fn compare(&self, key: &str, guard: Guard) -> Option<Compare> {
+        Some(match (guard, self.seen.get(key)) {
+            (Guard::Unconditional, _) => return None,
             (Guard::AsSeen, Some(seen)) if seen.exists => {
                 Compare::mod_revision(key, CompareOp::Equal, seen.revision)
             }
             _ => Compare::version(key, CompareOp::Equal, 0),
-        }
+        })
     }
 }
 
@@ -118,10 +121,26 @@ impl Staged {
 /// Writes what is staged as one transaction that holds only if every key is as this
 /// enforcer last saw it. Nothing staged: nothing is written.
 pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), StoreError> {
-    let writes = {
+    let staged_writes = {
         let mut staged = staged.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::take(&mut staged.writes)
     };
+    // Endpoints queued while etcd was away go first, in the same transaction; what
+    // this change writes of the same key wins.
+    let mut queue = shared
+        .unpublished
+        .as_ref()
+        .map(|q| q.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut writes: BTreeMap<String, (Option<Vec<u8>>, Guard)> = queue
+        .as_ref()
+        .map(|q| {
+            q.writes()
+                .into_iter()
+                .map(|(key, value)| (key, (value, Guard::Unconditional)))
+                .collect()
+        })
+        .unwrap_or_default();
+    writes.extend(staged_writes.clone());
     if writes.is_empty() {
         return Ok(());
     }
@@ -131,7 +150,7 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
         let mut ops = Vec::new();
         let mut checks = Vec::new();
         for (key, (value, guard)) in &writes {
-            compares.push(cache.compare(key, *guard));
+            compares.extend(cache.compare(key, *guard));
             ops.push(match value {
                 Some(value) => TxnOp::put(key.as_str(), value.clone(), None),
                 None => TxnOp::delete(key.as_str(), None),
@@ -152,9 +171,26 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
             .refused = true;
         err
     };
-    let response = shared
-        .call("commit the change", async move { client.txn(txn).await })
-        .map_err(refuse)?;
+    let response = match shared.call("commit the change", async move { client.txn(txn).await }) {
+        Ok(response) => response,
+        Err(StoreError::Unavailable { endpoints, detail }) => {
+            // Only this node's endpoints can wait for etcd: enforced now, published later.
+            let own = staged_writes.keys().all(|key| {
+                matches!(shared.keys.parse(key), Ok(KeyKind::Endpoint { node }) if node == shared.node)
+            });
+            if let Some(queue) = queue.as_mut().filter(|_| own) {
+                let queued: Vec<(String, Option<Vec<u8>>)> = staged_writes
+                    .into_iter()
+                    .map(|(key, (value, _))| (key, value))
+                    .collect();
+                queue.push(&queued).map_err(refuse)?;
+                tracing::warn!(endpoints, %detail, queued = queued.len(), "etcd is unreachable: this node's endpoint change is enforced now and published when etcd is back");
+                return Ok(());
+            }
+            return Err(refuse(StoreError::Unavailable { endpoints, detail }));
+        }
+        Err(err) => return Err(refuse(err)),
+    };
     let revision = response.header().map_or(0, |h| h.revision());
     shared.saw_revision(revision);
     if !response.succeeded() {
@@ -173,6 +209,9 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
             .iter()
             .zip(current)
             .filter(|((key, (_, guard)), now)| {
+                if *guard == Guard::Unconditional {
+                    return false;
+                }
                 let expected = match (guard, cache.seen.get(*key)) {
                     (Guard::AsSeen, Some(seen)) if seen.exists => seen.revision,
                     _ => 0,
@@ -194,7 +233,45 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
     for (key, (value, _)) in &writes {
         cache.observe(&shared.keys, key, revision, value.as_deref());
     }
+    if let Some(queue) = queue.as_mut()
+        && let Err(err) = queue.clear()
+    {
+        tracing::error!(%err, "etcd holds the queued endpoints but the queue file could not be emptied; they are written again later (harmless)");
+    }
     Ok(())
+}
+
+/// Writes the endpoints queued while etcd was away, if any (the publisher task).
+pub(crate) fn publish_queued(shared: &Shared) -> Result<usize, StoreError> {
+    let Some(queue) = shared.unpublished.as_ref() else {
+        return Ok(0);
+    };
+    let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let writes = queue.writes();
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let ops: Vec<TxnOp> = writes
+        .iter()
+        .map(|(key, value)| match value {
+            Some(value) => TxnOp::put(key.as_str(), value.clone(), None),
+            None => TxnOp::delete(key.as_str(), None),
+        })
+        .collect();
+    let mut client = shared.client.clone();
+    let response = shared.call("publish the queued endpoints", async move {
+        client.txn(Txn::new().and_then(ops)).await
+    })?;
+    let revision = response.header().map_or(0, |h| h.revision());
+    shared.saw_revision(revision);
+    {
+        let mut cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, value) in &writes {
+            cache.observe(&shared.keys, key, revision, value.as_deref());
+        }
+    }
+    queue.clear()?;
+    Ok(writes.len())
 }
 
 /// A key as an operator reads it in a refusal.

@@ -22,6 +22,7 @@ fn store(etcd: &EtcdProcess, node: &str) -> EtcdStore {
         prefix: "/zw-test".into(),
         node: node.into(),
         tls: None,
+        unpublished: None,
     })
     .unwrap()
 }
@@ -34,7 +35,12 @@ struct Node {
 }
 
 async fn node(etcd: &EtcdProcess, name: &str) -> Node {
-    let store = store(etcd, name);
+    node_over(store(etcd, name)).await
+}
+
+/// A node over `store` (its node name is the store's).
+async fn node_over(store: EtcdStore) -> Node {
+    let name = store.node().to_owned();
     let loaded = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.load())
@@ -44,7 +50,7 @@ async fn node(etcd: &EtcdProcess, name: &str) -> Node {
     };
     let dataplane = Arc::new(MemoryDataplane::new());
     let registry = EndpointRegistry::open(
-        name.into(),
+        name,
         Arc::new(store.clone()),
         dataplane.clone(),
         NodeSettings::default(),
@@ -561,4 +567,82 @@ async fn an_import_on_a_stale_node_is_refused_whole() {
         .unwrap();
     let stored = store(&etcd, "node-c").load().unwrap();
     assert!(stored.profiles.iter().all(|p| p.mode != Mode::Learn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_while_etcd_is_down_is_enforced_now_and_published_later() {
+    let mut etcd = EtcdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("etcd-unpublished.json");
+    let endpoint = etcd.endpoint();
+    let queued_store = || {
+        EtcdStore::connect(EtcdConfig {
+            endpoints: vec![endpoint.clone()],
+            prefix: "/zw-test".into(),
+            node: "node-a".into(),
+            tls: None,
+            unpublished: Some(queue.clone()),
+        })
+        .unwrap()
+    };
+    let Node {
+        store: a_store,
+        registry: a,
+        dataplane,
+    } = node_over(queued_store()).await;
+    a.add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let b = node(&etcd, "node-b").await;
+    let _follow = b.follow();
+
+    etcd.stop();
+    // The zone has its id: the ADD is enforced at once and queued.
+    a.add(request("a2", "shop/web", &["10.0.0.6/24"]), note())
+        .await
+        .unwrap();
+    assert!(
+        dataplane
+            .ruleset()
+            .members
+            .contains_key(&"10.0.0.6".parse().unwrap()),
+        "enforced while etcd is down"
+    );
+    a.del(key("a1"), note()).await.unwrap();
+    // A new zone needs a cluster-wide id: refused, nothing left behind.
+    let err = a
+        .add(request("a3", "shop/new", &["10.0.0.7/24"]), note())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Store(StoreError::Unavailable { .. })),
+        "{err}"
+    );
+    assert!(a.get(&key("a3")).is_none());
+    // A restart while etcd is away keeps the queue (the load overlays it).
+    let queued = unpublished::Unpublished::open(&queue).unwrap().writes();
+    assert_eq!(queued.len(), 2, "a2 added, a1 deleted: {queued:?}");
+
+    etcd.restart();
+    let again = queued_store().load().unwrap();
+    let keys: Vec<String> = again
+        .endpoints
+        .iter()
+        .filter(|e| e.node == "node-a")
+        .map(|e| e.key.container_id.clone())
+        .collect();
+    assert_eq!(keys, ["a2"], "the load overlays the queue");
+    a_store.spawn_publisher();
+    eventually("node-b learns what node-a did while etcd was away", || {
+        b.registry.get(&key("a2")).is_some() && b.registry.get(&key("a1")).is_none()
+    })
+    .await;
+    eventually("the queue is empty", || {
+        unpublished::Unpublished::open(&queue)
+            .unwrap()
+            .writes()
+            .is_empty()
+    })
+    .await;
+    b.assert_kernel_consistent();
 }
