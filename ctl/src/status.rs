@@ -17,6 +17,9 @@ Columns:
   READY      true when the enforcer accepts new container attachments
   ENDPOINTS  how many container attachments it holds
   VERSION    the enforcer's version
+  STORE      where the state lives: local, or etcd with its revision and watch lag
+             (revisions seen, not yet applied); DOWN when it takes no writes (operator
+             changes are refused, enforcement goes on)
   MESSAGE    why it is not ready, or other news from the enforcer
 
 Exit status: 0 when the enforcer is ready, 1 when it is not ready or cannot be reached.
@@ -61,7 +64,8 @@ fn not_ready_failure(status: &StatusView, global: &GlobalArgs) -> Option<anyhow:
 }
 
 impl TableRow for StatusView {
-    const HEADERS: &'static [&'static str] = &["NODE", "READY", "ENDPOINTS", "VERSION", "MESSAGE"];
+    const HEADERS: &'static [&'static str] =
+        &["NODE", "READY", "ENDPOINTS", "VERSION", "STORE", "MESSAGE"];
 
     fn cells(&self, _: &RenderContext) -> Vec<String> {
         vec![
@@ -69,6 +73,7 @@ impl TableRow for StatusView {
             self.ready.to_string(),
             self.endpoint_count.to_string(),
             self.version.clone(),
+            self.store.summary(),
             self.message.clone(),
         ]
     }
@@ -90,6 +95,11 @@ mod tests {
             node: "node-a".into(),
             endpoint_count: 7,
             version: "0.1.0".into(),
+            store: crate::view::StoreView {
+                kind: "local".into(),
+                up: true,
+                ..Default::default()
+            },
         }
     }
 
@@ -98,8 +108,25 @@ mod tests {
         let text = render::render_object(&status(true, ""), OutputFormat::Table, &CTX).unwrap();
         assert_eq!(
             text,
-            "NODE     READY   ENDPOINTS   VERSION   MESSAGE\nnode-a   true    7           0.1.0     <none>\n"
+            "NODE     READY   ENDPOINTS   VERSION   STORE   MESSAGE\nnode-a   true    7           0.1.0     local   <none>\n"
         );
+    }
+
+    #[test]
+    fn the_store_column_says_where_the_state_lives_and_whether_it_is_up() {
+        let mut etcd = status(true, "");
+        etcd.store = crate::view::StoreView {
+            kind: "etcd".into(),
+            up: true,
+            detail: "etcd at http://10.0.0.1:2379".into(),
+            revision: 42,
+            watch_lag: 0,
+        };
+        assert_eq!(etcd.store.summary(), "etcd up (rev 42, lag 0)");
+        etcd.store.up = false;
+        assert_eq!(etcd.store.summary(), "etcd DOWN");
+        let json = render::render_object(&etcd, OutputFormat::Json, &CTX).unwrap();
+        assert!(json.contains("\"watchLag\": 0"), "{json}");
     }
 
     #[test]

@@ -184,16 +184,53 @@ pub struct StatusView {
     pub node: String,
     pub endpoint_count: u32,
     pub version: String,
+    pub store: StoreView,
+}
+
+/// Where the enforcer's state lives and whether it takes writes (`StoreStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreView {
+    /// `local` or `etcd`.
+    pub kind: String,
+    pub up: bool,
+    pub detail: String,
+    pub revision: i64,
+    pub watch_lag: i64,
+}
+
+impl StoreView {
+    /// One cell: `local`, `etcd up (lag 0)`, `etcd DOWN`.
+    pub fn summary(&self) -> String {
+        match (self.kind.as_str(), self.up) {
+            ("etcd", true) => format!("etcd up (rev {}, lag {})", self.revision, self.watch_lag),
+            (kind, true) => kind.to_owned(),
+            (kind, false) => format!("{kind} DOWN"),
+        }
+    }
 }
 
 impl From<v1::StatusResponse> for StatusView {
     fn from(status: v1::StatusResponse) -> Self {
+        let store = status.store.unwrap_or_default();
+        let kind = match store.kind() {
+            v1::StoreKind::Etcd => "etcd",
+            v1::StoreKind::Local => "local",
+            v1::StoreKind::Unspecified => "unknown",
+        };
         Self {
             ready: status.ready,
             message: status.message,
             node: status.node,
             endpoint_count: status.endpoint_count,
             version: status.version,
+            store: StoreView {
+                kind: kind.to_owned(),
+                up: store.up,
+                detail: store.detail,
+                revision: store.revision,
+                watch_lag: store.watch_lag,
+            },
         }
     }
 }

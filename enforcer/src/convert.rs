@@ -382,6 +382,21 @@ pub fn zone_import_to_proto(z: &ZoneImport) -> v1::ZoneImport {
     }
 }
 
+/// The store's health as `zwctl status` shows it.
+pub fn store_status_to_proto(health: &crate::store::StoreHealth) -> v1::StoreStatus {
+    let kind = match health.kind {
+        crate::store::StoreKind::Local => v1::StoreKind::Local,
+        crate::store::StoreKind::Etcd => v1::StoreKind::Etcd,
+    };
+    v1::StoreStatus {
+        kind: kind.into(),
+        up: health.up,
+        detail: health.detail.clone(),
+        revision: health.revision,
+        watch_lag: health.watch_lag,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,22 @@ use zonewarden_enforcer::nft::netlink::ElementSocket;
 use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
+use zonewarden_enforcer::store::etcd::{EtcdConfig, EtcdStore, EtcdTls, NodeRecord};
 use zonewarden_enforcer::store::{LocalStore, Store};
 use zonewarden_enforcer::web::instrument::{CountingStore, TimedDataplane};
 use zonewarden_enforcer::web::{self, Metrics, WebState};
 use zonewarden_enforcer::{host, nflog, pending_del, socket};
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::{ClaimException, ZoneClaims, ZoneName};
+
+/// Where the enforcer's state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreChoice {
+    /// Files under --state-dir: one node, nothing to install.
+    Local,
+    /// An etcd v3 cluster shared by every node (cluster mode).
+    Etcd,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -44,14 +54,6 @@ struct Cli {
     /// This node's name, recorded on every endpoint [default: the hostname].
     #[arg(long)]
     node: Option<String>,
-    /// Cluster mode: this node's address on the network the nodes share; the other
-    /// nodes route this node's pod blocks via it (host-gateway routing).
-    #[arg(long, value_name = "IP")]
-    node_address: Option<std::net::IpAddr>,
-    /// Cluster mode: a pod CIDR block of this node (repeatable; IPv4 and IPv6), routed
-    /// to it by the other nodes. Blocks of two nodes must never overlap.
-    #[arg(long = "pod-cidr", value_name = "CIDR")]
-    pod_cidrs: Vec<IpNet>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// A tracing filter such as `info` or `zonewarden_enforcer=debug`.
@@ -101,6 +103,112 @@ struct Cli {
     /// refuses to start on such a state directory and says which file is missing.
     #[arg(long)]
     accept_store_as_is: bool,
+    /// Where endpoints, zone ids and profiles live: `local` (files under --state-dir)
+    /// or `etcd` (shared by every node; the audit log stays under --state-dir).
+    #[arg(long, value_enum, default_value_t = StoreChoice::Local)]
+    store: StoreChoice,
+    /// The etcd members, e.g. `https://10.0.0.1:2379,https://10.0.0.2:2379` (with --store etcd).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Every key of the cluster lives under this prefix.
+    #[arg(long, default_value = "/zonewarden")]
+    etcd_prefix: String,
+    /// The CA certificate (PEM) that signed the etcd members' certificates (https endpoints).
+    #[arg(long, value_name = "PEM")]
+    etcd_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM) for etcd, with --etcd-key.
+    #[arg(long, value_name = "PEM", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// This node's address on the network the nodes share (published in its node
+    /// record); the other nodes route this node's pod blocks via it (host-gateway
+    /// routing).
+    #[arg(long, value_name = "IP")]
+    node_address: Option<std::net::IpAddr>,
+    /// This node's pod address block (repeatable: one IPv4, one IPv6), published in its
+    /// node record and routed to it by the other nodes. Blocks of two nodes must never
+    /// overlap.
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pod_cidrs: Vec<IpNet>,
+    /// Seconds the node record outlives this enforcer (its lease is kept alive while it runs).
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    node_lease_ttl: u64,
+}
+
+/// The cluster store's settings, checked before anything happens.
+fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std::net::IpAddr)>> {
+    let etcd_flags = !cli.etcd_endpoints.is_empty()
+        || cli.etcd_ca.is_some()
+        || cli.etcd_cert.is_some()
+        || cli.node_address.is_some()
+        || !cli.pod_cidrs.is_empty();
+    if cli.store == StoreChoice::Local {
+        anyhow::ensure!(
+            !etcd_flags,
+            "--etcd-*, --node-address and --pod-cidr are for cluster mode: add --store etcd"
+        );
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        !cli.etcd_endpoints.is_empty(),
+        "--store etcd needs --etcd-endpoints URL[,URL...] (e.g. http://10.0.0.1:2379)"
+    );
+    anyhow::ensure!(
+        !cli.accept_store_as_is,
+        "--accept-store-as-is is for the local store only"
+    );
+    let mut https = 0;
+    for url in &cli.etcd_endpoints {
+        match url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => https += 1,
+            Some(("http", rest)) if !rest.is_empty() => {}
+            _ => anyhow::bail!(
+                "--etcd-endpoints {url:?} is not http://HOST:PORT or https://HOST:PORT"
+            ),
+        }
+    }
+    let tls = cli.etcd_ca.is_some() || cli.etcd_cert.is_some();
+    anyhow::ensure!(
+        https == 0 || https == cli.etcd_endpoints.len(),
+        "--etcd-endpoints mixes http and https members"
+    );
+    anyhow::ensure!(
+        tls == (https > 0),
+        "TLS towards etcd needs https:// endpoints and --etcd-ca (plus --etcd-cert/--etcd-key for client certificates)"
+    );
+    anyhow::ensure!(
+        https == 0 || cli.etcd_ca.is_some(),
+        "https etcd endpoints need --etcd-ca, the CA that signed the members' certificates"
+    );
+    let address = cli.node_address.ok_or_else(|| {
+        anyhow::anyhow!("--store etcd needs --node-address IP, this node's address on the network the nodes share")
+    })?;
+    for net in &cli.pod_cidrs {
+        anyhow::ensure!(
+            *net == net.trunc(),
+            "--pod-cidr {net} has host bits set; did you mean {}?",
+            net.trunc()
+        );
+    }
+    anyhow::ensure!(
+        cli.node_lease_ttl >= 2,
+        "--node-lease-ttl must be at least 2 seconds"
+    );
+    Ok(Some((
+        EtcdConfig {
+            endpoints: cli.etcd_endpoints.clone(),
+            prefix: cli.etcd_prefix.clone(),
+            node: node.to_owned(),
+            tls: tls.then(|| EtcdTls {
+                ca: cli.etcd_ca.clone(),
+                cert_key: cli.etcd_cert.clone().zip(cli.etcd_key.clone()),
+            }),
+            unpublished: Some(cli.state_dir.join("etcd-unpublished.json")),
+        },
+        address,
+    )))
 }
 
 fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
@@ -183,32 +291,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // One enforcer per network namespace, before anything else: a second one must not
     // touch the first one's table, whatever its socket and state directory.
     let _netns_lock = socket::lock_netns()?;
-    let node = match cli.node {
+    let node = match cli.node.clone() {
         Some(node) => node,
         None => hostname()?,
     };
     check_cluster_settings(cli.node_address, &cli.pod_cidrs)?;
-    let store = LocalStore::open(&cli.state_dir).with_context(|| {
-        format!(
-            "cannot open the state directory {}",
-            cli.state_dir.display()
-        )
-    })?;
-    let accepted = if cli.accept_store_as_is {
-        let what = store
-            .accept_as_is()
-            .context("cannot rebuild the store's index")?;
-        tracing::warn!(%what, "the state directory was taken as it is (--accept-store-as-is)");
-        Some(what)
-    } else {
-        None
-    };
+    let cluster = etcd_config(&cli, &node)?;
     let metrics = Metrics::default();
-    let store: Arc<dyn Store> = Arc::new(CountingStore::new(
-        Arc::new(store),
-        metrics.store_errors.clone(),
-    ));
-    let mut stored = store.load().context("cannot load the enforcer's state")?;
+    let mut accepted = None;
+    let (backend, etcd): (Arc<dyn Store>, Option<(EtcdStore, std::net::IpAddr)>) = match cluster {
+        None => {
+            let store = LocalStore::open(&cli.state_dir).with_context(|| {
+                format!(
+                    "cannot open the state directory {}",
+                    cli.state_dir.display()
+                )
+            })?;
+            if cli.accept_store_as_is {
+                let what = store
+                    .accept_as_is()
+                    .context("cannot rebuild the store's index")?;
+                tracing::warn!(%what, "the state directory was taken as it is (--accept-store-as-is)");
+                accepted = Some(what);
+            }
+            (Arc::new(store), None)
+        }
+        Some((config, address)) => {
+            // The audit log and the DEL queue stay on the node.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .create(&cli.state_dir)
+                .with_context(|| format!("cannot create {}", cli.state_dir.display()))?;
+            let endpoints = config.endpoints.join(",");
+            let store = EtcdStore::connect(config)
+                .with_context(|| format!("cannot use the cluster store at {endpoints}"))?;
+            store.spawn_publisher();
+            info!(
+                endpoints,
+                prefix = cli.etcd_prefix,
+                "cluster mode: the state lives in etcd"
+            );
+            (Arc::new(store.clone()), Some((store, address)))
+        }
+    };
+    let store: Arc<dyn Store> = Arc::new(CountingStore::new(backend, metrics.store_errors.clone()));
+    let mut stored = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load())
+            .await
+            .context("the store's load task failed")?
+            .context("cannot load the enforcer's state")?
+    };
     // A corrupt audit log is logged and continued on a new chain segment, never fatal.
     let audit = zonewarden_enforcer::audit::AuditLog::open(
         cli.state_dir.join(zonewarden_enforcer::audit::FILE_NAME),
@@ -333,6 +466,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
+    // Cluster mode: follow the other nodes' changes and publish this node's record.
+    let (cluster_follow, membership) = match &etcd {
+        None => (None, None),
+        Some((store, address)) => {
+            let follow = tokio::spawn(zonewarden_enforcer::store::etcd::watch::follow_forever(
+                store.clone(),
+                registry.clone(),
+                store.watch(),
+            ));
+            let record = NodeRecord {
+                name: node.clone(),
+                address: *address,
+                pod_cidrs: cli.pod_cidrs.clone(),
+                enforcer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            let membership = store.publish_node(record, Duration::from_secs(cli.node_lease_ttl));
+            // Host-gateway routes to the other nodes' pod blocks, as their records change.
+            tokio::spawn(zonewarden_enforcer::cluster::routes::run_routes(
+                node.clone(),
+                store.nodes(),
+            ));
+            (Some(follow), Some(membership))
+        }
+    };
+
     // Learning: NFLOG is bound on this thread, which is in the node's network namespace.
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
     nflog::spawn(cli.nflog_group, events_tx, metrics.nflog_dropped.clone())
@@ -397,8 +555,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .chain(web)
         .chain(guard)
         .chain(resync)
+        .chain(cluster_follow)
     {
         task.abort();
+    }
+    if let Some(membership) = membership {
+        // This node's record goes at once, not when its lease expires.
+        let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
     }
     learning.flush(store.as_ref());
     drop(socket_file);

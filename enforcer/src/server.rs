@@ -245,6 +245,9 @@ impl Enforcer for EnforcerService {
             node: self.registry.node().to_owned(),
             endpoint_count: u32::try_from(snapshot.endpoints.len()).unwrap_or(u32::MAX),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: Some(crate::convert::store_status_to_proto(
+                &self.registry.store_health().await,
+            )),
         }))
     }
 

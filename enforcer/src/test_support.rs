@@ -28,6 +28,23 @@ pub fn endpoint(container_id: &str, zone: &str, ips: &[&str]) -> Endpoint {
     }
 }
 
+/// An ADD of a routed endpoint in `zone` with `ips`, as the plugin sends it.
+pub fn add_request(container_id: &str, zone: &str, ips: &[&str]) -> crate::registry::AddRequest {
+    crate::registry::AddRequest {
+        key: key(container_id),
+        hints: zonewarden_profiles::ZoneHints {
+            config_zone: Some(zone.into()),
+            ..Default::default()
+        },
+        netns: "/var/run/netns/x".into(),
+        host_ifname: Some(format!("zw{container_id}")),
+        ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        mac: None,
+        attach_mode: AttachMode::Routed,
+        bridge: None,
+    }
+}
+
 /// A registry over `store` and an in-memory data plane, as the enforcer opens it.
 pub fn memory_registry(
     store: std::sync::Arc<dyn crate::store::Store>,

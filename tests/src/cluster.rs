@@ -158,6 +158,7 @@ impl ClusterNode {
             name: self.name().to_owned(),
             address: IpAddr::V4(self.address()),
             pod_cidrs: vec![self.pod_block()],
+            enforcer_version: String::new(),
         }
     }
 
@@ -167,6 +168,7 @@ impl ClusterNode {
             name: self.name().to_owned(),
             address: IpAddr::V6(self.address6()),
             pod_cidrs: vec![self.pod_block6()],
+            enforcer_version: String::new(),
         }
     }
 

@@ -159,10 +159,10 @@ fn nodes_reach_each_other_across_the_underlay_and_the_host_is_untouched() {
 fn pods_on_two_nodes_reach_each_other_through_host_gateway_routes() {
     require_root!();
     let mut cluster = Cluster::new(2, 0);
+    // The routes come from the test's node list here (the local store has no node
+    // records); cluster_etcd.rs drives them from etcd.
     for n in &mut cluster.nodes {
-        let args = n.enforcer_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        n.node.start_enforcer_with(&args);
+        n.node.start_enforcer();
     }
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let pa = add_pod(&a.node, &a.conflist("zw-cluster"), "pa", "shop/frontend");

@@ -36,15 +36,9 @@ pub const ROUTE_PROTOCOL: u8 = 122;
 /// (a route deleted by hand, an underlay address added later).
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
-/// A live node as the cluster store publishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRecord {
-    pub name: String,
-    /// The node's address on the shared network: the next hop of its blocks.
-    pub address: IpAddr,
-    /// The pod CIDR blocks the node's pods get addresses from.
-    pub pod_cidrs: Vec<IpNet>,
-}
+/// A live node as the cluster store publishes it: its address on the shared network
+/// is the next hop of its pod blocks.
+pub use crate::store::etcd::NodeRecord;
 
 /// One route of ours: a remote node's pod block via that node's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

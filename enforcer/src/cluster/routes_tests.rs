@@ -13,6 +13,7 @@ fn node(name: &str, address: &str, blocks: &[&str]) -> NodeRecord {
         name: name.into(),
         address: ip(address),
         pod_cidrs: blocks.iter().map(|b| net(b)).collect(),
+        enforcer_version: String::new(),
     }
 }
 

@@ -13,9 +13,11 @@
 //! - [`snapshot`]: the read side: listings and zone summaries.
 //! - [`import`]: several zones' profiles set at once (`zwctl profile import`).
 //! - [`known`]: whether the zone a profile change names exists.
+//! - [`remote`]: changes other nodes made, from the cluster store's watch.
 
 pub mod import;
 pub mod known;
+pub mod remote;
 pub mod snapshot;
 pub mod state;
 #[cfg(test)]
@@ -391,6 +393,21 @@ impl EndpointRegistry {
         .map_err(|err| err.to_string())
     }
 
+    /// The store's health (a request to etcd in cluster mode: made off the workers).
+    pub async fn store_health(&self) -> crate::store::StoreHealth {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.health()).await {
+            Ok(health) => health,
+            Err(err) => crate::store::StoreHealth {
+                kind: crate::store::StoreKind::Local,
+                up: false,
+                detail: format!("the store's health could not be read: {err}"),
+                revision: 0,
+                watch_lag: 0,
+            },
+        }
+    }
+
     async fn mutate<T: Send + 'static>(
         &self,
         mutation: impl FnOnce(&mut RegistryState) -> Result<T, RegistryError> + Send + 'static,
@@ -400,6 +417,9 @@ impl EndpointRegistry {
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let result = mutation(&mut state);
+            // A store that stages writes drops what a refused change staged, and
+            // writes what a change saved after its commit (see Store::end_change).
+            state.store.end_change();
             generation.fetch_add(1, Ordering::AcqRel);
             result
         })

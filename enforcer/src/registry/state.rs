@@ -588,7 +588,10 @@ impl RegistryState {
     }
 
     fn release_zone_if_empty(&mut self, zone: &ZoneName) {
-        if self.endpoints.values().any(|e| &e.zone == zone) || !self.zone_ids.release(zone) {
+        if !self.store.retires_zone_ids()
+            || self.endpoints.values().any(|e| &e.zone == zone)
+            || !self.zone_ids.release(zone)
+        {
             return;
         }
         match self.store.save_zone_ids(&self.zone_ids) {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::Actor;
-use zonewarden_profiles::{AttachMode, Mode, ZoneHints, ZoneName};
+use zonewarden_profiles::{Mode, ZoneName};
 
-use super::{AddRequest, EndpointRegistry, IfMissing, RegistryError};
+use super::{EndpointRegistry, IfMissing, RegistryError};
 use crate::nft::ruleset::MemoryDataplane;
 use crate::store::{LocalStore, Store};
 use crate::test_support::{key, note, noted};
@@ -45,21 +45,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn request(container_id: &str, zone: &str, ips: &[&str]) -> AddRequest {
-    AddRequest {
-        key: key(container_id),
-        hints: ZoneHints {
-            config_zone: Some(zone.into()),
-            ..ZoneHints::default()
-        },
-        netns: "/var/run/netns/x".into(),
-        host_ifname: Some(format!("zw{container_id}")),
-        ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
-        mac: None,
-        attach_mode: AttachMode::Routed,
-        bridge: None,
-    }
-}
+use crate::test_support::add_request as request;
 
 /// Address → zone id in the "kernel"'s membership map.
 fn kernel(f: &Fixture) -> BTreeMap<String, u32> {

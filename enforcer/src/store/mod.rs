@@ -1,11 +1,14 @@
 //! Where endpoints and zone ids live across restarts.
 //!
 //! # Layout
-//! - [`Store`]: the interface every backend implements (local files now, etcd later).
+//! - [`Store`]: the interface every backend implements.
 //! - [`local`]: [`LocalStore`], JSON files under the state directory, written
 //!   atomically (temporary file, fsync, rename, directory fsync).
+//! - [`etcd`]: [`etcd::EtcdStore`], the cluster store: one etcd transaction per
+//!   change, optimistic concurrency, a watch of every other node's changes.
 //! - [`zone_ids`]: [`ZoneIds`], the allocation of numeric zone ids.
 
+pub mod etcd;
 pub mod index;
 pub mod local;
 mod local_policy;
@@ -47,6 +50,26 @@ pub enum StoreError {
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     Missing { paths: Vec<PathBuf> },
+    #[error(
+        "the cluster store (etcd at {endpoints}) is unavailable: {detail}; nothing was changed and \
+         the enforcer keeps enforcing its last state. Check that etcd is running and reachable \
+         from this node (and its TLS certificates), then retry"
+    )]
+    Unavailable { endpoints: String, detail: String },
+    #[error(
+        "{what} changed on another node since this node last saw it; nothing was changed here. \
+         Retry: the other node's change reaches this node through its watch of the store first"
+    )]
+    Conflict { what: String },
+    #[error(
+        "etcd key {key} is corrupt: {detail}; fix or delete it with etcdctl (it is never silently dropped)"
+    )]
+    CorruptKey { key: String, detail: String },
+    #[error("etcd refused to {action}: {detail}")]
+    Refused {
+        action: &'static str,
+        detail: String,
+    },
     #[error(
         "{path} no longer holds entry {seq} (line hash {line_hash}) that the store's index saw written: \
          the audit log was truncated, emptied or replaced; keep the file for the investigation, then \
@@ -99,4 +122,45 @@ pub trait Store: Send + Sync + 'static {
     /// audit log's head after them (`None`: no entry was written), durably: called
     /// after a change's audit entry and before the kernel sees the change.
     fn commit(&self, audit: Option<AuditHead>) -> Result<(), StoreError>;
+    /// Closes one mutation of the registry, whatever its outcome. A backend that
+    /// stages writes until [`Self::commit`] drops what a refused change staged (its
+    /// roll-back saves), and writes what a change saved after its commit (the
+    /// roll-back of a change the kernel refused). The local store writes at once.
+    fn end_change(&self) {}
+    /// Whether a zone's id is retired with its last member. The cluster store keeps
+    /// every id for good: another node may still hold (or be adding) members.
+    fn retires_zone_ids(&self) -> bool {
+        true
+    }
+    /// What `zwctl status` and `/metrics` show about the store.
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            kind: StoreKind::Local,
+            up: self.check_writable().is_ok(),
+            detail: String::new(),
+            revision: 0,
+            watch_lag: 0,
+        }
+    }
+}
+
+/// Which backend holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Local,
+    Etcd,
+}
+
+/// The store's health as `zwctl status` and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub kind: StoreKind,
+    /// Whether the store takes writes now.
+    pub up: bool,
+    /// Why it does not (empty when it does), or where it is.
+    pub detail: String,
+    /// The newest revision of the cluster store this enforcer knows (0: local).
+    pub revision: i64,
+    /// Revisions the watch has seen but not yet applied (0: caught up, or local).
+    pub watch_lag: i64,
 }

@@ -46,6 +46,42 @@ impl ZoneIds {
         id
     }
 
+    /// The table of ids another node (or the cluster store) assigned: the next id is
+    /// past the highest one.
+    pub fn from_assigned(zones: BTreeMap<ZoneName, u32>) -> Result<Self, String> {
+        let highest = zones.values().copied().max().unwrap_or(0);
+        let next_id = highest
+            .checked_add(1)
+            .ok_or_else(|| format!("zone id {highest} leaves no id for the next zone"))?;
+        let ids = Self { next_id, zones };
+        ids.validate()?;
+        Ok(ids)
+    }
+
+    /// Takes an id assigned elsewhere (by another node, through the cluster store);
+    /// returns whether the table changed. An id this table gives another zone, or a
+    /// zone this table knows under another id, is refused: ids are unique cluster-wide.
+    pub fn adopt(&mut self, zone: &ZoneName, id: u32) -> Result<bool, String> {
+        match self.get(zone) {
+            Some(known) if known == id => return Ok(false),
+            Some(known) => {
+                return Err(format!(
+                    "zone {zone} has id {known} here and {id} in the cluster store"
+                ));
+            }
+            None => {}
+        }
+        if id == 0 {
+            return Err(format!("zone {zone} has id 0, which is never assigned"));
+        }
+        if let Some((other, _)) = self.iter().find(|(_, known)| *known == id) {
+            return Err(format!("zones {other} and {zone} would share id {id}"));
+        }
+        self.zones.insert(zone.clone(), id);
+        self.next_id = self.next_id.max(id.saturating_add(1));
+        Ok(true)
+    }
+
     /// Forgets a zone that has no members left; returns whether it was known.
     pub fn release(&mut self, zone: &ZoneName) -> bool {
         self.zones.remove(zone).is_some()
@@ -99,6 +135,22 @@ mod tests {
         assert!(!ids.release(&zone("a")));
         assert_eq!(ids.allocate(&zone("b")), 2);
         assert_eq!(ids.allocate(&zone("a")), 3);
+    }
+
+    #[test]
+    fn ids_assigned_elsewhere_are_adopted_never_shared() {
+        let mut ids = ZoneIds::from_assigned(BTreeMap::from([(zone("a"), 4)])).unwrap();
+        assert_eq!(ids.allocate(&zone("b")), 5);
+        assert_eq!(ids.adopt(&zone("c"), 9), Ok(true));
+        assert_eq!(ids.adopt(&zone("c"), 9), Ok(false));
+        assert_eq!(ids.allocate(&zone("d")), 10, "past every adopted id");
+        assert!(ids.adopt(&zone("e"), 4).unwrap_err().contains("share id 4"));
+        assert!(
+            ids.adopt(&zone("a"), 7)
+                .unwrap_err()
+                .contains("has id 4 here")
+        );
+        assert!(ZoneIds::from_assigned(BTreeMap::from([(zone("x"), 1), (zone("y"), 1)])).is_err());
     }
 
     #[test]

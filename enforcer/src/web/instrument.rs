@@ -112,6 +112,15 @@ impl Store for CountingStore {
     fn commit(&self, audit: Option<crate::store::AuditHead>) -> Result<(), StoreError> {
         self.counted(self.inner.commit(audit))
     }
+    fn end_change(&self) {
+        self.inner.end_change();
+    }
+    fn retires_zone_ids(&self) -> bool {
+        self.inner.retires_zone_ids()
+    }
+    fn health(&self) -> crate::store::StoreHealth {
+        self.inner.health()
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ pub struct ScrapeInput<'a> {
     pub edges_learned: usize,
     pub verdicts: &'a VerdictCounters,
     pub readiness: &'a crate::readiness::Readiness,
+    pub store: &'a crate::store::StoreHealth,
 }
 
 /// The exposition formats `/metrics` speaks.
@@ -231,6 +232,20 @@ impl Metrics {
             "Store operations that failed (the enforcer keeps enforcing its last state)",
             self.store_errors.clone(),
         );
+        registry.register(
+            "store_up",
+            "1 while the store takes writes; 0 while it does not (etcd unreachable: operator \
+             changes are refused, enforcement of the last state goes on)",
+            gauge(usize::from(input.store.up)),
+        );
+        let lag: Gauge = Gauge::default();
+        lag.set(input.store.watch_lag);
+        registry.register(
+            "store_watch_lag_revisions",
+            "Revisions of the cluster store the watch has seen but not yet applied (0 for \
+             the local store)",
+            lag,
+        );
         registry
     }
 }
@@ -284,10 +299,19 @@ mod tests {
             edges_learned: 4,
             verdicts: &verdicts,
             readiness: &readiness,
+            store: &crate::store::StoreHealth {
+                kind: crate::store::StoreKind::Etcd,
+                up: false,
+                detail: String::new(),
+                revision: 9,
+                watch_lag: 3,
+            },
         };
         let text = metrics.render(&input, Format::PrometheusText);
         for line in [
             "zonewarden_endpoints 3",
+            "zonewarden_store_up 0",
+            "zonewarden_store_watch_lag_revisions 3",
             "zonewarden_zones{mode=\"learn\"} 1",
             "zonewarden_zones{mode=\"monitor\"} 0",
             "zonewarden_zones{mode=\"enforce\"} 1",

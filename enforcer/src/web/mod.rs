@@ -117,11 +117,13 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = metrics::Format::negotiate(accept);
     let edges_learned = state.learning.learned().edges.len();
+    let store = state.registry.store_health().await;
     let input = metrics::ScrapeInput {
         snapshot: &state.registry.snapshot(),
         edges_learned,
         verdicts: state.learning.verdicts(),
         readiness: state.registry.readiness(),
+        store: &store,
     };
     let text = state.metrics.render(&input, format);
     ([(header::CONTENT_TYPE, format.content_type())], text).into_response()

@@ -1,0 +1,618 @@
+//! The cluster store: the enforcer's state in a real etcd v3 cluster, shared by every
+//! node (`--store etcd`).
+//!
+//! # Key layout
+//! Under the prefix (`--etcd-prefix`, default `/zonewarden`), every value JSON:
+//!
+//! | key | value | written by |
+//! |---|---|---|
+//! | `zones/<zone>` | `{"id":N}` | the node that first saw the zone; created once, never changed |
+//! | `zone-ids/<N>` | `{"zone":"<zone>"}` | the same transaction: no two zones ever share an id |
+//! | `profiles/<zone>` | the profile (mode, quarantine, approved edges, version, history) | any node, on an operator's change |
+//! | `endpoints/<node>/<hash>` | `{"version":1,"endpoint":{..}}` (hash: of network, container id, ifname) | the endpoint's node |
+//! | `quarantined/<container id>` | `{}` | any node, on an operator's change |
+//! | `learned/<node>` | the node's learned edges with its own evidence | that node, every few seconds |
+//! | `reports/<node>` | the node's recent drops and violations | that node |
+//! | `nodes/<node>` | [`NodeRecord`] on the node's lease | that node, kept alive while it runs |
+//!
+//! # Changes
+//! The saves of one registry change are staged in memory and written by
+//! [`Store::commit`] as ONE etcd transaction: an ADD, an approval or an import is
+//! all-or-nothing. The transaction compares the revision of every key it writes with
+//! the revision this enforcer last saw (the zone keys: that they do not exist yet),
+//! so a change made on another node in between refuses this one
+//! ([`StoreError::Conflict`]: "changed on another node, retry") instead of being
+//! overwritten, and no approval is ever lost. Learned edges and reports are per node
+//! and written at once.
+//!
+//! # Layout
+//! - [`keys`]: the key layout and its parse.
+//! - [`bridge`]: the client's own runtime; blocking calls wait on it.
+//! - [`staged`]: the writes of one change and the revisions they are checked against.
+//! - [`decode`]: a listing of the prefix into the stored state.
+//! - [`watch`]: the watch of every other node's changes, resumed and resynced.
+//! - [`node`]: [`NodeRecord`], published on a lease, and the live nodes.
+//! - [`unpublished`]: this node's endpoints added or deleted while etcd was away,
+//!   enforced at once and queued in a local file until etcd holds them.
+
+pub mod bridge;
+pub mod decode;
+pub mod keys;
+pub mod node;
+pub mod staged;
+pub mod unpublished;
+pub mod watch;
+
+#[cfg(test)]
+pub mod test_etcd;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions, TlsOptions};
+use zonewarden_profiles::event::Reports;
+use zonewarden_profiles::learned::LearnedEdges;
+use zonewarden_profiles::{AttachmentKey, Endpoint, Profile};
+
+use super::{AuditHead, Store, StoreError, StoreHealth, StoreKind, StoredState, ZoneIds};
+use bridge::Bridge;
+pub use keys::Keys;
+pub use node::{NodeMembership, NodeRecord};
+use staged::{Cache, Guard, Staged};
+
+/// How long one request may take before the store counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the cluster store is and who this node is in it.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// `http://host:port` or `https://host:port`, one per etcd member.
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// This node's name: its endpoints, learned edges and node record are its own.
+    pub node: String,
+    pub tls: Option<EtcdTls>,
+    /// Where this node's endpoint changes wait while etcd is unreachable (a file under
+    /// the state directory); `None`: such changes are refused.
+    pub unpublished: Option<PathBuf>,
+}
+
+/// TLS towards etcd: the CA that signed the members' certificates and, optionally,
+/// this node's client certificate and key.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: Option<PathBuf>,
+    pub cert_key: Option<(PathBuf, PathBuf)>,
+}
+
+/// The cluster store (see the module doc). Cheap to clone: clones share the client,
+/// the staged change and the revisions seen.
+#[derive(Clone)]
+pub struct EtcdStore {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub keys: Keys,
+    pub node: String,
+    /// The endpoints, for messages.
+    pub endpoints: String,
+    pub client: Client,
+    pub bridge: Bridge,
+    pub cache: Mutex<Cache>,
+    staged: Mutex<Staged>,
+    /// Whether the last request reached etcd.
+    pub up: AtomicBool,
+    pub last_error: Mutex<String>,
+    /// The newest revision of the store this enforcer has heard of.
+    pub head_revision: AtomicI64,
+    /// The revision through which the watch's changes are applied.
+    pub applied_revision: AtomicI64,
+    /// The revision of the last full load.
+    pub loaded_revision: AtomicI64,
+    /// The live nodes, published to [`EtcdStore::nodes`].
+    pub node_table: Mutex<node::NodeTable>,
+    /// The attachment key of every endpoint record seen (a deleted key holds only a hash).
+    pub endpoint_keys: Mutex<std::collections::HashMap<String, AttachmentKey>>,
+    pub nodes: tokio::sync::watch::Sender<Vec<NodeRecord>>,
+    /// This node's endpoint changes etcd has not seen yet.
+    pub unpublished: Option<Mutex<unpublished::Unpublished>>,
+}
+
+impl EtcdStore {
+    /// Connects to etcd (the connection itself is made lazily: an unreachable etcd is
+    /// found by the first request, [`Store::load`]).
+    pub fn connect(config: EtcdConfig) -> Result<Self, StoreError> {
+        let keys = Keys::new(&config.prefix).map_err(|detail| StoreError::Refused {
+            action: "use the prefix",
+            detail,
+        })?;
+        keys::valid_node(&config.node).map_err(|detail| StoreError::Refused {
+            action: "name this node",
+            detail,
+        })?;
+        let endpoints = config.endpoints.join(",");
+        if config.endpoints.is_empty() {
+            return Err(StoreError::Refused {
+                action: "connect",
+                detail: "no etcd endpoint given; pass --etcd-endpoints http://HOST:2379[,...]"
+                    .to_owned(),
+            });
+        }
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
+        let bridge = Bridge::start().map_err(|e| StoreError::Refused {
+            action: "start the etcd client's runtime",
+            detail: e.to_string(),
+        })?;
+        let unpublished = match &config.unpublished {
+            Some(path) => Some(Mutex::new(unpublished::Unpublished::open(path)?)),
+            None => None,
+        };
+        let targets = config.endpoints.clone();
+        let connected = bridge
+            .wait(REQUEST_TIMEOUT, async move {
+                Client::connect(targets, Some(options)).await
+            })
+            .ok_or_else(|| StoreError::Unavailable {
+                endpoints: endpoints.clone(),
+                detail: "connecting timed out".to_owned(),
+            })?;
+        let client = connected.map_err(|e| StoreError::Refused {
+            action: "accept the endpoints",
+            detail: format!("{e} (endpoints: {endpoints})"),
+        })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                keys,
+                node: config.node,
+                endpoints,
+                client,
+                bridge,
+                cache: Mutex::default(),
+                staged: Mutex::default(),
+                up: AtomicBool::new(false),
+                last_error: Mutex::new("not contacted yet".to_owned()),
+                head_revision: AtomicI64::new(0),
+                applied_revision: AtomicI64::new(0),
+                loaded_revision: AtomicI64::new(0),
+                node_table: Mutex::default(),
+                endpoint_keys: Mutex::default(),
+                nodes: tokio::sync::watch::Sender::new(Vec::new()),
+                unpublished,
+            }),
+        })
+    }
+
+    /// Publishes the endpoints queued while etcd was away, every second while there
+    /// are any, until the store is dropped (a successful commit publishes them too).
+    pub fn spawn_publisher(&self) {
+        let shared = Arc::downgrade(&self.shared);
+        self.shared.bridge.handle().spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(shared) = shared.upgrade() else { return };
+                let published =
+                    tokio::task::spawn_blocking(move || staged::publish_queued(&shared)).await;
+                match published {
+                    Ok(Ok(0)) | Ok(Err(StoreError::Unavailable { .. })) => {}
+                    Ok(Ok(count)) => tracing::info!(count, "endpoints queued while etcd was away are published"),
+                    Ok(Err(err)) => tracing::error!(%err, "cannot publish the endpoints queued while etcd was away"),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.shared.keys
+    }
+
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The revision the last [`Store::load`] read at; the watch starts after it.
+    pub fn loaded_revision(&self) -> i64 {
+        self.shared.loaded_revision.load(Ordering::Acquire)
+    }
+
+    /// Every key of the prefix with its value and revision, and the store's revision.
+    pub(crate) fn list_all(&self) -> Result<(Vec<decode::Kv>, i64), StoreError> {
+        let mut client = self.shared.client.clone();
+        let root = self.shared.keys.root().to_owned();
+        let response = self.shared.call("list the cluster state", async move {
+            client
+                .get(root, Some(GetOptions::new().with_prefix()))
+                .await
+        })?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        self.shared.saw_revision(revision);
+        let kvs = response
+            .kvs()
+            .iter()
+            .map(|kv| decode::Kv {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            })
+            .collect();
+        Ok((kvs, revision))
+    }
+
+    /// Writes one key at once, outside any change (this node's own records).
+    fn put_now(&self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
+        let mut client = self.shared.client.clone();
+        let response = self
+            .shared
+            .call("write", async move { client.put(key, value, None).await })?;
+        self.shared
+            .saw_revision(response.header().map_or(0, |h| h.revision()));
+        Ok(())
+    }
+
+    fn stage(&self, key: String, value: Option<Vec<u8>>, guard: Guard) {
+        self.shared
+            .staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stage(key, value, guard);
+    }
+}
+
+/// This node's endpoint changes that etcd has not seen yet, on top of what it holds.
+fn overlay_unpublished(
+    keys: &Keys,
+    writes: &[(String, Option<Vec<u8>>)],
+    state: &mut StoredState,
+) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        state
+            .endpoints
+            .retain(|e| keys.endpoint(&e.node, &e.key) != *key);
+        if let Some(value) = value {
+            let endpoint = decode::decode_endpoint(keys, key, value).map_err(|detail| {
+                StoreError::CorruptKey {
+                    key: format!("{key} (queued while etcd was away)"),
+                    detail,
+                }
+            })?;
+            state.endpoints.push(endpoint);
+        }
+    }
+    state.endpoints.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(())
+}
+
+/// A record as the store holds it (JSON).
+fn encode(action: &'static str, value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Refused {
+        action,
+        detail: e.to_string(),
+    })
+}
+
+fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| StoreError::Io {
+            action: "read the etcd TLS file",
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut options = TlsOptions::new();
+    if let Some(ca) = &tls.ca {
+        options = options.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+    }
+    if let Some((cert, key)) = &tls.cert_key {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
+}
+
+impl Shared {
+    /// Runs one request on the client's runtime; a failure to reach etcd is
+    /// [`StoreError::Unavailable`], any other refusal [`StoreError::Refused`].
+    pub fn call<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        work: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let outcome = self.bridge.wait(REQUEST_TIMEOUT, work);
+        let result = match outcome {
+            None => {
+                Err(self.unavailable(format!("{action}: no answer within {REQUEST_TIMEOUT:?}")))
+            }
+            Some(Ok(value)) => Ok(value),
+            Some(Err(err)) => Err(self.classify(action, err)),
+        };
+        if result.is_ok() {
+            self.mark_up();
+        }
+        result
+    }
+
+    pub fn classify(&self, action: &'static str, err: etcd_client::Error) -> StoreError {
+        use etcd_client::Error;
+        let unreachable = match &err {
+            Error::TransportError(_) | Error::IoError(_) => true,
+            Error::GRpcStatus(status) => matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+            ),
+            _ => false,
+        };
+        if unreachable {
+            self.unavailable(format!("{action}: {err}"))
+        } else {
+            StoreError::Refused {
+                action,
+                detail: err.to_string(),
+            }
+        }
+    }
+
+    pub fn unavailable(&self, detail: String) -> StoreError {
+        self.up.store(false, Ordering::Release);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = detail.clone();
+        StoreError::Unavailable {
+            endpoints: self.endpoints.clone(),
+            detail,
+        }
+    }
+
+    /// Notes the attachment keys of the endpoint records among `kvs`.
+    pub fn note_endpoint_keys(&self, kvs: &[decode::Kv]) {
+        let mut known = self
+            .endpoint_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for kv in kvs {
+            if let Ok(keys::KeyKind::Endpoint { .. }) = self.keys.parse(&kv.key)
+                && let Ok(endpoint) = decode::decode_endpoint(&self.keys, &kv.key, &kv.value)
+            {
+                known.insert(kv.key.clone(), endpoint.key);
+            }
+        }
+    }
+
+    /// Takes a change of a node record into the live nodes.
+    pub fn node_changed(&self, name: &str, value: Option<&[u8]>) {
+        let mut table = self
+            .node_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if table.apply(name, value) {
+            self.nodes.send_replace(table.records());
+        }
+    }
+
+    /// Replaces the live nodes with those of a full listing.
+    pub fn nodes_listed(&self, kvs: &[decode::Kv]) {
+        let mut table = self
+            .node_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        table.reset(&self.keys, kvs);
+        self.nodes.send_replace(table.records());
+    }
+
+    pub fn mark_up(&self) {
+        self.up.store(true, Ordering::Release);
+    }
+
+    pub fn saw_revision(&self, revision: i64) {
+        self.head_revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Takes what the registry now holds (applied from the watch, or loaded) into the
+    /// revisions later transactions compare with.
+    pub fn observed(&self, changes: &[decode::Kv], deleted: &[(String, i64)]) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        for kv in changes {
+            cache.observe(&self.keys, &kv.key, kv.mod_revision, Some(&kv.value));
+        }
+        for (key, revision) in deleted {
+            cache.observe(&self.keys, key, *revision, None);
+        }
+    }
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> Result<StoredState, StoreError> {
+        let (kvs, revision) = self.list_all()?;
+        let mut loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;
+        if let Some(queue) = &self.shared.unpublished {
+            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            overlay_unpublished(&self.shared.keys, &queue.writes(), &mut loaded)?;
+        }
+        {
+            let mut cache = self
+                .shared
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *cache = Cache::default();
+            for kv in &kvs {
+                cache.observe(&self.shared.keys, &kv.key, kv.mod_revision, Some(&kv.value));
+            }
+        }
+        self.shared.nodes_listed(&kvs);
+        self.shared.note_endpoint_keys(&kvs);
+        self.shared
+            .loaded_revision
+            .store(revision, Ordering::Release);
+        self.shared
+            .applied_revision
+            .fetch_max(revision, Ordering::AcqRel);
+        Ok(loaded)
+    }
+
+    fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        let key = self.shared.keys.endpoint(&endpoint.node, &endpoint.key);
+        let value = decode::encode_endpoint(endpoint);
+        self.stage(key, Some(value), Guard::AsSeen);
+        Ok(())
+    }
+
+    fn delete_endpoint(&self, key: &AttachmentKey) -> Result<(), StoreError> {
+        let key = self.shared.keys.endpoint(&self.shared.node, key);
+        self.stage(key, None, Guard::AsSeen);
+        Ok(())
+    }
+
+    fn save_zone_ids(&self, zone_ids: &ZoneIds) -> Result<(), StoreError> {
+        // Ids are only ever added: a zone keeps its id cluster-wide for good.
+        let known = self
+            .shared
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .zone_ids
+            .clone();
+        for (zone, id) in zone_ids.iter() {
+            if known.get(zone) == Some(&id) {
+                continue;
+            }
+            let keys = &self.shared.keys;
+            self.stage(
+                keys.zone(zone),
+                Some(decode::encode_zone(id)),
+                Guard::Absent,
+            );
+            self.stage(
+                keys.zone_id(id),
+                Some(decode::encode_zone_id(zone)),
+                Guard::Absent,
+            );
+        }
+        Ok(())
+    }
+
+    fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+        let value = encode("encode a profile", profile)?;
+        self.stage(
+            self.shared.keys.profile(&profile.zone),
+            Some(value),
+            Guard::AsSeen,
+        );
+        Ok(())
+    }
+
+    fn save_quarantined(&self, container_ids: &BTreeSet<String>) -> Result<(), StoreError> {
+        let known = self
+            .shared
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .quarantined
+            .clone();
+        for added in container_ids.difference(&known) {
+            let key = self.shared.keys.quarantined(added);
+            self.stage(key, Some(b"{}".to_vec()), Guard::AsSeen);
+        }
+        for removed in known.difference(container_ids) {
+            let key = self.shared.keys.quarantined(removed);
+            self.stage(key, None, Guard::AsSeen);
+        }
+        Ok(())
+    }
+
+    fn save_learned(&self, learned: &LearnedEdges) -> Result<(), StoreError> {
+        let value = encode("encode the learned edges", learned)?;
+        self.put_now(self.shared.keys.learned(&self.shared.node), value)
+    }
+
+    fn save_reports(&self, reports: &Reports) -> Result<(), StoreError> {
+        let value = encode("encode the reports", reports)?;
+        self.put_now(self.shared.keys.reports(&self.shared.node), value)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let mut client = self.shared.client.clone();
+        let key = self.shared.keys.node(&self.shared.node);
+        let response = self.shared.call("reach etcd", async move {
+            client
+                .get(key, Some(GetOptions::new().with_count_only()))
+                .await
+        })?;
+        self.shared
+            .saw_revision(response.header().map_or(0, |h| h.revision()));
+        Ok(())
+    }
+
+    fn commit(&self, _audit: Option<AuditHead>) -> Result<(), StoreError> {
+        // The audit log stays on the node in this version; its head is not anchored
+        // in the cluster store.
+        staged::commit(&self.shared, &self.shared.staged)
+    }
+
+    fn end_change(&self) {
+        let leftover = {
+            let mut staged = self
+                .shared
+                .staged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if staged.refused {
+                staged.clear();
+                false
+            } else {
+                !staged.is_empty()
+            }
+        };
+        if leftover && let Err(err) = self.commit(None) {
+            tracing::error!(%err, "cannot write the roll-back of a change the kernel refused to the cluster store; the next resync takes the store's state");
+        }
+    }
+
+    fn retires_zone_ids(&self) -> bool {
+        false
+    }
+
+    fn health(&self) -> StoreHealth {
+        let up = self.shared.up.load(Ordering::Acquire);
+        let head = self.shared.head_revision.load(Ordering::Acquire);
+        let applied = self.shared.applied_revision.load(Ordering::Acquire);
+        StoreHealth {
+            kind: StoreKind::Etcd,
+            up,
+            detail: if up {
+                format!("etcd at {}", self.shared.endpoints)
+            } else {
+                format!(
+                    "etcd at {} unreachable: {}",
+                    self.shared.endpoints,
+                    self.shared
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                )
+            },
+            revision: head,
+            watch_lag: (head - applied).max(0),
+        }
+    }
+}

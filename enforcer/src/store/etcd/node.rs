@@ -1,0 +1,194 @@
+//! This node's record in the cluster store, kept alive on a lease, and the records of
+//! every live node.
+//!
+//! The enforcer publishes `{name, address, pod_cidrs, enforcer_version}` under
+//! `nodes/<name>`, attached to a lease of `--node-lease-ttl` seconds that it keeps
+//! alive; when the enforcer stops (or its node dies) the lease expires and the record
+//! goes. [`EtcdStore::nodes`] gives every live node's record, kept current by the
+//! watch.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::decode::Kv;
+use super::keys::KeyKind;
+use super::{EtcdStore, Shared};
+
+/// One node of the cluster as it published itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    pub name: String,
+    /// The node's address on the network the nodes share.
+    pub address: IpAddr,
+    /// The node's pod address blocks (one per family at most, usually).
+    pub pod_cidrs: Vec<IpNet>,
+    pub enforcer_version: String,
+}
+
+/// The live nodes, by name, as the watch keeps them.
+#[derive(Debug, Default)]
+pub struct NodeTable {
+    records: std::collections::BTreeMap<String, NodeRecord>,
+}
+
+impl NodeTable {
+    /// Takes a change of `nodes/<name>` (`None`: the record is gone); returns whether
+    /// the table changed. A record that does not decode is logged and left out.
+    pub fn apply(&mut self, name: &str, value: Option<&[u8]>) -> bool {
+        let Some(value) = value else {
+            return self.records.remove(name).is_some();
+        };
+        match serde_json::from_slice::<NodeRecord>(value) {
+            Ok(record) if record.name == name => {
+                self.records.insert(name.to_owned(), record.clone()) != Some(record)
+            }
+            Ok(record) => {
+                tracing::error!(key = name, holds = %record.name, "a node record under another node's name is ignored");
+                self.records.remove(name).is_some()
+            }
+            Err(err) => {
+                tracing::error!(node = name, %err, "a node record that does not decode is ignored");
+                self.records.remove(name).is_some()
+            }
+        }
+    }
+
+    /// Replaces the table with the node records of a full listing.
+    pub fn reset(&mut self, keys: &super::Keys, kvs: &[Kv]) {
+        self.records.clear();
+        for kv in kvs {
+            if let Ok(KeyKind::Node(name)) = keys.parse(&kv.key) {
+                self.apply(&name, Some(&kv.value));
+            }
+        }
+    }
+
+    pub fn records(&self) -> Vec<NodeRecord> {
+        self.records.values().cloned().collect()
+    }
+}
+
+/// This node's publication: the lease is kept alive (and the record put again after
+/// a lease expired during a partition) until this is dropped.
+pub struct NodeMembership {
+    task: tokio::task::JoinHandle<()>,
+    lease: Arc<AtomicI64>,
+    shared: Arc<Shared>,
+}
+
+impl NodeMembership {
+    /// Revokes the lease (the record goes at once) and stops keeping it alive.
+    pub fn leave(self) {
+        self.task.abort();
+        let lease = self.lease.load(Ordering::Acquire);
+        if lease != 0 {
+            let mut client = self.shared.client.clone();
+            let revoked = self.shared.call("revoke this node's lease", async move {
+                client.lease_revoke(lease).await
+            });
+            if let Err(err) = revoked {
+                tracing::warn!(%err, "cannot revoke this node's lease; its record expires with the lease");
+            }
+        }
+    }
+}
+
+impl Drop for NodeMembership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EtcdStore {
+    /// Every live node's record, sorted by name; changes as nodes come and go.
+    pub fn nodes(&self) -> watch::Receiver<Vec<NodeRecord>> {
+        self.shared().nodes.subscribe()
+    }
+
+    /// Publishes `record` under `nodes/<name>` on a lease of `ttl` kept alive from the
+    /// client's runtime; returns once the record is written (or the first attempt
+    /// failed: the task keeps trying while etcd is away).
+    pub fn publish_node(&self, record: NodeRecord, ttl: Duration) -> NodeMembership {
+        let shared = self.shared().clone();
+        let lease = Arc::new(AtomicI64::new(0));
+        let key = shared.keys.node(&record.name);
+        let value = serde_json::to_vec(&record).expect("a node record always encodes");
+        let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
+        let task = shared.bridge.handle().spawn(keep_alive_forever(
+            shared.clone(),
+            key,
+            value,
+            ttl_secs,
+            lease.clone(),
+        ));
+        NodeMembership {
+            task,
+            lease,
+            shared,
+        }
+    }
+}
+
+async fn keep_alive_forever(
+    shared: Arc<Shared>,
+    key: String,
+    value: Vec<u8>,
+    ttl_secs: i64,
+    lease: Arc<AtomicI64>,
+) {
+    let interval = Duration::from_secs(u64::try_from(ttl_secs / 3).unwrap_or(1).max(1));
+    loop {
+        match publish_once(&shared, &key, &value, ttl_secs, &lease, interval).await {
+            Ok(()) => {
+                tracing::warn!(%key, "this node's lease expired; publishing the node record again")
+            }
+            Err(err) => {
+                let _ = shared.unavailable(format!("keep this node's record alive: {err}"));
+                tracing::warn!(%err, %key, "cannot keep this node's record alive; retrying");
+            }
+        }
+        lease.store(0, Ordering::Release);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Grants a lease, puts the record on it and keeps the lease alive; returns `Ok` when
+/// the lease expired (etcd answered with a TTL of 0).
+async fn publish_once(
+    shared: &Shared,
+    key: &str,
+    value: &[u8],
+    ttl_secs: i64,
+    lease: &AtomicI64,
+    interval: Duration,
+) -> Result<(), etcd_client::Error> {
+    let mut client = shared.client.clone();
+    let granted = client.lease_grant(ttl_secs, None).await?;
+    lease.store(granted.id(), Ordering::Release);
+    let options = etcd_client::PutOptions::new().with_lease(granted.id());
+    let put = client.put(key, value.to_vec(), Some(options)).await?;
+    shared.saw_revision(put.header().map_or(0, |h| h.revision()));
+    shared.mark_up();
+    tracing::info!(%key, lease = granted.id(), ttl_secs, "this node's record is published");
+    let (mut keeper, mut answers) = client.lease_keep_alive(granted.id()).await?;
+    loop {
+        tokio::time::sleep(interval).await;
+        keeper.keep_alive().await?;
+        match answers.message().await? {
+            Some(answer) if answer.ttl() > 0 => shared.mark_up(),
+            Some(_) => return Ok(()),
+            None => {
+                return Err(etcd_client::Error::LeaseKeepAliveError(
+                    "the keep-alive stream ended".to_owned(),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The cluster store against a real etcd (see [`super::test_etcd`]): records, the
+//! optimistic concurrency of two nodes, the watch, its resume and its resync.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zonewarden_profiles::event::Reports;
+use zonewarden_profiles::learned::LearnedEdges;
+use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::profile::Actor;
+use zonewarden_profiles::{Mode, Profile, ZoneName};
+
+use super::test_etcd::EtcdProcess;
+use super::*;
+use crate::nft::ruleset::MemoryDataplane;
+use crate::registry::{EndpointRegistry, IfMissing, RegistryError};
+use crate::test_support::{endpoint, key, note, noted};
+
+fn store(etcd: &EtcdProcess, node: &str) -> EtcdStore {
+    EtcdStore::connect(EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        prefix: "/zw-test".into(),
+        node: node.into(),
+        tls: None,
+        unpublished: None,
+    })
+    .unwrap()
+}
+
+/// One node: its store, its registry over an in-memory data plane.
+struct Node {
+    store: EtcdStore,
+    registry: EndpointRegistry,
+    dataplane: Arc<MemoryDataplane>,
+}
+
+async fn node(etcd: &EtcdProcess, name: &str) -> Node {
+    node_over(store(etcd, name)).await
+}
+
+/// A node over `store` (its node name is the store's).
+async fn node_over(store: EtcdStore) -> Node {
+    let name = store.node().to_owned();
+    let loaded = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let dataplane = Arc::new(MemoryDataplane::new());
+    let registry = EndpointRegistry::open(
+        name,
+        Arc::new(store.clone()),
+        dataplane.clone(),
+        NodeSettings::default(),
+        loaded,
+    )
+    .unwrap()
+    .with_connection_flusher(|_| 0);
+    registry.sync_kernel().await.unwrap();
+    Node {
+        store,
+        registry,
+        dataplane,
+    }
+}
+
+impl Node {
+    /// Starts following the other nodes' changes.
+    fn follow(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(watch::follow_forever(
+            self.store.clone(),
+            self.registry.clone(),
+            self.store.watch(),
+        ))
+    }
+
+    /// The registry's compiled ruleset equals a compilation from scratch, and the
+    /// "kernel" holds it.
+    fn assert_kernel_consistent(&self) {
+        let snapshot = self.registry.snapshot();
+        let kernel = self.dataplane.ruleset();
+        for endpoint in snapshot.endpoints.values() {
+            let id = snapshot.zone_ids.get(&endpoint.zone).unwrap();
+            for addr in endpoint.addrs() {
+                assert_eq!(
+                    kernel.members.get(&addr).map(|m| m.0),
+                    Some(id),
+                    "{addr} of {} is a member of its zone in the kernel",
+                    endpoint.key
+                );
+            }
+        }
+        assert_eq!(
+            kernel.members.len(),
+            snapshot
+                .endpoints
+                .values()
+                .map(|e| e.addrs().count())
+                .sum::<usize>(),
+            "no stale member in the kernel"
+        );
+    }
+}
+
+use crate::test_support::add_request as request;
+
+fn actor(who: &str) -> Actor {
+    Actor {
+        who: who.into(),
+        at_unix_ms: 1,
+        comment: String::new(),
+    }
+}
+
+fn zone(name: &str) -> ZoneName {
+    ZoneName::parse(name).unwrap()
+}
+
+/// Waits for `what` to hold, at most a generous deadline (a failure bound, not a
+/// measurement).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn approve(node: &Node, zone_name: &str, edge: &str) -> Result<(), RegistryError> {
+    let edge: zonewarden_profiles::Edge = edge.parse().unwrap();
+    let who = node.registry.node().to_owned();
+    node.registry
+        .change_profile(
+            zone(zone_name),
+            IfMissing::Create,
+            move |p: &mut Profile| p.approve([edge], &actor(&who)),
+            noted(),
+        )
+        .await
+        .map(drop)
+}
+
+#[test]
+fn every_record_type_round_trips() {
+    let etcd = EtcdProcess::start();
+    let a = store(&etcd, "node-a");
+    assert_eq!(a.load().unwrap(), StoredState::default());
+    let mut ep = endpoint("c1", "shop/web", &["10.0.0.5/24", "fd00::5/64"]);
+    ep.node = "node-a".into();
+    let mut ids = ZoneIds::default();
+    ids.allocate(&ep.zone);
+    let mut profile = Profile::new(ep.zone.clone());
+    profile
+        .approve(
+            ["shop/api->shop/web:80/tcp".parse().unwrap()],
+            &actor("root"),
+        )
+        .unwrap();
+    profile.set_mode(Mode::Enforce, &actor("root"));
+    a.save_zone_ids(&ids).unwrap();
+    a.save_endpoint(&ep).unwrap();
+    a.save_profile(&profile).unwrap();
+    a.save_quarantined(&BTreeSet::from(["c1".to_owned()]))
+        .unwrap();
+    a.commit(None).unwrap();
+    a.end_change();
+    let mut learned = LearnedEdges::new(10);
+    learned.record(
+        "shop/api->shop/web:80/tcp".parse().unwrap(),
+        zonewarden_profiles::learned::Sample {
+            src: "10.0.0.4".parse().unwrap(),
+            src_port: 4000,
+            dst: "10.0.0.5".parse().unwrap(),
+            dst_port: 80,
+            proto: zonewarden_profiles::Proto::Tcp,
+        },
+        "node-a",
+        5,
+    );
+    a.save_learned(&learned).unwrap();
+    a.save_reports(&Reports::new(7)).unwrap();
+
+    let again = store(&etcd, "node-a").load().unwrap();
+    assert_eq!(again.endpoints, vec![ep.clone()]);
+    assert_eq!(again.zone_ids, ids);
+    assert_eq!(again.profiles, vec![profile.clone()]);
+    assert!(again.quarantined.contains("c1"));
+    assert_eq!(again.learned, Some(learned));
+    assert_eq!(again.reports, Some(Reports::new(7)));
+
+    // Another node sees the cluster's records, and has no evidence of its own yet.
+    let b = store(&etcd, "node-b").load().unwrap();
+    assert_eq!(b.endpoints, vec![ep.clone()]);
+    assert_eq!(b.profiles, vec![profile]);
+    assert_eq!(b.learned, None);
+
+    // A deletion, and a change with nothing staged writes nothing.
+    a.delete_endpoint(&ep.key).unwrap();
+    a.commit(None).unwrap();
+    a.commit(None).unwrap();
+    assert!(store(&etcd, "node-a").load().unwrap().endpoints.is_empty());
+    assert_eq!(a.health().kind, StoreKind::Etcd);
+    assert!(a.health().up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_approvals_on_two_nodes_never_lose_an_edge() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    approve(&a, "shop/db", "shop/api->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    // B has not seen A's approval yet: its own is refused, not written over A's.
+    let err = approve(&b, "shop/db", "shop/job->shop/db:5432/tcp")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, RegistryError::Store(StoreError::Conflict { .. }))
+            && text.contains("changed on another node")
+            && text.contains("the profile of zone shop/db"),
+        "{text}"
+    );
+    assert!(
+        !b.registry
+            .snapshot()
+            .policy
+            .profiles
+            .contains_key(&zone("shop/db")),
+        "the refused change is rolled back in memory"
+    );
+    // Once B has A's approval, the retry holds both.
+    let _follow = b.follow();
+    eventually("node-b sees node-a's approval", || {
+        b.registry.profile_version(&zone("shop/db")) == 1
+    })
+    .await;
+    approve(&b, "shop/db", "shop/job->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    let approved: Vec<String> = stored.profiles[0]
+        .approved
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        approved,
+        ["shop/api->shop/db:5432/tcp", "shop/job->shop/db:5432/tcp"]
+    );
+    assert_eq!(stored.profiles[0].version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_takes_another_nodes_endpoints_and_profile_changes() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    let _follow = b.follow();
+    b.registry
+        .add(request("b1", "shop/api", &["10.0.1.7/24"]), note())
+        .await
+        .unwrap();
+    // node-a has not seen node-b's new zone: its id is taken, the ADD is refused
+    // (the runtime retries) and nothing is left behind.
+    let err = a
+        .registry
+        .add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("zone id 1 (another node took it)"),
+        "{err}"
+    );
+    assert!(a.registry.get(&key("a1")).is_none());
+    assert!(a.dataplane.ruleset().members.is_empty());
+    let _follow_a = a.follow();
+    eventually("node-a knows node-b's zone", || {
+        a.registry
+            .snapshot()
+            .zone_ids
+            .get(&zone("shop/api"))
+            .is_some()
+    })
+    .await;
+    a.registry
+        .add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-a knows node-b's endpoint", || {
+        a.registry.get(&key("b1")).is_some()
+    })
+    .await;
+    a.assert_kernel_consistent();
+    eventually("node-b knows node-a's endpoint", || {
+        b.registry.get(&key("a1")).is_some()
+    })
+    .await;
+    let remote = b.registry.get(&key("a1")).unwrap();
+    assert_eq!(remote.node, "node-a");
+    let snapshot = b.registry.snapshot();
+    let web_id = snapshot.zone_ids.get(&zone("shop/web")).unwrap();
+    assert_ne!(
+        Some(web_id),
+        snapshot.zone_ids.get(&zone("shop/api")),
+        "ids are cluster-wide"
+    );
+    let kernel = b.dataplane.ruleset();
+    assert_eq!(
+        kernel
+            .members
+            .get(&"10.0.0.5".parse().unwrap())
+            .map(|m| m.0),
+        Some(web_id),
+        "the remote endpoint is a member of its zone on node-b"
+    );
+    assert!(
+        !kernel.local.contains_key(&"10.0.0.5".parse().unwrap()),
+        "only local endpoints get jumps"
+    );
+    b.assert_kernel_consistent();
+
+    // An approval and a mode change made on node-a, of node-b's local zone.
+    let api_id = snapshot.zone_ids.get(&zone("shop/api")).unwrap();
+    a.registry
+        .change_profile(
+            zone("shop/api"),
+            IfMissing::Refuse,
+            |p: &mut Profile| {
+                let who = actor("root");
+                let approved = p.approve(["shop/web->shop/api:80/tcp".parse().unwrap()], &who)?;
+                Ok::<usize, zonewarden_profiles::profile::ProfileError>(
+                    approved + usize::from(p.set_mode(Mode::Enforce, &who)),
+                )
+            },
+            noted(),
+        )
+        .await
+        .unwrap();
+    eventually("node-b takes node-a's approval", || {
+        b.registry.snapshot().policy.mode(&zone("shop/api")) == Mode::Enforce
+    })
+    .await;
+    let rules = b.dataplane.ruleset().zones[&api_id].clone();
+    assert_eq!(
+        rules.mode,
+        Mode::Enforce,
+        "the mode reached node-b's kernel"
+    );
+    assert_eq!(
+        rules.allow_in.len(),
+        1,
+        "the approved edge reached node-b's kernel"
+    );
+
+    a.registry.del(key("a1"), note()).await.unwrap();
+    eventually("node-b forgets node-a's endpoint", || {
+        b.registry.get(&key("a1")).is_none()
+    })
+    .await;
+    b.assert_kernel_consistent();
+    assert_eq!(
+        b.registry.get(&key("b1")).unwrap().node,
+        "node-b",
+        "its own endpoint stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_resumes_after_etcd_restarts_and_changes_are_refused_meanwhile() {
+    let mut etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    let _follow = b.follow();
+    a.registry
+        .add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-b knows a1", || b.registry.get(&key("a1")).is_some()).await;
+
+    etcd.stop();
+    let err = approve(&a, "shop/web", "shop/api->shop/web:80/tcp")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Store(StoreError::Unavailable { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("keeps enforcing its last state"),
+        "{err}"
+    );
+    assert_eq!(
+        a.registry.profile_version(&zone("shop/web")),
+        0,
+        "nothing half-applied"
+    );
+    assert!(!a.store.health().up);
+    assert!(
+        b.registry.get(&key("a1")).is_some(),
+        "node-b keeps its state"
+    );
+
+    etcd.restart();
+    eventually("node-a's store answers again", || {
+        let store = a.store.clone();
+        store.check_writable().is_ok()
+    })
+    .await;
+    approve(&a, "shop/web", "shop/api->shop/web:80/tcp")
+        .await
+        .unwrap();
+    a.registry
+        .add(request("a2", "shop/web", &["10.0.0.6/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-b's watch resumed", || {
+        b.registry.get(&key("a2")).is_some() && b.registry.profile_version(&zone("shop/web")) == 1
+    })
+    .await;
+    b.assert_kernel_consistent();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_after_compaction_applies_the_difference() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    for (id, ip) in [("a1", "10.0.0.5/24"), ("a2", "10.0.0.6/24")] {
+        a.registry
+            .add(request(id, "shop/web", &[ip]), note())
+            .await
+            .unwrap();
+    }
+    // node-b loads now and watches only later, from that revision.
+    let b = node(&etcd, "node-b").await;
+    assert_eq!(b.registry.snapshot().endpoints.len(), 2);
+    a.registry.del(key("a1"), note()).await.unwrap();
+    a.registry
+        .add(request("a3", "shop/db", &["10.0.0.7/24"]), note())
+        .await
+        .unwrap();
+    approve(&a, "shop/db", "shop/web->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    let compacted = etcd.compact();
+    assert!(compacted > b.store.loaded_revision());
+
+    let _follow = b.follow();
+    eventually("node-b resynced", || {
+        let s = b.registry.snapshot();
+        s.endpoints.contains_key(&key("a3"))
+            && !s.endpoints.contains_key(&key("a1"))
+            && b.registry.profile_version(&zone("shop/db")) == 1
+    })
+    .await;
+    assert!(
+        b.registry.get(&key("a2")).is_some(),
+        "what did not change stays"
+    );
+    b.assert_kernel_consistent();
+    eventually("the watch caught up", || b.store.health().watch_lag == 0).await;
+
+    // After the resync the watch goes on from the listing's revision.
+    a.registry
+        .add(request("a4", "shop/db", &["10.0.0.8/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-b sees a change after the resync", || {
+        b.registry.get(&key("a4")).is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_records_live_on_a_lease() {
+    let etcd = EtcdProcess::start();
+    let a = store(&etcd, "node-a");
+    let b = node(&etcd, "node-b").await;
+    let _follow = b.follow();
+    let mut nodes = b.store.nodes();
+    let record = NodeRecord {
+        name: "node-a".into(),
+        address: "192.0.2.10".parse().unwrap(),
+        pod_cidrs: vec![
+            "10.244.1.0/24".parse().unwrap(),
+            "fd00:1::/64".parse().unwrap(),
+        ],
+        enforcer_version: "test".into(),
+    };
+    let membership = a.publish_node(record.clone(), Duration::from_secs(5));
+    let seen = tokio::time::timeout(
+        Duration::from_secs(30),
+        nodes.wait_for(|n| n.iter().any(|r| r.name == "node-a")),
+    )
+    .await
+    .expect("node-b learns of node-a")
+    .unwrap()
+    .clone();
+    assert_eq!(seen, vec![record]);
+    // Leaving revokes the lease: the record goes at once.
+    tokio::task::spawn_blocking(move || membership.leave())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), nodes.wait_for(Vec::is_empty))
+        .await
+        .expect("node-a's record goes with its lease")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_on_a_stale_node_is_refused_whole() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    approve(&a, "shop/db", "shop/api->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    let docs = zonewarden_profiles::export::parse(
+        "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/web\nmode: enforce\napproved: []\n---\n\
+         apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/db\nmode: monitor\napproved: []\n",
+    )
+    .unwrap();
+    // node-b has not seen node-a's approval of shop/db: the import touches it, so the
+    // whole import is refused, shop/web included, in memory and in etcd.
+    let err = b
+        .registry
+        .import_profiles(docs.clone(), actor("gitops"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the profile of zone shop/db"),
+        "{err}"
+    );
+    assert!(b.registry.snapshot().policy.profiles.is_empty());
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert_eq!(stored.profiles.len(), 1, "only node-a's approval is stored");
+    assert_eq!(stored.profiles[0].mode, Mode::Learn);
+    // Staged writes of the refused import are gone: the next change writes only itself.
+    let _follow = b.follow();
+    eventually("node-b sees node-a's approval", || {
+        b.registry.profile_version(&zone("shop/db")) == 1
+    })
+    .await;
+    approve(&b, "shop/web", "shop/api->shop/web:80/tcp")
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    let modes: Vec<(String, Mode)> = stored
+        .profiles
+        .iter()
+        .map(|p| (p.zone.to_string(), p.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("shop/db".to_owned(), Mode::Learn),
+            ("shop/web".to_owned(), Mode::Learn)
+        ]
+    );
+    // The retried import now applies to both zones.
+    b.registry
+        .import_profiles(docs, actor("gitops"))
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert!(stored.profiles.iter().all(|p| p.mode != Mode::Learn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_while_etcd_is_down_is_enforced_now_and_published_later() {
+    let mut etcd = EtcdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("etcd-unpublished.json");
+    let endpoint = etcd.endpoint();
+    let queued_store = || {
+        EtcdStore::connect(EtcdConfig {
+            endpoints: vec![endpoint.clone()],
+            prefix: "/zw-test".into(),
+            node: "node-a".into(),
+            tls: None,
+            unpublished: Some(queue.clone()),
+        })
+        .unwrap()
+    };
+    let Node {
+        store: a_store,
+        registry: a,
+        dataplane,
+    } = node_over(queued_store()).await;
+    a.add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let b = node(&etcd, "node-b").await;
+    let _follow = b.follow();
+
+    etcd.stop();
+    // The zone has its id: the ADD is enforced at once and queued.
+    a.add(request("a2", "shop/web", &["10.0.0.6/24"]), note())
+        .await
+        .unwrap();
+    assert!(
+        dataplane
+            .ruleset()
+            .members
+            .contains_key(&"10.0.0.6".parse().unwrap()),
+        "enforced while etcd is down"
+    );
+    a.del(key("a1"), note()).await.unwrap();
+    // A new zone needs a cluster-wide id: refused, nothing left behind.
+    let err = a
+        .add(request("a3", "shop/new", &["10.0.0.7/24"]), note())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Store(StoreError::Unavailable { .. })),
+        "{err}"
+    );
+    assert!(a.get(&key("a3")).is_none());
+    // A restart while etcd is away keeps the queue (the load overlays it).
+    let queued = unpublished::Unpublished::open(&queue).unwrap().writes();
+    assert_eq!(queued.len(), 2, "a2 added, a1 deleted: {queued:?}");
+
+    etcd.restart();
+    let again = queued_store().load().unwrap();
+    let keys: Vec<String> = again
+        .endpoints
+        .iter()
+        .filter(|e| e.node == "node-a")
+        .map(|e| e.key.container_id.clone())
+        .collect();
+    assert_eq!(keys, ["a2"], "the load overlays the queue");
+    a_store.spawn_publisher();
+    eventually("node-b learns what node-a did while etcd was away", || {
+        b.registry.get(&key("a2")).is_some() && b.registry.get(&key("a1")).is_none()
+    })
+    .await;
+    eventually("the queue is empty", || {
+        unpublished::Unpublished::open(&queue)
+            .unwrap()
+            .writes()
+            .is_empty()
+    })
+    .await;
+    b.assert_kernel_consistent();
+}

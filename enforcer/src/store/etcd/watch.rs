@@ -1,0 +1,377 @@
+//! The watch of the cluster store: every change another node makes reaches this
+//! node's registry as [`RemoteChange`]s.
+//!
+//! One task on the client's runtime watches the whole prefix from the revision of the
+//! load. After a disconnect it resumes from the revision after the last one it
+//! delivered; when that revision was compacted away (or the watch was cancelled for
+//! any other reason) it lists the whole prefix again and delivers it as a resync,
+//! which the consumer turns into the difference from what the registry holds.
+//! Nothing is flushed: a resync changes only what differs.
+//!
+//! The consumer ([`follow_forever`]) skips what the registry holds already: this
+//! node's own commits (the store noted their revisions) and anything older than what
+//! it has. Node records go to [`super::EtcdStore::nodes`], not to the registry.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use etcd_client::{EventType, GetOptions, WatchOptions};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::decode::{self, Kv};
+use super::keys::KeyKind;
+use super::{EtcdStore, Shared};
+use crate::registry::EndpointRegistry;
+use crate::registry::remote::RemoteChange;
+
+/// Changes of the prefix, in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUpdate {
+    /// Keys written, with their new values.
+    pub changed: Vec<Kv>,
+    /// Keys deleted, with the revision of the deletion.
+    pub deleted: Vec<(String, i64)>,
+    /// Everything up to this revision is in this update or an earlier one.
+    pub revision: i64,
+    /// A full listing after a gap: `changed` holds every key, and a key the registry
+    /// holds that is not in it was deleted.
+    pub resync: bool,
+}
+
+/// Why one watch ended.
+enum Ended {
+    /// The stream broke (etcd away): resume from the same revision.
+    Broken(String),
+    /// The revision to resume from is gone (compacted) or the watch was cancelled.
+    Gap(String),
+    /// Nobody listens any more.
+    Closed,
+}
+
+impl EtcdStore {
+    /// Starts watching from the revision after the last [`crate::store::Store::load`];
+    /// the updates arrive in order on the returned channel, for [`follow_forever`].
+    pub fn watch(&self) -> mpsc::Receiver<ClusterUpdate> {
+        let (tx, rx) = mpsc::channel(256);
+        let shared = self.shared().clone();
+        let from = self.loaded_revision() + 1;
+        shared.bridge.handle().spawn(pump(shared.clone(), from, tx));
+        rx
+    }
+}
+
+async fn pump(shared: Arc<Shared>, mut next: i64, tx: mpsc::Sender<ClusterUpdate>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match watch_once(&shared, &mut next, &tx, &mut backoff).await {
+            Ended::Closed => return,
+            Ended::Broken(why) => {
+                let _ = shared.unavailable(format!("watch: {why}"));
+                warn!(%why, resume_at = next, "the watch of the cluster store broke; resuming");
+            }
+            Ended::Gap(why) => {
+                warn!(%why, "the watch cannot resume where it left off; resyncing from a full listing");
+                match list(&shared).await {
+                    Ok((changed, revision)) => {
+                        shared.nodes_listed(&changed);
+                        let update = ClusterUpdate {
+                            changed,
+                            deleted: Vec::new(),
+                            revision,
+                            resync: true,
+                        };
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                        next = revision + 1;
+                        backoff = Duration::from_millis(200);
+                        continue;
+                    }
+                    Err(err) => {
+                        let _ = shared.unavailable(format!("resync: {err}"));
+                        // Still a gap: the next round lists again.
+                        next = 0;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn list(shared: &Shared) -> Result<(Vec<Kv>, i64), etcd_client::Error> {
+    let mut client = shared.client.clone();
+    let response = client
+        .get(shared.keys.root(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    let revision = response.header().map_or(0, |h| h.revision());
+    shared.saw_revision(revision);
+    shared.mark_up();
+    let kvs = response
+        .kvs()
+        .iter()
+        .map(|kv| Kv {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        })
+        .collect();
+    Ok((kvs, revision))
+}
+
+async fn watch_once(
+    shared: &Shared,
+    next: &mut i64,
+    tx: &mpsc::Sender<ClusterUpdate>,
+    backoff: &mut Duration,
+) -> Ended {
+    if *next <= 0 {
+        return Ended::Gap("no revision to resume from".to_owned());
+    }
+    let mut client = shared.client.clone();
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(*next)
+        .with_progress_notify();
+    let mut stream = match client.watch(shared.keys.root(), Some(options)).await {
+        Ok(stream) => stream,
+        Err(err) => return Ended::Broken(err.to_string()),
+    };
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => return Ended::Broken("the watch stream ended".to_owned()),
+            Err(err) => return Ended::Broken(err.to_string()),
+        };
+        shared.mark_up();
+        *backoff = Duration::from_millis(200);
+        if response.compact_revision() > 0 {
+            return Ended::Gap(format!(
+                "revision {next} is compacted (oldest kept: {})",
+                response.compact_revision()
+            ));
+        }
+        if response.canceled() {
+            return Ended::Gap(format!(
+                "the watch was cancelled: {}",
+                response.cancel_reason()
+            ));
+        }
+        let header = response.header().map_or(0, |h| h.revision());
+        shared.saw_revision(header);
+        let mut update = ClusterUpdate {
+            changed: Vec::new(),
+            deleted: Vec::new(),
+            revision: 0,
+            resync: false,
+        };
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let revision = kv.mod_revision();
+            update.revision = update.revision.max(revision);
+            let value = match event.event_type() {
+                EventType::Put => Some(kv.value()),
+                EventType::Delete => None,
+            };
+            if let Ok(KeyKind::Node(name)) = shared.keys.parse(&key) {
+                shared.node_changed(&name, value);
+            }
+            match value {
+                Some(value) => update.changed.push(Kv {
+                    key,
+                    value: value.to_vec(),
+                    mod_revision: revision,
+                }),
+                None => update.deleted.push((key, revision)),
+            }
+        }
+        if update.changed.is_empty() && update.deleted.is_empty() {
+            // A progress notification: everything up to the header is delivered.
+            if header >= *next {
+                *next = header + 1;
+                shared.applied_revision.fetch_max(header, Ordering::AcqRel);
+            }
+            continue;
+        }
+        *next = update.revision + 1;
+        if tx.send(update).await.is_err() {
+            return Ended::Closed;
+        }
+    }
+}
+
+/// What an update means for the registry: the changes to apply, and the keys (with
+/// their revisions) the registry holds once they are applied.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub changes: Vec<RemoteChange>,
+    pub observed: Vec<Kv>,
+    pub deleted: Vec<(String, i64)>,
+}
+
+/// Turns an update into registry changes, leaving out what the registry holds
+/// already. A record that does not decode is logged and left out (the registry keeps
+/// what it had).
+pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
+    let shared = store.shared();
+    let keys = &shared.keys;
+    let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut out = Decoded::default();
+    let mut deleted = update.deleted.clone();
+    if update.resync {
+        let listed: BTreeSet<&str> = update.changed.iter().map(|kv| kv.key.as_str()).collect();
+        for (key, seen) in &cache.seen {
+            if seen.exists && seen.revision <= update.revision && !listed.contains(key.as_str()) {
+                deleted.push((key.clone(), update.revision));
+            }
+        }
+        deleted.sort();
+    }
+    for kv in &update.changed {
+        let kind = match keys.parse(&kv.key) {
+            Ok(kind) => kind,
+            Err(why) => {
+                warn!(key = %kv.key, %why, "a key of the cluster prefix that is not zonewarden's is ignored");
+                continue;
+            }
+        };
+        // Zone ids are taken even when this node wrote them: a change the kernel
+        // refused may have put the zone's id back out of the registry.
+        let zone_id = matches!(kind, KeyKind::Zone(_));
+        if !zone_id && cache.holds(&kv.key, kv.mod_revision) {
+            continue;
+        }
+        let change = match kind {
+            KeyKind::Zone(zone) => {
+                decode::decode_zone(&kv.value).map(|id| Some(RemoteChange::ZoneId { zone, id }))
+            }
+            KeyKind::Profile(zone) => decode::decode_profile(&zone, &kv.value)
+                .map(|p| Some(RemoteChange::Profile(Box::new(p)))),
+            KeyKind::Endpoint { node } if node == shared.node => Ok(None),
+            KeyKind::Endpoint { .. } => decode::decode_endpoint(keys, &kv.key, &kv.value)
+                .map(|e| Some(RemoteChange::Endpoint(Box::new(e)))),
+            KeyKind::Quarantined(container_id) => Ok(Some(RemoteChange::Quarantine {
+                container_id,
+                on: true,
+            })),
+            KeyKind::ZoneId(_)
+            | KeyKind::Learned { .. }
+            | KeyKind::Reports { .. }
+            | KeyKind::Node(_) => Ok(None),
+        };
+        match change {
+            Ok(change) => {
+                out.changes.extend(change);
+                out.observed.push(kv.clone());
+            }
+            Err(why) => {
+                error!(key = %kv.key, %why, "a record of the cluster store does not decode; this node keeps what it had")
+            }
+        }
+    }
+    for (key, revision) in deleted {
+        if cache.holds(&key, revision) {
+            continue;
+        }
+        let change = match keys.parse(&key) {
+            Ok(KeyKind::Profile(zone)) => Some(RemoteChange::ProfileGone(zone)),
+            Ok(KeyKind::Endpoint { node }) if node != shared.node => {
+                cache_endpoint_key(store, &key).map(RemoteChange::EndpointGone)
+            }
+            Ok(KeyKind::Quarantined(container_id)) => Some(RemoteChange::Quarantine {
+                container_id,
+                on: false,
+            }),
+            _ => None,
+        };
+        out.changes.extend(change);
+        out.deleted.push((key, revision));
+    }
+    out
+}
+
+/// The attachment key of an endpoint record that was deleted: the key holds only its
+/// hash, so it is looked up among the endpoints the store saw.
+fn cache_endpoint_key(store: &EtcdStore, key: &str) -> Option<zonewarden_profiles::AttachmentKey> {
+    store
+        .shared()
+        .endpoint_keys
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key)
+        .cloned()
+}
+
+/// Applies every update to the registry, in order, until the watch ends. A batch the
+/// kernel refuses is retried from a full listing.
+pub async fn follow_forever(
+    store: EtcdStore,
+    registry: EndpointRegistry,
+    mut updates: mpsc::Receiver<ClusterUpdate>,
+) {
+    while let Some(update) = updates.recv().await {
+        let mut update = update;
+        loop {
+            match apply_update(&store, &registry, &update).await {
+                Ok(count) => {
+                    if update.resync {
+                        info!(
+                            count,
+                            revision = update.revision,
+                            "resynced with the cluster store"
+                        );
+                    }
+                    break;
+                }
+                Err(err) => {
+                    error!(%err, "cannot apply changes of other nodes; retrying from a full listing");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let listed = {
+                        let store = store.clone();
+                        tokio::task::spawn_blocking(move || store.list_all()).await
+                    };
+                    if let Ok(Ok((changed, revision))) = listed {
+                        update = ClusterUpdate {
+                            changed,
+                            deleted: Vec::new(),
+                            revision: revision.max(update.revision),
+                            resync: true,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one update; returns how many changes took effect.
+pub async fn apply_update(
+    store: &EtcdStore,
+    registry: &EndpointRegistry,
+    update: &ClusterUpdate,
+) -> Result<usize, crate::registry::RegistryError> {
+    let decoded = decode_update(store, update);
+    let shared = store.shared().clone();
+    let revision = update.revision;
+    let Decoded {
+        changes,
+        observed,
+        deleted,
+    } = decoded;
+    let count = registry
+        .apply_remote(changes, move || {
+            shared.note_endpoint_keys(&observed);
+            shared.observed(&observed, &deleted);
+        })
+        .await?;
+    store
+        .shared()
+        .applied_revision
+        .fetch_max(revision, Ordering::AcqRel);
+    Ok(count)
+}
