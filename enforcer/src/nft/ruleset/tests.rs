@@ -423,6 +423,24 @@ fn comments_are_cut_at_a_char_boundary() {
     assert_eq!(cut, "é".repeat(63));
 }
 
+proptest::proptest! {
+    /// Any text (pod names, namespaces, zone names the plugin passes on) becomes a
+    /// comment nft accepts: a prefix of the text, at most 127 bytes, cut between
+    /// characters, the whole text when it fits.
+    #[test]
+    fn any_text_is_cut_into_a_comment_nft_keeps(text in ".{0,200}") {
+        let cut = cut_comment(&text);
+        proptest::prop_assert!(cut.len() <= MAX_COMMENT_BYTES);
+        proptest::prop_assert!(text.starts_with(&cut));
+        if text.len() <= MAX_COMMENT_BYTES {
+            proptest::prop_assert_eq!(&cut, &text);
+        } else {
+            let next = text[cut.len()..].chars().next().map_or(0, char::len_utf8);
+            proptest::prop_assert!(cut.len() + next > MAX_COMMENT_BYTES, "cut too early");
+        }
+    }
+}
+
 #[test]
 fn ipv6_gets_the_same_sets_as_ipv4() {
     let dual = Cluster::new(false).dual_stack().compile();
