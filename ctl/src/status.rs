@@ -16,6 +16,9 @@ Columns:
   NODE       the node the enforcer runs on
   READY      true when the enforcer accepts new container attachments
   ENDPOINTS  how many container attachments it holds
+  EDGES      learned edges kept / the most kept (--max-learned-edges; the stalest goes)
+  LOST       logged connections learning missed (the kernel's or the learning
+             queue's buffer was full during a flood; -o json says which)
   VERSION    the enforcer's version
   MESSAGE    why it is not ready, or other news from the enforcer
 
@@ -29,7 +32,10 @@ Examples:
   zwctl status --timeout 2 >/dev/null
 
   # The enforcer's version, for scripts
-  zwctl status -o json | jq -r .version";
+  zwctl status -o json | jq -r .version
+
+  # Logged connections lost, by cause (kernel, queue, unreadable)
+  zwctl status -o json | jq .learning.dropped";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
@@ -61,13 +67,24 @@ fn not_ready_failure(status: &StatusView, global: &GlobalArgs) -> Option<anyhow:
 }
 
 impl TableRow for StatusView {
-    const HEADERS: &'static [&'static str] = &["NODE", "READY", "ENDPOINTS", "VERSION", "MESSAGE"];
+    const HEADERS: &'static [&'static str] = &[
+        "NODE",
+        "READY",
+        "ENDPOINTS",
+        "EDGES",
+        "LOST",
+        "VERSION",
+        "MESSAGE",
+    ];
 
     fn cells(&self, _: &RenderContext) -> Vec<String> {
+        let learning = &self.learning;
         vec![
             self.node.clone(),
             self.ready.to_string(),
             self.endpoint_count.to_string(),
+            format!("{}/{}", learning.edges_learned, learning.edges_limit),
+            learning.dropped.total().to_string(),
             self.version.clone(),
             self.message.clone(),
         ]
@@ -90,6 +107,18 @@ mod tests {
             node: "node-a".into(),
             endpoint_count: 7,
             version: "0.1.0".into(),
+            learning: crate::view::LearningView {
+                events: 12,
+                ingested: 9,
+                dropped: crate::view::DroppedView {
+                    kernel: 2,
+                    queue: 1,
+                    unreadable: 0,
+                },
+                edges_learned: 5,
+                edges_limit: 10000,
+                ..Default::default()
+            },
         }
     }
 
@@ -98,7 +127,8 @@ mod tests {
         let text = render::render_object(&status(true, ""), OutputFormat::Table, &CTX).unwrap();
         assert_eq!(
             text,
-            "NODE     READY   ENDPOINTS   VERSION   MESSAGE\nnode-a   true    7           0.1.0     <none>\n"
+            "NODE     READY   ENDPOINTS   EDGES     LOST   VERSION   MESSAGE\n\
+             node-a   true    7           5/10000   3      0.1.0     <none>\n"
         );
     }
 

@@ -11,8 +11,8 @@ use crate::audit::record::{self as audit_record, edges_target};
 use crate::audit::{Action, AuditLog, ChangeNote, Note};
 use crate::convert::{
     add_request_from_proto, cidr_zone_to_proto, edges_arg, endpoint_to_proto, key_from_proto,
-    mode_arg, profile_to_proto, report_filter, violation_to_proto, zone_arg, zone_filter,
-    zone_to_proto,
+    learning_to_proto, mode_arg, profile_to_proto, report_filter, violation_to_proto, zone_arg,
+    zone_filter, zone_to_proto,
 };
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
@@ -240,6 +240,7 @@ impl Enforcer for EnforcerService {
             node: self.registry.node().to_owned(),
             endpoint_count: u32::try_from(snapshot.endpoints.len()).unwrap_or(u32::MAX),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            learning: Some(learning_to_proto(&self.learning.totals())),
         }))
     }
 

@@ -73,3 +73,19 @@ pub fn note() -> crate::audit::Note {
 pub fn noted() -> crate::audit::ChangeNote {
     crate::audit::ChangeNote::new(note(), crate::audit::Action::Approve, None)
 }
+
+/// A UDP packet 10.0.0.1:40000 -> 10.0.0.2:`port` logged with `prefix`.
+pub fn log_event(prefix: &str, port: u16) -> crate::nflog::LogEvent {
+    crate::nflog::LogEvent {
+        prefix: prefix.into(),
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: crate::nflog::L4Proto::Udp,
+        src_port: 40000,
+        dst_port: port,
+        icmp_type: None,
+        icmp_code: None,
+        in_ifindex: None,
+        out_ifindex: None,
+    }
+}

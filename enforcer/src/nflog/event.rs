@@ -36,8 +36,9 @@ pub struct LogEvent {
 pub(crate) type Ack = (u32, Result<(), i32>);
 
 /// Decodes every netlink message of one datagram: log events are appended to
-/// `events`, acknowledgements returned. Messages that do not decode are logged and
-/// skipped, never fatal: one bad message must not stop the listener.
+/// `events`, acknowledgements returned. Messages that do not decode are counted as
+/// unreadable in `drops`, logged and skipped, never fatal: one bad message must not
+/// stop the listener.
 pub(crate) fn decode_datagram(
     mut datagram: &[u8],
     drops: &mut DropCounter,
@@ -58,13 +59,24 @@ pub(crate) fn decode_datagram(
                 }
                 other => debug!(?other, "ignoring a netlink message on the nflog socket"),
             },
-            Err(err) => warn!(%err, "skipping an nflog message that does not decode"),
+            Err(err) => {
+                drops.on_unreadable();
+                warn!(%err, "skipping an nflog message that does not decode");
+            }
         }
         // `new_checked` guarantees a length of at least one header; messages are
         // 4-byte aligned.
         datagram = datagram
             .get(length.next_multiple_of(4)..)
             .unwrap_or_default();
+    }
+    if !datagram.is_empty() {
+        // A truncated message, or bytes that are no netlink message at all.
+        drops.on_unreadable();
+        warn!(
+            bytes = datagram.len(),
+            "skipping the end of an nflog datagram that is no netlink message"
+        );
     }
     acks
 }
@@ -84,6 +96,7 @@ fn event_from(nlas: &[PacketNla], drops: &mut DropCounter) -> Option<LogEvent> {
         }
     }
     let Some(summary) = payload.and_then(parse_packet) else {
+        drops.on_unreadable();
         debug!(
             ?prefix,
             "skipping a logged packet that is not a readable IP packet"
