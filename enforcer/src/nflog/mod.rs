@@ -14,7 +14,7 @@
 //! - `drops`: counting the events the kernel could not deliver and the unreadable ones.
 
 pub mod counters;
-mod drops;
+pub(crate) mod drops;
 pub mod event;
 pub mod listener;
 pub mod packet;
