@@ -8,6 +8,7 @@
 //! - [`ipam`]: IPAM delegation; [`client`]: the enforcer; [`delqueue`]: DELs that wait.
 //! - [`attach_lock`]: ADD and GC exclude each other.
 //! - [`netns`], [`link`]: netns switching and the routed-veth link layer.
+//! - [`fuzzing`]: the fuzz targets of the input parsers (`fuzz/` and the corpus replay).
 pub mod link;
 pub mod netns;
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod delqueue;
 pub mod env;
 pub mod error;
+pub mod fuzzing;
 pub mod ipam;
 pub mod logging;
 pub mod plugin;

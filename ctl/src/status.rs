@@ -16,6 +16,9 @@ Columns:
   NODE       the node the enforcer runs on
   READY      true when the enforcer accepts new container attachments
   ENDPOINTS  how many container attachments it holds
+  EDGES      learned edges kept / the most kept (--max-learned-edges; the stalest goes)
+  LOST       logged connections learning missed (the kernel's or the learning
+             queue's buffer was full during a flood; -o json says which)
   VERSION    the enforcer's version
   STORE      where the state lives: local, or etcd with its revision and watch lag
              (revisions seen, not yet applied); DOWN when it takes no writes (operator
@@ -32,7 +35,10 @@ Examples:
   zwctl status --timeout 2 >/dev/null
 
   # The enforcer's version, for scripts
-  zwctl status -o json | jq -r .version";
+  zwctl status -o json | jq -r .version
+
+  # Logged connections lost, by cause (kernel, queue, unreadable)
+  zwctl status -o json | jq .learning.dropped";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
@@ -64,14 +70,25 @@ fn not_ready_failure(status: &StatusView, global: &GlobalArgs) -> Option<anyhow:
 }
 
 impl TableRow for StatusView {
-    const HEADERS: &'static [&'static str] =
-        &["NODE", "READY", "ENDPOINTS", "VERSION", "STORE", "MESSAGE"];
+    const HEADERS: &'static [&'static str] = &[
+        "NODE",
+        "READY",
+        "ENDPOINTS",
+        "EDGES",
+        "LOST",
+        "VERSION",
+        "STORE",
+        "MESSAGE",
+    ];
 
     fn cells(&self, _: &RenderContext) -> Vec<String> {
+        let learning = &self.learning;
         vec![
             self.node.clone(),
             self.ready.to_string(),
             self.endpoint_count.to_string(),
+            format!("{}/{}", learning.edges_learned, learning.edges_limit),
+            learning.dropped.total().to_string(),
             self.version.clone(),
             self.store.summary(),
             self.message.clone(),
@@ -100,6 +117,18 @@ mod tests {
                 up: true,
                 ..Default::default()
             },
+            learning: crate::view::LearningView {
+                events: 12,
+                ingested: 9,
+                dropped: crate::view::DroppedView {
+                    kernel: 2,
+                    queue: 1,
+                    unreadable: 0,
+                },
+                edges_learned: 5,
+                edges_limit: 10000,
+                ..Default::default()
+            },
         }
     }
 
@@ -108,7 +137,8 @@ mod tests {
         let text = render::render_object(&status(true, ""), OutputFormat::Table, &CTX).unwrap();
         assert_eq!(
             text,
-            "NODE     READY   ENDPOINTS   VERSION   STORE   MESSAGE\nnode-a   true    7           0.1.0     local   <none>\n"
+            "NODE     READY   ENDPOINTS   EDGES     LOST   VERSION   STORE   MESSAGE\n\
+             node-a   true    7           5/10000   3      0.1.0     local   <none>\n"
         );
     }
 

@@ -184,6 +184,7 @@ pub struct StatusView {
     pub node: String,
     pub endpoint_count: u32,
     pub version: String,
+    pub learning: LearningView,
     pub store: StoreView,
 }
 
@@ -231,6 +232,59 @@ impl From<v1::StatusResponse> for StatusView {
                 revision: store.revision,
                 watch_lag: store.watch_lag,
             },
+            learning: status.learning.unwrap_or_default().into(),
+        }
+    }
+}
+
+/// What became of the logged connections, and how full learning is (`LearningStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearningView {
+    /// Events read from NFLOG.
+    pub events: u64,
+    /// Events learning took in.
+    pub ingested: u64,
+    pub dropped: DroppedView,
+    pub edges_learned: u64,
+    pub edges_limit: u64,
+    pub edges_evicted: u64,
+    pub reports_evicted: u64,
+}
+
+/// Logged connections lost, by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DroppedView {
+    /// The kernel's buffer was full.
+    pub kernel: u64,
+    /// The queue to learning was full.
+    pub queue: u64,
+    /// Arrived but not readable.
+    pub unreadable: u64,
+}
+
+impl DroppedView {
+    pub fn total(&self) -> u64 {
+        self.kernel
+            .saturating_add(self.queue)
+            .saturating_add(self.unreadable)
+    }
+}
+
+impl From<v1::LearningStatus> for LearningView {
+    fn from(l: v1::LearningStatus) -> Self {
+        Self {
+            events: l.events,
+            ingested: l.ingested,
+            dropped: DroppedView {
+                kernel: l.dropped_kernel,
+                queue: l.dropped_queue,
+                unreadable: l.dropped_unreadable,
+            },
+            edges_learned: l.edges_learned,
+            edges_limit: l.edges_limit,
+            edges_evicted: l.edges_evicted,
+            reports_evicted: l.reports_evicted,
         }
     }
 }

@@ -17,6 +17,7 @@ use zonewarden_proto::v1;
 use crate::audit::Action;
 use crate::audit::chain::ProblemKind;
 use crate::flows::FlowEvent;
+use crate::learning::LearningTotals;
 use crate::policy_api::COMPLETENESS_WINDOW;
 use crate::registry::import::ZoneImport;
 use crate::registry::{AddRequest, ZoneSummary, now_unix_ms};
@@ -300,6 +301,21 @@ pub fn profile_to_proto(
             window_seconds: u32::try_from(COMPLETENESS_WINDOW.as_secs()).unwrap_or(u32::MAX),
         }),
         endpoint_count: u32::try_from(endpoint_count).unwrap_or(u32::MAX),
+    }
+}
+
+pub fn learning_to_proto(totals: &LearningTotals) -> v1::LearningStatus {
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    v1::LearningStatus {
+        events: totals.nflog.received,
+        ingested: totals.ingested,
+        dropped_kernel: totals.nflog.dropped_kernel,
+        dropped_queue: totals.nflog.dropped_queue,
+        dropped_unreadable: totals.nflog.unreadable,
+        edges_learned: wide(totals.edges_learned),
+        edges_limit: wide(totals.edges_limit),
+        edges_evicted: totals.edges_evicted,
+        reports_evicted: totals.reports_evicted,
     }
 }
 

@@ -180,7 +180,9 @@ impl RouteSocket {
                     NetlinkPayload::Error(err) if ours => {
                         return match err.code {
                             None => Ok(answers),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                            Some(code) => {
+                                Err(io::Error::from_raw_os_error(code.get().saturating_neg()))
+                            }
                         };
                     }
                     NetlinkPayload::InnerMessage(inner) if ours => answers.push(inner),

@@ -6,6 +6,7 @@
 //! follows distinct edges, not connections. Addresses are resolved to zones from the
 //! registry's resolver: an endpoint's zone, `host` for the node, `world` otherwise.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use zonewarden_profiles::event::{Report, ReportKind, Reports};
 use zonewarden_profiles::learned::{LearnedEdges, Sample};
 use zonewarden_profiles::{Edge, Proto};
 
-use crate::nflog::LogEvent;
 use crate::nflog::packet::L4Proto;
+use crate::nflog::{LogEvent, NflogCounters, NflogTotals};
 use crate::registry::{EndpointRegistry, Resolver, now_unix_ms};
 use crate::store::Store;
 
@@ -65,13 +66,57 @@ struct State {
     dirty: bool,
 }
 
-/// The learned edges and reports of this node, shared by the NFLOG task, the
+/// How many queued events learning takes under one lock: reads wait at most for one
+/// batch, and a flood pays one lock per batch, not per event.
+const BATCH: usize = 64;
+
+/// Process-long totals of learning, read without the lock.
+#[derive(Debug, Default)]
+struct Counters {
+    ingested: AtomicU64,
+    edges_evicted: AtomicU64,
+    reports_evicted: AtomicU64,
+    edges_learned: AtomicUsize,
+}
+
+/// Learning's totals at one moment (for `/metrics` and `zwctl status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LearningTotals {
+    /// What became of the NFLOG events before learning.
+    pub nflog: NflogTotals,
+    /// Events taken from the NFLOG queue and accounted for.
+    pub ingested: u64,
+    /// Learned edges kept now, and the most that are kept.
+    pub edges_learned: usize,
+    pub edges_limit: usize,
+    /// Learned edges forgotten (the stalest first) to stay within the limit.
+    pub edges_evicted: u64,
+    /// Reports forgotten (the oldest first) to stay within the limit.
+    pub reports_evicted: u64,
+}
+
+/// The learned edges and reports of this node, shared by the learning thread, the
 /// persistence task and the gRPC service.
+///
+/// Memory is bounded by the limits: at most `limits.0` learned edges (under 2 KiB
+/// each, see [`LearnedEdges`]) and `limits.1` reports (under 1 KiB each), plus a
+/// transient copy of both while they are persisted.
 #[derive(Clone)]
 pub struct Learning {
     state: Arc<Mutex<State>>,
     node: String,
+    limits: (usize, usize),
+    counters: Arc<Counters>,
+    nflog: Arc<NflogCounters>,
     verdicts: crate::web::VerdictCounters,
+}
+
+/// One event, resolved outside the lock.
+struct Resolved {
+    edge: Edge,
+    sample: Sample,
+    learn: bool,
+    report: Option<Report>,
 }
 
 impl Learning {
@@ -81,10 +126,15 @@ impl Learning {
         reports: Option<Reports>,
         limits: (usize, usize),
     ) -> Self {
+        let limits = (limits.0.max(1), limits.1.max(1));
         let mut learned = learned.unwrap_or_else(|| LearnedEdges::new(limits.0));
-        learned.limit = limits.0.max(1);
+        learned.limit = limits.0;
         let mut reports = reports.unwrap_or_else(|| Reports::new(limits.1));
-        reports.limit = limits.1.max(1);
+        reports.limit = limits.1;
+        let counters = Counters::default();
+        counters
+            .edges_learned
+            .store(learned.edges.len(), Ordering::Relaxed);
         let state = State {
             learned,
             reports,
@@ -93,13 +143,34 @@ impl Learning {
         Self {
             state: Arc::new(Mutex::new(state)),
             node,
+            limits,
+            counters: Arc::new(counters),
+            nflog: Arc::default(),
             verdicts: crate::web::VerdictCounters::default(),
         }
+    }
+
+    /// The counters the NFLOG thread that feeds this learning keeps.
+    pub fn nflog_counters(&self) -> Arc<NflogCounters> {
+        self.nflog.clone()
     }
 
     /// Logged connections per zone and verdict, for `/metrics`.
     pub fn verdicts(&self) -> &crate::web::VerdictCounters {
         &self.verdicts
+    }
+
+    /// The totals, read without waiting for ingestion.
+    pub fn totals(&self) -> LearningTotals {
+        let c = &self.counters;
+        LearningTotals {
+            nflog: self.nflog.totals(),
+            ingested: c.ingested.load(Ordering::Relaxed),
+            edges_learned: c.edges_learned.load(Ordering::Relaxed),
+            edges_limit: self.limits.0,
+            edges_evicted: c.edges_evicted.load(Ordering::Relaxed),
+            reports_evicted: c.reports_evicted.load(Ordering::Relaxed),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -108,9 +179,56 @@ impl Learning {
 
     /// Takes one logged packet into account.
     pub fn ingest(&self, event: &LogEvent, resolver: &Resolver, now_ms: i64) {
+        self.ingest_batch(std::slice::from_ref(event), resolver, now_ms);
+    }
+
+    /// Takes logged packets into account: each is resolved to its edge without the
+    /// lock, then all are recorded under one.
+    pub fn ingest_batch(&self, events: &[LogEvent], resolver: &Resolver, now_ms: i64) {
+        let resolved: Vec<Resolved> = events
+            .iter()
+            .filter_map(|event| self.resolve(event, resolver, now_ms))
+            .collect();
+        if !resolved.is_empty() {
+            let (mut evicted_edges, mut evicted_reports) = (0, 0);
+            let mut new_edges = Vec::new();
+            let mut state = self.lock();
+            state.dirty = true;
+            for r in resolved {
+                if r.learn {
+                    let edge = r.edge.clone();
+                    let recorded = state.learned.record(r.edge, r.sample, &self.node, now_ms);
+                    evicted_edges += recorded.evicted() as u64;
+                    if recorded.is_new() {
+                        new_edges.push(edge);
+                    }
+                }
+                if let Some(report) = r.report {
+                    evicted_reports += u64::from(state.reports.push(report));
+                }
+            }
+            let c = &self.counters;
+            c.edges_learned
+                .store(state.learned.edges.len(), Ordering::Relaxed);
+            drop(state);
+            for edge in new_edges {
+                debug!(%edge, "new edge learned");
+            }
+            c.edges_evicted.fetch_add(evicted_edges, Ordering::Relaxed);
+            c.reports_evicted
+                .fetch_add(evicted_reports, Ordering::Relaxed);
+        }
+        self.counters
+            .ingested
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+    }
+
+    /// What one event means: its edge, whether it is learned, its report. Counts its
+    /// verdict and hands it to `zwctl flows watch`.
+    fn resolve(&self, event: &LogEvent, resolver: &Resolver, now_ms: i64) -> Option<Resolved> {
         let Some(mut prefix) = parse_prefix(&event.prefix) else {
             debug!(prefix = %event.prefix, "log event of another rule ignored");
-            return;
+            return None;
         };
         let proto = proto_of(event.proto);
         let port = if proto.has_ports() { event.dst_port } else { 0 };
@@ -136,30 +254,14 @@ impl Learning {
         let counted_zone = logged_by.as_ref().unwrap_or(&edge.src);
         self.verdicts.count(counted_zone.as_str(), prefix.report);
         crate::flows::publish_logged(event, &prefix, &edge, resolver, &self.node, now_ms);
-        let mut state = self.lock();
-        state.dirty = true;
-        match prefix.report {
-            None | Some(ReportKind::Violation) => {
-                if state
-                    .learned
-                    .record(edge.clone(), sample, &self.node, now_ms)
-                {
-                    debug!(%edge, "new edge learned");
-                }
-            }
-            Some(_) => {}
-        }
-        if let Some(kind) = prefix.report {
-            let reported_by = prefix
-                .zone_id
-                .and_then(|id| resolver.zone_by_id(id))
-                .map(|z| z.to_string())
-                .unwrap_or_default();
+        let learn = matches!(prefix.report, None | Some(ReportKind::Violation));
+        let report = prefix.report.map(|kind| {
+            let reported_by = logged_by.map(|z| z.to_string()).unwrap_or_default();
             warn!(kind = kind.as_str(), %edge, reported_by, version = prefix.version, src = %event.src, dst = %event.dst, "connection reported");
-            state.reports.push(Report {
+            Report {
                 at_unix_ms: now_ms,
                 kind,
-                edge,
+                edge: edge.clone(),
                 src: event.src,
                 src_port: event.src_port,
                 dst: event.dst,
@@ -167,8 +269,14 @@ impl Learning {
                 reported_by,
                 profile_version: prefix.version,
                 count: 1,
-            });
-        }
+            }
+        });
+        Some(Resolved {
+            edge,
+            sample,
+            learn,
+            report,
+        })
     }
 
     pub fn learned(&self) -> LearnedEdges {
@@ -184,7 +292,6 @@ impl Learning {
         self.lock().reports.clone()
     }
 
-    /// Forgets learned edges an operator rejected; returns how many were known.
     /// How many of `edges` are learned (what [`Self::forget`] would forget).
     pub fn known(&self, edges: &[Edge]) -> usize {
         let state = self.lock();
@@ -194,10 +301,15 @@ impl Learning {
             .count()
     }
 
+    /// Forgets learned edges an operator rejected; returns how many were known.
     pub fn forget(&self, edges: &[Edge]) -> usize {
         let mut state = self.lock();
         state.dirty = true;
-        state.learned.forget(edges)
+        let known = state.learned.forget(edges);
+        self.counters
+            .edges_learned
+            .store(state.learned.edges.len(), Ordering::Relaxed);
+        known
     }
 
     /// Writes the learned edges and reports when they changed since the last flush.
@@ -220,15 +332,29 @@ impl Learning {
     }
 }
 
-/// Feeds NFLOG events into `learning` until the channel closes.
-pub async fn ingest_forever(
+/// Feeds NFLOG events into `learning` from a thread of its own (ingestion is CPU
+/// work: on a tokio worker a flood would delay the gRPC reads), in batches of up to
+/// [`BATCH`], until the queue's sender goes away.
+pub fn spawn_ingest(
     mut events: mpsc::Receiver<LogEvent>,
     learning: Learning,
     registry: EndpointRegistry,
-) {
-    while let Some(event) = events.recv().await {
-        learning.ingest(&event, &registry.resolver(), now_unix_ms());
-    }
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("learning".to_owned())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(first) = events.blocking_recv() {
+                batch.push(first);
+                while batch.len() < BATCH
+                    && let Ok(event) = events.try_recv()
+                {
+                    batch.push(event);
+                }
+                learning.ingest_batch(&batch, &registry.resolver(), now_unix_ms());
+                batch.clear();
+            }
+        })
 }
 
 /// Persists learning every `every` (and never loses more than that on a crash).
@@ -244,6 +370,7 @@ pub async fn persist_forever(learning: Learning, store: Arc<dyn Store>, every: D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::log_event;
 
     #[test]
     fn prefixes() {
@@ -281,5 +408,44 @@ mod tests {
         );
         assert_eq!(parse_prefix("other rule"), None);
         assert_eq!(parse_prefix("zw bogus z1"), None);
+    }
+
+    #[test]
+    fn a_batch_is_learned_within_the_limits_and_every_event_is_counted() {
+        let learning = Learning::new("n1".into(), None, None, (3, 2));
+        let mut resolver = Resolver::default();
+        let web = zonewarden_profiles::ZoneName::parse("shop/web").unwrap();
+        resolver
+            .addr_zones
+            .insert("10.0.0.1".parse().unwrap(), web.clone());
+        resolver.zones_by_id.insert(1, web);
+        let mut events: Vec<LogEvent> = (1..=5).map(|p| log_event("zw learn z1 out", p)).collect();
+        events.push(log_event("zw learn z1 out", 5));
+        events.extend((7..=9).map(|p| log_event("zw drop z1 out", p)));
+        events.push(log_event("not ours", 10));
+        learning.ingest_batch(&events, &resolver, 1_000);
+
+        let totals = learning.totals();
+        assert_eq!(totals.ingested, 10, "every event taken from the queue");
+        assert_eq!(
+            (
+                totals.edges_learned,
+                totals.edges_limit,
+                totals.edges_evicted
+            ),
+            (3, 3, 2),
+            "five distinct edges learned into room for three"
+        );
+        assert_eq!(totals.reports_evicted, 1, "three drops into room for two");
+        let ports: Vec<u16> = learning.learned().edges.keys().map(|e| e.port).collect();
+        assert_eq!(ports, [3, 4, 5]);
+        assert_eq!(learning.learned().edges.values().last().unwrap().count, 2);
+        assert_eq!(learning.reports().entries.len(), 2);
+        assert_eq!(learning.verdicts().get("shop/web", "learn"), 6);
+        assert_eq!(
+            learning.forget(&learning.learned().edges.keys().cloned().collect::<Vec<_>>()),
+            3
+        );
+        assert_eq!(learning.totals().edges_learned, 0);
     }
 }

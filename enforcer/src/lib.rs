@@ -24,6 +24,8 @@
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 //! - [`audit`]: the hash-chained audit log of every change, and its gRPC service.
 //! - [`web`]: the read-only HTTP endpoint: the zone-map page, `/api/map`, `/metrics`.
+//! - [`fuzzing`]: the fuzz targets of what it reads from outside (nft listings, NFLOG,
+//!   the audit log), for `fuzz/` and the corpus replay.
 
 pub mod audit;
 pub mod bridge_nf;
@@ -31,6 +33,7 @@ pub mod cluster;
 pub mod conntrack;
 pub mod convert;
 pub mod flows;
+pub mod fuzzing;
 pub mod guard;
 pub mod host;
 pub mod hostlink;

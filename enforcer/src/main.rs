@@ -492,14 +492,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     // Learning: NFLOG is bound on this thread, which is in the node's network namespace.
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(4096);
-    nflog::spawn(cli.nflog_group, events_tx, metrics.nflog_dropped.clone())
+    // The queue between them is bounded: when learning falls behind, the NFLOG thread
+    // drops and counts events instead of waiting (see nflog::counters).
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(nflog::QUEUE_CAPACITY);
+    nflog::spawn(cli.nflog_group, events_tx, learning.nflog_counters())
         .with_context(|| format!("cannot listen to NFLOG group {}", cli.nflog_group))?;
-    let ingest = tokio::spawn(learning::ingest_forever(
-        events_rx,
-        learning.clone(),
-        registry.clone(),
-    ));
+    learning::spawn_ingest(events_rx, learning.clone(), registry.clone())
+        .context("cannot start the learning thread")?;
     let persist = tokio::spawn(learning::persist_forever(
         learning.clone(),
         store.clone(),
@@ -550,7 +549,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, ingest, persist, follow, bridge]
+    for task in [replay, persist, follow, bridge]
         .into_iter()
         .chain(web)
         .chain(guard)

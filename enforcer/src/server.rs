@@ -12,8 +12,8 @@ use crate::audit::record::edges_target;
 use crate::audit::{Action, AuditLog, ChangeNote, Note};
 use crate::convert::{
     add_request_from_proto, cidr_zone_to_proto, edges_arg, endpoint_to_proto, key_from_proto,
-    mode_arg, profile_to_proto, report_filter, violation_to_proto, zone_arg, zone_filter,
-    zone_to_proto,
+    learning_to_proto, mode_arg, profile_to_proto, report_filter, violation_to_proto, zone_arg,
+    zone_filter, zone_to_proto,
 };
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
@@ -248,6 +248,7 @@ impl Enforcer for EnforcerService {
             store: Some(crate::convert::store_status_to_proto(
                 &self.registry.store_health().await,
             )),
+            learning: Some(learning_to_proto(&self.learning.totals())),
         }))
     }
 

@@ -146,3 +146,18 @@ fn ip(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+/// A UDP packet 10.0.0.1:40000 -> 10.0.0.2:`port` logged with `prefix`.
+pub fn log_event(prefix: &str, port: u16) -> crate::nflog::LogEvent {
+    crate::nflog::LogEvent {
+        prefix: prefix.into(),
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: crate::nflog::L4Proto::Udp,
+        src_port: 40000,
+        dst_port: port,
+        icmp_type: None,
+        icmp_code: None,
+        in_ifindex: None,
+        out_ifindex: None,
+    }
+}

@@ -86,8 +86,9 @@ impl Reports {
         }
     }
 
-    /// Adds a report, folding it into a recent one with the same kind, edge and version.
-    pub fn push(&mut self, report: Report) {
+    /// Adds a report, folding it into a recent one with the same kind, edge and
+    /// version; returns true when the oldest report was forgotten to make room.
+    pub fn push(&mut self, report: Report) -> bool {
         let recent = self.entries.iter_mut().rev().take(FOLD_WINDOW).find(|r| {
             r.kind == report.kind
                 && r.edge == report.edge
@@ -99,12 +100,14 @@ impl Reports {
             r.src = report.src;
             r.src_port = report.src_port;
             r.dst = report.dst;
-            return;
+            return false;
         }
-        if self.entries.len() >= self.limit {
-            self.entries.pop_front();
+        let mut forgot = false;
+        while self.entries.len() >= self.limit && self.entries.pop_front().is_some() {
+            forgot = true;
         }
         self.entries.push_back(report);
+        forgot
     }
 
     /// The newest first.
@@ -139,8 +142,8 @@ mod tests {
         r.push(report(80, 1));
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.entries[0].count, 2);
-        r.push(report(80, 2));
-        r.push(report(81, 2));
+        assert!(!r.push(report(80, 2)));
+        assert!(r.push(report(81, 2)), "the oldest goes to make room");
         assert_eq!(r.entries.len(), 2, "bounded");
         assert_eq!(r.newest().next().unwrap().edge.port, 81);
     }

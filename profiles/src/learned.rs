@@ -1,6 +1,11 @@
 //! Learned edges and their evidence: first seen, last seen, count, the nodes that saw
 //! the edge and one sample connection. Bounded: past the limit the edge seen longest
-//! ago is forgotten first.
+//! ago is forgotten first, in O(log n) (an index by last-seen time), so that a flood
+//! of new edges costs the same per edge at the limit as below it.
+//!
+//! Memory: an edge holds two zone names (at most 253 bytes each), twice (the map and
+//! the index), and its evidence (one sample, the nodes that saw it): under 2 KiB at
+//! the longest names, a few hundred bytes for usual ones. `limit` edges bound it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -47,12 +52,51 @@ pub struct Evidence {
     pub sample: Sample,
 }
 
-/// Every learned edge with its evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every learned edge with its evidence. Change it through its methods only: they
+/// keep the eviction index in step with `edges`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedEdges {
     pub limit: usize,
     pub edges: BTreeMap<Edge, Evidence>,
+    /// Every edge of `edges` by its last-seen time, stalest first. Not stored: rebuilt
+    /// from `edges` when it does not match (after loading).
+    #[serde(skip)]
+    by_last_seen: BTreeSet<(i64, Edge)>,
+}
+
+impl PartialEq for LearnedEdges {
+    /// The index follows from the edges.
+    fn eq(&self, other: &Self) -> bool {
+        self.limit == other.limit && self.edges == other.edges
+    }
+}
+
+impl Eq for LearnedEdges {}
+
+/// What [`LearnedEdges::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The edge was known: its evidence was updated.
+    Again,
+    /// A new edge.
+    New,
+    /// A new edge; this many of the stalest were forgotten to stay within the limit.
+    NewEvicting(usize),
+}
+
+impl Recorded {
+    pub fn is_new(self) -> bool {
+        self != Self::Again
+    }
+
+    /// How many edges were forgotten to make room.
+    pub fn evicted(self) -> usize {
+        match self {
+            Self::NewEvicting(n) => n,
+            Self::Again | Self::New => 0,
+        }
+    }
 }
 
 /// How complete learning is for one zone.
@@ -71,20 +115,31 @@ impl LearnedEdges {
         Self {
             limit: limit.max(1),
             edges: BTreeMap::new(),
+            by_last_seen: BTreeSet::new(),
         }
     }
 
-    /// Records one logged connection; returns true when the edge is new.
-    pub fn record(&mut self, edge: Edge, sample: Sample, node: &str, now_unix_ms: i64) -> bool {
+    /// Records one logged connection.
+    pub fn record(&mut self, edge: Edge, sample: Sample, node: &str, now_unix_ms: i64) -> Recorded {
+        self.sync_index();
         if let Some(ev) = self.edges.get_mut(&edge) {
-            ev.last_seen_unix_ms = ev.last_seen_unix_ms.max(now_unix_ms);
+            if now_unix_ms > ev.last_seen_unix_ms {
+                self.by_last_seen
+                    .remove(&(ev.last_seen_unix_ms, edge.clone()));
+                self.by_last_seen.insert((now_unix_ms, edge));
+                ev.last_seen_unix_ms = now_unix_ms;
+            }
             ev.count += 1;
-            ev.nodes.insert(node.to_owned());
-            return false;
+            if !ev.nodes.contains(node) {
+                ev.nodes.insert(node.to_owned());
+            }
+            return Recorded::Again;
         }
-        if self.edges.len() >= self.limit {
-            self.evict_oldest();
+        let mut evicted = 0;
+        while self.edges.len() >= self.limit && self.evict_stalest() {
+            evicted += 1;
         }
+        self.by_last_seen.insert((now_unix_ms, edge.clone()));
         let evidence = Evidence {
             first_seen_unix_ms: now_unix_ms,
             last_seen_unix_ms: now_unix_ms,
@@ -93,26 +148,43 @@ impl LearnedEdges {
             sample,
         };
         self.edges.insert(edge, evidence);
-        true
+        match evicted {
+            0 => Recorded::New,
+            n => Recorded::NewEvicting(n),
+        }
     }
 
-    fn evict_oldest(&mut self) {
-        let oldest = self
-            .edges
-            .iter()
-            .min_by_key(|(_, ev)| ev.last_seen_unix_ms)
-            .map(|(edge, _)| edge.clone());
-        if let Some(edge) = oldest {
-            self.edges.remove(&edge);
+    /// Forgets the edge seen longest ago; false when there is none.
+    fn evict_stalest(&mut self) -> bool {
+        match self.by_last_seen.pop_first() {
+            Some((_, edge)) => self.edges.remove(&edge).is_some(),
+            None => false,
+        }
+    }
+
+    /// Rebuilds the index when it does not describe `edges` (after loading).
+    fn sync_index(&mut self) {
+        if self.by_last_seen.len() != self.edges.len() {
+            self.by_last_seen = self
+                .edges
+                .iter()
+                .map(|(edge, ev)| (ev.last_seen_unix_ms, edge.clone()))
+                .collect();
         }
     }
 
     /// Forgets learned edges (rejected by an operator); returns how many were known.
     pub fn forget(&mut self, edges: &[Edge]) -> usize {
-        edges
-            .iter()
-            .filter(|e| self.edges.remove(e).is_some())
-            .count()
+        self.sync_index();
+        let mut known = 0;
+        for edge in edges {
+            if let Some(ev) = self.edges.remove(edge) {
+                self.by_last_seen
+                    .remove(&(ev.last_seen_unix_ms, edge.clone()));
+                known += 1;
+            }
+        }
+        known
     }
 
     /// The learned edges touching `zone`.
@@ -192,8 +264,8 @@ mod tests {
     #[test]
     fn records_evidence_and_counts() {
         let mut l = LearnedEdges::new(10);
-        assert!(l.record(edge(80), sample(80), "n1", 1000));
-        assert!(!l.record(edge(80), sample(80), "n2", 2000));
+        assert_eq!(l.record(edge(80), sample(80), "n1", 1000), Recorded::New);
+        assert_eq!(l.record(edge(80), sample(80), "n2", 2000), Recorded::Again);
         let ev = &l.edges[&edge(80)];
         assert_eq!(
             (ev.first_seen_unix_ms, ev.last_seen_unix_ms, ev.count),
@@ -208,9 +280,35 @@ mod tests {
         l.record(edge(1), sample(1), "n", 1);
         l.record(edge(2), sample(2), "n", 2);
         l.record(edge(1), sample(1), "n", 3);
-        l.record(edge(3), sample(3), "n", 4);
+        assert_eq!(
+            l.record(edge(3), sample(3), "n", 4),
+            Recorded::NewEvicting(1)
+        );
         assert_eq!(l.edges.len(), 2);
         assert!(l.edges.contains_key(&edge(1)) && l.edges.contains_key(&edge(3)));
+    }
+
+    #[test]
+    fn a_loaded_set_evicts_by_last_seen_and_down_to_a_lowered_limit() {
+        let mut l = LearnedEdges::new(10);
+        for port in 1..=5 {
+            l.record(edge(port), sample(port), "n", i64::from(10 - port));
+        }
+        let mut loaded: LearnedEdges =
+            serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(loaded, l, "the index is not stored");
+        loaded.limit = 3;
+        assert_eq!(
+            loaded.record(edge(9), sample(9), "n", 100),
+            Recorded::NewEvicting(3)
+        );
+        let ports: Vec<u16> = loaded.edges.keys().map(|e| e.port).collect();
+        assert_eq!(ports, [1, 2, 9], "5, 4 and 3 were seen longest ago");
+        assert_eq!(loaded.forget(&[edge(1), edge(7)]), 1);
+        loaded.record(edge(10), sample(10), "n", 101);
+        loaded.record(edge(11), sample(11), "n", 102);
+        let ports: Vec<u16> = loaded.edges.keys().map(|e| e.port).collect();
+        assert_eq!(ports, [9, 10, 11], "the forgotten edge left the index too");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`ruleset`]: the compiled data plane as a typed model.
 //! - [`diff`]: ruleset differences (one kernel transaction) and learned-vs-approved.
 //! - [`incremental`]: the ruleset kept up to date change by change, at the cost of the change.
+//! - [`fuzzing`]: the fuzz targets of the edge grammar and the profile import.
 
 pub mod claim;
 pub mod derive;
@@ -26,6 +27,7 @@ pub mod edge;
 pub mod endpoint;
 pub mod event;
 pub mod export;
+pub mod fuzzing;
 pub mod incremental;
 pub mod learned;
 pub mod policy;

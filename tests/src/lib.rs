@@ -11,6 +11,7 @@
 //! - [`pods`]: pods attached through the real plugin, with their zones.
 //! - [`traffic`]: echo servers and new or long-lived connections between pods.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+//! - [`web`]: the enforcer's `/metrics` and zone-map endpoint, through curl.
 //! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
 //! - [`cluster`]: many nodes on one underlay, a real etcd cluster, host-gateway routes.
 
@@ -22,6 +23,7 @@ pub mod node;
 pub mod pods;
 pub mod traffic;
 pub mod wait;
+pub mod web;
 
 use std::path::PathBuf;
 

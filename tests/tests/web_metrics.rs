@@ -10,45 +10,17 @@ use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::add_pod;
 use zonewarden_tests::traffic::{Server, connects};
+use zonewarden_tests::web::{self, metric};
 use zonewarden_tests::{require_root, wait};
 
 const LISTEN: &str = "127.0.0.1:19917";
 
-/// `curl` inside the node namespace: (HTTP status, body).
 fn http(node: &Node, method: &str, path: &str) -> (u16, String) {
-    let url = format!("http://{LISTEN}{path}");
-    let out = node
-        .netns
-        .exec(
-            "curl",
-            &[
-                "-sS",
-                "-X",
-                method,
-                "-w",
-                "\n%{http_code}",
-                "--max-time",
-                "5",
-                &url,
-            ],
-        )
-        .output()
-        .expect("run curl (apt-get install curl)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    web::http(node, LISTEN, method, path)
 }
 
 fn scrape(node: &Node) -> String {
-    let (status, body) = http(node, "GET", "/metrics");
-    assert_eq!(status, 200, "GET /metrics answered {status}: {body}");
-    body
-}
-
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    web::scrape(node, LISTEN)
 }
 
 #[test]
@@ -69,7 +41,7 @@ fn metrics_follow_traffic_and_pass_promtool() {
         "web -> db while learning"
     );
     wait::until("the edge to be learned", Duration::from_secs(10), || {
-        value(&scrape(&node), "zonewarden_edges_learned").is_some_and(|v| v >= 1.0)
+        metric(&scrape(&node), "zonewarden_edges_learned").is_some_and(|v| v >= 1.0)
     });
     node.zwctl(&["profile", "approve", "shop/db", "--all"]);
     node.zwctl(&["mode", "set", "shop/db", "enforce"]);
@@ -78,7 +50,7 @@ fn metrics_follow_traffic_and_pass_promtool() {
         "an unapproved port must be dropped"
     );
     wait::until("the drop to be counted", Duration::from_secs(10), || {
-        value(
+        metric(
             &scrape(&node),
             "zonewarden_connections_total{zone=\"shop/db\",verdict=\"drop\"}",
         )
@@ -92,16 +64,18 @@ fn metrics_follow_traffic_and_pass_promtool() {
         ("zonewarden_zones{mode=\"learn\"}", 1.0),
         ("zonewarden_edges_approved", 1.0),
         ("zonewarden_store_errors_total", 0.0),
-        ("zonewarden_nflog_dropped_total", 0.0),
+        ("zonewarden_nflog_dropped_total{cause=\"kernel\"}", 0.0),
+        ("zonewarden_nflog_dropped_total{cause=\"queue\"}", 0.0),
+        ("zonewarden_nflog_dropped_total{cause=\"unreadable\"}", 0.0),
     ] {
         assert_eq!(
-            value(&metrics, series),
+            metric(&metrics, series),
             Some(want),
             "{series} in\n{metrics}"
         );
     }
     assert!(
-        value(
+        metric(
             &metrics,
             "zonewarden_connections_total{zone=\"shop/web\",verdict=\"learn\"}"
         )
@@ -109,7 +83,7 @@ fn metrics_follow_traffic_and_pass_promtool() {
         "the learned connection is counted for the zone that logged it:\n{metrics}"
     );
     assert!(
-        value(&metrics, "zonewarden_rule_sync_seconds_count").is_some_and(|v| v >= 4.0),
+        metric(&metrics, "zonewarden_rule_sync_seconds_count").is_some_and(|v| v >= 4.0),
         "two ADDs, an approval and a mode change each synced the rules:\n{metrics}"
     );
     assert!(

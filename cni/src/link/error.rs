@@ -82,9 +82,9 @@ impl LinkError {
 /// Whether `err` is a netlink NACK carrying `errno`.
 pub(crate) fn is_errno(err: &rtnetlink::Error, errno: Errno) -> bool {
     match err {
-        rtnetlink::Error::NetlinkError(msg) => {
-            msg.code.is_some_and(|code| -code.get() == errno as i32)
-        }
+        rtnetlink::Error::NetlinkError(msg) => msg
+            .code
+            .is_some_and(|code| code.get().saturating_neg() == errno as i32),
         _ => false,
     }
 }

@@ -1,4 +1,5 @@
-//! Counting the events the kernel could not deliver.
+//! Counting the events lost before they are decoded: the ones the kernel could not
+//! deliver and the ones that arrived but cannot be read.
 //!
 //! The kernel drops a log message when our socket's receive buffer is full and tells
 //! us with one `ENOBUFS` on the next `recv`, however many it dropped. We also ask it
@@ -6,11 +7,14 @@
 //! 0 when we bind), so the gap after an overrun gives the exact count; without
 //! sequence numbers, each overrun counts as one lost event.
 
-/// Lost-event accounting from `ENOBUFS` overruns and `NFULA_SEQ` gaps.
+/// Lost-event accounting from `ENOBUFS` overruns and `NFULA_SEQ` gaps, and of the
+/// messages that arrived but do not decode into an event.
 #[derive(Debug, Default)]
 pub(crate) struct DropCounter {
-    /// Events known lost.
+    /// Events known lost in the kernel.
     dropped: u64,
+    /// Messages received that are no readable log event.
+    unreadable: u64,
     /// Overruns not yet resolved by a sequence number: each is at least one event.
     unresolved_overruns: u64,
     /// The sequence number the next message should carry.
@@ -35,9 +39,19 @@ impl DropCounter {
         self.next_seq = seq.wrapping_add(1);
     }
 
-    /// Events lost so far.
+    /// Events the kernel lost so far.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped + self.unresolved_overruns
+    }
+
+    /// Records a message that arrived but is no event we can read.
+    pub(crate) fn on_unreadable(&mut self) {
+        self.unreadable += 1;
+    }
+
+    /// Messages received so far that were no readable event.
+    pub(crate) fn unreadable(&self) -> u64 {
+        self.unreadable
     }
 }
 

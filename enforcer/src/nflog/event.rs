@@ -36,8 +36,9 @@ pub struct LogEvent {
 pub(crate) type Ack = (u32, Result<(), i32>);
 
 /// Decodes every netlink message of one datagram: log events are appended to
-/// `events`, acknowledgements returned. Messages that do not decode are logged and
-/// skipped, never fatal: one bad message must not stop the listener.
+/// `events`, acknowledgements returned. Messages that do not decode are counted as
+/// unreadable in `drops`, logged and skipped, never fatal: one bad message must not
+/// stop the listener.
 pub(crate) fn decode_datagram(
     mut datagram: &[u8],
     drops: &mut DropCounter,
@@ -46,27 +47,62 @@ pub(crate) fn decode_datagram(
     let mut acks = Vec::new();
     while let Ok(buffer) = NetlinkBuffer::new_checked(datagram) {
         let length = buffer.length() as usize;
-        match NetlinkMessage::<NetfilterMessage>::deserialize(datagram) {
+        let kind = buffer.message_type();
+        // Only NFLOG's packets and netlink's own messages (acknowledgements) are
+        // decoded: the library's parsers of other netfilter subsystems (nf_tables)
+        // index out of bounds on malformed attributes, and nothing else is ours.
+        let decoded = if kind == ULOG_PACKET || kind < NLMSG_MIN_TYPE {
+            NetlinkMessage::<NetfilterMessage>::deserialize(datagram)
+        } else {
+            debug!(kind, "ignoring a netlink message on the nflog socket");
+            datagram = next_message(datagram, length);
+            continue;
+        };
+        match decoded {
             Ok(message) => match message.payload {
                 NetlinkPayload::InnerMessage(NetfilterMessage {
                     inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
                     ..
                 }) => events.extend(event_from(&nlas, drops)),
                 NetlinkPayload::Error(error) => {
-                    let result = error.code.map_or(Ok(()), |code| Err(-code.get()));
+                    // The kernel sends -errno; i32::MIN has no positive twin.
+                    let result = error
+                        .code
+                        .map_or(Ok(()), |code| Err(code.get().saturating_neg()));
                     acks.push((message.header.sequence_number, result));
                 }
                 other => debug!(?other, "ignoring a netlink message on the nflog socket"),
             },
-            Err(err) => warn!(%err, "skipping an nflog message that does not decode"),
+            Err(err) => {
+                drops.on_unreadable();
+                warn!(%err, "skipping an nflog message that does not decode");
+            }
         }
-        // `new_checked` guarantees a length of at least one header; messages are
-        // 4-byte aligned.
-        datagram = datagram
-            .get(length.next_multiple_of(4)..)
-            .unwrap_or_default();
+        datagram = next_message(datagram, length);
+    }
+    if !datagram.is_empty() {
+        // A truncated message, or bytes that are no netlink message at all.
+        drops.on_unreadable();
+        warn!(
+            bytes = datagram.len(),
+            "skipping the end of an nflog datagram that is no netlink message"
+        );
     }
     acks
+}
+
+/// `NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET`: a logged packet.
+const ULOG_PACKET: u16 = 4 << 8;
+/// Types below this are netlink's own (`NLMSG_NOOP`, `_ERROR`, `_DONE`, `_OVERRUN`).
+const NLMSG_MIN_TYPE: u16 = 0x10;
+
+/// What follows the message of `length` bytes at the start of `datagram`.
+/// `new_checked` guarantees a length of at least one header; messages are 4-byte
+/// aligned.
+fn next_message(datagram: &[u8], length: usize) -> &[u8] {
+    datagram
+        .get(length.next_multiple_of(4)..)
+        .unwrap_or_default()
 }
 
 /// Builds the event of one `NFULNL_MSG_PACKET`, or `None` when its payload is not an
@@ -84,6 +120,7 @@ fn event_from(nlas: &[PacketNla], drops: &mut DropCounter) -> Option<LogEvent> {
         }
     }
     let Some(summary) = payload.and_then(parse_packet) else {
+        drops.on_unreadable();
         debug!(
             ?prefix,
             "skipping a logged packet that is not a readable IP packet"

@@ -121,6 +121,24 @@ fn a_bad_message_does_not_hide_the_next_one() {
     assert_eq!(prefixes, ["good"]);
 }
 
+#[test]
+fn messages_of_other_subsystems_are_skipped_unparsed() {
+    // Found by the nflog_datagram fuzz target: an nf_tables message with an attribute
+    // longer than its message made the library's parser index out of bounds.
+    let crash =
+        include_bytes!("../../../fuzz/corpus/nflog_datagram/nftables_message_with_a_bad_attribute");
+    let mut events = Vec::new();
+    assert!(decode_datagram(crash, &mut DropCounter::default(), &mut events).is_empty());
+    assert!(events.is_empty());
+
+    let mut datagram = packet_message(logged("other", 0));
+    datagram[4..6].copy_from_slice(&0x0a0bu16.to_ne_bytes()); // an nf_tables message type
+    datagram.extend(packet_message(logged("good", 1)));
+    decode_datagram(&datagram, &mut DropCounter::default(), &mut events);
+    let prefixes: Vec<_> = events.iter().map(|e| e.prefix.as_str()).collect();
+    assert_eq!(prefixes, ["good"]);
+}
+
 proptest! {
     #[test]
     fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

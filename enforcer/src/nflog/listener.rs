@@ -100,6 +100,12 @@ impl NflogListener {
         self.drops.dropped()
     }
 
+    /// Messages received so far that were no readable log event (they did not decode,
+    /// or their packet is no IP packet we can read).
+    pub fn unreadable(&self) -> u64 {
+        self.drops.unreadable()
+    }
+
     /// Makes [`recv`](Self::recv) return an empty vec after `timeout` without
     /// events; `None` (the default) blocks indefinitely.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), NflogError> {

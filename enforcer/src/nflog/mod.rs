@@ -10,9 +10,11 @@
 //! - [`packet`]: the pure parser of the logged L3/L4 headers ([`parse_packet`]).
 //! - [`event`]: netlink datagrams to [`LogEvent`]s and acknowledgements.
 //! - [`listener`]: the socket: [`NflogListener::bind`], [`NflogListener::recv`].
-//! - `drops`: counting the events the kernel could not deliver.
+//! - [`counters`]: what became of every event, and the bounded queue to learning.
+//! - `drops`: counting the events the kernel could not deliver and the unreadable ones.
 
-mod drops;
+pub mod counters;
+pub(crate) mod drops;
 pub mod event;
 pub mod listener;
 pub mod packet;
@@ -23,13 +25,13 @@ mod tests;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+pub use counters::{Delivery, NflogCounters, NflogTotals, QUEUE_CAPACITY};
 pub use event::LogEvent;
 pub use listener::NflogListener;
 pub use packet::{L4Proto, PacketSummary, parse_packet};
@@ -75,43 +77,44 @@ pub enum NflogError {
 const CLOSED_CHANNEL_CHECK: Duration = Duration::from_secs(1);
 /// The pause after a failed receive, so a persistent error does not spin a core.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// At most one warning about lost events per this period: a flood must not become a
+/// flood of log lines.
+const LOSS_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Binds `group` in the current thread's network namespace (bind errors are
-/// returned here), then forwards every event to `tx` from a dedicated thread until
-/// the channel closes. Receive errors are logged and retried; kernel drops are
-/// logged with their running total. When `tx` is full the thread waits, the
-/// kernel's queue fills and further events are dropped and counted: logging never
-/// slows the data plane. The running total of drops is also kept in `dropped`
-/// (for `/metrics`). Binding is one blocking netlink round trip (at most
+/// returned here), then hands every event to `queue` from a dedicated thread until
+/// the queue's receiver goes away. The thread never waits on the queue: when it is
+/// full (learning does not keep up) the event is dropped and counted, and the thread
+/// goes back to the socket, so that the kernel's buffer drains. Every event ends in
+/// one of `counters` (see [`counters`]); losses are also logged, at most once per
+/// [`LOSS_WARNING_EVERY`]. Binding is one blocking netlink round trip (at most
 /// [`listener::BIND_ANSWER_TIMEOUT`]): call this from start-up code or
 /// `spawn_blocking`, and from the thread that is in the node's namespace.
 pub fn spawn(
     group: u16,
-    tx: mpsc::Sender<LogEvent>,
-    dropped: Arc<AtomicU64>,
+    queue: mpsc::Sender<LogEvent>,
+    counters: Arc<NflogCounters>,
 ) -> Result<JoinHandle<()>, NflogError> {
     let mut listener = NflogListener::bind(group)?;
     listener.set_read_timeout(Some(CLOSED_CHANNEL_CHECK))?;
     std::thread::Builder::new()
         .name(format!("nflog-{group}"))
-        .spawn(move || forward(listener, group, &tx, &dropped))
+        .spawn(move || forward(listener, group, &queue, &counters))
         .map_err(|source| NflogError::Thread { group, source })
 }
 
 fn forward(
     mut listener: NflogListener,
     group: u16,
-    tx: &mpsc::Sender<LogEvent>,
-    dropped_total: &AtomicU64,
+    queue: &mpsc::Sender<LogEvent>,
+    counters: &NflogCounters,
 ) {
-    let mut reported_drops = 0;
-    while !tx.is_closed() {
+    let mut warned = LossWarning::default();
+    while !queue.is_closed() {
         match listener.recv() {
             Ok(events) => {
-                for event in events {
-                    if tx.blocking_send(event).is_err() {
-                        return;
-                    }
+                if counters.deliver(events, queue) == Delivery::Closed {
+                    return;
                 }
             }
             Err(err) => {
@@ -119,16 +122,36 @@ fn forward(
                 std::thread::sleep(ERROR_BACKOFF);
             }
         }
-        let dropped = listener.dropped();
-        if dropped > reported_drops {
-            warn!(
-                group,
-                dropped_total = dropped,
-                dropped_now = dropped - reported_drops,
-                "the kernel dropped nflog events: the listener is not keeping up"
-            );
-            reported_drops = dropped;
-            dropped_total.store(dropped, Ordering::Relaxed);
+        counters.set_lost(listener.dropped(), listener.unreadable());
+        warned.maybe_warn(group, counters.totals());
+    }
+}
+
+/// The losses already reported in a warning, and when.
+#[derive(Default)]
+struct LossWarning {
+    reported: NflogTotals,
+    at: Option<Instant>,
+}
+
+impl LossWarning {
+    fn maybe_warn(&mut self, group: u16, now: NflogTotals) {
+        let lost = |t: &NflogTotals| (t.dropped_kernel, t.dropped_queue);
+        if lost(&now) == lost(&self.reported)
+            || self.at.is_some_and(|at| at.elapsed() < LOSS_WARNING_EVERY)
+        {
+            return;
         }
+        warn!(
+            group,
+            dropped_kernel = now.dropped_kernel - self.reported.dropped_kernel,
+            dropped_queue = now.dropped_queue - self.reported.dropped_queue,
+            dropped_kernel_total = now.dropped_kernel,
+            dropped_queue_total = now.dropped_queue,
+            "nflog events lost: learning and reports missed them (the kernel's buffer \
+             or the learning queue was full; see zonewarden_nflog_dropped_total)"
+        );
+        self.reported = now;
+        self.at = Some(Instant::now());
     }
 }

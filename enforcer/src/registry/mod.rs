@@ -386,7 +386,7 @@ impl EndpointRegistry {
         let (store, dataplane) = (self.store.clone(), self.dataplane.clone());
         blocking(move || {
             store.check_writable().map_err(RegistryError::Store)?;
-            dataplane.read().map_err(RegistryError::Kernel)
+            dataplane.probe().map_err(RegistryError::Kernel)
         })
         .await
         .map(drop)

@@ -49,6 +49,10 @@ impl RulesetDataplane for TimedDataplane {
         self.inner.read()
     }
 
+    fn probe(&self) -> Result<(), NftError> {
+        self.inner.probe()
+    }
+
     fn ensure_base_stale(
         &self,
         settings: &NodeSettings,

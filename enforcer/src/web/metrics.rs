@@ -2,15 +2,12 @@
 //!
 //! Counters and the histogram live as long as the process and are fed where things
 //! happen (learning, the store, the data plane, the NFLOG thread); gauges are
-//! computed from the registry's snapshot and the learned edges at scrape time, so
-//! they can never drift from what `zwctl` shows.
+//! computed from the registry's snapshot and learning's totals at scrape time, the
+//! same that `zwctl` shows.
 //!
 //! Two formats from one registry: OpenMetrics for scrapers that ask for it (Prometheus
 //! does), the classic Prometheus text format (0.0.4) for everyone else (curl,
 //! `promtool check metrics`).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{prometheus_text, text};
@@ -22,6 +19,7 @@ use prometheus_client::registry::{Registry, Unit};
 use zonewarden_profiles::Mode;
 use zonewarden_profiles::event::ReportKind;
 
+use crate::learning::LearningTotals;
 use crate::registry::Snapshot;
 
 /// The labels of `zonewarden_connections_total`.
@@ -65,6 +63,13 @@ struct ModeLabels {
     mode: &'static str,
 }
 
+/// The labels of `zonewarden_nflog_dropped_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    /// `kernel`, `queue` or `unreadable`.
+    cause: &'static str,
+}
+
 /// The process-long metrics that are not derived from a snapshot. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -72,8 +77,6 @@ pub struct Metrics {
     pub rule_sync: Histogram,
     /// Failed store operations.
     pub store_errors: Counter,
-    /// NFLOG events the kernel dropped (the listener's running total).
-    pub nflog_dropped: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -82,7 +85,6 @@ impl Default for Metrics {
             // 1 ms .. ~16 s: an nft transaction takes a few ms; a large ruleset, seconds.
             rule_sync: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             store_errors: Counter::default(),
-            nflog_dropped: Arc::default(),
         }
     }
 }
@@ -90,7 +92,7 @@ impl Default for Metrics {
 /// What a scrape reads besides [`Metrics`].
 pub struct ScrapeInput<'a> {
     pub snapshot: &'a Snapshot,
-    pub edges_learned: usize,
+    pub learning: LearningTotals,
     pub verdicts: &'a VerdictCounters,
     pub readiness: &'a crate::readiness::Readiness,
     pub store: &'a crate::store::StoreHealth,
@@ -173,7 +175,24 @@ impl Metrics {
         registry.register(
             "edges_learned",
             "Distinct edges (src zone, dst zone, protocol, port) learned and kept",
-            gauge(input.edges_learned),
+            gauge(input.learning.edges_learned),
+        );
+        registry.register(
+            "edges_learned_limit",
+            "The most learned edges kept (--max-learned-edges); past it the stalest goes",
+            gauge(input.learning.edges_limit),
+        );
+        registry.register(
+            "edges_evicted",
+            "Learned edges forgotten, the stalest first, to stay within \
+             --max-learned-edges",
+            counter(input.learning.edges_evicted),
+        );
+        registry.register(
+            "reports_evicted",
+            "Drop and violation reports forgotten, the oldest first, to stay within \
+             --max-reports",
+            counter(input.learning.reports_evicted),
         );
         registry.register(
             "edges_approved",
@@ -196,11 +215,33 @@ impl Metrics {
             Unit::Seconds,
             self.rule_sync.clone(),
         );
+        let nflog = input.learning.nflog;
+        registry.register(
+            "nflog_events",
+            "NFLOG events the enforcer read and decoded (each then went to learning or \
+             was dropped with cause=\"queue\")",
+            counter(nflog.received),
+        );
+        registry.register(
+            "nflog_ingested",
+            "NFLOG events learning took in (learned edges and reports come from them)",
+            counter(input.learning.ingested),
+        );
+        let dropped = Family::<CauseLabels, Counter>::default();
+        for (cause, value) in [
+            ("kernel", nflog.dropped_kernel),
+            ("queue", nflog.dropped_queue),
+            ("unreadable", nflog.unreadable),
+        ] {
+            dropped.get_or_create(&CauseLabels { cause }).inc_by(value);
+        }
         registry.register(
             "nflog_dropped",
-            "NFLOG events the kernel dropped because the enforcer did not read them in \
-             time (learning and reports missed them)",
-            counter(self.nflog_dropped.load(Ordering::Relaxed)),
+            "NFLOG events lost, so that learning and reports missed them, by cause: \
+             kernel (the socket's receive buffer was full: the enforcer did not read in \
+             time), queue (read, but the queue to learning was full: learning did not \
+             keep up), unreadable (arrived but is no event the enforcer can read)",
+            dropped,
         );
         let readiness = input.readiness;
         registry.register(
@@ -285,7 +326,6 @@ mod tests {
         let metrics = Metrics::default();
         metrics.rule_sync.observe(0.004);
         metrics.store_errors.inc();
-        metrics.nflog_dropped.store(3, Ordering::Relaxed);
         let verdicts = VerdictCounters::default();
         verdicts.count("shop/db", Some(ReportKind::Drop));
         verdicts.count("shop/db", Some(ReportKind::Drop));
@@ -296,7 +336,19 @@ mod tests {
         readiness.set_bridge(Some("bridge-nf-call-iptables is 0".into()));
         let input = ScrapeInput {
             snapshot: &snapshot,
-            edges_learned: 4,
+            learning: LearningTotals {
+                nflog: crate::nflog::NflogTotals {
+                    received: 12,
+                    dropped_queue: 0,
+                    dropped_kernel: 3,
+                    unreadable: 1,
+                },
+                ingested: 9,
+                edges_learned: 4,
+                edges_limit: 10,
+                edges_evicted: 2,
+                reports_evicted: 0,
+            },
             verdicts: &verdicts,
             readiness: &readiness,
             store: &crate::store::StoreHealth {
@@ -320,7 +372,14 @@ mod tests {
             "zonewarden_connections_total{zone=\"shop/db\",verdict=\"drop\"} 2",
             "zonewarden_connections_total{zone=\"shop/web\",verdict=\"learn\"} 1",
             "zonewarden_rule_sync_seconds_count 1",
-            "zonewarden_nflog_dropped_total 3",
+            "zonewarden_nflog_dropped_total{cause=\"kernel\"} 3",
+            "zonewarden_nflog_dropped_total{cause=\"queue\"} 0",
+            "zonewarden_nflog_dropped_total{cause=\"unreadable\"} 1",
+            "zonewarden_nflog_events_total 12",
+            "zonewarden_nflog_ingested_total 9",
+            "zonewarden_edges_learned_limit 10",
+            "zonewarden_edges_evicted_total 2",
+            "zonewarden_reports_evicted_total 0",
             "zonewarden_store_errors_total 1",
             "zonewarden_table_intact 1",
             "zonewarden_table_restores_total 1",

@@ -116,11 +116,10 @@ async fn api_map(State(state): State<Arc<WebState>>) -> Response {
 async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = metrics::Format::negotiate(accept);
-    let edges_learned = state.learning.learned().edges.len();
     let store = state.registry.store_health().await;
     let input = metrics::ScrapeInput {
         snapshot: &state.registry.snapshot(),
-        edges_learned,
+        learning: state.learning.totals(),
         verdicts: state.learning.verdicts(),
         readiness: state.registry.readiness(),
         store: &store,

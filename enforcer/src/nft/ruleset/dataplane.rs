@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -14,12 +14,12 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
-use super::expr;
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands, base_is_complete};
 use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options};
+use super::{expr, listing};
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
 use crate::nft::objects;
 use crate::nft::{FAMILY, NftError, TABLE};
@@ -45,6 +45,12 @@ pub trait RulesetDataplane: Send + Sync {
         self.apply(&RulesetDiff::between(old, new), new)
     }
     fn read(&self) -> Result<KernelView, NftError>;
+    /// Checks that the kernel's table can be reached, at a cost that does not grow
+    /// with the table's contents (a health check: it must stay quick while a flood
+    /// fills the seen sets).
+    fn probe(&self) -> Result<(), NftError> {
+        self.read().map(drop)
+    }
     /// Deletes chains that are not ours, then sets and maps that nothing of ours uses
     /// (left by an older version, or added by someone else); called once the chains
     /// that used them are rewritten.
@@ -143,18 +149,27 @@ impl NftRulesetDataplane {
     }
 
     fn run(&self, args: &[&str], stdin: Option<String>, action: &str) -> Result<String, NftError> {
+        let mut child = self.spawn(args, stdin.is_some())?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A write error means nft exited early; its stderr below says why.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let stdout = self.finish(child, action)?;
+        String::from_utf8(stdout).map_err(|err| NftError::Parse {
+            action: action.to_owned(),
+            detail: err.to_string(),
+        })
+    }
+
+    fn spawn(&self, args: &[&str], with_stdin: bool) -> Result<Child, NftError> {
         let (program, prefix) = match self.command.split_first() {
             Some((program, prefix)) => (program.as_str(), prefix),
             None => ("nft", &[][..]),
         };
-        let spawn_error = |source| NftError::Spawn {
-            binary: PathBuf::from(program),
-            source,
-        };
-        let mut child = Command::new(program)
+        let child = Command::new(program)
             .args(prefix)
             .args(args)
-            .stdin(if stdin.is_some() {
+            .stdin(if with_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -162,13 +177,23 @@ impl NftRulesetDataplane {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(spawn_error)?;
+            .map_err(|source| self.spawn_error(source))?;
         crate::guard::note_own_process(child.id());
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A write error means nft exited early; its stderr below says why.
-            let _ = pipe.write_all(input.as_bytes());
+        Ok(child)
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> NftError {
+        NftError::Spawn {
+            binary: PathBuf::from(self.command.first().map_or("nft", String::as_str)),
+            source,
         }
-        let output = child.wait_with_output().map_err(spawn_error)?;
+    }
+
+    /// Waits for nft; its stdout (what was not taken) when it succeeded.
+    fn finish(&self, child: Child, action: &str) -> Result<Vec<u8>, NftError> {
+        let output = child
+            .wait_with_output()
+            .map_err(|source| self.spawn_error(source))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(NftError::Failed {
@@ -177,10 +202,34 @@ impl NftRulesetDataplane {
                 stderr: stderr.trim().replace('\n', " | "),
             });
         }
-        String::from_utf8(output.stdout).map_err(|err| NftError::Parse {
-            action: action.to_owned(),
-            detail: err.to_string(),
-        })
+        Ok(output.stdout)
+    }
+
+    /// The items of `nft -j -p list table FAMILY zonewarden`, parsed as nft prints
+    /// them and without the seen sets' elements (see [`listing`]); `None` when the
+    /// table does not exist.
+    fn list_table(&self, family: &str) -> Result<Option<Vec<Value>>, NftError> {
+        let action = format!("list table {family} {TABLE}");
+        let mut child = self.spawn(&["-j", "-p", "list", "table", family, TABLE], false)?;
+        // Parsing takes the pipe and closes it when done, so that nft never waits on
+        // a reader that stopped (after a parse error).
+        let parsed = child.stdout.take().map(listing::parse_listing);
+        match self.finish(child, &action) {
+            Err(NftError::Failed { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+            Ok(_) => match parsed {
+                Some(Ok(items)) => Ok(Some(items)),
+                Some(Err(err)) => Err(NftError::Parse {
+                    action,
+                    detail: err.to_string(),
+                }),
+                None => Ok(Some(Vec::new())),
+            },
+        }
     }
 }
 
@@ -227,6 +276,15 @@ impl RulesetDataplane for NftRulesetDataplane {
         self.run_transaction(&diff_commands(&diff, new, &self.opts), action)
     }
 
+    /// `nft list chains inet`: nft runs and the kernel answers. Anything that lists
+    /// rules or sets would make nft fetch every element of the table first, the seen
+    /// sets' tens of thousands included (seconds during a flood).
+    fn probe(&self) -> Result<(), NftError> {
+        let action = format!("list chains {FAMILY}");
+        self.run(&["-j", "list", "chains", FAMILY], None, &action)
+            .map(drop)
+    }
+
     fn read(&self) -> Result<KernelView, NftError> {
         let action = format!("list table {FAMILY} {TABLE}");
         let parse_error = |detail: String| NftError::Parse {
@@ -238,22 +296,7 @@ impl RulesetDataplane for NftRulesetDataplane {
         let started = std::time::Instant::now();
         let mut items = Vec::new();
         for family in [FAMILY, BRIDGE_FAMILY] {
-            let args = ["-j", "-p", "list", "table", family, TABLE];
-            let action = format!("list table {family} {TABLE}");
-            let stdout = match self.run(&args, None, &action) {
-                Ok(stdout) => stdout,
-                Err(NftError::Failed { stderr, .. })
-                    if stderr.contains("No such file or directory") =>
-                {
-                    continue;
-                }
-                Err(err) => return Err(err),
-            };
-            let listing: Value =
-                serde_json::from_str(&stdout).map_err(|e| parse_error(e.to_string()))?;
-            if let Some(Value::Array(list)) = listing.get("nftables") {
-                items.extend(list.iter().cloned());
-            }
+            items.extend(self.list_table(family)?.into_iter().flatten());
         }
         if items.is_empty() {
             return Ok(KernelView::default());

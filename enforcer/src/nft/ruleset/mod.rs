@@ -21,6 +21,8 @@
 //! - [`elements`]: the set-element changes of a difference, typed (rendered to nft
 //!   JSON here and to netlink batches by [`crate::nft::netlink`]).
 //! - [`render_diff`]: the one transaction from one ruleset to another ([`diff_commands`]).
+//! - [`listing`]: `nft -j list table` output parsed as it streams in, without the
+//!   seen sets' elements ([`listing::parse_listing`]).
 //! - [`read`]: the kernel's table read back into the model ([`read_listing`]).
 //! - [`dataplane`]: the [`RulesetDataplane`] seam, its `nft`-backed implementation and
 //!   an in-memory fake for tests.
@@ -30,6 +32,7 @@ pub mod elements;
 pub mod expr;
 #[cfg(test)]
 mod kernel_tests;
+pub mod listing;
 pub mod read;
 pub mod render_base;
 pub mod render_diff;
@@ -200,6 +203,9 @@ pub mod names {
     pub const BASE_CHAINS: [&str; 3] = [FORWARD, INPUT, OUTPUT];
     pub const ZONE_OUT_PREFIX: &str = "zout_";
     pub const ZONE_IN_PREFIX: &str = "zin_";
+    /// The seen sets (`seen_learn_v4`, `seen_proto_drop_v6`, ...): what the log rules
+    /// already reported, filled by the kernel itself.
+    pub const SEEN_PREFIX: &str = "seen_";
 
     /// Picks the name of `family` from a (v4, v6) pair of names.
     pub fn of(family: Family, pair: (&'static str, &'static str)) -> &'static str {
