@@ -6,7 +6,7 @@
 //! `cargo build -p zonewarden-enforcer`. Self-contained: it drives the binary and
 //! nft through `std::process::Command` only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -54,13 +54,7 @@ struct Enforcer(Child);
 
 impl Enforcer {
     fn start(ns: &NetnsGuard, socket: &Path, state: &Path) -> Self {
-        let binary =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zonewarden-enforcer");
-        assert!(
-            binary.exists(),
-            "{} is missing: run cargo build -p zonewarden-enforcer first",
-            binary.display()
-        );
+        let binary = zonewarden_tests::bin("zonewarden-enforcer");
         let child = ns
             .exec(&binary)
             .arg("--socket")
@@ -279,8 +273,7 @@ fn a_second_enforcer_on_the_same_socket_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let (socket, state) = (tmp.path().join("enforcer.sock"), tmp.path().join("state"));
     let _first = Enforcer::start(&ns, &socket, &state);
-    let binary =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zonewarden-enforcer");
+    let binary = zonewarden_tests::bin("zonewarden-enforcer");
     let out = ns
         .exec(&binary)
         .arg("--socket")
@@ -317,8 +310,7 @@ fn a_second_enforcer_anywhere_in_the_netns_leaves_the_table_alone() {
     };
     let before = listing(&ns);
     assert!(before.contains("chain forward"), "{before}");
-    let binary =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zonewarden-enforcer");
+    let binary = zonewarden_tests::bin("zonewarden-enforcer");
     let out = ns
         .exec(&binary)
         .arg("--socket")
