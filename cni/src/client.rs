@@ -26,9 +26,16 @@ impl Enforcer {
             .enable_all()
             .build()
             .map_err(|e| CniError::io(format!("cannot start the plugin's runtime: {e}")))?;
-        let client = runtime
-            .block_on(zonewarden_proto::client(socket, CONNECT_TIMEOUT))
+        // The channel's own request deadline is the call's: a busy enforcer may take
+        // seconds to commit an endpoint, which is no reason to fail the ADD.
+        let channel = runtime
+            .block_on(zonewarden_proto::connect_with(
+                socket,
+                CONNECT_TIMEOUT,
+                CALL_TIMEOUT,
+            ))
             .map_err(|e| CniError::new(ErrorCode::TryAgainLater, e.to_string()))?;
+        let client = EnforcerClient::new(channel);
         Ok(Self {
             runtime,
             client,

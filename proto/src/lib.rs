@@ -47,13 +47,25 @@ fn causes(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Opens a gRPC channel to the enforcer's unix socket, failing after `timeout`.
+/// Opens a gRPC channel to the enforcer's unix socket, failing after `timeout`; every
+/// request on it fails after `timeout` too.
 pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, ConnectError> {
+    connect_with(socket, timeout, timeout).await
+}
+
+/// Opens a gRPC channel to the enforcer's unix socket, failing after `connect_timeout`;
+/// every request on it fails after `request_timeout` (a busy enforcer may take longer
+/// to commit a change than to accept a connection).
+pub async fn connect_with(
+    socket: &Path,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Channel, ConnectError> {
     let path = socket.to_path_buf();
     // The URI is required by tonic but unused: every connection goes to the socket.
     Endpoint::from_static("http://enforcer.local")
-        .connect_timeout(timeout)
-        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
@@ -76,4 +88,43 @@ pub async fn client(
     Ok(v1::enforcer_client::EnforcerClient::new(
         connect(socket, timeout).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The plugin connects with a short deadline and calls with a long one: a busy
+    /// enforcer that accepted the connection must get the call's whole deadline.
+    #[tokio::test]
+    async fn a_request_has_its_own_deadline_not_the_connect_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        // Accepts every connection and never answers, as an enforcer stuck in a commit.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let (connect, request) = (Duration::from_millis(300), Duration::from_secs(2));
+        let channel = connect_with(&socket, connect, request)
+            .await
+            .expect("the connection is accepted");
+        let started = Instant::now();
+        let status = v1::enforcer_client::EnforcerClient::new(channel)
+            .status(v1::StatusRequest {})
+            .await
+            .expect_err("nothing answers");
+        let waited = started.elapsed();
+        assert!(
+            waited >= request,
+            "the request gave up after {waited:?}, before its own deadline of {request:?} \
+             ({status})"
+        );
+        server.abort();
+    }
 }
