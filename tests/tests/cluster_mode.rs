@@ -3,7 +3,8 @@
 //! `--store etcd`, pods attached through the real plugin. The nodes route each
 //! other's pod blocks from the node records in etcd; an approval and the mode switch
 //! made on a node without any of the pods are enforced on the nodes that have them;
-//! with one etcd member killed, a further approval still goes through.
+//! with one etcd member killed, a further approval still goes through. A node whose
+//! enforcer dies leaves the other nodes' zones once its lease runs out, and rejoins.
 
 use std::time::Duration;
 
@@ -17,17 +18,23 @@ const NET: &str = "zw-cl3";
 const DB: &str = "shop/web->shop/db:5432/tcp";
 const SSH: &str = "shop/web->shop/db:22/tcp";
 
+/// Starts every node's enforcer on the cluster's etcd under `prefix`, with `extra` flags.
+fn start_enforcers(cluster: &mut Cluster, prefix: &str, extra: &[&str]) {
+    let store = cluster.etcd().enforcer_args(prefix);
+    for n in &mut cluster.nodes {
+        let mut args = store.clone();
+        args.extend(n.enforcer_args());
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        n.node.start_enforcer_with(&args);
+    }
+}
+
 #[test]
 fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     require_root!();
     let mut cluster = Cluster::new(3, 3);
-    let store = cluster.etcd().enforcer_args("/zw-cl3");
-    for n in &mut cluster.nodes {
-        let mut args = store.clone();
-        args.extend(n.enforcer_args());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        n.node.start_enforcer_with(&args);
-    }
+    start_enforcers(&mut cluster, "/zw-cl3", &[]);
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
 
     // Every node routes the other two nodes' IPv4 blocks via their addresses.
@@ -109,5 +116,52 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
         "the approval made on node B to reach node A",
         Duration::from_secs(15),
         || connects(&web.netns, &db.target(22, "tcp")),
+    );
+}
+
+/// A node whose enforcer dies (SIGKILL, its lease left to run out) leaves the other
+/// node's zones: its pod's address is no member there any more, nor routed; when its
+/// enforcer is back, the pod rejoins its zone on the other node.
+#[test]
+fn a_dead_nodes_pods_leave_the_other_nodes_zones_until_it_is_back() {
+    require_root!();
+    let mut cluster = Cluster::new(2, 1);
+    start_enforcers(&mut cluster, "/zw-dead", &["--node-lease-ttl", "3"]);
+    let db = add_pod(
+        &cluster.nodes[1].node,
+        &cluster.nodes[1].conflist(NET),
+        "db",
+        "shop/db",
+    );
+    let a = &cluster.nodes[0];
+    let member_on_a = || a.node.netns.nft_map_keys("zone_of_v4").contains(&db.ip);
+    wait::until(
+        "node A to take node B's pod into its zone",
+        Duration::from_secs(10),
+        member_on_a,
+    );
+
+    cluster.nodes[1].node.stop_enforcer(true);
+    let a = &cluster.nodes[0];
+    let member_on_a = || a.node.netns.nft_map_keys("zone_of_v4").contains(&db.ip);
+    wait::until(
+        "node B's pod to leave node A's zone once B's lease ran out",
+        Duration::from_secs(20),
+        || !member_on_a(),
+    );
+    assert!(
+        !a.node
+            .endpoints()
+            .iter()
+            .any(|e| e["key"]["containerId"] == db.at.container_id),
+        "node A no longer lists node B's pod"
+    );
+
+    cluster.nodes[1].node.start_enforcer();
+    let a = &cluster.nodes[0];
+    wait::until(
+        "node B's pod to rejoin its zone on node A",
+        Duration::from_secs(20),
+        || a.node.netns.nft_map_keys("zone_of_v4").contains(&db.ip),
     );
 }

@@ -120,6 +120,10 @@ pub(crate) struct Shared {
     pub node_table: Mutex<node::NodeTable>,
     /// The attachment key of every endpoint record seen (a deleted key holds only a hash).
     pub endpoint_keys: Mutex<std::collections::HashMap<String, AttachmentKey>>,
+    /// Nodes whose endpoints are kept out of the registry because the node has no
+    /// record (its lease expired: the node died, or lost etcd for longer than its
+    /// lease). When its record returns, a full listing brings them back.
+    pub withheld: Mutex<std::collections::BTreeSet<String>>,
     pub nodes: tokio::sync::watch::Sender<Vec<NodeRecord>>,
     /// This node's endpoint changes etcd has not seen yet.
     pub unpublished: Option<Mutex<unpublished::Unpublished>>,
@@ -190,6 +194,7 @@ impl EtcdStore {
                 loaded_revision: AtomicI64::new(0),
                 node_table: Mutex::default(),
                 endpoint_keys: Mutex::default(),
+                withheld: Mutex::default(),
                 nodes: tokio::sync::watch::Sender::new(Vec::new()),
                 unpublished,
             }),
@@ -409,6 +414,53 @@ impl Shared {
         }
     }
 
+    /// Whether `node` has a live record (this node always counts as live: its own
+    /// endpoints are its own to keep).
+    pub fn is_live(&self, node: &str) -> bool {
+        node == self.node
+            || self
+                .node_table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(node)
+    }
+
+    /// A full listing without the endpoints of nodes that have no live record; those
+    /// nodes are noted as withheld.
+    pub fn without_withheld(&self, kvs: Vec<decode::Kv>) -> Vec<decode::Kv> {
+        let mut withheld = self.withheld.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            if let Ok(keys::KeyKind::Endpoint { node }) = self.keys.parse(&kv.key)
+                && !self.is_live(&node)
+            {
+                if withheld.insert(node.clone()) {
+                    tracing::warn!(%node, "the endpoints of a node without a live record (its lease expired) are left out of the zones until it is back");
+                }
+                continue;
+            }
+            kept.push(kv);
+        }
+        kept
+    }
+
+    /// Forgets keys the registry no longer holds (endpoints of a node whose record is
+    /// gone), so that a later listing brings them back.
+    pub fn forget(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut known = self
+            .endpoint_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            cache.seen.remove(key);
+            known.remove(key);
+        }
+    }
+
     /// Replaces the live nodes with those of a full listing.
     pub fn nodes_listed(&self, kvs: &[decode::Kv]) {
         let mut table = self
@@ -443,6 +495,8 @@ impl Shared {
 impl Store for EtcdStore {
     fn load(&self) -> Result<StoredState, StoreError> {
         let (kvs, revision) = self.list_all()?;
+        self.shared.nodes_listed(&kvs);
+        let kvs = self.shared.without_withheld(kvs);
         let mut loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;
         if let Some(queue) = &self.shared.unpublished {
             let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -459,7 +513,6 @@ impl Store for EtcdStore {
                 cache.observe(&self.shared.keys, &kv.key, kv.mod_revision, Some(&kv.value));
             }
         }
-        self.shared.nodes_listed(&kvs);
         self.shared.note_endpoint_keys(&kvs);
         self.shared
             .loaded_revision

@@ -70,6 +70,10 @@ impl NodeTable {
         }
     }
 
+    pub fn contains(&self, name: &str) -> bool {
+        self.records.contains_key(name)
+    }
+
     pub fn records(&self) -> Vec<NodeRecord> {
         self.records.values().cloned().collect()
     }

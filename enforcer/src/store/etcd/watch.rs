@@ -212,6 +212,11 @@ pub struct Decoded {
     pub changes: Vec<RemoteChange>,
     pub observed: Vec<Kv>,
     pub deleted: Vec<(String, i64)>,
+    /// Endpoint keys the registry gives up because their node's record is gone.
+    pub forgotten: Vec<String>,
+    /// A node whose endpoints were withheld has a record again: a full listing
+    /// brings its endpoints back.
+    pub relist: bool,
 }
 
 /// Turns an update into registry changes, leaving out what the registry holds
@@ -220,8 +225,36 @@ pub struct Decoded {
 pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
     let shared = store.shared();
     let keys = &shared.keys;
-    let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if update.resync {
+        shared.nodes_listed(&update.changed);
+    }
     let mut out = Decoded::default();
+    // Nodes whose record came back: their endpoints return with a full listing.
+    {
+        let mut withheld = shared
+            .withheld
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let returned: Vec<String> = withheld
+            .iter()
+            .filter(|node| shared.is_live(node))
+            .cloned()
+            .collect();
+        for node in returned {
+            info!(%node, "a node's record is back; its endpoints rejoin their zones");
+            withheld.remove(&node);
+            out.relist |= !update.resync;
+        }
+    }
+    let nodes_changed = update.resync
+        || update
+            .deleted
+            .iter()
+            .any(|(key, _)| matches!(keys.parse(key), Ok(KeyKind::Node(_))));
+    if nodes_changed {
+        forget_dead_nodes(shared, &mut out);
+    }
+    let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
     let mut deleted = update.deleted.clone();
     if update.resync {
         let listed: BTreeSet<&str> = update.changed.iter().map(|kv| kv.key.as_str()).collect();
@@ -253,6 +286,12 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
             KeyKind::Profile(zone) => decode::decode_profile(&zone, &kv.value)
                 .map(|p| Some(RemoteChange::Profile(Box::new(p)))),
             KeyKind::Endpoint { node } if node == shared.node => Ok(None),
+            KeyKind::Endpoint { node } if !shared.is_live(&node) => {
+                // A record of a node that is gone (or not yet announced): left out
+                // until the node's record is there, never a zone member meanwhile.
+                withhold(shared, &node);
+                continue;
+            }
             KeyKind::Endpoint { .. } => decode::decode_endpoint(keys, &kv.key, &kv.value)
                 .map(|e| Some(RemoteChange::Endpoint(Box::new(e)))),
             KeyKind::Quarantined(container_id) => Ok(Some(RemoteChange::Quarantine {
@@ -293,6 +332,42 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
         out.deleted.push((key, revision));
     }
     out
+}
+
+/// Notes that `node`'s endpoints are kept out of the registry until its record is back.
+fn withhold(shared: &super::Shared, node: &str) {
+    let mut withheld = shared
+        .withheld
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if withheld.insert(node.to_owned()) {
+        warn!(%node, "the endpoints of a node without a live record (its lease expired) leave their zones until it is back");
+    }
+}
+
+/// The endpoints the registry holds of nodes that have no live record any more: they
+/// leave their zones (an address the node held may be reused by a pod of another
+/// node, which must not inherit the old pod's zone) and are forgotten, so that the
+/// node's return brings them back.
+fn forget_dead_nodes(shared: &super::Shared, out: &mut Decoded) {
+    let known: Vec<(String, zonewarden_profiles::AttachmentKey)> = shared
+        .endpoint_keys
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, attachment) in known {
+        let Ok(KeyKind::Endpoint { node }) = shared.keys.parse(&key) else {
+            continue;
+        };
+        if shared.is_live(&node) {
+            continue;
+        }
+        withhold(shared, &node);
+        out.changes.push(RemoteChange::EndpointGone(attachment));
+        out.forgotten.push(key);
+    }
 }
 
 /// The attachment key of an endpoint record that was deleted: the key holds only its
@@ -355,23 +430,51 @@ pub async fn apply_update(
     registry: &EndpointRegistry,
     update: &ClusterUpdate,
 ) -> Result<usize, crate::registry::RegistryError> {
-    let decoded = decode_update(store, update);
-    let shared = store.shared().clone();
-    let revision = update.revision;
+    let (mut count, relist) = apply_decoded(store, registry, update).await?;
+    if relist {
+        let listed = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.list_all()).await
+        };
+        let (changed, revision) = listed
+            .map_err(|e| crate::registry::RegistryError::Task(e.to_string()))?
+            .map_err(crate::registry::RegistryError::Store)?;
+        let relisted = ClusterUpdate {
+            changed,
+            deleted: Vec::new(),
+            revision: revision.max(update.revision),
+            resync: true,
+        };
+        count += apply_decoded(store, registry, &relisted).await?.0;
+    }
+    Ok(count)
+}
+
+/// Applies one update as it is; returns how many changes took effect and whether a
+/// full listing must follow (a node with withheld endpoints is back).
+async fn apply_decoded(
+    store: &EtcdStore,
+    registry: &EndpointRegistry,
+    update: &ClusterUpdate,
+) -> Result<(usize, bool), crate::registry::RegistryError> {
     let Decoded {
         changes,
         observed,
         deleted,
-    } = decoded;
+        forgotten,
+        relist,
+    } = decode_update(store, update);
+    let shared = store.shared().clone();
     let count = registry
         .apply_remote(changes, move || {
             shared.note_endpoint_keys(&observed);
             shared.observed(&observed, &deleted);
+            shared.forget(&forgotten);
         })
         .await?;
     store
         .shared()
         .applied_revision
-        .fetch_max(revision, Ordering::AcqRel);
-    Ok(count)
+        .fetch_max(update.revision, Ordering::AcqRel);
+    Ok((count, relist))
 }
