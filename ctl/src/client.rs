@@ -231,9 +231,14 @@ pub(crate) fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> any
     let transport = std::error::Error::source(status).is_some()
         || message.contains("transport error")
         || message.contains("connection");
-    if transport && is_change(rpc) {
+    // So did zwctl stop waiting (--timeout): the enforcer may still commit it.
+    let gave_up = matches!(
+        status.code(),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    );
+    if (transport || gave_up) && is_change(rpc) {
         return anyhow::anyhow!(
-            "the outcome of {rpc} is unknown: the zonewarden enforcer at {socket} went away before it answered ({message}); \
+            "the outcome of {rpc} is unknown: the zonewarden enforcer at {socket} did not answer ({message}); \
              check what happened with zwctl get profiles and zwctl audit log before retrying"
         );
     }
@@ -379,6 +384,30 @@ mod tests {
         let msg =
             rpc_error(Path::new("/s"), "Status", &tonic::Status::unimplemented("")).to_string();
         assert!(msg.contains("does not implement Status"), "{msg}");
+    }
+
+    #[test]
+    fn a_change_without_an_answer_has_an_unknown_outcome() {
+        for status in [
+            tonic::Status::cancelled("Timeout expired"),
+            tonic::Status::deadline_exceeded("deadline"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            let msg = rpc_error(Path::new("/s"), "ApproveEdges", &status).to_string();
+            assert!(
+                msg.starts_with("the outcome of ApproveEdges is unknown"),
+                "{msg}"
+            );
+            assert!(msg.contains("zwctl audit log"), "{msg}");
+        }
+        // A read that timed out is just late.
+        let msg = rpc_error(
+            Path::new("/s"),
+            "ListZones",
+            &tonic::Status::cancelled("Timeout expired"),
+        )
+        .to_string();
+        assert!(msg.contains("did not answer ListZones in time"), "{msg}");
     }
 
     #[test]
