@@ -119,6 +119,26 @@ pub fn exec(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Va
     }
 }
 
+/// An example conflist shipped in `deploy/cni/`, as a runtime would read it, with only
+/// the plugin's socket and host-local's lease directory pointed at `node`.
+pub fn example_conflist(node: &Node, file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/cni")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut list: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    for plugin in list["plugins"].as_array_mut().expect("plugins") {
+        if plugin["type"] == "zonewarden" {
+            plugin["socket"] = json!(node.socket());
+        }
+        if plugin.get("ipam").is_some() {
+            plugin["ipam"]["dataDir"] = json!(node.ipam_dir());
+        }
+    }
+    list
+}
+
 /// A network configuration list, as a runtime reads it from /etc/cni/net.d.
 #[derive(Debug, Clone)]
 pub struct Conflist {
