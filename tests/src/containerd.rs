@@ -5,9 +5,11 @@
 //! and the pods' namespaces it mounts would be invisible to the test and to runc), with
 //! the test image imported from a local OCI archive.
 //!
-//! The CNI conf dir holds one conflist of the test; the bin dir is the node's (the
-//! zonewarden plugin and Debian's reference plugins, `loopback` among them). Stopped by
-//! PID; on drop everything it started or mounted is taken away, even after a failure.
+//! The CNI conf dir holds one conflist of the test; the bin dir has the node's plugins
+//! (Debian's reference plugins, `loopback` among them) and, as `zonewarden`, a wrapper
+//! that writes down each call containerd makes (command, container id, netns) and then
+//! runs the real plugin, so a test sees which CNI calls the CRI makes. Stopped by PID;
+//! on drop everything it started or mounted is taken away, even after a failure.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,16 @@ impl Containerd {
             serde_json::to_vec_pretty(conflist).expect("conflist JSON"),
         )
         .expect("write conflist");
+        let bin_dir = dir.path().join("bin");
+        std::fs::create_dir_all(&bin_dir).expect("bin dir");
+        for entry in std::fs::read_dir(node.bin_dir()).expect("the node's bin dir") {
+            let entry = entry.expect("plugin entry");
+            if entry.file_name() != "zonewarden" {
+                std::os::unix::fs::symlink(entry.path(), bin_dir.join(entry.file_name()))
+                    .expect("link plugin");
+            }
+        }
+        write_recording_plugin(&bin_dir.join("zonewarden"), &dir.path().join("cni-calls"));
         let cgroup_parent = format!("/zonewarden-test-{}-{name}", std::process::id());
         let mut containerd = Self {
             node_netns: node.netns.path(),
@@ -77,7 +89,7 @@ impl Containerd {
             cgroup_parent,
             netns_seen: Vec::new(),
         };
-        std::fs::write(containerd.config_path(), containerd.config(node))
+        std::fs::write(containerd.config_path(), containerd.config())
             .expect("write containerd config");
         containerd.launch();
         let image = build_test_image(&containerd.dir.path().join("image"));
@@ -101,10 +113,23 @@ impl Containerd {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The CNI calls of zonewarden containerd made for `container_id`, in order, as
+    /// `COMMAND netns` (`-` for no netns).
+    pub fn cni_calls(&self, container_id: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("cni-calls"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split(' ');
+                let (command, id, netns) = (words.next()?, words.next()?, words.next()?);
+                (id == container_id).then(|| format!("{command} {netns}"))
+            })
+            .collect()
+    }
+
     /// containerd's config: everything of its own under the test's directory.
-    fn config(&self, node: &Node) -> String {
+    fn config(&self) -> String {
         let d = self.dir.path().display();
-        let bin_dir = node.bin_dir();
         format!(
             r#"version = 2
 root = "{d}/root"
@@ -141,11 +166,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         Root = "{d}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{bin}"
+    bin_dir = "{d}/bin"
     conf_dir = "{d}/net.d"
     max_conf_num = 1
-"#,
-            bin = bin_dir.display()
+"#
         )
     }
 
@@ -319,6 +343,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         }
         left
     }
+}
+
+/// Writes `path`: a plugin that appends `COMMAND CONTAINERID NETNS` to `record`, then
+/// runs the real zonewarden with the same environment, stdin and arguments.
+fn write_recording_plugin(path: &Path, record: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\n\
+         echo \"$CNI_COMMAND $CNI_CONTAINERID ${{CNI_NETNS:--}}\" >> '{record}'\n\
+         exec '{real}' \"$@\"\n",
+        record = record.display(),
+        real = crate::bin("zonewarden").display()
+    );
+    std::fs::write(path, script).expect("write the recording plugin");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the recording plugin executable");
 }
 
 impl Drop for Containerd {

@@ -2,8 +2,8 @@
 //! sandboxes through the shipped routed conflist, the pods get their zones from their
 //! Kubernetes metadata and annotations, the zones learn, are approved and enforce with
 //! real traffic between the pods, survive restarts of containerd and of the enforcer,
-//! and StopPodSandbox + RemovePodSandbox (containerd's two DELs, the second without a
-//! netns) leave nothing behind.
+//! and StopPodSandbox + RemovePodSandbox (containerd's DELs, the first with the netns,
+//! the later ones without, each seen as containerd made it) leave nothing behind.
 
 use serde_json::Value;
 use zonewarden_tests::attach::{assert_endpoint_at, endpoint_of};
@@ -118,6 +118,21 @@ fn cri_pods_learn_approve_enforce_and_leave_nothing() {
         .expect("a repeated StopPodSandbox (another DEL) succeeds");
     cri.remove_pod_sandbox(&db.id).expect("RemovePodSandbox db");
     drop(cri);
+    // What containerd sent, as the CNI notes say: ADD and the first DEL with the
+    // netns, every later DEL (a repeated stop, the removal) without one.
+    let (add, del) = (
+        format!("ADD {}", web.netns.display()),
+        format!("DEL {}", web.netns.display()),
+    );
+    assert_eq!(containerd.cni_calls(&web.id), [add, del, "DEL -".into()]);
+    let (add, del) = (
+        format!("ADD {}", db.netns.display()),
+        format!("DEL {}", db.netns.display()),
+    );
+    assert_eq!(
+        containerd.cni_calls(&db.id),
+        [add, del, "DEL -".into(), "DEL -".into()]
+    );
     assert_all_gone(&node, &mut containerd, &network, &[&web.id, &db.id]);
 }
 
@@ -139,6 +154,14 @@ fn cri_refused_zone_claim_fails_the_sandbox_and_leaves_nothing() {
     assert!(
         err.message().contains("zonewarden.io/zone") && err.message().contains("tenant-b"),
         "the kubelet sees why: {err}"
+    );
+    let calls =
+        std::fs::read_to_string(containerd.dir.path().join("cni-calls")).unwrap_or_default();
+    let commands: Vec<&str> = calls.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(
+        commands,
+        ["ADD", "DEL"],
+        "containerd cleans a failed ADD up with a DEL: {calls}"
     );
     assert_all_gone(&node, &mut containerd, &network, &[]);
 }
