@@ -148,6 +148,21 @@ pub struct Conflist {
 }
 
 impl Conflist {
+    /// A conflist as a runtime reads it from its JSON.
+    pub fn from_json(list: &Value) -> Self {
+        Self {
+            name: list["name"].as_str().expect("conflist name").to_owned(),
+            cni_version: list["cniVersion"]
+                .as_str()
+                .expect("conflist cniVersion")
+                .to_owned(),
+            plugins: list["plugins"]
+                .as_array()
+                .expect("conflist plugins")
+                .clone(),
+        }
+    }
+
     /// The zonewarden routed network with host-local IPAM keeping its leases in the node's dir.
     pub fn routed(node: &Node, name: &str, subnet: &str) -> Self {
         Self::routed_ranges(node, name, &[subnet])

@@ -110,15 +110,24 @@ static_dir = "{d}/libpod"
         podman
     }
 
+    /// The environment that points any podman (or a script running it) at this
+    /// podman's config, storage and directories.
+    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        let d = self.dir.path();
+        vec![
+            ("CONTAINERS_CONF", d.join("containers.conf")),
+            ("CONTAINERS_STORAGE_CONF", d.join("storage.conf")),
+            ("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf")),
+        ]
+    }
+
     /// `podman ARGS` in the node namespace with this podman's config.
     pub fn command(&self, args: &[&str]) -> Command {
         let d = self.dir.path();
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.node_netns.display()))
             .arg("/usr/bin/podman")
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .envs(self.env())
             .args(["--root", &format!("{}/root", d.display())])
             .args(["--runroot", &format!("{}/run", d.display())])
             .args(["--tmpdir", &format!("{}/tmp", d.display())])
@@ -156,6 +165,12 @@ static_dir = "{d}/libpod"
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
+        Ok(self.track(name, Some(network)))
+    }
+
+    /// Inspects the running container `name` (address on `network`, if any) and keeps
+    /// it for the checks of what is left and for the clean-up.
+    pub fn track(&mut self, name: &str, network: Option<&str>) -> Container {
         let inspect: Value = serde_json::from_str(&self.run_ok(&["inspect", name]))
             .unwrap_or_else(|e| panic!("podman inspect {name}: {e}"));
         let c = &inspect[0];
@@ -165,8 +180,8 @@ static_dir = "{d}/libpod"
                 .as_str()
                 .unwrap_or_else(|| panic!("no network namespace for {name}: {c}")),
         );
-        let ip = c["NetworkSettings"]["Networks"][network]["IPAddress"]
-            .as_str()
+        let ip = network
+            .and_then(|n| c["NetworkSettings"]["Networks"][n]["IPAddress"].as_str())
             .unwrap_or_default()
             .to_owned();
         let pids = ["ConmonPid", "Pid"]
@@ -183,7 +198,7 @@ static_dir = "{d}/libpod"
             pids,
         };
         self.started.push(container.clone());
-        Ok(container)
+        container
     }
 
     /// `podman rm --force --time 0`: stops the container (CNI DEL) and removes it.
@@ -203,7 +218,7 @@ static_dir = "{d}/libpod"
                     .filter(|p| host::alive(**p))
                     .map(|p| format!("process {p} of {}", c.name)),
             );
-            if host::netns_exists(&c.netns) {
+            if c.netns.starts_with("/run/netns") && host::netns_exists(&c.netns) {
                 left.push(format!("netns {}", c.netns.display()));
             }
             for entry in std::fs::read_dir("/var/lib/cni/results")
@@ -258,7 +273,11 @@ impl Drop for Podman {
                 .all(|c| c.pids.iter().all(|p| !host::alive(*p)))
         });
         host::unmount_under(self.dir.path());
-        for c in &self.started {
+        for c in self
+            .started
+            .iter()
+            .filter(|c| c.netns.starts_with("/run/netns"))
+        {
             host::remove_netns(&c.netns);
         }
         host::remove_cgroups(&self.cgroup_parent);

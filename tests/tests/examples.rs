@@ -11,12 +11,7 @@ use zonewarden_tests::node::Node;
 use zonewarden_tests::require_root;
 
 fn load(node: &Node, file: &str) -> Conflist {
-    let list = example_conflist(node, file);
-    Conflist {
-        name: list["name"].as_str().expect("name").to_owned(),
-        cni_version: list["cniVersion"].as_str().expect("cniVersion").to_owned(),
-        plugins: list["plugins"].as_array().expect("plugins").clone(),
-    }
+    Conflist::from_json(&example_conflist(node, file))
 }
 
 fn attach_reach_detach(file: &str) {
