@@ -137,6 +137,14 @@ fn run_args(
     args
 }
 
+/// The pod's `terminationGracePeriodSeconds`.
+fn enforcer_grace(daemonset: &Value) -> Duration {
+    let seconds = daemonset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    Duration::from_secs(seconds)
+}
+
 #[test]
 fn the_image_runs_as_the_daemonset_says_and_pods_attach() {
     require_root!();
@@ -286,7 +294,16 @@ fn the_image_runs_as_the_daemonset_says_and_pods_attach() {
     node.wait_veths_gone("the pods' host veths to go");
 
     // The pod goes: SIGTERM, as the kubelet stops it.
-    podman.run_ok(&["stop", "--time", "10", "enforcer"]);
+    let grace = enforcer_grace(&daemonset);
+    let stopping = std::time::Instant::now();
+    podman.run_ok(&["stop", "--time", &grace.as_secs().to_string(), "enforcer"]);
+    let took = stopping.elapsed();
+    let exit = podman.run_ok(&["inspect", "--format", "{{.State.ExitCode}}", "enforcer"]);
+    assert!(
+        took < grace && exit.trim() == "0",
+        "the enforcer ends by itself on SIGTERM (took {took:?}, exit code {exit}), \
+         before the kubelet's grace period of {grace:?} would kill it"
+    );
     podman.run_ok(&["rm", "enforcer"]);
     node.stop_enforcer(true);
     let left = podman.leftovers();
