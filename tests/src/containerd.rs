@@ -150,8 +150,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{TEST_IMAGE}"
-  # Debian's containerd 1.6 fails to start sandboxes here otherwise: it may not lower
-  # the oom_score_adj below its own.
+  # Without it runc cannot start a sandbox here ("can't get final child's PID from
+  # pipe"): the sandbox's oom_score_adj (-998) may not go below containerd's own.
   restrict_oom_score_adj = true
   # The pods' network namespaces under the state dir, not /run/netns: whatever a
   # failure leaves is under the test's directory and goes with it.
