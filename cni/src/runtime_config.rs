@@ -4,19 +4,34 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// Go runtimes send a nil map or slice as `null`: containerd 1.6 sends
+/// `"io.kubernetes.cri.pod-annotations": null` for a pod without annotations. That is
+/// an empty one, not an invalid config.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeConfig {
-    #[serde(default, alias = "PortMappings")]
+    #[serde(default, alias = "PortMappings", deserialize_with = "null_as_empty")]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, alias = "Bandwidth")]
     pub bandwidth: Option<Bandwidth>,
     #[serde(default, alias = "DNS", alias = "Dns")]
     pub dns: Option<RuntimeDns>,
     /// Pod annotations (`io.kubernetes.cri.pod-annotations` capability).
-    #[serde(default, rename = "io.kubernetes.cri.pod-annotations")]
+    #[serde(
+        default,
+        rename = "io.kubernetes.cri.pod-annotations",
+        deserialize_with = "null_as_empty"
+    )]
     pub pod_annotations: BTreeMap<String, String>,
 }
 
@@ -49,11 +64,21 @@ pub struct Bandwidth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeDns {
-    #[serde(default, alias = "Servers", alias = "nameservers")]
+    #[serde(
+        default,
+        alias = "Servers",
+        alias = "nameservers",
+        deserialize_with = "null_as_empty"
+    )]
     pub servers: Vec<String>,
-    #[serde(default, alias = "Searches", alias = "search")]
+    #[serde(
+        default,
+        alias = "Searches",
+        alias = "search",
+        deserialize_with = "null_as_empty"
+    )]
     pub searches: Vec<String>,
-    #[serde(default, alias = "Options")]
+    #[serde(default, alias = "Options", deserialize_with = "null_as_empty")]
     pub options: Vec<String>,
 }
 
@@ -94,5 +119,19 @@ mod tests {
         assert_eq!(rc.bandwidth.unwrap().ingress_rate, 5000);
         let dns = rc.dns.unwrap();
         assert_eq!((dns.servers.len(), dns.options[0].as_str()), (1, "ndots:5"));
+    }
+
+    /// containerd 1.6 sends a pod without annotations as `null` (a Go nil map), and nil
+    /// slices of its DNS config the same way.
+    #[test]
+    fn go_nil_maps_and_slices_are_empty() {
+        let rc: RuntimeConfig = serde_json::from_str(
+            r#"{"io.kubernetes.cri.pod-annotations":null,"portMappings":null,
+                "dns":{"Servers":null,"Searches":null,"Options":null}}"#,
+        )
+        .unwrap();
+        assert!(rc.pod_annotations.is_empty() && rc.port_mappings.is_empty());
+        let dns = rc.dns.unwrap();
+        assert!(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty());
     }
 }

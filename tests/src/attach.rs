@@ -73,3 +73,19 @@ pub fn gc(node: &Node, list: &Conflist, extra: Value) -> CniOutput {
     };
     exec(node, "zonewarden", "GC", &at, &list.single(0, extra))
 }
+
+/// Panics unless the endpoint record `ep` is in the namespace `netns` and holds `ip`,
+/// as the runtime that made the pod reports them.
+pub fn assert_endpoint_at(ep: &Value, netns: &std::path::Path, ip: &str) {
+    assert_eq!(
+        ep["netns"].as_str(),
+        netns.to_str(),
+        "the endpoint is in the pod's namespace: {ep}"
+    );
+    let holds = ep["ips"].as_array().is_some_and(|ips| {
+        ips.iter()
+            .filter_map(Value::as_str)
+            .any(|a| a.split('/').next() == Some(ip))
+    });
+    assert!(holds, "the runtime reports the address {ip}: {ep}");
+}

@@ -119,6 +119,26 @@ pub fn exec(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Va
     }
 }
 
+/// An example conflist shipped in `deploy/cni/`, as a runtime would read it, with only
+/// the plugin's socket and host-local's lease directory pointed at `node`.
+pub fn example_conflist(node: &Node, file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/cni")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut list: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    for plugin in list["plugins"].as_array_mut().expect("plugins") {
+        if plugin["type"] == "zonewarden" {
+            plugin["socket"] = json!(node.socket());
+        }
+        if plugin.get("ipam").is_some() {
+            plugin["ipam"]["dataDir"] = json!(node.ipam_dir());
+        }
+    }
+    list
+}
+
 /// A network configuration list, as a runtime reads it from /etc/cni/net.d.
 #[derive(Debug, Clone)]
 pub struct Conflist {
@@ -128,6 +148,21 @@ pub struct Conflist {
 }
 
 impl Conflist {
+    /// A conflist as a runtime reads it from its JSON.
+    pub fn from_json(list: &Value) -> Self {
+        Self {
+            name: list["name"].as_str().expect("conflist name").to_owned(),
+            cni_version: list["cniVersion"]
+                .as_str()
+                .expect("conflist cniVersion")
+                .to_owned(),
+            plugins: list["plugins"]
+                .as_array()
+                .expect("conflist plugins")
+                .clone(),
+        }
+    }
+
     /// The zonewarden routed network with host-local IPAM keeping its leases in the node's dir.
     pub fn routed(node: &Node, name: &str, subnet: &str) -> Self {
         Self::routed_ranges(node, name, &[subnet])

@@ -14,13 +14,23 @@
 //! - [`web`]: the enforcer's `/metrics` and zone-map endpoint, through curl.
 //! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
 //! - [`cluster`]: many nodes on one underlay, a real etcd cluster, host-gateway routes.
+//! - [`oci`]: the runtime tests' image (Debian's static busybox), built without a registry.
+//! - [`cri`]: a small CRI client (our own subset of `runtime.v1`).
+//! - [`containerd`]: a real containerd of one test, in a node namespace, driven by CRI.
+//! - [`podman`]: a real podman of one test, with the CNI network backend.
+//! - [`runtime_host`]: what such a runtime leaves on the machine, and its clean-up.
 
 pub mod attach;
 pub mod cluster;
 pub mod cni;
+pub mod containerd;
+pub mod cri;
 pub mod netns;
 pub mod node;
+pub mod oci;
+pub mod podman;
 pub mod pods;
+pub mod runtime_host;
 pub mod traffic;
 pub mod wait;
 pub mod web;

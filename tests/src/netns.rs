@@ -9,6 +9,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A network namespace made by a test; deleted (with its interfaces) on drop.
 pub struct Netns {
     pub name: String,
+    /// Where a runtime mounted a namespace this test adopted (which the runtime, not
+    /// the test, removes); `None` for the test's own under /run/netns.
+    adopted: Option<PathBuf>,
 }
 
 impl Netns {
@@ -17,17 +20,42 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("zw{}-{n}-{role}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self { name };
+        let ns = Self {
+            name,
+            adopted: None,
+        };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
 
+    /// A pod's namespace that a runtime made and mounted at `path` (containerd's
+    /// `cni-<uuid>`, podman's `netns-<uuid>`): used like the test's own, entered with
+    /// `nsenter --net`, and never deleted by the test: removing it is the runtime's job,
+    /// and part of what is tested.
+    pub fn adopt(path: &std::path::Path) -> Self {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_else(|| panic!("netns path {}", path.display()))
+            .to_owned();
+        Self {
+            name,
+            adopted: Some(path.to_path_buf()),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        match &self.adopted {
+            Some(path) => path.clone(),
+            None => PathBuf::from("/run/netns").join(&self.name),
+        }
     }
 
     /// `ip -n <ns> ...`, which must succeed.
     pub fn ip(&self, args: &[&str]) -> String {
+        if self.adopted.is_some() {
+            return run_ok(&mut self.exec("ip", args));
+        }
         let mut cmd = Command::new("ip");
         cmd.arg("-n").arg(&self.name).args(args);
         run_ok(&mut cmd)
@@ -40,6 +68,13 @@ impl Netns {
 
     /// A command run inside the namespace.
     pub fn exec(&self, program: &str, args: &[&str]) -> Command {
+        if let Some(path) = &self.adopted {
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--net={}", path.display()))
+                .arg(program)
+                .args(args);
+            return cmd;
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name, program]).args(args);
         cmd
@@ -114,6 +149,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.adopted.is_some() {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .output();

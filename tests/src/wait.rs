@@ -15,3 +15,18 @@ pub fn until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
         pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held (for
+/// clean-up, which must not panic).
+pub fn until_or_not(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -5,32 +5,13 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use zonewarden_tests::cni::{Attachment, Conflist, first_ip};
+use zonewarden_tests::cni::{Attachment, Conflist, example_conflist, first_ip};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::require_root;
 
 fn load(node: &Node, file: &str) -> Conflist {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/cni")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let list: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
-    let mut plugins = list["plugins"].as_array().expect("plugins").clone();
-    for plugin in &mut plugins {
-        if plugin["type"] == "zonewarden" {
-            plugin["socket"] = json!(node.socket());
-        }
-        if plugin.get("ipam").is_some() {
-            plugin["ipam"]["dataDir"] = json!(node.ipam_dir());
-        }
-    }
-    Conflist {
-        name: list["name"].as_str().expect("name").to_owned(),
-        cni_version: list["cniVersion"].as_str().expect("cniVersion").to_owned(),
-        plugins,
-    }
+    Conflist::from_json(&example_conflist(node, file))
 }
 
 fn attach_reach_detach(file: &str) {
