@@ -81,6 +81,7 @@ pub async fn run(command: &DescribeCommand, global: &GlobalArgs) -> anyhow::Resu
         .list_endpoints(v1::ListEndpointsRequest {
             network: String::new(),
             zone: zone.clone(),
+            node: String::new(),
         })
         .await?;
     let edges = enforcer

@@ -44,7 +44,7 @@ Columns:
   HOST-IF    the host side of the container's interface
   MODE       routed (zonewarden made the interface) or chained (after another plugin)
   NETWORK    the CNI network name
-  NODE       the node the enforcer runs on
+  NODE       the node the container runs on (cluster mode lists every live node's)
   QUARANTINED  no, endpoint (quarantined one by one), zone (its zone is), or both
   AGE        how long ago the attachment was made
 
@@ -57,6 +57,9 @@ Examples:
 
   # Only one CNI network, as JSON
   zwctl get endpoints --network zonewarden -o json
+
+  # Only the pods of one node (cluster mode)
+  zwctl get endpoints --node node-b
 
   # Container ids and addresses, for scripts
   zwctl get endpoints -o json | jq -r '.items[] | [.key.containerId, .ips[]] | @tsv'";
@@ -188,6 +191,11 @@ pub struct EndpointsArgs {
     /// Only endpoints in this zone (e.g. shop/checkout).
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<String>,
+
+    /// Only endpoints of this node (the name its enforcer runs with: --node, the
+    /// hostname by default; in cluster mode every node lists every live node's).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -253,10 +261,16 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
             let request = v1::ListEndpointsRequest {
                 network: args.network.clone().unwrap_or_default(),
                 zone: args.zone.clone().unwrap_or_default(),
+                node: args.node.clone().unwrap_or_default(),
             };
             let endpoints = endpoint_views(enforcer.list_endpoints(request).await?);
             if endpoints.is_empty() && global.output == OutputFormat::Table {
-                eprintln!("No endpoints found.");
+                match &args.node {
+                    Some(node) => eprintln!(
+                        "No endpoints found on node {node:?} (zwctl get endpoints lists the nodes that have some)."
+                    ),
+                    None => eprintln!("No endpoints found."),
+                }
             }
             render::render_list("EndpointList", &endpoints, global.output, &ctx)
         }

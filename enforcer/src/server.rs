@@ -202,11 +202,13 @@ impl Enforcer for EnforcerService {
         let request = request.into_inner();
         let network = Some(request.network.as_str()).filter(|n| !n.is_empty());
         let zone = zone_filter(&request.zone)?;
+        let node = Some(request.node.as_str()).filter(|n| !n.is_empty());
         let snapshot = self.registry.snapshot();
         let endpoints = snapshot.list(network, zone.as_ref());
         Ok(Response::new(v1::ListEndpointsResponse {
             endpoints: endpoints
                 .iter()
+                .filter(|e| node.is_none_or(|node| e.node == node))
                 .map(|e| endpoint_with_quarantine(&snapshot, e))
                 .collect(),
         }))

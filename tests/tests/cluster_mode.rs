@@ -67,6 +67,23 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
         zones.contains(&"shop/web".to_owned()) && zones.contains(&"shop/db".to_owned())
     });
 
+    // Node C lists node B's pods alone when asked for them.
+    let db_node = c
+        .node
+        .endpoints()
+        .iter()
+        .find(|e| e["key"]["containerId"] == db.at.container_id)
+        .map(|e| e["node"].as_str().expect("node").to_owned())
+        .expect("node C lists the db pod");
+    let on_b = c.node.items(&["get", "endpoints", "--node", &db_node]);
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!(on_b[0]["key"]["containerId"], db.at.container_id);
+    assert!(
+        c.node
+            .items(&["get", "endpoints", "--node", "no-such-node"])
+            .is_empty()
+    );
+
     // Approve one edge and enforce, on node C: A and B enforce it.
     c.node
         .zwctl(&["profile", "approve", "shop/db", "--edge", DB]);
