@@ -414,6 +414,37 @@ impl From<v1::ProfileChangeResponse> for ProfileChangeResultView {
     }
 }
 
+/// The result of `zwctl profile delete` (`DeleteProfileResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileDeleteView {
+    pub zone: String,
+    /// The version the deleted profile had.
+    pub version: u64,
+    /// Edges of the zone removed from other zones' profiles (--force).
+    pub removed_edges: Vec<String>,
+    /// Those zones' profiles as they are now.
+    pub changed_profiles: Vec<ProfileView>,
+    /// This node's learned edges of the zone that were forgotten.
+    pub forgotten_edges: u32,
+}
+
+impl From<v1::DeleteProfileResponse> for ProfileDeleteView {
+    fn from(response: v1::DeleteProfileResponse) -> Self {
+        Self {
+            zone: response.zone,
+            version: response.version,
+            removed_edges: response.removed_edges,
+            changed_profiles: response
+                .changed_profiles
+                .into_iter()
+                .map(ProfileView::from)
+                .collect(),
+            forgotten_edges: response.forgotten_edges,
+        }
+    }
+}
+
 /// One recent drop or monitor violation (`Violation`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

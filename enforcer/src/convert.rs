@@ -352,6 +352,7 @@ pub fn audit_action_to_proto(action: Action) -> v1::AuditAction {
         Action::TableRestored => v1::AuditAction::TableRestored,
         Action::StoreAccepted => v1::AuditAction::StoreAccepted,
         Action::ChainRestart => v1::AuditAction::ChainRestart,
+        Action::ProfileDelete => v1::AuditAction::ProfileDelete,
     }
 }
 
@@ -508,6 +509,7 @@ mod tests {
             Action::TableRestored,
             Action::StoreAccepted,
             Action::ChainRestart,
+            Action::ProfileDelete,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for action in actions {
@@ -518,7 +520,7 @@ mod tests {
                 action.as_str()
             );
         }
-        assert_eq!(seen.len(), 13, "every action but UNSPECIFIED");
+        assert_eq!(seen.len(), 14, "every action but UNSPECIFIED");
         let kinds = [
             ProblemKind::Unreadable,
             ProblemKind::Truncated,

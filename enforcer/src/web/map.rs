@@ -121,11 +121,21 @@ pub fn zone_map(
             _ => counts.0 += report.count,
         }
     }
+    let mut zone_names = snapshot.zone_names();
+    // A report is history: an edge known only from reports is drawn while both its
+    // zones exist (a zone whose workloads left and whose profile was deleted is gone).
+    let exists = |zone: &ZoneName| {
+        zone.is_builtin() || policy.cidr_zones.contains_key(zone) || zone_names.contains(zone)
+    };
     let mut edges: BTreeSet<&Edge> = learned.edges.keys().collect();
     edges.extend(policy.approved_edges());
-    edges.extend(reported.keys().copied());
+    edges.extend(
+        reported
+            .keys()
+            .copied()
+            .filter(|e| exists(&e.src) && exists(&e.dst)),
+    );
 
-    let mut zone_names = snapshot.zone_names();
     let workload_zones = zone_names.clone();
     for edge in &edges {
         zone_names.insert(edge.src.clone());
@@ -286,5 +296,38 @@ mod tests {
         assert_eq!(map.reports[0].kind, "drop");
         let json = serde_json::to_value(&map).unwrap();
         assert_eq!(json["zones"][0]["name"], "shop/db");
+    }
+
+    #[test]
+    fn a_zone_known_only_from_old_reports_is_not_drawn() {
+        let mut snapshot = Snapshot::default();
+        let web = endpoint("c1", "shop/web", &["10.0.0.1/32"]);
+        snapshot.zone_ids.allocate(&web.zone);
+        snapshot.endpoints.insert(web.key.clone(), web.clone());
+        let mut reports = Reports::new(10);
+        for (edge, at) in [
+            ("shop/web->shop/old:80/tcp", 1),
+            ("shop/web->world:22/tcp", 2),
+        ] {
+            reports.push(Report {
+                at_unix_ms: at,
+                kind: ReportKind::Drop,
+                edge: edge.parse().unwrap(),
+                src: "10.0.0.1".parse().unwrap(),
+                src_port: 1234,
+                dst: "10.0.0.9".parse().unwrap(),
+                node: "n1".into(),
+                reported_by: "shop/web".into(),
+                profile_version: 1,
+                count: 1,
+            });
+        }
+        // shop/old's pods left and its profile was deleted: its drops are history.
+        let map = zone_map(&snapshot, &LearnedEdges::new(10), &reports, "n1", 9);
+        let zones: Vec<&str> = map.zones.iter().map(|z| z.name.as_str()).collect();
+        assert_eq!(zones, vec!["shop/web", "world"]);
+        let edges: Vec<&str> = map.edges.iter().map(|e| e.edge.as_str()).collect();
+        assert_eq!(edges, vec!["shop/web->world:22/tcp"]);
+        assert_eq!(map.reports.len(), 2, "the reports themselves stay listed");
     }
 }
