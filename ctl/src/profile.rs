@@ -475,6 +475,7 @@ mod tests {
                 sample: "10.0.0.1:40312 -> 10.0.0.2:8080/tcp".into(),
             }),
             approved_in: approved_in.iter().map(ToString::to_string).collect(),
+            ..Default::default()
         }
     }
 

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use zonewarden_profiles::event::ReportKind;
-use zonewarden_profiles::{AttachMode, Mode, ZoneKind, ZoneSource};
+use zonewarden_profiles::{AttachMode, EdgeStatus, Mode, ZoneKind, ZoneSource};
 use zonewarden_proto::model::{self, EnumError};
 use zonewarden_proto::v1;
 
@@ -42,6 +42,11 @@ pub fn named_word<E: TryFrom<i32>>(
 /// `learn`, `monitor` or `enforce`.
 pub fn mode_word(raw: i32) -> String {
     word(model::mode("mode", raw), Mode::as_str)
+}
+
+/// `approved`, `observed` or `dropped`: what the table does now with the edge.
+pub fn edge_status_word(raw: i32) -> String {
+    word(model::edge_status("status", raw), EdgeStatus::as_str)
 }
 
 /// `workload`, `config`, ..., `mixed`, `empty` or `cidr`.
@@ -269,6 +274,23 @@ pub struct EdgeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceView>,
     pub approved_in: Vec<String>,
+    /// What the table does now: `approved`, `observed` or `dropped`.
+    pub status: String,
+    /// History: the newest drop by an enforcing zone among the recent reports; absent
+    /// when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drop: Option<EdgeDropView>,
+}
+
+/// The newest drop of an edge (`EdgeDrop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeDropView {
+    pub at_unix_ms: i64,
+    /// The reporting zone's profile version then.
+    pub profile_version: u64,
+    pub reported_by: String,
+    pub count: u64,
 }
 
 impl From<v1::EdgeInfo> for EdgeView {
@@ -279,7 +301,28 @@ impl From<v1::EdgeInfo> for EdgeView {
             approved: edge.approved,
             evidence: edge.evidence.map(EvidenceView::from),
             approved_in: edge.approved_in,
+            status: edge_status_word(edge.status),
+            last_drop: edge.last_drop.map(|d| EdgeDropView {
+                at_unix_ms: d.at_unix_ms,
+                profile_version: d.profile_version,
+                reported_by: d.reported_by,
+                count: d.count,
+            }),
         }
+    }
+}
+
+impl EdgeView {
+    /// `5m (v3)`: when the edge was last dropped, and the reporting zone's profile
+    /// version then; empty (`<none>`) when it was not.
+    pub fn last_drop_cell(&self, now_unix_ms: i64) -> String {
+        self.last_drop.as_ref().map_or_else(String::new, |d| {
+            format!(
+                "{} (v{})",
+                crate::render::format_age(d.at_unix_ms, now_unix_ms),
+                d.profile_version
+            )
+        })
     }
 }
 

@@ -4,8 +4,11 @@
 //! too; an unspecified or unknown value is refused naming its field.
 
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use tonic::Status;
 use zonewarden_profiles::event::{Report, ReportKind};
+
+use zonewarden_profiles::LastDrop;
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
 use zonewarden_profiles::{
     AttachMode, AttachmentKey, Edge, Endpoint, Mode, Policy, Profile, ZoneHints, ZoneKind,
@@ -252,7 +255,14 @@ fn evidence_to_proto(ev: &Evidence) -> v1::Evidence {
     }
 }
 
-pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::EdgeInfo {
+/// An edge with its evidence, its status now and its last drop (from `drops`, see
+/// [`zonewarden_profiles::edge_status::last_drops`]).
+pub fn edge_info(
+    edge: &Edge,
+    learned: &LearnedEdges,
+    policy: &Policy,
+    drops: &BTreeMap<&Edge, LastDrop>,
+) -> v1::EdgeInfo {
     let evidence = learned.edges.get(edge);
     let approved_in: Vec<String> = policy
         .approved_in(edge)
@@ -265,6 +275,13 @@ pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::Ed
         approved: !approved_in.is_empty(),
         evidence: evidence.map(evidence_to_proto),
         approved_in,
+        status: v1::EdgeStatus::from(policy.edge_status(edge)).into(),
+        last_drop: drops.get(edge).map(|d| v1::EdgeDrop {
+            at_unix_ms: d.at_unix_ms,
+            profile_version: d.profile_version,
+            reported_by: d.reported_by.clone(),
+            count: d.count,
+        }),
     }
 }
 
