@@ -351,6 +351,10 @@ pub fn flow_to_proto(event: &FlowEvent<'_>) -> v1::Flow {
             .unwrap_or_default(),
         profile_version: event.profile_version,
         node: event.node.to_owned(),
+        src_zone: event.edge.src.to_string(),
+        dst_zone: event.edge.dst.to_string(),
+        protocol: event.edge.proto.to_string(),
+        dst_port: u32::from(event.edge.port),
     }
 }
 
