@@ -157,7 +157,7 @@ pub enum Command {
     #[command(subcommand, after_help = crate::get::EXAMPLES)]
     Get(GetCommand),
 
-    /// Review a zone's learned edges and approve, reject or remove them.
+    /// Review a zone's learned edges and approve, reject or remove them; delete a profile.
     #[command(subcommand, after_help = crate::profile::EXAMPLES)]
     Profile(ProfileCommand),
 

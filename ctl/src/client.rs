@@ -143,6 +143,16 @@ impl Enforcer {
         }
     }
 
+    pub async fn delete_profile(
+        &mut self,
+        request: v1::DeleteProfileRequest,
+    ) -> anyhow::Result<v1::DeleteProfileResponse> {
+        match self.client.delete_profile(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "DeleteProfile", &status)),
+        }
+    }
+
     pub async fn list_violations(
         &mut self,
         request: v1::ListViolationsRequest,
@@ -279,6 +289,7 @@ fn is_change(rpc: &str) -> bool {
         "SetMode",
         "Quarantine",
         "Import",
+        "Delete",
     ]
     .iter()
     .any(|prefix| rpc.starts_with(prefix))

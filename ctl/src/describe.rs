@@ -1,7 +1,7 @@
 //! `zwctl describe zone Z`: everything about one zone on one page, as
 //! `kubectl describe` shows a resource: members, mode and quarantine, profile
-//! version and history, learning completeness, approved and learned edges with
-//! their evidence, recent violations.
+//! version and history, learning completeness, approved and unapproved edges with
+//! their status now, their last drop and their evidence, recent violations.
 //!
 //! Composed from the list calls (profiles, zones, endpoints, edges, violations);
 //! `-o json|yaml` gives the same facts as one object.
@@ -53,7 +53,8 @@ pub struct ZoneDetailView {
     pub members: Vec<EndpointView>,
     /// Edges some profile approves, seen or not.
     pub approved: Vec<EdgeView>,
-    /// Edges seen in traffic that no profile approves.
+    /// Edges seen in traffic (or dropped) that no profile approves; each one's
+    /// `status` says whether it passes (`observed`) or is dropped now (`dropped`).
     pub learned: Vec<EdgeView>,
     pub recent_violations: Vec<ViolationView>,
 }
@@ -191,7 +192,9 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
     );
     let edge_headers = [
         "EDGE",
+        "STATUS",
         "APPROVED-IN",
+        "LAST-DROP",
         "COUNT",
         "FIRST-SEEN",
         "LAST-SEEN",
@@ -199,7 +202,12 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
         "SAMPLE",
     ];
     let edge_row = |e: &EdgeView| {
-        let mut cells = vec![e.edge.clone(), e.approved_in.join(",")];
+        let mut cells = vec![
+            e.edge.clone(),
+            e.status.clone(),
+            e.approved_in.join(","),
+            e.last_drop_cell(ctx.now_unix_ms),
+        ];
         cells.extend(get::evidence_cells(e, ctx));
         cells
     };
@@ -211,7 +219,7 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
     );
     section(
         &mut out,
-        "Learned, not approved",
+        "Not approved (observed: passes now; dropped: dropped now)",
         &edge_headers,
         d.learned.iter().map(edge_row),
     );
@@ -295,10 +303,23 @@ mod tests {
                 ips: vec!["10.0.0.2/32".into()],
                 ..Default::default()
             }],
+            // Dropped under version 1, approved in version 2: approved now.
             approved: vec![EdgeView {
                 edge: "shop/web->shop/api:8080/tcp".into(),
                 approved: true,
                 approved_in: vec!["shop/api".into()],
+                status: "approved".into(),
+                last_drop: Some(view::EdgeDropView {
+                    at_unix_ms: NOW - 300_000,
+                    profile_version: 1,
+                    reported_by: "shop/api".into(),
+                    count: 1,
+                }),
+                ..Default::default()
+            }],
+            learned: vec![EdgeView {
+                edge: "shop/job->shop/api:22/tcp".into(),
+                status: "dropped".into(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -317,10 +338,11 @@ Members: 1
   POD          CONTAINER   IPS           HOST-IF   NETWORK   QUARANTINED
   shop/api-0   <none>      10.0.0.2/32   <none>    <none>    no
 Approved edges: 1
-  EDGE                          APPROVED-IN   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/web->shop/api:8080/tcp   shop/api      <none>   <none>       <none>      <none>   <none>
-Learned, not approved: 0
-  <none>
+  EDGE                          STATUS     APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
+  shop/web->shop/api:8080/tcp   approved   shop/api      5m (v1)     <none>   <none>       <none>      <none>   <none>
+Not approved (observed: passes now; dropped: dropped now): 1
+  EDGE                        STATUS    APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
+  shop/job->shop/api:22/tcp   dropped   <none>        <none>      <none>   <none>       <none>      <none>   <none>
 Rejected edges (approved only by name): 0
   <none>
 History: 1

@@ -3,8 +3,10 @@
 //!
 //! The table's log rules report the first packet of a connection once per
 //! (source, destination, protocol, port) and window, so a busy edge shows up once
-//! per window, not once per connection. `-o json` prints one JSON object per line,
-//! `-o yaml` one document per flow.
+//! per window, not once per connection. The table output starts with a header line
+//! and has fixed columns (time, verdict, source and destination with their zones,
+//! addresses and ports, protocol, the reporting zone); `-o json` prints one JSON
+//! object per line (camelCase fields), `-o yaml` one document per flow.
 
 use std::io::{self, Write as _};
 
@@ -21,6 +23,15 @@ use crate::client::Enforcer;
 use crate::view::word;
 
 pub const EXAMPLES: &str = "\
+Columns:
+  TIME         when the enforcer received it (UTC, HH:MM:SS.mmm)
+  VERDICT      what the data plane did (below)
+  SOURCE       the source zone, address and port
+  DESTINATION  the destination zone, address and port (no port for ICMP and protocols
+               without ports)
+  PROTO        tcp, udp, sctp, icmp or proto-N
+  REPORTED-BY  the zone whose rule reported it and its profile version in force
+
 Verdicts:
   allow       a zone in learn mode let it pass and recorded the edge
   violation   a zone in monitor mode let an unapproved edge pass and reported it
@@ -34,6 +45,9 @@ Examples:
 
   # What is dropped for one zone right now
   zwctl flows watch --zone shop/db --verdict drop
+
+  # Everything from or to the zones of one namespace
+  zwctl flows watch --namespace shop
 
   # JSON lines, for jq
   zwctl flows watch -o json | jq -r 'select(.verdict == \"drop\") | .edge'";
@@ -51,6 +65,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<String>,
 
+    /// Only flows from or to a zone of this namespace (shop: shop/web, shop/db, ...).
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+
     /// Only flows with this verdict.
     #[arg(
         long,
@@ -58,6 +76,12 @@ pub struct WatchArgs {
         value_parser = choice::parser(&FLOW_VERDICTS, flow_verdict_word, flow_verdict_help)
     )]
     pub verdict: Option<FlowVerdict>,
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    zonewarden_profiles::zone::parse_namespace(text)
+        .map(str::to_owned)
+        .map_err(|e| e.to_string())
 }
 
 /// What the data plane did with a flow: the report's kind, or `None` for a flow a
@@ -103,11 +127,37 @@ pub struct FlowView {
     pub reported_by: String,
     pub profile_version: u64,
     pub node: String,
+    pub src_zone: String,
+    pub dst_zone: String,
+    /// `tcp`, `udp`, `sctp`, `icmp` or `proto-N`.
+    pub protocol: String,
+    /// 0 for protocols without ports.
+    pub dst_port: u32,
 }
 
 impl From<v1::Flow> for FlowView {
     fn from(f: v1::Flow) -> Self {
+        // An enforcer that sends only the edge: its ends, protocol and port from it.
+        let parsed = f.edge.parse::<Edge>().ok();
+        let or_edge = |given: String, part: fn(&Edge) -> String| {
+            if given.is_empty() {
+                parsed.as_ref().map(part).unwrap_or_default()
+            } else {
+                given
+            }
+        };
+        let src_zone = or_edge(f.src_zone, |e| e.src.to_string());
+        let dst_zone = or_edge(f.dst_zone, |e| e.dst.to_string());
+        let protocol = or_edge(f.protocol, |e| e.proto.to_string());
+        let dst_port = match (f.dst_port, &parsed) {
+            (0, Some(edge)) => u32::from(edge.port),
+            (port, _) => port,
+        };
         Self {
+            src_zone,
+            dst_zone,
+            protocol,
+            dst_port,
             at_unix_ms: f.at_unix_ms,
             verdict: word(model::verdict("verdict", f.verdict), |v| {
                 flow_verdict_word(FlowVerdict(v))
@@ -130,11 +180,30 @@ pub async fn run(command: &FlowsCommand, global: &GlobalArgs) -> anyhow::Result<
         .watch_flows(v1::WatchFlowsRequest {
             zone: args.zone.clone().unwrap_or_default(),
             verdict: args.verdict.map(|v| verdict_to_proto(v.0).into()),
+            namespace: args.namespace.clone().unwrap_or_default(),
         })
         .await?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The header goes out at once: the watcher sees it is watching.
+    let mut pending = if global.output.is_structured() {
+        String::new()
+    } else {
+        flow_header()
+    };
     loop {
+        if !pending.is_empty() {
+            let mut stdout = io::stdout().lock();
+            match stdout
+                .write_all(pending.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => pending.clear(),
+                // The reader went away (`| head`): done.
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(String::new()),
+                Err(err) => return Err(err.into()),
+            }
+        }
         let flow = tokio::select! {
             _ = &mut ctrl_c => return Ok(String::new()),
             flow = enforcer.next_flow(&mut flows) => flow?,
@@ -142,18 +211,34 @@ pub async fn run(command: &FlowsCommand, global: &GlobalArgs) -> anyhow::Result<
         let Some(flow) = flow else {
             anyhow::bail!("the enforcer ended the flow stream (was it stopped?)");
         };
-        let text = render_flow(&FlowView::from(flow), global.output)?;
-        let mut stdout = io::stdout().lock();
-        match stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
-            Ok(()) => {}
-            // The reader went away (`| head`): done.
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(String::new()),
-            Err(err) => return Err(err.into()),
-        }
+        pending = render_flow(&FlowView::from(flow), global.output)?;
     }
+}
+
+/// Widths of the fixed columns of the table output (a longer value pushes the rest).
+const COLUMNS: [usize; 5] = [12, 10, 38, 38, 6];
+
+/// The header line of the table output.
+pub fn flow_header() -> String {
+    row([
+        "TIME",
+        "VERDICT",
+        "SOURCE",
+        "DESTINATION",
+        "PROTO",
+        "REPORTED-BY",
+    ])
+}
+
+fn row(cells: [&str; 6]) -> String {
+    let mut line = String::new();
+    for (cell, width) in cells.iter().zip(COLUMNS) {
+        line.push_str(&format!("{cell:<width$}  "));
+    }
+    line.push_str(cells[5]);
+    let mut line = line.trim_end().to_owned();
+    line.push('\n');
+    line
 }
 
 /// One flow: a line of text, a JSON line, or a YAML document.
@@ -165,31 +250,36 @@ pub fn render_flow(flow: &FlowView, format: OutputFormat) -> anyhow::Result<Stri
     })
 }
 
-/// `12:00:01.123  DROP        shop/web -> shop/db  5432/tcp  10.0.0.1:40312 -> 10.0.0.2  by shop/db v3`
+/// One row of the table output, under [`flow_header`]:
+/// `08:00:01.123  DROP        shop/web 10.0.0.1:40312  shop/db 10.0.0.2:5432  tcp  shop/db v3`.
 pub fn flow_line(flow: &FlowView) -> String {
-    let (zones, service) = match flow.edge.parse::<Edge>() {
-        Ok(edge) => (format!("{} -> {}", edge.src, edge.dst), edge.service()),
-        Err(_) => (flow.edge.clone(), String::new()),
+    let with_port = |addr: &str, port: u32| match (addr.contains(':'), port) {
+        (_, 0) => addr.to_owned(),
+        (true, port) => format!("[{addr}]:{port}"),
+        (false, port) => format!("{addr}:{port}"),
     };
-    let src = match (flow.src.contains(':'), flow.src_port) {
-        (_, 0) => flow.src.clone(),
-        (true, port) => format!("[{}]:{port}", flow.src),
-        (false, port) => format!("{}:{port}", flow.src),
+    let end = |zone: &str, addr: String| {
+        if zone.is_empty() {
+            addr
+        } else {
+            format!("{zone} {addr}")
+        }
     };
-    let mut line = format!(
-        "{}  {:<10}  {zones}  {service}  {src} -> {}",
-        time_of_day(flow.at_unix_ms),
-        flow.verdict.to_uppercase(),
-        flow.dst
-    );
-    if !flow.reported_by.is_empty() {
-        line.push_str(&format!(
-            "  by {} v{}",
-            flow.reported_by, flow.profile_version
-        ));
-    }
-    line.push('\n');
-    line
+    let src = end(&flow.src_zone, with_port(&flow.src, flow.src_port));
+    let dst = end(&flow.dst_zone, with_port(&flow.dst, flow.dst_port));
+    let by = if flow.reported_by.is_empty() {
+        String::new()
+    } else {
+        format!("{} v{}", flow.reported_by, flow.profile_version)
+    };
+    row([
+        &time_of_day(flow.at_unix_ms),
+        &flow.verdict.to_uppercase(),
+        &src,
+        &dst,
+        &flow.protocol,
+        &by,
+    ])
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a time in milliseconds since the Unix epoch.
@@ -209,9 +299,9 @@ mod tests {
     use super::*;
 
     fn flow() -> FlowView {
-        FlowView {
+        FlowView::from(v1::Flow {
             at_unix_ms: 1_800_000_001_123,
-            verdict: "drop".into(),
+            verdict: v1::Verdict::Drop.into(),
             edge: "shop/web->shop/db:5432/tcp".into(),
             src: "10.0.0.1".into(),
             dst: "10.0.0.2".into(),
@@ -219,25 +309,54 @@ mod tests {
             reported_by: "shop/db".into(),
             profile_version: 3,
             node: "n1".into(),
-        }
+            src_zone: "shop/web".into(),
+            dst_zone: "shop/db".into(),
+            protocol: "tcp".into(),
+            dst_port: 5432,
+        })
     }
 
     #[test]
-    fn a_flow_is_one_line_like_hubble_observe() {
+    fn a_flow_is_one_row_under_a_header_like_hubble_observe() {
+        let text = flow_header() + &flow_line(&flow());
         assert_eq!(
-            flow_line(&flow()),
-            "08:00:01.123  DROP        shop/web -> shop/db  5432/tcp  10.0.0.1:40312 -> 10.0.0.2  by shop/db v3\n"
+            text,
+            "\
+TIME          VERDICT     SOURCE                                  DESTINATION                             PROTO   REPORTED-BY
+08:00:01.123  DROP        shop/web 10.0.0.1:40312                 shop/db 10.0.0.2:5432                   tcp     shop/db v3
+"
         );
-        let mut icmp = flow();
-        icmp.edge = "a->b:icmp".into();
-        icmp.src = "fd00::1".into();
-        icmp.src_port = 0;
-        icmp.reported_by.clear();
-        icmp.verdict = "allow".into();
+        // ICMP from IPv6, reported by nobody, from an enforcer that sends only the edge.
+        let icmp = FlowView::from(v1::Flow {
+            at_unix_ms: 1_800_000_001_123,
+            verdict: v1::Verdict::Learn.into(),
+            edge: "a->b:icmp".into(),
+            src: "fd00::1".into(),
+            dst: "fd00::2".into(),
+            ..Default::default()
+        });
         assert_eq!(
             flow_line(&icmp),
-            "08:00:01.123  ALLOW       a -> b  icmp  fd00::1 -> 10.0.0.2\n"
+            "08:00:01.123  ALLOW       a fd00::1                               b fd00::2                               icmp\n"
         );
+        let mut v6 = flow();
+        v6.src = "fd00::1".into();
+        assert!(flow_line(&v6).contains("shop/web [fd00::1]:40312"));
+    }
+
+    #[test]
+    fn the_namespace_filter_is_checked_before_anything_is_sent() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["zwctl", "flows", "watch", "--namespace", "shop"]).unwrap();
+        let Command::Flows(FlowsCommand::Watch(args)) = cli.command else {
+            panic!("expected flows watch");
+        };
+        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        let err = Cli::try_parse_from(["zwctl", "flows", "watch", "--namespace", "shop/web"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("before '/'"), "{err}");
     }
 
     #[test]
@@ -286,6 +405,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["verdict"], "drop");
         assert_eq!(json["srcPort"], 40312);
+        assert_eq!(json["dstPort"], 5432);
+        assert_eq!(json["srcZone"], "shop/web");
+        assert_eq!(json["dstZone"], "shop/db");
+        assert_eq!(json["protocol"], "tcp");
         let yaml = render_flow(&flow(), OutputFormat::Yaml).unwrap();
         assert!(yaml.starts_with("---\natUnixMs: 1800000001123\n"), "{yaml}");
     }

@@ -86,8 +86,14 @@ learns edges from traffic; an operator approves them into a zone's profile.
 
 Columns:
   EDGE        the edge
-  LEARNED     yes when the enforcer saw this traffic
+  STATUS      what the table does NOW with a new connection over the edge:
+                approved  a profile of either end approves it: it passes
+                observed  seen, approved by no profile, no end enforces: it passes
+                dropped   approved by no profile, an end enforces: it is dropped
+              (a quarantine shows on the zone and its endpoints, not here)
   APPROVED    the zones whose profiles approve the edge, or no
+  LAST-DROP   history: when an enforcing zone last dropped it, and that zone's
+              profile version then (e.g. 5m (v3): dropped before approval v4)
   COUNT       how many new connections were seen (<none>: never seen)
   FIRST-SEEN  how long ago the first connection was seen
   LAST-SEEN   how long ago the last connection was seen
@@ -408,8 +414,9 @@ pub const NODES_SHOWN: usize = 2;
 impl TableRow for EdgeView {
     const HEADERS: &'static [&'static str] = &[
         "EDGE",
-        "LEARNED",
+        "STATUS",
         "APPROVED",
+        "LAST-DROP",
         "COUNT",
         "FIRST-SEEN",
         "LAST-SEEN",
@@ -422,7 +429,12 @@ impl TableRow for EdgeView {
             (_, false) => self.approved_in.join(","),
             (approved, true) => render::yes_no(approved),
         };
-        let mut cells = vec![self.edge.clone(), render::yes_no(self.learned), approved];
+        let mut cells = vec![
+            self.edge.clone(),
+            self.status.clone(),
+            approved,
+            self.last_drop_cell(ctx.now_unix_ms),
+        ];
         cells.extend(evidence_cells(self, ctx));
         cells
     }
@@ -686,6 +698,13 @@ shop/web   12   workload   5           a,b,c +2 more
                 sample: "10.244.0.5:40312 -> 10.244.1.7:8080/tcp".into(),
             }),
             approved_in: approved_in.iter().map(ToString::to_string).collect(),
+            status: if approved_in.is_empty() {
+                v1::EdgeStatus::Observed
+            } else {
+                v1::EdgeStatus::Approved
+            }
+            .into(),
+            last_drop: None,
         }
     }
 
@@ -702,16 +721,30 @@ shop/web   12   workload   5           a,b,c +2 more
             v1::EdgeInfo {
                 edge: "a->b:1/udp".into(),
                 approved: true,
+                status: v1::EdgeStatus::Approved.into(),
+                ..Default::default()
+            },
+            // Dropped 10 minutes ago under shop/db's version 3, and still dropped.
+            v1::EdgeInfo {
+                edge: "shop/job->shop/db:5432/tcp".into(),
+                status: v1::EdgeStatus::Dropped.into(),
+                last_drop: Some(v1::EdgeDrop {
+                    at_unix_ms: NOW - 600_000,
+                    profile_version: 3,
+                    reported_by: "shop/db".into(),
+                    count: 2,
+                }),
                 ..Default::default()
             },
         ]);
         let text = render::render_list("EdgeList", &edges, OutputFormat::Table, &CTX).unwrap();
         let expected = "\
-EDGE                           LEARNED   APPROVED            COUNT    FIRST-SEEN   LAST-SEEN   NODES                   SAMPLE
-a->b:1/udp                     no        yes                 <none>   <none>       <none>      <none>                  <none>
-host->shop/web:icmp            yes       no                  1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
-shop/web->shop/api:8080/tcp    yes       shop/web,shop/api   1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
-shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>       <none>      <none>                  <none>
+EDGE                           STATUS     APPROVED            LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES                   SAMPLE
+a->b:1/udp                     approved   yes                 <none>      <none>   <none>       <none>      <none>                  <none>
+host->shop/web:icmp            observed   no                  <none>      1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
+shop/job->shop/db:5432/tcp     dropped    no                  10m (v3)    <none>   <none>       <none>      <none>                  <none>
+shop/web->shop/api:8080/tcp    approved   shop/web,shop/api   <none>      1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
+shop/web->shop/legacy:80/tcp   approved   shop/web            <none>      <none>   <none>       <none>      <none>                  <none>
 ";
         assert_eq!(text, expected);
     }
@@ -739,6 +772,7 @@ shop/web->shop/legacy:80/tcp   no        shop/web            <none>   <none>    
                     "sample": "10.244.0.5:40312 -> 10.244.1.7:8080/tcp",
                 },
                 "approvedIn": ["shop/api"],
+                "status": "approved",
             })
         );
         assert!(json["items"][1].get("evidence").is_none(), "{json}");

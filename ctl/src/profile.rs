@@ -1,5 +1,6 @@
-//! `zwctl profile diff|approve|reject|remove`: review a zone's learned edges and
-//! decide which of them its profile approves.
+//! `zwctl profile diff|approve|reject|remove|delete`: review a zone's learned edges
+//! and decide which of them its profile approves; delete the profile of a zone that
+//! is gone.
 //!
 //! Every change answers with the zone's new profile: a one-line summary for
 //! people ([`change_summary`]), the `ProfileChangeResponse` for scripts.
@@ -12,7 +13,7 @@ use crate::client::Enforcer;
 use crate::edge;
 use crate::get;
 use crate::render::{self, RenderContext};
-use crate::view::{EdgeView, ProfileChangeResultView, ProfileDiffView};
+use crate::view::{EdgeView, ProfileChangeResultView, ProfileDeleteView, ProfileDiffView};
 
 pub const EXAMPLES: &str = "\
 A zone's profile lists the edges (SRC->DST:PORT/PROTO, e.g. shop/frontend->shop/api:8080/tcp,
@@ -117,6 +118,28 @@ Examples:
   # Withdraw every approval of the zone (start over)
   zwctl profile remove shop/frontend --all";
 
+const DELETE_EXAMPLES: &str = "\
+Deleting removes a zone's profile (mode, approved and rejected edges, history) and
+what this node learned of the zone: the zone is then gone from get zones, get
+profiles, zones map and profile export. Its history stays in the audit log
+(action profile-delete). Refused (exit status 1, nothing changed):
+  - a zone that does not exist (the nearest existing zone is named: a typo)
+  - a zone that still has endpoints, on this node or (cluster store) any other
+  - built-in zones (host, world) and CIDR zones of --cidr-zone
+  - a zone whose edges other zones' profiles approve or reject, unless --force:
+    then those edges are removed from those profiles in the same change (each gets
+    a new version and a remove entry in the audit log)
+
+Examples:
+  # A workload was retired: its pods are gone, its profile goes too
+  zwctl profile delete shop/legacy --comment \"retired in CHG-1234\"
+
+  # shop/frontend still approves shop/frontend->shop/legacy:8080/tcp: remove it too
+  zwctl profile delete shop/legacy --force
+
+  # A zone made by mistake (mode set ... --create with a typo)
+  zwctl profile delete shop/apii";
+
 /// The `profile` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
@@ -145,6 +168,11 @@ pub enum ProfileCommand {
     )]
     Remove(ProfileEdgeArgs),
 
+    /// Delete a zone's profile (a zone without endpoints); --force also removes its
+    /// edges from other zones' profiles.
+    #[command(after_help = DELETE_EXAMPLES)]
+    Delete(DeleteArgs),
+
     /// Export profiles as YAML (for git) or as Kubernetes NetworkPolicies.
     #[command(after_help = crate::profile_io::EXPORT_EXAMPLES)]
     Export(crate::profile_io::ExportArgs),
@@ -159,6 +187,22 @@ pub struct DiffArgs {
     /// The zone (e.g. shop/frontend).
     #[arg(value_name = "ZONE")]
     pub zone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The zone whose profile is deleted (e.g. shop/legacy).
+    #[arg(value_name = "ZONE")]
+    pub zone: String,
+
+    /// Also remove the zone's edges from other zones' profiles that approve or reject
+    /// them (otherwise such a zone is refused, naming them).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Why: recorded in the audit log (and in the history of profiles --force changes).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
 }
 
 /// Which edges of which zone a change applies to: exactly one of `--edge` and `--all`.
@@ -256,6 +300,15 @@ pub async fn run(command: &ProfileCommand, global: &GlobalArgs) -> anyhow::Resul
             let result = ProfileChangeResultView::from(enforcer.remove_edges(request).await?);
             render_change(&result, &args.zone, "removed", " approved", global)
         }
+        ProfileCommand::Delete(args) => {
+            let request = v1::DeleteProfileRequest {
+                zone: args.zone.clone(),
+                force: args.force,
+                comment: args.comment.clone().unwrap_or_default(),
+            };
+            let result = ProfileDeleteView::from(enforcer.delete_profile(request).await?);
+            render::render_text_or_object(|| delete_summary(&result), &result, global.output)
+        }
         ProfileCommand::Export(_) | ProfileCommand::Import(_) => {
             unreachable!("handled above")
         }
@@ -280,6 +333,37 @@ fn render_change(
         result,
         global.output,
     )
+}
+
+/// `zone shop/legacy: profile deleted (was version 4)`, then one line per other
+/// zone that --force changed.
+fn delete_summary(result: &ProfileDeleteView) -> String {
+    let mut out = format!(
+        "zone {}: profile deleted (was version {}), {} learned edge(s) forgotten\n",
+        result.zone, result.version, result.forgotten_edges
+    );
+    for profile in &result.changed_profiles {
+        let edges: Vec<&str> = result
+            .removed_edges
+            .iter()
+            .filter(|e| {
+                e.parse::<zonewarden_profiles::Edge>()
+                    .is_ok_and(|e| e.src.as_str() == profile.zone || e.dst.as_str() == profile.zone)
+            })
+            .map(String::as_str)
+            .collect();
+        out.push_str(&format!(
+            "zone {}: removed {}, profile version {}\n",
+            profile.zone,
+            if edges.is_empty() {
+                "edges of the deleted zone".to_owned()
+            } else {
+                edges.join(", ")
+            },
+            profile.version
+        ));
+    }
+    out
 }
 
 /// `zone shop/frontend: approved 3 edge(s), profile version 4`, one line.
@@ -391,6 +475,7 @@ mod tests {
                 sample: "10.0.0.1:40312 -> 10.0.0.2:8080/tcp".into(),
             }),
             approved_in: approved_in.iter().map(ToString::to_string).collect(),
+            ..Default::default()
         }
     }
 
@@ -530,6 +615,58 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("shop/frontend->shop/api:8080/tcp"), "{text}");
+    }
+
+    #[test]
+    fn delete_takes_a_zone_force_and_a_comment() {
+        let command = parse(&[
+            "zwctl",
+            "profile",
+            "delete",
+            "shop/old",
+            "--force",
+            "--comment",
+            "gone",
+        ])
+        .unwrap();
+        let ProfileCommand::Delete(args) = command else {
+            panic!("expected delete, got {command:?}")
+        };
+        assert_eq!(
+            (args.zone.as_str(), args.force, args.comment.as_deref()),
+            ("shop/old", true, Some("gone"))
+        );
+        let command = parse(&["zwctl", "profile", "delete", "shop/old"]).unwrap();
+        assert!(matches!(
+            command,
+            ProfileCommand::Delete(DeleteArgs { force: false, .. })
+        ));
+        let err = parse(&["zwctl", "profile", "delete"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn a_deletion_names_the_zone_and_every_other_profile_it_changed() {
+        let result = ProfileDeleteView::from(v1::DeleteProfileResponse {
+            zone: "shop/old".into(),
+            version: 4,
+            changed_profiles: vec![v1::Profile {
+                zone: "shop/web".into(),
+                version: 7,
+                ..Default::default()
+            }],
+            removed_edges: vec!["shop/web->shop/old:80/tcp".into()],
+            forgotten_edges: 2,
+        });
+        assert_eq!(
+            delete_summary(&result),
+            "zone shop/old: profile deleted (was version 4), 2 learned edge(s) forgotten\n\
+             zone shop/web: removed shop/web->shop/old:80/tcp, profile version 7\n"
+        );
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(json["removedEdges"][0], "shop/web->shop/old:80/tcp");
+        assert_eq!(json["changedProfiles"][0]["zone"], "shop/web");
+        assert_eq!(json["forgottenEdges"], 2);
     }
 
     #[test]

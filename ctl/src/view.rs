@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use zonewarden_profiles::event::ReportKind;
-use zonewarden_profiles::{AttachMode, Mode, ZoneKind, ZoneSource};
+use zonewarden_profiles::{AttachMode, EdgeStatus, Mode, ZoneKind, ZoneSource};
 use zonewarden_proto::model::{self, EnumError};
 use zonewarden_proto::v1;
 
@@ -42,6 +42,11 @@ pub fn named_word<E: TryFrom<i32>>(
 /// `learn`, `monitor` or `enforce`.
 pub fn mode_word(raw: i32) -> String {
     word(model::mode("mode", raw), Mode::as_str)
+}
+
+/// `approved`, `observed` or `dropped`: what the table does now with the edge.
+pub fn edge_status_word(raw: i32) -> String {
+    word(model::edge_status("status", raw), EdgeStatus::as_str)
 }
 
 /// `workload`, `config`, ..., `mixed`, `empty` or `cidr`.
@@ -323,6 +328,23 @@ pub struct EdgeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceView>,
     pub approved_in: Vec<String>,
+    /// What the table does now: `approved`, `observed` or `dropped`.
+    pub status: String,
+    /// History: the newest drop by an enforcing zone among the recent reports; absent
+    /// when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drop: Option<EdgeDropView>,
+}
+
+/// The newest drop of an edge (`EdgeDrop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeDropView {
+    pub at_unix_ms: i64,
+    /// The reporting zone's profile version then.
+    pub profile_version: u64,
+    pub reported_by: String,
+    pub count: u64,
 }
 
 impl From<v1::EdgeInfo> for EdgeView {
@@ -333,7 +355,28 @@ impl From<v1::EdgeInfo> for EdgeView {
             approved: edge.approved,
             evidence: edge.evidence.map(EvidenceView::from),
             approved_in: edge.approved_in,
+            status: edge_status_word(edge.status),
+            last_drop: edge.last_drop.map(|d| EdgeDropView {
+                at_unix_ms: d.at_unix_ms,
+                profile_version: d.profile_version,
+                reported_by: d.reported_by,
+                count: d.count,
+            }),
         }
+    }
+}
+
+impl EdgeView {
+    /// `5m (v3)`: when the edge was last dropped, and the reporting zone's profile
+    /// version then; empty (`<none>`) when it was not.
+    pub fn last_drop_cell(&self, now_unix_ms: i64) -> String {
+        self.last_drop.as_ref().map_or_else(String::new, |d| {
+            format!(
+                "{} (v{})",
+                crate::render::format_age(d.at_unix_ms, now_unix_ms),
+                d.profile_version
+            )
+        })
     }
 }
 
@@ -464,6 +507,37 @@ impl From<v1::ProfileChangeResponse> for ProfileChangeResultView {
         Self {
             changed: response.changed,
             profile: response.profile.map(ProfileView::from).unwrap_or_default(),
+        }
+    }
+}
+
+/// The result of `zwctl profile delete` (`DeleteProfileResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileDeleteView {
+    pub zone: String,
+    /// The version the deleted profile had.
+    pub version: u64,
+    /// Edges of the zone removed from other zones' profiles (--force).
+    pub removed_edges: Vec<String>,
+    /// Those zones' profiles as they are now.
+    pub changed_profiles: Vec<ProfileView>,
+    /// This node's learned edges of the zone that were forgotten.
+    pub forgotten_edges: u32,
+}
+
+impl From<v1::DeleteProfileResponse> for ProfileDeleteView {
+    fn from(response: v1::DeleteProfileResponse) -> Self {
+        Self {
+            zone: response.zone,
+            version: response.version,
+            removed_edges: response.removed_edges,
+            changed_profiles: response
+                .changed_profiles
+                .into_iter()
+                .map(ProfileView::from)
+                .collect(),
+            forgotten_edges: response.forgotten_edges,
         }
     }
 }

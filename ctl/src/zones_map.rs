@@ -1,10 +1,12 @@
 //! `zwctl zones map`: the zone map, as an adjacency table, JSON or YAML, Graphviz
 //! `dot`, or a Mermaid `graph LR`.
 //!
-//! Zones are nodes (with their mode and member count); approved edges are solid
-//! arrows, edges learned from traffic that no profile approves are dashed. Arrows
-//! between the same two zones with the same state are merged into one, labelled
-//! with every port.
+//! Zones are nodes (with their mode, member count and quarantine); an edge is drawn
+//! by its status now: approved edges are solid arrows, edges seen that no profile
+//! approves and that pass now (observed) are dashed, edges an enforcing zone drops
+//! now are red and dotted (a quarantine shows on the zone, never on its edges).
+//! Arrows between the same two zones with the same status are merged into one,
+//! labelled with every port.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +18,7 @@ use zonewarden_proto::v1;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client::Enforcer;
 use crate::render;
-use crate::view::{mode_word, zone_kind_word};
+use crate::view::{EdgeDropView, EdgeView, mode_word, zone_kind_word};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -29,8 +31,13 @@ Examples:
   # Paste it into a Markdown document that renders Mermaid
   zwctl zones map -o mermaid
 
-  # Nodes and edges as JSON
-  zwctl zones map -o json | jq '.edges[] | select(.approved | not)'";
+  # Nodes and edges as JSON: what is dropped now, and what was dropped before
+  zwctl zones map -o json | jq '.edges[] | select(.status == \"dropped\")'
+  zwctl zones map -o json | jq '.edges[] | select(.lastDrop) | {edge, status, lastDrop}'
+
+An edge's status is what the table does now (approved, observed: passes without
+approval, dropped: an enforcing end drops it); lastDrop is history: when it was last
+dropped and the reporting zone's profile version then.";
 
 #[derive(Debug, Subcommand)]
 pub enum ZonesCommand {
@@ -66,6 +73,11 @@ pub struct MapEdge {
     pub service: String,
     pub approved: bool,
     pub learned: bool,
+    /// What the table does now: `approved`, `observed` or `dropped`.
+    pub status: String,
+    /// History: the newest drop by an enforcing zone among the recent reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drop: Option<EdgeDropView>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -129,6 +141,13 @@ pub fn build(
                 ..Default::default()
             });
         }
+        let e = EdgeView::from(e);
+        // An enforcer that says no status: what its approval flag says.
+        let status = match (e.status.as_str(), e.approved) {
+            ("", true) => "approved".to_owned(),
+            ("", false) => "observed".to_owned(),
+            (status, _) => status.to_owned(),
+        };
         map_edges.push(MapEdge {
             src: edge.src.to_string(),
             dst: edge.dst.to_string(),
@@ -136,6 +155,8 @@ pub fn build(
             edge: e.edge,
             approved: e.approved,
             learned: e.learned,
+            status,
+            last_drop: e.last_drop,
         });
     }
     map_edges.sort_by(|a, b| a.edge.cmp(&b.edge));
@@ -157,12 +178,12 @@ pub fn render_map(map: &ZoneMap, format: OutputFormat) -> anyhow::Result<String>
     }
 }
 
-/// Arrows between the same zones with the same state, merged: (src, dst, approved) → services.
-fn arrows(map: &ZoneMap) -> BTreeMap<(&str, &str, bool), BTreeSet<&str>> {
-    let mut arrows: BTreeMap<(&str, &str, bool), BTreeSet<&str>> = BTreeMap::new();
+/// Arrows between the same zones with the same status, merged: (src, dst, status) → services.
+fn arrows(map: &ZoneMap) -> BTreeMap<(&str, &str, &str), BTreeSet<&str>> {
+    let mut arrows: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
     for e in &map.edges {
         arrows
-            .entry((&e.src, &e.dst, e.approved))
+            .entry((&e.src, &e.dst, &e.status))
             .or_default()
             .insert(&e.service);
     }
@@ -187,15 +208,15 @@ fn node_label(n: &MapNode) -> String {
     facts.join(", ")
 }
 
-/// One row per zone: what it may reach (approved) and what it was seen reaching
-/// without approval.
+/// One row per zone: what it may reach (approved), what it was seen reaching without
+/// approval that passes now (observed), and what is dropped now.
 fn table(map: &ZoneMap) -> String {
     let arrows = arrows(map);
     let rows = map.nodes.iter().map(|n| {
-        let to = |approved: bool| {
+        let to = |status: &str| {
             arrows
                 .iter()
-                .filter(|((src, _, a), _)| *src == n.name && *a == approved)
+                .filter(|((src, _, s), _)| *src == n.name && *s == status)
                 .map(|((_, dst, _), services)| {
                     format!(
                         "{dst}:{}",
@@ -214,8 +235,9 @@ fn table(map: &ZoneMap) -> String {
                 n.endpoint_count.to_string()
             },
             render::yes_no(n.quarantined),
-            to(true),
-            to(false),
+            to("approved"),
+            to("observed"),
+            to("dropped"),
         ]
     });
     render::table(
@@ -225,7 +247,8 @@ fn table(map: &ZoneMap) -> String {
             "ENDPOINTS",
             "QUARANTINED",
             "APPROVED-TO",
-            "LEARNED-TO (NOT APPROVED)",
+            "OBSERVED-TO (NOT APPROVED)",
+            "DROPPED-TO",
         ],
         rows,
     )
@@ -237,7 +260,7 @@ fn dot_quote(text: &str) -> String {
 
 fn dot(map: &ZoneMap) -> String {
     let mut out = String::from(
-        "// zonewarden zone map: solid = approved, dashed = learned, not approved\n\
+        "// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now\n\
          digraph zonewarden {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
     );
     for n in &map.nodes {
@@ -256,9 +279,13 @@ fn dot(map: &ZoneMap) -> String {
         }
         out.push_str(&format!("  {} [{attrs}];\n", dot_quote(&n.name)));
     }
-    for ((src, dst, approved), services) in arrows(map) {
+    for ((src, dst, status), services) in arrows(map) {
         let label = services.into_iter().collect::<Vec<_>>().join(", ");
-        let style = if approved { "" } else { ", style=dashed" };
+        let style = match status {
+            "approved" => "",
+            "dropped" => ", style=dotted, color=red",
+            _ => ", style=dashed",
+        };
         out.push_str(&format!(
             "  {} -> {} [label={}{style}];\n",
             dot_quote(src),
@@ -282,7 +309,7 @@ fn mermaid(map: &ZoneMap) -> String {
         .map(|(i, n)| (n.name.as_str(), format!("z{i}")))
         .collect();
     let mut out = String::from(
-        "%% zonewarden zone map: solid = approved, dashed = learned, not approved\ngraph LR\n",
+        "%% zonewarden zone map: solid = approved, dashed = observed, not approved, x = dropped now\ngraph LR\n",
     );
     for n in &map.nodes {
         let facts = node_label(n);
@@ -301,9 +328,13 @@ fn mermaid(map: &ZoneMap) -> String {
             ids[n.name.as_str()]
         ));
     }
-    for ((src, dst, approved), services) in arrows(map) {
+    for ((src, dst, status), services) in arrows(map) {
         let label = services.into_iter().collect::<Vec<_>>().join(", ");
-        let arrow = if approved { "-->" } else { "-.->" };
+        let arrow = match status {
+            "approved" => "-->",
+            "dropped" => "--x",
+            _ => "-.->",
+        };
         out.push_str(&format!(
             "  {} {arrow}|\"{}\"| {}\n",
             ids[src],
@@ -356,17 +387,34 @@ mod tests {
                 },
             ],
         };
-        let edge = |e: &str, approved: bool| v1::EdgeInfo {
+        let edge = |e: &str, approved: bool, status: v1::EdgeStatus| v1::EdgeInfo {
             edge: e.into(),
             learned: true,
             approved,
+            status: status.into(),
             ..Default::default()
         };
+        let mut approved_after_a_drop = edge(
+            "shop/web->shop/api:9090/tcp",
+            true,
+            v1::EdgeStatus::Approved,
+        );
+        approved_after_a_drop.last_drop = Some(v1::EdgeDrop {
+            at_unix_ms: 5,
+            profile_version: 1,
+            reported_by: "shop/api".into(),
+            count: 1,
+        });
         let edges = v1::ListEdgesResponse {
             edges: vec![
-                edge("shop/web->shop/api:8080/tcp", true),
-                edge("shop/web->shop/api:9090/tcp", true),
-                edge("shop/api->world:443/tcp", false),
+                edge(
+                    "shop/web->shop/api:8080/tcp",
+                    true,
+                    v1::EdgeStatus::Approved,
+                ),
+                approved_after_a_drop,
+                edge("shop/api->world:443/tcp", false, v1::EdgeStatus::Dropped),
+                edge("shop/web->world:53/udp", false, v1::EdgeStatus::Observed),
             ],
         };
         build(zones, profiles, edges)
@@ -378,7 +426,7 @@ mod tests {
         let names: Vec<&str> = map.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["shop/api", "shop/web", "world"]);
         assert_eq!(map.nodes[2].kind, "builtin");
-        assert_eq!(map.edges.len(), 3);
+        assert_eq!(map.edges.len(), 4);
         assert_eq!(map.edges[0].service, "443/tcp");
     }
 
@@ -387,27 +435,28 @@ mod tests {
         assert_eq!(
             render_map(&sample(), OutputFormat::Table).unwrap(),
             "\
-ZONE       MODE      ENDPOINTS   QUARANTINED   APPROVED-TO                  LEARNED-TO (NOT APPROVED)
-shop/api   enforce   2           no            <none>                       world:443/tcp
-shop/web   learn     1           yes           shop/api:8080/tcp+9090/tcp   <none>
-world      <none>    <none>      no            <none>                       <none>
+ZONE       MODE      ENDPOINTS   QUARANTINED   APPROVED-TO                  OBSERVED-TO (NOT APPROVED)   DROPPED-TO
+shop/api   enforce   2           no            <none>                       <none>                       world:443/tcp
+shop/web   learn     1           yes           shop/api:8080/tcp+9090/tcp   world:53/udp                 <none>
+world      <none>    <none>      no            <none>                       <none>                       <none>
 "
         );
     }
 
     #[test]
-    fn dot_draws_approved_solid_and_learned_dashed() {
+    fn dot_draws_approved_solid_observed_dashed_and_dropped_red() {
         assert_eq!(
             render_map(&sample(), OutputFormat::Dot).unwrap(),
-            r#"// zonewarden zone map: solid = approved, dashed = learned, not approved
+            r#"// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now
 digraph zonewarden {
   rankdir=LR;
   node [shape=box, style=rounded];
   "shop/api" [label="shop/api\nenforce, 2 endpoints"];
   "shop/web" [label="shop/web\nlearn, QUARANTINED, 1 endpoint", color=red];
   "world" [label="world", shape=ellipse];
-  "shop/api" -> "world" [label="443/tcp", style=dashed];
+  "shop/api" -> "world" [label="443/tcp", style=dotted, color=red];
   "shop/web" -> "shop/api" [label="8080/tcp, 9090/tcp"];
+  "shop/web" -> "world" [label="53/udp", style=dashed];
 }
 "#
         );
@@ -418,13 +467,14 @@ digraph zonewarden {
         assert_eq!(
             render_map(&sample(), OutputFormat::Mermaid).unwrap(),
             "\
-%% zonewarden zone map: solid = approved, dashed = learned, not approved
+%% zonewarden zone map: solid = approved, dashed = observed, not approved, x = dropped now
 graph LR
   z0[\"shop/api<br/>enforce, 2 endpoints\"]
   z1[\"shop/web<br/>learn, QUARANTINED, 1 endpoint\"]
   z2([\"world\"])
-  z0 -.->|\"443/tcp\"| z2
+  z0 --x|\"443/tcp\"| z2
   z1 -->|\"8080/tcp, 9090/tcp\"| z0
+  z1 -.->|\"53/udp\"| z2
 "
         );
     }
@@ -436,5 +486,12 @@ graph LR
         assert_eq!(json["kind"], "ZoneMap");
         assert_eq!(json["nodes"][0]["endpointCount"], 2);
         assert_eq!(json["edges"][0]["approved"], false);
+        assert_eq!(json["edges"][0]["status"], "dropped");
+        assert!(json["edges"][0].get("lastDrop").is_none());
+        // Approved after a drop: approved now, the drop is history.
+        let healed = &json["edges"][2];
+        assert_eq!(healed["edge"], "shop/web->shop/api:9090/tcp");
+        assert_eq!(healed["status"], "approved");
+        assert_eq!(healed["lastDrop"]["profileVersion"], 1);
     }
 }

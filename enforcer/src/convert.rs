@@ -4,8 +4,11 @@
 //! too; an unspecified or unknown value is refused naming its field.
 
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use tonic::Status;
 use zonewarden_profiles::event::{Report, ReportKind};
+
+use zonewarden_profiles::LastDrop;
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
 use zonewarden_profiles::{
     AttachMode, AttachmentKey, Edge, Endpoint, Mode, Policy, Profile, ZoneHints, ZoneKind,
@@ -253,7 +256,14 @@ fn evidence_to_proto(ev: &Evidence) -> v1::Evidence {
     }
 }
 
-pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::EdgeInfo {
+/// An edge with its evidence, its status now and its last drop (from `drops`, see
+/// [`zonewarden_profiles::edge_status::last_drops`]).
+pub fn edge_info(
+    edge: &Edge,
+    learned: &LearnedEdges,
+    policy: &Policy,
+    drops: &BTreeMap<&Edge, LastDrop>,
+) -> v1::EdgeInfo {
     let evidence = learned.edges.get(edge);
     let approved_in: Vec<String> = policy
         .approved_in(edge)
@@ -266,6 +276,13 @@ pub fn edge_info(edge: &Edge, learned: &LearnedEdges, policy: &Policy) -> v1::Ed
         approved: !approved_in.is_empty(),
         evidence: evidence.map(evidence_to_proto),
         approved_in,
+        status: v1::EdgeStatus::from(policy.edge_status(edge)).into(),
+        last_drop: drops.get(edge).map(|d| v1::EdgeDrop {
+            at_unix_ms: d.at_unix_ms,
+            profile_version: d.profile_version,
+            reported_by: d.reported_by.clone(),
+            count: d.count,
+        }),
     }
 }
 
@@ -350,6 +367,10 @@ pub fn flow_to_proto(event: &FlowEvent<'_>) -> v1::Flow {
             .unwrap_or_default(),
         profile_version: event.profile_version,
         node: event.node.to_owned(),
+        src_zone: event.edge.src.to_string(),
+        dst_zone: event.edge.dst.to_string(),
+        protocol: event.edge.proto.to_string(),
+        dst_port: u32::from(event.edge.port),
     }
 }
 
@@ -368,6 +389,7 @@ pub fn audit_action_to_proto(action: Action) -> v1::AuditAction {
         Action::TableRestored => v1::AuditAction::TableRestored,
         Action::StoreAccepted => v1::AuditAction::StoreAccepted,
         Action::ChainRestart => v1::AuditAction::ChainRestart,
+        Action::ProfileDelete => v1::AuditAction::ProfileDelete,
     }
 }
 
@@ -524,6 +546,7 @@ mod tests {
             Action::TableRestored,
             Action::StoreAccepted,
             Action::ChainRestart,
+            Action::ProfileDelete,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for action in actions {
@@ -534,7 +557,7 @@ mod tests {
                 action.as_str()
             );
         }
-        assert_eq!(seen.len(), 13, "every action but UNSPECIFIED");
+        assert_eq!(seen.len(), 14, "every action but UNSPECIFIED");
         let kinds = [
             ProblemKind::Unreadable,
             ProblemKind::Truncated,

@@ -92,6 +92,8 @@ pub fn stream(filter: FlowFilter) -> FlowStream {
 #[derive(Debug, Clone, Default)]
 pub struct FlowFilter {
     pub zone: Option<ZoneName>,
+    /// Flows from or to a zone of this namespace.
+    pub namespace: Option<String>,
     /// `Some(None)`: only the flows learning zones let pass.
     pub verdict: Option<Option<ReportKind>>,
 }
@@ -106,17 +108,36 @@ impl FlowFilter {
                 tonic::Status::invalid_argument(format!("zone {:?}: {e}", request.zone))
             })?)
         };
+        let namespace = if request.namespace.is_empty() {
+            None
+        } else {
+            let ns = zonewarden_profiles::zone::parse_namespace(&request.namespace)
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            Some(ns.to_owned())
+        };
         let verdict = crate::convert::flow_filter(request.verdict)?;
-        Ok(Self { zone, verdict })
+        Ok(Self {
+            zone,
+            namespace,
+            verdict,
+        })
     }
 
     pub fn matches(&self, flow: &v1::Flow) -> bool {
-        let zone_ok = self.zone.as_ref().is_none_or(|zone| {
-            flow.edge
-                .parse::<Edge>()
-                .is_ok_and(|edge| edge.touches(zone))
+        let edge = flow.edge.parse::<Edge>().ok();
+        let zone_ok = self
+            .zone
+            .as_ref()
+            .is_none_or(|zone| edge.as_ref().is_some_and(|e| e.touches(zone)));
+        let namespace_ok = self.namespace.as_deref().is_none_or(|ns| {
+            edge.as_ref().is_some_and(|e| {
+                [&e.src, &e.dst]
+                    .into_iter()
+                    .any(|z| z.namespace() == Some(ns))
+            })
         });
         zone_ok
+            && namespace_ok
             && self
                 .verdict
                 .is_none_or(|v| flow.verdict == i32::from(verdict_to_proto(v)))
@@ -156,6 +177,7 @@ mod tests {
         let filter = FlowFilter::from_request(&v1::WatchFlowsRequest {
             zone: "shop/db".into(),
             verdict: Some(v1::Verdict::Drop.into()),
+            ..Default::default()
         })
         .unwrap();
         let mut got = Vec::new();
@@ -171,20 +193,61 @@ mod tests {
         assert_eq!(ours[0].edge, "shop/web->shop/db:5432/tcp");
         assert_eq!(ours[0].reported_by, "shop/db");
         let learned = FlowFilter::from_request(&v1::WatchFlowsRequest {
-            zone: String::new(),
             verdict: Some(v1::Verdict::Learn.into()),
+            ..Default::default()
         })
         .unwrap();
         assert!(learned.matches(&crate::convert::flow_to_proto(&event(&edge, None))));
         assert!(!learned.matches(ours[0]));
         for bad in [0, 9] {
             let err = FlowFilter::from_request(&v1::WatchFlowsRequest {
-                zone: String::new(),
                 verdict: Some(bad),
+                ..Default::default()
             })
             .unwrap_err();
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().starts_with("verdict "), "{err}");
         }
+    }
+
+    #[test]
+    fn the_namespace_filter_keeps_flows_from_or_to_its_zones() {
+        let filter = |ns: &str| {
+            FlowFilter::from_request(&v1::WatchFlowsRequest {
+                namespace: ns.into(),
+                ..Default::default()
+            })
+        };
+        let shop = filter("shop").unwrap();
+        for (edge, wanted) in [
+            ("shop/web->shop/db:5432/tcp", true),
+            ("ops/monitor->shop/web:9100/tcp", true),
+            ("shop/web->world:443/tcp", true),
+            ("ops/monitor->world:443/tcp", false),
+            ("shopping/a->host:80/tcp", false),
+        ] {
+            let edge: Edge = edge.parse().unwrap();
+            let flow = crate::convert::flow_to_proto(&event(&edge, None));
+            assert_eq!(shop.matches(&flow), wanted, "{edge}");
+        }
+        let flow = crate::convert::flow_to_proto(&event(
+            &"shop/web->shop/db:5432/tcp".parse().unwrap(),
+            None,
+        ));
+        assert_eq!(
+            (
+                flow.src_zone.as_str(),
+                flow.dst_zone.as_str(),
+                flow.protocol.as_str(),
+                flow.dst_port
+            ),
+            ("shop/web", "shop/db", "tcp", 5432)
+        );
+        let err = filter("shop/web").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("namespace \"shop/web\" is invalid"),
+            "{err}"
+        );
     }
 }

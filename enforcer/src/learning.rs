@@ -312,6 +312,19 @@ impl Learning {
         known
     }
 
+    /// Forgets every learned edge touching `zone` (its profile was deleted); returns
+    /// how many there were.
+    pub fn forget_zone(&self, zone: &zonewarden_profiles::ZoneName) -> usize {
+        let mut state = self.lock();
+        let edges: Vec<Edge> = state
+            .learned
+            .of_zone(zone)
+            .map(|(e, _)| e.clone())
+            .collect();
+        state.dirty = true;
+        state.learned.forget(&edges)
+    }
+
     /// Writes the learned edges and reports when they changed since the last flush.
     pub fn flush(&self, store: &dyn Store) {
         let (learned, reports) = {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tonic::{Request, Status};
 use zonewarden_profiles::diff::profile_diff;
+use zonewarden_profiles::edge_status::last_drops;
 use zonewarden_profiles::profile::Actor;
 use zonewarden_profiles::{Edge, ZoneName};
 use zonewarden_proto::v1;
@@ -54,15 +55,27 @@ pub fn list_edges(
         Some(ZoneName::parse_any(&req.zone).map_err(|e| Status::invalid_argument(e.to_string()))?)
     };
     let snapshot = registry.snapshot();
+    let reports = learning.reports();
+    let drops = last_drops(&reports);
+    let existing = snapshot.existing_zones();
     let wanted = |e: &&Edge| zone.as_ref().is_none_or(|z| e.touches(z));
     Ok(learning.with_learned(|learned| {
         let mut edges: BTreeSet<&Edge> = learned.edges.keys().filter(wanted).collect();
         if !req.learned_only {
             edges.extend(snapshot.policy.approved_edges().into_iter().filter(wanted));
+            // Dropped edges are never learned: the recent drops name them, while both
+            // their zones exist.
+            edges.extend(
+                drops
+                    .keys()
+                    .copied()
+                    .filter(wanted)
+                    .filter(|e| existing.contains(&e.src) && existing.contains(&e.dst)),
+            );
         }
         edges
             .into_iter()
-            .map(|e| edge_info(e, learned, &snapshot.policy))
+            .map(|e| edge_info(e, learned, &snapshot.policy, &drops))
             .filter(|info| {
                 (!req.learned_only || info.learned) && (!req.approved_only || info.approved)
             })
@@ -76,12 +89,14 @@ pub fn diff(
     registry: &EndpointRegistry,
 ) -> v1::DiffProfileResponse {
     let learned = learning.learned();
+    let reports = learning.reports();
+    let drops = last_drops(&reports);
     let policy = registry.snapshot().policy.clone();
     let d = profile_diff(zone, &learned, &policy);
     let infos = |edges: &[Edge]| {
         edges
             .iter()
-            .map(|e| edge_info(e, &learned, &policy))
+            .map(|e| edge_info(e, &learned, &policy, &drops))
             .collect()
     };
     v1::DiffProfileResponse {

@@ -112,7 +112,9 @@ fn status_of(err: RegistryError) -> Status {
         RegistryError::InvalidZone(_)
         | RegistryError::Profile(_)
         | RegistryError::UnknownZone { .. }
+        | RegistryError::NoSuchZone { .. }
         | RegistryError::AddressInUse { .. } => Status::invalid_argument(err.to_string()),
+        RegistryError::NotDeletable { .. } => Status::failed_precondition(err.to_string()),
         RegistryError::UnknownEndpoint(_) => Status::not_found(err.to_string()),
         RegistryError::Store(_)
         | RegistryError::Dataplane { .. }
@@ -219,7 +221,15 @@ impl Enforcer for EnforcerService {
         _: Request<v1::ListZonesRequest>,
     ) -> Result<Response<v1::ListZonesResponse>, Status> {
         let snapshot = self.registry.snapshot();
-        let mut zones: Vec<v1::Zone> = snapshot.zones().into_iter().map(zone_to_proto).collect();
+        // Zones that exist: with members or a profile. The cluster store keeps a zone's
+        // id for good; a zone left with neither (e.g. after zwctl profile delete) is gone.
+        let existing = snapshot.zone_names();
+        let mut zones: Vec<v1::Zone> = snapshot
+            .zones()
+            .into_iter()
+            .filter(|z| existing.contains(&z.name))
+            .map(zone_to_proto)
+            .collect();
         zones.extend(
             snapshot
                 .policy
@@ -511,6 +521,43 @@ impl Enforcer for EnforcerService {
                 "name exactly one of a zone and an endpoint (container id) to quarantine",
             )),
         }
+    }
+
+    async fn delete_profile(
+        &self,
+        request: Request<v1::DeleteProfileRequest>,
+    ) -> Result<Response<v1::DeleteProfileResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let deleted = self
+            .registry
+            .delete_profile(zone.clone(), request.force, actor)
+            .await
+            .map_err(status_of)?;
+        // The zone is gone: so is what this node learned of it (its history stays in
+        // the audit log and the recent reports).
+        let forgotten = self.learning.forget_zone(&zone);
+        warn!(%zone, version = deleted.profile.version, forgotten, removed = deleted.removed_edges.len(), "profile deleted");
+        Ok(Response::new(v1::DeleteProfileResponse {
+            zone: zone.to_string(),
+            version: deleted.profile.version,
+            changed_profiles: deleted
+                .changed
+                .iter()
+                .map(|p| {
+                    let members = self.registry.member_count(&p.zone);
+                    self.learning
+                        .with_learned(|learned| profile_to_proto(p, learned, members))
+                })
+                .collect(),
+            removed_edges: deleted
+                .removed_edges
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            forgotten_edges: u32::try_from(forgotten).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn list_violations(

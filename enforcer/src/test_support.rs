@@ -49,8 +49,16 @@ pub fn add_request(container_id: &str, zone: &str, ips: &[&str]) -> crate::regis
 pub fn memory_registry(
     store: std::sync::Arc<dyn crate::store::Store>,
 ) -> crate::registry::EndpointRegistry {
-    let stored = store.load().unwrap();
     let dataplane = std::sync::Arc::new(crate::nft::ruleset::MemoryDataplane::new());
+    registry_over(store, dataplane)
+}
+
+/// A registry over `store` and `dataplane`, as the enforcer opens it.
+pub fn registry_over(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    dataplane: std::sync::Arc<crate::nft::ruleset::MemoryDataplane>,
+) -> crate::registry::EndpointRegistry {
+    let stored = store.load().unwrap();
     crate::registry::EndpointRegistry::open(
         "node-1".into(),
         store,

@@ -15,6 +15,8 @@
 //!   and import.
 //! - [`profile`]: per-zone mode, quarantine and versioned approvals.
 //! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
+//! - [`edge_status`]: an edge's status now (approved, observed, dropped) and its last
+//!   drop (history).
 //! - [`ruleset`]: the compiled data plane as a typed model.
 //! - [`diff`]: ruleset differences (one kernel transaction) and learned-vs-approved.
 //! - [`incremental`]: the ruleset kept up to date change by change, at the cost of the change.
@@ -24,6 +26,7 @@ pub mod claim;
 pub mod derive;
 pub mod diff;
 pub mod edge;
+pub mod edge_status;
 pub mod endpoint;
 pub mod event;
 pub mod export;
@@ -39,6 +42,7 @@ pub mod zone_kind;
 pub use claim::{ClaimException, ZoneClaims};
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
 pub use edge::{Edge, Proto};
+pub use edge_status::{EdgeStatus, LastDrop};
 pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
 pub use policy::{Policy, Verdict};
 pub use profile::{Mode, Profile};

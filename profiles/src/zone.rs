@@ -30,6 +30,23 @@ pub enum ZoneError {
          under them (host/..., world/...), cannot be claimed; choose another name"
     )]
     Reserved { name: String },
+    #[error(
+        "namespace {name:?} is invalid: a namespace is the part of a zone's name before \
+         '/' (shop in shop/api): lowercase letters, digits, '-', '_' and '.', starting \
+         and ending with a letter or digit"
+    )]
+    InvalidNamespace { name: String },
+}
+
+/// Validates a namespace as zone names hold it (`shop` of `shop/api`), e.g. a filter.
+pub fn parse_namespace(name: &str) -> Result<&str, ZoneError> {
+    if name.len() <= MAX_ZONE_LEN && !name.contains('/') && valid_segment(name) {
+        Ok(name)
+    } else {
+        Err(ZoneError::InvalidNamespace {
+            name: name.to_owned(),
+        })
+    }
 }
 
 /// A validated zone name.
@@ -198,6 +215,19 @@ mod tests {
     fn accepts_workload_and_plain_names() {
         for name in ["shop/frontend", "db", "kube-system/core-dns", "a.b_c/d-1"] {
             assert!(ZoneName::parse(name).is_ok(), "{name} should be valid");
+        }
+    }
+
+    #[test]
+    fn namespaces_are_one_segment() {
+        assert_eq!(parse_namespace("kube-system"), Ok("kube-system"));
+        for bad in ["", "shop/api", "Shop", "-a", "a b"] {
+            let err = parse_namespace(bad).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("the part of a zone's name before '/'"),
+                "{bad:?}: {err}"
+            );
         }
     }
 

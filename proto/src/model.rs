@@ -7,7 +7,7 @@
 //! build does not know are refused, never guessed.
 
 use zonewarden_profiles::event::ReportKind;
-use zonewarden_profiles::{AttachMode, Mode, ZoneKind, ZoneSource};
+use zonewarden_profiles::{AttachMode, EdgeStatus, Mode, ZoneKind, ZoneSource};
 
 use crate::v1;
 
@@ -186,6 +186,31 @@ pub fn name_word(name: &str, prefix: &str) -> String {
         .replace('_', "-")
 }
 
+impl From<EdgeStatus> for v1::EdgeStatus {
+    fn from(status: EdgeStatus) -> Self {
+        match status {
+            EdgeStatus::Approved => Self::Approved,
+            EdgeStatus::Observed => Self::Observed,
+            EdgeStatus::Dropped => Self::Dropped,
+        }
+    }
+}
+
+/// A received edge status.
+pub fn edge_status(field: &'static str, raw: i32) -> Result<EdgeStatus, EnumError> {
+    decode(
+        field,
+        raw,
+        || words(&EdgeStatus::ALL, EdgeStatus::as_str),
+        |status| match status {
+            v1::EdgeStatus::Unspecified => None,
+            v1::EdgeStatus::Approved => Some(EdgeStatus::Approved),
+            v1::EdgeStatus::Observed => Some(EdgeStatus::Observed),
+            v1::EdgeStatus::Dropped => Some(EdgeStatus::Dropped),
+        },
+    )
+}
+
 /// The verdict of a logged connection: `None` is one a learning zone let pass and
 /// recorded, `Some` a report.
 pub fn verdict_to_proto(report: Option<ReportKind>) -> v1::Verdict {
@@ -324,6 +349,20 @@ mod tests {
             "kind",
             "annotation, cni-args, config, workload, pod, default, mixed, empty, cidr",
         );
+    }
+
+    #[test]
+    fn edge_statuses_both_ways() {
+        round_trips(&EdgeStatus::ALL, v1::EdgeStatus::from, edge_status, 4);
+        refuses_unspecified_and_unknown(
+            |f, raw| edge_status(f, raw).map(drop),
+            "status",
+            "approved, observed, dropped",
+        );
+        for s in EdgeStatus::ALL {
+            let name = v1::EdgeStatus::from(s).as_str_name();
+            assert_eq!(name_word(name, "EDGE_STATUS_"), s.as_str());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`cni`]: runs the plugin (or a whole conflist) exactly as a runtime does.
 //! - [`pods`]: pods attached through the real plugin, with their zones.
 //! - [`traffic`]: echo servers and new or long-lived connections between pods.
+//! - [`flows`]: a running `zwctl flows watch` and the lines it prints.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 //! - [`web`]: the enforcer's `/metrics` and zone-map endpoint, through curl.
 //! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod flows;
 pub mod netns;
 pub mod node;
 pub mod oci;

@@ -1,6 +1,8 @@
 //! Cluster mode end to end, as root: two node namespaces on one veth link, a real
 //! etcd in the first one, each enforcer in its namespace with `--store etcd`. An
 //! approval made on node A reaches node B's kernel; each node knows the other's pods.
+//! A profile is not deleted while its zone has a pod on another node; once the pod is
+//! gone, the deletion made on node A reaches node B, and the zone is gone on both.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -202,5 +204,45 @@ fn an_approval_made_on_node_a_is_enforced_on_node_b() {
     assert!(
         table.contains("shop/db"),
         "node-b's table names the zone: {table}"
+    );
+
+    // shop/db has a pod on node B: node A refuses to delete its profile.
+    let out = a.zwctl_output(&["profile", "delete", "shop/db"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has 1 endpoint(s)") && stderr.contains(&b.netns.name),
+        "names the node of the endpoint: {stderr}"
+    );
+    // The pod goes; node A learns it through the store, then deletes the profile.
+    list_b
+        .del(&b, &db.at, &serde_json::json!({}), Some(&db.result))
+        .expect("DEL db");
+    wait::until(
+        "node-a sees node-b's pod gone",
+        Duration::from_secs(30),
+        || !a.endpoints().iter().any(|e| e["zone"] == "shop/db"),
+    );
+    let deleted = a.zwctl(&["profile", "delete", "shop/db", "--comment", "retired"]);
+    assert_eq!(deleted["zone"], "shop/db", "{deleted}");
+    let zones_of = |node: &Node, what: &[&str], field: &str| -> Vec<String> {
+        node.items(what)
+            .iter()
+            .filter_map(|i| i[field].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (name, node) in [("node-a", &a), ("node-b", &b)] {
+        wait::until(
+            &format!("{name} no longer lists shop/db"),
+            Duration::from_secs(30),
+            || {
+                !zones_of(node, &["get", "profiles"], "zone").contains(&"shop/db".to_owned())
+                    && !zones_of(node, &["get", "zones"], "name").contains(&"shop/db".to_owned())
+            },
+        );
+    }
+    assert!(
+        !allows_in(&b, &api.ip, 5432),
+        "node-b's kernel holds nothing of the deleted approval"
     );
 }

@@ -8,18 +8,17 @@
 //! (zone source, attach mode, kind, mode) are the ones zwctl printed before the API
 //! carried enums.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 use zonewarden_tests::cni::Conflist;
+use zonewarden_tests::flows::Watch;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::add_pod;
 use zonewarden_tests::traffic::{Server, connects};
-use zonewarden_tests::{bin, require_root, wait};
+use zonewarden_tests::{require_root, wait};
 
 const NET: &str = "zw-opcli";
 const EDGE: &str = "shop/web->shop/db:5432/tcp";
@@ -259,10 +258,9 @@ fn operator_cli_end_to_end() {
     assert!(connects(&web.netns, &target), "a dry run changes nothing");
 
     // flows watch: a watcher sees the drop the import causes.
-    let mut watch = Command::new(bin("zwctl"))
-        .arg("--socket")
-        .arg(node.socket())
-        .args([
+    let watch = Watch::start(
+        &node,
+        &[
             "-o",
             "json",
             "flows",
@@ -271,20 +269,8 @@ fn operator_cli_end_to_end() {
             "drop",
             "--zone",
             "shop/db",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start zwctl flows watch");
-    let stdout = watch.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+        ],
+    );
 
     // Importing the profile without the edge makes enforcement drop it.
     let applied = ok(
@@ -306,11 +292,10 @@ fn operator_cli_end_to_end() {
         !connects(&web.netns, &target),
         "the imported profile drops web -> db"
     );
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
+    let line = watch
+        .first(Duration::from_secs(10), &mut Vec::new(), |_| true)
         .expect("flows watch printed the drop within 10s");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
     let flow: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(flow["verdict"], "drop", "{flow}");
     assert_eq!(flow["edge"], EDGE, "{flow}");

@@ -187,7 +187,7 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
     );
     assert_eq!(
         edge_class(&dom, "shop/web", "shop/cache").as_deref(),
-        Some("edge unapproved"),
+        Some("edge observed"),
         "web -> cache is observed, not approved"
     );
     assert_eq!(
@@ -246,6 +246,76 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
         assert!(
             panel.contains(&want),
             "{want:?} missing from the panel: {panel}"
+        );
+    }
+
+    // Status is the present, history is history: cache -> db, approved after its
+    // drop, is drawn approved with the drop as history; a quarantined zone shows the
+    // quarantine while its approved edges stay approved, during and after it.
+    let before = node.items(&["get", "profiles", "shop/db"])[0]["version"]
+        .as_u64()
+        .unwrap();
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/db",
+        "--edge",
+        "shop/cache->shop/db:5432/tcp",
+    ]);
+    node.zwctl(&["quarantine", "--zone", "shop/db"]);
+    assert!(
+        !connects(&web.netns, &db.target(5432, "tcp")),
+        "quarantined: web -> db is cut"
+    );
+    wait::until(
+        "the quarantine drop to be reported",
+        Duration::from_secs(10),
+        || has_report(&node, "quarantine", "shop/web->shop/db:5432/tcp"),
+    );
+    let map: serde_json::Value =
+        serde_json::from_str(&http_get(&node, "/api/map").expect("GET /api/map")).unwrap();
+    let map_edge = |name: &str| {
+        map["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["edge"] == name)
+            .unwrap_or_else(|| panic!("edge {name} missing from /api/map: {map}"))
+            .clone()
+    };
+    let healed = map_edge("shop/cache->shop/db:5432/tcp");
+    assert_eq!(healed["status"], "approved", "{healed}");
+    assert_eq!(
+        healed["last_drop"]["profile_version"].as_u64(),
+        Some(before),
+        "the drop happened before the approval: {healed}"
+    );
+    let cut = map_edge("shop/web->shop/db:5432/tcp");
+    assert_eq!(
+        cut["status"], "approved",
+        "quarantine is not the edge's: {cut}"
+    );
+    assert!(
+        cut["last_drop"].is_null(),
+        "a quarantine drop is no edge drop: {cut}"
+    );
+    for unquarantined in [false, true] {
+        if unquarantined {
+            node.zwctl(&["unquarantine", "--zone", "shop/db"]);
+            assert!(connects(&web.netns, &db.target(5432, "tcp")), "released");
+        }
+        let dom = dump_dom(&node, profile.path(), "");
+        for src in ["shop/cache", "shop/web"] {
+            assert_eq!(
+                edge_class(&dom, src, "shop/db").as_deref(),
+                Some("edge approved"),
+                "{src} -> shop/db stays approved (released: {unquarantined}):\n{dom}"
+            );
+        }
+        assert_eq!(
+            dom.contains("data-zone=\"shop/db\" data-mode=\"enforce\" data-members=\"1\" data-quarantined=\"true\""),
+            !unquarantined,
+            "the zone shows its quarantine while it lasts:\n{dom}"
         );
     }
 

@@ -38,6 +38,8 @@ pub enum Action {
     /// The log's tail was corrupt when the enforcer started; the chain continues
     /// from the last good entry (`prev` is that line's hash).
     ChainRestart,
+    /// A zone's profile was deleted (`zwctl profile delete`).
+    ProfileDelete,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Self::TableRestored => "table-restored",
             Self::StoreAccepted => "store-accepted",
             Self::ChainRestart => "chain-restart",
+            Self::ProfileDelete => "profile-delete",
         }
     }
 }

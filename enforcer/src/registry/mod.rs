@@ -13,8 +13,10 @@
 //! - [`snapshot`]: the read side: listings and zone summaries.
 //! - [`import`]: several zones' profiles set at once (`zwctl profile import`).
 //! - [`known`]: whether the zone a profile change names exists.
+//! - [`delete`]: deleting a zone's profile (`zwctl profile delete`).
 //! - [`remote`]: changes other nodes made, from the cluster store's watch.
 
+pub mod delete;
 pub mod import;
 pub mod known;
 pub mod remote;
@@ -42,6 +44,7 @@ use crate::audit::{ChangeNote, Note};
 use crate::nft::NftError;
 use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoreError, StoredState};
+pub use delete::ProfileDeleted;
 pub use known::IfMissing;
 pub use snapshot::{Resolver, Snapshot, ZoneSummary};
 use state::RegistryState;
@@ -66,6 +69,17 @@ pub enum RegistryError {
         /// The existing zone nearest to it, when it looks like a typo of one.
         nearest: Option<ZoneName>,
     },
+    #[error(
+        "zone {:?} does not exist (no endpoints, no profile);{} nothing was deleted",
+        .zone.as_str(),
+        known::did_you_mean(.nearest.as_ref())
+    )]
+    NoSuchZone {
+        zone: ZoneName,
+        nearest: Option<ZoneName>,
+    },
+    #[error("the profile of zone {zone} is not deleted: {why}")]
+    NotDeletable { zone: ZoneName, why: String },
     #[error("cannot persist the enforcer's state: {0}")]
     Store(#[from] StoreError),
     #[error(

@@ -94,6 +94,15 @@ impl Snapshot {
         zones
     }
 
+    /// Every zone that exists now: with members or a profile, the CIDR zones and the
+    /// built-in ones.
+    pub fn existing_zones(&self) -> BTreeSet<ZoneName> {
+        let mut zones = self.zone_names();
+        zones.extend(self.policy.cidr_zones.keys().cloned());
+        zones.extend([ZoneName::host(), ZoneName::world()]);
+        zones
+    }
+
     /// Endpoints, optionally of one network and of one zone only.
     pub fn list(&self, network: Option<&str>, zone: Option<&ZoneName>) -> Vec<Endpoint> {
         self.endpoints

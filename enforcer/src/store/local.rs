@@ -98,6 +98,28 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Removes `path` (nothing when it does not exist), the index first: a crash
+    /// between the two leaves a file the index does not list (taken in at start),
+    /// never a missing one. The directory is fsynced: the removal is durable.
+    fn remove_indexed(&self, path: &Path) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        {
+            let mut index = self.index();
+            index.removed(self.relative(path));
+            index.commit(None)?;
+        }
+        match fs::remove_file(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(io_error("remove", path))?,
+        }
+        let dir = path.parent().unwrap_or(&self.state_dir);
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error("fsync", dir))
+    }
+
     /// Every file of the store on disk (the ones the index keeps track of).
     fn files_on_disk(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
         let mut files = std::collections::BTreeSet::new();
@@ -308,25 +330,7 @@ impl Store for LocalStore {
     }
 
     fn delete_endpoint(&self, key: &AttachmentKey) -> Result<(), StoreError> {
-        let path = self.endpoint_path(key);
-        if !path.exists() {
-            return Ok(());
-        }
-        // The index learns of the removal first: a crash between the two leaves a
-        // file the index does not list (taken in at start), never a missing one.
-        {
-            let mut index = self.index();
-            index.removed(self.relative(&path));
-            index.commit(None)?;
-        }
-        match fs::remove_file(&path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            other => other.map_err(io_error("remove", &path))?,
-        }
-        let dir = &self.endpoints_dir;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error("fsync", dir))
+        self.remove_indexed(&self.endpoint_path(key))
     }
 
     fn save_zone_ids(&self, zone_ids: &ZoneIds) -> Result<(), StoreError> {
@@ -335,6 +339,10 @@ impl Store for LocalStore {
 
     fn save_profile(&self, profile: &zonewarden_profiles::Profile) -> Result<(), StoreError> {
         self.write_indexed(&self.profile_path(&profile.zone), profile)
+    }
+
+    fn delete_profile(&self, zone: &zonewarden_profiles::ZoneName) -> Result<(), StoreError> {
+        self.remove_indexed(&self.profile_path(zone))
     }
 
     fn save_quarantined(

@@ -119,9 +119,18 @@ mod tests {
             .unwrap();
         store.save_learned(&LearnedEdges::new(10)).unwrap();
         let loaded = store.load().unwrap();
-        assert_eq!(loaded.profiles, vec![profile]);
+        assert_eq!(loaded.profiles, vec![profile.clone()]);
         assert!(loaded.quarantined.contains("c1"));
         assert_eq!(loaded.learned, Some(LearnedEdges::new(10)));
+
+        // Deleted durably, and through the index: a restart does not miss the file.
+        store.delete_profile(&zone).unwrap();
+        store.delete_profile(&zone).unwrap();
+        store.commit(None).unwrap();
+        assert!(!store.profile_path(&zone).exists());
+        let reopened = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.load().unwrap().profiles, vec![]);
+        store.save_profile(&profile).unwrap();
 
         std::fs::write(store.profile_path(&zone), "{ not json").unwrap();
         let err = store.load().unwrap_err().to_string();

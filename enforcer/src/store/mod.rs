@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use zonewarden_profiles::event::Reports;
 use zonewarden_profiles::learned::LearnedEdges;
-use zonewarden_profiles::{AttachmentKey, Endpoint, Profile};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Profile, ZoneName};
 
 pub use index::AuditHead;
 pub use local::LocalStore;
@@ -110,6 +110,9 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces a zone's profile, durably: an approval is on disk before it
     /// takes effect.
     fn save_profile(&self, profile: &Profile) -> Result<(), StoreError>;
+    /// Removes a zone's profile (`zwctl profile delete`); succeeds when there is none.
+    /// Like every write of a change, it holds once [`Self::commit`] returns.
+    fn delete_profile(&self, zone: &ZoneName) -> Result<(), StoreError>;
     /// Replaces the set of endpoints quarantined one by one.
     fn save_quarantined(&self, container_ids: &BTreeSet<String>) -> Result<(), StoreError>;
     /// Replaces the learned edges.

@@ -101,6 +101,9 @@ impl Store for CountingStore {
     fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
         self.counted(self.inner.save_profile(profile))
     }
+    fn delete_profile(&self, zone: &zonewarden_profiles::ZoneName) -> Result<(), StoreError> {
+        self.counted(self.inner.delete_profile(zone))
+    }
     fn save_quarantined(&self, container_ids: &BTreeSet<String>) -> Result<(), StoreError> {
         self.counted(self.inner.save_quarantined(container_ids))
     }

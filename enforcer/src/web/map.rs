@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use zonewarden_profiles::edge_status::last_drops;
 use zonewarden_profiles::event::{ReportKind, Reports};
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
 use zonewarden_profiles::{Edge, ZoneName};
@@ -52,9 +53,23 @@ pub struct MapEdge {
     pub approved_in: Vec<String>,
     pub learned: bool,
     pub evidence: Option<MapEvidence>,
-    /// Reported connections of this edge among the recent reports, by kind.
+    /// What the table does now: `approved`, `observed` or `dropped` (what the page
+    /// draws; quarantine is drawn on the zones, never as an edge's status).
+    pub status: &'static str,
+    /// History: the newest drop by an enforcing zone among the recent reports.
+    pub last_drop: Option<MapDrop>,
+    /// History: reported connections of this edge among the recent reports, by kind
+    /// (drops by an enforcing zone, and monitor violations).
     pub drops: u64,
     pub violations: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MapDrop {
+    pub at_unix_ms: i64,
+    /// The reporting zone's profile version then.
+    pub profile_version: u64,
+    pub reported_by: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -113,19 +128,31 @@ pub fn zone_map(
         }
     }
 
+    // Quarantine and spoofing drops are the zones' and endpoints' story, not the edges'.
     let mut reported: BTreeMap<&Edge, (u64, u64)> = BTreeMap::new();
     for report in &reports.entries {
         let counts = reported.entry(&report.edge).or_default();
         match report.kind {
+            ReportKind::Drop => counts.0 += report.count,
             ReportKind::Violation => counts.1 += report.count,
-            _ => counts.0 += report.count,
+            ReportKind::Quarantine | ReportKind::Spoof => {}
         }
     }
+    let drops_of = last_drops(reports);
+    let mut zone_names = snapshot.zone_names();
+    // A report is history: an edge known only from reports is drawn while both its
+    // zones exist (a zone whose workloads left and whose profile was deleted is gone).
+    let existing = snapshot.existing_zones();
     let mut edges: BTreeSet<&Edge> = learned.edges.keys().collect();
     edges.extend(policy.approved_edges());
-    edges.extend(reported.keys().copied());
+    edges.extend(
+        reported
+            .iter()
+            .filter(|(_, (drops, violations))| drops + violations > 0)
+            .map(|(e, _)| *e)
+            .filter(|e| existing.contains(&e.src) && existing.contains(&e.dst)),
+    );
 
-    let mut zone_names = snapshot.zone_names();
     let workload_zones = zone_names.clone();
     for edge in &edges {
         zone_names.insert(edge.src.clone());
@@ -168,6 +195,12 @@ pub fn zone_map(
                 approved_in,
                 learned: learned_ev.is_some(),
                 evidence: learned_ev.map(evidence),
+                status: policy.edge_status(edge).as_str(),
+                last_drop: drops_of.get(edge).map(|d| MapDrop {
+                    at_unix_ms: d.at_unix_ms,
+                    profile_version: d.profile_version,
+                    reported_by: d.reported_by.clone(),
+                }),
                 drops,
                 violations,
             }
@@ -206,7 +239,7 @@ mod tests {
     use crate::test_support::endpoint;
     use zonewarden_profiles::event::Report;
     use zonewarden_profiles::learned::Sample;
-    use zonewarden_profiles::{Mode, Profile, Proto};
+    use zonewarden_profiles::{Endpoint, Mode, Profile, Proto};
 
     fn sample() -> Sample {
         Sample {
@@ -218,8 +251,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn approved_learned_and_dropped_edges_with_their_zones() {
+    /// shop/web (c1, 10.0.0.1) and shop/db (c2, 10.0.0.2), each with an id.
+    fn web_and_db() -> (Snapshot, Endpoint) {
         let mut snapshot = Snapshot::default();
         let web = endpoint("c1", "shop/web", &["10.0.0.1/32"]);
         let db = endpoint("c2", "shop/db", &["10.0.0.2/32"]);
@@ -227,6 +260,12 @@ mod tests {
             snapshot.zone_ids.allocate(&e.zone);
             snapshot.endpoints.insert(e.key.clone(), e.clone());
         }
+        (snapshot, db)
+    }
+
+    #[test]
+    fn approved_learned_and_dropped_edges_with_their_zones() {
+        let (mut snapshot, db) = web_and_db();
         snapshot.quarantined.insert("c2".into());
         let approved: Edge = "shop/web->shop/db:5432/tcp".parse().unwrap();
         let unapproved: Edge = "shop/web->world:443/tcp".parse().unwrap();
@@ -280,11 +319,107 @@ mod tests {
         assert_eq!(a.evidence.as_ref().unwrap().count, 1);
         let u = by_edge["shop/web->world:443/tcp"];
         assert!(!u.approved && u.learned, "{u:?}");
+        assert_eq!(a.status, "approved");
+        assert_eq!(u.status, "observed", "web learns, world never enforces");
         let d = by_edge["shop/db->shop/web:22/tcp"];
         assert!(!d.approved && !d.learned && d.drops == 2, "{d:?}");
+        assert_eq!(d.status, "dropped", "shop/db enforces");
+        assert_eq!(
+            d.last_drop,
+            Some(MapDrop {
+                at_unix_ms: 7,
+                profile_version: 3,
+                reported_by: "shop/web".into()
+            })
+        );
         assert_eq!(map.reports.len(), 1);
         assert_eq!(map.reports[0].kind, "drop");
         let json = serde_json::to_value(&map).unwrap();
         assert_eq!(json["zones"][0]["name"], "shop/db");
+    }
+
+    #[test]
+    fn a_zone_known_only_from_old_reports_is_not_drawn() {
+        let mut snapshot = Snapshot::default();
+        let web = endpoint("c1", "shop/web", &["10.0.0.1/32"]);
+        snapshot.zone_ids.allocate(&web.zone);
+        snapshot.endpoints.insert(web.key.clone(), web.clone());
+        let mut reports = Reports::new(10);
+        for (edge, at) in [
+            ("shop/web->shop/old:80/tcp", 1),
+            ("shop/web->world:22/tcp", 2),
+        ] {
+            reports.push(Report {
+                at_unix_ms: at,
+                kind: ReportKind::Drop,
+                edge: edge.parse().unwrap(),
+                src: "10.0.0.1".parse().unwrap(),
+                src_port: 1234,
+                dst: "10.0.0.9".parse().unwrap(),
+                node: "n1".into(),
+                reported_by: "shop/web".into(),
+                profile_version: 1,
+                count: 1,
+            });
+        }
+        // shop/old's pods left and its profile was deleted: its drops are history.
+        let map = zone_map(&snapshot, &LearnedEdges::new(10), &reports, "n1", 9);
+        let zones: Vec<&str> = map.zones.iter().map(|z| z.name.as_str()).collect();
+        assert_eq!(zones, vec!["shop/web", "world"]);
+        let edges: Vec<&str> = map.edges.iter().map(|e| e.edge.as_str()).collect();
+        assert_eq!(edges, vec!["shop/web->world:22/tcp"]);
+        assert_eq!(map.reports.len(), 2, "the reports themselves stay listed");
+    }
+
+    /// The two incidents: an edge dropped, then approved, is drawn approved (its
+    /// drop is history); a zone quarantined and released keeps its approved edges
+    /// approved, and during the quarantine the zone shows it, not the edges.
+    #[test]
+    fn status_is_the_present_and_drops_are_history() {
+        let (mut snapshot, db) = web_and_db();
+        let edge: Edge = "shop/web->shop/db:5432/tcp".parse().unwrap();
+        let mut profile = Profile::new(db.zone.clone());
+        profile.mode = Mode::Enforce;
+        profile.version = 4;
+        profile.approved.insert(edge.clone());
+        profile.quarantined = true;
+        snapshot.policy.profiles.insert(db.zone.clone(), profile);
+        let report = |kind, at, version| Report {
+            at_unix_ms: at,
+            kind,
+            edge: edge.clone(),
+            src: "10.0.0.1".parse().unwrap(),
+            src_port: 1234,
+            dst: "10.0.0.2".parse().unwrap(),
+            node: "n1".into(),
+            reported_by: "shop/db".into(),
+            profile_version: version,
+            count: 1,
+        };
+        let mut reports = Reports::new(10);
+        reports.push(report(ReportKind::Drop, 5, 2));
+        reports.push(report(ReportKind::Quarantine, 8, 4));
+
+        let map = zone_map(&snapshot, &LearnedEdges::new(10), &reports, "n1", 9);
+        let e = &map.edges[0];
+        assert_eq!(e.status, "approved", "{e:?}");
+        assert_eq!(e.drops, 1, "quarantine drops are not the edge's");
+        let last = e.last_drop.as_ref().expect("the drop before approval");
+        assert_eq!((last.at_unix_ms, last.profile_version), (5, 2));
+        let db_zone = map.zones.iter().find(|z| z.name == "shop/db").unwrap();
+        assert!(db_zone.quarantined, "the zone shows the quarantine");
+
+        // Released: still approved.
+        snapshot
+            .policy
+            .profiles
+            .get_mut(&db.zone)
+            .unwrap()
+            .quarantined = false;
+        let map = zone_map(&snapshot, &LearnedEdges::new(10), &reports, "n1", 10);
+        assert_eq!(map.edges[0].status, "approved");
+        let json = serde_json::to_value(&map).unwrap();
+        assert_eq!(json["edges"][0]["status"], "approved");
+        assert_eq!(json["edges"][0]["last_drop"]["profile_version"], 2);
     }
 }

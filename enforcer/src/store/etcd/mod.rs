@@ -58,7 +58,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions, GetOptions, TlsOptions};
 use zonewarden_profiles::event::Reports;
 use zonewarden_profiles::learned::LearnedEdges;
-use zonewarden_profiles::{AttachmentKey, Endpoint, Profile};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Profile, ZoneName};
 
 use super::{AuditHead, Store, StoreError, StoreHealth, StoreKind, StoredState, ZoneIds};
 use bridge::Bridge;
@@ -571,6 +571,13 @@ impl Store for EtcdStore {
             Some(value),
             Guard::AsSeen,
         );
+        Ok(())
+    }
+
+    fn delete_profile(&self, zone: &ZoneName) -> Result<(), StoreError> {
+        // Guarded like every write: the delete holds only if the profile is still the
+        // version this node last saw (another node's approval in between refuses it).
+        self.stage(self.shared.keys.profile(zone), None, Guard::AsSeen);
         Ok(())
     }
 

@@ -718,3 +718,84 @@ async fn an_add_while_etcd_is_down_is_enforced_now_and_published_later() {
     .await;
     b.assert_kernel_consistent();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_deletion_is_one_guarded_transaction_that_other_nodes_follow() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    approve(&a, "shop/old", "shop/old->shop/db:5432/tcp")
+        .await
+        .unwrap();
+    approve(&a, "shop/web", "shop/web->shop/old:80/tcp")
+        .await
+        .unwrap();
+    let _follow_b = b.follow();
+    eventually("node-b sees both profiles", || {
+        b.registry.profile_version(&zone("shop/web")) == 1
+            && b.registry.profile_version(&zone("shop/old")) == 1
+    })
+    .await;
+    // node-b changes the profile after node-a last saw it: node-a's delete is refused
+    // whole (neither the profile nor the edge held by shop/web goes).
+    approve(&b, "shop/old", "shop/old->shop/cache:6379/tcp")
+        .await
+        .unwrap();
+    let err = a
+        .registry
+        .delete_profile(zone("shop/old"), true, actor("root"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Store(StoreError::Conflict { .. }))
+            && err.to_string().contains("the profile of zone shop/old"),
+        "{err}"
+    );
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert_eq!(stored.profiles.len(), 2, "nothing was deleted");
+    assert_eq!(
+        stored.profiles[1].approved.len(),
+        1,
+        "shop/web keeps its edge"
+    );
+    assert!(
+        a.registry
+            .snapshot()
+            .policy
+            .profiles
+            .contains_key(&zone("shop/old")),
+        "rolled back in memory"
+    );
+
+    // Once node-a has seen the change, the retry deletes the profile and removes the
+    // held edge in one transaction; node-b follows.
+    let _follow_a = a.follow();
+    eventually("node-a sees node-b's approval", || {
+        a.registry.profile_version(&zone("shop/old")) == 2
+    })
+    .await;
+    let deleted = a
+        .registry
+        .delete_profile(zone("shop/old"), true, actor("root"))
+        .await
+        .unwrap();
+    assert_eq!(deleted.profile.version, 2);
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert_eq!(
+        stored
+            .profiles
+            .iter()
+            .map(|p| (p.zone.as_str(), p.approved.len(), p.version))
+            .collect::<Vec<_>>(),
+        vec![("shop/web", 0, 2)]
+    );
+    eventually("node-b follows the deletion", || {
+        let snapshot = b.registry.snapshot();
+        !snapshot.policy.profiles.contains_key(&zone("shop/old"))
+            && snapshot.policy.profiles[&zone("shop/web")]
+                .approved
+                .is_empty()
+    })
+    .await;
+    b.assert_kernel_consistent();
+}
