@@ -39,7 +39,8 @@ const LOG_EXAMPLES: &str = "\
 Columns:
   SEQ       the entry's number in the log
   AGE       how long ago the change was made
-  WHO       the unix user behind the request (root for the CNI plugin)
+  WHO       the unix user behind the request (root for the CNI plugin); in the
+            cluster-wide trail, followed by the node that made the change
   ACTION    approve, reject, remove, import, mode, quarantine, unquarantine,
             endpoint-add, endpoint-del; reverted (the kernel refused the change
             of the entry before: it never took effect); table-restored (someone
@@ -49,6 +50,11 @@ Columns:
   TARGET    the edges, mode, zone or container id acted on
   VERSIONS  the zone's profile version before -> after
   REASON    the request's --comment
+
+In cluster mode (--store etcd) the log is the cluster-wide trail: every node's
+policy changes (approvals, rejections, imports, modes, quarantines, deletions) in
+one order, hash-chained. --node-log shows this node's own log instead, with its
+endpoint changes.
 
 Examples:
   # The whole log
@@ -68,6 +74,9 @@ log rewritten from scratch is only caught by comparing heads.
 
 Exit status: 0 when the log is intact, 1 when an entry was edited, dropped,
 reordered or truncated (each is named with its line and seq) or cannot be checked.
+
+In cluster mode (--store etcd) it checks the cluster-wide trail in etcd, and that
+it ends at the head etcd records; --node-log checks this node's own log.
 
 Examples:
   # Check the log
@@ -101,10 +110,20 @@ pub struct LogArgs {
     /// Only the newest N entries (after --zone and --since).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
+
+    /// In cluster mode (--store etcd): this node's own log (with its endpoint
+    /// changes) instead of the cluster-wide trail of policy changes.
+    #[arg(long)]
+    pub node_log: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// In cluster mode (--store etcd): verify this node's own log instead of the
+    /// cluster-wide trail of policy changes.
+    #[arg(long)]
+    pub node_log: bool,
+}
 
 /// `90s`, `15m`, `2h`, `7d`, `1w`, or several of them (`1h30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -154,6 +173,9 @@ pub struct AuditEntryView {
     pub prev: String,
     pub hash: String,
     pub line: u64,
+    /// The node that made the change (the cluster-wide trail only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 impl From<v1::AuditEntry> for AuditEntryView {
@@ -176,6 +198,7 @@ impl From<v1::AuditEntry> for AuditEntryView {
             prev: e.prev,
             hash: e.hash,
             line: e.line,
+            node: e.node,
         }
     }
 }
@@ -209,7 +232,11 @@ impl TableRow for AuditEntryView {
         vec![
             self.seq.to_string(),
             render::format_age(self.at_unix_ms, ctx.now_unix_ms),
-            self.who.clone(),
+            if self.node.is_empty() {
+                self.who.clone()
+            } else {
+                format!("{} ({})", self.who, self.node)
+            },
             self.action.clone(),
             self.zone.clone(),
             cut(&self.target, 48),
@@ -337,6 +364,7 @@ pub async fn run(command: &AuditCommand, global: &GlobalArgs) -> anyhow::Result<
                         .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 }),
                 limit: args.limit.unwrap_or(0),
+                node_log: args.node_log,
             };
             let response = client
                 .list(request)
@@ -360,9 +388,11 @@ pub async fn run(command: &AuditCommand, global: &GlobalArgs) -> anyhow::Result<
             render::render_list("AuditEntryList", &entries, global.output, &ctx)
                 .map(CommandOutput::from)
         }
-        AuditCommand::Verify(VerifyArgs {}) => {
+        AuditCommand::Verify(VerifyArgs { node_log }) => {
             let response = client
-                .verify(v1::VerifyAuditRequest {})
+                .verify(v1::VerifyAuditRequest {
+                    node_log: *node_log,
+                })
                 .await
                 .map_err(|status| rpc_error(&global.socket, "Audit/Verify", &status))?
                 .into_inner();
@@ -435,6 +465,7 @@ mod tests {
             prev: "0".repeat(64),
             hash: "a".repeat(64),
             line: 7,
+            node: String::new(),
         })
     }
 

@@ -258,6 +258,12 @@ pub(crate) fn rpc_error(socket: &Path, rpc: &str, status: &tonic::Status) -> any
              upgrade it to the version of this zwctl ({})",
             env!("CARGO_PKG_VERSION")
         ),
+        // The enforcer answered, with why it cannot do it now (its store or the
+        // kernel is unavailable): its words are the error.
+        tonic::Code::Unavailable if !transport && !message.trim().is_empty() => anyhow::anyhow!(
+            "the zonewarden enforcer at {socket} cannot complete {rpc} now: {}",
+            one_line(message)
+        ),
         tonic::Code::Unavailable => anyhow::anyhow!(
             "the zonewarden enforcer at {socket} went away during {rpc} ({message}); \
              check that it is running (systemctl status zonewarden-enforcer, or its pod) and retry"

@@ -104,7 +104,8 @@ struct Cli {
     #[arg(long)]
     accept_store_as_is: bool,
     /// Where endpoints, zone ids and profiles live: `local` (files under --state-dir)
-    /// or `etcd` (shared by every node; the audit log stays under --state-dir).
+    /// or `etcd` (shared by every node, with the cluster-wide audit trail of policy
+    /// changes; each node's own audit log stays under --state-dir).
     #[arg(long, value_enum, default_value_t = StoreChoice::Local)]
     store: StoreChoice,
     /// The etcd members, e.g. `https://10.0.0.1:2379,https://10.0.0.2:2379` (with --store etcd).
@@ -544,9 +545,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "cannot open a route netlink socket; DEL deletes host veths in the plugin (slower)"
         ),
     }
+    // Cluster mode: `zwctl audit` reads the cluster-wide trail of policy changes
+    // (`--node-log`: this node's own log).
+    let mut audit_service = zonewarden_enforcer::audit::AuditService::new(audit);
+    if let Some((store, _)) = &etcd {
+        let store = store.clone();
+        audit_service = audit_service.with_cluster_trail(std::sync::Arc::new(move || {
+            store
+                .audit_trail()
+                .map(|t| zonewarden_enforcer::audit::service::TrailBytes {
+                    bytes: t.bytes,
+                    head: t.head.map(|h| (h.seq, h.hash)),
+                    source: t.source,
+                })
+                .map_err(|err| err.to_string())
+        }));
+    }
     let served = tonic::transport::Server::builder()
         .add_service(service.into_server())
-        .add_service(zonewarden_enforcer::audit::AuditService::new(audit).into_server())
+        .add_service(audit_service.into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
     for task in [replay, persist, follow, bridge]

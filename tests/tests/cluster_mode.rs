@@ -134,6 +134,41 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
         Duration::from_secs(15),
         || connects(&web.netns, &db.target(22, "tcp")),
     );
+
+    // Node A, which changed no policy, shows the cluster-wide trail: node C's approval
+    // and modes, then node B's approval, each naming its node, chained and intact.
+    let a = &cluster.nodes[0];
+    let trail = a.node.items(&["audit", "log"]);
+    let made: Vec<(String, String, String)> = trail
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (text("node"), text("action"), text("target"))
+        })
+        .collect();
+    let (b_name, c_name) = (cluster.nodes[1].name(), cluster.nodes[2].name());
+    assert!(
+        made.contains(&(c_name.into(), "approve".into(), DB.into()))
+            && made.contains(&(c_name.into(), "mode".into(), "enforce".into()))
+            && made.contains(&(b_name.into(), "approve".into(), SSH.into())),
+        "{made:#?}"
+    );
+    assert!(
+        made.iter()
+            .all(|(node, action, _)| !node.is_empty() && !action.starts_with("endpoint")),
+        "the trail holds policy changes only, each with its node: {made:#?}"
+    );
+    let seqs: Vec<u64> = trail.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=trail.len() as u64).collect::<Vec<_>>());
+    let verified = a.node.zwctl(&["audit", "verify"]);
+    assert_eq!(verified["intact"], true, "{verified}");
+    assert_eq!(verified["headSeq"], trail.len() as u64, "{verified}");
+    // Node A's own log has its endpoint changes and none of the others' approvals.
+    let own = a.node.items(&["audit", "log", "--node-log"]);
+    assert!(
+        own.iter().all(|e| e["action"] != "approve") && !own.is_empty(),
+        "{own:#?}"
+    );
 }
 
 /// A node whose enforcer dies (SIGKILL, its lease left to run out) leaves the other

@@ -334,7 +334,7 @@ pub fn verify(bytes: &[u8], written: Option<(u64, &str)>) -> Verification {
                 seq: ends + 1,
                 kind: ProblemKind::Dropped,
                 message: format!(
-                    "the log ends at seq {ends} (line {at}) but this enforcer appended up to seq {seq} (hash {}): {} dropped from the end",
+                    "the log ends at seq {ends} (line {at}) but its writer recorded entries up to seq {seq} (hash {}): {} dropped from the end",
                     short(hash),
                     seqs(ends + 1, seq)
                 ),

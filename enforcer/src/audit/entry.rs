@@ -63,6 +63,30 @@ impl Action {
     }
 }
 
+impl Action {
+    /// Whether the action is a change of policy (an operator's or an import's), which
+    /// the cluster store records in its cluster-wide trail; endpoint changes and the
+    /// enforcer's own entries stay in the node's log.
+    pub fn is_policy(self) -> bool {
+        match self {
+            Self::Approve
+            | Self::Reject
+            | Self::Remove
+            | Self::Import
+            | Self::Mode
+            | Self::Quarantine
+            | Self::Unquarantine
+            | Self::ProfileDelete
+            | Self::Reverted => true,
+            Self::EndpointAdd
+            | Self::EndpointDel
+            | Self::TableRestored
+            | Self::StoreAccepted
+            | Self::ChainRestart => false,
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -90,6 +114,10 @@ pub struct AuditEntry {
     pub seq: u64,
     pub at_unix_ms: i64,
     pub who: String,
+    /// The node whose enforcer made the change: set in the cluster trail (etcd), absent
+    /// from a node's own `audit.log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub action: Action,
     pub zone: Option<String>,
     pub target: Option<String>,
@@ -104,10 +132,16 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// Numbers and chains a record after the line whose hash is `prev`.
     pub fn chain(record: AuditRecord, seq: u64, prev: String) -> Self {
+        Self::chain_on(record, seq, prev, None)
+    }
+
+    /// [`Self::chain`] for the cluster trail: the entry names the node that made it.
+    pub fn chain_on(record: AuditRecord, seq: u64, prev: String, node: Option<String>) -> Self {
         let mut entry = Self {
             seq,
             at_unix_ms: record.at_unix_ms,
             who: record.who,
+            node,
             action: record.action,
             zone: record.zone,
             target: record.target,
@@ -196,6 +230,23 @@ mod tests {
         let mut other = entry.clone();
         other.hash = "f".repeat(64);
         assert_eq!(other.content_hash(), entry.hash);
+    }
+
+    #[test]
+    fn a_cluster_entry_names_its_node_and_a_local_line_does_not() {
+        let local = AuditEntry::chain(record(), 1, GENESIS.into());
+        assert!(!local.to_line().contains("node"), "{}", local.to_line());
+        let cluster = AuditEntry::chain_on(record(), 1, GENESIS.into(), Some("node-a".into()));
+        assert!(
+            cluster
+                .to_line()
+                .contains(r#""who":"alice","node":"node-a","action""#),
+            "{}",
+            cluster.to_line()
+        );
+        assert_ne!(cluster.hash, local.hash);
+        let back: AuditEntry = serde_json::from_str(&cluster.to_line()).unwrap();
+        assert_eq!(back.content_hash(), cluster.hash);
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! The `zonewarden.v1.Audit` gRPC service: listing and verifying the log.
+//! The `zonewarden.v1.Audit` gRPC service: listing and verifying the log. In cluster
+//! mode it reads the cluster-wide trail of policy changes unless asked for the node's
+//! own log.
+
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use zonewarden_proto::v1;
@@ -8,13 +12,49 @@ use super::chain;
 use super::entry::AuditEntry;
 use super::log::{AuditError, AuditLog};
 
+/// The cluster-wide trail, read whole: its lines as `audit.log`'s bytes, the head
+/// it records (seq, entry hash), and where it is. A blocking call.
+pub type ClusterTrail = Arc<dyn Fn() -> Result<TrailBytes, String> + Send + Sync>;
+
+/// What a [`ClusterTrail`] read.
+#[derive(Debug, Clone, Default)]
+pub struct TrailBytes {
+    pub bytes: Vec<u8>,
+    pub head: Option<(u64, String)>,
+    pub source: String,
+}
+
 pub struct AuditService {
     log: AuditLog,
+    cluster: Option<ClusterTrail>,
 }
 
 impl AuditService {
     pub fn new(log: AuditLog) -> Self {
-        Self { log }
+        Self { log, cluster: None }
+    }
+
+    /// Cluster mode: List and Verify read `trail` unless asked for the node's log.
+    pub fn with_cluster_trail(mut self, trail: ClusterTrail) -> Self {
+        self.cluster = Some(trail);
+        self
+    }
+
+    /// The cluster trail, when this enforcer has one and the request wants it.
+    async fn trail(&self, node_log: bool) -> Result<Option<TrailBytes>, Status> {
+        let Some(read) = self.cluster.clone().filter(|_| !node_log) else {
+            return Ok(None);
+        };
+        let trail = tokio::task::spawn_blocking(move || read())
+            .await
+            .map_err(|err| Status::internal(format!("the audit trail task failed: {err}")))?
+            .map_err(|err| {
+                Status::unavailable(format!(
+                    "cannot read the cluster-wide audit trail: {err}; \
+                     `zwctl audit log --node-log` shows this node's own log"
+                ))
+            })?;
+        Ok(Some(trail))
     }
 
     pub fn into_server(self) -> v1::audit_server::AuditServer<Self> {
@@ -44,6 +84,7 @@ fn entry_to_proto(line: usize, e: AuditEntry) -> v1::AuditEntry {
         prev: e.prev,
         hash: e.hash,
         line: line as u64,
+        node: e.node.unwrap_or_default(),
     }
 }
 
@@ -54,7 +95,13 @@ impl Audit for AuditService {
         request: Request<v1::ListAuditRequest>,
     ) -> Result<Response<v1::ListAuditResponse>, Status> {
         let request = request.into_inner();
-        let (bytes, path) = self.log.read().await.map_err(status_of)?;
+        let (bytes, path) = match self.trail(request.node_log).await? {
+            Some(trail) => (trail.bytes, trail.source),
+            None => {
+                let (bytes, path) = self.log.read().await.map_err(status_of)?;
+                (bytes, path.display().to_string())
+            }
+        };
         let (entries, unreadable) = chain::entries(&bytes);
         let mut entries: Vec<v1::AuditEntry> = entries
             .into_iter()
@@ -69,15 +116,29 @@ impl Audit for AuditService {
         Ok(Response::new(v1::ListAuditResponse {
             entries,
             unreadable_lines: u32::try_from(unreadable).unwrap_or(u32::MAX),
-            path: path.display().to_string(),
+            path,
         }))
     }
 
     async fn verify(
         &self,
-        _: Request<v1::VerifyAuditRequest>,
+        request: Request<v1::VerifyAuditRequest>,
     ) -> Result<Response<v1::VerifyAuditResponse>, Status> {
-        let (verified, path) = self.log.verify().await.map_err(status_of)?;
+        let (verified, path) = match self.trail(request.into_inner().node_log).await? {
+            Some(trail) => {
+                let written = trail.head.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
+                let verified = super::log::Verified {
+                    chain: chain::verify(&trail.bytes, written),
+                    failures: 0,
+                    last_error: None,
+                };
+                (verified, trail.source)
+            }
+            None => {
+                let (verified, path) = self.log.verify().await.map_err(status_of)?;
+                (verified, path.display().to_string())
+            }
+        };
         let v = verified.chain;
         let mut problems: Vec<v1::AuditProblem> = v
             .problems
@@ -109,7 +170,7 @@ impl Audit for AuditService {
             head_seq,
             head_hash,
             problems,
-            path: path.display().to_string(),
+            path,
         }))
     }
 }

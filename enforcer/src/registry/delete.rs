@@ -203,27 +203,9 @@ impl RegistryState {
             version_after: None,
             reason: Some(note.reason.clone()),
         });
-        let mut head = None;
-        for (index, record) in records.iter().enumerate() {
-            match self.audit.append_now(record.clone()) {
-                Ok(h) => head = h,
-                Err(err) => {
-                    restore_store(self, changed.len());
-                    for written in &records[..index] {
-                        let why = "the audit log could not be written";
-                        let _ = self.audit.append_now(audit_record::reverted(written, why));
-                    }
-                    return Err(RegistryError::Audit(err));
-                }
-            }
-        }
-        if let Err(err) = self.store.commit(head) {
+        if let Err(err) = self.audit_first_all(&records) {
             restore_store(self, changed.len());
-            let why = format!("the store's index could not be written: {err}");
-            for written in &records {
-                let _ = self.audit.append_now(audit_record::reverted(written, &why));
-            }
-            return Err(err.into());
+            return Err(err);
         }
         self.policy.profiles.remove(zone);
         for (_, new) in &changed {
@@ -249,12 +231,7 @@ impl RegistryState {
             }));
             self.undo(&inverse);
             restore_store(self, changed.len());
-            for record in &records {
-                let reverted = audit_record::reverted(record, &source.to_string());
-                if let Err(err) = self.audit.append_now(reverted) {
-                    error!(%err, "cannot record that a refused deletion was reverted");
-                }
-            }
+            self.audit_reverted_all(&records, &source);
             return Err(RegistryError::Kernel(source));
         }
         info!(%zone, version = deleted.version, others = changed.len(), "profile deleted");

@@ -109,28 +109,9 @@ impl RegistryState {
             .filter(|z| z.version_after != z.version_before)
             .map(|z| import_record(&note, z))
             .collect();
-        let mut head = None;
-        for (index, record) in records.iter().enumerate() {
-            match self.audit.append_now(record.clone()) {
-                Ok(h) => head = h,
-                Err(err) => {
-                    self.restore_profiles(&changed);
-                    let why = "the audit log could not be written";
-                    for written in &records[..index] {
-                        let reverted = audit_record::reverted(written, why);
-                        let _ = self.audit.append_now(reverted);
-                    }
-                    return Err(RegistryError::Audit(err));
-                }
-            }
-        }
-        if let Err(err) = self.store.commit(head) {
+        if let Err(err) = self.audit_first_all(&records) {
             self.restore_profiles(&changed);
-            let why = format!("the store's index could not be written: {err}");
-            for written in &records {
-                let _ = self.audit.append_now(audit_record::reverted(written, &why));
-            }
-            return Err(err.into());
+            return Err(err);
         }
         for (_, profile) in &changed {
             self.policy
@@ -154,12 +135,7 @@ impl RegistryState {
                 })
                 .collect();
             self.undo(&inverse);
-            for record in &records {
-                let reverted = audit_record::reverted(record, &source.to_string());
-                if let Err(err) = self.audit.append_now(reverted) {
-                    error!(%err, "cannot record that a refused import was reverted");
-                }
-            }
+            self.audit_reverted_all(&records, &source);
             return Err(RegistryError::Kernel(source));
         }
         info!(zones = changed.len(), "profiles imported");

@@ -293,18 +293,32 @@ impl RegistryState {
     /// Writes the entry of a change that is in the store but not yet in the kernel;
     /// `Err` means the caller must put the store back and refuse the change.
     fn audit_first(&self, record: Option<&AuditRecord>) -> Result<(), RegistryError> {
-        let head = match record {
-            Some(record) => self
-                .audit
-                .append_now(record.clone())
-                .map_err(RegistryError::Audit)?,
-            None => None,
-        };
-        // The store's index notes the files the change created or removed, and the
-        // audit log's head after its entry.
+        self.audit_first_all(record.map(std::slice::from_ref).unwrap_or_default())
+    }
+
+    /// Writes the entries of a change that is in the store but not yet in the kernel,
+    /// in this node's log, then commits the store: the store's index notes the files
+    /// the change created or removed and the log's head after its entries, and the
+    /// cluster store writes the policy changes' entries into the cluster-wide trail in
+    /// the change's own transaction. `Err` means the caller must put the store back
+    /// and refuse the change; whatever entries were written are marked reverted.
+    pub(super) fn audit_first_all(&self, records: &[AuditRecord]) -> Result<(), RegistryError> {
+        let mut head = None;
+        for (index, record) in records.iter().enumerate() {
+            match self.audit.append_now(record.clone()) {
+                Ok(h) => head = h,
+                Err(err) => {
+                    self.revert_entries(&records[..index], "the audit log could not be written");
+                    return Err(RegistryError::Audit(err));
+                }
+            }
+        }
+        for record in records.iter().filter(|r| r.action.is_policy()) {
+            self.store.stage_audit(record);
+        }
         if let Err(err) = self.store.commit(head) {
-            if let Some(record) = record {
-                let why = format!("the store's index could not be written: {err}");
+            let why = format!("the store could not be written: {err}");
+            for record in records {
                 let _ = self.audit.append_now(audit_record::reverted(record, &why));
             }
             return Err(err.into());
@@ -312,12 +326,31 @@ impl RegistryState {
         Ok(())
     }
 
+    /// Marks written entries as reverted, in this node's log only: their change never
+    /// reached the store.
+    fn revert_entries(&self, records: &[AuditRecord], why: &str) {
+        for record in records {
+            let _ = self.audit.append_now(audit_record::reverted(record, why));
+        }
+    }
+
     /// The kernel refused a change whose entry is written: say it never took effect.
     fn audit_reverted(&self, record: Option<&AuditRecord>, err: &NftError) {
-        let Some(record) = record else { return };
-        let reverted = audit_record::reverted(record, &err.to_string());
-        if let Err(audit_err) = self.audit.append_now(reverted) {
-            error!(%audit_err, "cannot record that a refused change was reverted; zwctl audit log shows the attempt only");
+        self.audit_reverted_all(record.map(std::slice::from_ref).unwrap_or_default(), err);
+    }
+
+    /// The kernel refused a change whose entries are written and committed: say, in
+    /// this node's log and in the cluster trail (with the roll-back's commit), that it
+    /// never took effect.
+    pub(super) fn audit_reverted_all(&self, records: &[AuditRecord], err: &NftError) {
+        for record in records {
+            let reverted = audit_record::reverted(record, &err.to_string());
+            if record.action.is_policy() {
+                self.store.stage_audit(&reverted);
+            }
+            if let Err(audit_err) = self.audit.append_now(reverted) {
+                error!(%audit_err, "cannot record that a refused change was reverted; zwctl audit log shows the attempt only");
+            }
         }
     }
 

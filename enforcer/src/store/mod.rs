@@ -125,6 +125,11 @@ pub trait Store: Send + Sync + 'static {
     /// audit log's head after them (`None`: no entry was written), durably: called
     /// after a change's audit entry and before the kernel sees the change.
     fn commit(&self, audit: Option<AuditHead>) -> Result<(), StoreError>;
+    /// Takes the audit record of a policy change in progress into the cluster-wide
+    /// trail, which [`Self::commit`] writes in the change's own transaction (the cluster
+    /// store). A node's own `audit.log` is written by the registry; the local store has
+    /// no other trail.
+    fn stage_audit(&self, _record: &crate::audit::AuditRecord) {}
     /// Closes one mutation of the registry, whatever its outcome. A backend that
     /// stages writes until [`Self::commit`] drops what a refused change staged (its
     /// roll-back saves), and writes what a change saved after its commit (the

@@ -119,6 +119,9 @@ impl Store for CountingStore {
     fn commit(&self, audit: Option<crate::store::AuditHead>) -> Result<(), StoreError> {
         self.counted(self.inner.commit(audit))
     }
+    fn stage_audit(&self, record: &crate::audit::AuditRecord) {
+        self.inner.stage_audit(record);
+    }
     fn end_change(&self) {
         self.inner.end_change();
     }

@@ -93,6 +93,27 @@ impl Keys {
         format!("{}nodes/{node}", self.root)
     }
 
+    /// The cluster-wide audit trail lives beside the prefix (`<prefix>.audit/`), not
+    /// under it: the watch and the full listings of the state never read it.
+    pub fn audit_root(&self) -> String {
+        format!("{}.audit/", self.root.trim_end_matches('/'))
+    }
+
+    /// `<prefix>.audit/head`: the trail's last entry (seq and hashes).
+    pub fn audit_head(&self) -> String {
+        format!("{}head", self.audit_root())
+    }
+
+    /// `<prefix>.audit/entries/`: every entry, as its JSON line.
+    pub fn audit_entries(&self) -> String {
+        format!("{}entries/", self.audit_root())
+    }
+
+    /// One entry's key: the seq zero-padded, so that keys sort in the trail's order.
+    pub fn audit_entry(&self, seq: u64) -> String {
+        format!("{}{seq:020}", self.audit_entries())
+    }
+
     /// What `key` holds; `Err` for a key under the prefix that is none of ours.
     pub fn parse(&self, key: &str) -> Result<KeyKind, String> {
         let rest = key
@@ -189,6 +210,13 @@ mod tests {
             Ok(KeyKind::Reports { node: "n".into() })
         );
         assert_eq!(keys.parse(&keys.node("n")), Ok(KeyKind::Node("n".into())));
+        assert_eq!(keys.audit_head(), "/zw.audit/head");
+        assert_eq!(
+            keys.audit_entry(12),
+            "/zw.audit/entries/00000000000000000012"
+        );
+        assert!(keys.audit_entry(9) < keys.audit_entry(10));
+        assert!(!keys.audit_head().starts_with(keys.root()));
     }
 
     #[test]

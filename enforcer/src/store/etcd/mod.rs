@@ -15,6 +15,9 @@
 //! | `reports/<node>` | the node's recent drops and violations | that node |
 //! | `nodes/<node>` | [`NodeRecord`] on the node's lease | that node, kept alive while it runs |
 //!
+//! Beside the prefix, `<prefix>.audit/` holds the cluster-wide audit trail of policy
+//! changes ([`trail`]): `entries/<seq>` (one `audit.log` line each) and `head`.
+//!
 //! # Changes
 //! The saves of one registry change are staged in memory and written by
 //! [`Store::commit`] as ONE etcd transaction: an ADD, an approval or an import is
@@ -32,6 +35,7 @@
 //! - [`decode`]: a listing of the prefix into the stored state.
 //! - [`watch`]: the watch of every other node's changes, resumed and resynced.
 //! - [`node`]: [`NodeRecord`], published on a lease, and the live nodes.
+//! - [`trail`]: the cluster-wide audit trail, chained in each change's transaction.
 //! - [`unpublished`]: this node's endpoints added or deleted while etcd was away,
 //!   enforced at once and queued in a local file until etcd holds them.
 
@@ -40,6 +44,7 @@ pub mod decode;
 pub mod keys;
 pub mod node;
 pub mod staged;
+pub mod trail;
 pub mod unpublished;
 pub mod watch;
 
@@ -68,6 +73,21 @@ use staged::{Cache, Guard, Staged};
 
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a request is made when a member refuses the connection (one killed
+/// member of three, then another try on the next).
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// Whether a request failed before it reached any member: the connection itself was
+/// refused or could not be made, so making it again cannot apply it twice.
+fn never_sent(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect error")
+        }
+        _ => false,
+    }
+}
 
 /// Where the cluster store is and who this node is in it.
 #[derive(Debug, Clone)]
@@ -225,6 +245,11 @@ impl EtcdStore {
         &self.shared.keys
     }
 
+    /// The cluster-wide audit trail, read whole (a blocking call).
+    pub fn audit_trail(&self) -> Result<trail::Trail, StoreError> {
+        trail::read(&self.shared)
+    }
+
     pub fn node(&self) -> &str {
         &self.shared.node
     }
@@ -240,13 +265,9 @@ impl EtcdStore {
 
     /// Every key of the prefix with its value and revision, and the store's revision.
     pub(crate) fn list_all(&self) -> Result<(Vec<decode::Kv>, i64), StoreError> {
-        let mut client = self.shared.client.clone();
-        let root = self.shared.keys.root().to_owned();
-        let response = self.shared.call("list the cluster state", async move {
-            client
-                .get(root, Some(GetOptions::new().with_prefix()))
-                .await
-        })?;
+        let response = self
+            .shared
+            .list_prefix("list the cluster state", self.shared.keys.root())?;
         let revision = response.header().map_or(0, |h| h.revision());
         self.shared.saw_revision(revision);
         let kvs = response
@@ -263,10 +284,10 @@ impl EtcdStore {
 
     /// Writes one key at once, outside any change (this node's own records).
     fn put_now(&self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        let mut client = self.shared.client.clone();
-        let response = self
-            .shared
-            .call("write", async move { client.put(key, value, None).await })?;
+        let response = self.shared.call("write", |mut client| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { client.put(key, value, None).await }
+        })?;
         self.shared
             .saw_revision(response.header().map_or(0, |h| h.revision()));
         Ok(())
@@ -334,23 +355,51 @@ fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
 impl Shared {
     /// Runs one request on the client's runtime; a failure to reach etcd is
     /// [`StoreError::Unavailable`], any other refusal [`StoreError::Refused`].
-    pub fn call<T: Send + 'static>(
-        &self,
-        action: &'static str,
-        work: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let outcome = self.bridge.wait(REQUEST_TIMEOUT, work);
-        let result = match outcome {
-            None => {
-                Err(self.unavailable(format!("{action}: no answer within {REQUEST_TIMEOUT:?}")))
+    /// `work` makes the request from a client; a request that could not even connect
+    /// (a killed member refuses the connection) never reached etcd and is made again,
+    /// so that the client's next try goes to another member.
+    pub fn call<T, F, Fut>(&self, action: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let mut attempt = 1;
+        let result = loop {
+            match self.bridge.wait(REQUEST_TIMEOUT, work(self.client.clone())) {
+                None => {
+                    break Err(
+                        self.unavailable(format!("{action}: no answer within {REQUEST_TIMEOUT:?}"))
+                    );
+                }
+                Some(Ok(value)) => break Ok(value),
+                Some(Err(err)) if never_sent(&err) && attempt < CONNECT_ATTEMPTS => {
+                    tracing::debug!(%err, action, attempt, "an etcd member refused the connection; trying again");
+                    attempt += 1;
+                }
+                Some(Err(err)) => break Err(self.classify(action, err)),
             }
-            Some(Ok(value)) => Ok(value),
-            Some(Err(err)) => Err(self.classify(action, err)),
         };
         if result.is_ok() {
             self.mark_up();
         }
         result
+    }
+
+    /// Every key under `prefix`, sorted by key, at one revision.
+    pub fn list_prefix(
+        &self,
+        action: &'static str,
+        prefix: &str,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        self.call(action, |mut client| {
+            let prefix = prefix.to_owned();
+            async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
     }
 
     pub fn classify(&self, action: &'static str, err: etcd_client::Error) -> StoreError {
@@ -611,12 +660,14 @@ impl Store for EtcdStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        let mut client = self.shared.client.clone();
         let key = self.shared.keys.node(&self.shared.node);
-        let response = self.shared.call("reach etcd", async move {
-            client
-                .get(key, Some(GetOptions::new().with_count_only()))
-                .await
+        let response = self.shared.call("reach etcd", |mut client| {
+            let key = key.clone();
+            async move {
+                client
+                    .get(key, Some(GetOptions::new().with_count_only()))
+                    .await
+            }
         })?;
         self.shared
             .saw_revision(response.header().map_or(0, |h| h.revision()));
@@ -624,9 +675,17 @@ impl Store for EtcdStore {
     }
 
     fn commit(&self, _audit: Option<AuditHead>) -> Result<(), StoreError> {
-        // The audit log stays on the node in this version; its head is not anchored
-        // in the cluster store.
+        // The node's own log is not anchored in the cluster store; the policy changes'
+        // entries go into the cluster-wide trail in the change's transaction.
         staged::commit(&self.shared, &self.shared.staged)
+    }
+
+    fn stage_audit(&self, record: &crate::audit::AuditRecord) {
+        self.shared
+            .staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stage_audit(record.clone());
     }
 
     fn end_change(&self) {

@@ -93,10 +93,11 @@ impl NodeMembership {
         self.task.abort();
         let lease = self.lease.load(Ordering::Acquire);
         if lease != 0 {
-            let mut client = self.shared.client.clone();
-            let revoked = self.shared.call("revoke this node's lease", async move {
-                client.lease_revoke(lease).await
-            });
+            let revoked = self
+                .shared
+                .call("revoke this node's lease", |mut client| async move {
+                    client.lease_revoke(lease).await
+                });
             if let Err(err) = revoked {
                 tracing::warn!(%err, "cannot revoke this node's lease; its record expires with the lease");
             }

@@ -8,7 +8,8 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use zonewarden_profiles::ZoneName;
 
 use super::keys::{KeyKind, Keys};
-use super::{Shared, StoreError, decode};
+use super::{Shared, StoreError, decode, trail};
+use crate::audit::AuditRecord;
 
 /// What a staged write requires of its key when it is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,8 @@ impl Cache {
 #[derive(Debug, Default)]
 pub struct Staged {
     writes: BTreeMap<String, (Option<Vec<u8>>, Guard)>,
+    /// The change's policy entries for the cluster-wide audit trail.
+    audit: Vec<AuditRecord>,
     /// The change's commit was refused: what it stages next (its roll-back) is dropped
     /// when the change ends.
     pub refused: bool,
@@ -108,22 +111,31 @@ impl Staged {
         self.writes.insert(key, (value, guard));
     }
 
+    pub fn stage_audit(&mut self, record: AuditRecord) {
+        self.audit.push(record);
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.is_empty() && self.audit.is_empty()
     }
 
     pub fn clear(&mut self) {
         self.writes.clear();
+        self.audit.clear();
         self.refused = false;
     }
 }
 
 /// Writes what is staged as one transaction that holds only if every key is as this
-/// enforcer last saw it. Nothing staged: nothing is written.
+/// enforcer last saw it, with the change's entries in the cluster-wide audit trail.
+/// Nothing staged: nothing is written.
 pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), StoreError> {
-    let staged_writes = {
+    let (staged_writes, audit) = {
         let mut staged = staged.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::take(&mut staged.writes)
+        (
+            std::mem::take(&mut staged.writes),
+            std::mem::take(&mut staged.audit),
+        )
     };
     // Endpoints queued while etcd was away go first, in the same transaction; what
     // this change writes of the same key wins.
@@ -141,7 +153,7 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
         })
         .unwrap_or_default();
     writes.extend(staged_writes.clone());
-    if writes.is_empty() {
+    if writes.is_empty() && audit.is_empty() {
         return Ok(());
     }
     let (compares, ops, checks): (Vec<Compare>, Vec<TxnOp>, Vec<TxnOp>) = {
@@ -162,8 +174,6 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
         }
         (compares, ops, checks)
     };
-    let txn = Txn::new().when(compares).and_then(ops).or_else(checks);
-    let mut client = shared.client.clone();
     let refuse = |err: StoreError| {
         staged
             .lock()
@@ -171,11 +181,47 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
             .refused = true;
         err
     };
-    let response = match shared.call("commit the change", async move { client.txn(txn).await }) {
+    let mut attempt = 0;
+    let response = loop {
+        attempt += 1;
+        let mut compares = compares.clone();
+        let mut ops = ops.clone();
+        if !audit.is_empty() {
+            // The trail's head as it is now: the entries are chained after it, and the
+            // transaction requires it unchanged.
+            let head = trail::read_head(shared).map_err(refuse)?;
+            compares.push(head.compare(&shared.keys));
+            ops.extend(
+                head.chain(&shared.keys, &shared.node, &audit)
+                    .map_err(refuse)?,
+            );
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else(checks.clone());
+        match shared.call("commit the change", |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        }) {
+            Ok(response)
+                if !response.succeeded()
+                    && !audit.is_empty()
+                    && attempt < trail::ATTEMPTS
+                    && conflicts(shared, &writes, &response).is_empty() =>
+            {
+                // Only the trail's head moved (another node's policy change): chain again.
+                shared.saw_revision(response.header().map_or(0, |h| h.revision()));
+                continue;
+            }
+            other => break other,
+        }
+    };
+    let response = match response {
         Ok(response) => response,
         Err(StoreError::Unavailable { endpoints, detail }) => {
             // Only this node's endpoints can wait for etcd: enforced now, published later.
-            let own = staged_writes.keys().all(|key| {
+            let own = audit.is_empty() && staged_writes.keys().all(|key| {
                 matches!(shared.keys.parse(key), Ok(KeyKind::Endpoint { node }) if node == shared.node)
             });
             if let Some(queue) = queue.as_mut().filter(|_| own) {
@@ -194,38 +240,16 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
     let revision = response.header().map_or(0, |h| h.revision());
     shared.saw_revision(revision);
     if !response.succeeded() {
-        let current: Vec<Option<i64>> = response
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(get) => {
-                    Some(get.kvs().first().map_or(0, |kv| kv.mod_revision()))
-                }
-                _ => None,
-            })
-            .collect();
-        let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed: Vec<String> = writes
-            .iter()
-            .zip(current)
-            .filter(|((key, (_, guard)), now)| {
-                if *guard == Guard::Unconditional {
-                    return false;
-                }
-                let expected = match (guard, cache.seen.get(*key)) {
-                    (Guard::AsSeen, Some(seen)) if seen.exists => seen.revision,
-                    _ => 0,
-                };
-                now.is_none_or(|now| now != expected)
-            })
-            .map(|((key, _), _)| describe(&shared.keys, key))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let what = if changed.is_empty() {
-            "a record this change writes".to_owned()
-        } else {
+        let changed = conflicts(shared, &writes, &response);
+        let what = if !changed.is_empty() {
             changed.join(", ")
+        } else if !audit.is_empty() {
+            format!(
+                "the cluster-wide audit trail (other nodes' changes moved its head {} times in a row)",
+                trail::ATTEMPTS
+            )
+        } else {
+            "a record this change writes".to_owned()
         };
         return Err(refuse(StoreError::Conflict { what }));
     }
@@ -239,6 +263,41 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
         tracing::error!(%err, "etcd holds the queued endpoints but the queue file could not be emptied; they are written again later (harmless)");
     }
     Ok(())
+}
+
+/// The keys of `writes` whose revision a failed transaction found changed, as an
+/// operator reads them (empty: only the audit trail's head moved).
+fn conflicts(
+    shared: &Shared,
+    writes: &BTreeMap<String, (Option<Vec<u8>>, Guard)>,
+    response: &etcd_client::TxnResponse,
+) -> Vec<String> {
+    let current: Vec<Option<i64>> = response
+        .op_responses()
+        .into_iter()
+        .map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map_or(0, |kv| kv.mod_revision())),
+            _ => None,
+        })
+        .collect();
+    let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
+    writes
+        .iter()
+        .zip(current)
+        .filter(|((key, (_, guard)), now)| {
+            if *guard == Guard::Unconditional {
+                return false;
+            }
+            let expected = match (guard, cache.seen.get(*key)) {
+                (Guard::AsSeen, Some(seen)) if seen.exists => seen.revision,
+                _ => 0,
+            };
+            now.is_none_or(|now| now != expected)
+        })
+        .map(|((key, _), _)| describe(&shared.keys, key))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Writes the endpoints queued while etcd was away, if any (the publisher task).
@@ -258,9 +317,10 @@ pub(crate) fn publish_queued(shared: &Shared) -> Result<usize, StoreError> {
             None => TxnOp::delete(key.as_str(), None),
         })
         .collect();
-    let mut client = shared.client.clone();
-    let response = shared.call("publish the queued endpoints", async move {
-        client.txn(Txn::new().and_then(ops)).await
+    let txn = Txn::new().and_then(ops);
+    let response = shared.call("publish the queued endpoints", |mut client| {
+        let txn = txn.clone();
+        async move { client.txn(txn).await }
     })?;
     let revision = response.header().map_or(0, |h| h.revision());
     shared.saw_revision(revision);

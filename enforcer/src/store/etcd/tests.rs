@@ -799,3 +799,112 @@ async fn a_profile_deletion_is_one_guarded_transaction_that_other_nodes_follow()
     .await;
     b.assert_kernel_consistent();
 }
+
+/// The cluster-wide trail, verified as `zwctl audit verify` does.
+fn verified_trail(store: &EtcdStore) -> (Vec<crate::audit::AuditEntry>, bool, String) {
+    let trail = store.audit_trail().unwrap();
+    let head = trail.head.as_ref().map(|h| (h.seq, h.hash.as_str()));
+    let verification = crate::audit::chain::verify(&trail.bytes, head);
+    let problems = format!("{:?}", verification.problems);
+    let (entries, _) = crate::audit::chain::entries(&trail.bytes);
+    (
+        entries.into_iter().map(|(_, e)| e).collect(),
+        verification.intact(),
+        problems,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_of_every_node_form_one_chained_trail() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    // An endpoint change stays in the node's own log.
+    a.registry
+        .add(request("a1", "shop/api", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let _follow_a = a.follow();
+    let _follow_b = b.follow();
+    eventually("node-b knows node-a's zone", || {
+        b.registry
+            .snapshot()
+            .zone_ids
+            .get(&zone("shop/api"))
+            .is_some()
+    })
+    .await;
+    // Both nodes change policy at the same time, each on its own zones: every change
+    // holds (the head moving under one is chained again, never refused) and the trail
+    // has them all, in one order.
+    const EACH: usize = 12;
+    let run = |node: &Node, prefix: &'static str| {
+        let registry = node.registry.clone();
+        async move {
+            for i in 0..EACH {
+                let edge: zonewarden_profiles::Edge =
+                    format!("shop/api->{prefix}/z{i}:80/tcp").parse().unwrap();
+                registry
+                    .change_profile(
+                        zone(&format!("{prefix}/z{i}")),
+                        IfMissing::Create,
+                        move |p: &mut Profile| p.approve([edge], &actor("ops")),
+                        noted(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::join!(run(&a, "team-a"), run(&b, "team-b"));
+    let (entries, intact, problems) = verified_trail(&a.store);
+    assert!(intact, "{problems}");
+    assert_eq!(entries.len(), 2 * EACH, "{entries:#?}");
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.seq, i as u64 + 1);
+        assert_eq!(entry.action, crate::audit::Action::Approve);
+        let node = entry.node.as_deref().unwrap();
+        let team = entry.zone.as_deref().unwrap().split('/').next().unwrap();
+        assert_eq!(
+            (node, team),
+            if team == "team-a" {
+                ("node-a", "team-a")
+            } else {
+                ("node-b", "team-b")
+            },
+            "each entry names the node that made it"
+        );
+    }
+
+    // A change refused for a conflict writes no entry.
+    let c = node(&etcd, "node-c").await;
+    approve(&a, "team-a/z0", "shop/api->team-a/z0:443/tcp")
+        .await
+        .unwrap();
+    approve(&c, "team-a/z0", "shop/api->team-a/z0:8443/tcp")
+        .await
+        .unwrap_err();
+    let (entries, intact, problems) = verified_trail(&c.store);
+    assert!(intact, "{problems}");
+    assert_eq!(entries.len(), 2 * EACH + 1);
+    assert_eq!(entries.last().unwrap().node.as_deref(), Some("node-a"));
+
+    // An entry edited in etcd, or dropped from the end, shows.
+    let keys = a.store.keys().clone();
+    let third = keys.audit_entry(3);
+    let original = etcd
+        .ctl(&["get", &third, "--print-value-only"])
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    let edited = original.replace(r#""who":"test""#, r#""who":"eve""#);
+    assert_ne!(edited, original);
+    etcd.ctl(&["put", &third, &edited]).unwrap();
+    let (_, intact, problems) = verified_trail(&a.store);
+    assert!(!intact && problems.contains("Edited"), "{problems}");
+    etcd.ctl(&["put", &third, &original]).unwrap();
+    let last = keys.audit_entry(2 * EACH as u64 + 1);
+    etcd.ctl(&["del", &last]).unwrap();
+    let (_, intact, problems) = verified_trail(&a.store);
+    assert!(!intact && problems.contains("Dropped"), "{problems}");
+}
