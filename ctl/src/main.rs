@@ -26,6 +26,7 @@ mod flows;
 mod get;
 mod mode;
 mod profile;
+mod profile_against;
 mod profile_io;
 mod quarantine;
 mod render;
@@ -101,6 +102,10 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
             Command::Get(command) => get::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),
+            Command::Profile(profile::ProfileCommand::Diff(profile::DiffArgs {
+                zone,
+                against: Some(file),
+            })) => profile_against::run(zone, file, &cli.global).await,
             Command::Profile(command) => profile::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),
