@@ -283,6 +283,13 @@ fn every_event_kind_is_one_json_line_valid_against_the_schema_and_rotation_loses
         },
     );
 
+    // zwctl status says where the lines go and that none was lost.
+    let status = node.zwctl(&["status"]);
+    let events_log = &status["eventsLog"];
+    assert_eq!(events_log["destination"], log_arg.as_str(), "{status}");
+    assert_eq!(events_log["lost"], 0, "{status}");
+    assert!(events_log["written"].as_u64().unwrap() > 0, "{status}");
+
     // The schema is no formality: a drop without its reason, and an unknown field,
     // are refused.
     let mut broken = drop.clone();

@@ -175,6 +175,18 @@ pub fn totals() -> Totals {
     SINK.get().map(EventsLog::totals).unwrap_or_default()
 }
 
+/// The events log as `zwctl status` shows it; `None` without `--events-log`.
+pub fn status_to_proto() -> Option<zonewarden_proto::v1::EventsLogStatus> {
+    let log = SINK.get()?;
+    let totals = log.totals();
+    Some(zonewarden_proto::v1::EventsLogStatus {
+        destination: log.destination().to_string(),
+        written: totals.written,
+        lost: totals.lost,
+        write_errors: totals.write_errors,
+    })
+}
+
 /// Asks the writer to reopen its file before its next line (SIGHUP).
 pub fn reopen() {
     if let Some(log) = SINK.get() {

@@ -118,6 +118,7 @@ struct Shared {
 
 /// The events log of this process; see the module's documentation.
 pub struct EventsLog {
+    destination: Destination,
     queue: SyncSender<(i64, Event)>,
     shared: Arc<Shared>,
 }
@@ -143,7 +144,7 @@ impl EventsLog {
             reopen: AtomicBool::new(false),
         });
         let writer = Writer {
-            destination,
+            destination: destination.clone(),
             output: Some(output),
             node,
             lookup,
@@ -154,7 +155,11 @@ impl EventsLog {
             .name("zw-events".into())
             .spawn(move || writer.run(rx))
             .map_err(EventsError::Thread)?;
-        Ok(Self { queue: tx, shared })
+        Ok(Self {
+            destination,
+            queue: tx,
+            shared,
+        })
     }
 
     /// Queues one event; never waits.
@@ -165,6 +170,10 @@ impl EventsLog {
                 self.shared.counters.lose(1)
             }
         }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.destination
     }
 
     pub fn reopen(&self) {
