@@ -301,3 +301,37 @@ fn every_event_kind_is_one_json_line_valid_against_the_schema_and_rotation_loses
         assert!(!valid, "the schema accepts {bad}: {said}");
     }
 }
+
+/// The example line of every kind in the operator guide is valid, and there is one
+/// of each kind.
+#[test]
+fn the_operator_guide_examples_are_valid_against_the_schema() {
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-guide.md");
+    let text = std::fs::read_to_string(&guide).unwrap();
+    let examples: Vec<String> = text
+        .split("One line of each kind:")
+        .nth(1)
+        .expect("the guide shows one line of each kind")
+        .lines()
+        .skip_while(|l| !l.starts_with('{'))
+        .take_while(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect();
+    let kinds: std::collections::BTreeSet<String> = parsed(&examples)
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "drop",
+            "edgeLearned",
+            "policyChange",
+            "quarantine",
+            "violation"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (valid, said) = validate(dir.path(), &examples);
+    assert!(valid, "the guide's examples are invalid:\n{said}");
+}

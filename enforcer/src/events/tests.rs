@@ -164,6 +164,36 @@ fn a_file_moved_away_is_reopened_at_its_path_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_failing_write_is_counted_as_lost_and_the_writer_goes_on() {
+    // /dev/full opens, and every write to it fails (ENOSPC).
+    let log = EventsLog::start(Destination::File("/dev/full".into()), "n".into(), None).unwrap();
+    log.send(0, learned_event(1));
+    log.send(0, learned_event(2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.totals().lost < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "lines not counted lost: {:?}",
+            log.totals()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let totals = log.totals();
+    assert!(totals.write_errors >= 1, "{totals:?}");
+    assert_eq!(totals.written, 0, "{totals:?}");
+    // The writer is still there: the next line is tried (and lost) too.
+    log.send(0, learned_event(3));
+    while log.totals().lost < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the writer stopped: {:?}",
+            log.totals()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn an_unopenable_path_is_refused_at_start_with_the_path() {
     let err = EventsLog::start(
         Destination::File("/nonexistent-dir/events.jsonl".into()),
