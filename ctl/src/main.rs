@@ -11,7 +11,8 @@
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
 //!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
 //!   (`watch`, which streams its output as it comes), `profile_io` (`profile
-//!   export|import`), `audit` (`log`, `verify`), `completion`.
+//!   export|import`), `profile_against` (`profile diff --against FILE`), `audit`
+//!   (`log`, `verify`), `completion`.
 //!
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 

@@ -26,10 +26,10 @@ use crate::view::{EdgeView, ProfileDiffView};
 pub const AGAINST_HELP: &str = "\
 With --against FILE, the zone as this cluster runs it is measured against a profile
 exported elsewhere (zwctl profile export, e.g. on staging):
-  Observed here, not in FILE   edges this cluster learned that FILE approves nowhere
-  In FILE, never observed here edges FILE approves (in any of its documents) that
-                               this cluster never learned
-  Mode                         the zone's mode here and in FILE
+  Observed here, not in FILE    edges this cluster learned that FILE approves nowhere
+  In FILE, never observed here  edges FILE approves (in any of its documents) that
+                                this cluster never learned
+  Mode                          the zone's mode here and in FILE
 Exit status with --against: 0 when nothing differs, 1 when something differs (or on an
 error; stderr says which), 2 on a command line error.
 
