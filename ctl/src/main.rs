@@ -11,7 +11,8 @@
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
 //!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
 //!   (`watch`, which streams its output as it comes), `profile_io` (`profile
-//!   export|import`), `audit` (`log`, `verify`), `completion`.
+//!   export|import`), `profile_against` (`profile diff --against FILE`), `audit`
+//!   (`log`, `verify`), `completion`.
 //!
 //! Commands return their text; only [`main`] writes to stdout and stderr.
 
@@ -26,6 +27,7 @@ mod flows;
 mod get;
 mod mode;
 mod profile;
+mod profile_against;
 mod profile_io;
 mod quarantine;
 mod render;
@@ -101,6 +103,10 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
             Command::Get(command) => get::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),
+            Command::Profile(profile::ProfileCommand::Diff(profile::DiffArgs {
+                zone,
+                against: Some(file),
+            })) => profile_against::run(zone, file, &cli.global).await,
             Command::Profile(command) => profile::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),

@@ -76,7 +76,7 @@ pub struct SetArgs {
 }
 
 /// One line of help per mode, for `--help` and shell completions.
-fn mode_help(mode: Mode) -> &'static str {
+pub(crate) fn mode_help(mode: Mode) -> &'static str {
     match mode {
         Mode::Learn => "Allow everything and record edges",
         Mode::Monitor => "Allow everything, record edges, report unapproved ones as violations",

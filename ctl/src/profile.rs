@@ -187,6 +187,12 @@ pub struct DiffArgs {
     /// The zone (e.g. shop/frontend).
     #[arg(value_name = "ZONE")]
     pub zone: String,
+
+    /// Compare with a profile exported elsewhere (zwctl profile export, e.g. on
+    /// staging): what this cluster observed that FILE lacks, what FILE approves that
+    /// was never observed here, and the mode; exit status 1 when anything differs.
+    #[arg(long, value_name = "FILE", long_help = crate::profile_against::AGAINST_HELP)]
+    pub against: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -672,7 +678,9 @@ mod tests {
     #[test]
     fn diff_takes_a_zone() {
         let command = parse(&["zwctl", "profile", "diff", "shop/db"]).unwrap();
-        assert!(matches!(command, ProfileCommand::Diff(DiffArgs { zone }) if zone == "shop/db"));
+        assert!(
+            matches!(command, ProfileCommand::Diff(DiffArgs { zone, against: None }) if zone == "shop/db")
+        );
         assert!(parse(&["zwctl", "profile", "diff"]).is_err());
     }
 

@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zonewarden_profiles::export::netpol::{self, NetpolInput};
 use zonewarden_profiles::export::{self, ProfileDocument};
-use zonewarden_profiles::{Edge, ZoneName};
+use zonewarden_profiles::{Edge, Mode, ZoneName};
 use zonewarden_proto::v1;
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -106,6 +106,12 @@ pub struct ImportArgs {
     /// `comment` wins).
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+
+    /// Put every imported zone in MODE instead of the file's own: `monitor` applies a
+    /// development profile (its edges approved as in the file) that drops nothing and
+    /// reports every connection outside it as a violation.
+    #[arg(long, value_name = "MODE", value_parser = crate::choice::parser(&Mode::ALL, Mode::as_str, crate::mode::mode_help))]
+    pub mode: Option<Mode>,
 }
 
 /// One exported document as JSON shows it.
@@ -285,17 +291,39 @@ pub async fn import(args: &ImportArgs, global: &GlobalArgs) -> anyhow::Result<St
     } else {
         std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?
     };
+    let (text, comment) = match args.mode {
+        None => (text, args.comment.clone().unwrap_or_default()),
+        Some(mode) => with_mode(&text, mode, args.comment.as_deref())
+            .with_context(|| format!("{name} is no profile export"))?,
+    };
     let mut enforcer = Enforcer::connect(global).await?;
     let response = enforcer
         .import_profiles(v1::ImportProfilesRequest {
             documents_yaml: text,
             dry_run: args.dry_run,
-            comment: args.comment.clone().unwrap_or_default(),
+            comment,
         })
         .await
         .with_context(|| name.clone())?;
     let result = ImportResultView::from(response);
     render::render_text_or_object(|| import_text(&result), &result, global.output)
+}
+
+/// `--mode`: the documents with every zone in `mode`, and the comment that says so
+/// (recorded in each changed profile's history and the audit log). The file is
+/// validated here as the enforcer would, so a bad file is refused before anything is
+/// sent.
+fn with_mode(text: &str, mode: Mode, comment: Option<&str>) -> anyhow::Result<(String, String)> {
+    let mut documents = export::parse(text)?;
+    for doc in &mut documents {
+        doc.mode = mode;
+    }
+    let said = format!("imported with --mode {mode}");
+    let comment = match comment {
+        Some(c) if !c.is_empty() => format!("{c} ({said})"),
+        _ => said,
+    };
+    Ok((export::render(&documents), comment))
 }
 
 /// One paragraph per zone with its added and removed edges, then a summary line.
@@ -354,6 +382,45 @@ pub fn import_text(result: &ImportResultView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::profile::ProfileCommand;
+    use clap::Parser;
+
+    const TWO_ZONES: &str = "---\napiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/db\n\
+        mode: enforce\nversion: 3\napproved:\n  - \"shop/web->shop/db:5432/tcp\"\n---\n\
+        apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: shop/web\nmode: learn\n\
+        version: 1\napproved: []\n";
+
+    #[test]
+    fn mode_puts_every_zone_in_it_and_keeps_the_edges() {
+        let (text, comment) = with_mode(TWO_ZONES, Mode::Monitor, None).unwrap();
+        let docs = export::parse(&text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(docs.iter().all(|d| d.mode == Mode::Monitor), "{text}");
+        assert_eq!(docs[0].approved.len(), 1);
+        assert_eq!(comment, "imported with --mode monitor");
+        let (_, comment) = with_mode(TWO_ZONES, Mode::Monitor, Some("dev profile")).unwrap();
+        assert_eq!(comment, "dev profile (imported with --mode monitor)");
+        assert!(with_mode("zone: [", Mode::Monitor, None).is_err());
+    }
+
+    #[test]
+    fn import_mode_takes_the_model_words_only() {
+        let parse = |mode: &str| {
+            Cli::try_parse_from(["zwctl", "profile", "import", "-f", "p.yaml", "--mode", mode])
+        };
+        match parse("monitor").unwrap().command {
+            Command::Profile(ProfileCommand::Import(args)) => {
+                assert_eq!(args.mode, Some(Mode::Monitor))
+            }
+            other => panic!("expected profile import, got {other:?}"),
+        }
+        let err = parse("observe").unwrap_err().to_string();
+        assert!(
+            err.contains("observe") && err.contains("learn, monitor, enforce"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn import_text_shows_the_diff_per_zone() {

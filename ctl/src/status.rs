@@ -38,7 +38,10 @@ Examples:
   zwctl status -o json | jq -r .version
 
   # Logged connections lost, by cause (kernel, queue, unreadable)
-  zwctl status -o json | jq .learning.dropped";
+  zwctl status -o json | jq .learning.dropped
+
+  # The events log (--events-log): where it goes, lines written and lost
+  zwctl status -o json | jq .eventsLog";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
@@ -129,6 +132,7 @@ mod tests {
                 edges_limit: 10000,
                 ..Default::default()
             },
+            events_log: None,
         }
     }
 

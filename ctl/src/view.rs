@@ -191,6 +191,21 @@ pub struct StatusView {
     pub version: String,
     pub learning: LearningView,
     pub store: StoreView,
+    /// `--events-log`: absent when the enforcer writes none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_log: Option<EventsLogView>,
+}
+
+/// The enforcer's events log (`EventsLogStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsLogView {
+    /// A file path, or `stdout`.
+    pub destination: String,
+    pub written: u64,
+    /// Lines lost: the queue to the writer was full, or their write failed.
+    pub lost: u64,
+    pub write_errors: u64,
 }
 
 /// Where the enforcer's state lives and whether it takes writes (`StoreStatus`).
@@ -238,6 +253,12 @@ impl From<v1::StatusResponse> for StatusView {
                 watch_lag: store.watch_lag,
             },
             learning: status.learning.unwrap_or_default().into(),
+            events_log: status.events_log.map(|e| EventsLogView {
+                destination: e.destination,
+                written: e.written,
+                lost: e.lost,
+                write_errors: e.write_errors,
+            }),
         }
     }
 }

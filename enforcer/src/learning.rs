@@ -196,11 +196,11 @@ impl Learning {
             state.dirty = true;
             for r in resolved {
                 if r.learn {
-                    let edge = r.edge.clone();
+                    let (edge, sample) = (r.edge.clone(), r.sample.clone());
                     let recorded = state.learned.record(r.edge, r.sample, &self.node, now_ms);
                     evicted_edges += recorded.evicted() as u64;
                     if recorded.is_new() {
-                        new_edges.push(edge);
+                        new_edges.push((edge, sample));
                     }
                 }
                 if let Some(report) = r.report {
@@ -211,8 +211,9 @@ impl Learning {
             c.edges_learned
                 .store(state.learned.edges.len(), Ordering::Relaxed);
             drop(state);
-            for edge in new_edges {
+            for (edge, sample) in new_edges {
                 debug!(%edge, "new edge learned");
+                crate::events::learned(&edge, &sample, now_ms);
             }
             c.edges_evicted.fetch_add(evicted_edges, Ordering::Relaxed);
             c.reports_evicted
@@ -257,6 +258,17 @@ impl Learning {
         let learn = matches!(prefix.report, None | Some(ReportKind::Violation));
         let report = prefix.report.map(|kind| {
             let reported_by = logged_by.map(|z| z.to_string()).unwrap_or_default();
+            crate::events::reported(
+                kind,
+                || {
+                    let mut flow =
+                        crate::events::Flow::new(&edge, event.src, event.src_port, event.dst);
+                    flow.reported_by = Some(reported_by.clone()).filter(|r| !r.is_empty());
+                    flow.profile_version = Some(prefix.version);
+                    flow
+                },
+                now_ms,
+            );
             warn!(kind = kind.as_str(), %edge, reported_by, version = prefix.version, src = %event.src, dst = %event.dst, "connection reported");
             Report {
                 at_unix_ms: now_ms,

@@ -21,6 +21,8 @@
 //! - [`conntrack`]: cutting the open connections of quarantined addresses.
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
 //! - [`flows`]: the live stream of logged connections (`WatchFlows`).
+//! - [`events`]: `--events-log`: every violation, drop, learned edge, quarantine and
+//!   policy change as one JSON line for log collectors.
 //! - [`socket`]: the unix socket: stale-socket detection, permissions, clean-up.
 //! - [`audit`]: the hash-chained audit log of every change, and its gRPC service.
 //! - [`web`]: the read-only HTTP endpoint: the zone-map page, `/api/map`, `/metrics`.
@@ -32,6 +34,7 @@ pub mod bridge_nf;
 pub mod cluster;
 pub mod conntrack;
 pub mod convert;
+pub mod events;
 pub mod flows;
 pub mod fuzzing;
 pub mod guard;

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
 use ipnet::IpNet;
+use zonewarden_enforcer::events::{self, Destination, EventsLog};
 use zonewarden_enforcer::learning::{self, Learning};
 use zonewarden_enforcer::nft::netlink::ElementSocket;
 use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
@@ -136,6 +137,12 @@ struct Cli {
     /// Seconds the node record outlives this enforcer (its lease is kept alive while it runs).
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     node_lease_ttl: u64,
+    /// Write every violation, drop, learned edge, quarantine and policy change as one
+    /// JSON line to PATH (appended; `-` for stdout), for log collectors. The schema is
+    /// docs/events.schema.json. The file is reopened on SIGHUP and when it is moved
+    /// away (log rotation).
+    #[arg(long, value_name = "PATH", value_parser = Destination::parse)]
+    events_log: Option<Destination>,
 }
 
 /// The cluster store's settings, checked before anything happens.
@@ -286,6 +293,35 @@ async fn shutdown_signal() {
     }
 }
 
+/// `--events-log`: opens it (an unwritable path stops the start) and reopens it on
+/// SIGHUP.
+fn start_events_log(cli: &Cli, node: &str, registry: &EndpointRegistry) -> anyhow::Result<()> {
+    let Some(destination) = cli.events_log.clone() else {
+        return Ok(());
+    };
+    let log = EventsLog::start(
+        destination.clone(),
+        node.to_owned(),
+        Some(Arc::new(registry.clone())),
+    )?;
+    if events::install(log).is_err() {
+        anyhow::bail!("the events log was started twice; this is a bug, please report it");
+    }
+    info!(%destination, "writing events as JSON lines");
+    if let Destination::File(_) = destination {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())
+            .context("cannot handle SIGHUP to reopen the events log")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                info!("SIGHUP received; the events log is reopened before its next line");
+                events::reopen();
+            }
+        });
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every file the enforcer creates (store, socket, queue) is root-only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -411,6 +447,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_cidr_zones(cidr_zones)
         .with_zone_claims(ZoneClaims::new(cli.allow_zone_claims.clone()))
         .with_audit(audit.clone());
+
+    start_events_log(&cli, &node, &registry)?;
 
     // Bind first: a second enforcer must fail before it touches the kernel.
     let (listener, socket_file) = socket::bind_root_only(&cli.socket).await?;

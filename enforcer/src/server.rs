@@ -261,6 +261,7 @@ impl Enforcer for EnforcerService {
                 &self.registry.store_health().await,
             )),
             learning: Some(learning_to_proto(&self.learning.totals())),
+            events_log: crate::events::status_to_proto(),
         }))
     }
 

@@ -293,6 +293,7 @@ impl Appender {
         })?;
         self.next = Some((entry.seq + 1, hex_sha256(line.as_bytes())));
         self.written = Some((entry.seq, entry.hash.clone()));
+        crate::events::audited(entry);
         Ok(())
     }
 }

@@ -279,6 +279,7 @@ impl Metrics {
              changes are refused, enforcement of the last state goes on)",
             gauge(usize::from(input.store.up)),
         );
+        register_events(&mut registry, crate::events::totals());
         let lag: Gauge = Gauge::default();
         lag.set(input.store.watch_lag);
         registry.register(
@@ -289,6 +290,26 @@ impl Metrics {
         );
         registry
     }
+}
+
+/// The events log's counters (`--events-log`; all 0 without it).
+fn register_events(registry: &mut Registry, totals: crate::events::Totals) {
+    registry.register(
+        "events_written",
+        "Event lines written to --events-log",
+        counter(totals.written),
+    );
+    registry.register(
+        "events_lost",
+        "Event lines lost: the queue to the events log's writer was full, or their write \
+         failed (see zonewarden_events_write_errors_total and the enforcer's log)",
+        counter(totals.lost),
+    );
+    registry.register(
+        "events_write_errors",
+        "Writes to --events-log that failed (the file is reopened at the next write)",
+        counter(totals.write_errors),
+    );
 }
 
 fn gauge(value: usize) -> Gauge {
