@@ -60,6 +60,10 @@ fn volumes(node: &Node, pod: &Value, config_map: &Value) -> BTreeMap<String, Pat
                     .expect("write ConfigMap file");
             }
             dir
+        } else if volume["secret"]["optional"] == true {
+            // An optional Secret this single node does not have (cluster mode's
+            // etcd certificates): the kubelet mounts it empty.
+            node.dir.path().join("secret").join(&name)
         } else {
             panic!("the test does not know the volume {volume}: add it");
         };
@@ -101,8 +105,16 @@ fn run_args(
     let mut env = BTreeMap::new();
     for var in container["env"].as_array().into_iter().flatten() {
         let name = var["name"].as_str().expect("env name");
-        let value = if var["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName" {
+        let from = &var["valueFrom"];
+        let value = if from["fieldRef"]["fieldPath"] == "spec.nodeName" {
             node_name.to_owned()
+        } else if from["fieldRef"]["fieldPath"] == "status.hostIP" {
+            // The node's address (the host network of this test's node namespace).
+            "127.0.0.1".to_owned()
+        } else if from["configMapKeyRef"]["optional"] == true {
+            // An optional key of a ConfigMap this single node does not have (cluster
+            // mode): the kubelet leaves the variable unset.
+            continue;
         } else {
             var["value"].as_str().expect("a plain env value").to_owned()
         };

@@ -13,14 +13,25 @@ const VALIDATOR: &str = "/opt/zonewarden-tests/kubernetes-validate/bin/kubernete
 /// The Kubernetes releases the manifests must be valid for.
 const RELEASES: [&str; 2] = ["1.28.0", "1.37.0"];
 
+/// Every manifest under deploy/kubernetes, its subdirectories (cluster mode's
+/// settings) included.
 fn manifests() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .filter_map(Result::ok)
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     assert!(!files.is_empty(), "no manifest in {}", dir.display());
     files
@@ -70,12 +81,13 @@ fn every_manifest_is_valid_against_the_kubernetes_schemas() {
 /// pass above means something.
 #[test]
 fn a_misspelt_field_fails_validation() {
-    let files = manifests();
-    let text = std::fs::read_to_string(&files[0]).expect("read manifest");
+    let daemonset =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/zonewarden.yaml");
+    let text = std::fs::read_to_string(&daemonset).expect("read manifest");
     assert!(
         text.contains("hostNetwork: true"),
         "{} has no hostNetwork to misspell",
-        files[0].display()
+        daemonset.display()
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let broken = dir.path().join("misspelt.yaml");
@@ -88,5 +100,119 @@ fn a_misspelt_field_fails_validation() {
     assert!(
         !ok && said.contains("hostNetwrok"),
         "the validator must reject an unknown field and name it:\n{said}"
+    );
+}
+
+/// The enforcer container's start script (its `sh -c` argument), with its etcd
+/// certificate directory moved to `etcd_dir`.
+fn start_script(etcd_dir: &Path) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/zonewarden.yaml"),
+    )
+    .expect("read manifest");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("the manifest is YAML");
+    let daemonset = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    let enforcer = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(enforcer["command"], serde_json::json!(["/bin/sh", "-c"]));
+    enforcer["args"][0]
+        .as_str()
+        .expect("the start script")
+        .replace("/etc/zonewarden/etcd", &etcd_dir.display().to_string())
+}
+
+/// Runs the start script with `env`, the enforcer replaced by a program that prints
+/// the arguments it was given, one per line.
+fn enforcer_args(etcd_dir: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let bin = tempfile::tempdir().expect("temp dir");
+    let printer = bin.path().join("zonewarden-enforcer");
+    std::fs::write(&printer, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").expect("write printer");
+    std::fs::set_permissions(
+        &printer,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod printer");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(start_script(etcd_dir))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the start script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Without the zonewarden-cluster ConfigMap the enforcer runs on the local store;
+/// with it, on etcd, with the node's address and, when the Secret holds them, the
+/// CA and the client certificate.
+#[test]
+fn the_daemonset_starts_the_enforcer_locally_or_in_cluster_mode() {
+    let etcd_dir = tempfile::tempdir().expect("temp dir");
+    let node = [("NODE_NAME", "worker-1"), ("NODE_IP", "10.0.0.21")];
+    let local = enforcer_args(etcd_dir.path(), &node);
+    assert_eq!(
+        local,
+        [
+            "--socket",
+            "/run/zonewarden/enforcer.sock",
+            "--state-dir",
+            "/var/lib/zonewarden",
+            "--node",
+            "worker-1"
+        ]
+    );
+
+    let mut cluster = node.to_vec();
+    cluster.push((
+        "ETCD_ENDPOINTS",
+        "http://10.0.0.11:2379,http://10.0.0.12:2379",
+    ));
+    let plain = enforcer_args(etcd_dir.path(), &cluster);
+    assert_eq!(
+        plain[6..],
+        [
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://10.0.0.11:2379,http://10.0.0.12:2379",
+            "--etcd-prefix",
+            "/zonewarden",
+            "--node-address",
+            "10.0.0.21"
+        ]
+    );
+
+    for file in ["ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(etcd_dir.path().join(file), "PEM").expect("write certificate");
+    }
+    cluster.push(("ETCD_PREFIX", "/prod"));
+    let tls = enforcer_args(etcd_dir.path(), &cluster);
+    let dir = etcd_dir.path().display().to_string();
+    assert_eq!(
+        tls[10..],
+        [
+            "--etcd-prefix".to_owned(),
+            "/prod".to_owned(),
+            "--node-address".to_owned(),
+            "10.0.0.21".to_owned(),
+            "--etcd-ca".to_owned(),
+            format!("{dir}/ca.crt"),
+            "--etcd-cert".to_owned(),
+            format!("{dir}/tls.crt"),
+            "--etcd-key".to_owned(),
+            format!("{dir}/tls.key"),
+        ]
     );
 }
