@@ -70,6 +70,7 @@ fn entry(action: Action, zone: &str, target: &str) -> AuditEntry {
         seq: 7,
         at_unix_ms: 1000,
         who: "alice".into(),
+        node: None,
         action,
         zone: Some(zone.into()),
         target: Some(target.into()),
