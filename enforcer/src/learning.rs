@@ -104,6 +104,8 @@ pub struct LearningTotals {
 #[derive(Clone)]
 pub struct Learning {
     state: Arc<Mutex<State>>,
+    /// Cluster mode: the other nodes' learned edges, merged into every view.
+    remote: Option<crate::store::etcd::RemoteLearned>,
     node: String,
     limits: (usize, usize),
     counters: Arc<Counters>,
@@ -142,6 +144,7 @@ impl Learning {
         };
         Self {
             state: Arc::new(Mutex::new(state)),
+            remote: None,
             node,
             limits,
             counters: Arc::new(counters),
@@ -291,13 +294,37 @@ impl Learning {
         })
     }
 
-    pub fn learned(&self) -> LearnedEdges {
-        self.lock().learned.clone()
+    /// Cluster mode: every view of the learned edges ([`Self::learned`],
+    /// [`Self::with_learned`]) is the cluster-wide one, this node's evidence merged with
+    /// the other nodes' (counts summed, nodes united). What this node saves and
+    /// forgets stays its own.
+    pub fn with_remote(mut self, remote: crate::store::etcd::RemoteLearned) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
-    /// Reads the learned edges in place (no copy); `read` must be quick, ingestion waits.
+    /// The learned edges: this node's, and in cluster mode every node's, merged.
+    pub fn learned(&self) -> LearnedEdges {
+        self.with_learned(LearnedEdges::clone)
+    }
+
+    /// Reads the learned edges (in place on one node; `read` must be quick, ingestion
+    /// waits); in cluster mode, the merged view.
     pub fn with_learned<R>(&self, read: impl FnOnce(&LearnedEdges) -> R) -> R {
-        read(&self.lock().learned)
+        let Some(remote) = &self.remote else {
+            return read(&self.lock().learned);
+        };
+        let remote = remote.lock().unwrap_or_else(PoisonError::into_inner);
+        if remote.is_empty() {
+            return read(&self.lock().learned);
+        }
+        let merged = {
+            let state = self.lock();
+            crate::store::etcd::decode::merge_learned(
+                std::iter::once(&state.learned).chain(remote.values()),
+            )
+        };
+        read(&merged)
     }
 
     pub fn reports(&self) -> Reports {
@@ -435,15 +462,21 @@ mod tests {
         assert_eq!(parse_prefix("zw bogus z1"), None);
     }
 
-    #[test]
-    fn a_batch_is_learned_within_the_limits_and_every_event_is_counted() {
-        let learning = Learning::new("n1".into(), None, None, (3, 2));
+    /// 10.0.0.1 is shop/web, zone id 1.
+    fn web_resolver() -> Resolver {
         let mut resolver = Resolver::default();
         let web = zonewarden_profiles::ZoneName::parse("shop/web").unwrap();
         resolver
             .addr_zones
             .insert("10.0.0.1".parse().unwrap(), web.clone());
         resolver.zones_by_id.insert(1, web);
+        resolver
+    }
+
+    #[test]
+    fn a_batch_is_learned_within_the_limits_and_every_event_is_counted() {
+        let learning = Learning::new("n1".into(), None, None, (3, 2));
+        let resolver = web_resolver();
         let mut events: Vec<LogEvent> = (1..=5).map(|p| log_event("zw learn z1 out", p)).collect();
         events.push(log_event("zw learn z1 out", 5));
         events.extend((7..=9).map(|p| log_event("zw drop z1 out", p)));
@@ -472,5 +505,42 @@ mod tests {
             3
         );
         assert_eq!(learning.totals().edges_learned, 0);
+    }
+
+    #[test]
+    fn in_cluster_mode_every_view_merges_the_other_nodes_learning_and_saves_only_its_own() {
+        let learning = Learning::new("n1".into(), None, None, (10, 10));
+        let resolver = web_resolver();
+        learning.ingest_batch(&[log_event("zw learn z1 out", 80)], &resolver, 1_000);
+        let own = learning.learned();
+        let (edge, evidence) = own.edges.iter().next().unwrap();
+        let mut on_n2 = LearnedEdges::new(10);
+        let mut theirs = evidence.clone();
+        theirs.count = 4;
+        theirs.nodes = ["n2".to_owned()].into();
+        on_n2.edges.insert(edge.clone(), theirs);
+
+        let remote = crate::store::etcd::RemoteLearned::default();
+        let learning = learning.with_remote(remote.clone());
+        assert_eq!(
+            learning.learned(),
+            own,
+            "no other node has learned anything yet"
+        );
+        remote.lock().unwrap().insert("n2".into(), on_n2);
+        let merged = learning.learned();
+        assert_eq!(merged.edges[edge].count, evidence.count + 4);
+        assert_eq!(
+            merged.edges[edge].nodes.iter().collect::<Vec<_>>(),
+            ["n1", "n2"]
+        );
+        assert_eq!(learning.with_learned(|l| l.edges.len()), 1);
+
+        // What the node saves is its own evidence only.
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::LocalStore::open(dir.path()).unwrap();
+        learning.flush(&store);
+        let saved = crate::store::Store::load(&store).unwrap().learned.unwrap();
+        assert_eq!(saved.edges[edge].count, evidence.count);
     }
 }

@@ -402,12 +402,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .commit(head)
             .context("cannot write the store's index")?;
     }
-    let learning = Learning::new(
+    let mut learning = Learning::new(
         node.clone(),
         stored.learned.take(),
         stored.reports.take(),
         (cli.max_learned_edges, cli.max_reports),
     );
+    if let Some((store, _)) = &etcd {
+        // Cluster mode: `get edges`, `approve --all` and the zone map see what every
+        // node learned.
+        learning = learning.with_remote(store.remote_learned());
+    }
     let options = Options {
         nflog_group: cli.nflog_group,
         seen_timeout_secs: cli.seen_timeout_secs,

@@ -84,9 +84,33 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
             .is_empty()
     );
 
-    // Approve one edge and enforce, on node C: A and B enforce it.
+    // Node C learned nothing itself, yet lists what nodes A and B learned, with
+    // their evidence, and approves it once for the cluster; the port-22 edge is
+    // rejected there.
+    wait::until(
+        "node C to list the edges nodes A and B learned",
+        Duration::from_secs(20),
+        || {
+            let edges = c.node.items(&["get", "edges", "--learned"]);
+            [DB, SSH].iter().all(|want| {
+                edges.iter().any(|e| {
+                    e["edge"] == *want
+                        && e["evidence"]["nodes"]
+                            .as_array()
+                            .is_some_and(|n| n.iter().any(|n| n == a.name() || n == b.name()))
+                })
+            })
+        },
+    );
     c.node
-        .zwctl(&["profile", "approve", "shop/db", "--edge", DB]);
+        .zwctl(&["profile", "reject", "shop/db", "--edge", SSH]);
+    c.node.zwctl(&["profile", "approve", "shop/db", "--all"]);
+    let approved = c.node.items(&["get", "profiles", "shop/db"]);
+    assert_eq!(
+        approved[0]["approved"],
+        serde_json::json!([DB]),
+        "approve --all on node C took node A's and B's learning: {approved:?}"
+    );
     c.node.zwctl(&["mode", "set", "shop/db", "enforce"]);
     c.node.zwctl(&["mode", "set", "shop/web", "enforce"]);
     wait::until(

@@ -89,6 +89,11 @@ pub fn decode_endpoint(keys: &Keys, key: &str, value: &[u8]) -> Result<Endpoint,
 }
 
 /// The profile a key holds, checked against the key.
+/// A node's learned edges (`learned/<node>`).
+pub fn decode_learned(value: &[u8]) -> Result<LearnedEdges, String> {
+    json(value)
+}
+
 pub fn decode_profile(zone: &ZoneName, value: &[u8]) -> Result<Profile, String> {
     let profile: Profile = json(value)?;
     if &profile.zone != zone {

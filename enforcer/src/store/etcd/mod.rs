@@ -71,6 +71,9 @@ pub use keys::Keys;
 pub use node::{NodeMembership, NodeRecord};
 use staged::{Cache, Guard, Staged};
 
+/// The other nodes' learned edges by node, shared with the learning of this node.
+pub type RemoteLearned = Arc<Mutex<std::collections::BTreeMap<String, LearnedEdges>>>;
+
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -145,6 +148,9 @@ pub(crate) struct Shared {
     /// lease). When its record returns, a full listing brings them back.
     pub withheld: Mutex<std::collections::BTreeSet<String>>,
     pub nodes: tokio::sync::watch::Sender<Vec<NodeRecord>>,
+    /// The other nodes' learned edges (their own evidence), by node: what the
+    /// cluster-wide view of learning adds to this node's ([`EtcdStore::remote_learned`]).
+    pub remote_learned: RemoteLearned,
     /// This node's endpoint changes etcd has not seen yet.
     pub unpublished: Option<Mutex<unpublished::Unpublished>>,
 }
@@ -216,6 +222,7 @@ impl EtcdStore {
                 endpoint_keys: Mutex::default(),
                 withheld: Mutex::default(),
                 nodes: tokio::sync::watch::Sender::new(Vec::new()),
+                remote_learned: RemoteLearned::default(),
                 unpublished,
             }),
         })
@@ -243,6 +250,13 @@ impl EtcdStore {
 
     pub fn keys(&self) -> &Keys {
         &self.shared.keys
+    }
+
+    /// The other nodes' learned edges, kept current by the watch: give it to this
+    /// node's learning ([`crate::learning::Learning::with_remote`]) so that `get edges`,
+    /// `approve --all` and the zone map see what every node learned.
+    pub fn remote_learned(&self) -> RemoteLearned {
+        self.shared.remote_learned.clone()
     }
 
     /// The cluster-wide audit trail, read whole (a blocking call).
@@ -510,6 +524,37 @@ impl Shared {
         }
     }
 
+    /// Takes the other nodes' learned edges from a full listing (`full`: the listing
+    /// of the whole prefix, which replaces what was known) or from watched changes.
+    pub fn learned_changed(&self, changed: &[decode::Kv], deleted: &[(String, i64)], full: bool) {
+        let mut remote = self
+            .remote_learned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if full {
+            remote.clear();
+        }
+        for kv in changed {
+            if let Ok(keys::KeyKind::Learned { node }) = self.keys.parse(&kv.key)
+                && node != self.node
+            {
+                match decode::decode_learned(&kv.value) {
+                    Ok(learned) => {
+                        remote.insert(node, learned);
+                    }
+                    Err(why) => {
+                        tracing::warn!(key = %kv.key, %why, "another node's learned edges do not decode; they are left out of the cluster-wide view")
+                    }
+                }
+            }
+        }
+        for (key, _) in deleted {
+            if let Ok(keys::KeyKind::Learned { node }) = self.keys.parse(key) {
+                remote.remove(&node);
+            }
+        }
+    }
+
     /// Replaces the live nodes with those of a full listing.
     pub fn nodes_listed(&self, kvs: &[decode::Kv]) {
         let mut table = self
@@ -545,6 +590,7 @@ impl Store for EtcdStore {
     fn load(&self) -> Result<StoredState, StoreError> {
         let (kvs, revision) = self.list_all()?;
         self.shared.nodes_listed(&kvs);
+        self.shared.learned_changed(&kvs, &[], true);
         let kvs = self.shared.without_withheld(kvs);
         let mut loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;
         if let Some(queue) = &self.shared.unpublished {

@@ -228,6 +228,7 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
     if update.resync {
         shared.nodes_listed(&update.changed);
     }
+    shared.learned_changed(&update.changed, &update.deleted, update.resync);
     let mut out = Decoded::default();
     // Nodes whose record came back: their endpoints return with a full listing.
     {
