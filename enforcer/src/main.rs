@@ -127,9 +127,10 @@ struct Cli {
     /// routing).
     #[arg(long, value_name = "IP")]
     node_address: Option<std::net::IpAddr>,
-    /// This node's pod address block (repeatable: one IPv4, one IPv6), published in its
-    /// node record and routed to it by the other nodes. Blocks of two nodes must never
-    /// overlap.
+    /// This node's pod address block (repeatable: one IPv4, one IPv6). zonewarden IPAM
+    /// (`"ipam": {"type": "zonewarden"}` in the conflist) leases pod addresses from it,
+    /// with either store. In cluster mode it is published in the node record and
+    /// routed to this node by the other nodes; blocks of two nodes must never overlap.
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pod_cidrs: Vec<IpNet>,
     /// Seconds the node record outlives this enforcer (its lease is kept alive while it runs).
@@ -142,12 +143,12 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
     let etcd_flags = !cli.etcd_endpoints.is_empty()
         || cli.etcd_ca.is_some()
         || cli.etcd_cert.is_some()
-        || cli.node_address.is_some()
-        || !cli.pod_cidrs.is_empty();
+        || cli.node_address.is_some();
     if cli.store == StoreChoice::Local {
         anyhow::ensure!(
             !etcd_flags,
-            "--etcd-*, --node-address and --pod-cidr are for cluster mode: add --store etcd"
+            "--etcd-* and --node-address are for cluster mode: add --store etcd \
+             (--pod-cidr alone works with the local store: zonewarden IPAM on one node)"
         );
         return Ok(None);
     }
@@ -185,13 +186,6 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
     let address = cli.node_address.ok_or_else(|| {
         anyhow::anyhow!("--store etcd needs --node-address IP, this node's address on the network the nodes share")
     })?;
-    for net in &cli.pod_cidrs {
-        anyhow::ensure!(
-            *net == net.trunc(),
-            "--pod-cidr {net} has host bits set; did you mean {}?",
-            net.trunc()
-        );
-    }
     anyhow::ensure!(
         cli.node_lease_ttl >= 2,
         "--node-lease-ttl must be at least 2 seconds"
@@ -223,7 +217,7 @@ fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
 }
 
 /// `--node-address` must be one of this node's addresses (the others route to it) and
-/// `--pod-cidr` blocks must not overlap one another.
+/// `--pod-cidr` gives at most one block per address family, without host bits.
 fn check_cluster_settings(
     address: Option<std::net::IpAddr>,
     cidrs: &[IpNet],
@@ -236,12 +230,23 @@ fn check_cluster_settings(
              the other nodes reach this one at"
         );
     }
+    for net in cidrs {
+        anyhow::ensure!(
+            *net == net.trunc(),
+            "--pod-cidr {net} has host bits set; did you mean {}?",
+            net.trunc()
+        );
+    }
     for (i, a) in cidrs.iter().enumerate() {
-        if let Some(b) = cidrs[i + 1..]
-            .iter()
-            .find(|b| a.contains(&b.network()) || b.contains(&a.network()))
-        {
-            anyhow::bail!("--pod-cidr {a} and --pod-cidr {b} overlap; give each block once");
+        if let Some(b) = cidrs[i + 1..].iter().find(|b| {
+            matches!(
+                (a, b),
+                (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+            )
+        }) {
+            anyhow::bail!(
+                "--pod-cidr {a} and --pod-cidr {b} are of one address family; give one IPv4 and/or one IPv6 block"
+            );
         }
     }
     Ok(())
@@ -407,6 +412,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         info!(%exception, "zone claims: pods may claim this zone outside their namespace");
     }
     let registry = registry
+        .with_pod_blocks(&cli.pod_cidrs)
+        .context("--pod-cidr")?
         .with_cidr_zones(cidr_zones)
         .with_zone_claims(ZoneClaims::new(cli.allow_zone_claims.clone()))
         .with_audit(audit.clone());
