@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::json;
 use zonewarden_tests::attach::{endpoint_of, gc, zonewarden_like};
-use zonewarden_tests::cni::{Attachment, Conflist, all_ips, exec, first_ip};
+use zonewarden_tests::cni::{Attachment, Conflist, all_ips, example_conflist, exec, first_ip};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::{NODE_ADDR, Node};
 use zonewarden_tests::require_root;
@@ -289,5 +289,34 @@ fn without_a_block_the_add_says_to_pass_pod_cidr_and_bad_blocks_are_refused() {
     );
     assert!(our_veths(&node).is_empty(), "no veth left");
     assert!(!pod.links().contains(&"eth0".to_owned()));
+    assert!(node.endpoints().is_empty());
+}
+
+#[test]
+fn the_shipped_example_conflist_attaches_pods_from_the_block() {
+    require_root!();
+    let node = node_with_blocks(&["10.147.0.0/24"]);
+    let list = Conflist::from_json(&example_conflist(&node, "30-zonewarden-ipam.conflist"));
+    let (a, b) = (Netns::new("zxa"), Netns::new("zxb"));
+    let rt = json!({"io.kubernetes.cri.pod-annotations": {}, "portMappings": []});
+    let (at_a, at_b) = (Attachment::new("ex-a", &a), Attachment::new("ex-b", &b));
+    let res_a = list
+        .add(&node, &at_a, &rt)
+        .unwrap_or_else(|o| panic!("ADD a: {o:?}"));
+    let res_b = list
+        .add(&node, &at_b, &rt)
+        .unwrap_or_else(|o| panic!("ADD b: {o:?}"));
+    let block: IpNet = "10.147.0.0/24".parse().unwrap();
+    for res in [&res_a, &res_b] {
+        assert!(
+            block.contains(&first_ip(res).parse::<IpAddr>().unwrap()),
+            "{res}"
+        );
+    }
+    assert!(a.ping(&first_ip(&res_b)), "pods reach each other");
+    for (at, res) in [(&at_a, &res_a), (&at_b, &res_b)] {
+        list.del(&node, at, &rt, Some(res))
+            .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+    }
     assert!(node.endpoints().is_empty());
 }
