@@ -271,6 +271,25 @@ fn without_a_block_the_add_says_to_pass_pod_cidr_and_bad_blocks_are_refused() {
             &["--pod-cidr", "10.145.0.0/24", "--pod-cidr", "10.146.0.0/24"][..],
             "one IPv4 and/or one IPv6 block",
         ),
+        (
+            &["--pod-cidr-pool", "10.250.0.0/16"][..],
+            "are for cluster mode: add --store etcd",
+        ),
+        (
+            &[
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                "http://127.0.0.1:9",
+                "--node-address",
+                NODE_ADDR,
+                "--pod-cidr-pool",
+                "10.250.0.0/16",
+                "--pod-block-size",
+                "8",
+            ][..],
+            "--pod-block-size 8 does not fit --pod-cidr-pool 10.250.0.0/16",
+        ),
     ] {
         let (code, said) = node.enforcer_refuses(flags);
         assert_ne!(code, Some(0), "{flags:?}");
