@@ -206,7 +206,25 @@ impl Enforcer for EnforcerService {
         &self,
         request: Request<v1::ReleaseAddressesRequest>,
     ) -> Result<Response<v1::ReleaseAddressesResponse>, Status> {
-        let key = key_from_proto(request.into_inner().key)?;
+        let request = request.into_inner();
+        if request.key.is_none() && !request.network.is_empty() {
+            let keep = request
+                .keep
+                .into_iter()
+                .map(|k| key_from_proto(Some(k)))
+                .collect::<Result<_, _>>()?;
+            let released = self.registry.release_unregistered(&request.network, &keep);
+            for (key, lease) in &released {
+                info!(%key, ?lease, "zonewarden IPAM: lease of an attachment that is gone released");
+            }
+            return Ok(Response::new(v1::ReleaseAddressesResponse {
+                ips: released
+                    .iter()
+                    .flat_map(|(_, lease)| lease.iter().map(ToString::to_string))
+                    .collect(),
+            }));
+        }
+        let key = key_from_proto(request.key)?;
         // A registered endpoint keeps its addresses: its DelEndpoint releases them.
         if self.registry.lookup(&key).is_some() {
             info!(%key, "zonewarden IPAM: lease kept, the endpoint is registered");

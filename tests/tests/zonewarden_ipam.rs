@@ -247,17 +247,57 @@ fn leases_survive_an_enforcer_restart_and_del_after_it_releases() {
     node.wait_veths_gone("the veths to go");
 }
 
+/// Leases addresses for (`NET`, `container_id`, eth0) straight over the socket, as a
+/// plugin that was killed right after asking left it.
+fn lease_directly(node: &Node, container_id: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let timeout = std::time::Duration::from_secs(5);
+        let channel = zonewarden_proto::connect_with(&node.socket(), timeout, timeout)
+            .await
+            .expect("the enforcer's socket");
+        let mut client = zonewarden_proto::v1::enforcer_client::EnforcerClient::new(channel);
+        let request = zonewarden_proto::v1::AllocateAddressesRequest {
+            key: Some(zonewarden_proto::v1::AttachmentKey {
+                network: NET.into(),
+                container_id: container_id.into(),
+                ifname: "eth0".into(),
+            }),
+        };
+        client
+            .allocate_addresses(request)
+            .await
+            .expect("AllocateAddresses")
+            .into_inner()
+            .ips
+    })
+}
+
 #[test]
 fn gc_releases_the_leases_of_attachments_that_are_gone() {
     require_root!();
-    let node = node_with_blocks(&["10.144.0.0/30"]);
+    // A /29 leases .2 to .6.
+    let node = node_with_blocks(&["10.144.0.0/29"]);
     let list = Conflist::enforcer_ipam(&node, NET);
-    let (pa, pb) = (Netns::new("zga"), Netns::new("zgb"));
-    add(&node, &list, "gone", &pa);
+    let gone = Netns::new("zga");
+    add(&node, &list, "gone", &gone);
+    assert_eq!(lease_directly(&node, "killed"), vec!["10.144.0.3/29"]);
     gc(&node, &list, json!({"cni.dev/valid-attachments": []})).ok("GC");
-    let res = add(&node, &list, "new", &pb);
-    assert_eq!(first_ip(&res), "10.144.0.2", "GC released the address");
-    del(&node, &list, "new", &pb);
+    assert!(node.endpoints().is_empty());
+    // Every address of the block is free again: the registered pod's and the lease an
+    // ADD that was killed left behind.
+    let pods: Vec<Netns> = (0..5).map(|i| Netns::new(&format!("zgn{i}"))).collect();
+    let mut leased = BTreeSet::new();
+    for (i, pod) in pods.iter().enumerate() {
+        leased.insert(first_ip(&add(&node, &list, &format!("new-{i}"), pod)));
+    }
+    assert_eq!(leased.len(), 5, "{leased:?}");
+    for (i, pod) in pods.iter().enumerate() {
+        del(&node, &list, &format!("new-{i}"), pod);
+    }
 }
 
 #[test]

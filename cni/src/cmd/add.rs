@@ -73,7 +73,10 @@ impl Rollback<'_> {
             None => Ok(()),
             Some(Lease::Delegate(ipam)) => ipam.run("DEL", &Target::default()).map(drop),
             Some(Lease::Enforcer(key)) => {
-                let req = v1::ReleaseAddressesRequest { key: Some(key) };
+                let req = v1::ReleaseAddressesRequest {
+                    key: Some(key),
+                    ..Default::default()
+                };
                 enforcer
                     .call("ReleaseAddresses", |mut c| async move {
                         c.release_addresses(req).await

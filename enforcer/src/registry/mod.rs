@@ -239,6 +239,33 @@ impl EndpointRegistry {
             .release(key)
     }
 
+    /// Releases every lease of `network` whose attachment is not registered and not
+    /// in `keep` (CNI GC); what went, by attachment.
+    pub fn release_unregistered(
+        &self,
+        network: &str,
+        keep: &std::collections::BTreeSet<AttachmentKey>,
+    ) -> Vec<(AttachmentKey, Vec<IpNet>)> {
+        let registered: std::collections::BTreeSet<AttachmentKey> = {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.endpoints.keys().cloned().collect()
+        };
+        let mut pool = self.ipam.lock().unwrap_or_else(PoisonError::into_inner);
+        let orphans: Vec<AttachmentKey> = pool
+            .leases()
+            .map(|(key, _)| key)
+            .filter(|k| k.network == network && !registered.contains(*k) && !keep.contains(*k))
+            .cloned()
+            .collect();
+        orphans
+            .into_iter()
+            .map(|key| {
+                let lease = pool.release(&key);
+                (key, lease)
+            })
+            .collect()
+    }
+
     /// Takes the addresses of a registered endpoint inside the pod blocks as its lease
     /// (an address another IPAM plugin gave it is never leased again).
     pub fn hold_addresses(&self, key: &AttachmentKey, ips: &[IpNet]) {
