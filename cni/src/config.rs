@@ -13,6 +13,10 @@ use crate::result::Dns;
 use crate::runtime_config::RuntimeConfig;
 use crate::version::{CniVersion, SUPPORTED_VERSIONS};
 
+/// `ipam.type` of zonewarden IPAM: the enforcer leases the addresses of its node's pod
+/// CIDR block, no IPAM plugin runs.
+pub const ENFORCER_IPAM: &str = "zonewarden";
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
@@ -140,7 +144,7 @@ impl NetConf {
             (Some(ipam), AttachMode::Routed) => Some(ipam_type(ipam)?),
             (None, AttachMode::Routed) => {
                 return Err(CniError::config(
-                    "routed mode needs an \"ipam\" section naming an IPAM plugin, e.g. {\"type\":\"host-local\",...}",
+                    "routed mode needs an \"ipam\" section: {\"type\":\"zonewarden\"} (addresses from the enforcer's --pod-cidr block) or an IPAM plugin, e.g. {\"type\":\"host-local\",...}",
                 ));
             }
             (Some(_), AttachMode::Chained) => {

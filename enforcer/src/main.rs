@@ -129,11 +129,28 @@ struct Cli {
     /// routing).
     #[arg(long, value_name = "IP")]
     node_address: Option<std::net::IpAddr>,
-    /// This node's pod address block (repeatable: one IPv4, one IPv6), published in its
-    /// node record and routed to it by the other nodes. Blocks of two nodes must never
-    /// overlap.
+    /// This node's pod address block (repeatable: one IPv4, one IPv6). zonewarden IPAM
+    /// (`"ipam": {"type": "zonewarden"}` in the conflist) leases pod addresses from it,
+    /// with either store. In cluster mode it is published in the node record and
+    /// routed to this node by the other nodes; blocks of two nodes must never overlap.
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pod_cidrs: Vec<IpNet>,
+    /// Cluster mode without --pod-cidr: claim this node's block from this pool, shared
+    /// by the nodes through etcd (repeatable: one IPv4, one IPv6 pool). A restarted
+    /// node gets its block back; a block of a node that is gone is taken over only when
+    /// the pool has no other block left.
+    #[arg(
+        long = "pod-cidr-pool",
+        value_name = "CIDR",
+        conflicts_with = "pod_cidrs"
+    )]
+    pod_cidr_pools: Vec<IpNet>,
+    /// The prefix length of the IPv4 block a node claims from --pod-cidr-pool.
+    #[arg(long, default_value_t = 24, value_name = "PREFIXLEN")]
+    pod_block_size: u8,
+    /// The prefix length of the IPv6 block a node claims from --pod-cidr-pool.
+    #[arg(long, default_value_t = 80, value_name = "PREFIXLEN")]
+    pod_block_size_v6: u8,
     /// Seconds the node record outlives this enforcer (its lease is kept alive while it runs).
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     node_lease_ttl: u64,
@@ -151,11 +168,12 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
         || cli.etcd_ca.is_some()
         || cli.etcd_cert.is_some()
         || cli.node_address.is_some()
-        || !cli.pod_cidrs.is_empty();
+        || !cli.pod_cidr_pools.is_empty();
     if cli.store == StoreChoice::Local {
         anyhow::ensure!(
             !etcd_flags,
-            "--etcd-*, --node-address and --pod-cidr are for cluster mode: add --store etcd"
+            "--etcd-*, --node-address and --pod-cidr-pool are for cluster mode: add --store etcd \
+             (--pod-cidr alone works with the local store: zonewarden IPAM on one node)"
         );
         return Ok(None);
     }
@@ -193,11 +211,15 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
     let address = cli.node_address.ok_or_else(|| {
         anyhow::anyhow!("--store etcd needs --node-address IP, this node's address on the network the nodes share")
     })?;
-    for net in &cli.pod_cidrs {
+    check_blocks("--pod-cidr-pool", &cli.pod_cidr_pools)?;
+    for pool in &cli.pod_cidr_pools {
+        let size = pod_block_size(cli, pool);
         anyhow::ensure!(
-            *net == net.trunc(),
-            "--pod-cidr {net} has host bits set; did you mean {}?",
-            net.trunc()
+            size <= pool.max_prefix_len() && pool.subnets(size).is_ok(),
+            "--pod-block-size{} {size} does not fit --pod-cidr-pool {pool}: give a prefix length from {} to {}",
+            if pool.addr().is_ipv6() { "-v6" } else { "" },
+            pool.prefix_len(),
+            pool.max_prefix_len()
         );
     }
     anyhow::ensure!(
@@ -231,7 +253,7 @@ fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
 }
 
 /// `--node-address` must be one of this node's addresses (the others route to it) and
-/// `--pod-cidr` blocks must not overlap one another.
+/// `--pod-cidr` gives at most one block per address family, without host bits.
 fn check_cluster_settings(
     address: Option<std::net::IpAddr>,
     cidrs: &[IpNet],
@@ -244,15 +266,38 @@ fn check_cluster_settings(
              the other nodes reach this one at"
         );
     }
+    check_blocks("--pod-cidr", cidrs)
+}
+
+/// `flag`'s blocks: no host bits, at most one per address family.
+fn check_blocks(flag: &str, cidrs: &[IpNet]) -> anyhow::Result<()> {
+    for net in cidrs {
+        anyhow::ensure!(
+            *net == net.trunc(),
+            "{flag} {net} has host bits set; did you mean {}?",
+            net.trunc()
+        );
+    }
     for (i, a) in cidrs.iter().enumerate() {
         if let Some(b) = cidrs[i + 1..]
             .iter()
-            .find(|b| a.contains(&b.network()) || b.contains(&a.network()))
+            .find(|b| a.addr().is_ipv4() == b.addr().is_ipv4())
         {
-            anyhow::bail!("--pod-cidr {a} and --pod-cidr {b} overlap; give each block once");
+            anyhow::bail!(
+                "{flag} {a} and {flag} {b} are of one address family; give one IPv4 and/or one IPv6 block"
+            );
         }
     }
     Ok(())
+}
+
+/// The prefix length of the block a node claims from `pool`.
+fn pod_block_size(cli: &Cli, pool: &IpNet) -> u8 {
+    if pool.addr().is_ipv4() {
+        cli.pod_block_size
+    } else {
+        cli.pod_block_size_v6
+    }
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -336,7 +381,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cluster = etcd_config(&cli, &node)?;
     let metrics = Metrics::default();
     let mut accepted = None;
-    let (backend, etcd): (Arc<dyn Store>, Option<(EtcdStore, std::net::IpAddr)>) = match cluster {
+    // This node's pod blocks: given (--pod-cidr) or claimed from the pool.
+    let mut pod_blocks = cli.pod_cidrs.clone();
+    let mut membership = None;
+    let (backend, etcd): (Arc<dyn Store>, Option<EtcdStore>) = match cluster {
         None => {
             let store = LocalStore::open(&cli.state_dir).with_context(|| {
                 format!(
@@ -362,13 +410,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let endpoints = config.endpoints.join(",");
             let store = EtcdStore::connect(config)
                 .with_context(|| format!("cannot use the cluster store at {endpoints}"))?;
+            for pool in cli.pod_cidr_pools.clone() {
+                let size = pod_block_size(&cli, &pool);
+                let claiming = store.clone();
+                let block =
+                    tokio::task::spawn_blocking(move || claiming.claim_pod_block(pool, size))
+                        .await
+                        .context("the pod block claim task failed")?
+                        .with_context(|| {
+                            format!("cannot claim a block of --pod-cidr-pool {pool}")
+                        })?;
+                info!(%block, %pool, "this node's pod block, claimed from the pool");
+                pod_blocks.push(block);
+            }
+            // The record goes out at once, before the state is loaded: a block whose
+            // owner has no record may be taken over by another node (when the pool is
+            // full), so a node that claimed one is without a record only for the
+            // moment its publication takes.
+            let record = NodeRecord {
+                name: node.clone(),
+                address,
+                pod_cidrs: pod_blocks.clone(),
+                enforcer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            membership = Some(store.publish_node(record, Duration::from_secs(cli.node_lease_ttl)));
             store.spawn_publisher();
             info!(
                 endpoints,
                 prefix = cli.etcd_prefix,
                 "cluster mode: the state lives in etcd"
             );
-            (Arc::new(store.clone()), Some((store, address)))
+            (Arc::new(store.clone()), Some(store))
         }
     };
     let store: Arc<dyn Store> = Arc::new(CountingStore::new(backend, metrics.store_errors.clone()));
@@ -408,7 +480,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stored.reports.take(),
         (cli.max_learned_edges, cli.max_reports),
     );
-    if let Some((store, _)) = &etcd {
+    if let Some(store) = &etcd {
         // Cluster mode: `get edges`, `approve --all` and the zone map see what every
         // node learned.
         learning = learning.with_remote(store.remote_learned());
@@ -449,6 +521,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         info!(%exception, "zone claims: pods may claim this zone outside their namespace");
     }
     let registry = registry
+        .with_pod_blocks(&pod_blocks)
+        .context("--pod-cidr")?
         .with_cidr_zones(cidr_zones)
         .with_zone_claims(ZoneClaims::new(cli.allow_zone_claims.clone()))
         .with_audit(audit.clone());
@@ -511,27 +585,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     // Cluster mode: follow the other nodes' changes and publish this node's record.
-    let (cluster_follow, membership) = match &etcd {
-        None => (None, None),
-        Some((store, address)) => {
+    let cluster_follow = match &etcd {
+        None => None,
+        Some(store) => {
             let follow = tokio::spawn(zonewarden_enforcer::store::etcd::watch::follow_forever(
                 store.clone(),
                 registry.clone(),
                 store.watch(),
             ));
-            let record = NodeRecord {
-                name: node.clone(),
-                address: *address,
-                pod_cidrs: cli.pod_cidrs.clone(),
-                enforcer_version: env!("CARGO_PKG_VERSION").to_owned(),
-            };
-            let membership = store.publish_node(record, Duration::from_secs(cli.node_lease_ttl));
             // Host-gateway routes to the other nodes' pod blocks, as their records change.
             tokio::spawn(zonewarden_enforcer::cluster::routes::run_routes(
                 node.clone(),
                 store.nodes(),
             ));
-            (Some(follow), Some(membership))
+            Some(follow)
         }
     };
 
@@ -591,7 +658,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Cluster mode: `zwctl audit` reads the cluster-wide trail of policy changes
     // (`--node-log`: this node's own log).
     let mut audit_service = zonewarden_enforcer::audit::AuditService::new(audit);
-    if let Some((store, _)) = &etcd {
+    if let Some(store) = &etcd {
         let store = store.clone();
         audit_service = audit_service.with_cluster_trail(std::sync::Arc::new(move || {
             store

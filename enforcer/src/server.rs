@@ -18,7 +18,8 @@ use crate::convert::{
 use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{actor, diff, list_edges, unapproved, who};
-use crate::registry::{EndpointRegistry, IfMissing, RegistryError, Snapshot};
+use crate::registry::{EndpointRegistry, IfMissing, LeaseProblem, RegistryError, Snapshot};
+use zonewarden_profiles::ipam::IpamError;
 
 pub struct EnforcerService {
     registry: EndpointRegistry,
@@ -132,12 +133,25 @@ impl Enforcer for EnforcerService {
         request: Request<v1::AddEndpointRequest>,
     ) -> Result<Response<v1::AddEndpointResponse>, Status> {
         let note = Note::new(who(&request), "");
-        let request = add_request_from_proto(request.into_inner())?;
+        let request = request.into_inner();
+        let leased = request.leased;
+        let request = add_request_from_proto(request)?;
         let key = request.key.clone();
+        self.registry
+            .check_lease(&key, &request.ips, leased)
+            .map_err(|err| {
+                warn!(%key, %err, "ADD refused");
+                match err {
+                    LeaseProblem::NotHeld { .. } => Status::unavailable(err.to_string()),
+                    LeaseProblem::LeasedToOther { .. } => Status::invalid_argument(err.to_string()),
+                }
+            })?;
+        let ips = request.ips.clone();
         let endpoint = self.registry.add(request, note).await.map_err(|err| {
             warn!(%key, %err, "ADD failed");
             status_of(err)
         })?;
+        self.registry.hold_addresses(&key, &ips);
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
         Ok(Response::new(v1::AddEndpointResponse {
             endpoint: Some(endpoint_to_proto(&endpoint)),
@@ -165,6 +179,61 @@ impl Enforcer for EnforcerService {
             removed: removed.is_some(),
             endpoint: removed.as_ref().map(endpoint_to_proto),
             host_link_retired,
+        }))
+    }
+
+    async fn allocate_addresses(
+        &self,
+        request: Request<v1::AllocateAddressesRequest>,
+    ) -> Result<Response<v1::AllocateAddressesResponse>, Status> {
+        let key = key_from_proto(request.into_inner().key)?;
+        let lease = self.registry.allocate_addresses(&key).map_err(|err| {
+            warn!(%key, %err, "zonewarden IPAM: no lease");
+            match err {
+                IpamError::Exhausted { .. } => Status::resource_exhausted(err.to_string()),
+                IpamError::NoBlock | IpamError::TooSmall { .. } => {
+                    Status::failed_precondition(err.to_string())
+                }
+            }
+        })?;
+        info!(%key, ?lease, "zonewarden IPAM: addresses leased");
+        Ok(Response::new(v1::AllocateAddressesResponse {
+            ips: lease.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn release_addresses(
+        &self,
+        request: Request<v1::ReleaseAddressesRequest>,
+    ) -> Result<Response<v1::ReleaseAddressesResponse>, Status> {
+        let request = request.into_inner();
+        if request.key.is_none() && !request.network.is_empty() {
+            let keep = request
+                .keep
+                .into_iter()
+                .map(|k| key_from_proto(Some(k)))
+                .collect::<Result<_, _>>()?;
+            let released = self.registry.release_unregistered(&request.network, &keep);
+            for (key, lease) in &released {
+                info!(%key, ?lease, "zonewarden IPAM: lease of an attachment that is gone released");
+            }
+            return Ok(Response::new(v1::ReleaseAddressesResponse {
+                ips: released
+                    .iter()
+                    .flat_map(|(_, lease)| lease.iter().map(ToString::to_string))
+                    .collect(),
+            }));
+        }
+        let key = key_from_proto(request.key)?;
+        // A registered endpoint keeps its addresses: its DelEndpoint releases them.
+        if self.registry.lookup(&key).is_some() {
+            info!(%key, "zonewarden IPAM: lease kept, the endpoint is registered");
+            return Ok(Response::new(v1::ReleaseAddressesResponse::default()));
+        }
+        let lease = self.registry.release_addresses(&key);
+        info!(%key, ?lease, "zonewarden IPAM: lease released");
+        Ok(Response::new(v1::ReleaseAddressesResponse {
+            ips: lease.iter().map(ToString::to_string).collect(),
         }))
     }
 

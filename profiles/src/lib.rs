@@ -9,6 +9,7 @@
 //! - [`claim`]: which zones a pod annotation may name (its own namespace, operator exceptions).
 //! - [`endpoint`]: one attachment of a container to a network and its key.
 //! - [`edge`]: `src zone -> dst zone, protocol, port`, the unit of learning and approval.
+//! - [`ipam`]: zonewarden IPAM: the addresses of a node's pod CIDR blocks, leased per attachment.
 //! - [`learned`]: learned edges with their evidence, bounded.
 //! - [`event`]: reported drops, violations, quarantine and spoofing, bounded.
 //! - [`export`]: exported profiles (YAML for GitOps, NetworkPolicy), their validation
@@ -32,6 +33,7 @@ pub mod event;
 pub mod export;
 pub mod fuzzing;
 pub mod incremental;
+pub mod ipam;
 pub mod learned;
 pub mod policy;
 pub mod profile;

@@ -172,15 +172,30 @@ impl Conflist {
     /// subnet give dual-stack pods, an IPv6 subnet alone IPv6-only pods.
     pub fn routed_ranges(node: &Node, name: &str, subnets: &[&str]) -> Self {
         let ranges: Vec<Value> = subnets.iter().map(|s| json!([{"subnet": s}])).collect();
+        Self::routed_with(
+            node,
+            name,
+            "1.0.0",
+            json!({"type": "host-local", "ranges": ranges, "dataDir": node.ipam_dir()}),
+        )
+    }
+
+    /// The zonewarden routed network with zonewarden IPAM: the enforcer leases the
+    /// addresses of its `--pod-cidr` blocks.
+    pub fn enforcer_ipam(node: &Node, name: &str) -> Self {
+        Self::routed_with(node, name, "1.1.0", json!({"type": "zonewarden"}))
+    }
+
+    fn routed_with(node: &Node, name: &str, cni_version: &str, ipam: Value) -> Self {
         Self {
             name: name.to_owned(),
-            cni_version: "1.0.0".into(),
+            cni_version: cni_version.into(),
             plugins: vec![json!({
                 "type": "zonewarden",
                 "socket": node.socket(),
                 "logLevel": "debug",
                 "capabilities": {"io.kubernetes.cri.pod-annotations": true},
-                "ipam": {"type": "host-local", "ranges": ranges, "dataDir": node.ipam_dir()}
+                "ipam": ipam
             })],
         }
     }

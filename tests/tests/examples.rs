@@ -58,7 +58,11 @@ fn chained_example_conflist() {
 fn the_readme_shows_the_example_conflists_as_they_are() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    for file in ["10-zonewarden.conflist", "20-bridge-chained.conflist"] {
+    for file in [
+        "10-zonewarden.conflist",
+        "20-bridge-chained.conflist",
+        "30-zonewarden-ipam.conflist",
+    ] {
         let text = std::fs::read_to_string(root.join("deploy/cni").join(file)).expect(file);
         assert!(
             readme.contains(text.trim()),

@@ -33,9 +33,17 @@ pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     }
 }
 
+/// Where the addresses of a failing ADD go back to.
+enum Lease<'a> {
+    /// The IPAM plugin's lease: its DEL.
+    Delegate(Delegate<'a>),
+    /// zonewarden IPAM: the enforcer's ReleaseAddresses.
+    Enforcer(v1::AttachmentKey),
+}
+
 /// Undoes what a failing ADD made, in reverse order.
 struct Rollback<'a> {
-    ipam: Option<Delegate<'a>>,
+    ipam: Option<Lease<'a>>,
     host_ifname: Option<String>,
     registered: Option<v1::AttachmentKey>,
 }
@@ -61,24 +69,43 @@ impl Rollback<'_> {
         {
             tracing::warn!(err = %e, host, "rollback: deleting the veth failed");
         }
-        if let Some(ipam) = self.ipam
-            && let Err(e) = ipam.run("DEL", &Target::default())
-        {
+        let released = match self.ipam {
+            None => Ok(()),
+            Some(Lease::Delegate(ipam)) => ipam.run("DEL", &Target::default()).map(drop),
+            Some(Lease::Enforcer(key)) => {
+                let req = v1::ReleaseAddressesRequest {
+                    key: Some(key),
+                    ..Default::default()
+                };
+                enforcer
+                    .call("ReleaseAddresses", |mut c| async move {
+                        c.release_addresses(req).await
+                    })
+                    .map(drop)
+            }
+        };
+        if let Err(e) = released {
             tracing::warn!(err = %e, "rollback: releasing the IPAM lease failed");
         }
     }
 }
 
 fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, CniError> {
-    let ipam = inv
-        .ipam()
-        .ok_or_else(|| CniError::config("routed mode needs an ipam section"))?;
+    let ipam = inv.ipam();
+    if ipam.is_none() && !inv.enforcer_ipam() {
+        return Err(CniError::config("routed mode needs an ipam section"));
+    }
     // The pair needs no address: it is made while the IPAM plugin (a process of its
-    // own) allocates one.
+    // own) or the enforcer allocates one.
     let spec = inv.routed_spec(Vec::new());
     let (host_end, leased) = std::thread::scope(|scope| {
         let pair = scope.spawn(|| link::create_routed(&spec));
-        let leased = ipam.run("ADD", &Target::default());
+        let leased = match &ipam {
+            Some(ipam) => ipam
+                .run("ADD", &Target::default())
+                .map(Option::unwrap_or_default),
+            None => lease_from_enforcer(inv, enforcer),
+        };
         let pair = pair
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -104,24 +131,51 @@ fn add_routed(inv: &Invocation<'_>, enforcer: &mut Enforcer) -> Result<Value, Cn
         other => other.map_err(from_link),
     };
     let mut rollback = Rollback {
-        ipam: leased.is_ok().then_some(ipam),
+        ipam: leased
+            .is_ok()
+            .then(|| ipam.map_or_else(|| Lease::Enforcer(inv.key()), Lease::Delegate)),
         host_ifname: host_end.is_ok().then(|| spec.host_ifname.clone()),
         registered: None,
     };
     let result = match (host_end, leased) {
-        (Ok(host_end), Ok(leased)) => attach_routed(
-            inv,
-            enforcer,
-            &host_end,
-            &leased.unwrap_or_default(),
-            &mut rollback,
-        ),
+        (Ok(host_end), Ok(leased)) => {
+            attach_routed(inv, enforcer, &host_end, &leased, &mut rollback)
+        }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     if result.is_err() {
         rollback.run(enforcer);
     }
     result
+}
+
+/// zonewarden IPAM: the addresses the enforcer leases to this attachment (the same
+/// ones again for a repeated ADD), as an IPAM result without gateway or DNS.
+fn lease_from_enforcer(
+    inv: &Invocation<'_>,
+    enforcer: &mut Enforcer,
+) -> Result<CniResult, CniError> {
+    let req = v1::AllocateAddressesRequest {
+        key: Some(inv.key()),
+    };
+    let resp = enforcer.call("AllocateAddresses", |mut c| async move {
+        c.allocate_addresses(req).await
+    })?;
+    let mut result = CniResult::default();
+    for ip in resp.ips {
+        let address: IpNet = ip.parse().map_err(|e| {
+            CniError::io(format!(
+                "the enforcer leased {ip:?}, which is not an address in CIDR notation: {e}"
+            ))
+        })?;
+        result.ips.push(IpConfig {
+            address,
+            gateway: None,
+            interface: None,
+        });
+    }
+    tracing::info!(ips = ?result.ips.iter().map(|ip| ip.address).collect::<Vec<_>>(), "zonewarden IPAM: addresses leased");
+    Ok(result)
 }
 
 /// Whether `host_ifname` is the host end of an attachment the enforcer holds.
@@ -259,6 +313,7 @@ fn register(
         mac: mac.to_owned(),
         attach_mode: v1::AttachMode::from(mode).into(),
         bridge: host.bridge.unwrap_or_default().to_owned(),
+        leased: inv.enforcer_ipam(),
     };
     if let Some(rollback) = rollback {
         rollback.registered = Some(inv.key());

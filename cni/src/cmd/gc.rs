@@ -94,6 +94,28 @@ pub fn gc(inv: &Invocation<'_>) -> Result<(), CniError> {
         Err(e) => failures.push(format!("listing veths: {e}")),
     }
 
+    // zonewarden IPAM: leases that no registered endpoint and no valid attachment
+    // holds were left by ADDs that were killed (no ADD runs now: GC holds the lock).
+    if inv.enforcer_ipam() {
+        let req = v1::ReleaseAddressesRequest {
+            key: None,
+            network: inv.conf.name.clone(),
+            keep: valid
+                .iter()
+                .map(|a| v1::AttachmentKey {
+                    network: inv.conf.name.clone(),
+                    container_id: a.container_id.clone(),
+                    ifname: a.ifname.clone(),
+                })
+                .collect(),
+        };
+        if let Err(e) = enforcer.call("ReleaseAddresses", |mut c| async move {
+            c.release_addresses(req).await
+        }) {
+            failures.push(e.msg);
+        }
+    }
+
     if let Some(ipam) = inv.ipam()
         && ipam.supports("1.1.0").unwrap_or(false)
         && let Err(e) = ipam.run("GC", &Target::default())

@@ -64,14 +64,24 @@ impl Invocation<'_> {
         }
     }
 
-    /// The IPAM delegate of routed mode.
+    /// The IPAM delegate of routed mode (none with zonewarden IPAM: the enforcer
+    /// leases the addresses, see [`Self::enforcer_ipam`]).
     pub fn ipam(&self) -> Option<Delegate<'_>> {
+        if self.enforcer_ipam() {
+            return None;
+        }
         self.conf.ipam_type.as_deref().map(|plugin| Delegate {
             plugin,
             search_path: &self.env.path,
             stdin: self.stdin,
             cni_args: &self.env.args,
         })
+    }
+
+    /// Whether the addresses come from the enforcer (`"ipam": {"type": "zonewarden"}`):
+    /// leased over its socket, released with the endpoint's DelEndpoint.
+    pub fn enforcer_ipam(&self) -> bool {
+        self.conf.ipam_type.as_deref() == Some(crate::config::ENFORCER_IPAM)
     }
 
     /// The host end's name of this attachment (network, container and ifname).

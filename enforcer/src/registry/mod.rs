@@ -34,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use zonewarden_profiles::derive::DeriveError;
+use zonewarden_profiles::ipam::{IpamError, Pool};
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::ProfileError;
 use zonewarden_profiles::{
@@ -112,6 +113,19 @@ pub enum RegistryError {
     Task(String),
 }
 
+/// Why an ADD's addresses cannot be registered (zonewarden IPAM).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseProblem {
+    #[error(
+        "address {addr} is not leased to this attachment by zonewarden IPAM (the enforcer restarted during the ADD, or the lease was released); nothing was registered, retry the ADD"
+    )]
+    NotHeld { addr: IpAddr },
+    #[error(
+        "address {addr} is leased by zonewarden IPAM to attachment {holder}; nothing was registered. Do not give another IPAM plugin a range inside this node's --pod-cidr block"
+    )]
+    LeasedToOther { addr: IpAddr, holder: AttachmentKey },
+}
+
 /// An ADD as the registry receives it, already validated.
 #[derive(Debug, Clone)]
 pub struct AddRequest {
@@ -140,6 +154,11 @@ pub struct EndpointRegistry {
     readiness: Arc<crate::readiness::Readiness>,
     /// The operator's exceptions to "an annotation names a zone of its own namespace".
     claims: Arc<ZoneClaims>,
+    /// zonewarden IPAM: the leases of this node's pod blocks. A lease is durable with
+    /// its endpoint's record (taken back from the stored endpoints at start); between
+    /// AllocateAddresses and AddEndpoint it lives here only, and AddEndpoint registers
+    /// an address only while its lease is held (see [`Self::check_lease`]).
+    ipam: Arc<Mutex<Pool>>,
 }
 
 impl EndpointRegistry {
@@ -185,7 +204,106 @@ impl EndpointRegistry {
             dataplane,
             readiness: Arc::default(),
             claims: Arc::default(),
+            ipam: Arc::default(),
         })
+    }
+
+    /// Leases addresses of `blocks` (`--pod-cidr`) to zonewarden IPAM's attachments.
+    /// The addresses of this node's stored endpoints inside the blocks stay theirs.
+    pub fn with_pod_blocks(self, blocks: &[IpNet]) -> Result<Self, IpamError> {
+        let mut pool = Pool::new(blocks)?;
+        {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for endpoint in state.endpoints.values().filter(|e| e.node == self.node) {
+                pool.adopt(&endpoint.key, endpoint.addrs());
+            }
+        }
+        *self.ipam.lock().unwrap_or_else(PoisonError::into_inner) = pool;
+        Ok(self)
+    }
+
+    /// zonewarden IPAM: the addresses leased to `key`, one of each pod block (the same
+    /// ones again when it holds a lease).
+    pub fn allocate_addresses(&self, key: &AttachmentKey) -> Result<Vec<IpNet>, IpamError> {
+        self.ipam
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allocate(key)
+    }
+
+    /// Releases the lease of `key` (nothing when it holds none); what it held.
+    pub fn release_addresses(&self, key: &AttachmentKey) -> Vec<IpNet> {
+        self.ipam
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(key)
+    }
+
+    /// Releases every lease of `network` whose attachment is not registered and not
+    /// in `keep` (CNI GC); what went, by attachment.
+    pub fn release_unregistered(
+        &self,
+        network: &str,
+        keep: &std::collections::BTreeSet<AttachmentKey>,
+    ) -> Vec<(AttachmentKey, Vec<IpNet>)> {
+        let registered: std::collections::BTreeSet<AttachmentKey> = {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.endpoints.keys().cloned().collect()
+        };
+        let mut pool = self.ipam.lock().unwrap_or_else(PoisonError::into_inner);
+        let orphans: Vec<AttachmentKey> = pool
+            .leases()
+            .map(|(key, _)| key)
+            .filter(|k| k.network == network && !registered.contains(*k) && !keep.contains(*k))
+            .cloned()
+            .collect();
+        orphans
+            .into_iter()
+            .map(|key| {
+                let lease = pool.release(&key);
+                (key, lease)
+            })
+            .collect()
+    }
+
+    /// Takes the addresses of a registered endpoint inside the pod blocks as its lease
+    /// (an address another IPAM plugin gave it is never leased again).
+    pub fn hold_addresses(&self, key: &AttachmentKey, ips: &[IpNet]) {
+        self.ipam
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .adopt(key, ips.iter().map(IpNet::addr));
+    }
+
+    /// Whether an ADD of `key` with `ips` may be registered: addresses the plugin says
+    /// zonewarden IPAM leased (`leased`) must be leased to `key` now, and no address may
+    /// be one leased to another attachment.
+    pub fn check_lease(
+        &self,
+        key: &AttachmentKey,
+        ips: &[IpNet],
+        leased: bool,
+    ) -> Result<(), LeaseProblem> {
+        let pool = self.ipam.lock().unwrap_or_else(PoisonError::into_inner);
+        let own = pool.lease(key).unwrap_or_default();
+        for ip in ips {
+            if own.iter().any(|l| l.addr() == ip.addr()) {
+                continue;
+            }
+            if let Some((holder, _)) = pool
+                .leases()
+                .find(|(_, lease)| lease.iter().any(|l| l.addr() == ip.addr()))
+            {
+                return Err(LeaseProblem::LeasedToOther {
+                    addr: ip.addr(),
+                    holder: holder.clone(),
+                });
+            }
+            if leased {
+                return Err(LeaseProblem::NotHeld { addr: ip.addr() });
+            }
+        }
+        Ok(())
     }
 
     /// What the guard and the chained-mode check know (see [`crate::readiness`]).
@@ -290,7 +408,15 @@ impl EndpointRegistry {
         key: AttachmentKey,
         note: Note,
     ) -> Result<Option<Endpoint>, RegistryError> {
-        self.mutate(move |state| state.del(&key, Some(&note))).await
+        let released = key.clone();
+        let removed = self
+            .mutate(move |state| state.del(&key, Some(&note)))
+            .await?;
+        let lease = self.release_addresses(&released);
+        if !lease.is_empty() {
+            tracing::info!(key = %released, ?lease, "zonewarden IPAM: lease released");
+        }
+        Ok(removed)
     }
 
     /// Changes one zone's profile (durably, its audit entry, then in the kernel); see

@@ -138,7 +138,10 @@ pub fn decode(keys: &Keys, node: &str, kvs: &[Kv]) -> Result<StoredState, StoreE
             KeyKind::Reports { node: of } if of == node => {
                 state.reports = Some(json(&kv.value).map_err(corrupt)?);
             }
-            KeyKind::Learned { .. } | KeyKind::Reports { .. } | KeyKind::Node(_) => {}
+            KeyKind::Learned { .. }
+            | KeyKind::Reports { .. }
+            | KeyKind::Node(_)
+            | KeyKind::PodBlock => {}
         }
     }
     for (zone, id) in &zones {

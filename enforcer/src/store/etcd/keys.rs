@@ -23,6 +23,8 @@ pub enum KeyKind {
     Reports { node: String },
     /// `nodes/<node>`: the node record, on the node's lease.
     Node(String),
+    /// `pod-blocks/<block>`: a block of the pod CIDR pool and the node that claimed it.
+    PodBlock,
 }
 
 /// The keys of one cluster, under one prefix such as `/zonewarden`.
@@ -150,6 +152,7 @@ impl Keys {
             "learned" => KeyKind::Learned { node: node()? },
             "reports" => KeyKind::Reports { node: node()? },
             "nodes" => KeyKind::Node(node()?),
+            "pod-blocks" if !name.is_empty() && !name.contains('/') => KeyKind::PodBlock,
             _ => return Err("not a key zonewarden writes".to_owned()),
         })
     }

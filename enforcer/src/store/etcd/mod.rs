@@ -14,6 +14,7 @@
 //! | `learned/<node>` | the node's learned edges with its own evidence | that node, every few seconds |
 //! | `reports/<node>` | the node's recent drops and violations | that node |
 //! | `nodes/<node>` | [`NodeRecord`] on the node's lease | that node, kept alive while it runs |
+//! | `pod-blocks/<network>_<prefix length>` | `{"node":"<name>"}` | the node that claimed the block of the pool (see [`blocks`]) |
 //!
 //! Beside the prefix, `<prefix>.audit/` holds the cluster-wide audit trail of policy
 //! changes ([`trail`]): `entries/<seq>` (one `audit.log` line each) and `head`.
@@ -34,11 +35,13 @@
 //! - [`staged`]: the writes of one change and the revisions they are checked against.
 //! - [`decode`]: a listing of the prefix into the stored state.
 //! - [`watch`]: the watch of every other node's changes, resumed and resynced.
+//! - [`blocks`]: a node's pod block claimed from the cluster pool.
 //! - [`node`]: [`NodeRecord`], published on a lease, and the live nodes.
 //! - [`trail`]: the cluster-wide audit trail, chained in each change's transaction.
 //! - [`unpublished`]: this node's endpoints added or deleted while etcd was away,
 //!   enforced at once and queued in a local file until etcd holds them.
 
+pub mod blocks;
 pub mod bridge;
 pub mod decode;
 pub mod keys;

@@ -908,3 +908,60 @@ async fn policy_changes_of_every_node_form_one_chained_trail() {
     let (_, intact, problems) = verified_trail(&a.store);
     assert!(!intact && problems.contains("Dropped"), "{problems}");
 }
+
+/// Publishes `store`'s record and waits until etcd holds it (the publication runs in
+/// the background).
+fn published(etcd: &EtcdProcess, store: &EtcdStore) -> NodeMembership {
+    let membership = publish(store);
+    let key = format!("/zw-test/nodes/{}", store.node());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !etcd
+        .ctl(&["get", "--print-value-only", &key])
+        .is_ok_and(|v| !v.trim().is_empty())
+    {
+        assert!(Instant::now() < deadline, "{key} was never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    membership
+}
+
+#[test]
+fn a_pod_block_is_claimed_once_kept_across_restarts_and_taken_over_only_when_its_node_is_gone() {
+    let etcd = EtcdProcess::start();
+    // Room for two /26 blocks.
+    let pool: ipnet::IpNet = "10.250.0.0/25".parse().unwrap();
+    let a = store(&etcd, "node-a");
+    let block_a = a.claim_pod_block(pool, 26).unwrap();
+    let alive_a = published(&etcd, &a);
+    assert_eq!(
+        a.claim_pod_block(pool, 26).unwrap(),
+        block_a,
+        "a restarted node gets its own block back"
+    );
+    let b = store(&etcd, "node-b");
+    let block_b = b.claim_pod_block(pool, 26).unwrap();
+    let _alive_b = published(&etcd, &b);
+    assert_ne!(block_a, block_b, "two nodes never share a block");
+
+    // The pool is full and both owners are live: a third node gets none.
+    let c = store(&etcd, "node-c");
+    let err = c.claim_pod_block(pool, 26).unwrap_err().to_string();
+    assert!(
+        err.contains("10.250.0.0/25") && err.contains("no /26 block left"),
+        "{err}"
+    );
+
+    // node-a is gone (its record went with its lease): its block is taken over.
+    alive_a.leave();
+    assert_eq!(c.claim_pod_block(pool, 26).unwrap(), block_a);
+    let _alive_c = published(&etcd, &c);
+    let back = a.claim_pod_block(pool, 26).unwrap_err().to_string();
+    assert!(
+        back.contains("no /26 block left"),
+        "node-a's block is node-c's now: {back}"
+    );
+    assert!(
+        a.load().is_ok(),
+        "the claims are keys a load of the prefix accepts"
+    );
+}

@@ -302,7 +302,8 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
             KeyKind::ZoneId(_)
             | KeyKind::Learned { .. }
             | KeyKind::Reports { .. }
-            | KeyKind::Node(_) => Ok(None),
+            | KeyKind::Node(_)
+            | KeyKind::PodBlock => Ok(None),
         };
         match change {
             Ok(change) => {
