@@ -236,7 +236,9 @@ pub async fn export(args: &ExportArgs, global: &GlobalArgs) -> anyhow::Result<St
 #[serde(rename_all = "camelCase")]
 pub struct ZoneImportView {
     pub zone: String,
+    #[serde(rename = "addedEdges")]
     pub added: Vec<String>,
+    #[serde(rename = "removedEdges")]
     pub removed: Vec<String>,
     pub mode_before: String,
     pub mode_after: String,

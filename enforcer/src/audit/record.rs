@@ -139,10 +139,11 @@ pub fn imports(
         .iter()
         .filter(|z| z.version_after != z.version_before)
         .map(|z| {
-            let mut what = vec![
-                format!("added {} edge(s)", z.added.len()),
-                format!("removed {} edge(s)", z.removed.len()),
-            ];
+            let mut what: Vec<String> = [("added", &z.added), ("removed", &z.removed)]
+                .into_iter()
+                .filter(|(_, edges)| !edges.is_empty())
+                .map(|(verb, edges)| named_edges(verb, edges))
+                .collect();
             let mode = |field, raw| zonewarden_proto::model::mode(field, raw);
             if let (Ok(before), Ok(after)) = (
                 mode("mode_before", z.mode_before),
@@ -158,6 +159,24 @@ pub fn imports(
             )
         })
         .collect()
+}
+
+/// How many edges an import entry names before it only counts the rest.
+pub const EDGES_NAMED: usize = 5;
+
+/// `added 2 edge(s): a->b:80/tcp, a->c:53/udp`; past [`EDGES_NAMED`] edges, the
+/// first ones and `and N more`.
+pub fn named_edges(verb: &str, edges: &[String]) -> String {
+    let shown = edges
+        .iter()
+        .take(EDGES_NAMED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match edges.len().saturating_sub(EDGES_NAMED) {
+        0 => format!("{verb} {} edge(s): {shown}", edges.len()),
+        more => format!("{verb} {} edge(s): {shown} and {more} more", edges.len()),
+    }
 }
 
 /// One endpoint quarantined or released; `profile` is its zone's, when known.
@@ -247,5 +266,55 @@ impl AuditLog {
             self.append(profile_change(note, action, profile, target))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zonewarden_proto::v1;
+
+    #[test]
+    fn an_import_entry_names_its_edges_up_to_a_bound() {
+        let edges: Vec<String> = (1..=7).map(|p| format!("a->b:{p}/tcp")).collect();
+        assert_eq!(
+            named_edges("added", &edges[..1]),
+            "added 1 edge(s): a->b:1/tcp"
+        );
+        assert_eq!(
+            named_edges("removed", &edges),
+            "removed 7 edge(s): a->b:1/tcp, a->b:2/tcp, a->b:3/tcp, a->b:4/tcp, a->b:5/tcp and 2 more"
+        );
+        let response = v1::ImportProfilesResponse {
+            zones: vec![
+                v1::ZoneImport {
+                    zone: "a".into(),
+                    added: edges[..2].to_vec(),
+                    mode_before: v1::Mode::Learn.into(),
+                    mode_after: v1::Mode::Enforce.into(),
+                    version_before: 1,
+                    version_after: 2,
+                    ..Default::default()
+                },
+                v1::ZoneImport {
+                    zone: "b".into(),
+                    version_before: 3,
+                    version_after: 3,
+                    ..Default::default()
+                },
+            ],
+            dry_run: false,
+            ..Default::default()
+        };
+        let note = Note {
+            who: "root".into(),
+            reason: "from git".into(),
+        };
+        let records = imports(&note, &response);
+        assert_eq!(records.len(), 1, "an unchanged zone has no entry");
+        assert_eq!(
+            records[0].detail,
+            "added 2 edge(s): a->b:1/tcp, a->b:2/tcp, mode learn -> enforce"
+        );
     }
 }
