@@ -124,7 +124,7 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     );
     let profiles = b.node.items(&["get", "profiles", "shop/db"]);
     assert!(
-        profiles[0]["approved"]
+        profiles[0]["approvedEdges"]
             .as_array()
             .is_some_and(|a| a.iter().any(|e| e == SSH) && a.iter().any(|e| e == DB)),
         "{profiles:?}"

@@ -97,9 +97,17 @@ pub struct MapReport {
     pub dst_zone: String,
     pub src: String,
     pub dst: String,
+    /// The zone whose rule reported it, and its profile version then; both left out
+    /// for a quarantine or a spoofed address, which no profile's rule reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reported_by: String,
+    #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn evidence(ev: &Evidence) -> MapEvidence {
