@@ -485,6 +485,42 @@ mod tests {
     }
 
     #[test]
+    fn each_command_takes_only_the_formats_it_writes() {
+        command().debug_assert();
+        let output = |args: &[&str]| -> Result<OutputFormat, clap::Error> {
+            let matches = command().try_get_matches_from(args)?;
+            let cli = Cli::from_arg_matches(&matches)?;
+            check_output(&command_path(&matches), cli.global.output)?;
+            Ok(cli.global.output)
+        };
+        use clap::FromArgMatches as _;
+        assert_eq!(
+            output(&["zwctl", "-o", "json", "get", "zones"]).unwrap(),
+            OutputFormat::Json,
+            "-o before the command reaches it"
+        );
+        assert_eq!(
+            output(&["zwctl", "get", "zones", "-o", "wide"]).unwrap(),
+            OutputFormat::Wide
+        );
+        assert_eq!(
+            output(&["zwctl", "zones", "map", "-o", "mermaid"]).unwrap(),
+            OutputFormat::Mermaid
+        );
+        assert_eq!(output(&["zwctl", "status"]).unwrap(), OutputFormat::Table);
+        for bad in [
+            &["zwctl", "get", "zones", "-o", "dot"][..],
+            &["zwctl", "-o", "dot", "get", "zones"],
+            &["zwctl", "status", "-o", "wide"],
+            &["zwctl", "-o", "mermaid", "describe", "zone", "a"],
+        ] {
+            let err = output(bad).expect_err("refused");
+            assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{bad:?}");
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_command_has_examples_in_its_help() {
         fn walk(cmd: &clap::Command, path: &str) {
             let path = format!("{path} {}", cmd.get_name());

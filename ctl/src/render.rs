@@ -397,6 +397,36 @@ mod tests {
         now_unix_ms: 1_000_000_000,
     };
 
+    #[test]
+    fn tables_fit_120_columns_cutting_from_the_right_and_wide_keeps_everything() {
+        let edge = format!("{}->shop/db:5432/tcp", "z".repeat(60));
+        let sample = "10.244.0.5:40312 -> 10.244.1.7:8080/tcp".to_owned();
+        let rows = || {
+            vec![vec![
+                edge.clone(),
+                "approved".to_owned(),
+                "x".repeat(30),
+                sample.clone(),
+            ]]
+        };
+        let headers = ["EDGE", "STATUS", "APPROVED-IN", "SAMPLE"];
+        let fitted = fit_table(&headers, rows(), Some(TABLE_WIDTH));
+        for line in fitted.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{line}");
+        }
+        let row = fitted.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with(&edge),
+            "the first column is kept whole: {row}"
+        );
+        assert!(row.ends_with('…'), "the last column is cut: {row}");
+        let wide = fit_table(&headers, rows(), None);
+        assert!(
+            wide.contains(&sample) && wide.contains(&"x".repeat(30)),
+            "{wide}"
+        );
+    }
+
     fn pets() -> Vec<Pet> {
         vec![
             Pet {
