@@ -250,13 +250,17 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
     out
 }
 
+/// Columns of the sections shown only with `-o wide`.
+const WIDE_ONLY: &[&str] = &["HOST-IF", "NETWORK", "FIRST-SEEN", "NODES", "SAMPLE"];
+
 fn section(
     out: &mut String,
     title: &str,
     headers: &[&str],
     rows: impl Iterator<Item = Vec<String>>,
 ) {
-    let rows: Vec<Vec<String>> = rows.collect();
+    let (headers, rows) = render::without_wide_only(headers, WIDE_ONLY, rows);
+    let headers = &headers;
     out.push_str(&format!("{title}: {}\n", rows.len()));
     if rows.is_empty() {
         out.push_str(&format!("  {}\n", render::NONE));
@@ -333,14 +337,14 @@ Profile version:  2
 Endpoints:        1
 Learning:         no edges seen yet
 Members: 1
-  POD          CONTAINER   IPS           HOST-IF   NETWORK   QUARANTINED
-  shop/api-0   <none>      10.0.0.2/32   <none>    <none>    no
+  POD          CONTAINER   IPS           QUARANTINED
+  shop/api-0   <none>      10.0.0.2/32   no
 Approved edges: 1
-  EDGE                          STATUS     APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/web->shop/api:8080/tcp   approved   shop/api      5m (v1)     <none>   <none>       <none>      <none>   <none>
+  EDGE                          STATUS     APPROVED-IN   LAST-DROP   COUNT    LAST-SEEN
+  shop/web->shop/api:8080/tcp   approved   shop/api      5m (v1)     <none>   <none>
 Not approved (observed: passes now; dropped: dropped now): 1
-  EDGE                        STATUS    APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/job->shop/api:22/tcp   dropped   <none>        <none>      <none>   <none>       <none>      <none>   <none>
+  EDGE                        STATUS    APPROVED-IN   LAST-DROP   COUNT    LAST-SEEN
+  shop/job->shop/api:22/tcp   dropped   <none>        <none>      <none>   <none>
 Rejected edges (approved only by name): 0
   <none>
 History: 1

@@ -83,26 +83,40 @@ pub fn rows_table<'a, T: TableRow + 'a>(
     items: impl IntoIterator<Item = &'a T>,
     ctx: &RenderContext,
 ) -> String {
-    let keep: Vec<bool> = T::HEADERS
+    let (headers, rows) = without_wide_only(
+        T::HEADERS,
+        T::WIDE_ONLY,
+        items.into_iter().map(|item| item.cells(ctx)),
+    );
+    table(&headers, rows)
+}
+
+/// `headers` and `rows` without the `wide_only` columns, unless `-o wide`.
+pub fn without_wide_only<'h>(
+    headers: &[&'h str],
+    wide_only: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> (Vec<&'h str>, Vec<Vec<String>>) {
+    let keep: Vec<bool> = headers
         .iter()
-        .map(|h| is_wide() || !T::WIDE_ONLY.contains(h))
+        .map(|h| is_wide() || !wide_only.contains(h))
         .collect();
-    let pick = |cells: Vec<String>| -> Vec<String> {
-        cells
-            .into_iter()
-            .zip(&keep)
-            .filter_map(|(cell, keep)| keep.then_some(cell))
-            .collect()
-    };
-    let headers: Vec<&str> = T::HEADERS
+    let rows = rows
+        .into_iter()
+        .map(|cells| {
+            cells
+                .into_iter()
+                .zip(&keep)
+                .filter_map(|(cell, keep)| keep.then_some(cell))
+                .collect()
+        })
+        .collect();
+    let headers = headers
         .iter()
         .zip(&keep)
         .filter_map(|(h, keep)| keep.then_some(*h))
         .collect();
-    table(
-        &headers,
-        items.into_iter().map(|item| pick(item.cells(ctx))),
-    )
+    (headers, rows)
 }
 
 /// Renders many views of one kind. JSON and YAML wrap them as `{kind, items}`.
