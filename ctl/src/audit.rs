@@ -13,7 +13,7 @@ use zonewarden_proto::v1;
 use zonewarden_proto::v1::audit_client::AuditClient;
 
 use crate::CommandOutput;
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::GlobalArgs;
 use crate::client::{rpc_error, unreachable_error};
 use crate::render::{self, RenderContext, TableRow};
 use crate::view::named_word;
@@ -214,9 +214,9 @@ fn versions(before: Option<u64>, after: Option<u64>) -> String {
     }
 }
 
-/// Long edge lists are cut in the table; JSON and YAML have them whole.
+/// Long edge lists are cut in the table (not with `-o wide`); JSON and YAML have them whole.
 fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
+    if render::is_wide() || text.chars().count() <= max {
         text.to_owned()
     } else {
         format!("{}…", render::truncate_chars(text, max - 1))
@@ -225,8 +225,9 @@ fn cut(text: &str, max: usize) -> String {
 
 impl TableRow for AuditEntryView {
     const HEADERS: &'static [&'static str] = &[
-        "SEQ", "AGE", "WHO", "ACTION", "ZONE", "TARGET", "VERSIONS", "REASON",
+        "SEQ", "AGE", "WHO", "ACTION", "ZONE", "TARGET", "VERSIONS", "DETAIL", "REASON",
     ];
+    const WIDE_ONLY: &'static [&'static str] = &["DETAIL"];
 
     fn cells(&self, ctx: &RenderContext) -> Vec<String> {
         vec![
@@ -241,6 +242,7 @@ impl TableRow for AuditEntryView {
             self.zone.clone(),
             cut(&self.target, 48),
             versions(self.version_before, self.version_after),
+            self.detail.clone(),
             cut(&self.reason, 48),
         ]
     }
@@ -382,7 +384,7 @@ pub async fn run(command: &AuditCommand, global: &GlobalArgs) -> anyhow::Result<
                 .into_iter()
                 .map(AuditEntryView::from)
                 .collect();
-            if entries.is_empty() && global.output == OutputFormat::Table {
+            if entries.is_empty() && global.output.is_table() {
                 eprintln!("No audit entries found.");
             }
             render::render_list("AuditEntryList", &entries, global.output, &ctx)
@@ -408,7 +410,7 @@ pub async fn run(command: &AuditCommand, global: &GlobalArgs) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::{Cli, Command, OutputFormat};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> AuditCommand {

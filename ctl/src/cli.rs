@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser as _;
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::audit::AuditCommand;
 use crate::completion::CompletionArgs;
@@ -56,8 +57,14 @@ Examples:
   zwctl --socket /tmp/zw/enforcer.sock status
   ZONEWARDEN_SOCKET=/tmp/zw/enforcer.sock zwctl get zones
 
+Output: -o table (the default; fits 120 columns, long cells end in \"…\"), -o wide
+(every column in full), -o json or -o yaml (camelCase field names); `zones map`
+also draws -o dot and -o mermaid. Each command's --help lists the formats it writes.
+
 Exit status: 0 on success, 1 when the enforcer cannot be reached, refuses the
-request or is not ready, 2 on a command line error.";
+request or is not ready (or `audit verify` finds the log altered), 2 on a command
+line error (an unknown command or flag, a bad value, an -o the command does not
+write).";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -92,7 +99,7 @@ pub struct GlobalArgs {
     )]
     pub socket: PathBuf,
 
-    /// Output format.
+    /// Output format (each command's --help lists the ones it writes).
     #[arg(short, long, global = true, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
@@ -126,8 +133,10 @@ pub struct CreateArg {
 /// How results are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Aligned columns for people.
+    /// Aligned columns for people, at most 120 characters a line.
     Table,
+    /// The table with every column in full, however wide.
+    Wide,
     /// Pretty-printed JSON for scripts.
     Json,
     /// YAML for scripts and GitOps.
@@ -139,15 +148,114 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
-    /// Whether this is a graph format, which only `zwctl zones map` writes.
-    pub fn is_graph(self) -> bool {
-        matches!(self, Self::Dot | Self::Mermaid)
-    }
-
     /// Whether this is JSON or YAML (which escape control characters themselves).
     pub fn is_structured(self) -> bool {
         matches!(self, Self::Json | Self::Yaml)
     }
+
+    /// Whether this is text for people (a table, narrow or wide).
+    pub fn is_table(self) -> bool {
+        matches!(self, Self::Table | Self::Wide)
+    }
+
+    /// The word `-o` takes for this format.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::Wide => "wide",
+            Self::Json => "json",
+            Self::Yaml => "yaml",
+            Self::Dot => "dot",
+            Self::Mermaid => "mermaid",
+        }
+    }
+}
+
+/// The formats a command writes, by its path (`["get", "zones"]`): what its
+/// `--help` lists and what `-o` accepts for it.
+pub fn formats_for(path: &[&str]) -> &'static [OutputFormat] {
+    use OutputFormat::{Dot, Json, Mermaid, Table, Wide, Yaml};
+    match path {
+        ["zones", ..] => &[Table, Wide, Json, Yaml, Dot, Mermaid],
+        ["get", ..] | ["describe", ..] | ["audit", "log"] | ["profile", "diff"] => {
+            &[Table, Wide, Json, Yaml]
+        }
+        ["completion", ..] => &[Table],
+        _ => &[Table, Json, Yaml],
+    }
+}
+
+/// The command tree with a `-o` on every command that lists only the formats that
+/// command writes (the global `-o` before the command name accepts every format;
+/// [`check_output`] refuses the ones the command does not write).
+pub fn command() -> clap::Command {
+    fn restrict(cmd: clap::Command, path: &mut Vec<String>) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        if names.is_empty() {
+            let words: Vec<&str> = path.iter().map(String::as_str).collect();
+            return cmd.arg(output_arg(formats_for(&words), words == ["completion"]));
+        }
+        names.into_iter().fold(cmd, |cmd, name| {
+            path.push(name.clone());
+            let cmd = cmd.mut_subcommand(&name, |sub| restrict(sub, path));
+            path.pop();
+            cmd
+        })
+    }
+    restrict(Cli::command(), &mut Vec::new())
+}
+
+fn output_arg(formats: &'static [OutputFormat], hidden: bool) -> clap::Arg {
+    let values = formats.iter().map(|f| {
+        f.to_possible_value()
+            .expect("every output format has a name")
+    });
+    clap::Arg::new("output")
+        .short('o')
+        .long("output")
+        .global(true)
+        .hide(hidden)
+        .value_name("FORMAT")
+        .help("Output format")
+        .default_value("table")
+        .value_parser(
+            clap::builder::PossibleValuesParser::new(values)
+                .map(|word| OutputFormat::from_str(&word, false).expect("a listed value")),
+        )
+}
+
+/// The path of the command `matches` ran (`["get", "zones"]`).
+pub fn command_path(matches: &clap::ArgMatches) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut at = matches;
+    while let Some((name, sub)) = at.subcommand() {
+        path.push(name.to_owned());
+        at = sub;
+    }
+    path
+}
+
+/// Refuses an `-o` (given before the command name) that the command does not write,
+/// as a command line error (exit 2).
+pub fn check_output(path: &[String], output: OutputFormat) -> Result<(), clap::Error> {
+    let words: Vec<&str> = path.iter().map(String::as_str).collect();
+    let formats = formats_for(&words);
+    if formats.contains(&output) {
+        return Ok(());
+    }
+    let listed: Vec<&str> = formats.iter().map(|f| f.word()).collect();
+    Err(command().error(
+        clap::error::ErrorKind::InvalidValue,
+        format!(
+            "`zwctl {}` does not write -o {}; it writes: {}",
+            words.join(" "),
+            output.word(),
+            listed.join(", ")
+        ),
+    ))
 }
 
 /// The command groups.
@@ -373,6 +481,42 @@ mod tests {
                 Cli::try_parse_from(args).is_err(),
                 "{args:?} should be rejected"
             );
+        }
+    }
+
+    #[test]
+    fn each_command_takes_only_the_formats_it_writes() {
+        command().debug_assert();
+        let output = |args: &[&str]| -> Result<OutputFormat, clap::Error> {
+            let matches = command().try_get_matches_from(args)?;
+            let cli = Cli::from_arg_matches(&matches)?;
+            check_output(&command_path(&matches), cli.global.output)?;
+            Ok(cli.global.output)
+        };
+        use clap::FromArgMatches as _;
+        assert_eq!(
+            output(&["zwctl", "-o", "json", "get", "zones"]).unwrap(),
+            OutputFormat::Json,
+            "-o before the command reaches it"
+        );
+        assert_eq!(
+            output(&["zwctl", "get", "zones", "-o", "wide"]).unwrap(),
+            OutputFormat::Wide
+        );
+        assert_eq!(
+            output(&["zwctl", "zones", "map", "-o", "mermaid"]).unwrap(),
+            OutputFormat::Mermaid
+        );
+        assert_eq!(output(&["zwctl", "status"]).unwrap(), OutputFormat::Table);
+        for bad in [
+            &["zwctl", "get", "zones", "-o", "dot"][..],
+            &["zwctl", "-o", "dot", "get", "zones"],
+            &["zwctl", "status", "-o", "wide"],
+            &["zwctl", "-o", "mermaid", "describe", "zone", "a"],
+        ] {
+            let err = output(bad).expect_err("refused");
+            assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{bad:?}");
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
     }
 

@@ -1,9 +1,7 @@
 //! `zwctl completion bash|zsh|fish`: print a shell completion script.
 
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::{Args, ValueEnum};
 use clap_complete::Shell;
-
-use crate::cli::Cli;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -49,7 +47,8 @@ pub fn run(args: &CompletionArgs) -> anyhow::Result<String> {
     let mut script = Vec::new();
     clap_complete::generate(
         Shell::from(args.shell),
-        &mut Cli::command(),
+        // Each command completes the -o formats it writes.
+        &mut crate::cli::command(),
         "zwctl",
         &mut script,
     );

@@ -13,7 +13,7 @@ use zonewarden_proto::v1;
 use crate::cli::GlobalArgs;
 use crate::client::Enforcer;
 use crate::get;
-use crate::render::{self, RenderContext, TableRow};
+use crate::render::{self, RenderContext};
 use crate::view::{self, EdgeView, EndpointView, ProfileView, ViolationView};
 
 pub const EXAMPLES: &str = "\
@@ -45,16 +45,18 @@ pub struct DescribeZoneArgs {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneDetailView {
-    pub name: String,
+    pub zone: String,
     /// The data-plane id; 0 when the zone has no members on this node.
     pub id: u32,
     pub kind: String,
     pub profile: ProfileView,
     pub members: Vec<EndpointView>,
     /// Edges some profile approves, seen or not.
+    #[serde(rename = "approvedEdges")]
     pub approved: Vec<EdgeView>,
     /// Edges seen in traffic (or dropped) that no profile approves; each one's
     /// `status` says whether it passes (`observed`) or is dropped now (`dropped`).
+    #[serde(rename = "learnedEdges")]
     pub learned: Vec<EdgeView>,
     pub recent_violations: Vec<ViolationView>,
 }
@@ -109,7 +111,7 @@ pub async fn run(command: &DescribeCommand, global: &GlobalArgs) -> anyhow::Resu
         .collect();
     members.sort_by(|a, b| (a.pod(), &a.key).cmp(&(b.pod(), &b.key)));
     let detail = ZoneDetailView {
-        name: zone,
+        zone,
         id: summary.as_ref().map_or(0, |z| z.id),
         kind: summary
             .map(|z| view::zone_kind_word(z.kind))
@@ -142,7 +144,7 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
         _ => "no edges seen yet".to_owned(),
     };
     let fields = [
-        ("Name", d.name.clone()),
+        ("Name", d.zone.clone()),
         (
             "Id",
             if d.id == 0 {
@@ -243,14 +245,13 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
             ]
         }),
     );
-    section(
-        &mut out,
-        "Recent violations",
-        ViolationView::HEADERS,
-        d.recent_violations.iter().map(|v| v.cells(ctx)),
-    );
+    let (headers, rows) = crate::get::violation_table(&d.recent_violations, ctx);
+    section(&mut out, "Recent violations", &headers, rows.into_iter());
     out
 }
+
+/// Columns of the sections shown only with `-o wide`.
+const WIDE_ONLY: &[&str] = &["HOST-IF", "NETWORK", "FIRST-SEEN", "NODES", "SAMPLE"];
 
 fn section(
     out: &mut String,
@@ -258,13 +259,14 @@ fn section(
     headers: &[&str],
     rows: impl Iterator<Item = Vec<String>>,
 ) {
-    let rows: Vec<Vec<String>> = rows.collect();
+    let (headers, rows) = render::without_wide_only(headers, WIDE_ONLY, rows);
+    let headers = &headers;
     out.push_str(&format!("{title}: {}\n", rows.len()));
     if rows.is_empty() {
         out.push_str(&format!("  {}\n", render::NONE));
         return;
     }
-    for line in render::table(headers, rows).lines() {
+    for line in render::nested_table(headers, rows).lines() {
         out.push_str("  ");
         out.push_str(line);
         out.push('\n');
@@ -280,7 +282,7 @@ mod tests {
     #[test]
     fn describe_reads_like_kubectl_describe() {
         let detail = ZoneDetailView {
-            name: "shop/api".into(),
+            zone: "shop/api".into(),
             id: 3,
             kind: "workload".into(),
             profile: ProfileView {
@@ -335,14 +337,14 @@ Profile version:  2
 Endpoints:        1
 Learning:         no edges seen yet
 Members: 1
-  POD          CONTAINER   IPS           HOST-IF   NETWORK   QUARANTINED
-  shop/api-0   <none>      10.0.0.2/32   <none>    <none>    no
+  POD          CONTAINER   IPS           QUARANTINED
+  shop/api-0   <none>      10.0.0.2/32   no
 Approved edges: 1
-  EDGE                          STATUS     APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/web->shop/api:8080/tcp   approved   shop/api      5m (v1)     <none>   <none>       <none>      <none>   <none>
+  EDGE                          STATUS     APPROVED-IN   LAST-DROP   COUNT    LAST-SEEN
+  shop/web->shop/api:8080/tcp   approved   shop/api      5m (v1)     <none>   <none>
 Not approved (observed: passes now; dropped: dropped now): 1
-  EDGE                        STATUS    APPROVED-IN   LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/job->shop/api:22/tcp   dropped   <none>        <none>      <none>   <none>       <none>      <none>   <none>
+  EDGE                        STATUS    APPROVED-IN   LAST-DROP   COUNT    LAST-SEEN
+  shop/job->shop/api:22/tcp   dropped   <none>        <none>      <none>   <none>
 Rejected edges (approved only by name): 0
   <none>
 History: 1

@@ -124,7 +124,10 @@ pub struct FlowView {
     pub src: String,
     pub dst: String,
     pub src_port: u32,
+    /// Left out (with `profileVersion`) when no profile's rule reported it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reported_by: String,
+    #[serde(skip_serializing_if = "crate::view::is_zero")]
     pub profile_version: u64,
     pub node: String,
     pub src_zone: String,

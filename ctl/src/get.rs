@@ -8,7 +8,7 @@ use zonewarden_profiles::event::ReportKind;
 use zonewarden_proto::v1;
 
 use crate::choice;
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::GlobalArgs;
 use crate::client::Enforcer;
 use crate::render::{self, RenderContext, TableRow};
 use crate::view::{self, EdgeView, EndpointView, ProfileView, ViolationView, ZoneView};
@@ -270,7 +270,7 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
                 node: args.node.clone().unwrap_or_default(),
             };
             let endpoints = endpoint_views(enforcer.list_endpoints(request).await?);
-            if endpoints.is_empty() && global.output == OutputFormat::Table {
+            if endpoints.is_empty() && global.output.is_table() {
                 match &args.node {
                     Some(node) => eprintln!(
                         "No endpoints found on node {node:?} (zwctl get endpoints lists the nodes that have some)."
@@ -281,8 +281,12 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
             render::render_list("EndpointList", &endpoints, global.output, &ctx)
         }
         GetCommand::Zones(ZonesArgs {}) => {
-            let zones = zone_views(enforcer.list_zones().await?);
-            if zones.is_empty() && global.output == OutputFormat::Table {
+            let mut zones = zone_views(enforcer.list_zones().await?);
+            let profiles = enforcer
+                .list_profiles(v1::ListProfilesRequest::default())
+                .await?;
+            set_modes(&mut zones, &profiles);
+            if zones.is_empty() && global.output.is_table() {
                 eprintln!("No zones found.");
             }
             render::render_list("ZoneList", &zones, global.output, &ctx)
@@ -294,7 +298,7 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
                 approved_only: args.approved,
             };
             let edges = view::edge_views(enforcer.list_edges(request).await?.edges);
-            if edges.is_empty() && global.output == OutputFormat::Table {
+            if edges.is_empty() && global.output.is_table() {
                 eprintln!("No edges found.");
             }
             render::render_list("EdgeList", &edges, global.output, &ctx)
@@ -310,7 +314,7 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
                          (zwctl get profiles lists every zone that has)"
                     );
                 }
-                if global.output == OutputFormat::Table {
+                if global.output.is_table() {
                     eprintln!("No profiles found.");
                 }
             }
@@ -323,8 +327,15 @@ pub async fn run(command: &GetCommand, global: &GlobalArgs) -> anyhow::Result<St
                 verdict: args.verdict.map(|kind| verdict_to_proto(Some(kind)).into()),
             };
             let violations = violation_views(enforcer.list_violations(request).await?);
-            if violations.is_empty() && global.output == OutputFormat::Table {
+            if violations.is_empty() && global.output.is_table() {
                 eprintln!("No violations found.");
+            }
+            if global.output.is_table() {
+                if violations.is_empty() {
+                    return Ok(String::new());
+                }
+                let (headers, rows) = violation_table(&violations, &ctx);
+                return Ok(render::table(&headers, rows));
             }
             render::render_list("ViolationList", &violations, global.output, &ctx)
         }
@@ -351,8 +362,22 @@ fn endpoint_views(response: v1::ListEndpointsResponse) -> Vec<EndpointView> {
 
 fn zone_views(response: v1::ListZonesResponse) -> Vec<ZoneView> {
     let mut views: Vec<ZoneView> = response.zones.into_iter().map(ZoneView::from).collect();
-    views.sort_by(|a, b| a.name.cmp(&b.name));
+    views.sort_by(|a, b| a.zone.cmp(&b.zone));
     views
+}
+
+/// Each zone's mode, from its profile.
+fn set_modes(zones: &mut [ZoneView], profiles: &v1::ListProfilesResponse) {
+    let modes: std::collections::BTreeMap<&str, i32> = profiles
+        .profiles
+        .iter()
+        .map(|p| (p.zone.as_str(), p.mode))
+        .collect();
+    for zone in zones {
+        if let Some(mode) = modes.get(zone.zone.as_str()) {
+            zone.mode = view::mode_word(*mode);
+        }
+    }
 }
 
 impl TableRow for EndpointView {
@@ -369,6 +394,7 @@ impl TableRow for EndpointView {
         "QUARANTINED",
         "AGE",
     ];
+    const WIDE_ONLY: &'static [&'static str] = &["HOST-IF", "NETWORK", "NODE"];
 
     fn cells(&self, ctx: &RenderContext) -> Vec<String> {
         vec![
@@ -423,6 +449,7 @@ impl TableRow for EdgeView {
         "NODES",
         "SAMPLE",
     ];
+    const WIDE_ONLY: &'static [&'static str] = &["FIRST-SEEN", "NODES", "SAMPLE"];
 
     fn cells(&self, ctx: &RenderContext) -> Vec<String> {
         let approved = match (self.approved, self.approved_in.is_empty()) {
@@ -526,19 +553,54 @@ impl TableRow for ViolationView {
     }
 }
 
+/// The columns of a list of violations: REPORTED-BY and PROFILE-VERSION only when
+/// some row has a reporting zone (drops and monitor violations; a quarantine or a
+/// spoofed address is cut by no profile's rule), and `-` in the rows that have none.
+pub fn violation_table(
+    violations: &[ViolationView],
+    ctx: &RenderContext,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let reported = violations.iter().any(|v| !v.reported_by.is_empty());
+    let mut headers = ViolationView::HEADERS.to_vec();
+    let reporter_columns = headers.len() - 2;
+    if !reported {
+        headers.truncate(reporter_columns);
+    }
+    let rows = violations
+        .iter()
+        .map(|v| {
+            let mut cells = v.cells(ctx);
+            if !reported {
+                cells.truncate(reporter_columns);
+            } else if v.reported_by.is_empty() {
+                cells[reporter_columns..].fill("-".to_owned());
+            }
+            cells
+        })
+        .collect();
+    (headers, rows)
+}
+
 /// How many members the MEMBERS column shows before "+N more".
 const MEMBERS_SHOWN: usize = 3;
 
 impl TableRow for ZoneView {
-    const HEADERS: &'static [&'static str] = &["ZONE", "ID", "KIND", "ENDPOINTS", "MEMBERS"];
+    const HEADERS: &'static [&'static str] =
+        &["ZONE", "ID", "KIND", "MODE", "ENDPOINTS", "MEMBERS"];
 
     fn cells(&self, _: &RenderContext) -> Vec<String> {
+        let shown = if render::is_wide() {
+            self.members.len()
+        } else {
+            MEMBERS_SHOWN
+        };
         vec![
-            self.name.clone(),
+            self.zone.clone(),
             self.id.to_string(),
             self.kind.clone(),
+            self.mode.clone(),
             self.endpoint_count.to_string(),
-            render::abbreviate_list(&self.members, MEMBERS_SHOWN),
+            render::abbreviate_list(&self.members, shown),
         ]
     }
 }
@@ -546,6 +608,7 @@ impl TableRow for ZoneView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::OutputFormat;
     use crate::view;
 
     const NOW: i64 = 1_800_000_000_000;
@@ -588,6 +651,7 @@ mod tests {
                 endpoint("build", ("", ""), "fedcba9876543210", 5),
             ],
         };
+        let response_again = response.clone();
         let text = render::render_list(
             "EndpointList",
             &endpoint_views(response),
@@ -596,11 +660,22 @@ mod tests {
         )
         .unwrap();
         let expected = "\
-ZONE       POD             CONTAINER      IFNAME   IPS                        HOST-IF      MODE     NETWORK      NODE     QUARANTINED   AGE
-build      <none>          fedcba987654   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   endpoint      5s
-shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw1234abcd   routed   zonewarden   node-a   no            5m
+ZONE       POD             CONTAINER      IFNAME   IPS                        MODE     QUARANTINED   AGE
+build      <none>          fedcba987654   eth0     10.244.0.5/24,fd00::5/64   routed   endpoint      5s
+shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   routed   no            5m
 ";
         assert_eq!(text, expected);
+        let views = endpoint_views(response_again);
+        let wide = render::fit_table(
+            EndpointView::HEADERS,
+            views.iter().map(|v| v.cells(&CTX)),
+            None,
+        );
+        assert_eq!(
+            wide.lines().next().unwrap(),
+            "ZONE       POD             CONTAINER      IFNAME   IPS                        HOST-IF      MODE     NETWORK      NODE     QUARANTINED   AGE",
+            "-o wide has every column"
+        );
     }
 
     #[test]
@@ -654,9 +729,9 @@ shop/web   shop/web-7d9f   0123456789ab   eth0     10.244.0.5/24,fd00::5/64   zw
             render::render_list("ZoneList", &zone_views(response), OutputFormat::Table, &CTX)
                 .unwrap();
         let expected = "\
-ZONE       ID   KIND       ENDPOINTS   MEMBERS
-shop/old   1    empty      0           <none>
-shop/web   12   workload   5           a,b,c +2 more
+ZONE       ID   KIND       MODE     ENDPOINTS   MEMBERS
+shop/old   1    empty      <none>   0           <none>
+shop/web   12   workload   <none>   5           a,b,c +2 more
 ";
         assert_eq!(text, expected);
     }
@@ -738,13 +813,23 @@ shop/web   12   workload   5           a,b,c +2 more
             },
         ]);
         let text = render::render_list("EdgeList", &edges, OutputFormat::Table, &CTX).unwrap();
-        let expected = "\
+        let wide_expected = "\
 EDGE                           STATUS     APPROVED            LAST-DROP   COUNT    FIRST-SEEN   LAST-SEEN   NODES                   SAMPLE
 a->b:1/udp                     approved   yes                 <none>      <none>   <none>       <none>      <none>                  <none>
 host->shop/web:icmp            observed   no                  <none>      1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
 shop/job->shop/db:5432/tcp     dropped    no                  10m (v3)    <none>   <none>       <none>      <none>                  <none>
 shop/web->shop/api:8080/tcp    approved   shop/web,shop/api   <none>      1234     2h           5m          node-a,node-b +1 more   10.244.0.5:40312 -> 10.244.1.7:8080/tcp
 shop/web->shop/legacy:80/tcp   approved   shop/web            <none>      <none>   <none>       <none>      <none>                  <none>
+";
+        let wide = render::fit_table(EdgeView::HEADERS, edges.iter().map(|e| e.cells(&CTX)), None);
+        assert_eq!(wide, wide_expected, "-o wide has every column");
+        let expected = "\
+EDGE                           STATUS     APPROVED            LAST-DROP   COUNT    LAST-SEEN
+a->b:1/udp                     approved   yes                 <none>      <none>   <none>
+host->shop/web:icmp            observed   no                  <none>      1234     5m
+shop/job->shop/db:5432/tcp     dropped    no                  10m (v3)    <none>   <none>
+shop/web->shop/api:8080/tcp    approved   shop/web,shop/api   <none>      1234     5m
+shop/web->shop/legacy:80/tcp   approved   shop/web            <none>      <none>   <none>
 ";
         assert_eq!(text, expected);
     }
@@ -870,7 +955,7 @@ shop/web   monitor   no            4         2          3           1h          
         let item = &json["items"][0];
         assert_eq!(item["mode"], "monitor");
         assert_eq!(item["quarantined"], false);
-        assert_eq!(item["approved"][1], "a->c:53/udp");
+        assert_eq!(item["approvedEdges"][1], "a->c:53/udp");
         assert_eq!(item["endpointCount"], 3);
         assert_eq!(
             item["history"][0],

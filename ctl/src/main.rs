@@ -38,9 +38,9 @@ mod zones_map;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OutputFormat};
 
 /// What a command produced: text for stdout, and possibly a failure to report
 /// after it (e.g. `status` prints the status of an enforcer that is not ready).
@@ -60,7 +60,12 @@ impl From<String> for CommandOutput {
 
 fn main() -> ExitCode {
     // clap prints usage errors and --help itself, exiting 2 and 0.
-    let cli = Cli::parse();
+    let matches = cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    if let Err(err) = cli::check_output(&cli::command_path(&matches), cli.global.output) {
+        err.exit();
+    }
+    render::set_wide(cli.global.output == OutputFormat::Wide);
     let result = run(&cli);
     let (stdout, failure) = match result {
         Ok(output) => (output.stdout, output.failure),
@@ -90,9 +95,6 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
     if let Command::Completion(args) = &cli.command {
         return completion::run(args).map(CommandOutput::from);
-    }
-    if cli.global.output.is_graph() && !matches!(cli.command, Command::Zones(_)) {
-        return Err(render::graph_only(cli.global.output));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,7 +9,7 @@ use crate::cli::{CreateArg, GlobalArgs};
 use crate::client::Enforcer;
 use crate::profile;
 use crate::render;
-use crate::view::ProfileChangeResultView;
+use crate::view::{self, EdgeView, ProfileChangeResultView};
 
 pub const EXAMPLES: &str = "\
 Modes:
@@ -95,8 +95,23 @@ pub async fn run(command: &ModeCommand, global: &GlobalArgs) -> anyhow::Result<S
         create: args.create.create,
     };
     let result = ProfileChangeResultView::from(enforcer.set_mode(request).await?);
-    if let Some(warning) = enforce_warning(&result, args) {
-        eprintln!("zwctl: warning: {warning}");
+    if args.mode == Mode::Enforce {
+        // An edge is allowed when any profile approves it: ask for the zone's edges
+        // with the approvals of both ends.
+        let edges = enforcer
+            .list_edges(v1::ListEdgesRequest {
+                zone: profile::zone_name(&result, &args.zone).to_owned(),
+                learned_only: false,
+                approved_only: false,
+            })
+            .await
+            .map(|r| view::edge_views(r.edges));
+        if let Some(warning) = edges
+            .ok()
+            .and_then(|edges| enforce_warning(&result, args, &edges))
+        {
+            eprintln!("zwctl: warning: {warning}");
+        }
     }
     render::render_text_or_object(|| summary(&result, args), &result, global.output)
 }
@@ -120,14 +135,29 @@ fn summary(result: &ProfileChangeResultView, args: &SetArgs) -> String {
     )
 }
 
-/// Enforcing a zone that approves nothing drops every new connection the other
-/// end does not approve: say so, with what to run instead.
-fn enforce_warning(result: &ProfileChangeResultView, args: &SetArgs) -> Option<String> {
+/// Enforcing a zone drops every new connection of an edge no profile approves (one
+/// approval, at either end, allows an edge at both): say so when it is the case for
+/// every edge of the zone, or for some it was seen using, with what to run.
+fn enforce_warning(
+    result: &ProfileChangeResultView,
+    args: &SetArgs,
+    edges: &[EdgeView],
+) -> Option<String> {
     let zone = profile::zone_name(result, &args.zone);
-    (args.mode == Mode::Enforce && result.profile.approved.is_empty()).then(|| {
+    if args.mode != Mode::Enforce {
+        return None;
+    }
+    if !edges.iter().any(|e| e.approved) {
+        return Some(format!(
+            "no profile approves an edge of zone {zone} (neither its own nor the other \
+             ends'): all its new connections are dropped; review with zwctl profile diff {zone}"
+        ));
+    }
+    let unapproved = edges.iter().filter(|e| e.learned && !e.approved).count();
+    (unapproved > 0).then(|| {
         format!(
-            "zone {zone} approves no edges: its new connections are dropped unless the other \
-             end approves them; review with zwctl profile diff {zone}"
+            "{unapproved} edge(s) zone {zone} was seen using are approved at neither end: \
+             their new connections are dropped; review with zwctl profile diff {zone}"
         )
     })
 }
@@ -270,15 +300,28 @@ mod tests {
     }
 
     #[test]
-    fn enforcing_a_zone_without_approvals_warns() {
+    fn enforcing_warns_only_about_edges_no_end_approves() {
         let enforce = parse(&["zwctl", "mode", "set", "shop/db", "enforce"]).unwrap();
         let monitor = parse(&["zwctl", "mode", "set", "shop/db", "monitor"]).unwrap();
         let empty = result("shop/db", Some(Mode::Enforce), 5, 1);
-        let warning = enforce_warning(&empty, &enforce).expect("a warning");
+        let edge = |text: &str, learned: bool, approved: bool| EdgeView {
+            edge: text.into(),
+            learned,
+            approved,
+            ..Default::default()
+        };
+        let warning = enforce_warning(&empty, &enforce, &[]).expect("a warning");
         assert!(warning.contains("zwctl profile diff shop/db"), "{warning}");
-        assert!(enforce_warning(&empty, &monitor).is_none());
-        let mut approved = empty.clone();
-        approved.profile.approved = vec!["a->shop/db:5432/tcp".into()];
-        assert!(enforce_warning(&approved, &enforce).is_none());
+        assert!(warning.contains("no profile approves"), "{warning}");
+        assert!(enforce_warning(&empty, &monitor, &[]).is_none());
+        // Its own profile approves nothing, the other end approves every edge.
+        let other_end = [edge("shop/api->shop/db:5432/tcp", true, true)];
+        assert!(enforce_warning(&empty, &enforce, &other_end).is_none());
+        let one_left = [
+            edge("shop/api->shop/db:5432/tcp", true, true),
+            edge("shop/cache->shop/db:5432/tcp", true, false),
+        ];
+        let warning = enforce_warning(&empty, &enforce, &one_left).expect("a warning");
+        assert!(warning.starts_with("1 edge(s) zone shop/db"), "{warning}");
     }
 }

@@ -448,7 +448,7 @@ fn edges_table(edges: &[EdgeView], with_approved_in: bool, ctx: &RenderContext) 
         cells.extend(get::evidence_cells(edge, ctx));
         cells
     });
-    render::table(&headers, rows)
+    render::nested_table(&headers, rows)
 }
 
 #[cfg(test)]
@@ -698,7 +698,7 @@ Rejected, seen again (approve only by name: zwctl profile approve shop/frontend 
 
 Approved and seen: 1
   EDGE                                        APPROVED-IN     COUNT   FIRST-SEEN   LAST-SEEN   NODES    SAMPLE
-  shop/frontend->kube-system/coredns:53/udp   shop/frontend   42      1d           5s          node-a   10.0.0.1:40312 -> 10.0.0.2:8080/tcp
+  shop/frontend->kube-system/coredns:53/udp   shop/frontend   42      1d           5s          node-a   10.0.0.1:40312 …
 
 Approved, not seen: 0
   <none>
@@ -794,7 +794,7 @@ shop/frontend->shop/legacy:8080/tcp   shop/frontend,shop/legacy   <none>   <none
         assert_eq!(json["profile"]["zone"], "shop/frontend");
         assert_eq!(json["profile"]["version"], 4);
         assert_eq!(
-            json["profile"]["approved"],
+            json["profile"]["approvedEdges"],
             serde_json::json!(["shop/frontend->shop/api:8080/tcp"])
         );
         assert_eq!(json["profile"]["history"], serde_json::json!([]));

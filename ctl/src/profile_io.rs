@@ -31,10 +31,15 @@ The export is a multi-document YAML stream, one `kind: ZoneProfile` document per
   kind: ZoneProfile
   zone: \"shop/api\"
   mode: enforce
-  version: 4            # informational: the version when exported
   comment: \"optional\"   # recorded in the history when an import changes the zone
-  approved:
+  approvedEdges:
     - \"shop/frontend->shop/api:8080/tcp\"
+  rejectedEdges:        # only when the zone rejected some
+    - \"shop/api->world:25/tcp\"
+
+No profile version is written (every import bumps it): an export imported and
+exported again is the same. Files with the earlier `approved:`/`rejected:` lists and
+`version:` lines still import.
 
 Examples:
   # One zone's profile, to review and keep in git
@@ -122,10 +127,11 @@ struct DocumentView {
     kind: &'static str,
     zone: String,
     mode: String,
-    version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
-    approved: Vec<String>,
+    approved_edges: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected_edges: Vec<String>,
 }
 
 impl From<&ProfileDocument> for DocumentView {
@@ -135,9 +141,9 @@ impl From<&ProfileDocument> for DocumentView {
             kind: export::KIND,
             zone: doc.zone.to_string(),
             mode: doc.mode.to_string(),
-            version: doc.version,
             comment: doc.comment.clone(),
-            approved: doc.approved.iter().map(ToString::to_string).collect(),
+            approved_edges: doc.approved.iter().map(ToString::to_string).collect(),
+            rejected_edges: doc.rejected.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -242,7 +248,9 @@ pub async fn export(args: &ExportArgs, global: &GlobalArgs) -> anyhow::Result<St
 #[serde(rename_all = "camelCase")]
 pub struct ZoneImportView {
     pub zone: String,
+    #[serde(rename = "addedEdges")]
     pub added: Vec<String>,
+    #[serde(rename = "removedEdges")]
     pub removed: Vec<String>,
     pub mode_before: String,
     pub mode_after: String,
@@ -506,7 +514,7 @@ dry run: 1 of 2 zone(s) would change; nothing was applied
         assert_eq!(
             json,
             serde_json::json!({"apiVersion": "zonewarden.io/v1", "kind": "ZoneProfile",
-                "zone": "a", "mode": "monitor", "version": 2, "approved": ["a->b:80/tcp"]})
+                "zone": "a", "mode": "monitor", "approvedEdges": ["a->b:80/tcp"]})
         );
     }
 }

@@ -4,6 +4,7 @@
 //! how one view looks as a table row ([`TableRow`]) and calls [`render_list`] or
 //! [`render_object`]. Nothing here prints: the text goes back to `main`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -16,6 +17,28 @@ pub const NONE: &str = "<none>";
 
 /// Columns are separated by this much space, as kubectl does.
 const COLUMN_GAP: usize = 3;
+
+/// The widest line a table has by default (`-o wide` lifts the limit).
+pub const TABLE_WIDTH: usize = 120;
+
+/// A column is never cut narrower than this (nor than its title).
+const MIN_COLUMN: usize = 8;
+
+/// What ends a cell that was cut to fit [`TABLE_WIDTH`].
+const ELLIPSIS: char = '…';
+
+/// Whether tables show every column in full (`-o wide`): set once by `main`.
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+/// Whether tables show every column in full (`-o wide`).
+pub fn is_wide() -> bool {
+    WIDE.load(Ordering::Relaxed)
+}
+
+/// Makes every table of this run wide (`-o wide`) or fitted to [`TABLE_WIDTH`].
+pub fn set_wide(wide: bool) {
+    WIDE.store(wide, Ordering::Relaxed);
+}
 
 /// Facts a row needs that do not come from the enforcer.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +70,53 @@ pub trait TableRow {
     /// Column titles, in capitals.
     const HEADERS: &'static [&'static str];
 
+    /// Columns shown only with `-o wide` (as `kubectl get -o wide` adds some).
+    const WIDE_ONLY: &'static [&'static str] = &[];
+
     /// One cell per header; an empty cell is shown as [`NONE`].
     fn cells(&self, ctx: &RenderContext) -> Vec<String>;
+}
+
+/// The table of `items`: every column with `-o wide`, else without the
+/// [`TableRow::WIDE_ONLY`] ones (and fitted to [`TABLE_WIDTH`] by [`table`]).
+pub fn rows_table<'a, T: TableRow + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    ctx: &RenderContext,
+) -> String {
+    let (headers, rows) = without_wide_only(
+        T::HEADERS,
+        T::WIDE_ONLY,
+        items.into_iter().map(|item| item.cells(ctx)),
+    );
+    table(&headers, rows)
+}
+
+/// `headers` and `rows` without the `wide_only` columns, unless `-o wide`.
+pub fn without_wide_only<'h>(
+    headers: &[&'h str],
+    wide_only: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> (Vec<&'h str>, Vec<Vec<String>>) {
+    let keep: Vec<bool> = headers
+        .iter()
+        .map(|h| is_wide() || !wide_only.contains(h))
+        .collect();
+    let rows = rows
+        .into_iter()
+        .map(|cells| {
+            cells
+                .into_iter()
+                .zip(&keep)
+                .filter_map(|(cell, keep)| keep.then_some(cell))
+                .collect()
+        })
+        .collect();
+    let headers = headers
+        .iter()
+        .zip(&keep)
+        .filter_map(|(h, keep)| keep.then_some(*h))
+        .collect();
+    (headers, rows)
 }
 
 /// Renders many views of one kind. JSON and YAML wrap them as `{kind, items}`.
@@ -60,8 +128,8 @@ pub fn render_list<T: TableRow + Serialize>(
     ctx: &RenderContext,
 ) -> anyhow::Result<String> {
     match format {
-        OutputFormat::Table if items.is_empty() => Ok(String::new()),
-        OutputFormat::Table => Ok(table(T::HEADERS, items.iter().map(|item| item.cells(ctx)))),
+        OutputFormat::Table | OutputFormat::Wide if items.is_empty() => Ok(String::new()),
+        OutputFormat::Table | OutputFormat::Wide => Ok(rows_table(items, ctx)),
         OutputFormat::Json | OutputFormat::Yaml => serialize(&ListView { kind, items }, format),
         OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
@@ -74,7 +142,7 @@ pub fn render_object<T: TableRow + Serialize>(
     ctx: &RenderContext,
 ) -> anyhow::Result<String> {
     match format {
-        OutputFormat::Table => Ok(table(T::HEADERS, [item.cells(ctx)])),
+        OutputFormat::Table | OutputFormat::Wide => Ok(rows_table([item], ctx)),
         OutputFormat::Json | OutputFormat::Yaml => serialize(item, format),
         OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
@@ -88,7 +156,7 @@ pub fn render_text_or_object<T: Serialize>(
     format: OutputFormat,
 ) -> anyhow::Result<String> {
     match format {
-        OutputFormat::Table => Ok(text()),
+        OutputFormat::Table | OutputFormat::Wide => Ok(text()),
         OutputFormat::Json | OutputFormat::Yaml => serialize(value, format),
         OutputFormat::Dot | OutputFormat::Mermaid => Err(graph_only(format)),
     }
@@ -117,14 +185,38 @@ fn serialize<T: Serialize>(value: &T, format: OutputFormat) -> anyhow::Result<St
         OutputFormat::Yaml => {
             serde_saphyr::to_string(value).context("failed to encode the output as YAML")
         }
-        OutputFormat::Table | OutputFormat::Dot | OutputFormat::Mermaid => {
+        OutputFormat::Table | OutputFormat::Wide | OutputFormat::Dot | OutputFormat::Mermaid => {
             unreachable!("tables and graphs are rendered, not serialized")
         }
     }
 }
 
-/// Left-aligned columns, each as wide as its widest cell, no trailing spaces.
+/// Left-aligned columns, each as wide as its widest cell, no trailing spaces; at
+/// most [`TABLE_WIDTH`] characters a line unless `-o wide` (see [`fit_table`]).
 pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let max = if is_wide() { None } else { Some(TABLE_WIDTH) };
+    fit_table(headers, rows, max)
+}
+
+/// A table shown indented by two spaces under a section title (`describe`,
+/// `profile diff`): [`table`], fitted so that the indented lines fit [`TABLE_WIDTH`].
+pub fn nested_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let max = if is_wide() {
+        None
+    } else {
+        Some(TABLE_WIDTH - 2)
+    };
+    fit_table(headers, rows, max)
+}
+
+/// [`table`] with an explicit limit: when the columns would make a line longer than
+/// `max`, the widest columns are narrowed first (never below [`MIN_COLUMN`] or their
+/// title) and a cell cut short ends in `…`.
+pub fn fit_table(
+    headers: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+    max: Option<usize>,
+) -> String {
     let mut lines: Vec<Vec<String>> = vec![headers.iter().map(|h| h.to_uppercase()).collect()];
     for row in rows {
         debug_assert_eq!(row.len(), headers.len(), "a row needs one cell per column");
@@ -146,6 +238,18 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
             *width = (*width).max(cell.chars().count());
         }
     }
+    if let Some(max) = max {
+        narrow_columns(&mut widths, headers, max);
+        for line in lines.iter_mut().skip(1) {
+            for (cell, width) in line.iter_mut().zip(&widths) {
+                if cell.chars().count() > *width {
+                    let mut cut: String = cell.chars().take(width.saturating_sub(1)).collect();
+                    cut.push(ELLIPSIS);
+                    *cell = cut;
+                }
+            }
+        }
+    }
     let mut out = String::new();
     for line in &lines {
         let mut text = String::new();
@@ -158,6 +262,24 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
         out.push('\n');
     }
     out
+}
+
+/// Narrows columns until a line (columns and gaps) fits in `max`: the last column
+/// first, then the one before it, each down to [`MIN_COLUMN`] or its title (the
+/// columns on the left say what a row is: a zone, an edge); gives up when no column
+/// can give more.
+fn narrow_columns(widths: &mut [usize], headers: &[&str], max: usize) {
+    let gaps = COLUMN_GAP * widths.len().saturating_sub(1);
+    let mut excess = (widths.iter().sum::<usize>() + gaps).saturating_sub(max);
+    for (width, header) in widths.iter_mut().zip(headers).rev() {
+        if excess == 0 {
+            break;
+        }
+        let floor = header.chars().count().max(MIN_COLUMN);
+        let give = width.saturating_sub(floor).min(excess);
+        *width -= give;
+        excess -= give;
+    }
 }
 
 /// `text` safe to print on a terminal: control characters (ANSI escapes, carriage
@@ -288,6 +410,36 @@ mod tests {
     const CTX: RenderContext = RenderContext {
         now_unix_ms: 1_000_000_000,
     };
+
+    #[test]
+    fn tables_fit_120_columns_cutting_from_the_right_and_wide_keeps_everything() {
+        let edge = format!("{}->shop/db:5432/tcp", "z".repeat(60));
+        let sample = "10.244.0.5:40312 -> 10.244.1.7:8080/tcp".to_owned();
+        let rows = || {
+            vec![vec![
+                edge.clone(),
+                "approved".to_owned(),
+                "x".repeat(30),
+                sample.clone(),
+            ]]
+        };
+        let headers = ["EDGE", "STATUS", "APPROVED-IN", "SAMPLE"];
+        let fitted = fit_table(&headers, rows(), Some(TABLE_WIDTH));
+        for line in fitted.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{line}");
+        }
+        let row = fitted.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with(&edge),
+            "the first column is kept whole: {row}"
+        );
+        assert!(row.ends_with('…'), "the last column is cut: {row}");
+        let wide = fit_table(&headers, rows(), None);
+        assert!(
+            wide.contains(&sample) && wide.contains(&"x".repeat(30)),
+            "{wide}"
+        );
+    }
 
     fn pets() -> Vec<Pet> {
         vec![

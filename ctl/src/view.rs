@@ -161,9 +161,12 @@ impl EndpointView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneView {
-    pub name: String,
+    pub zone: String,
     pub id: u32,
     pub kind: String,
+    /// learn, monitor or enforce (from the zone's profile); empty when the zone has
+    /// no profile (built-in and CIDR zones).
+    pub mode: String,
     pub endpoint_count: u32,
     pub members: Vec<String>,
 }
@@ -171,9 +174,10 @@ pub struct ZoneView {
 impl From<v1::Zone> for ZoneView {
     fn from(zone: v1::Zone) -> Self {
         Self {
-            name: zone.name,
+            zone: zone.name,
             id: zone.id,
             kind: zone_kind_word(zone.kind),
+            mode: String::new(),
             endpoint_count: zone.endpoint_count,
             members: zone.members,
         }
@@ -461,8 +465,11 @@ pub struct ProfileView {
     pub mode: String,
     pub quarantined: bool,
     pub version: u64,
+    /// The edges this profile approves (`approved` is a yes/no everywhere else).
+    #[serde(rename = "approvedEdges")]
     pub approved: Vec<String>,
     /// Edges an operator rejected: never approved by `approve --all`.
+    #[serde(rename = "rejectedEdges")]
     pub rejected: Vec<String>,
     pub history: Vec<ProfileChangeView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -574,9 +581,19 @@ pub struct ViolationView {
     pub dst: String,
     pub src_port: u32,
     pub node: String,
+    /// The zone whose rule reported it (drops and monitor violations); left out for
+    /// a quarantine or a spoofed address, which no profile's rule reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reported_by: String,
+    /// That zone's profile version then; left out with `reportedBy`.
+    #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+}
+
+/// For `skip_serializing_if`: a count or version that is not set.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<v1::Violation> for ViolationView {

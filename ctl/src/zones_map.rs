@@ -31,7 +31,7 @@ Examples:
   # Paste it into a Markdown document that renders Mermaid
   zwctl zones map -o mermaid
 
-  # Nodes and edges as JSON: what is dropped now, and what was dropped before
+  # Zones and edges as JSON: what is dropped now, and what was dropped before
   zwctl zones map -o json | jq '.edges[] | select(.status == \"dropped\")'
   zwctl zones map -o json | jq '.edges[] | select(.lastDrop) | {edge, status, lastDrop}'
 
@@ -52,8 +52,8 @@ pub struct MapArgs {}
 /// One zone of the map.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MapNode {
-    pub name: String,
+pub struct MapZone {
+    pub zone: String,
     /// workload, config, builtin, ...; empty when only edges name the zone.
     pub kind: String,
     /// learn, monitor or enforce; empty for built-in zones.
@@ -83,7 +83,7 @@ pub struct MapEdge {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ZoneMap {
     pub kind: &'static str,
-    pub nodes: Vec<MapNode>,
+    pub zones: Vec<MapZone>,
     pub edges: Vec<MapEdge>,
 }
 
@@ -104,12 +104,12 @@ pub fn build(
     profiles: v1::ListProfilesResponse,
     edges: v1::ListEdgesResponse,
 ) -> ZoneMap {
-    let mut nodes: BTreeMap<String, MapNode> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, MapZone> = BTreeMap::new();
     for z in zones.zones {
         nodes.insert(
             z.name.clone(),
-            MapNode {
-                name: z.name,
+            MapZone {
+                zone: z.name,
                 kind: zone_kind_word(z.kind),
                 endpoint_count: z.endpoint_count,
                 ..Default::default()
@@ -117,8 +117,8 @@ pub fn build(
         );
     }
     for p in profiles.profiles {
-        let node = nodes.entry(p.zone.clone()).or_insert_with(|| MapNode {
-            name: p.zone.clone(),
+        let node = nodes.entry(p.zone.clone()).or_insert_with(|| MapZone {
+            zone: p.zone.clone(),
             ..Default::default()
         });
         node.mode = mode_word(p.mode);
@@ -131,8 +131,8 @@ pub fn build(
             continue;
         };
         for zone in [&edge.src, &edge.dst] {
-            nodes.entry(zone.to_string()).or_insert_with(|| MapNode {
-                name: zone.to_string(),
+            nodes.entry(zone.to_string()).or_insert_with(|| MapZone {
+                zone: zone.to_string(),
                 kind: if zone.is_builtin() {
                     "builtin".to_owned()
                 } else {
@@ -162,14 +162,14 @@ pub fn build(
     map_edges.sort_by(|a, b| a.edge.cmp(&b.edge));
     ZoneMap {
         kind: "ZoneMap",
-        nodes: nodes.into_values().collect(),
+        zones: nodes.into_values().collect(),
         edges: map_edges,
     }
 }
 
 pub fn render_map(map: &ZoneMap, format: OutputFormat) -> anyhow::Result<String> {
     match format {
-        OutputFormat::Table => Ok(table(map)),
+        OutputFormat::Table | OutputFormat::Wide => Ok(table(map)),
         OutputFormat::Json | OutputFormat::Yaml => {
             render::render_text_or_object(String::new, map, format)
         }
@@ -190,7 +190,7 @@ fn arrows(map: &ZoneMap) -> BTreeMap<(&str, &str, &str), BTreeSet<&str>> {
     arrows
 }
 
-fn node_label(n: &MapNode) -> String {
+fn node_label(n: &MapZone) -> String {
     let mut facts = Vec::new();
     if !n.mode.is_empty() {
         facts.push(n.mode.clone());
@@ -212,11 +212,11 @@ fn node_label(n: &MapNode) -> String {
 /// approval that passes now (observed), and what is dropped now.
 fn table(map: &ZoneMap) -> String {
     let arrows = arrows(map);
-    let rows = map.nodes.iter().map(|n| {
+    let rows = map.zones.iter().map(|n| {
         let to = |status: &str| {
             arrows
                 .iter()
-                .filter(|((src, _, s), _)| *src == n.name && *s == status)
+                .filter(|((src, _, s), _)| *src == n.zone && *s == status)
                 .map(|((_, dst, _), services)| {
                     format!(
                         "{dst}:{}",
@@ -227,7 +227,7 @@ fn table(map: &ZoneMap) -> String {
                 .join(", ")
         };
         vec![
-            n.name.clone(),
+            n.zone.clone(),
             n.mode.clone(),
             if n.kind == "builtin" {
                 String::new()
@@ -263,12 +263,12 @@ fn dot(map: &ZoneMap) -> String {
         "// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now\n\
          digraph zonewarden {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
     );
-    for n in &map.nodes {
+    for n in &map.zones {
         let facts = node_label(n);
         let label = if facts.is_empty() {
-            n.name.clone()
+            n.zone.clone()
         } else {
-            format!("{}\\n{facts}", n.name)
+            format!("{}\\n{facts}", n.zone)
         };
         let mut attrs = format!("label=\"{}\"", label.replace('"', "\\\""));
         if n.kind == "builtin" {
@@ -277,7 +277,7 @@ fn dot(map: &ZoneMap) -> String {
         if n.quarantined {
             attrs.push_str(", color=red");
         }
-        out.push_str(&format!("  {} [{attrs}];\n", dot_quote(&n.name)));
+        out.push_str(&format!("  {} [{attrs}];\n", dot_quote(&n.zone)));
     }
     for ((src, dst, status), services) in arrows(map) {
         let label = services.into_iter().collect::<Vec<_>>().join(", ");
@@ -303,20 +303,20 @@ fn mermaid_text(text: &str) -> String {
 
 fn mermaid(map: &ZoneMap) -> String {
     let ids: BTreeMap<&str, String> = map
-        .nodes
+        .zones
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.name.as_str(), format!("z{i}")))
+        .map(|(i, n)| (n.zone.as_str(), format!("z{i}")))
         .collect();
     let mut out = String::from(
         "%% zonewarden zone map: solid = approved, dashed = observed, not approved, x = dropped now\ngraph LR\n",
     );
-    for n in &map.nodes {
+    for n in &map.zones {
         let facts = node_label(n);
         let label = if facts.is_empty() {
-            mermaid_text(&n.name)
+            mermaid_text(&n.zone)
         } else {
-            format!("{}<br/>{}", mermaid_text(&n.name), mermaid_text(&facts))
+            format!("{}<br/>{}", mermaid_text(&n.zone), mermaid_text(&facts))
         };
         let (open, close) = if n.kind == "builtin" {
             ("([", "])")
@@ -325,7 +325,7 @@ fn mermaid(map: &ZoneMap) -> String {
         };
         out.push_str(&format!(
             "  {}{open}\"{label}\"{close}\n",
-            ids[n.name.as_str()]
+            ids[n.zone.as_str()]
         ));
     }
     for ((src, dst, status), services) in arrows(map) {
@@ -423,9 +423,9 @@ mod tests {
     #[test]
     fn the_map_has_every_zone_and_edge() {
         let map = sample();
-        let names: Vec<&str> = map.nodes.iter().map(|n| n.name.as_str()).collect();
+        let names: Vec<&str> = map.zones.iter().map(|n| n.zone.as_str()).collect();
         assert_eq!(names, ["shop/api", "shop/web", "world"]);
-        assert_eq!(map.nodes[2].kind, "builtin");
+        assert_eq!(map.zones[2].kind, "builtin");
         assert_eq!(map.edges.len(), 4);
         assert_eq!(map.edges[0].service, "443/tcp");
     }
@@ -480,11 +480,12 @@ graph LR
     }
 
     #[test]
-    fn json_has_nodes_and_edges() {
+    fn json_has_zones_and_edges() {
         let text = render_map(&sample(), OutputFormat::Json).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["kind"], "ZoneMap");
-        assert_eq!(json["nodes"][0]["endpointCount"], 2);
+        assert_eq!(json["zones"][0]["endpointCount"], 2);
+        assert_eq!(json["zones"][0]["zone"], "shop/api");
         assert_eq!(json["edges"][0]["approved"], false);
         assert_eq!(json["edges"][0]["status"], "dropped");
         assert!(json["edges"][0].get("lastDrop").is_none());

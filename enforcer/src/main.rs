@@ -2,6 +2,7 @@
 //! socket, keeps the endpoint registry and programs the `inet zonewarden` table.
 //! Logs go to stderr; nothing is printed on stdout.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -309,12 +310,23 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour_log(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// Colours in the text log only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>): a log redirected to a
+/// file or journald carries no escape codes.
+fn colour_log(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 fn hostname() -> anyhow::Result<String> {
@@ -710,4 +722,18 @@ fn main() -> anyhow::Result<()> {
     runtime
         .block_on(run(cli))
         .inspect_err(|err| tracing::error!("{err:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_log;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_log(true, None));
+        assert!(colour_log(true, Some(OsStr::new(""))));
+        assert!(!colour_log(true, Some(OsStr::new("1"))));
+        assert!(!colour_log(false, None));
+    }
 }

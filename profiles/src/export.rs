@@ -8,24 +8,26 @@
 //! kind: ZoneProfile
 //! zone: "shop/api"
 //! mode: enforce
-//! version: 4
-//! approved:
+//! approvedEdges:
 //!   - "shop/api->shop/db:5432/tcp"
 //!   - "shop/frontend->shop/api:8080/tcp"
-//! rejected:
+//! rejectedEdges:
 //!   - "shop/api->world:25/tcp"
 //! ```
 //!
-//! `rejected` (edges an operator rejected: never approved in bulk) is written only
-//! when the profile has some, and may be left out of a document.
+//! `rejectedEdges` (edges an operator rejected: never approved in bulk) is written
+//! only when the profile has some, and may be left out of a document.
 //!
-//! [`render`] writes documents in a stable order (zones sorted, edges sorted), so an
-//! export that is imported and exported again is byte for byte the same. [`parse`]
-//! validates a whole stream before anything is applied: unknown fields, a wrong
-//! `apiVersion` or `kind`, bad zones, modes and edges, edges that do not touch their
-//! zone, duplicates; each problem names its line and column. `version` is
-//! informational (the enforcer numbers versions itself); `comment` is recorded in the
-//! profile's history when the import changes it.
+//! [`render`] writes documents in a stable order (zones sorted, edges sorted) and
+//! without the profile's version (the enforcer numbers versions itself, and every
+//! import that changes a profile bumps it), so an export that is imported and
+//! exported again is byte for byte the same. [`parse`] validates a whole stream before
+//! anything is applied: unknown fields, a wrong `apiVersion` or `kind`, bad zones,
+//! modes and edges, edges that do not touch their zone, duplicates; each problem names
+//! its line and column. Files written by earlier versions still import: `approved`
+//! and `rejected` are read as `approvedEdges` and `rejectedEdges`, and a `version`
+//! line is accepted and ignored. `comment` is recorded in the profile's history when
+//! the import changes it.
 //!
 //! [`apply`] sets a profile to what a document says (the approved and rejected sets
 //! exactly, and the mode) as one versioned change; [`ProfileDelta`] is what a dry run shows.
@@ -85,17 +87,16 @@ pub fn render(documents: &[ProfileDocument]) -> String {
         let _ = writeln!(out, "kind: {KIND}");
         let _ = writeln!(out, "zone: {}", quote(doc.zone.as_str()));
         let _ = writeln!(out, "mode: {}", doc.mode);
-        let _ = writeln!(out, "version: {}", doc.version);
         if let Some(comment) = &doc.comment {
             let _ = writeln!(out, "comment: {}", quote(comment));
         }
         if doc.approved.is_empty() {
-            out.push_str("approved: []\n");
+            out.push_str("approvedEdges: []\n");
         } else {
-            render_edges(&mut out, "approved", &doc.approved);
+            render_edges(&mut out, "approvedEdges", &doc.approved);
         }
         if !doc.rejected.is_empty() {
-            render_edges(&mut out, "rejected", &doc.rejected);
+            render_edges(&mut out, "rejectedEdges", &doc.rejected);
         }
     }
     out
@@ -176,13 +177,15 @@ struct RawDocument {
     kind: Spanned<String>,
     zone: Spanned<String>,
     mode: Spanned<String>,
+    /// Written by earlier versions; informational.
     #[serde(default)]
     version: Option<u64>,
     #[serde(default)]
     comment: Option<String>,
-    approved: Spanned<Vec<Spanned<String>>>,
-    #[serde(default)]
-    rejected: Vec<Spanned<String>>,
+    #[serde(alias = "approved")]
+    approved_edges: Spanned<Vec<Spanned<String>>>,
+    #[serde(default, alias = "rejected")]
+    rejected_edges: Vec<Spanned<String>>,
 }
 
 fn issue<T>(at: &Spanned<T>, reason: String) -> ImportIssue {
@@ -277,10 +280,15 @@ fn validate(
         }
     };
     let mut approved = BTreeSet::new();
-    edge_list(&doc.approved.value, zone.as_ref(), &mut approved, issues);
+    edge_list(
+        &doc.approved_edges.value,
+        zone.as_ref(),
+        &mut approved,
+        issues,
+    );
     let mut rejected = BTreeSet::new();
-    edge_list(&doc.rejected, zone.as_ref(), &mut rejected, issues);
-    for text in &doc.rejected {
+    edge_list(&doc.rejected_edges, zone.as_ref(), &mut rejected, issues);
+    for text in &doc.rejected_edges {
         if let Some(edge) = text
             .value
             .parse::<Edge>()
@@ -445,6 +453,24 @@ apiVersion: zonewarden.io/v1
 kind: ZoneProfile
 zone: \"shop/api\"
 mode: enforce
+approvedEdges:
+  - \"shop/api->shop/db:5432/tcp\"
+  - \"shop/frontend->shop/api:8080/tcp\"
+---
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: \"shop/db\"
+mode: learn
+approvedEdges: []
+";
+
+    /// [`TWO`] as earlier versions wrote it: `version` lines, `approved`, `rejected`.
+    const TWO_BEFORE: &str = "\
+---
+apiVersion: zonewarden.io/v1
+kind: ZoneProfile
+zone: \"shop/api\"
+mode: enforce
 version: 3
 approved:
   - \"shop/api->shop/db:5432/tcp\"
@@ -456,7 +482,24 @@ zone: \"shop/db\"
 mode: learn
 version: 0
 approved: []
+rejected: []
 ";
+
+    #[test]
+    fn files_of_earlier_versions_import_and_export_without_versions() {
+        let parsed = parse(TWO_BEFORE).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].approved.len(), 2);
+        assert_eq!(
+            render(&parsed),
+            TWO,
+            "old names are read, the new ones written"
+        );
+        let both = "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: a\nmode: learn\n\
+                    approved: []\napprovedEdges: []\n";
+        let issues = issues_of(both);
+        assert!(issues[0].contains("duplicate field"), "{issues:?}");
+    }
 
     #[test]
     fn rejections_are_exported_imported_and_applied() {
@@ -464,7 +507,7 @@ approved: []
         api.rejected = ["shop/api->world:25/tcp".parse().unwrap()].into();
         let text = render(&[ProfileDocument::of(&api)]);
         assert!(
-            text.ends_with("rejected:\n  - \"shop/api->world:25/tcp\"\n"),
+            text.ends_with("rejectedEdges:\n  - \"shop/api->world:25/tcp\"\n"),
             "{text}"
         );
         let parsed = parse(&text).unwrap();
@@ -517,6 +560,8 @@ approved: []
     fn comments_are_quoted_and_survive() {
         let mut doc = ProfileDocument::of(&profile("a", Mode::Monitor, &["a->world:443/tcp"]));
         doc.comment = Some("CHG-1: \"quoted\"\nsecond line".into());
+        // The version is not exported: the import reads none.
+        doc.version = 0;
         let text = render(std::slice::from_ref(&doc));
         assert_eq!(parse(&text).unwrap(), vec![doc]);
     }
@@ -532,11 +577,11 @@ approved: []
 
     #[test]
     fn unknown_fields_are_refused_with_line_and_column() {
-        let text = TWO.replace("version: 0\n", "version: 0\nquarantined: true\n");
+        let text = TWO.replace("mode: learn\n", "mode: learn\nquarantined: true\n");
         let issues = issues_of(&text);
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert!(
-            issues[0].starts_with("line 16 column 1: unknown field `quarantined`"),
+            issues[0].starts_with("line 14 column 1: unknown field `quarantined`"),
             "{issues:?}"
         );
     }
@@ -572,17 +617,17 @@ approved:
         let missing =
             issues_of("apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: a\nmode: learn\n");
         assert!(
-            missing[0].contains("missing field `approved`"),
+            missing[0].contains("missing field `approvedEdges`"),
             "{missing:?}"
         );
         let twice = format!(
             "{TWO}{}",
-            TWO.lines().skip(9).collect::<Vec<_>>().join("\n")
+            TWO.lines().skip(8).collect::<Vec<_>>().join("\n")
         );
         let issues = issues_of(&twice);
         assert!(
             issues[0]
-                .starts_with("line 20 column 7: zone shop/db already has a document (line 13)"),
+                .starts_with("line 18 column 7: zone shop/db already has a document (line 12)"),
             "{issues:?}"
         );
         let host = issues_of(

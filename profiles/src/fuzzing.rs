@@ -37,6 +37,10 @@ pub fn profile_yaml(data: &[u8]) {
         return;
     };
     documents.sort_by(|a, b| a.zone.cmp(&b.zone));
+    // A version line is read and ignored: it is not exported.
+    for doc in &mut documents {
+        doc.version = 0;
+    }
     let rendered = export::render(&documents);
     let again: Vec<ProfileDocument> = export::parse(&rendered).unwrap_or_else(|err| {
         panic!("{text:?} exported as {rendered:?}, which does not import: {err}")

@@ -189,7 +189,7 @@ fn an_approval_made_on_node_a_is_enforced_on_node_b() {
             b.items(&["get", "profiles"]).iter().any(|p| {
                 p["zone"] == "shop/db"
                     && p["mode"] == "enforce"
-                    && p["approved"]
+                    && p["approvedEdges"]
                         .to_string()
                         .contains("shop/api->shop/db:5432/tcp")
             })
@@ -237,7 +237,7 @@ fn an_approval_made_on_node_a_is_enforced_on_node_b() {
             Duration::from_secs(30),
             || {
                 !zones_of(node, &["get", "profiles"], "zone").contains(&"shop/db".to_owned())
-                    && !zones_of(node, &["get", "zones"], "name").contains(&"shop/db".to_owned())
+                    && !zones_of(node, &["get", "zones"], "zone").contains(&"shop/db".to_owned())
             },
         );
     }

@@ -107,7 +107,7 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     c.node.zwctl(&["profile", "approve", "shop/db", "--all"]);
     let approved = c.node.items(&["get", "profiles", "shop/db"]);
     assert_eq!(
-        approved[0]["approved"],
+        approved[0]["approvedEdges"],
         serde_json::json!([DB]),
         "approve --all on node C took node A's and B's learning: {approved:?}"
     );
@@ -148,7 +148,7 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     );
     let profiles = b.node.items(&["get", "profiles", "shop/db"]);
     assert!(
-        profiles[0]["approved"]
+        profiles[0]["approvedEdges"]
             .as_array()
             .is_some_and(|a| a.iter().any(|e| e == SSH) && a.iter().any(|e| e == DB)),
         "{profiles:?}"

@@ -33,11 +33,11 @@ fn mapped(node: &Node) -> (Value, Value) {
         .find(|e| e["edge"] == EDGE)
         .cloned()
         .unwrap_or_else(|| panic!("{EDGE} is not on the map: {map}"));
-    let zone = map["nodes"]
+    let zone = map["zones"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|n| n["name"] == "shop/db")
+        .find(|n| n["zone"] == "shop/db")
         .cloned()
         .unwrap_or_else(|| panic!("shop/db is not on the map: {map}"));
     (edge, zone)
@@ -99,9 +99,9 @@ fn an_edge_shows_what_the_table_does_now_and_its_last_drop_as_history() {
         "{healed}"
     );
     let described = node.zwctl(&["describe", "zone", "shop/db"]);
-    assert_eq!(described["approved"][0]["edge"], EDGE, "{described}");
-    assert_eq!(described["approved"][0]["status"], "approved");
-    assert!(!described["approved"][0]["lastDrop"].is_null());
+    assert_eq!(described["approvedEdges"][0]["edge"], EDGE, "{described}");
+    assert_eq!(described["approvedEdges"][0]["status"], "approved");
+    assert!(!described["approvedEdges"][0]["lastDrop"].is_null());
     let (edge, _) = mapped(&node);
     assert_eq!(edge["status"], "approved", "{edge}");
     assert_eq!(
@@ -130,7 +130,7 @@ fn an_edge_shows_what_the_table_does_now_and_its_last_drop_as_history() {
     assert_eq!(zone["quarantined"], true, "{zone}");
     let described = node.zwctl(&["describe", "zone", "shop/db"]);
     assert_eq!(described["profile"]["quarantined"], true);
-    assert_eq!(described["approved"][0]["status"], "approved");
+    assert_eq!(described["approvedEdges"][0]["status"], "approved");
     let text =
         String::from_utf8(node.zwctl_output(&["describe", "zone", "shop/db"]).stdout).unwrap();
     assert!(

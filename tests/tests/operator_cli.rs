@@ -115,12 +115,12 @@ fn operator_cli_end_to_end() {
         assert!(text.contains(needle), "describe lacks {needle:?}:\n{text}");
     }
     let d = json(&node, &["describe", "zone", "shop/db"]);
-    assert_eq!(d["name"], "shop/db");
+    assert_eq!(d["zone"], "shop/db");
     assert_eq!(d["profile"]["mode"], "enforce");
-    assert_eq!(d["approved"][0]["edge"], EDGE);
+    assert_eq!(d["approvedEdges"][0]["edge"], EDGE);
     assert_eq!(d["members"].as_array().map(Vec::len), Some(1), "{d}");
     let yaml = ok(&node, &["describe", "zone", "shop/db", "-o", "yaml"]);
-    assert!(yaml.starts_with("name: shop/db\n"), "{yaml}");
+    assert!(yaml.starts_with("zone: shop/db\n"), "{yaml}");
     assert!(fails(&node, &["describe", "zone", "shop/none"]).contains("shop/none"));
 
     // zones map, in every format; graph formats are refused elsewhere.
@@ -153,8 +153,14 @@ fn operator_cli_end_to_end() {
         &["get", "zones", "-o", "dot"][..],
         &["describe", "zone", "shop/db", "-o", "mermaid"],
     ] {
-        let err = fails(&node, args);
-        assert!(err.contains("only `zwctl zones map`"), "{args:?}: {err}");
+        let out = zwctl(&node, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: a command line error");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid value")
+                && err.contains("[possible values: table, wide, json, yaml]"),
+            "{args:?}: {err}"
+        );
     }
 
     // Export in every format; export -> import -> export is identical.
@@ -166,7 +172,7 @@ fn operator_cli_end_to_end() {
     );
     let exported = json(&node, &["profile", "export", "shop/db"]);
     assert_eq!(exported["kind"], "ZoneProfileList");
-    assert_eq!(exported["items"][0]["approved"][0], EDGE);
+    assert_eq!(exported["items"][0]["approvedEdges"][0], EDGE);
     let all = ok(&node, &["profile", "export", "--all"]);
     assert_eq!(all.matches("kind: ZoneProfile\n").count(), 2, "{all}");
     let file = write(node.dir.path(), "all.yaml", &all);
@@ -237,7 +243,10 @@ fn operator_cli_end_to_end() {
     assert_eq!(kernel_table(&node), kernel_before, "kernel untouched");
 
     // A dry run shows the diff and changes nothing.
-    let without = all.replace(&format!("approved:\n  - \"{EDGE}\"\n"), "approved: []\n");
+    let without = all.replace(
+        &format!("approvedEdges:\n  - \"{EDGE}\"\n"),
+        "approvedEdges: []\n",
+    );
     assert_ne!(without, all, "the edge is in the export");
     let without_file = write(node.dir.path(), "without.yaml", &without);
     let dry = ok(
@@ -422,7 +431,7 @@ fn a_zone_typo_is_refused_with_the_nearest_zone_and_changes_nothing() {
         "shop/batch->shop/api:8080/tcp",
     ]);
     assert_eq!(
-        created["profile"]["approved"][0],
+        created["profile"]["approvedEdges"][0],
         "shop/batch->shop/api:8080/tcp"
     );
 }

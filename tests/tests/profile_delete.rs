@@ -143,14 +143,14 @@ fn a_deleted_profile_is_gone_everywhere_and_refusals_change_nothing() {
             "{what} still shows shop/old: {list:?}"
         );
     };
-    gone("get zones", names(&node.items(&["get", "zones"]), "name"));
+    gone("get zones", names(&node.items(&["get", "zones"]), "zone"));
     gone(
         "get profiles",
         names(&node.items(&["get", "profiles"]), "zone"),
     );
     gone("get edges", names(&node.items(&["get", "edges"]), "edge"));
     let map = node.zwctl(&["zones", "map"]);
-    gone("zones map", names(map["nodes"].as_array().unwrap(), "name"));
+    gone("zones map", names(map["zones"].as_array().unwrap(), "zone"));
     let export = node.zwctl_output(&["profile", "export", "--all"]);
     let export = String::from_utf8(export.stdout).unwrap();
     assert!(!export.contains("zone: shop/old"), "{export}");
@@ -203,7 +203,9 @@ fn a_deleted_profile_is_gone_everywhere_and_refusals_change_nothing() {
     );
     let web_profile = &node.items(&["get", "profiles", "shop/web"])[0];
     assert!(
-        web_profile["approved"].as_array().is_none_or(Vec::is_empty),
+        web_profile["approvedEdges"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
         "{web_profile}"
     );
 }

@@ -67,7 +67,7 @@ fn a_rejected_edge_seen_again_is_not_approved_by_approve_all() {
         "no ssh",
     ]);
     assert_eq!(change["changed"], 1, "{change}");
-    assert_eq!(change["profile"]["rejected"][0], UNWANTED, "{change}");
+    assert_eq!(change["profile"]["rejectedEdges"][0], UNWANTED, "{change}");
     let version = change["profile"]["version"].as_u64().unwrap();
     assert!(
         !edges(&diff(&node)["unapproved"]).contains(&UNWANTED.to_owned()),
@@ -90,9 +90,12 @@ fn a_rejected_edge_seen_again_is_not_approved_by_approve_all() {
     assert_eq!(edges(&d["unapproved"]), vec![WANTED.to_owned()], "{d}");
     let approved = node.zwctl(&["profile", "approve", "shop/db", "--all"]);
     assert_eq!(approved["changed"], 1, "{approved}");
-    assert_eq!(approved["profile"]["approved"], serde_json::json!([WANTED]));
     assert_eq!(
-        approved["profile"]["rejected"],
+        approved["profile"]["approvedEdges"],
+        serde_json::json!([WANTED])
+    );
+    assert_eq!(
+        approved["profile"]["rejectedEdges"],
         serde_json::json!([UNWANTED])
     );
 
@@ -108,7 +111,7 @@ fn a_rejected_edge_seen_again_is_not_approved_by_approve_all() {
     let export = node.zwctl_output(&["profile", "export", "shop/db"]);
     let text = String::from_utf8(export.stdout).unwrap();
     assert!(
-        text.contains(&format!("rejected:\n  - \"{UNWANTED}\"\n")),
+        text.contains(&format!("rejectedEdges:\n  - \"{UNWANTED}\"\n")),
         "{text}"
     );
     let file = node.dir.path().join("db.yaml");
@@ -133,7 +136,7 @@ fn a_rejected_edge_seen_again_is_not_approved_by_approve_all() {
     let named = node.zwctl(&["profile", "approve", "shop/db", "--edge", UNWANTED]);
     assert_eq!(named["changed"], 1, "{named}");
     assert!(
-        named["profile"]["rejected"]
+        named["profile"]["rejectedEdges"]
             .as_array()
             .is_none_or(Vec::is_empty),
         "{named}"

@@ -165,7 +165,7 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|z| z["name"] == name)
+            .find(|z| z["zone"] == name)
             .unwrap_or_else(|| panic!("zone {name} missing from /api/map: {map}"))
             .clone()
     };
@@ -286,7 +286,7 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
     let healed = map_edge("shop/cache->shop/db:5432/tcp");
     assert_eq!(healed["status"], "approved", "{healed}");
     assert_eq!(
-        healed["last_drop"]["profile_version"].as_u64(),
+        healed["lastDrop"]["profileVersion"].as_u64(),
         Some(before),
         "the drop happened before the approval: {healed}"
     );
@@ -296,7 +296,7 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
         "quarantine is not the edge's: {cut}"
     );
     assert!(
-        cut["last_drop"].is_null(),
+        cut["lastDrop"].is_null(),
         "a quarantine drop is no edge drop: {cut}"
     );
     for unquarantined in [false, true] {

@@ -126,38 +126,22 @@ pub fn import(note: &Note, zone: &str, versions: (u64, u64), detail: String) -> 
     }
 }
 
-/// One record per zone an applied import changed (none for a dry run).
-pub fn imports(
-    note: &Note,
-    response: &zonewarden_proto::v1::ImportProfilesResponse,
-) -> Vec<AuditRecord> {
-    if response.dry_run {
-        return Vec::new();
-    }
-    response
-        .zones
+/// How many edges an import entry names before it only counts the rest.
+pub const EDGES_NAMED: usize = 5;
+
+/// `added 2 edge(s): a->b:80/tcp, a->c:53/udp`; past [`EDGES_NAMED`] edges, the
+/// first ones and `and N more`.
+pub fn named_edges(verb: &str, edges: &[impl std::fmt::Display]) -> String {
+    let shown = edges
         .iter()
-        .filter(|z| z.version_after != z.version_before)
-        .map(|z| {
-            let mut what = vec![
-                format!("added {} edge(s)", z.added.len()),
-                format!("removed {} edge(s)", z.removed.len()),
-            ];
-            let mode = |field, raw| zonewarden_proto::model::mode(field, raw);
-            if let (Ok(before), Ok(after)) = (
-                mode("mode_before", z.mode_before),
-                mode("mode_after", z.mode_after),
-            ) {
-                what.push(format!("mode {before} -> {after}"));
-            }
-            import(
-                note,
-                &z.zone,
-                (z.version_before, z.version_after),
-                what.join(", "),
-            )
-        })
-        .collect()
+        .take(EDGES_NAMED)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match edges.len().saturating_sub(EDGES_NAMED) {
+        0 => format!("{verb} {} edge(s): {shown}", edges.len()),
+        more => format!("{verb} {} edge(s): {shown} and {more} more", edges.len()),
+    }
 }
 
 /// One endpoint quarantined or released; `profile` is its zone's, when known.
@@ -247,5 +231,23 @@ impl AuditLog {
             self.append(profile_change(note, action, profile, target))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_entry_names_its_edges_up_to_a_bound() {
+        let edges: Vec<String> = (1..=7).map(|p| format!("a->b:{p}/tcp")).collect();
+        assert_eq!(
+            named_edges("added", &edges[..1]),
+            "added 1 edge(s): a->b:1/tcp"
+        );
+        assert_eq!(
+            named_edges("removed", &edges),
+            "removed 7 edge(s): a->b:1/tcp, a->b:2/tcp, a->b:3/tcp, a->b:4/tcp, a->b:5/tcp and 2 more"
+        );
     }
 }

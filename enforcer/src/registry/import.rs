@@ -16,22 +16,19 @@ use super::{EndpointRegistry, RegistryError};
 use crate::audit::AuditRecord;
 use crate::audit::record::{self as audit_record, Note};
 
-/// The entry of one zone an import changed: the edges it added and removed, by name.
+/// The entry of one zone an import changed: the edges it added and removed (and
+/// rejected or forgot), by name, the first few of each when there are many.
 fn import_record(note: &Note, z: &ZoneImport) -> AuditRecord {
-    let names = |edges: &[zonewarden_profiles::Edge]| -> String {
-        edges
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut what = Vec::new();
-    if !z.delta.added.is_empty() {
-        what.push(format!("added {}", names(&z.delta.added)));
-    }
-    if !z.delta.removed.is_empty() {
-        what.push(format!("removed {}", names(&z.delta.removed)));
-    }
+    let mut what: Vec<String> = [
+        ("added", &z.delta.added),
+        ("removed", &z.delta.removed),
+        ("rejected", &z.delta.rejected_added),
+        ("forgot the rejection of", &z.delta.rejected_removed),
+    ]
+    .into_iter()
+    .filter(|(_, edges)| !edges.is_empty())
+    .map(|(verb, edges)| audit_record::named_edges(verb, edges))
+    .collect();
     if let Some((before, after)) = &z.delta.mode {
         what.push(format!("mode {before} -> {after}"));
     }

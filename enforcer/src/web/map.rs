@@ -15,6 +15,7 @@ use crate::registry::Snapshot;
 pub const RECENT_REPORTS: usize = 200;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ZoneMap {
     pub node: String,
     pub generated_unix_ms: i64,
@@ -25,8 +26,9 @@ pub struct ZoneMap {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct MapZone {
-    pub name: String,
+    pub zone: String,
     /// `host`, `world` and CIDR zones seen only as an edge's end are built in.
     pub builtin: bool,
     /// `learn`, `monitor` or `enforce` (built-in zones: the default, `learn`).
@@ -39,6 +41,7 @@ pub struct MapZone {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct MapEdge {
     /// `src->dst:port/proto`, as zwctl prints it.
     pub edge: String,
@@ -65,6 +68,7 @@ pub struct MapEdge {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct MapDrop {
     pub at_unix_ms: i64,
     /// The reporting zone's profile version then.
@@ -73,6 +77,7 @@ pub struct MapDrop {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct MapEvidence {
     pub first_seen_unix_ms: i64,
     pub last_seen_unix_ms: i64,
@@ -82,17 +87,27 @@ pub struct MapEvidence {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct MapReport {
     pub at_unix_ms: i64,
-    pub kind: &'static str,
+    /// drop, violation, quarantine or spoof (as `zwctl get violations` says it).
+    pub verdict: &'static str,
     pub edge: String,
     pub src_zone: String,
     pub dst_zone: String,
     pub src: String,
     pub dst: String,
+    /// The zone whose rule reported it, and its profile version then; both left out
+    /// for a quarantine or a spoofed address, which no profile's rule reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reported_by: String,
+    #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn evidence(ev: &Evidence) -> MapEvidence {
@@ -163,7 +178,7 @@ pub fn zone_map(
         .map(|zone| {
             let profile = policy.profiles.get(zone);
             MapZone {
-                name: zone.to_string(),
+                zone: zone.to_string(),
                 builtin: !workload_zones.contains(zone),
                 mode: policy.mode(zone).to_string(),
                 quarantined: policy.zone_quarantined(zone),
@@ -212,7 +227,7 @@ pub fn zone_map(
         .take(RECENT_REPORTS)
         .map(|r| MapReport {
             at_unix_ms: r.at_unix_ms,
-            kind: r.kind.as_str(),
+            verdict: r.kind.as_str(),
             edge: r.edge.to_string(),
             src_zone: r.edge.src.to_string(),
             dst_zone: r.edge.dst.to_string(),
@@ -297,7 +312,7 @@ mod tests {
         let zones: Vec<(&str, bool, &str)> = map
             .zones
             .iter()
-            .map(|z| (z.name.as_str(), z.builtin, z.mode.as_str()))
+            .map(|z| (z.zone.as_str(), z.builtin, z.mode.as_str()))
             .collect();
         assert_eq!(
             zones,
@@ -333,9 +348,9 @@ mod tests {
             })
         );
         assert_eq!(map.reports.len(), 1);
-        assert_eq!(map.reports[0].kind, "drop");
+        assert_eq!(map.reports[0].verdict, "drop");
         let json = serde_json::to_value(&map).unwrap();
-        assert_eq!(json["zones"][0]["name"], "shop/db");
+        assert_eq!(json["zones"][0]["zone"], "shop/db");
     }
 
     #[test]
@@ -364,7 +379,7 @@ mod tests {
         }
         // shop/old's pods left and its profile was deleted: its drops are history.
         let map = zone_map(&snapshot, &LearnedEdges::new(10), &reports, "n1", 9);
-        let zones: Vec<&str> = map.zones.iter().map(|z| z.name.as_str()).collect();
+        let zones: Vec<&str> = map.zones.iter().map(|z| z.zone.as_str()).collect();
         assert_eq!(zones, vec!["shop/web", "world"]);
         let edges: Vec<&str> = map.edges.iter().map(|e| e.edge.as_str()).collect();
         assert_eq!(edges, vec!["shop/web->world:22/tcp"]);
@@ -406,7 +421,7 @@ mod tests {
         assert_eq!(e.drops, 1, "quarantine drops are not the edge's");
         let last = e.last_drop.as_ref().expect("the drop before approval");
         assert_eq!((last.at_unix_ms, last.profile_version), (5, 2));
-        let db_zone = map.zones.iter().find(|z| z.name == "shop/db").unwrap();
+        let db_zone = map.zones.iter().find(|z| z.zone == "shop/db").unwrap();
         assert!(db_zone.quarantined, "the zone shows the quarantine");
 
         // Released: still approved.
@@ -420,6 +435,6 @@ mod tests {
         assert_eq!(map.edges[0].status, "approved");
         let json = serde_json::to_value(&map).unwrap();
         assert_eq!(json["edges"][0]["status"], "approved");
-        assert_eq!(json["edges"][0]["last_drop"]["profile_version"], 2);
+        assert_eq!(json["edges"][0]["lastDrop"]["profileVersion"], 2);
     }
 }
