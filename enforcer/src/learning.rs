@@ -314,15 +314,16 @@ impl Learning {
         let Some(remote) = &self.remote else {
             return read(&self.lock().learned);
         };
-        let remote = remote.lock().unwrap_or_else(PoisonError::into_inner);
-        if remote.is_empty() {
-            return read(&self.lock().learned);
-        }
         let merged = {
-            let state = self.lock();
-            crate::store::etcd::decode::merge_learned(
-                std::iter::once(&state.learned).chain(remote.values()),
-            )
+            let remote = remote.lock().unwrap_or_else(PoisonError::into_inner);
+            if remote.is_empty() {
+                drop(remote);
+                return read(&self.lock().learned);
+            }
+            // This node's edges are copied out at once: ingestion never waits for the
+            // merge, and `read` runs under no lock.
+            let own = self.lock().learned.clone();
+            crate::store::etcd::decode::merge_learned(std::iter::once(&own).chain(remote.values()))
         };
         read(&merged)
     }
