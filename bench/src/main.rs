@@ -9,13 +9,14 @@
 //! - [`cni`]: the plugin driver; [`traffic`]: servers, connect loops, iperf3.
 //! - [`scale`]: the 1,000-zone node of benchmarks 2–6.
 //! - one module per benchmark: [`cni_latency`], [`dataplane`], [`update`],
-//!   [`learning`] (4 and 5), [`restart`].
+//!   [`learning`] (4 and 5), [`restart`], [`flows`] (7, on a small node of its own).
 //! - [`stats`], [`report`], [`proc_stat`]: figures and `RESULTS.md`.
 
 mod cleanup;
 mod cni;
 mod cni_latency;
 mod dataplane;
+mod flows;
 mod learning;
 mod netns;
 mod node;
@@ -58,8 +59,8 @@ enum Cmd {
         /// 10,000 edges (populating it goes through the enforcer's API and is slow).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
-        /// Only these benchmarks: cni, scale (2–6).
-        #[arg(long, value_delimiter = ',', default_values = ["cni", "scale"])]
+        /// Only these benchmarks: cni, scale (2–6), flows (7).
+        #[arg(long, value_delimiter = ',', default_values = ["cni", "scale", "flows"])]
         only: Vec<String>,
     },
     /// Internal: TCP servers that close each connection at once (PORT or FROM-TO).
@@ -225,6 +226,12 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
     {
         report.add_failure("2–6. Benchmarks at scale", &err);
     }
+    if only.iter().any(|o| o == "flows") {
+        match step("7. watching flows", || flows::run(&p.dataplane)) {
+            Ok(s) => report.add(s),
+            Err(err) => report.add_failure("7. Watching flows", &err),
+        }
+    }
     let mut command = String::from("sudo bench/run");
     if quick {
         command.push_str(" --quick");
@@ -232,10 +239,15 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
     if fraction != 1.0 {
         command.push_str(&format!(" --scale {fraction}"));
     }
-    if only.len() < 2 {
+    if only.len() < 3 {
         command.push_str(&format!(" --only {}", only.join(",")));
     }
-    let text = report.render(&command, quick, started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    // A partial run keeps the other sections of the report it writes into.
+    let text = match std::fs::read_to_string(out) {
+        Ok(earlier) if only.len() < 3 => report.merge_into(&earlier, &command, quick, seconds),
+        _ => report.render(&command, quick, seconds),
+    };
     std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
     eprintln!(
         "zw-bench: wrote {} in {:.0} s",

@@ -89,6 +89,35 @@ impl Report {
         ));
     }
 
+    /// A partial run (`--only`) written into an earlier report: this run's sections
+    /// replace those of the same number, the others stay as they were, and the header
+    /// says which sections which run measured.
+    pub fn merge_into(&self, earlier: &str, command: &str, quick: bool, seconds: f64) -> String {
+        let (header, old) = split_sections(earlier);
+        let (_, new) = split_sections(&self.sections.concat());
+        let replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+        let mut sections: Vec<(String, String)> = old
+            .into_iter()
+            .filter(|(n, _)| !replaced.contains(&n.as_str()))
+            .chain(new.iter().cloned())
+            .collect();
+        sections.sort_by_key(|(n, _)| section_order(n));
+        let mut s = header.trim_end().to_owned();
+        let _ = writeln!(
+            s,
+            "\n- section {} measured later by `{command}`{} on {}, commit {}, in {seconds:.0} s; the others by the run above\n",
+            replaced.join(", "),
+            if quick { " (quick smoke run)" } else { "" },
+            sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            sh("git", &["rev-parse", "--short", "HEAD"]),
+        );
+        for (_, text) in sections {
+            s.push_str(text.trim_end());
+            s.push_str("\n\n");
+        }
+        s.trim_end().to_owned() + "\n"
+    }
+
     pub fn render(&self, command: &str, quick: bool, seconds: f64) -> String {
         let mut s = String::from("# zonewarden benchmark results\n\n");
         s.push_str(
@@ -132,5 +161,53 @@ impl Report {
             s.push('\n');
         }
         s
+    }
+}
+
+/// The text before the first `## ` heading, and each section with its number (`7`
+/// of `## 7. Watching flows`).
+fn split_sections(text: &str) -> (String, Vec<(String, String)>) {
+    let mut header = String::new();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(title) = line.strip_prefix("## ") {
+            let number = title.split(['.', ' ']).next().unwrap_or("").to_owned();
+            sections.push((number, String::new()));
+        }
+        match sections.last_mut() {
+            Some((_, body)) => body.push_str(line),
+            None => header.push_str(line),
+        }
+    }
+    (header, sections)
+}
+
+/// Sections in the order of their numbers (`2–6` with 2).
+fn section_order(number: &str) -> u32 {
+    number
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_run_replaces_only_its_own_sections() {
+        let earlier = "# results\n\n- command: `sudo bench/run`\n\n## 1. CNI\n\nold one\n\n## 7. Flows\n\nold seven\n\n## 8. Later\n\neight\n";
+        let mut run = Report::default();
+        let mut seven = Section::new("7. Flows");
+        seven.note("new seven");
+        run.add(seven);
+        let merged = run.merge_into(earlier, "sudo bench/run --only flows", false, 34.0);
+        assert!(merged.starts_with("# results\n\n- command: `sudo bench/run`\n- section 7 measured later by `sudo bench/run --only flows` on "), "{merged}");
+        let one = merged.find("## 1. CNI\n\nold one").unwrap();
+        let seven = merged.find("## 7. Flows\n\n- new seven").unwrap();
+        let eight = merged.find("## 8. Later\n\neight").unwrap();
+        assert!(one < seven && seven < eight, "{merged}");
+        assert!(!merged.contains("old seven"), "{merged}");
     }
 }

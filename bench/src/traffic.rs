@@ -184,6 +184,18 @@ pub fn conn_rate(ns: &Netns, target: &str, seconds: f64) -> anyhow::Result<LoopR
     finish_loop(spawn_loop(ns, target, seconds, 1000, None)?)
 }
 
+/// [`conn_rate`] to an approved port, where every connection must succeed.
+pub fn approved_conn_rate(ns: &Netns, target: &str, seconds: f64) -> anyhow::Result<LoopResult> {
+    let r = conn_rate(ns, target, seconds)?;
+    anyhow::ensure!(
+        r.ok == r.attempts,
+        "{} of {} connections to an approved port failed",
+        r.attempts - r.ok,
+        r.attempts
+    );
+    Ok(r)
+}
+
 /// One iperf3 run from `ns` to `server:port`: received bits per second.
 pub fn iperf(ns: &Netns, server: &str, port: u16, seconds: u32) -> anyhow::Result<f64> {
     let out = crate::netns::run(ns.exec("iperf3").args([

@@ -3,7 +3,8 @@
 //!
 //! The table's log rules report the first packet of a connection once per
 //! (source, destination, protocol, port) and window, so a busy edge shows up once
-//! per window, not once per connection. The table output starts with a header line
+//! per window, not once per connection; approved connections, which no rule logs,
+//! come from connection tracking while someone watches, with the same window. The table output starts with a header line
 //! and has fixed columns (time, verdict, source and destination with their zones,
 //! addresses and ports, protocol, the reporting zone); `-o json` prints one JSON
 //! object per line (camelCase fields), `-o yaml` one document per flow.
@@ -13,8 +14,8 @@ use std::io::{self, Write as _};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use zonewarden_profiles::Edge;
-use zonewarden_profiles::event::ReportKind;
-use zonewarden_proto::model::{self, verdict_to_proto};
+use zonewarden_profiles::event::{FlowVerdict, ReportKind};
+use zonewarden_proto::model::{self, flow_verdict_to_proto};
 use zonewarden_proto::v1;
 
 use crate::choice;
@@ -30,10 +31,12 @@ Columns:
   DESTINATION  the destination zone, address and port (no port for ICMP and protocols
                without ports)
   PROTO        tcp, udp, sctp, icmp or proto-N
-  REPORTED-BY  the zone whose rule reported it and its profile version in force
+  REPORTED-BY  the zone whose rule reported it and its profile version in force; for
+               allow, the zone whose approval let it pass (empty when exempt)
 
 Verdicts:
-  allow       a zone in learn mode let it pass and recorded the edge
+  allow       its edge is approved (or exempt, like the node's probes): passed
+  learn       a zone in learn mode let it pass and recorded the edge
   violation   a zone in monitor mode let an unapproved edge pass and reported it
   drop        an enforcing zone dropped an unapproved edge
   quarantine  a quarantined zone or endpoint was cut off
@@ -73,7 +76,7 @@ pub struct WatchArgs {
     #[arg(
         long,
         value_name = "VERDICT",
-        value_parser = choice::parser(&FLOW_VERDICTS, flow_verdict_word, flow_verdict_help)
+        value_parser = choice::parser(&FlowVerdict::ALL, FlowVerdict::as_str, flow_verdict_help)
     )]
     pub verdict: Option<FlowVerdict>,
 }
@@ -84,33 +87,14 @@ fn parse_namespace(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// What the data plane did with a flow: the report's kind, or `None` for a flow a
-/// learning zone let pass (the model's `Option<ReportKind>`, a type of its own so
-/// that clap reads `Option<FlowVerdict>` as an optional flag with a value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowVerdict(pub Option<ReportKind>);
-
-const FLOW_VERDICTS: [FlowVerdict; 5] = [
-    FlowVerdict(None),
-    FlowVerdict(Some(ReportKind::Violation)),
-    FlowVerdict(Some(ReportKind::Drop)),
-    FlowVerdict(Some(ReportKind::Quarantine)),
-    FlowVerdict(Some(ReportKind::Spoof)),
-];
-
-/// The word zwctl prints and takes for a flow's verdict: `allow` for a learned flow
-/// (the data plane's `learn`), the report's kind otherwise.
-fn flow_verdict_word(verdict: FlowVerdict) -> &'static str {
-    verdict.0.map_or("allow", ReportKind::as_str)
-}
-
 fn flow_verdict_help(verdict: FlowVerdict) -> &'static str {
-    match verdict.0 {
-        None => "Passed and recorded (learn mode)",
-        Some(ReportKind::Violation) => "Passed and reported (monitor mode)",
-        Some(ReportKind::Drop) => "Dropped (enforce mode)",
-        Some(ReportKind::Quarantine) => "Dropped: quarantine",
-        Some(ReportKind::Spoof) => "Dropped: spoofed source address",
+    match verdict {
+        FlowVerdict::Allow => "Passed: its edge is approved (or exempt, like host probes)",
+        FlowVerdict::Learn => "Passed and recorded (learn mode)",
+        FlowVerdict::Reported(ReportKind::Violation) => "Passed and reported (monitor mode)",
+        FlowVerdict::Reported(ReportKind::Drop) => "Dropped (enforce mode)",
+        FlowVerdict::Reported(ReportKind::Quarantine) => "Dropped: quarantine",
+        FlowVerdict::Reported(ReportKind::Spoof) => "Dropped: spoofed source address",
     }
 }
 
@@ -162,9 +146,10 @@ impl From<v1::Flow> for FlowView {
             protocol,
             dst_port,
             at_unix_ms: f.at_unix_ms,
-            verdict: word(model::verdict("verdict", f.verdict), |v| {
-                flow_verdict_word(FlowVerdict(v))
-            }),
+            verdict: word(
+                model::flow_verdict("verdict", f.verdict),
+                FlowVerdict::as_str,
+            ),
             edge: f.edge,
             src: f.src,
             dst: f.dst,
@@ -182,7 +167,7 @@ pub async fn run(command: &FlowsCommand, global: &GlobalArgs) -> anyhow::Result<
     let mut flows = enforcer
         .watch_flows(v1::WatchFlowsRequest {
             zone: args.zone.clone().unwrap_or_default(),
-            verdict: args.verdict.map(|v| verdict_to_proto(v.0).into()),
+            verdict: args.verdict.map(|v| flow_verdict_to_proto(v).into()),
             namespace: args.namespace.clone().unwrap_or_default(),
         })
         .await?;
@@ -340,7 +325,7 @@ TIME          VERDICT     SOURCE                                  DESTINATION   
         });
         assert_eq!(
             flow_line(&icmp),
-            "08:00:01.123  ALLOW       a fd00::1                               b fd00::2                               icmp\n"
+            "08:00:01.123  LEARN       a fd00::1                               b fd00::2                               icmp\n"
         );
         let mut v6 = flow();
         v6.src = "fd00::1".into();
@@ -363,9 +348,10 @@ TIME          VERDICT     SOURCE                                  DESTINATION   
     }
 
     #[test]
-    fn verdicts_print_the_same_words_as_before() {
+    fn verdicts_print_the_model_words() {
         for (verdict, text) in [
-            (v1::Verdict::Learn, "allow"),
+            (v1::Verdict::Allow, "allow"),
+            (v1::Verdict::Learn, "learn"),
             (v1::Verdict::Violation, "violation"),
             (v1::Verdict::Drop, "drop"),
             (v1::Verdict::Quarantine, "quarantine"),
@@ -385,7 +371,8 @@ TIME          VERDICT     SOURCE                                  DESTINATION   
         use crate::cli::{Cli, Command};
         use clap::Parser;
         for (text, verdict) in [
-            ("allow", v1::Verdict::Learn),
+            ("allow", v1::Verdict::Allow),
+            ("learn", v1::Verdict::Learn),
             ("violation", v1::Verdict::Violation),
             ("drop", v1::Verdict::Drop),
             ("quarantine", v1::Verdict::Quarantine),
@@ -395,10 +382,10 @@ TIME          VERDICT     SOURCE                                  DESTINATION   
             let Command::Flows(FlowsCommand::Watch(args)) = cli.command else {
                 panic!("expected flows watch");
             };
-            let sent = args.verdict.map(|v| i32::from(verdict_to_proto(v.0)));
+            let sent = args.verdict.map(|v| i32::from(flow_verdict_to_proto(v)));
             assert_eq!(sent, Some(verdict.into()), "{text}");
         }
-        assert!(Cli::try_parse_from(["zwctl", "flows", "watch", "--verdict", "learn"]).is_err());
+        assert!(Cli::try_parse_from(["zwctl", "flows", "watch", "--verdict", "pass"]).is_err());
     }
 
     #[test]

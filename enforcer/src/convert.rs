@@ -6,7 +6,7 @@
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use tonic::Status;
-use zonewarden_profiles::event::{Report, ReportKind};
+use zonewarden_profiles::event::{FlowVerdict, Report, ReportKind};
 
 use zonewarden_profiles::LastDrop;
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
@@ -231,6 +231,12 @@ pub fn report_filter(raw: Option<i32>) -> Result<Option<ReportKind>, Status> {
     let Some(raw) = raw else {
         return Ok(None);
     };
+    if raw == i32::from(v1::Verdict::Allow) {
+        return Err(Status::invalid_argument(
+            "verdict allow: approved connections are not reports (see WatchFlows); ask \
+             for drop, violation, quarantine or spoof",
+        ));
+    }
     match enum_arg(model::verdict("verdict", raw))? {
         Some(kind) => Ok(Some(kind)),
         None => Err(Status::invalid_argument(
@@ -240,9 +246,9 @@ pub fn report_filter(raw: Option<i32>) -> Result<Option<ReportKind>, Status> {
     }
 }
 
-/// A verdict filter of flows: absent is every verdict; `Some(None)` is learn.
-pub fn flow_filter(raw: Option<i32>) -> Result<Option<Option<ReportKind>>, Status> {
-    raw.map(|raw| enum_arg(model::verdict("verdict", raw)))
+/// A verdict filter of flows: absent is every verdict.
+pub fn flow_filter(raw: Option<i32>) -> Result<Option<FlowVerdict>, Status> {
+    raw.map(|raw| enum_arg(model::flow_verdict("verdict", raw)))
         .transpose()
 }
 
@@ -355,7 +361,7 @@ pub fn violation_to_proto(report: &Report) -> v1::Violation {
 pub fn flow_to_proto(event: &FlowEvent<'_>) -> v1::Flow {
     v1::Flow {
         at_unix_ms: event.at_unix_ms,
-        verdict: model::verdict_to_proto(event.report).into(),
+        verdict: model::flow_verdict_to_proto(event.verdict).into(),
         edge: event.edge.to_string(),
         src: event.src.to_string(),
         dst: event.dst.to_string(),
@@ -595,8 +601,14 @@ mod tests {
         assert_eq!(flow_filter(None).unwrap(), None);
         assert_eq!(
             flow_filter(Some(v1::Verdict::Learn.into())).unwrap(),
-            Some(None)
+            Some(FlowVerdict::Learn)
         );
+        assert_eq!(
+            flow_filter(Some(v1::Verdict::Allow.into())).unwrap(),
+            Some(FlowVerdict::Allow)
+        );
+        let err = report_filter(Some(v1::Verdict::Allow.into())).unwrap_err();
+        assert!(err.message().starts_with("verdict allow: "), "{err}");
         assert!(flow_filter(Some(0)).is_err());
     }
 

@@ -1,6 +1,7 @@
 //! The fuzz targets of what the enforcer reads from outside, shared by `fuzz/`
 //! (cargo-fuzz) and the corpus replay of the normal test suite: nft's listings of the
-//! table, the NFLOG socket's datagrams and the packets in them, and the audit log.
+//! table, the NFLOG socket's datagrams and the packets in them, connection tracking's
+//! events, and the audit log.
 //! Each takes arbitrary bytes and must never panic: the input is refused with an
 //! error (or skipped and counted), and the enforcer goes on.
 
@@ -13,9 +14,10 @@ use crate::nft::ruleset::{Options, expr, listing, read_listing, read_listing_for
 
 pub use zonewarden_profiles::fuzzing::Target;
 
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     ("nft_listing", nft_listing),
     ("nflog_datagram", nflog_datagram),
+    ("conntrack_events", conntrack_events),
     ("nflog_packet", nflog_packet),
     ("audit_verify", audit_verify),
 ];
@@ -31,6 +33,14 @@ pub fn nft_listing(data: &[u8]) {
     if let Ok(value) = serde_json::from_slice(data) {
         let _ = read_listing(&value);
     }
+}
+
+/// One datagram of connection tracking's new-connection events (`flows watch`):
+/// each message a connection or skipped.
+pub fn conntrack_events(data: &[u8]) {
+    let connections = crate::flows::ctnetlink::parse_datagram(data);
+    // Every connection is at least one whole message.
+    assert!(connections.len() <= data.len() / 20);
 }
 
 /// One datagram of the NFLOG socket: its messages, the events in them and their log

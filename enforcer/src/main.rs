@@ -659,7 +659,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     });
     info!(socket = %cli.socket.display(), "serving");
-    let mut service = EnforcerService::new(registry, learning.clone()).with_audit(audit.clone());
+    let mut service = EnforcerService::new(registry, learning.clone())
+        .with_audit(audit.clone())
+        .with_flow_window(Duration::from_secs(u64::from(cli.seen_timeout_secs)));
     match zonewarden_enforcer::hostlink::HostLinks::start() {
         Ok(links) => service = service.with_host_links(links),
         Err(err) => tracing::warn!(

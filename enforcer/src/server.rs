@@ -26,16 +26,29 @@ pub struct EnforcerService {
     learning: Learning,
     audit: AuditLog,
     host_links: Option<Arc<HostLinks>>,
+    allowed_flows: crate::flows::AllowedFlows,
 }
 
 impl EnforcerService {
     pub fn new(registry: EndpointRegistry, learning: Learning) -> Self {
         Self {
+            allowed_flows: crate::flows::AllowedFlows {
+                registry: registry.clone(),
+                window: crate::flows::allowed::DEFAULT_WINDOW,
+            },
             registry,
             learning,
             audit: AuditLog::disabled(),
             host_links: None,
         }
+    }
+
+    /// Shows each approved (source, destination, protocol, port) in `flows watch`
+    /// once per `window`, as the table's log rules do with the connections they
+    /// report (`--seen-timeout-secs`).
+    pub fn with_flow_window(mut self, window: std::time::Duration) -> Self {
+        self.allowed_flows.window = window;
+        self
     }
 
     /// Records every change in `audit` before its RPC returns.
@@ -675,7 +688,10 @@ impl Enforcer for EnforcerService {
         request: Request<v1::WatchFlowsRequest>,
     ) -> Result<Response<Self::WatchFlowsStream>, Status> {
         let filter = crate::flows::FlowFilter::from_request(request.get_ref())?;
-        Ok(Response::new(crate::flows::stream(filter)))
+        Ok(Response::new(crate::flows::stream(
+            filter,
+            &self.allowed_flows,
+        )))
     }
 }
 

@@ -51,6 +51,41 @@ impl ReportKind {
     }
 }
 
+/// What the data plane did with one connection that `zwctl flows watch` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowVerdict {
+    /// Its edge is approved: passed without a report.
+    Allow,
+    /// Not approved; every end learns: passed and its edge recorded.
+    Learn,
+    /// Reported by a rule of the table.
+    Reported(ReportKind),
+}
+
+impl FlowVerdict {
+    pub const ALL: [FlowVerdict; 6] = [
+        FlowVerdict::Allow,
+        FlowVerdict::Learn,
+        FlowVerdict::Reported(ReportKind::Violation),
+        FlowVerdict::Reported(ReportKind::Drop),
+        FlowVerdict::Reported(ReportKind::Quarantine),
+        FlowVerdict::Reported(ReportKind::Spoof),
+    ];
+
+    /// A logged connection: `None` is one a learning zone let pass.
+    pub fn logged(report: Option<ReportKind>) -> Self {
+        report.map_or(Self::Learn, Self::Reported)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Learn => "learn",
+            Self::Reported(kind) => kind.as_str(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {

@@ -6,7 +6,7 @@
 //! value or an [`EnumError`] that names the field: unspecified (0) and values this
 //! build does not know are refused, never guessed.
 
-use zonewarden_profiles::event::ReportKind;
+use zonewarden_profiles::event::{FlowVerdict, ReportKind};
 use zonewarden_profiles::{AttachMode, EdgeStatus, Mode, ZoneKind, ZoneSource};
 
 use crate::v1;
@@ -230,12 +230,39 @@ pub fn verdict(field: &'static str, raw: i32) -> Result<Option<ReportKind>, Enum
         raw,
         || format!("learn, {}", words(&ReportKind::ALL, ReportKind::as_str)),
         |verdict| match verdict {
-            v1::Verdict::Unspecified => None,
+            v1::Verdict::Unspecified | v1::Verdict::Allow => None,
             v1::Verdict::Learn => Some(None),
             v1::Verdict::Violation => Some(Some(ReportKind::Violation)),
             v1::Verdict::Drop => Some(Some(ReportKind::Drop)),
             v1::Verdict::Quarantine => Some(Some(ReportKind::Quarantine)),
             v1::Verdict::Spoof => Some(Some(ReportKind::Spoof)),
+        },
+    )
+}
+
+/// The verdict of a flow `WatchFlows` streams.
+pub fn flow_verdict_to_proto(verdict: FlowVerdict) -> v1::Verdict {
+    match verdict {
+        FlowVerdict::Allow => v1::Verdict::Allow,
+        FlowVerdict::Learn => v1::Verdict::Learn,
+        FlowVerdict::Reported(kind) => verdict_to_proto(Some(kind)),
+    }
+}
+
+/// A received flow verdict (see [`flow_verdict_to_proto`]).
+pub fn flow_verdict(field: &'static str, raw: i32) -> Result<FlowVerdict, EnumError> {
+    decode(
+        field,
+        raw,
+        || words(&FlowVerdict::ALL, FlowVerdict::as_str),
+        |verdict| match verdict {
+            v1::Verdict::Unspecified => None,
+            v1::Verdict::Allow => Some(FlowVerdict::Allow),
+            v1::Verdict::Learn => Some(FlowVerdict::Learn),
+            v1::Verdict::Violation => Some(FlowVerdict::Reported(ReportKind::Violation)),
+            v1::Verdict::Drop => Some(FlowVerdict::Reported(ReportKind::Drop)),
+            v1::Verdict::Quarantine => Some(FlowVerdict::Reported(ReportKind::Quarantine)),
+            v1::Verdict::Spoof => Some(FlowVerdict::Reported(ReportKind::Spoof)),
         },
     )
 }
@@ -370,6 +397,7 @@ mod tests {
         let all: Vec<Option<ReportKind>> = std::iter::once(None)
             .chain(ReportKind::ALL.map(Some))
             .collect();
+        // Seven contract values: UNSPECIFIED, ALLOW (flows only) and these.
         round_trips(&all, verdict_to_proto, verdict, 6);
         assert_eq!(verdict_to_proto(None), v1::Verdict::Learn);
         assert_eq!(
@@ -381,6 +409,22 @@ mod tests {
             "verdict",
             "learn, drop, violation, quarantine, spoof",
         );
+        // A report is never an approved flow.
+        assert!(verdict("verdict", v1::Verdict::Allow.into()).is_err());
+    }
+
+    #[test]
+    fn flow_verdicts_both_ways() {
+        round_trips(&FlowVerdict::ALL, flow_verdict_to_proto, flow_verdict, 7);
+        refuses_unspecified_and_unknown(
+            |f, raw| flow_verdict(f, raw).map(drop),
+            "verdict",
+            "allow, learn, violation, drop, quarantine, spoof",
+        );
+        for v in FlowVerdict::ALL {
+            let name = flow_verdict_to_proto(v).as_str_name();
+            assert_eq!(name_word(name, "VERDICT_"), v.as_str());
+        }
     }
 
     #[test]

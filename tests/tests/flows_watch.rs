@@ -2,7 +2,9 @@
 //! output starts with its header at once, then one row per flow with the verdict, the
 //! source and destination (zone, address, port) and the protocol; `-o json` prints one
 //! camelCase object per line; `--namespace`, `--zone` and `--verdict` keep only the
-//! flows they name; a namespace that cannot be one is refused before anything is sent.
+//! flows they name; an approved connection in an enforcing zone, which no log rule
+//! reports, shows as `allow` (from connection tracking) and its dropped neighbour as
+//! `drop`; a namespace that cannot be one is refused before anything is sent.
 
 use std::time::{Duration, Instant};
 
@@ -64,19 +66,19 @@ fn flows_watch_has_a_header_ports_verdicts_filters_and_json_lines() {
         "{header}"
     );
 
-    // Learn mode: web -> db and monitor -> db pass and are shown as allow.
+    // Learn mode: web -> db and monitor -> db pass and are shown as learn.
     let mut skipped = Vec::new();
     let row = {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             assert!(
                 Instant::now() < deadline,
-                "no allow row for web -> db: {skipped:?}"
+                "no learn row for web -> db: {skipped:?}"
             );
             assert!(connects(&web.netns, &target));
             assert!(connects(&monitor.netns, &target));
             if let Some(row) = table.first(Duration::from_millis(500), &mut skipped, |l| {
-                l.contains("ALLOW") && l.contains(&format!("shop/web {}:", web.ip))
+                l.contains("LEARN") && l.contains(&format!("shop/web {}:", web.ip))
             }) {
                 break row;
             }
@@ -97,7 +99,7 @@ fn flows_watch_has_a_header_ports_verdicts_filters_and_json_lines() {
     assert_eq!(flow["dstZone"], "shop/db", "{flow}");
     assert_eq!(flow["dstPort"], 5432, "{flow}");
     assert_eq!(flow["protocol"], "tcp", "{flow}");
-    assert_eq!(flow["verdict"], "allow", "{flow}");
+    assert_eq!(flow["verdict"], "learn", "{flow}");
     assert!(flow["srcPort"].as_u64().unwrap() > 0, "{flow}");
     // Nothing of shop's own traffic reached it.
     assert!(connects(&web.netns, &target));
@@ -131,6 +133,58 @@ fn flows_watch_has_a_header_ports_verdicts_filters_and_json_lines() {
     assert_eq!(flow["edge"], "shop/web->shop/db:5432/tcp", "{flow}");
     assert_eq!(flow["reportedBy"], "shop/db", "{flow}");
     assert_eq!(flow["dst"], db.ip.as_str(), "{flow}");
+
+    // Approved in the enforcing zone: web -> db passes, reported by no rule, and is
+    // shown as allow, naming the zone whose approval let it pass.
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/db",
+        "--edge",
+        "shop/web->shop/db:5432/tcp",
+    ]);
+    let allowed = Watch::start(
+        &node,
+        &["-o", "json", "flows", "watch", "--verdict", "allow"],
+    );
+    let mut other = Vec::new();
+    let line = {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no allow flow for the approved edge: {other:?}"
+            );
+            assert!(connects(&web.netns, &target), "approved edge passes");
+            if let Some(line) = allowed.first(Duration::from_millis(500), &mut other, |l| {
+                l.contains(&format!("\"src\":\"{}\"", web.ip))
+            }) {
+                break line;
+            }
+        }
+    };
+    let flow = json(&line);
+    assert_eq!(flow["verdict"], "allow", "{flow}");
+    assert_eq!(flow["edge"], "shop/web->shop/db:5432/tcp", "{flow}");
+    assert_eq!(flow["dst"], db.ip.as_str(), "{flow}");
+    assert_eq!(flow["dstPort"], 5432, "{flow}");
+    assert_eq!(flow["reportedBy"], "shop/db", "{flow}");
+    assert!(flow["srcPort"].as_u64().unwrap() > 0, "{flow}");
+    // Every flow this watcher got is an allow; monitor -> db stays a drop.
+    assert!(
+        !connects(&monitor.netns, &target),
+        "unapproved edge dropped"
+    );
+    let mut rest = Vec::new();
+    allowed.first(Duration::from_secs(2), &mut rest, |_| false);
+    for line in other.iter().chain(&rest) {
+        let flow = json(line);
+        assert_eq!(flow["verdict"], "allow", "{flow}");
+        assert_ne!(
+            flow["srcZone"], "ops/monitor",
+            "a dropped connection shown as allow: {flow}"
+        );
+    }
 
     // A namespace that cannot be one: a usage error, nothing sent.
     let out = node.zwctl_output(&["flows", "watch", "--namespace", "shop/web"]);

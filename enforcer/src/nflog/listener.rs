@@ -191,7 +191,7 @@ impl NflogListener {
 /// Asks for [`RECEIVE_BUFFER_BYTES`], above `rmem_max` when we have CAP_NET_ADMIN
 /// (`SO_RCVBUFFORCE`), else as much as `SO_RCVBUF` allows. A smaller buffer only
 /// means more drops, so failure is a warning.
-fn enlarge_receive_buffer(socket: &Socket) {
+pub(crate) fn enlarge_receive_buffer(socket: &Socket) {
     if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES).is_ok() {
         return;
     }
@@ -200,7 +200,7 @@ fn enlarge_receive_buffer(socket: &Socket) {
     }
 }
 
-fn duration_timeval(timeout: Duration) -> TimeVal {
+pub(crate) fn duration_timeval(timeout: Duration) -> TimeVal {
     // A zero timeval means "block forever": round tiny timeouts up to 1 µs.
     let micros = timeout.as_micros().clamp(1, i64::MAX as u128);
     TimeVal::microseconds(i64::try_from(micros).unwrap_or(i64::MAX))

@@ -11,10 +11,15 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use tokio::sync::broadcast;
-use zonewarden_profiles::event::ReportKind;
+use zonewarden_profiles::event::FlowVerdict;
 use zonewarden_profiles::{Edge, ZoneName};
-use zonewarden_proto::model::verdict_to_proto;
+use zonewarden_proto::model::flow_verdict_to_proto;
 use zonewarden_proto::v1;
+
+pub mod allowed;
+pub mod ctnetlink;
+
+pub use allowed::AllowedFlows;
 
 use crate::learning::Prefix;
 use crate::nflog::LogEvent;
@@ -26,11 +31,11 @@ const CAPACITY: usize = 4096;
 static BUS: LazyLock<broadcast::Sender<v1::Flow>> =
     LazyLock::new(|| broadcast::channel(CAPACITY).0);
 
-/// One logged connection, as learning resolved it.
+/// One connection, as learning (logged ones) or the reader of connection tracking
+/// (approved ones) resolved it.
 pub struct FlowEvent<'a> {
     pub at_unix_ms: i64,
-    /// `None`: a learning zone let it pass and recorded its edge.
-    pub report: Option<ReportKind>,
+    pub verdict: FlowVerdict,
     pub edge: &'a Edge,
     pub src: IpAddr,
     pub src_port: u16,
@@ -59,7 +64,7 @@ pub fn publish_logged(
 ) {
     publish(&FlowEvent {
         at_unix_ms: now_ms,
-        report: prefix.report,
+        verdict: FlowVerdict::logged(prefix.report),
         edge,
         src: event.src,
         src_port: event.src_port,
@@ -74,15 +79,22 @@ pub fn subscribe() -> broadcast::Receiver<v1::Flow> {
     BUS.subscribe()
 }
 
+/// How many watchers there are.
+fn watchers() -> usize {
+    BUS.receiver_count()
+}
+
 /// The flows one watcher receives, until it goes away.
 pub type FlowStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::Flow, tonic::Status>> + Send>>;
 
-/// A watcher's stream: the flows its filter wants. A watcher that falls behind
-/// skips what it missed and goes on (the stream says nothing; `zwctl get
-/// violations` keeps the record).
-pub fn stream(filter: FlowFilter) -> FlowStream {
+/// A watcher's stream: the flows its filter wants, approved ones from `allowed`'s
+/// reader (started for it unless one runs). A watcher that falls behind skips what
+/// it missed and goes on (the stream says nothing; `zwctl get violations` keeps the
+/// record).
+pub fn stream(filter: FlowFilter, allowed: &AllowedFlows) -> FlowStream {
     let flows = tokio_stream::wrappers::BroadcastStream::new(subscribe());
+    allowed.ensure_running();
     Box::pin(tokio_stream::StreamExt::filter_map(flows, move |flow| {
         flow.ok().filter(|f| filter.matches(f)).map(Ok)
     }))
@@ -94,8 +106,7 @@ pub struct FlowFilter {
     pub zone: Option<ZoneName>,
     /// Flows from or to a zone of this namespace.
     pub namespace: Option<String>,
-    /// `Some(None)`: only the flows learning zones let pass.
-    pub verdict: Option<Option<ReportKind>>,
+    pub verdict: Option<FlowVerdict>,
 }
 
 impl FlowFilter {
@@ -140,18 +151,20 @@ impl FlowFilter {
             && namespace_ok
             && self
                 .verdict
-                .is_none_or(|v| flow.verdict == i32::from(verdict_to_proto(v)))
+                .is_none_or(|v| flow.verdict == i32::from(flow_verdict_to_proto(v)))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use zonewarden_profiles::event::ReportKind;
+
     use super::*;
 
     fn event(edge: &Edge, report: Option<ReportKind>) -> FlowEvent<'_> {
         FlowEvent {
             at_unix_ms: 7,
-            report,
+            verdict: FlowVerdict::logged(report),
             edge,
             src: "10.0.0.1".parse().unwrap(),
             src_port: 40000,

@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| zonewarden_enforcer::fuzzing::conntrack_events(data));
