@@ -127,9 +127,10 @@ struct Cli {
     etcd_key: Option<PathBuf>,
     /// This node's address on the network the nodes share (published in its node
     /// record); the other nodes route this node's pod blocks via it (host-gateway
-    /// routing).
+    /// routing). Repeatable, one per family: a dual-stack node gives its IPv4 and its
+    /// IPv6 address, the next hops of its IPv4 and IPv6 blocks.
     #[arg(long, value_name = "IP")]
-    node_address: Option<std::net::IpAddr>,
+    node_address: Vec<std::net::IpAddr>,
     /// This node's pod address block (repeatable: one IPv4, one IPv6). zonewarden IPAM
     /// (`"ipam": {"type": "zonewarden"}` in the conflist) leases pod addresses from it,
     /// with either store. In cluster mode it is published in the node record and
@@ -164,11 +165,14 @@ struct Cli {
 }
 
 /// The cluster store's settings, checked before anything happens.
-fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std::net::IpAddr)>> {
+fn etcd_config(
+    cli: &Cli,
+    node: &str,
+) -> anyhow::Result<Option<(EtcdConfig, Vec<std::net::IpAddr>)>> {
     let etcd_flags = !cli.etcd_endpoints.is_empty()
         || cli.etcd_ca.is_some()
         || cli.etcd_cert.is_some()
-        || cli.node_address.is_some()
+        || !cli.node_address.is_empty()
         || !cli.pod_cidr_pools.is_empty();
     if cli.store == StoreChoice::Local {
         anyhow::ensure!(
@@ -209,9 +213,11 @@ fn etcd_config(cli: &Cli, node: &str) -> anyhow::Result<Option<(EtcdConfig, std:
         https == 0 || cli.etcd_ca.is_some(),
         "https etcd endpoints need --etcd-ca, the CA that signed the members' certificates"
     );
-    let address = cli.node_address.ok_or_else(|| {
-        anyhow::anyhow!("--store etcd needs --node-address IP, this node's address on the network the nodes share")
-    })?;
+    anyhow::ensure!(
+        !cli.node_address.is_empty(),
+        "--store etcd needs --node-address IP, this node's address on the network the nodes share"
+    );
+    let address = cli.node_address.clone();
     check_blocks("--pod-cidr-pool", &cli.pod_cidr_pools)?;
     for pool in &cli.pod_cidr_pools {
         let size = pod_block_size(cli, pool);
@@ -255,17 +261,23 @@ fn parse_cidr_zone(text: &str) -> Result<(ZoneName, IpNet), String> {
 
 /// `--node-address` must be one of this node's addresses (the others route to it) and
 /// `--pod-cidr` gives at most one block per address family, without host bits.
-fn check_cluster_settings(
-    address: Option<std::net::IpAddr>,
-    cidrs: &[IpNet],
-) -> anyhow::Result<()> {
-    if let Some(address) = address
-        && !host::host_addrs().contains(&address)
-    {
-        anyhow::bail!(
+fn check_cluster_settings(addresses: &[std::net::IpAddr], cidrs: &[IpNet]) -> anyhow::Result<()> {
+    let host = host::host_addrs();
+    for (i, address) in addresses.iter().enumerate() {
+        anyhow::ensure!(
+            host.contains(address),
             "--node-address {address} is not an address of this node; give the address \
              the other nodes reach this one at"
         );
+        if let Some(other) = addresses[i + 1..]
+            .iter()
+            .find(|b| b.is_ipv4() == address.is_ipv4())
+        {
+            anyhow::bail!(
+                "--node-address {address} and --node-address {other} are of one address \
+                 family; give one IPv4 and/or one IPv6 address"
+            );
+        }
     }
     check_blocks("--pod-cidr", cidrs)
 }
@@ -389,7 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(node) => node,
         None => hostname()?,
     };
-    check_cluster_settings(cli.node_address, &cli.pod_cidrs)?;
+    check_cluster_settings(&cli.node_address, &cli.pod_cidrs)?;
     let cluster = etcd_config(&cli, &node)?;
     let metrics = Metrics::default();
     let mut accepted = None;
@@ -413,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             (Arc::new(store), None)
         }
-        Some((config, address)) => {
+        Some((config, addresses)) => {
             // The audit log and the DEL queue stay on the node.
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -441,7 +453,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // moment its publication takes.
             let record = NodeRecord {
                 name: node.clone(),
-                address,
+                address: addresses[0],
+                second_address: addresses.get(1).copied(),
                 pod_cidrs: pod_blocks.clone(),
                 enforcer_version: env!("CARGO_PKG_VERSION").to_owned(),
             };

@@ -157,6 +157,7 @@ impl ClusterNode {
         NodeRecord {
             name: self.name().to_owned(),
             address: IpAddr::V4(self.address()),
+            second_address: None,
             pod_cidrs: vec![self.pod_block()],
             enforcer_version: String::new(),
         }
@@ -167,6 +168,7 @@ impl ClusterNode {
         NodeRecord {
             name: self.name().to_owned(),
             address: IpAddr::V6(self.address6()),
+            second_address: None,
             pod_cidrs: vec![self.pod_block6()],
             enforcer_version: String::new(),
         }
@@ -184,11 +186,13 @@ impl ClusterNode {
         )
     }
 
-    /// `--node-address` and `--pod-cidr` for this node's enforcer.
+    /// `--node-address` (both families) and `--pod-cidr` for this node's enforcer.
     pub fn enforcer_args(&self) -> Vec<String> {
         vec![
             "--node-address".into(),
             self.address().to_string(),
+            "--node-address".into(),
+            self.address6().to_string(),
             "--pod-cidr".into(),
             self.pod_block().to_string(),
             "--pod-cidr".into(),

@@ -37,12 +37,18 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     start_enforcers(&mut cluster, "/zw-cl3", &[]);
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
 
-    // Every node routes the other two nodes' IPv4 blocks via their addresses.
+    // Every node routes the other two nodes' blocks via their addresses, each family
+    // via the address of that family.
     for n in [a, b, c] {
         let others: Vec<String> = [a, b, c]
             .iter()
             .filter(|o| o.index != n.index)
-            .map(|o| format!("{} via {}", o.pod_block(), o.address()))
+            .flat_map(|o| {
+                [
+                    format!("{} via {}", o.pod_block(), o.address()),
+                    format!("{} via {}", o.pod_block6(), o.address6()),
+                ]
+            })
             .collect();
         wait_routes(&n.node, &others);
     }
@@ -55,6 +61,10 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
         "learn: node A's pod reaches node B's pod across the underlay"
     );
     assert!(connects(&web.netns, &db.target(22, "tcp")));
+    assert!(
+        connects(&web.netns, &db.target6(5432, "tcp")),
+        "learn: and over IPv6, via node B's IPv6 address"
+    );
 
     // Node C has none of the pods, yet knows both zones' endpoints.
     wait::until("node C to know both pods", Duration::from_secs(10), || {
@@ -121,6 +131,14 @@ fn three_nodes_share_routes_zones_and_approvals_through_etcd() {
     assert!(
         connects(&web.netns, &db.target(5432, "tcp")),
         "the edge approved on node C passes between nodes A and B"
+    );
+    assert!(
+        connects(&web.netns, &db.target6(5432, "tcp")),
+        "and over IPv6"
+    );
+    assert!(
+        !connects(&web.netns, &db.target6(22, "tcp")),
+        "the unapproved edge is dropped over IPv6 too"
     );
 
     // One etcd member down: the cluster still takes an approval, made on node B. A

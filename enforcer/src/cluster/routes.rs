@@ -115,7 +115,8 @@ pub enum RouteRefusal {
     },
     #[error(
         "node {node}: pod block {block} and the node's address {via} are of different \
-         families; no route (the block needs a next hop of its own family)"
+         families; no route (the block needs a next hop of its own family: give that \
+         node's enforcer --node-address of both families)"
     )]
     FamilyMismatch {
         node: String,
@@ -150,7 +151,7 @@ impl RouteChanges {
 
 /// The next hop of `node` for a block of `block`'s family, if the node has one.
 fn next_hop(node: &NodeRecord, block: &IpNet) -> Option<IpAddr> {
-    (node.address.is_ipv4() == block.addr().is_ipv4()).then_some(node.address)
+    node.address_for(block)
 }
 
 /// Networks an address's prefix makes directly reachable (not loopback, not

@@ -12,6 +12,7 @@ fn node(name: &str, address: &str, blocks: &[&str]) -> NodeRecord {
     NodeRecord {
         name: name.into(),
         address: ip(address),
+        second_address: None,
         pod_cidrs: blocks.iter().map(|b| net(b)).collect(),
         enforcer_version: String::new(),
     }
@@ -450,4 +451,36 @@ mod kernel {
             "routes stay"
         );
     }
+}
+
+#[test]
+fn a_dual_stack_node_gets_each_block_via_its_address_of_that_family() {
+    let mut b = node("b", "10.240.0.2", &["10.241.2.0/24", "fd00:241:0:2::/64"]);
+    let nodes = |b: &NodeRecord| vec![node("a", "10.240.0.1", &["10.241.1.0/24"]), b.clone()];
+    let current = KernelRoutes {
+        addresses: vec![net("10.240.0.1/24"), net("fd00:240::1/64")],
+        ..KernelRoutes::default()
+    };
+    // Only an IPv4 address published: the IPv6 block is refused, naming the fix.
+    let changes = plan("a", &nodes(&b), &current);
+    assert_eq!(changes.add, [route("10.241.2.0/24", "10.240.0.2")]);
+    assert_eq!(changes.refused.len(), 1, "{changes:?}");
+    assert!(
+        changes.refused[0]
+            .to_string()
+            .contains("--node-address of both families"),
+        "{}",
+        changes.refused[0]
+    );
+    // Both published: each block via the address of its family.
+    b.second_address = Some(ip("fd00:240::2"));
+    let changes = plan("a", &nodes(&b), &current);
+    assert_eq!(
+        changes.add,
+        [
+            route("10.241.2.0/24", "10.240.0.2"),
+            route("fd00:241:0:2::/64", "fd00:240::2")
+        ]
+    );
+    assert!(changes.refused.is_empty(), "{changes:?}");
 }

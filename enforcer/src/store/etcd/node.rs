@@ -1,7 +1,7 @@
 //! This node's record in the cluster store, kept alive on a lease, and the records of
 //! every live node.
 //!
-//! The enforcer publishes `{name, address, pod_cidrs, enforcer_version}` under
+//! The enforcer publishes `{name, address, second_address, pod_cidrs, enforcer_version}` under
 //! `nodes/<name>`, attached to a lease of `--node-lease-ttl` seconds that it keeps
 //! alive; when the enforcer stops (or its node dies) the lease expires and the record
 //! goes. [`EtcdStore::nodes`] gives every live node's record, kept current by the
@@ -27,9 +27,24 @@ pub struct NodeRecord {
     pub name: String,
     /// The node's address on the network the nodes share.
     pub address: IpAddr,
+    /// Its address of the other family on that network, when it has one (a
+    /// dual-stack node: the next hop of its block of that family). Left out of the
+    /// record otherwise, so that enforcers of every version read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_address: Option<IpAddr>,
     /// The node's pod address blocks (one per family at most, usually).
     pub pod_cidrs: Vec<IpNet>,
     pub enforcer_version: String,
+}
+
+impl NodeRecord {
+    /// The node's address of `block`'s family, the next hop of that block.
+    pub fn address_for(&self, block: &IpNet) -> Option<IpAddr> {
+        [Some(self.address), self.second_address]
+            .into_iter()
+            .flatten()
+            .find(|a| a.is_ipv4() == block.addr().is_ipv4())
+    }
 }
 
 /// The live nodes, by name, as the watch keeps them.
@@ -195,5 +210,33 @@ async fn publish_once(
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_stack_record_reads_as_before_and_a_dual_stack_one_names_both() {
+        let mut record = NodeRecord {
+            name: "n1".into(),
+            address: "10.240.0.1".parse().unwrap(),
+            second_address: None,
+            pod_cidrs: vec!["10.241.1.0/24".parse().unwrap()],
+            enforcer_version: "0.1.0".into(),
+        };
+        // Enforcers that know no second address read the record of one that has none.
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("second_address"), "{json}");
+        let v4: IpNet = "10.241.1.0/24".parse().unwrap();
+        let v6: IpNet = "fd00:241:0:1::/64".parse().unwrap();
+        assert_eq!(record.address_for(&v4), Some(record.address));
+        assert_eq!(record.address_for(&v6), None);
+        record.second_address = Some("fd00:240::1".parse().unwrap());
+        let back: NodeRecord =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.address_for(&v6), record.second_address);
     }
 }

@@ -41,6 +41,7 @@ fn publish(store: &EtcdStore) -> NodeMembership {
     let record = NodeRecord {
         name: store.node().to_owned(),
         address: "192.0.2.1".parse().unwrap(),
+        second_address: None,
         pod_cidrs: Vec::new(),
         enforcer_version: "test".into(),
     };
@@ -552,6 +553,7 @@ async fn node_records_live_on_a_lease() {
     let record = NodeRecord {
         name: "node-a".into(),
         address: "192.0.2.10".parse().unwrap(),
+        second_address: Some("2001:db8::10".parse().unwrap()),
         pod_cidrs: vec![
             "10.244.1.0/24".parse().unwrap(),
             "fd00:1::/64".parse().unwrap(),
