@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zonewarden_profiles::export::netpol::{self, NetpolInput};
 use zonewarden_profiles::export::{self, ProfileDocument};
+use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
 use zonewarden_profiles::{Edge, Mode, ZoneName};
 use zonewarden_proto::v1;
 
@@ -132,6 +133,8 @@ struct DocumentView {
     approved_edges: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected_edges: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<crate::view::ResponseView>,
 }
 
 impl From<&ProfileDocument> for DocumentView {
@@ -144,6 +147,16 @@ impl From<&ProfileDocument> for DocumentView {
             comment: doc.comment.clone(),
             approved_edges: doc.approved.iter().map(ToString::to_string).collect(),
             rejected_edges: doc.rejected.iter().map(ToString::to_string).collect(),
+            response: (!doc.response.is_empty()).then(|| crate::view::ResponseView {
+                violations: doc
+                    .response
+                    .violations
+                    .map(|v| crate::view::ViolationsRuleView {
+                        count: v.count,
+                        within_seconds: v.within_secs,
+                    }),
+                new_port: doc.response.new_port,
+            }),
         }
     }
 }
@@ -168,12 +181,25 @@ fn document_of(profile: &v1::Profile) -> anyhow::Result<ProfileDocument> {
     };
     let approved = edges(&profile.approved)?;
     let rejected = edges(&profile.rejected)?;
+    let response = match &profile.response {
+        None => ResponseRules::default(),
+        Some(r) => ResponseRules {
+            violations: (r.violations > 0)
+                .then(|| ViolationsRule::new(u64::from(r.violations), u64::from(r.within_seconds)))
+                .transpose()
+                .with_context(|| {
+                    format!("zone {zone}: the enforcer sent invalid response rules")
+                })?,
+            new_port: r.new_port,
+        },
+    };
     Ok(ProfileDocument {
         zone,
         mode,
         version: profile.version,
         approved,
         rejected,
+        response,
         comment: None,
     })
 }

@@ -10,6 +10,7 @@ use zonewarden_profiles::event::{Report, ReportKind};
 
 use zonewarden_profiles::LastDrop;
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
+use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
 use zonewarden_profiles::{
     AttachMode, AttachmentKey, Edge, Endpoint, Mode, Policy, Profile, ZoneHints, ZoneKind,
     ZoneName, ZoneSource,
@@ -182,6 +183,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> v1::Endpoint {
         bridge: endpoint.bridge.clone().unwrap_or_default(),
         quarantined: false,
         zone_quarantined: false,
+        quarantine_reason: String::new(),
     }
 }
 
@@ -318,6 +320,7 @@ pub fn profile_to_proto(
             window_seconds: u32::try_from(COMPLETENESS_WINDOW.as_secs()).unwrap_or(u32::MAX),
         }),
         endpoint_count: u32::try_from(endpoint_count).unwrap_or(u32::MAX),
+        response: response_to_proto(&profile.response),
     }
 }
 
@@ -348,7 +351,36 @@ pub fn violation_to_proto(report: &Report) -> v1::Violation {
         reported_by: report.reported_by.clone(),
         profile_version: report.profile_version,
         count: report.count,
+        response: report.response.clone().unwrap_or_default(),
     }
+}
+
+pub fn response_to_proto(rules: &ResponseRules) -> Option<v1::ResponseRules> {
+    (!rules.is_empty()).then(|| v1::ResponseRules {
+        violations: rules.violations.map_or(0, |v| v.count),
+        within_seconds: rules.violations.map_or(0, |v| v.within_secs),
+        new_port: rules.new_port,
+    })
+}
+
+/// The rules a request asks for, validated (`violations` 0: no such rule).
+pub fn response_from_proto(rules: Option<&v1::ResponseRules>) -> Result<ResponseRules, String> {
+    let Some(rules) = rules else {
+        return Ok(ResponseRules::default());
+    };
+    let violations = match (rules.violations, rules.within_seconds) {
+        (0, 0) => None,
+        (0, _) => {
+            return Err("a window without a count of violations: give both, or neither".to_owned());
+        }
+        (n, t) => {
+            Some(ViolationsRule::new(u64::from(n), u64::from(t)).map_err(|err| err.to_string())?)
+        }
+    };
+    Ok(ResponseRules {
+        violations,
+        new_port: rules.new_port,
+    })
 }
 
 /// One logged connection, as `WatchFlows` streams it.
@@ -390,6 +422,7 @@ pub fn audit_action_to_proto(action: Action) -> v1::AuditAction {
         Action::StoreAccepted => v1::AuditAction::StoreAccepted,
         Action::ChainRestart => v1::AuditAction::ChainRestart,
         Action::ProfileDelete => v1::AuditAction::ProfileDelete,
+        Action::Response => v1::AuditAction::Response,
     }
 }
 
@@ -547,6 +580,7 @@ mod tests {
             Action::StoreAccepted,
             Action::ChainRestart,
             Action::ProfileDelete,
+            Action::Response,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for action in actions {
@@ -557,7 +591,7 @@ mod tests {
                 action.as_str()
             );
         }
-        assert_eq!(seen.len(), 14, "every action but UNSPECIFIED");
+        assert_eq!(seen.len(), 15, "every action but UNSPECIFIED");
         let kinds = [
             ProblemKind::Unreadable,
             ProblemKind::Truncated,

@@ -104,6 +104,10 @@ pub struct MapReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+    /// The automatic response rule this report made quarantine its source
+    /// (`response:shop/api:violations`); left out for every other report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -236,6 +240,7 @@ pub fn zone_map(
             reported_by: r.reported_by.clone(),
             profile_version: r.profile_version,
             count: r.count,
+            response: r.response.clone(),
         })
         .collect();
 
@@ -306,6 +311,7 @@ mod tests {
             reported_by: "shop/web".into(),
             profile_version: 3,
             count: 2,
+            response: None,
         });
 
         let map = zone_map(&snapshot, &learned, &reports, "n1", 9);
@@ -375,6 +381,7 @@ mod tests {
                 reported_by: "shop/web".into(),
                 profile_version: 1,
                 count: 1,
+                response: None,
             });
         }
         // shop/old's pods left and its profile was deleted: its drops are history.
@@ -410,6 +417,7 @@ mod tests {
             reported_by: "shop/db".into(),
             profile_version: version,
             count: 1,
+            response: None,
         };
         let mut reports = Reports::new(10);
         reports.push(report(ReportKind::Drop, 5, 2));

@@ -121,6 +121,7 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
         snapshot: &state.registry.snapshot(),
         learning: state.learning.totals(),
         verdicts: state.learning.verdicts(),
+        responses: state.learning.responder().map(|r| r.counters()),
         readiness: state.registry.readiness(),
         store: &store,
     };
