@@ -153,8 +153,9 @@ Columns:
   COUNT            repeats of the same verdict and edge folded into this line
   REPORTED-BY      the zone whose rule reported it
   PROFILE-VERSION  that zone's profile version in force at the time
-  RESPONSE         quarantined (RULE): this report made an automatic response rule of
-                   the source's zone quarantine the source (shown when a line has one)
+  RESPONSE         the automatic response rule (violations, new-port) of the source's
+                   zone that this report made quarantine the source (shown when a line
+                   has one; -o json names it in full: response:ZONE:RULE)
 
 Examples:
   # The newest 100 drops and violations on this node
@@ -587,7 +588,7 @@ pub fn violation_table(
             }
             if responded {
                 cells.push(match view::response_rule(&v.response) {
-                    Some(rule) => format!("quarantined ({rule})"),
+                    Some(rule) => rule.to_owned(),
                     None => "-".to_owned(),
                 });
             }
@@ -1024,7 +1025,7 @@ shop/web   monitor   no            4         2          3           1h          
         });
         let (headers, rows) = violation_table(&views, &CTX);
         assert_eq!(headers.last(), Some(&"RESPONSE"));
-        assert_eq!(rows[0].last().unwrap(), "quarantined (violations)");
+        assert_eq!(rows[0].last().unwrap(), "violations");
         assert_eq!(rows[1].last().unwrap(), "-");
         let json = serde_json::to_value(&views).unwrap();
         assert_eq!(json[0]["response"], "response:shop/web:violations");
