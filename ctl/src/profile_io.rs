@@ -282,6 +282,11 @@ pub struct ZoneImportView {
     pub mode_after: String,
     pub version_before: u64,
     pub version_after: u64,
+    /// The response rules in words, before and after; left out when they stay.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response_before: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response_after: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -308,6 +313,8 @@ impl From<v1::ImportProfilesResponse> for ImportResultView {
                     mode_after: mode_word(z.mode_after),
                     version_before: z.version_before,
                     version_after: z.version_after,
+                    response_before: z.response_before,
+                    response_after: z.response_after,
                 })
                 .collect(),
         }
@@ -364,7 +371,10 @@ fn with_mode(text: &str, mode: Mode, comment: Option<&str>) -> anyhow::Result<(S
 pub fn import_text(result: &ImportResultView) -> String {
     let mut out = String::new();
     for z in &result.zones {
-        let changes = z.added.len() + z.removed.len() + usize::from(!z.mode_after.is_empty());
+        let changes = z.added.len()
+            + z.removed.len()
+            + usize::from(!z.mode_after.is_empty())
+            + usize::from(!z.response_after.is_empty());
         if changes == 0 {
             out.push_str(&format!(
                 "zone {}: unchanged (version {})\n",
@@ -380,6 +390,12 @@ pub fn import_text(result: &ImportResultView) -> String {
         );
         if !z.mode_after.is_empty() {
             line.push_str(&format!(", mode {} -> {}", z.mode_before, z.mode_after));
+        }
+        if !z.response_after.is_empty() {
+            line.push_str(&format!(
+                ", response {} -> {}",
+                z.response_before, z.response_after
+            ));
         }
         if result.dry_run {
             line.push_str(&format!(", version {}", z.version_before));
@@ -470,6 +486,15 @@ mod tests {
                     mode_after: "enforce".into(),
                     version_before: 3,
                     version_after: 3,
+                    ..Default::default()
+                },
+                ZoneImportView {
+                    zone: "shop/cache".into(),
+                    version_before: 1,
+                    version_after: 1,
+                    response_before: "none".into(),
+                    response_after: "new port".into(),
+                    ..Default::default()
                 },
                 ZoneImportView {
                     zone: "shop/db".into(),
@@ -485,8 +510,9 @@ mod tests {
 zone shop/api: +1 -1 edge(s), mode monitor -> enforce, version 3
   + shop/api->shop/redis:6379/tcp
   - shop/api->world:443/tcp
+zone shop/cache: +0 -0 edge(s), response none -> new port, version 1
 zone shop/db: unchanged (version 2)
-dry run: 1 of 2 zone(s) would change; nothing was applied
+dry run: 1 of 3 zone(s) would change; nothing was applied
 "
         );
     }

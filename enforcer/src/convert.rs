@@ -450,6 +450,16 @@ pub fn zone_import_to_proto(z: &ZoneImport) -> v1::ZoneImport {
         mode_after,
         version_before: z.version_before,
         version_after: z.version_after,
+        response_before: z
+            .delta
+            .response
+            .map(|(before, _)| before.to_string())
+            .unwrap_or_default(),
+        response_after: z
+            .delta
+            .response
+            .map(|(_, after)| after.to_string())
+            .unwrap_or_default(),
     }
 }
 

@@ -305,8 +305,47 @@ fn the_new_port_rule_fires_on_a_never_seen_port_and_not_on_a_learned_one() {
         "{metrics}"
     );
 
-    // The rule travels with the profile: export, import elsewhere, export again.
+    // The rule travels with the profile: exported, cleared, imported back.
     let exported = node.zwctl_output(&["profile", "export", "shop/web"]);
+    assert!(exported.status.success());
     let text = String::from_utf8_lossy(&exported.stdout).into_owned();
     assert!(text.contains("response:\n  newPort: true\n"), "{text}");
+    let file = node.dir.path().join("shop-web.yaml");
+    std::fs::write(&file, &text).unwrap();
+    node.zwctl(&["response", "clear", "shop/web"]);
+    let shown = node.zwctl(&["response", "show", "shop/web"]);
+    assert_eq!(shown["response"]["newPort"], false, "{shown}");
+    let imported = node.zwctl(&["profile", "import", "-f", file.to_str().unwrap()]);
+    assert_eq!(imported["zones"][0]["responseBefore"], "none", "{imported}");
+    assert_eq!(
+        imported["zones"][0]["responseAfter"], "new port",
+        "{imported}"
+    );
+    let shown = node.zwctl(&["response", "show", "shop/web"]);
+    assert_eq!(shown["response"]["newPort"], true, "{shown}");
+    let again = node.zwctl_output(&["profile", "export", "shop/web"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        text,
+        "byte for byte"
+    );
+
+    // A bad rule in a file is refused with its line, and nothing changes.
+    std::fs::write(
+        &file,
+        text.replace(
+            "  newPort: true\n",
+            "  violations:\n    count: 0\n    withinSeconds: 60\n",
+        ),
+    )
+    .unwrap();
+    let refused = node.zwctl_output(&["profile", "import", "-f", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("response.violations.count: violations must be at least 1"),
+        "{stderr}"
+    );
+    let shown = node.zwctl(&["response", "show", "shop/web"]);
+    assert_eq!(shown["response"]["newPort"], true, "{shown}");
 }
