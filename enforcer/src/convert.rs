@@ -571,6 +571,41 @@ mod tests {
         assert_eq!(zone.cidrs, ["10.1.2.0/24"]);
     }
 
+    #[test]
+    fn response_rules_from_the_api_are_validated() {
+        let rules = |violations, within_seconds, new_port| v1::ResponseRules {
+            violations,
+            within_seconds,
+            new_port,
+        };
+        assert_eq!(response_from_proto(None), Ok(ResponseRules::default()));
+        let both = response_from_proto(Some(&rules(5, 60, true))).unwrap();
+        assert_eq!(both.violations, ViolationsRule::new(5, 60).ok());
+        assert!(both.new_port);
+        assert_eq!(response_to_proto(&both), Some(rules(5, 60, true)));
+        assert_eq!(response_to_proto(&ResponseRules::default()), None);
+        assert!(
+            response_from_proto(Some(&rules(0, 60, false)))
+                .unwrap_err()
+                .contains("give both, or neither")
+        );
+        assert!(
+            response_from_proto(Some(&rules(5, 0, false)))
+                .unwrap_err()
+                .contains("at least 1 second")
+        );
+        assert!(
+            response_from_proto(Some(&rules(5, 90_000, false)))
+                .unwrap_err()
+                .contains("one day")
+        );
+        assert!(
+            response_from_proto(Some(&rules(20_000, 60, false)))
+                .unwrap_err()
+                .contains("at most 10000")
+        );
+    }
+
     /// zwctl prints an audit enum as the word of its name; audit.log holds the same.
     #[test]
     fn audit_enums_carry_the_words_of_the_log() {
