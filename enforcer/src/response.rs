@@ -25,7 +25,7 @@ use zonewarden_profiles::response::{Rule, Window};
 use zonewarden_profiles::{Proto, ZoneName};
 
 use crate::audit::Note;
-use crate::registry::{EndpointRegistry, Resolver};
+use crate::registry::{EndpointRegistry, Resolver, Snapshot};
 
 /// A rule fired for one endpoint: what [`run`] quarantines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +224,30 @@ impl Responder {
             .cloned()
     }
 
+    /// Names, on the zone map, the members a rule quarantined and why.
+    pub fn annotate_map(&self, map: &mut crate::web::map::ZoneMap, snapshot: &Snapshot) {
+        let reasons = self.reasons.lock().unwrap_or_else(PoisonError::into_inner);
+        if reasons.is_empty() {
+            return;
+        }
+        for endpoint in snapshot.endpoints.values() {
+            let cid = &endpoint.key.container_id;
+            let Some(reason) = reasons
+                .get(cid)
+                .filter(|_| snapshot.quarantined.contains(cid))
+            else {
+                continue;
+            };
+            let zone = endpoint.zone.as_str();
+            if let Some(z) = map.zones.iter_mut().find(|z| z.zone == zone) {
+                z.quarantine_reasons.insert(
+                    crate::registry::snapshot::member_name(endpoint),
+                    reason.clone(),
+                );
+            }
+        }
+    }
+
     /// An operator lifted the quarantine of `container_id`: its reason goes, and its
     /// reports count from zero.
     pub fn lifted(&self, container_id: &str) {
@@ -401,6 +425,40 @@ mod tests {
             "after the lift the count starts from zero"
         );
         assert!(fired.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_zone_map_names_the_members_a_rule_quarantined() {
+        let (responder, _fired) = Responder::new();
+        let mut snapshot = Snapshot::default();
+        let mut ep = crate::test_support::endpoint("c1", "shop/api", &["10.0.0.5/24"]);
+        ep.pod_name = Some("api-0".into());
+        snapshot.endpoints.insert(ep.key.clone(), ep);
+        let mut map = crate::web::map::zone_map(
+            &snapshot,
+            &zonewarden_profiles::learned::LearnedEdges::new(1),
+            &zonewarden_profiles::event::Reports::new(1),
+            "n1",
+            1,
+        );
+        let firing = Firing {
+            container_id: "c1".into(),
+            zone: zone(),
+            rule: Rule::NewPort,
+            reason: "drop to 22/tcp".into(),
+        };
+        responder.done(&firing, true);
+        responder.annotate_map(&mut map, &snapshot);
+        assert!(
+            map.zones[0].quarantine_reasons.is_empty(),
+            "not quarantined (lifted meanwhile): no reason"
+        );
+        snapshot.quarantined.insert("c1".into());
+        responder.annotate_map(&mut map, &snapshot);
+        assert_eq!(
+            map.zones[0].quarantine_reasons["api-0"],
+            "response:shop/api:new-port: drop to 22/tcp"
+        );
     }
 
     #[test]

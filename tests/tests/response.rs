@@ -188,6 +188,30 @@ fn n_violations_within_t_quarantine_the_pod_once_and_cut_its_connection() {
         "{:?}",
         entries[0]
     );
+    let (status, map) = web::http(&node, LISTEN, "GET", "/api/map");
+    assert_eq!(status, 200, "{map}");
+    let map: Value = serde_json::from_str(&map).unwrap();
+    let api = map["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"] == "shop/api")
+        .unwrap();
+    assert_eq!(api["quarantinedMembers"], 1, "{api}");
+    assert!(
+        api["quarantineReasons"]["bad"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("response:shop/api:violations")),
+        "{api}"
+    );
+    assert!(
+        map["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["response"] == "response:shop/api:violations"),
+        "the report that fired it is marked on the map"
+    );
     let metrics = web::scrape(&node, LISTEN);
     assert_eq!(
         metric(

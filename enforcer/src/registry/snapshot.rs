@@ -159,7 +159,8 @@ impl Snapshot {
     }
 }
 
-fn member_name(endpoint: &Endpoint) -> String {
+/// How a zone's member is named: `namespace/pod`, the pod, or the container id.
+pub fn member_name(endpoint: &Endpoint) -> String {
     match (&endpoint.pod_namespace, &endpoint.pod_name) {
         (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
         (None, Some(pod)) => pod.clone(),

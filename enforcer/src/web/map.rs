@@ -38,6 +38,10 @@ pub struct MapZone {
     pub members: Vec<String>,
     /// Members quarantined one by one.
     pub quarantined_members: usize,
+    /// Members an automatic response rule quarantined, with why (the member as in
+    /// `members` → `response:ZONE:RULE: ...`); left out when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantine_reasons: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -189,6 +193,7 @@ pub fn zone_map(
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
+                quarantine_reasons: BTreeMap::new(),
             }
         })
         .collect();
