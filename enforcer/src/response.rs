@@ -248,8 +248,8 @@ impl Responder {
         }
     }
 
-    /// An operator lifted the quarantine of `container_id`: its reason goes, and its
-    /// reports count from zero.
+    /// An operator quarantined `container_id` or lifted its quarantine: a rule's reason
+    /// goes (the quarantine is the operator's now), and its reports count from zero.
     pub fn lifted(&self, container_id: &str) {
         self.reasons
             .lock()

@@ -564,8 +564,9 @@ impl Enforcer for EnforcerService {
                     .await
                     .map_err(status_of)?;
                 warn!(container = %cid, on, who = %actor.who, "endpoint quarantine changed");
-                if !on && let Some(responder) = self.learning.responder() {
-                    // Lifted: its reports count from zero again.
+                if changed && let Some(responder) = self.learning.responder() {
+                    // An operator's decision now: a rule's reason no longer holds, and
+                    // once lifted its reports count from zero again.
                     responder.lifted(&cid);
                 }
                 let snapshot = self.registry.snapshot();
