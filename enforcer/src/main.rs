@@ -542,6 +542,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // node learned.
         learning = learning.with_remote(store.remote_learned());
     }
+    // Automatic response: the zones' rules are counted on the NFLOG path; the
+    // quarantines they fire go through the registry from a task of their own.
+    let (responder, fired) = zonewarden_enforcer::response::Responder::new();
+    let learning = learning.with_responder(responder.clone());
     let options = Options {
         nflog_group: cli.nflog_group,
         seen_timeout_secs: cli.seen_timeout_secs,
@@ -667,6 +671,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen to NFLOG group {}", cli.nflog_group))?;
     learning::spawn_ingest(events_rx, learning.clone(), registry.clone())
         .context("cannot start the learning thread")?;
+    let respond = tokio::spawn(zonewarden_enforcer::response::run(
+        fired,
+        responder,
+        registry.clone(),
+    ));
     let persist = tokio::spawn(learning::persist_forever(
         learning.clone(),
         store.clone(),
@@ -735,7 +744,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(audit_service.into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, persist, follow, bridge]
+    for task in [replay, persist, follow, bridge, respond]
         .into_iter()
         .chain(web)
         .chain(guard)

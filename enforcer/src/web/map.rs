@@ -38,6 +38,10 @@ pub struct MapZone {
     pub members: Vec<String>,
     /// Members quarantined one by one.
     pub quarantined_members: usize,
+    /// Members an automatic response rule quarantined, with why (the member as in
+    /// `members` → `response:ZONE:RULE: ...`); left out when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantine_reasons: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -104,6 +108,10 @@ pub struct MapReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+    /// The automatic response rule this report made quarantine its source
+    /// (`response:shop/api:violations`); left out for every other report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -185,6 +193,7 @@ pub fn zone_map(
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
+                quarantine_reasons: BTreeMap::new(),
             }
         })
         .collect();
@@ -236,6 +245,7 @@ pub fn zone_map(
             reported_by: r.reported_by.clone(),
             profile_version: r.profile_version,
             count: r.count,
+            response: r.response.clone(),
         })
         .collect();
 
@@ -306,6 +316,7 @@ mod tests {
             reported_by: "shop/web".into(),
             profile_version: 3,
             count: 2,
+            response: None,
         });
 
         let map = zone_map(&snapshot, &learned, &reports, "n1", 9);
@@ -375,6 +386,7 @@ mod tests {
                 reported_by: "shop/web".into(),
                 profile_version: 1,
                 count: 1,
+                response: None,
             });
         }
         // shop/old's pods left and its profile was deleted: its drops are history.
@@ -410,6 +422,7 @@ mod tests {
             reported_by: "shop/db".into(),
             profile_version: version,
             count: 1,
+            response: None,
         };
         let mut reports = Reports::new(10);
         reports.push(report(ReportKind::Drop, 5, 2));
