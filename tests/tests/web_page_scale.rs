@@ -58,12 +58,27 @@ fn start(namespaces: usize, per_ns: usize) -> Node {
     node.start_enforcer_with(&["--web-listen", LISTEN]);
     let file = node.dir.path().join("profiles.yaml");
     std::fs::write(&file, profiles(namespaces, per_ns)).unwrap();
-    let out = node.zwctl_output(&["profile", "import", "--filename", file.to_str().unwrap()]);
+    // One transaction for every zone; a debug build on a shared machine may take
+    // longer than zwctl's default 5 s to answer.
+    let started = std::time::Instant::now();
+    let out = node.zwctl_output(&[
+        "--timeout",
+        "120",
+        "profile",
+        "import",
+        "--filename",
+        file.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "import of {} zones: {}",
         namespaces * per_ns,
         String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "imported {} zones in {:?}",
+        namespaces * per_ns,
+        started.elapsed()
     );
     node.zwctl(&["quarantine", "--zone", &zone(3, 5)]);
     wait::until("the page to answer", Duration::from_secs(10), || {
