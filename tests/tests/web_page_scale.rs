@@ -192,6 +192,22 @@ fn check_scale(namespaces: usize, per_ns: usize) {
         Some("zone context")
     );
     assert!(class_of(&ns, "data-zone", &zone(4, 0)).is_none());
+    assert!(
+        ns.contains(&format!(
+            "data-edge=\"{}-&gt;{}:8080/tcp\"",
+            zone(2, 0),
+            zone(2, 1)
+        )),
+        "the edge table lists team02's edges"
+    );
+    assert!(
+        !ns.contains(&format!(
+            "data-edge=\"{}-&gt;{}:8080/tcp\"",
+            zone(4, 0),
+            zone(4, 1)
+        )),
+        "and only those"
+    );
     no_overlaps(&ns, "drill-down");
 
     // Search: jumps to the zone, expands its namespace, selects and centers it.
