@@ -18,6 +18,7 @@ use crate::get::GetCommand;
 use crate::mode::ModeCommand;
 use crate::profile::ProfileCommand;
 use crate::quarantine::QuarantineArgs;
+use crate::response::ResponseCommand;
 use crate::status::StatusArgs;
 use crate::zones_map::ZonesCommand;
 
@@ -52,6 +53,9 @@ Examples:
   # Cut off a compromised workload, and let it back
   zwctl quarantine --zone shop/frontend
   zwctl unquarantine --zone shop/frontend
+
+  # Let the enforcer cut off a shop/frontend pod after 5 violations within a minute
+  zwctl response set shop/frontend --violations 5 --within 60s
 
   # Talk to an enforcer serving a non-default socket
   zwctl --socket /tmp/zw/enforcer.sock status
@@ -280,6 +284,11 @@ pub enum Command {
     /// Lift the quarantine of a zone or one endpoint.
     #[command(after_help = crate::quarantine::UNQUARANTINE_EXAMPLES)]
     Unquarantine(QuarantineArgs),
+
+    /// Automatic response: quarantine a zone's endpoint after N violations within T,
+    /// or on its first drop to a port the zone never used.
+    #[command(subcommand, after_help = crate::response::EXAMPLES)]
+    Response(ResponseCommand),
 
     /// Show whether the enforcer is ready to serve container attachments.
     #[command(after_help = crate::status::EXAMPLES)]

@@ -133,6 +133,16 @@ impl Enforcer {
         }
     }
 
+    pub async fn set_response(
+        &mut self,
+        request: v1::SetResponseRequest,
+    ) -> anyhow::Result<v1::ProfileChangeResponse> {
+        match self.client.set_response(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(rpc_error(&self.socket, "SetResponse", &status)),
+        }
+    }
+
     pub async fn quarantine(
         &mut self,
         request: v1::QuarantineRequest,

@@ -156,6 +156,10 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
         ("Kind", d.kind.clone()),
         ("Mode", p.mode.clone()),
         ("Quarantined", render::yes_no(p.quarantined)),
+        (
+            "Response",
+            crate::view::ResponseView::words(p.response.as_ref()),
+        ),
         ("Profile version", p.version.to_string()),
         ("Endpoints", p.endpoint_count.to_string()),
         ("Learning", learning),
@@ -188,7 +192,7 @@ pub fn describe_text(d: &ZoneDetailView, ctx: &RenderContext) -> String {
                 m.ips.join(","),
                 m.host_ifname.clone(),
                 m.key.network.clone(),
-                m.quarantine_word().to_owned(),
+                m.quarantine_word(),
             ]
         }),
     );
@@ -333,6 +337,7 @@ Id:               3
 Kind:             workload
 Mode:             enforce
 Quarantined:      no
+Response:         none
 Profile version:  2
 Endpoints:        1
 Learning:         no edges seen yet

@@ -153,6 +153,9 @@ Columns:
   COUNT            repeats of the same verdict and edge folded into this line
   REPORTED-BY      the zone whose rule reported it
   PROFILE-VERSION  that zone's profile version in force at the time
+  RESPONSE         the automatic response rule (violations, new-port) of the source's
+                   zone that this report made quarantine the source (shown when a line
+                   has one; -o json names it in full: response:ZONE:RULE)
 
 Examples:
   # The newest 100 drops and violations on this node
@@ -162,7 +165,10 @@ Examples:
   zwctl get violations --zone shop/db --verdict drop
 
   # The last 10, as JSON
-  zwctl get violations --limit 10 -o json";
+  zwctl get violations --limit 10 -o json
+
+  # The reports that made a response rule quarantine their source
+  zwctl get violations -o json | jq '.items[] | select(.response)'";
 
 /// The resources `get` lists.
 #[derive(Debug, Subcommand)]
@@ -407,7 +413,7 @@ impl TableRow for EndpointView {
             self.attach_mode.clone(),
             self.key.network.clone(),
             self.node.clone(),
-            self.quarantine_word().to_owned(),
+            self.quarantine_word(),
             render::format_age(self.created_unix_ms, ctx.now_unix_ms),
         ]
     }
@@ -566,6 +572,11 @@ pub fn violation_table(
     if !reported {
         headers.truncate(reporter_columns);
     }
+    // RESPONSE only when an automatic response rule quarantined some source.
+    let responded = violations.iter().any(|v| !v.response.is_empty());
+    if responded {
+        headers.push("RESPONSE");
+    }
     let rows = violations
         .iter()
         .map(|v| {
@@ -574,6 +585,12 @@ pub fn violation_table(
                 cells.truncate(reporter_columns);
             } else if v.reported_by.is_empty() {
                 cells[reporter_columns..].fill("-".to_owned());
+            }
+            if responded {
+                cells.push(match view::response_rule(&v.response) {
+                    Some(rule) => rule.to_owned(),
+                    None => "-".to_owned(),
+                });
             }
             cells
         })
@@ -634,6 +651,7 @@ mod tests {
             created_unix_ms: NOW - age_secs * 1000,
             bridge: String::new(),
             quarantined: container.starts_with("fedc"),
+            quarantine_reason: String::new(),
             zone_quarantined: false,
         }
     }
@@ -887,6 +905,7 @@ shop/web->shop/legacy:80/tcp   approved   shop/web            <none>      <none>
             }],
             completeness,
             endpoint_count: 3,
+            response: None,
         }
     }
 
@@ -988,7 +1007,29 @@ shop/web   monitor   no            4         2          3           1h          
             reported_by: "shop/db".into(),
             profile_version: 5,
             count: 17,
+            response: String::new(),
         }
+    }
+
+    #[test]
+    fn a_report_that_fired_a_response_rule_says_so_in_its_own_column() {
+        let plain = violation_views(v1::ListViolationsResponse {
+            violations: vec![violation(v1::Verdict::Drop, 5, "10.244.0.5", 40000)],
+        });
+        let (headers, _) = violation_table(&plain, &CTX);
+        assert!(!headers.contains(&"RESPONSE"), "{headers:?}");
+        let mut fired = violation(v1::Verdict::Violation, 3, "10.244.0.5", 40001);
+        fired.response = "response:shop/web:violations".into();
+        let views = violation_views(v1::ListViolationsResponse {
+            violations: vec![fired, violation(v1::Verdict::Drop, 5, "10.244.0.5", 40000)],
+        });
+        let (headers, rows) = violation_table(&views, &CTX);
+        assert_eq!(headers.last(), Some(&"RESPONSE"));
+        assert_eq!(rows[0].last().unwrap(), "violations");
+        assert_eq!(rows[1].last().unwrap(), "-");
+        let json = serde_json::to_value(&views).unwrap();
+        assert_eq!(json[0]["response"], "response:shop/web:violations");
+        assert!(json[1].get("response").is_none(), "{json}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - `edge`: the client-side check of the edge text (`SRC->DST:PORT/PROTO`).
 //! - `choice`: arguments that are the model's enums (`Mode`, `ReportKind`).
 //! - one module per command group: `get`, `profile`, `mode`, `quarantine`
-//!   (also `unquarantine`), `status`, `describe`, `zones` (`map`), `flows`
+//!   (also `unquarantine`), `response` (`set`, `clear`, `show`), `status`, `describe`, `zones` (`map`), `flows`
 //!   (`watch`, which streams its output as it comes), `profile_io` (`profile
 //!   export|import`), `profile_against` (`profile diff --against FILE`), `audit`
 //!   (`log`, `verify`), `completion`.
@@ -31,6 +31,7 @@ mod profile_against;
 mod profile_io;
 mod quarantine;
 mod render;
+mod response;
 mod status;
 mod view;
 mod zones_map;
@@ -119,6 +120,9 @@ fn run(cli: &Cli) -> anyhow::Result<CommandOutput> {
                 .await
                 .map(CommandOutput::from),
             Command::Unquarantine(args) => quarantine::run(args, false, &cli.global)
+                .await
+                .map(CommandOutput::from),
+            Command::Response(command) => response::run(command, &cli.global)
                 .await
                 .map(CommandOutput::from),
             Command::Status(args) => status::run(args, &cli.global).await,

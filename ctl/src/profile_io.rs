@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use zonewarden_profiles::export::netpol::{self, NetpolInput};
 use zonewarden_profiles::export::{self, ProfileDocument};
+use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
 use zonewarden_profiles::{Edge, Mode, ZoneName};
 use zonewarden_proto::v1;
 
@@ -132,6 +133,8 @@ struct DocumentView {
     approved_edges: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected_edges: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<crate::view::ResponseView>,
 }
 
 impl From<&ProfileDocument> for DocumentView {
@@ -144,6 +147,16 @@ impl From<&ProfileDocument> for DocumentView {
             comment: doc.comment.clone(),
             approved_edges: doc.approved.iter().map(ToString::to_string).collect(),
             rejected_edges: doc.rejected.iter().map(ToString::to_string).collect(),
+            response: (!doc.response.is_empty()).then(|| crate::view::ResponseView {
+                violations: doc
+                    .response
+                    .violations
+                    .map(|v| crate::view::ViolationsRuleView {
+                        count: v.count,
+                        within_seconds: v.within_secs,
+                    }),
+                new_port: doc.response.new_port,
+            }),
         }
     }
 }
@@ -168,12 +181,25 @@ fn document_of(profile: &v1::Profile) -> anyhow::Result<ProfileDocument> {
     };
     let approved = edges(&profile.approved)?;
     let rejected = edges(&profile.rejected)?;
+    let response = match &profile.response {
+        None => ResponseRules::default(),
+        Some(r) => ResponseRules {
+            violations: (r.violations > 0)
+                .then(|| ViolationsRule::new(u64::from(r.violations), u64::from(r.within_seconds)))
+                .transpose()
+                .with_context(|| {
+                    format!("zone {zone}: the enforcer sent invalid response rules")
+                })?,
+            new_port: r.new_port,
+        },
+    };
     Ok(ProfileDocument {
         zone,
         mode,
         version: profile.version,
         approved,
         rejected,
+        response,
         comment: None,
     })
 }
@@ -256,6 +282,11 @@ pub struct ZoneImportView {
     pub mode_after: String,
     pub version_before: u64,
     pub version_after: u64,
+    /// The response rules in words, before and after; left out when they stay.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response_before: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response_after: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -282,6 +313,8 @@ impl From<v1::ImportProfilesResponse> for ImportResultView {
                     mode_after: mode_word(z.mode_after),
                     version_before: z.version_before,
                     version_after: z.version_after,
+                    response_before: z.response_before,
+                    response_after: z.response_after,
                 })
                 .collect(),
         }
@@ -338,7 +371,10 @@ fn with_mode(text: &str, mode: Mode, comment: Option<&str>) -> anyhow::Result<(S
 pub fn import_text(result: &ImportResultView) -> String {
     let mut out = String::new();
     for z in &result.zones {
-        let changes = z.added.len() + z.removed.len() + usize::from(!z.mode_after.is_empty());
+        let changes = z.added.len()
+            + z.removed.len()
+            + usize::from(!z.mode_after.is_empty())
+            + usize::from(!z.response_after.is_empty());
         if changes == 0 {
             out.push_str(&format!(
                 "zone {}: unchanged (version {})\n",
@@ -354,6 +390,12 @@ pub fn import_text(result: &ImportResultView) -> String {
         );
         if !z.mode_after.is_empty() {
             line.push_str(&format!(", mode {} -> {}", z.mode_before, z.mode_after));
+        }
+        if !z.response_after.is_empty() {
+            line.push_str(&format!(
+                ", response {} -> {}",
+                z.response_before, z.response_after
+            ));
         }
         if result.dry_run {
             line.push_str(&format!(", version {}", z.version_before));
@@ -444,6 +486,15 @@ mod tests {
                     mode_after: "enforce".into(),
                     version_before: 3,
                     version_after: 3,
+                    ..Default::default()
+                },
+                ZoneImportView {
+                    zone: "shop/cache".into(),
+                    version_before: 1,
+                    version_after: 1,
+                    response_before: "none".into(),
+                    response_after: "new port".into(),
+                    ..Default::default()
                 },
                 ZoneImportView {
                     zone: "shop/db".into(),
@@ -459,8 +510,9 @@ mod tests {
 zone shop/api: +1 -1 edge(s), mode monitor -> enforce, version 3
   + shop/api->shop/redis:6379/tcp
   - shop/api->world:443/tcp
+zone shop/cache: +0 -0 edge(s), response none -> new port, version 1
 zone shop/db: unchanged (version 2)
-dry run: 1 of 2 zone(s) would change; nothing was applied
+dry run: 1 of 3 zone(s) would change; nothing was applied
 "
         );
     }

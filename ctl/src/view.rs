@@ -103,18 +103,35 @@ pub struct EndpointView {
     pub quarantined: bool,
     /// Its zone is quarantined: cut off as well.
     pub zone_quarantined: bool,
+    /// Why, when an automatic response rule quarantined it
+    /// (`response:shop/api:violations: 5 reports ...`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub quarantine_reason: String,
 }
 
 impl EndpointView {
-    /// What cuts the endpoint off: `endpoint`, `zone`, both, or `no`.
-    pub fn quarantine_word(&self) -> &'static str {
-        match (self.quarantined, self.zone_quarantined) {
+    /// What cuts the endpoint off: `endpoint`, `zone`, both, or `no`; an endpoint
+    /// a response rule quarantined says which (`endpoint (violations)`).
+    pub fn quarantine_word(&self) -> String {
+        let word = match (self.quarantined, self.zone_quarantined) {
             (true, true) => "endpoint,zone",
             (true, false) => "endpoint",
             (false, true) => "zone",
             (false, false) => "no",
+        };
+        match response_rule(&self.quarantine_reason) {
+            Some(rule) if self.quarantined => format!("{word} ({rule})"),
+            _ => word.to_owned(),
         }
     }
+}
+
+/// The rule of a response author (`response:shop/api:violations[: why]` →
+/// `violations`).
+pub fn response_rule(author: &str) -> Option<&str> {
+    let rest = author.strip_prefix("response:")?;
+    let author = rest.split(": ").next().unwrap_or(rest);
+    author.rsplit(':').next().filter(|r| !r.is_empty())
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -141,6 +158,7 @@ impl From<v1::Endpoint> for EndpointView {
             bridge: ep.bridge,
             quarantined: ep.quarantined,
             zone_quarantined: ep.zone_quarantined,
+            quarantine_reason: ep.quarantine_reason,
         }
     }
 }
@@ -471,10 +489,62 @@ pub struct ProfileView {
     /// Edges an operator rejected: never approved by `approve --all`.
     #[serde(rename = "rejectedEdges")]
     pub rejected: Vec<String>,
+    /// Automatic response rules; left out when the zone has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseView>,
     pub history: Vec<ProfileChangeView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completeness: Option<CompletenessView>,
     pub endpoint_count: u32,
+}
+
+/// A zone's automatic response rules (`ResponseRules`), named as in the export.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations: Option<ViolationsRuleView>,
+    pub new_port: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolationsRuleView {
+    pub count: u32,
+    pub within_seconds: u32,
+}
+
+impl From<v1::ResponseRules> for ResponseView {
+    fn from(rules: v1::ResponseRules) -> Self {
+        Self {
+            violations: (rules.violations > 0).then_some(ViolationsRuleView {
+                count: rules.violations,
+                within_seconds: rules.within_seconds,
+            }),
+            new_port: rules.new_port,
+        }
+    }
+}
+
+impl ResponseView {
+    /// `5 violations within 60s, new port`, or `none`.
+    pub fn words(rules: Option<&Self>) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = rules.and_then(|r| r.violations.as_ref()) {
+            parts.push(format!(
+                "{} violations within {}s",
+                v.count, v.within_seconds
+            ));
+        }
+        if rules.is_some_and(|r| r.new_port) {
+            parts.push("new port".to_owned());
+        }
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 impl From<v1::Profile> for ProfileView {
@@ -486,6 +556,7 @@ impl From<v1::Profile> for ProfileView {
             version: profile.version,
             approved: profile.approved,
             rejected: profile.rejected,
+            response: profile.response.map(ResponseView::from),
             history: profile
                 .history
                 .into_iter()
@@ -589,6 +660,10 @@ pub struct ViolationView {
     #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+    /// The automatic response rule this report made quarantine its source
+    /// (`response:shop/api:violations`); left out for every other report.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response: String,
 }
 
 /// For `skip_serializing_if`: a count or version that is not set.
@@ -609,6 +684,7 @@ impl From<v1::Violation> for ViolationView {
             reported_by: violation.reported_by,
             profile_version: violation.profile_version,
             count: violation.count,
+            response: violation.response,
         }
     }
 }

@@ -10,6 +10,7 @@ use zonewarden_profiles::event::{FlowVerdict, Report, ReportKind};
 
 use zonewarden_profiles::LastDrop;
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
+use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
 use zonewarden_profiles::{
     AttachMode, AttachmentKey, Edge, Endpoint, Mode, Policy, Profile, ZoneHints, ZoneKind,
     ZoneName, ZoneSource,
@@ -182,6 +183,7 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> v1::Endpoint {
         bridge: endpoint.bridge.clone().unwrap_or_default(),
         quarantined: false,
         zone_quarantined: false,
+        quarantine_reason: String::new(),
     }
 }
 
@@ -324,6 +326,7 @@ pub fn profile_to_proto(
             window_seconds: u32::try_from(COMPLETENESS_WINDOW.as_secs()).unwrap_or(u32::MAX),
         }),
         endpoint_count: u32::try_from(endpoint_count).unwrap_or(u32::MAX),
+        response: response_to_proto(&profile.response),
     }
 }
 
@@ -354,7 +357,36 @@ pub fn violation_to_proto(report: &Report) -> v1::Violation {
         reported_by: report.reported_by.clone(),
         profile_version: report.profile_version,
         count: report.count,
+        response: report.response.clone().unwrap_or_default(),
     }
+}
+
+pub fn response_to_proto(rules: &ResponseRules) -> Option<v1::ResponseRules> {
+    (!rules.is_empty()).then(|| v1::ResponseRules {
+        violations: rules.violations.map_or(0, |v| v.count),
+        within_seconds: rules.violations.map_or(0, |v| v.within_secs),
+        new_port: rules.new_port,
+    })
+}
+
+/// The rules a request asks for, validated (`violations` 0: no such rule).
+pub fn response_from_proto(rules: Option<&v1::ResponseRules>) -> Result<ResponseRules, String> {
+    let Some(rules) = rules else {
+        return Ok(ResponseRules::default());
+    };
+    let violations = match (rules.violations, rules.within_seconds) {
+        (0, 0) => None,
+        (0, _) => {
+            return Err("a window without a count of violations: give both, or neither".to_owned());
+        }
+        (n, t) => {
+            Some(ViolationsRule::new(u64::from(n), u64::from(t)).map_err(|err| err.to_string())?)
+        }
+    };
+    Ok(ResponseRules {
+        violations,
+        new_port: rules.new_port,
+    })
 }
 
 /// One logged connection, as `WatchFlows` streams it.
@@ -396,6 +428,7 @@ pub fn audit_action_to_proto(action: Action) -> v1::AuditAction {
         Action::StoreAccepted => v1::AuditAction::StoreAccepted,
         Action::ChainRestart => v1::AuditAction::ChainRestart,
         Action::ProfileDelete => v1::AuditAction::ProfileDelete,
+        Action::Response => v1::AuditAction::Response,
     }
 }
 
@@ -423,6 +456,16 @@ pub fn zone_import_to_proto(z: &ZoneImport) -> v1::ZoneImport {
         mode_after,
         version_before: z.version_before,
         version_after: z.version_after,
+        response_before: z
+            .delta
+            .response
+            .map(|(before, _)| before.to_string())
+            .unwrap_or_default(),
+        response_after: z
+            .delta
+            .response
+            .map(|(_, after)| after.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -534,6 +577,41 @@ mod tests {
         assert_eq!(zone.cidrs, ["10.1.2.0/24"]);
     }
 
+    #[test]
+    fn response_rules_from_the_api_are_validated() {
+        let rules = |violations, within_seconds, new_port| v1::ResponseRules {
+            violations,
+            within_seconds,
+            new_port,
+        };
+        assert_eq!(response_from_proto(None), Ok(ResponseRules::default()));
+        let both = response_from_proto(Some(&rules(5, 60, true))).unwrap();
+        assert_eq!(both.violations, ViolationsRule::new(5, 60).ok());
+        assert!(both.new_port);
+        assert_eq!(response_to_proto(&both), Some(rules(5, 60, true)));
+        assert_eq!(response_to_proto(&ResponseRules::default()), None);
+        assert!(
+            response_from_proto(Some(&rules(0, 60, false)))
+                .unwrap_err()
+                .contains("give both, or neither")
+        );
+        assert!(
+            response_from_proto(Some(&rules(5, 0, false)))
+                .unwrap_err()
+                .contains("at least 1 second")
+        );
+        assert!(
+            response_from_proto(Some(&rules(5, 90_000, false)))
+                .unwrap_err()
+                .contains("one day")
+        );
+        assert!(
+            response_from_proto(Some(&rules(20_000, 60, false)))
+                .unwrap_err()
+                .contains("at most 10000")
+        );
+    }
+
     /// zwctl prints an audit enum as the word of its name; audit.log holds the same.
     #[test]
     fn audit_enums_carry_the_words_of_the_log() {
@@ -553,6 +631,7 @@ mod tests {
             Action::StoreAccepted,
             Action::ChainRestart,
             Action::ProfileDelete,
+            Action::Response,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for action in actions {
@@ -563,7 +642,7 @@ mod tests {
                 action.as_str()
             );
         }
-        assert_eq!(seen.len(), 14, "every action but UNSPECIFIED");
+        assert_eq!(seen.len(), 15, "every action but UNSPECIFIED");
         let kinds = [
             ProblemKind::Unreadable,
             ProblemKind::Truncated,

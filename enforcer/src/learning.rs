@@ -111,6 +111,8 @@ pub struct Learning {
     counters: Arc<Counters>,
     nflog: Arc<NflogCounters>,
     verdicts: crate::web::VerdictCounters,
+    /// Automatic response: counts this node's reports against the zones' rules.
+    responder: Option<crate::response::Responder>,
 }
 
 /// One event, resolved outside the lock.
@@ -150,7 +152,36 @@ impl Learning {
             counters: Arc::new(counters),
             nflog: Arc::default(),
             verdicts: crate::web::VerdictCounters::default(),
+            responder: None,
         }
+    }
+
+    /// Counts every drop and violation against the zones' response rules (see
+    /// [`crate::response`]).
+    pub fn with_responder(mut self, responder: crate::response::Responder) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
+    /// The automatic response, when it is on.
+    pub fn responder(&self) -> Option<&crate::response::Responder> {
+        self.responder.as_ref()
+    }
+
+    /// Whether `zone` has a learned edge from it with `(proto, port)`, on this node or
+    /// (cluster mode) on another. The locks are taken one after the other, never nested.
+    fn port_learned(&self, zone: &zonewarden_profiles::ZoneName, proto: Proto, port: u16) -> bool {
+        use zonewarden_profiles::response::port_known;
+        if port_known(zone, proto, port, self.lock().learned.edges.keys()) {
+            return true;
+        }
+        self.remote.as_ref().is_some_and(|remote| {
+            remote
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .any(|l| port_known(zone, proto, port, l.edges.keys()))
+        })
     }
 
     /// The counters the NFLOG thread that feeds this learning keeps.
@@ -188,10 +219,20 @@ impl Learning {
     /// Takes logged packets into account: each is resolved to its edge without the
     /// lock, then all are recorded under one.
     pub fn ingest_batch(&self, events: &[LogEvent], resolver: &Resolver, now_ms: i64) {
-        let resolved: Vec<Resolved> = events
+        let mut resolved: Vec<Resolved> = events
             .iter()
             .filter_map(|event| self.resolve(event, resolver, now_ms))
             .collect();
+        if let Some(responder) = &self.responder {
+            // Before this batch is recorded: a new port is one learning has not seen.
+            for report in resolved.iter_mut().filter_map(|r| r.report.as_mut()) {
+                if let Some(rule) = responder.consider(report, resolver, |z, proto, port| {
+                    self.port_learned(z, proto, port)
+                }) {
+                    report.response = Some(rule.author(&report.edge.src));
+                }
+            }
+        }
         if !resolved.is_empty() {
             let (mut evicted_edges, mut evicted_reports) = (0, 0);
             let mut new_edges = Vec::new();
@@ -284,6 +325,7 @@ impl Learning {
                 reported_by,
                 profile_version: prefix.version,
                 count: 1,
+                response: None,
             }
         });
         Some(Resolved {

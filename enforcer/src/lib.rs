@@ -14,6 +14,8 @@
 //! - [`pending_del`]: the replay of DELs the CNI plugin queued while we were away.
 //! - [`nflog`]: the NFLOG listener the table's log rules report to.
 //! - [`learning`]: logged connections become learned edges and reports.
+//! - [`response`]: automatic response: the zones' rules counted on the NFLOG path,
+//!   and the task that quarantines the endpoints they name.
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
 //! - [`cluster`]: cluster mode: host-gateway routes to the other nodes' pod blocks.
@@ -48,6 +50,7 @@ pub mod pending_del;
 pub mod policy_api;
 pub mod readiness;
 pub mod registry;
+pub mod response;
 pub mod server;
 pub mod socket;
 pub mod store;

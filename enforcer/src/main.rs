@@ -282,6 +282,35 @@ fn check_cluster_settings(addresses: &[std::net::IpAddr], cidrs: &[IpNet]) -> an
     check_blocks("--pod-cidr", cidrs)
 }
 
+/// Cluster mode on a node whose state directory still holds its local store: the
+/// cluster store does not know those endpoints, so their pods would run with no rule
+/// of ours (their traffic matches no zone) and their profiles would be forgotten.
+/// Refused, with the way over; nothing is read from etcd or changed before.
+fn refuse_local_leftovers(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let records = |dir: &str| {
+        std::fs::read_dir(state_dir.join(dir)).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+    };
+    let (endpoints, profiles) = (records("endpoints"), records("profiles"));
+    anyhow::ensure!(
+        endpoints == 0 && profiles == 0,
+        "--store etcd: the state directory {dir} still holds this node's local store \
+         ({endpoints} endpoint(s), {profiles} profile(s)); the cluster store does not know \
+         them, so those pods would run with no rule of zonewarden's. To move this node \
+         into the cluster: with the local store, export the profiles (zwctl profile \
+         export --all > profiles.yaml) and drain the node's pods; then move endpoints/, \
+         profiles/ and zones.json out of {dir}, start with --store etcd, import the \
+         profiles once (zwctl profile import -f profiles.yaml) and let the pods come back \
+         (the plugin attaches them again)",
+        dir = state_dir.display()
+    );
+    Ok(())
+}
+
 /// `flag`'s blocks: no host bits, at most one per address family.
 fn check_blocks(flag: &str, cidrs: &[IpNet]) -> anyhow::Result<()> {
     for net in cidrs {
@@ -403,6 +432,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     check_cluster_settings(&cli.node_address, &cli.pod_cidrs)?;
     let cluster = etcd_config(&cli, &node)?;
+    if cluster.is_some() {
+        refuse_local_leftovers(&cli.state_dir)?;
+    }
     let metrics = Metrics::default();
     let mut accepted = None;
     // This node's pod blocks: given (--pod-cidr) or claimed from the pool.
@@ -510,6 +542,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // node learned.
         learning = learning.with_remote(store.remote_learned());
     }
+    // Automatic response: the zones' rules are counted on the NFLOG path; the
+    // quarantines they fire go through the registry from a task of their own.
+    let (responder, fired) = zonewarden_enforcer::response::Responder::new();
+    let learning = learning.with_responder(responder.clone());
     let options = Options {
         nflog_group: cli.nflog_group,
         seen_timeout_secs: cli.seen_timeout_secs,
@@ -635,6 +671,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen to NFLOG group {}", cli.nflog_group))?;
     learning::spawn_ingest(events_rx, learning.clone(), registry.clone())
         .context("cannot start the learning thread")?;
+    let respond = tokio::spawn(zonewarden_enforcer::response::run(
+        fired,
+        responder,
+        registry.clone(),
+    ));
     let persist = tokio::spawn(learning::persist_forever(
         learning.clone(),
         store.clone(),
@@ -703,7 +744,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(audit_service.into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, persist, follow, bridge]
+    for task in [replay, persist, follow, bridge, respond]
         .into_iter()
         .chain(web)
         .chain(guard)

@@ -293,7 +293,7 @@ impl Enforcer for EnforcerService {
             endpoints: endpoints
                 .iter()
                 .filter(|e| node.is_none_or(|node| e.node == node))
-                .map(|e| endpoint_with_quarantine(&snapshot, e))
+                .map(|e| endpoint_with_quarantine(&snapshot, e, self.learning.responder()))
                 .collect(),
         }))
     }
@@ -577,6 +577,11 @@ impl Enforcer for EnforcerService {
                     .await
                     .map_err(status_of)?;
                 warn!(container = %cid, on, who = %actor.who, "endpoint quarantine changed");
+                if changed && let Some(responder) = self.learning.responder() {
+                    // An operator's decision now: a rule's reason no longer holds, and
+                    // once lifted its reports count from zero again.
+                    responder.lifted(&cid);
+                }
                 let snapshot = self.registry.snapshot();
                 let zone = snapshot
                     .endpoints
@@ -604,6 +609,37 @@ impl Enforcer for EnforcerService {
                 "name exactly one of a zone and an endpoint (container id) to quarantine",
             )),
         }
+    }
+
+    async fn set_response(
+        &self,
+        request: Request<v1::SetResponseRequest>,
+    ) -> Result<Response<v1::ProfileChangeResponse>, Status> {
+        let actor = actor(&request, &request.get_ref().comment);
+        let request = request.into_inner();
+        let zone = zone_arg(&request.zone)?;
+        let rules = crate::convert::response_from_proto(request.rules.as_ref()).map_err(|why| {
+            Status::invalid_argument(format!(
+                "the response rules of zone {zone} are invalid, nothing was changed: {why}"
+            ))
+        })?;
+        let noted = ChangeNote::new(
+            Note::from(&actor),
+            Action::Response,
+            Some(rules.to_string()),
+        );
+        let (profile, changed) = self
+            .registry
+            .change_profile(
+                zone.clone(),
+                if_missing(request.create),
+                move |p| Ok(usize::from(p.set_response(rules, &actor))),
+                noted,
+            )
+            .await
+            .map_err(status_of)?;
+        info!(%zone, %rules, version = profile.version, "response rules set");
+        Ok(Response::new(self.change_response(&profile, changed)))
     }
 
     async fn delete_profile(
@@ -699,9 +735,15 @@ impl Enforcer for EnforcerService {
 fn endpoint_with_quarantine(
     snapshot: &Snapshot,
     endpoint: &zonewarden_profiles::Endpoint,
+    responder: Option<&crate::response::Responder>,
 ) -> v1::Endpoint {
+    let quarantined = snapshot.quarantined.contains(&endpoint.key.container_id);
     v1::Endpoint {
-        quarantined: snapshot.quarantined.contains(&endpoint.key.container_id),
+        quarantined,
+        quarantine_reason: responder
+            .filter(|_| quarantined)
+            .and_then(|r| r.reason(&endpoint.key.container_id))
+            .unwrap_or_default(),
         zone_quarantined: snapshot
             .policy
             .profiles

@@ -189,6 +189,7 @@ mod tests {
             reported_by: "shop/db".into(),
             profile_version: version,
             count: 1,
+            response: None,
         };
         reports.push(report(ReportKind::Drop, 5, 2));
         reports.push(report(ReportKind::Drop, 7, 3));

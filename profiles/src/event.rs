@@ -100,6 +100,10 @@ pub struct Report {
     pub reported_by: String,
     pub profile_version: u64,
     pub count: u64,
+    /// The automatic response rule this report made quarantine its source
+    /// (`response:shop/api:violations`); such a report is never folded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 /// The newest reports, bounded.
@@ -126,6 +130,8 @@ impl Reports {
     pub fn push(&mut self, report: Report) -> bool {
         let recent = self.entries.iter_mut().rev().take(FOLD_WINDOW).find(|r| {
             r.kind == report.kind
+                && r.response.is_none()
+                && report.response.is_none()
                 && r.edge == report.edge
                 && r.profile_version == report.profile_version
         });
@@ -167,6 +173,7 @@ mod tests {
             reported_by: "b".into(),
             profile_version: version,
             count: 1,
+            response: None,
         }
     }
 
@@ -181,5 +188,19 @@ mod tests {
         assert!(r.push(report(81, 2)), "the oldest goes to make room");
         assert_eq!(r.entries.len(), 2, "bounded");
         assert_eq!(r.newest().next().unwrap().edge.port, 81);
+    }
+
+    #[test]
+    fn a_report_that_fired_a_response_stands_alone() {
+        let mut r = Reports::new(10);
+        r.push(report(80, 1));
+        let mut fired = report(80, 1);
+        fired.response = Some("response:b:violations".into());
+        r.push(fired);
+        r.push(report(80, 1));
+        assert_eq!(r.entries.len(), 2, "the marked one is not folded in");
+        assert_eq!(r.entries[0].count, 2);
+        assert_eq!(r.entries[1].count, 1);
+        assert!(r.entries[1].response.is_some());
     }
 }

@@ -13,10 +13,17 @@
 //!   - "shop/frontend->shop/api:8080/tcp"
 //! rejectedEdges:
 //!   - "shop/api->world:25/tcp"
+//! response:
+//!   violations:
+//!     count: 5
+//!     withinSeconds: 60
+//!   newPort: true
 //! ```
 //!
 //! `rejectedEdges` (edges an operator rejected: never approved in bulk) is written
-//! only when the profile has some, and may be left out of a document.
+//! only when the profile has some, and may be left out of a document. So is
+//! `response` (the automatic response rules, see [`crate::response`]): a document
+//! without it imports as a zone without rules.
 //!
 //! [`render`] writes documents in a stable order (zones sorted, edges sorted) and
 //! without the profile's version (the enforcer numbers versions itself, and every
@@ -41,6 +48,7 @@ use serde_saphyr::Spanned;
 
 use crate::edge::Edge;
 use crate::profile::{Actor, Mode, Profile, ProfileChange};
+use crate::response::{ResponseRules, ViolationsRule};
 use crate::zone::ZoneName;
 
 pub mod netpol;
@@ -59,6 +67,8 @@ pub struct ProfileDocument {
     pub approved: BTreeSet<Edge>,
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub rejected: BTreeSet<Edge>,
+    #[serde(skip_serializing_if = "ResponseRules::is_empty")]
+    pub response: ResponseRules,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -71,6 +81,7 @@ impl ProfileDocument {
             version: profile.version,
             approved: profile.approved.clone(),
             rejected: profile.rejected.clone(),
+            response: profile.response,
             comment: None,
         }
     }
@@ -98,8 +109,24 @@ pub fn render(documents: &[ProfileDocument]) -> String {
         if !doc.rejected.is_empty() {
             render_edges(&mut out, "rejectedEdges", &doc.rejected);
         }
+        render_response(&mut out, &doc.response);
     }
     out
+}
+
+fn render_response(out: &mut String, rules: &ResponseRules) {
+    if rules.is_empty() {
+        return;
+    }
+    out.push_str("response:\n");
+    if let Some(v) = rules.violations {
+        out.push_str("  violations:\n");
+        let _ = writeln!(out, "    count: {}", v.count);
+        let _ = writeln!(out, "    withinSeconds: {}", v.within_secs);
+    }
+    if rules.new_port {
+        out.push_str("  newPort: true\n");
+    }
 }
 
 fn render_edges(out: &mut String, key: &str, edges: &BTreeSet<Edge>) {
@@ -186,6 +213,25 @@ struct RawDocument {
     approved_edges: Spanned<Vec<Spanned<String>>>,
     #[serde(default, alias = "rejected")]
     rejected_edges: Vec<Spanned<String>>,
+    #[serde(default)]
+    response: Option<RawResponse>,
+}
+
+/// `response:` as the file spells it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawResponse {
+    #[serde(default)]
+    violations: Option<Spanned<RawViolations>>,
+    #[serde(default)]
+    new_port: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawViolations {
+    count: Spanned<u64>,
+    within_seconds: Spanned<u64>,
 }
 
 fn issue<T>(at: &Spanned<T>, reason: String) -> ImportIssue {
@@ -301,6 +347,7 @@ fn validate(
             ));
         }
     }
+    let response = response_rules(doc.response.as_ref(), issues);
     if issues.len() > before {
         return None;
     }
@@ -310,8 +357,38 @@ fn validate(
         version: doc.version.unwrap_or(0),
         approved,
         rejected,
+        response,
         comment: doc.comment.filter(|c| !c.is_empty()),
     })
+}
+
+/// Validates a document's `response:` (each problem with its line).
+fn response_rules(raw: Option<&RawResponse>, issues: &mut Vec<ImportIssue>) -> ResponseRules {
+    let Some(raw) = raw else {
+        return ResponseRules::default();
+    };
+    let violations = raw.violations.as_ref().and_then(|v| {
+        let v = &v.value;
+        ViolationsRule::new(v.count.value, v.within_seconds.value)
+            .map_err(|err| {
+                let at = match err {
+                    crate::response::RuleError::CountZero(_)
+                    | crate::response::RuleError::CountTooHigh(_) => {
+                        issue(&v.count, format!("response.violations.count: {err}"))
+                    }
+                    _ => issue(
+                        &v.within_seconds,
+                        format!("response.violations.withinSeconds: {err}"),
+                    ),
+                };
+                issues.push(at);
+            })
+            .ok()
+    });
+    ResponseRules {
+        violations,
+        new_port: raw.new_port,
+    }
 }
 
 /// Validates one list of edges of a document into `into`.
@@ -353,6 +430,9 @@ pub struct ProfileDelta {
     pub rejected_removed: Vec<Edge>,
     /// `(before, after)` when the mode changes.
     pub mode: Option<(Mode, Mode)>,
+    /// `(before, after)` when the response rules change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<(ResponseRules, ResponseRules)>,
 }
 
 impl ProfileDelta {
@@ -361,12 +441,14 @@ impl ProfileDelta {
         let approved = current.map_or(&empty, |p| &p.approved);
         let rejected = current.map_or(&empty, |p| &p.rejected);
         let mode = current.map_or(Mode::default(), |p| p.mode);
+        let response = current.map_or(ResponseRules::default(), |p| p.response);
         Self {
             added: doc.approved.difference(approved).cloned().collect(),
             removed: approved.difference(&doc.approved).cloned().collect(),
             rejected_added: doc.rejected.difference(rejected).cloned().collect(),
             rejected_removed: rejected.difference(&doc.rejected).cloned().collect(),
             mode: (mode != doc.mode).then_some((mode, doc.mode)),
+            response: (response != doc.response).then_some((response, doc.response)),
         }
     }
 
@@ -377,6 +459,7 @@ impl ProfileDelta {
             + self.rejected_added.len()
             + self.rejected_removed.len()
             + usize::from(self.mode.is_some())
+            + usize::from(self.response.is_some())
     }
 
     /// "imported: +2 -1 edge(s), mode learn -> enforce".
@@ -397,6 +480,9 @@ impl ProfileDelta {
         if let Some((from, to)) = self.mode {
             let _ = write!(what, ", mode {from} -> {to}");
         }
+        if let Some((from, to)) = self.response {
+            let _ = write!(what, ", response {from} -> {to}");
+        }
         what
     }
 }
@@ -412,6 +498,7 @@ pub fn apply(profile: &mut Profile, doc: &ProfileDocument, actor: &Actor) -> usi
     profile.approved = doc.approved.clone();
     profile.rejected = doc.rejected.clone();
     profile.mode = doc.mode;
+    profile.response = doc.response;
     profile.version += 1;
     profile.history.push(ProfileChange {
         version: profile.version,
@@ -527,6 +614,75 @@ rejected: []
         assert!(
             issues[0].reason.contains("both approved and rejected"),
             "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn response_rules_are_exported_imported_and_applied() {
+        let mut api = profile("shop/api", Mode::Monitor, &["shop/api->shop/db:5432/tcp"]);
+        api.response = ResponseRules {
+            violations: Some(ViolationsRule::new(5, 60).unwrap()),
+            new_port: true,
+        };
+        let text = render(&[ProfileDocument::of(&api)]);
+        assert!(
+            text.ends_with(
+                "response:\n  violations:\n    count: 5\n    withinSeconds: 60\n  newPort: true\n"
+            ),
+            "{text}"
+        );
+        let parsed = parse(&text).unwrap();
+        assert_eq!(parsed[0].response, api.response);
+        assert_eq!(render(&parsed), text, "export -> import -> export");
+
+        let mut fresh = profile("shop/api", Mode::Monitor, &["shop/api->shop/db:5432/tcp"]);
+        let delta = ProfileDelta::between(Some(&fresh), &parsed[0]);
+        assert_eq!(
+            delta.describe(),
+            "imported: +0 -0 edge(s), response none -> 5 violations within 60s, new port"
+        );
+        assert_eq!(apply(&mut fresh, &parsed[0], &actor()), 1);
+        assert_eq!(fresh.response, api.response);
+
+        // Only one rule, and a document without `response` clears them.
+        let port_only = text.replace("  violations:\n    count: 5\n    withinSeconds: 60\n", "");
+        let parsed = parse(&port_only).unwrap();
+        assert_eq!(parsed[0].response.violations, None);
+        assert!(parsed[0].response.new_port);
+        let none = parse(&text.replace(
+            "response:\n  violations:\n    count: 5\n    withinSeconds: 60\n  newPort: true\n",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(apply(&mut fresh, &none[0], &actor()), 1);
+        assert!(fresh.response.is_empty());
+    }
+
+    #[test]
+    fn bad_response_rules_are_refused_with_their_line() {
+        let base = "apiVersion: zonewarden.io/v1\nkind: ZoneProfile\nzone: a\nmode: learn\napprovedEdges: []\n";
+        let zero = issues_of(&format!(
+            "{base}response:\n  violations:\n    count: 0\n    withinSeconds: 60\n"
+        ));
+        assert_eq!(
+            zero,
+            [
+                "line 8 column 12: response.violations.count: violations must be at least 1 (got 0); clear the rule to turn it off"
+            ]
+        );
+        let long = issues_of(&format!(
+            "{base}response:\n  violations:\n    count: 3\n    withinSeconds: 100000\n"
+        ));
+        assert!(
+            long[0].starts_with("line 9 column 20: response.violations.withinSeconds:"),
+            "{long:?}"
+        );
+        let missing = issues_of(&format!("{base}response:\n  violations:\n    count: 3\n"));
+        assert!(missing[0].contains("withinSeconds"), "{missing:?}");
+        let unknown = issues_of(&format!("{base}response:\n  newport: true\n"));
+        assert!(
+            unknown[0].contains("unknown field `newport`"),
+            "{unknown:?}"
         );
     }
 

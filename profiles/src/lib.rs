@@ -15,6 +15,8 @@
 //! - [`export`]: exported profiles (YAML for GitOps, NetworkPolicy), their validation
 //!   and import.
 //! - [`profile`]: per-zone mode, quarantine and versioned approvals.
+//! - [`response`]: automatic response rules (quarantine an endpoint after N reports
+//!   within T, or on a drop to a port its zone never used) and their counting.
 //! - [`policy`]: all profiles and the oracle that gives a connection its verdict.
 //! - [`edge_status`]: an edge's status now (approved, observed, dropped) and its last
 //!   drop (history).
@@ -37,6 +39,7 @@ pub mod ipam;
 pub mod learned;
 pub mod policy;
 pub mod profile;
+pub mod response;
 pub mod ruleset;
 pub mod zone;
 pub mod zone_kind;

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::edge::Edge;
+use crate::response::ResponseRules;
 use crate::zone::ZoneName;
 
 /// What a zone does with edges that are not approved.
@@ -92,6 +93,9 @@ pub struct Profile {
     /// Edges an operator rejected, each touching this zone: never approved in bulk.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub rejected: BTreeSet<Edge>,
+    /// Automatic response: when one of the zone's endpoints is quarantined by itself.
+    #[serde(default, skip_serializing_if = "ResponseRules::is_empty")]
+    pub response: ResponseRules,
     #[serde(default)]
     pub history: Vec<ProfileChange>,
 }
@@ -124,6 +128,7 @@ impl Profile {
             version: 0,
             approved: BTreeSet::new(),
             rejected: BTreeSet::new(),
+            response: ResponseRules::default(),
             history: Vec::new(),
         }
     }
@@ -219,6 +224,18 @@ impl Profile {
         true
     }
 
+    /// Sets the automatic response rules (all of them at once); returns whether they
+    /// changed.
+    pub fn set_response(&mut self, rules: ResponseRules, actor: &Actor) -> bool {
+        if self.response == rules {
+            return false;
+        }
+        let what = format!("response {} -> {rules}", self.response);
+        self.response = rules;
+        self.record(actor, what);
+        true
+    }
+
     /// Quarantines or releases the zone; returns whether it changed.
     pub fn set_quarantine(&mut self, on: bool, actor: &Actor) -> bool {
         if self.quarantined == on {
@@ -281,6 +298,28 @@ mod tests {
             p.reject(&foreign, &actor()),
             Err(ProfileError::Foreign { .. })
         ));
+    }
+
+    #[test]
+    fn response_rules_are_versioned_and_round_trip_through_json() {
+        use crate::response::ViolationsRule;
+        let mut p = Profile::new(ZoneName::parse("shop/api").unwrap());
+        let rules = ResponseRules {
+            violations: Some(ViolationsRule::new(5, 60).unwrap()),
+            new_port: true,
+        };
+        assert!(p.set_response(rules, &actor()));
+        assert!(!p.set_response(rules, &actor()), "unchanged");
+        assert_eq!(p.version, 1);
+        assert_eq!(
+            p.history.last().unwrap().what,
+            "response none -> 5 violations within 60s, new port"
+        );
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Profile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        assert!(p.set_response(ResponseRules::default(), &actor()));
+        assert!(!serde_json::to_string(&p).unwrap().contains("\"response\""));
     }
 
     #[test]

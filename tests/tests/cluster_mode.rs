@@ -5,11 +5,14 @@
 //! made on a node without any of the pods are enforced on the nodes that have them;
 //! with one etcd member killed, a further approval still goes through. A node whose
 //! enforcer dies leaves the other nodes' zones once its lease runs out, and rejoins.
+//! A node whose state directory still holds its local store refuses cluster mode.
 
 use std::time::Duration;
 
 use zonewarden_tests::cluster::Cluster;
 use zonewarden_tests::cluster::routes::wait_routes;
+use zonewarden_tests::cni::Conflist;
+use zonewarden_tests::node::{NODE_ADDR, Node};
 use zonewarden_tests::pods::add_pod;
 use zonewarden_tests::traffic::{Server, connects};
 use zonewarden_tests::{require_root, wait};
@@ -258,4 +261,35 @@ fn a_dead_nodes_pods_leave_the_other_nodes_zones_until_it_is_back() {
         Duration::from_secs(20),
         || a.node.netns.nft_map_keys("zone_of_v4").contains(&db.ip),
     );
+}
+
+#[test]
+fn a_node_with_pods_in_its_local_store_refuses_cluster_mode_and_keeps_them() {
+    require_root!();
+    let mut node = Node::new();
+    node.start_enforcer();
+    let list = Conflist::routed(&node, "zw-left", "10.187.0.0/24");
+    let _web = add_pod(&node, &list, "web", "shop/web");
+    node.zwctl(&["mode", "set", "shop/web", "monitor"]);
+    node.stop_enforcer(false);
+    // Refused before etcd is even asked (nothing listens at this endpoint).
+    let (code, said) = node.enforcer_refuses(&[
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        "http://127.0.0.1:9",
+        "--node-address",
+        NODE_ADDR,
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        said.contains("still holds this node's local store (1 endpoint(s), 1 profile(s))")
+            && said.contains("zwctl profile export --all"),
+        "{said}"
+    );
+    // Nothing was lost: the local store starts with its pod and profile.
+    node.start_enforcer();
+    assert_eq!(node.endpoints().len(), 1);
+    let profiles = node.items(&["get", "profiles", "shop/web"]);
+    assert_eq!(profiles[0]["mode"], "monitor", "{profiles:?}");
 }

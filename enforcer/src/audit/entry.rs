@@ -40,6 +40,8 @@ pub enum Action {
     ChainRestart,
     /// A zone's profile was deleted (`zwctl profile delete`).
     ProfileDelete,
+    /// A zone's automatic response rules were set or cleared (`zwctl response`).
+    Response,
 }
 
 impl Action {
@@ -59,6 +61,7 @@ impl Action {
             Self::StoreAccepted => "store-accepted",
             Self::ChainRestart => "chain-restart",
             Self::ProfileDelete => "profile-delete",
+            Self::Response => "response",
         }
     }
 }
@@ -77,6 +80,7 @@ impl Action {
             | Self::Quarantine
             | Self::Unquarantine
             | Self::ProfileDelete
+            | Self::Response
             | Self::Reverted => true,
             Self::EndpointAdd
             | Self::EndpointDel

@@ -47,7 +47,7 @@ use crate::nft::ruleset::RulesetDataplane;
 use crate::store::{Store, StoreError, StoredState};
 pub use delete::ProfileDeleted;
 pub use known::IfMissing;
-pub use snapshot::{Resolver, Snapshot, ZoneSummary};
+pub use snapshot::{Resolver, ResponseSource, ResponseView, Snapshot, ZoneSummary};
 use state::RegistryState;
 
 #[derive(Debug, thiserror::Error)]

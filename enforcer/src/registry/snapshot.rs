@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, ZoneKind, ZoneName};
+use zonewarden_profiles::response::ResponseRules;
+use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Proto, ZoneKind, ZoneName};
 
 use crate::store::ZoneIds;
 
@@ -35,6 +36,30 @@ pub struct Resolver {
     pub cidr_zones: BTreeMap<ZoneName, Vec<IpNet>>,
     pub zones_by_id: BTreeMap<u32, ZoneName>,
     pub versions: BTreeMap<ZoneName, u64>,
+    /// Automatic response: the zones with rules, what this node acts on.
+    pub response: Arc<ResponseView>,
+}
+
+/// What automatic response needs on the NFLOG path: the zones with rules, this node's
+/// endpoints of those zones by address, and the (protocol, port)s the `newPort` zones
+/// have approved edges for. Empty (and cheap) while no zone has rules.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseView {
+    pub rules: BTreeMap<ZoneName, ResponseRules>,
+    /// This node's endpoints of zones with rules, by address.
+    pub sources: BTreeMap<IpAddr, ResponseSource>,
+    /// Per `newPort` zone: the (protocol, port) of every approved edge from it (in any
+    /// profile: one approval allows an edge at both ends).
+    pub approved_ports: BTreeMap<ZoneName, BTreeSet<(Proto, u16)>>,
+}
+
+/// One endpoint of this node in a zone with response rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseSource {
+    pub container_id: String,
+    pub zone: ZoneName,
+    /// Already quarantined (one by one, or with its zone): never counted.
+    pub quarantined: bool,
 }
 
 impl Resolver {
@@ -134,7 +159,8 @@ impl Snapshot {
     }
 }
 
-fn member_name(endpoint: &Endpoint) -> String {
+/// How a zone's member is named: `namespace/pod`, the pod, or the container id.
+pub fn member_name(endpoint: &Endpoint) -> String {
     match (&endpoint.pod_namespace, &endpoint.pod_name) {
         (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
         (None, Some(pod)) => pod.clone(),

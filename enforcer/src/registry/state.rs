@@ -21,8 +21,9 @@ use tracing::{error, info, warn};
 use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::incremental::{Change, Incremental, State};
 use zonewarden_profiles::policy::NodeSettings;
+use zonewarden_profiles::response::ResponseRules;
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
-use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, ZoneName};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, Proto, ZoneName};
 
 use super::RegistryError;
 use super::snapshot::{Resolver, Snapshot};
@@ -171,6 +172,53 @@ impl RegistryState {
                 .iter()
                 .map(|(z, p)| (z.clone(), p.version))
                 .collect(),
+            response: Arc::new(self.response_view()),
+        }
+    }
+
+    /// See [`super::snapshot::ResponseView`].
+    fn response_view(&self) -> super::snapshot::ResponseView {
+        let rules: BTreeMap<ZoneName, ResponseRules> = self
+            .policy
+            .profiles
+            .iter()
+            .filter(|(_, p)| !p.response.is_empty())
+            .map(|(z, p)| (z.clone(), p.response))
+            .collect();
+        if rules.is_empty() {
+            return super::snapshot::ResponseView::default();
+        }
+        let mut endpoints: Vec<&Endpoint> = self
+            .endpoints
+            .values()
+            .filter(|e| e.node == self.node && rules.contains_key(&e.zone))
+            .collect();
+        endpoints.sort_by_key(|e| e.created_unix_ms);
+        let sources = endpoints
+            .iter()
+            .flat_map(|e| {
+                let source = super::snapshot::ResponseSource {
+                    container_id: e.key.container_id.clone(),
+                    zone: e.zone.clone(),
+                    quarantined: self.quarantined.contains(&e.key.container_id)
+                        || self.policy.zone_quarantined(&e.zone),
+                };
+                e.addrs().map(move |a| (a, source.clone()))
+            })
+            .collect();
+        let mut approved_ports: BTreeMap<ZoneName, BTreeSet<(Proto, u16)>> = BTreeMap::new();
+        for edge in self.policy.approved_edges() {
+            if rules.get(&edge.src).is_some_and(|r| r.new_port) {
+                approved_ports
+                    .entry(edge.src.clone())
+                    .or_default()
+                    .insert((edge.proto, edge.port));
+            }
+        }
+        super::snapshot::ResponseView {
+            rules,
+            sources,
+            approved_ports,
         }
     }
 

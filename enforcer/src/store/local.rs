@@ -477,6 +477,23 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_keeps_its_response_rules() {
+        use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
+        let (dir, store) = store();
+        let mut profile = zonewarden_profiles::Profile::new(
+            zonewarden_profiles::ZoneName::parse("shop/api").unwrap(),
+        );
+        profile.response = ResponseRules {
+            violations: Some(ViolationsRule::new(3, 600).unwrap()),
+            new_port: true,
+        };
+        store.save_profile(&profile).unwrap();
+        store.commit(None).unwrap();
+        let loaded = LocalStore::open(dir.path()).unwrap().load().unwrap();
+        assert_eq!(loaded.profiles, vec![profile]);
+    }
+
+    #[test]
     fn a_deleted_file_is_named_at_start() {
         let (dir, store) = store();
         let a = endpoint("c1", "shop/web", &["10.0.0.5/24"]);

@@ -41,6 +41,10 @@ pub struct MapZone {
     pub members: Vec<String>,
     /// Members quarantined one by one.
     pub quarantined_members: usize,
+    /// Members an automatic response rule quarantined, with why (the member as in
+    /// `members` → `response:ZONE:RULE: ...`); left out when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantine_reasons: BTreeMap<String, String>,
     /// Its namespace, or `(built-in)` / `(no namespace)`.
     pub group: String,
     /// What the page writes under the circle: the name within the namespace (cut to
@@ -117,6 +121,10 @@ pub struct MapReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub profile_version: u64,
     pub count: u64,
+    /// The automatic response rule this report made quarantine its source
+    /// (`response:shop/api:violations`); left out for every other report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -201,6 +209,7 @@ pub fn zone_map(
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
+                quarantine_reasons: BTreeMap::new(),
                 group: String::new(),
                 label: String::new(),
                 sublabel: String::new(),
@@ -259,6 +268,7 @@ pub fn zone_map(
             reported_by: r.reported_by.clone(),
             profile_version: r.profile_version,
             count: r.count,
+            response: r.response.clone(),
         })
         .collect();
 
@@ -330,6 +340,7 @@ mod tests {
             reported_by: "shop/web".into(),
             profile_version: 3,
             count: 2,
+            response: None,
         });
 
         let map = zone_map(&snapshot, &learned, &reports, "n1", 9);
@@ -399,6 +410,7 @@ mod tests {
                 reported_by: "shop/web".into(),
                 profile_version: 1,
                 count: 1,
+                response: None,
             });
         }
         // shop/old's pods left and its profile was deleted: its drops are history.
@@ -434,6 +446,7 @@ mod tests {
             reported_by: "shop/db".into(),
             profile_version: version,
             count: 1,
+            response: None,
         };
         let mut reports = Reports::new(10);
         reports.push(report(ReportKind::Drop, 5, 2));

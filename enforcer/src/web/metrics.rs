@@ -94,6 +94,8 @@ pub struct ScrapeInput<'a> {
     pub snapshot: &'a Snapshot,
     pub learning: LearningTotals,
     pub verdicts: &'a VerdictCounters,
+    /// Automatic response's quarantines (`None` when it is off).
+    pub responses: Option<&'a crate::response::ResponseCounters>,
     pub readiness: &'a crate::readiness::Readiness,
     pub store: &'a crate::store::StoreHealth,
 }
@@ -207,6 +209,13 @@ impl Metrics {
              port is logged once per seen-window, so this counts distinct flows per \
              window, not every connection",
             input.verdicts.0.clone(),
+        );
+        registry.register(
+            "response_quarantines",
+            "Endpoints quarantined by an automatic response rule of their zone's profile, \
+             by zone and rule (violations, new-port); a quarantine an operator sets is not \
+             counted here",
+            input.responses.map(|r| r.0.clone()).unwrap_or_default(),
         );
         registry.register_with_unit(
             "rule_sync",
@@ -351,6 +360,9 @@ mod tests {
         verdicts.count("shop/db", Some(ReportKind::Drop));
         verdicts.count("shop/db", Some(ReportKind::Drop));
         verdicts.count("shop/web", None);
+        let responses = crate::response::ResponseCounters::default();
+        let api = zonewarden_profiles::ZoneName::parse("shop/api").unwrap();
+        responses.count(&api, zonewarden_profiles::response::Rule::NewPort);
         let readiness = crate::readiness::Readiness::default();
         readiness.table_tampered("pid 7 (nft) deleted the table");
         readiness.table_restored("pid 7 (nft) deleted the table");
@@ -371,6 +383,7 @@ mod tests {
                 reports_evicted: 0,
             },
             verdicts: &verdicts,
+            responses: Some(&responses),
             readiness: &readiness,
             store: &crate::store::StoreHealth {
                 kind: crate::store::StoreKind::Etcd,
@@ -406,6 +419,7 @@ mod tests {
             "zonewarden_table_restores_total 1",
             "zonewarden_bridge_netfilter 0",
             "zonewarden_ready 0",
+            "zonewarden_response_quarantines_total{zone=\"shop/api\",rule=\"new-port\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

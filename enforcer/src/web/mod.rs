@@ -94,13 +94,17 @@ async fn page() -> Response {
 }
 
 async fn api_map(State(state): State<Arc<WebState>>) -> Response {
-    let map = map::zone_map(
-        &state.registry.snapshot(),
+    let snapshot = state.registry.snapshot();
+    let mut map = map::zone_map(
+        &snapshot,
         &state.learning.learned(),
         &state.learning.reports(),
         state.registry.node(),
         now_unix_ms(),
     );
+    if let Some(responder) = state.learning.responder() {
+        responder.annotate_map(&mut map, &snapshot);
+    }
     match serde_json::to_vec(&map) {
         Ok(body) => (
             [
@@ -123,6 +127,7 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
         snapshot: &state.registry.snapshot(),
         learning: state.learning.totals(),
         verdicts: state.learning.verdicts(),
+        responses: state.learning.responder().map(|r| r.counters()),
         readiness: state.registry.readiness(),
         store: &store,
     };

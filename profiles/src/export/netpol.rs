@@ -286,6 +286,7 @@ mod tests {
             version,
             approved: edges.iter().map(|e| e.parse().unwrap()).collect(),
             rejected: Default::default(),
+            response: Default::default(),
             comment: None,
         }
     }

@@ -63,6 +63,7 @@ impl Cluster {
             version,
             approved: edges.into_iter().collect(),
             rejected: Default::default(),
+            response: Default::default(),
             history: Vec::new(),
         };
         let mut profiles = vec![

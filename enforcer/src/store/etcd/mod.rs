@@ -44,6 +44,7 @@
 pub mod blocks;
 pub mod bridge;
 pub mod decode;
+pub mod endpoint_keys;
 pub mod keys;
 pub mod node;
 pub mod staged;
@@ -145,7 +146,7 @@ pub(crate) struct Shared {
     /// The live nodes, published to [`EtcdStore::nodes`].
     pub node_table: Mutex<node::NodeTable>,
     /// The attachment key of every endpoint record seen (a deleted key holds only a hash).
-    pub endpoint_keys: Mutex<std::collections::HashMap<String, AttachmentKey>>,
+    pub endpoint_keys: Mutex<endpoint_keys::EndpointKeys>,
     /// Nodes whose endpoints are kept out of the registry because the node has no
     /// record (its lease expired: the node died, or lost etcd for longer than its
     /// lease). When its record returns, a full listing brings them back.
@@ -461,10 +462,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for kv in kvs {
-            if let Ok(keys::KeyKind::Endpoint { .. }) = self.keys.parse(&kv.key)
+            if let Ok(keys::KeyKind::Endpoint { node }) = self.keys.parse(&kv.key)
                 && let Ok(endpoint) = decode::decode_endpoint(&self.keys, &kv.key, &kv.value)
             {
-                known.insert(kv.key.clone(), endpoint.key);
+                known.insert(kv.key.clone(), node, endpoint.key);
             }
         }
     }

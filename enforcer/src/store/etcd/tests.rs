@@ -967,3 +967,53 @@ fn a_pod_block_is_claimed_once_kept_across_restarts_and_taken_over_only_when_its
         "the claims are keys a load of the prefix accepts"
     );
 }
+
+/// Response rules are part of the profile: they round-trip through etcd, replicate to
+/// every node, and each node counts only its own endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_rules_replicate_with_the_profile_and_each_node_acts_on_its_own_endpoints() {
+    use zonewarden_profiles::response::{ResponseRules, ViolationsRule};
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    let _follow_b = b.follow();
+    let _follow_a = a.follow();
+    a.registry
+        .add(request("a1", "shop/api", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let rules = ResponseRules {
+        violations: Some(ViolationsRule::new(5, 60).unwrap()),
+        new_port: true,
+    };
+    a.registry
+        .change_profile(
+            zone("shop/api"),
+            IfMissing::Refuse,
+            move |p: &mut Profile| Ok(usize::from(p.set_response(rules, &actor("root")))),
+            noted(),
+        )
+        .await
+        .unwrap();
+    let stored = store(&etcd, "node-c").load().unwrap();
+    assert_eq!(stored.profiles[0].response, rules, "stored in etcd");
+    eventually("node-b has the rules", || {
+        b.registry.resolver().response.rules.get(&zone("shop/api")) == Some(&rules)
+    })
+    .await;
+    eventually("node-b knows node-a's endpoint", || {
+        b.registry.get(&key("a1")).is_some()
+    })
+    .await;
+    let on_b = b.registry.resolver();
+    assert!(
+        on_b.response.sources.is_empty(),
+        "node-b counts no endpoint of node-a"
+    );
+    let on_a = a.registry.resolver();
+    let source = &on_a.response.sources[&"10.0.0.5".parse().unwrap()];
+    assert_eq!(
+        (source.container_id.as_str(), source.quarantined),
+        ("a1", false)
+    );
+}

@@ -352,20 +352,12 @@ fn withhold(shared: &super::Shared, node: &str) {
 /// node, which must not inherit the old pod's zone) and are forgotten, so that the
 /// node's return brings them back.
 fn forget_dead_nodes(shared: &super::Shared, out: &mut Decoded) {
-    let known: Vec<(String, zonewarden_profiles::AttachmentKey)> = shared
+    let dead = shared
         .endpoint_keys
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, attachment) in known {
-        let Ok(KeyKind::Endpoint { node }) = shared.keys.parse(&key) else {
-            continue;
-        };
-        if shared.is_live(&node) {
-            continue;
-        }
+        .of_nodes(|node| !shared.is_live(node));
+    for (key, node, attachment) in dead {
         withhold(shared, &node);
         out.changes.push(RemoteChange::EndpointGone(attachment));
         out.forgotten.push(key);
