@@ -6,7 +6,8 @@
 //! approves and that pass now (observed) are dashed, edges an enforcing zone drops
 //! now are red and dotted (a quarantine shows on the zone, never on its edges).
 //! Arrows between the same two zones with the same status are merged into one,
-//! labelled with every port.
+//! labelled with every port. In `dot`, each namespace is a `cluster_<namespace>`
+//! subgraph; built-in, CIDR and plain zones stand outside; a zone's fill is its mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +26,8 @@ Examples:
   # Who talks to whom, as a table (approved and learned-but-unapproved edges)
   zwctl zones map
 
-  # Draw it with Graphviz
+  # Draw it with Graphviz: one box per namespace, zones filled by mode (blue learn,
+  # amber monitor, green enforce), quarantined zones with a thick red border
   zwctl zones map -o dot | dot -Tsvg > zones.svg
 
   # Paste it into a Markdown document that renders Mermaid
@@ -258,26 +260,68 @@ fn dot_quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The fill of a zone's box by mode (the page's colours, lightened so labels read).
+fn mode_fill(mode: &str) -> Option<&'static str> {
+    match mode {
+        "learn" => Some("#dbeafe"),
+        "monitor" => Some("#fde68a"),
+        "enforce" => Some("#bbf7d0"),
+        _ => None,
+    }
+}
+
+/// The namespace whose cluster a zone is drawn in; `None` for built-in, CIDR and
+/// plain zones, which stand outside every cluster.
+fn cluster_of(n: &MapZone) -> Option<&str> {
+    if n.kind == "builtin" || n.kind == "cidr" {
+        return None;
+    }
+    n.zone.split_once('/').map(|(namespace, _)| namespace)
+}
+
+fn dot_node(n: &MapZone, indent: &str) -> String {
+    let facts = node_label(n);
+    let label = if facts.is_empty() {
+        n.zone.clone()
+    } else {
+        format!("{}\\n{facts}", n.zone)
+    };
+    let mut attrs = format!("label=\"{}\"", label.replace('"', "\\\""));
+    if n.kind == "builtin" {
+        attrs.push_str(", shape=ellipse");
+    }
+    if let Some(fill) = mode_fill(&n.mode) {
+        attrs.push_str(&format!(", style=\"rounded,filled\", fillcolor=\"{fill}\""));
+    }
+    if n.quarantined {
+        attrs.push_str(", color=red, penwidth=3");
+    }
+    format!("{indent}{} [{attrs}];\n", dot_quote(&n.zone))
+}
+
 fn dot(map: &ZoneMap) -> String {
     let mut out = String::from(
-        "// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now\n\
+        "// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now;\n\
+         // fill: blue = learn, amber = monitor, green = enforce; thick red border = quarantined\n\
          digraph zonewarden {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
     );
+    let mut clusters: BTreeMap<&str, Vec<&MapZone>> = BTreeMap::new();
     for n in &map.zones {
-        let facts = node_label(n);
-        let label = if facts.is_empty() {
-            n.zone.clone()
-        } else {
-            format!("{}\\n{facts}", n.zone)
-        };
-        let mut attrs = format!("label=\"{}\"", label.replace('"', "\\\""));
-        if n.kind == "builtin" {
-            attrs.push_str(", shape=ellipse");
+        match cluster_of(n) {
+            Some(namespace) => clusters.entry(namespace).or_default().push(n),
+            None => out.push_str(&dot_node(n, "  ")),
         }
-        if n.quarantined {
-            attrs.push_str(", color=red");
+    }
+    for (namespace, zones) in clusters {
+        out.push_str(&format!(
+            "  subgraph {} {{\n    label={};\n    style=rounded;\n",
+            dot_quote(&format!("cluster_{namespace}")),
+            dot_quote(namespace)
+        ));
+        for n in zones {
+            out.push_str(&dot_node(n, "    "));
         }
-        out.push_str(&format!("  {} [{attrs}];\n", dot_quote(&n.zone)));
+        out.push_str("  }\n");
     }
     for ((src, dst, status), services) in arrows(map) {
         let label = services.into_iter().collect::<Vec<_>>().join(", ");
@@ -447,19 +491,68 @@ world      <none>    <none>      no            <none>                       <non
     fn dot_draws_approved_solid_observed_dashed_and_dropped_red() {
         assert_eq!(
             render_map(&sample(), OutputFormat::Dot).unwrap(),
-            r#"// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now
+            r##"// zonewarden zone map: solid = approved, dashed = observed, not approved, red dotted = dropped now;
+// fill: blue = learn, amber = monitor, green = enforce; thick red border = quarantined
 digraph zonewarden {
   rankdir=LR;
   node [shape=box, style=rounded];
-  "shop/api" [label="shop/api\nenforce, 2 endpoints"];
-  "shop/web" [label="shop/web\nlearn, QUARANTINED, 1 endpoint", color=red];
   "world" [label="world", shape=ellipse];
+  subgraph "cluster_shop" {
+    label="shop";
+    style=rounded;
+    "shop/api" [label="shop/api\nenforce, 2 endpoints", style="rounded,filled", fillcolor="#bbf7d0"];
+    "shop/web" [label="shop/web\nlearn, QUARANTINED, 1 endpoint", style="rounded,filled", fillcolor="#dbeafe", color=red, penwidth=3];
+  }
   "shop/api" -> "world" [label="443/tcp", style=dotted, color=red];
   "shop/web" -> "shop/api" [label="8080/tcp, 9090/tcp"];
   "shop/web" -> "world" [label="53/udp", style=dashed];
 }
-"#
+"##
         );
+    }
+
+    #[test]
+    fn dot_draws_a_cluster_per_namespace_and_built_in_zones_outside() {
+        let zone = |name: &str, kind: &str, mode: &str| MapZone {
+            zone: name.into(),
+            kind: kind.into(),
+            mode: mode.into(),
+            ..Default::default()
+        };
+        let map = ZoneMap {
+            zones: vec![
+                zone("billing/api", "workload", "monitor"),
+                zone("corp-dns", "cidr", ""),
+                zone("host", "builtin", ""),
+                zone("shop/db", "workload", "enforce"),
+                zone("shop/web", "workload", "learn"),
+                zone("solo", "config", "learn"),
+            ],
+            ..Default::default()
+        };
+        let out = render_map(&map, OutputFormat::Dot).unwrap();
+        let cluster = |ns: &str| {
+            let start = out
+                .find(&format!("subgraph \"cluster_{ns}\" {{"))
+                .unwrap_or_else(|| panic!("no cluster {ns}:\n{out}"));
+            out[start..].split("  }\n").next().unwrap().to_owned()
+        };
+        let shop = cluster("shop");
+        assert!(shop.contains("label=\"shop\";"), "{shop}");
+        assert!(shop.contains("\"shop/db\" [") && shop.contains("\"shop/web\" ["));
+        assert!(
+            shop.contains("fillcolor=\"#bbf7d0\""),
+            "enforce is green: {shop}"
+        );
+        assert!(!shop.contains("billing/api"));
+        assert!(cluster("billing").contains("fillcolor=\"#fde68a\""));
+        assert_eq!(out.matches("subgraph").count(), 2, "{out}");
+        for outside in ["corp-dns", "host", "solo"] {
+            assert!(
+                out.contains(&format!("\n  \"{outside}\" [")),
+                "{outside} stands outside the clusters:\n{out}"
+            );
+        }
     }
 
     #[test]

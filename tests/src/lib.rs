@@ -13,6 +13,7 @@
 //! - [`flows`]: a running `zwctl flows watch` and the lines it prints.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 //! - [`web`]: the enforcer's `/metrics` and zone-map endpoint, through curl.
+//! - [`browser`]: the zone-map page in headless Chromium, its DOM and geometry.
 //! - [`attach`]: what one attachment left on a node, and checks that nothing was left.
 //! - [`cluster`]: many nodes on one underlay, a real etcd cluster, host-gateway routes.
 //! - [`oci`]: the runtime tests' image (Debian's static busybox), built without a registry.
@@ -22,6 +23,7 @@
 //! - [`runtime_host`]: what such a runtime leaves on the machine, and its clean-up.
 
 pub mod attach;
+pub mod browser;
 pub mod cluster;
 pub mod cni;
 pub mod containerd;

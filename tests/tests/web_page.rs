@@ -3,9 +3,10 @@
 //! the scenario's zones and edges, honours `?filter=` and `?zone=` (the detail
 //! panel), and a screenshot is saved (also to `target/zone-map.png`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use zonewarden_tests::browser;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::add_pod;
@@ -28,49 +29,8 @@ fn http_get(node: &Node, path: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs headless Chromium in the node namespace with `args` and the page at `query`.
-fn chromium(node: &Node, profile: &Path, args: &[&str], query: &str) -> String {
-    let url = format!("http://{LISTEN}/{query}");
-    let out = node
-        .netns
-        .exec(
-            "timeout",
-            &[
-                "90",
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--virtual-time-budget=5000",
-                &format!("--user-data-dir={}", profile.display()),
-            ],
-        )
-        .args(args)
-        .arg(&url)
-        .output()
-        .expect("run chromium (apt-get install chromium)");
-    assert!(
-        out.status.success(),
-        "chromium {args:?} {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn dump_dom(node: &Node, profile: &Path, query: &str) -> String {
-    let dom = chromium(node, profile, &["--dump-dom"], query);
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the page did not finish drawing {query:?}:\n{dom}"
-    );
-    dom
+    browser::dump_dom(node, LISTEN, profile, query)
 }
 
 /// `text` as Chromium serializes it in text and attribute values (`>` escaped).
@@ -320,25 +280,11 @@ fn zone_map_draws_filters_and_details_in_headless_chromium() {
     }
 
     // Screenshots, looked at by people.
-    let shot = node.dir.path().join("zone-map.png");
-    chromium(
+    browser::screenshot(
         &node,
+        LISTEN,
         profile.path(),
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,900",
-        ],
         "?zone=shop/db",
+        "zone-map.png",
     );
-    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "a real PNG"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("zone-map.png");
-    std::fs::copy(&shot, &target).expect("copy the screenshot to target/");
-    eprintln!("screenshot: {}", target.display());
 }

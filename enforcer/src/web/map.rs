@@ -9,6 +9,7 @@ use zonewarden_profiles::event::{ReportKind, Reports};
 use zonewarden_profiles::learned::{Evidence, LearnedEdges};
 use zonewarden_profiles::{Edge, ZoneName};
 
+use super::layout::{self, MapGroup};
 use crate::registry::Snapshot;
 
 /// How many of the newest reports the page gets.
@@ -20,6 +21,8 @@ pub struct ZoneMap {
     pub node: String,
     pub generated_unix_ms: i64,
     pub zones: Vec<MapZone>,
+    /// The zones grouped by namespace, the built-in zones first (see [`layout`]).
+    pub groups: Vec<MapGroup>,
     pub edges: Vec<MapEdge>,
     /// The newest first.
     pub reports: Vec<MapReport>,
@@ -29,7 +32,7 @@ pub struct ZoneMap {
 #[serde(rename_all = "camelCase")]
 pub struct MapZone {
     pub zone: String,
-    /// `host`, `world` and CIDR zones seen only as an edge's end are built in.
+    /// `host`, `world` and the CIDR zones are built in.
     pub builtin: bool,
     /// `learn`, `monitor` or `enforce` (built-in zones: the default, `learn`).
     pub mode: String,
@@ -42,6 +45,16 @@ pub struct MapZone {
     /// `members` → `response:ZONE:RULE: ...`); left out when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub quarantine_reasons: BTreeMap<String, String>,
+    /// Its namespace, or `(built-in)` / `(no namespace)`.
+    pub group: String,
+    /// What the page writes under the circle: the name within the namespace (cut to
+    /// [`layout::LABEL_CHARS`]) and the mode line.
+    pub label: String,
+    pub sublabel: String,
+    /// The circle's center and radius in its group's box.
+    pub x: i32,
+    pub y: i32,
+    pub r: i32,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -181,22 +194,32 @@ pub fn zone_map(
         zone_names.insert(edge.src.clone());
         zone_names.insert(edge.dst.clone());
     }
-    let zones = zone_names
+    let mut zones: Vec<MapZone> = zone_names
         .iter()
         .map(|zone| {
             let profile = policy.profiles.get(zone);
             MapZone {
                 zone: zone.to_string(),
-                builtin: !workload_zones.contains(zone),
+                // A namespaced zone seen only as an edge's end (no members, the default
+                // profile) is still a workload's zone, drawn in its namespace.
+                builtin: !workload_zones.contains(zone)
+                    && (zone.is_builtin() || policy.cidr_zones.contains_key(zone)),
                 mode: policy.mode(zone).to_string(),
                 quarantined: policy.zone_quarantined(zone),
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
                 quarantine_reasons: BTreeMap::new(),
+                group: String::new(),
+                label: String::new(),
+                sublabel: String::new(),
+                x: 0,
+                y: 0,
+                r: 0,
             }
         })
         .collect();
+    let groups = layout::lay_out(&mut zones);
 
     let edges = edges
         .into_iter()
@@ -253,6 +276,7 @@ pub fn zone_map(
         node: node.to_owned(),
         generated_unix_ms: now_unix_ms,
         zones,
+        groups,
         edges,
         reports,
     }

@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - [`map`]: `/api/map`, the zone map built from a snapshot (pure).
+//! - [`layout`]: where each zone and namespace group goes on the map (pure).
 //! - [`metrics`]: `/metrics`, counters fed where things happen, gauges at scrape time.
 //! - [`instrument`]: decorators of the data plane and the store that feed metrics.
 //! - `page.html`: `/`, one self-contained page (inline CSS and JS, no CDN, no fonts)
 //!   that draws `/api/map` as SVG.
 
 pub mod instrument;
+pub mod layout;
 pub mod map;
 pub mod metrics;
 
