@@ -216,13 +216,7 @@ mod tests {
             version: 1,
             members: (0..members).map(|m| format!("c{m}")).collect(),
             quarantined_members: name.len() % 5,
-            quarantine_reasons: BTreeMap::new(),
-            group: String::new(),
-            label: String::new(),
-            sublabel: String::new(),
-            x: 0,
-            y: 0,
-            r: 0,
+            ..MapZone::default()
         }
     }
 

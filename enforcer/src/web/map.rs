@@ -28,7 +28,7 @@ pub struct ZoneMap {
     pub reports: Vec<MapReport>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MapZone {
     pub zone: String,
@@ -209,13 +209,8 @@ pub fn zone_map(
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
-                quarantine_reasons: BTreeMap::new(),
-                group: String::new(),
-                label: String::new(),
-                sublabel: String::new(),
-                x: 0,
-                y: 0,
-                r: 0,
+                // The reasons, and the group and place that `layout::lay_out` gives.
+                ..MapZone::default()
             }
         })
         .collect();
