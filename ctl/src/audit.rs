@@ -527,6 +527,7 @@ mod tests {
             (v1::AuditAction::EndpointDel, "endpoint-del"),
             (v1::AuditAction::TableRestored, "table-restored"),
             (v1::AuditAction::StoreAccepted, "store-accepted"),
+            (v1::AuditAction::StoreMigrated, "store-migrated"),
             (v1::AuditAction::ChainRestart, "chain-restart"),
         ] {
             let view = AuditEntryView::from(v1::AuditEntry {

@@ -429,6 +429,7 @@ pub fn audit_action_to_proto(action: Action) -> v1::AuditAction {
         Action::ChainRestart => v1::AuditAction::ChainRestart,
         Action::ProfileDelete => v1::AuditAction::ProfileDelete,
         Action::Response => v1::AuditAction::Response,
+        Action::StoreMigrated => v1::AuditAction::StoreMigrated,
     }
 }
 
@@ -632,6 +633,7 @@ mod tests {
             Action::ChainRestart,
             Action::ProfileDelete,
             Action::Response,
+            Action::StoreMigrated,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for action in actions {
@@ -642,7 +644,7 @@ mod tests {
                 action.as_str()
             );
         }
-        assert_eq!(seen.len(), 15, "every action but UNSPECIFIED");
+        assert_eq!(seen.len(), 16, "every action but UNSPECIFIED");
         let kinds = [
             ProblemKind::Unreadable,
             ProblemKind::Truncated,

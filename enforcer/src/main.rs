@@ -21,6 +21,7 @@ use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
 use zonewarden_enforcer::store::etcd::{EtcdConfig, EtcdStore, EtcdTls, NodeRecord};
+use zonewarden_enforcer::store::migrate::{self, Leftovers, OnConflict};
 use zonewarden_enforcer::store::{LocalStore, Store};
 use zonewarden_enforcer::web::instrument::{CountingStore, TimedDataplane};
 use zonewarden_enforcer::web::{self, Metrics, WebState};
@@ -162,6 +163,31 @@ struct Cli {
     /// away (log rotation).
     #[arg(long, value_name = "PATH", value_parser = Destination::parse)]
     events_log: Option<Destination>,
+    /// With --store etcd: at start, move what this node's local store holds (its
+    /// endpoints, the profiles, endpoint quarantines, learned edges and reports) into
+    /// the cluster store, keeping its pods enforced: no drain. The local files are then
+    /// moved aside into <state-dir>/local-store-migrated-<time>/ (never deleted), and
+    /// the move is audited. Nothing to move: nothing happens, so the flag may stay set.
+    #[arg(long)]
+    migrate_local_store: bool,
+    /// What --migrate-local-store does with a zone whose profile differs between this
+    /// node and the cluster: `refuse` writes nothing and lists every difference;
+    /// `cluster` keeps the cluster's profile (this node's is kept in the moved files'
+    /// profiles.yaml, for review).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = MigrateConflicts::Refuse,
+        requires = "migrate_local_store"
+    )]
+    migrate_conflicts: MigrateConflicts,
+}
+
+/// `--migrate-conflicts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MigrateConflicts {
+    Refuse,
+    Cluster,
 }
 
 /// The cluster store's settings, checked before anything happens.
@@ -175,6 +201,11 @@ fn etcd_config(
         || !cli.node_address.is_empty()
         || !cli.pod_cidr_pools.is_empty();
     if cli.store == StoreChoice::Local {
+        anyhow::ensure!(
+            !cli.migrate_local_store,
+            "--migrate-local-store moves this node's local store into the cluster store: add \
+             --store etcd and the --etcd-* settings"
+        );
         anyhow::ensure!(
             !etcd_flags,
             "--etcd-*, --node-address and --pod-cidr-pool are for cluster mode: add --store etcd \
@@ -282,31 +313,23 @@ fn check_cluster_settings(addresses: &[std::net::IpAddr], cidrs: &[IpNet]) -> an
     check_blocks("--pod-cidr", cidrs)
 }
 
-/// Cluster mode on a node whose state directory still holds its local store: the
-/// cluster store does not know those endpoints, so their pods would run with no rule
-/// of ours (their traffic matches no zone) and their profiles would be forgotten.
-/// Refused, with the way over; nothing is read from etcd or changed before.
+/// Cluster mode on a node whose state directory still holds its local store, without
+/// --migrate-local-store: the cluster store does not know those endpoints, so their
+/// pods would run with no rule of ours (their traffic matches no zone) and their
+/// profiles would be forgotten. Refused, with the way over; nothing is read from etcd
+/// or changed before.
 fn refuse_local_leftovers(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    let records = |dir: &str| {
-        std::fs::read_dir(state_dir.join(dir)).map_or(0, |entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-    };
-    let (endpoints, profiles) = (records("endpoints"), records("profiles"));
+    let found = Leftovers::of(state_dir);
     anyhow::ensure!(
-        endpoints == 0 && profiles == 0,
+        !found.holds_records(),
         "--store etcd: the state directory {dir} still holds this node's local store \
          ({endpoints} endpoint(s), {profiles} profile(s)); the cluster store does not know \
-         them, so those pods would run with no rule of zonewarden's. To move this node \
-         into the cluster: with the local store, export the profiles (zwctl profile \
-         export --all > profiles.yaml) and drain the node's pods; then move endpoints/, \
-         profiles/ and zones.json out of {dir}, start with --store etcd, import the \
-         profiles once (zwctl profile import -f profiles.yaml) and let the pods come back \
-         (the plugin attaches them again)",
-        dir = state_dir.display()
+         them, so those pods would run with no rule of zonewarden's. Add \
+         --migrate-local-store to move them into the cluster store at this start (the pods \
+         stay enforced; the local files are moved aside, not deleted)",
+        dir = state_dir.display(),
+        endpoints = found.endpoints,
+        profiles = found.profiles,
     );
     Ok(())
 }
@@ -420,6 +443,38 @@ fn start_events_log(cli: &Cli, node: &str, registry: &EndpointRegistry) -> anyho
     Ok(())
 }
 
+/// `--migrate-local-store`: the local store of the state directory into the cluster
+/// store, before the state is loaded from it.
+async fn migrate_local_store(
+    cli: &Cli,
+    node: &str,
+    store: Arc<dyn Store>,
+    audit: zonewarden_enforcer::audit::AuditLog,
+) -> anyhow::Result<()> {
+    let on_conflict = match cli.migrate_conflicts {
+        MigrateConflicts::Refuse => OnConflict::Refuse,
+        MigrateConflicts::Cluster => OnConflict::Cluster,
+    };
+    let (state_dir, node) = (cli.state_dir.clone(), node.to_owned());
+    let migrated = tokio::task::spawn_blocking(move || {
+        migrate::migrate(&state_dir, store.as_ref(), &node, on_conflict, &audit)
+    })
+    .await
+    .context("the migration task failed")??;
+    match migrated {
+        None => info!("--migrate-local-store: no local store to move"),
+        Some(done) => info!(
+            endpoints = done.endpoints,
+            profiles_added = done.profiles_added,
+            profiles_same = done.profiles_same,
+            kept_cluster = ?done.kept_cluster,
+            moved_to = %done.moved_to.display(),
+            "--migrate-local-store: the local store is in the cluster store now"
+        ),
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every file the enforcer creates (store, socket, queue) is root-only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -432,7 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     check_cluster_settings(&cli.node_address, &cli.pod_cidrs)?;
     let cluster = etcd_config(&cli, &node)?;
-    if cluster.is_some() {
+    if cluster.is_some() && !cli.migrate_local_store {
         refuse_local_leftovers(&cli.state_dir)?;
     }
     let metrics = Metrics::default();
@@ -501,6 +556,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let store: Arc<dyn Store> = Arc::new(CountingStore::new(backend, metrics.store_errors.clone()));
+    // A corrupt audit log is logged and continued on a new chain segment, never fatal.
+    let audit = zonewarden_enforcer::audit::AuditLog::open(
+        cli.state_dir.join(zonewarden_enforcer::audit::FILE_NAME),
+    );
+    if etcd.is_some() && cli.migrate_local_store {
+        migrate_local_store(&cli, &node, store.clone(), audit.clone()).await?;
+    }
     let mut stored = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.load())
@@ -508,10 +570,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .context("the store's load task failed")?
             .context("cannot load the enforcer's state")?
     };
-    // A corrupt audit log is logged and continued on a new chain segment, never fatal.
-    let audit = zonewarden_enforcer::audit::AuditLog::open(
-        cli.state_dir.join(zonewarden_enforcer::audit::FILE_NAME),
-    );
     if let Some(what) = accepted {
         let record = zonewarden_enforcer::audit::AuditRecord {
             at_unix_ms: zonewarden_enforcer::registry::now_unix_ms(),

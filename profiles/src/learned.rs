@@ -52,6 +52,19 @@ pub struct Evidence {
     pub sample: Sample,
 }
 
+impl Evidence {
+    /// Widens the sightings by `other`'s: the earliest first, the latest last (with its
+    /// sample), every node. The count is the caller's to combine.
+    pub fn widen(&mut self, other: &Evidence) {
+        self.first_seen_unix_ms = self.first_seen_unix_ms.min(other.first_seen_unix_ms);
+        if other.last_seen_unix_ms > self.last_seen_unix_ms {
+            self.last_seen_unix_ms = other.last_seen_unix_ms;
+            self.sample = other.sample.clone();
+        }
+        self.nodes.extend(other.nodes.iter().cloned());
+    }
+}
+
 /// Every learned edge with its evidence. Change it through its methods only: they
 /// keep the eviction index in step with `edges`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +184,27 @@ impl LearnedEdges {
                 .map(|(edge, ev)| (ev.last_seen_unix_ms, edge.clone()))
                 .collect();
         }
+    }
+
+    /// Takes in another record of the same node's learning (its local store moved into
+    /// the cluster store): an edge known to both keeps the larger count, the earliest
+    /// first sighting and the latest last one, so taking the same record in twice
+    /// changes nothing. Past the limit the stalest edges go, as in [`Self::record`].
+    pub fn absorb(&mut self, other: &LearnedEdges) {
+        for (edge, theirs) in &other.edges {
+            match self.edges.get_mut(edge) {
+                Some(ours) => {
+                    ours.count = ours.count.max(theirs.count);
+                    ours.widen(theirs);
+                }
+                None => {
+                    self.edges.insert(edge.clone(), theirs.clone());
+                }
+            }
+        }
+        self.by_last_seen.clear();
+        self.sync_index();
+        while self.edges.len() > self.limit && self.evict_stalest() {}
     }
 
     /// Forgets learned edges (rejected by an operator); returns how many were known.
@@ -326,5 +360,29 @@ mod tests {
             Duration::from_secs(30),
         );
         assert_eq!(none.since_last_new_edge_ms, None);
+    }
+
+    #[test]
+    fn absorbing_a_record_twice_changes_nothing_more() {
+        let mut ours = LearnedEdges::new(10);
+        ours.record(edge(80), sample(80), "n1", 1_000);
+        ours.record(edge(80), sample(80), "n1", 5_000);
+        let mut theirs = LearnedEdges::new(10);
+        theirs.record(edge(80), sample(80), "n1", 500);
+        theirs.record(edge(443), sample(443), "n1", 700);
+        ours.absorb(&theirs);
+        let once = ours.clone();
+        ours.absorb(&theirs);
+        assert_eq!(ours, once);
+        let web = &ours.edges[&edge(80)];
+        assert_eq!(
+            (web.count, web.first_seen_unix_ms, web.last_seen_unix_ms),
+            (2, 500, 5_000)
+        );
+        assert_eq!(ours.edges[&edge(443)].count, 1);
+        // Past the limit the stalest edge goes.
+        let mut small = LearnedEdges::new(1);
+        small.absorb(&once);
+        assert_eq!(small.edges.keys().collect::<Vec<_>>(), vec![&edge(80)]);
     }
 }

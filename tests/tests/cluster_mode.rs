@@ -5,14 +5,13 @@
 //! made on a node without any of the pods are enforced on the nodes that have them;
 //! with one etcd member killed, a further approval still goes through. A node whose
 //! enforcer dies leaves the other nodes' zones once its lease runs out, and rejoins.
-//! A node whose state directory still holds its local store refuses cluster mode.
+//! A node whose state directory still holds its local store refuses cluster mode
+//! until told to move it into etcd, and then moves it with its pods enforced.
 
 use std::time::Duration;
 
 use zonewarden_tests::cluster::Cluster;
 use zonewarden_tests::cluster::routes::wait_routes;
-use zonewarden_tests::cni::Conflist;
-use zonewarden_tests::node::{NODE_ADDR, Node};
 use zonewarden_tests::pods::add_pod;
 use zonewarden_tests::traffic::{Server, connects};
 use zonewarden_tests::{require_root, wait};
@@ -263,33 +262,172 @@ fn a_dead_nodes_pods_leave_the_other_nodes_zones_until_it_is_back() {
     );
 }
 
+/// A node that ran alone joins the cluster with its pods attached and enforced
+/// (no drain): cluster mode is refused while its local store holds pods, and with
+/// `--migrate-local-store` while a zone's profile differs from the cluster's; once
+/// the profiles agree, its endpoints, profiles and learned edges move into etcd, the
+/// move is audited, the local files are set aside, and another start moves nothing.
 #[test]
-fn a_node_with_pods_in_its_local_store_refuses_cluster_mode_and_keeps_them() {
+fn a_nodes_local_store_moves_into_the_cluster_with_its_pods_enforced() {
     require_root!();
-    let mut node = Node::new();
-    node.start_enforcer();
-    let list = Conflist::routed(&node, "zw-left", "10.187.0.0/24");
-    let _web = add_pod(&node, &list, "web", "shop/web");
-    node.zwctl(&["mode", "set", "shop/web", "monitor"]);
-    node.stop_enforcer(false);
-    // Refused before etcd is even asked (nothing listens at this endpoint).
-    let (code, said) = node.enforcer_refuses(&[
-        "--store",
-        "etcd",
-        "--etcd-endpoints",
-        "http://127.0.0.1:9",
-        "--node-address",
-        NODE_ADDR,
-    ]);
+    let mut cluster = Cluster::new(2, 1);
+    // Alone, node A hands out its pods' addresses from its block (--pod-cidr); in
+    // the cluster it also names its underlay addresses (--node-address).
+    let flags: Vec<String> = cluster.nodes[0].enforcer_args();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (addresses, own) = flags.split_at(4);
+    assert!(own[0] == "--pod-cidr" && addresses[0] == "--node-address");
+    cluster.nodes[0].node.start_enforcer_with(own);
+    let a = &cluster.nodes[0];
+    let web = add_pod(&a.node, &a.conflist(NET), "web", "shop/web");
+    let db = add_pod(&a.node, &a.conflist(NET), "db", "shop/db");
+    let _server = Server::start(&db.netns, &["tcp:5432", "tcp:22"]);
+    assert!(connects(&web.netns, &db.target(5432, "tcp")));
+    assert!(connects(&web.netns, &db.target(22, "tcp")));
+    wait::until(
+        "node A to learn both edges",
+        Duration::from_secs(15),
+        || {
+            let edges = a.node.items(&["get", "edges", "--learned"]);
+            [DB, SSH]
+                .iter()
+                .all(|w| edges.iter().any(|e| e["edge"] == *w))
+        },
+    );
+    a.node
+        .zwctl(&["profile", "approve", "shop/db", "--edge", DB]);
+    a.node.zwctl(&["mode", "set", "shop/db", "enforce"]);
+    let enforced = || {
+        connects(&web.netns, &db.target(5432, "tcp"))
+            && !connects(&web.netns, &db.target(22, "tcp"))
+    };
+    assert!(enforced(), "node A enforces shop/db alone");
+    cluster.nodes[0].node.stop_enforcer(false);
+
+    // Node B is in the cluster already and has put shop/db in monitor.
+    let store: Vec<String> = cluster.etcd().enforcer_args("/zw-move");
+    let mut b_args = store.clone();
+    b_args.extend(cluster.nodes[1].enforcer_args());
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    cluster.nodes[1].node.start_enforcer_with(&b_args);
+    let b = &cluster.nodes[1];
+    b.node
+        .zwctl(&["mode", "set", "shop/db", "monitor", "--create"]);
+
+    let a = &cluster.nodes[0];
+    let mut store: Vec<&str> = store.iter().map(String::as_str).collect();
+    store.extend(addresses);
+    let (code, said) = a.node.enforcer_refuses(&store);
     assert_ne!(code, Some(0));
     assert!(
-        said.contains("still holds this node's local store (1 endpoint(s), 1 profile(s))")
-            && said.contains("zwctl profile export --all"),
+        said.contains("still holds this node's local store (2 endpoint(s)")
+            && said.contains("Add --migrate-local-store"),
         "{said}"
     );
-    // Nothing was lost: the local store starts with its pod and profile.
-    node.start_enforcer();
-    assert_eq!(node.endpoints().len(), 1);
-    let profiles = node.items(&["get", "profiles", "shop/web"]);
-    assert_eq!(profiles[0]["mode"], "monitor", "{profiles:?}");
+    let mut migrating = store.clone();
+    migrating.push("--migrate-local-store");
+    let (code, said) = a.node.enforcer_refuses(&migrating);
+    assert_ne!(code, Some(0));
+    assert!(
+        said.contains(&format!(
+            "zone shop/db: this node approves 1 edge(s) the cluster does not ({DB}), \
+             mode enforce here, monitor in the cluster"
+        )) && said.contains("nothing was written to etcd")
+            && said.contains("--migrate-conflicts cluster"),
+        "{said}"
+    );
+    assert!(
+        b.node
+            .items(&["get", "endpoints", "--node", a.name()])
+            .is_empty(),
+        "a refused move writes nothing"
+    );
+    assert!(
+        a.node
+            .state_dir()
+            .join("endpoints")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 2,
+        "and keeps the local store"
+    );
+    assert!(
+        enforced(),
+        "node A's table enforces while its enforcer is down"
+    );
+
+    // The profiles agree once node B approves the same edge and enforces.
+    b.node
+        .zwctl(&["profile", "approve", "shop/db", "--edge", DB]);
+    b.node.zwctl(&["mode", "set", "shop/db", "enforce"]);
+    let mut args = migrating.clone();
+    args.extend(own.iter().copied());
+    cluster.nodes[0].node.start_enforcer_with(&args);
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    wait::until(
+        "node B to list node A's two pods",
+        Duration::from_secs(10),
+        || {
+            b.node
+                .items(&["get", "endpoints", "--node", a.name()])
+                .len()
+                == 2
+        },
+    );
+    let web_profile = b.node.items(&["get", "profiles", "shop/web"]);
+    assert_eq!(
+        web_profile.len(),
+        1,
+        "node A's shop/web profile is the cluster's"
+    );
+    wait::until(
+        "node B to list the edges node A learned alone",
+        Duration::from_secs(10),
+        || {
+            let edges = b.node.items(&["get", "edges", "--learned"]);
+            edges.iter().any(|e| {
+                e["edge"] == SSH
+                    && e["evidence"]["nodes"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|n| n == a.name()))
+            })
+        },
+    );
+    let moved = |a: &zonewarden_tests::cluster::ClusterNode| {
+        a.node
+            .items(&["audit", "log"])
+            .into_iter()
+            .filter(|e| e["action"] == "store-migrated" && e["node"] == a.name())
+            .count()
+    };
+    assert_eq!(moved(a), 1, "the move is in the cluster-wide trail");
+    assert_eq!(a.node.zwctl(&["audit", "verify"])["intact"], true);
+    let aside: Vec<_> = std::fs::read_dir(a.node.state_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("local-store-migrated-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(aside[0].path().join("profiles.yaml").exists());
+    assert!(!a.node.state_dir().join("endpoints").exists());
+    assert!(enforced(), "the cluster's profile enforces node A's pods");
+
+    // Another start with the flag moves nothing and duplicates nothing.
+    cluster.nodes[0].node.stop_enforcer(false);
+    cluster.nodes[0].node.start_enforcer();
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    assert_eq!(moved(a), 1);
+    assert_eq!(
+        b.node
+            .items(&["get", "endpoints", "--node", a.name()])
+            .len(),
+        2
+    );
+    assert_eq!(a.node.endpoints().len(), 2);
+    assert!(enforced());
 }

@@ -42,6 +42,9 @@ pub enum Action {
     ProfileDelete,
     /// A zone's automatic response rules were set or cleared (`zwctl response`).
     Response,
+    /// The enforcer moved the node's local store into the cluster store
+    /// (`--migrate-local-store`); the detail says what it wrote.
+    StoreMigrated,
 }
 
 impl Action {
@@ -62,6 +65,7 @@ impl Action {
             Self::ChainRestart => "chain-restart",
             Self::ProfileDelete => "profile-delete",
             Self::Response => "response",
+            Self::StoreMigrated => "store-migrated",
         }
     }
 }
@@ -81,6 +85,7 @@ impl Action {
             | Self::Unquarantine
             | Self::ProfileDelete
             | Self::Response
+            | Self::StoreMigrated
             | Self::Reverted => true,
             Self::EndpointAdd
             | Self::EndpointDel

@@ -7,11 +7,14 @@
 //! - [`etcd`]: [`etcd::EtcdStore`], the cluster store: one etcd transaction per
 //!   change, optimistic concurrency, a watch of every other node's changes.
 //! - [`zone_ids`]: [`ZoneIds`], the allocation of numeric zone ids.
+//! - [`migrate`]: a node's local store moved into the cluster store
+//!   (`--migrate-local-store`).
 
 pub mod etcd;
 pub mod index;
 pub mod local;
 mod local_policy;
+pub mod migrate;
 pub mod zone_ids;
 
 use std::collections::BTreeSet;

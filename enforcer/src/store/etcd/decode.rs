@@ -178,13 +178,7 @@ pub fn merge_learned<'a>(per_node: impl IntoIterator<Item = &'a LearnedEdges>) -
                 }
                 Some(seen) => {
                     seen.count += evidence.count;
-                    seen.first_seen_unix_ms =
-                        seen.first_seen_unix_ms.min(evidence.first_seen_unix_ms);
-                    if evidence.last_seen_unix_ms > seen.last_seen_unix_ms {
-                        seen.last_seen_unix_ms = evidence.last_seen_unix_ms;
-                        seen.sample = evidence.sample.clone();
-                    }
-                    seen.nodes.extend(evidence.nodes.iter().cloned());
+                    seen.widen(evidence);
                 }
             }
         }

@@ -212,6 +212,7 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
             {
                 // Only the trail's head moved (another node's policy change): chain again.
                 shared.saw_revision(response.header().map_or(0, |h| h.revision()));
+                std::thread::sleep(trail::backoff(attempt));
                 continue;
             }
             other => break other,

@@ -18,6 +18,16 @@ use etcd_client::{Compare, CompareOp, TxnOp};
 /// How often a change is chained again after other nodes moved the head.
 pub const ATTEMPTS: usize = 8;
 
+/// The pause before chaining again after the `attempt`th lost race: random within a
+/// window that doubles each time (4 ms, 8 ms, ... at most 128 ms), so that two nodes
+/// committing in lockstep stop colliding instead of losing together every time.
+pub fn backoff(attempt: usize) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    let window_us = 4_000u64 << attempt.saturating_sub(1).min(5);
+    std::time::Duration::from_micros(random % window_us)
+}
+
 /// `<prefix>.audit/head`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
