@@ -451,3 +451,104 @@ fn an_intact_table_is_read_once_and_not_written_at_start() {
     let view = ns.dataplane().ensure_base(&rs.settings).expect("completed");
     assert!(view.port_protos_complete, "{view:?}");
 }
+
+/// A node of `zones` zones in learn mode, `per_zone` local endpoints each (so the
+/// verdict maps hold a jump per address), and an edge from each zone to the next.
+fn scale_cluster(
+    zones: u32,
+    per_zone: u32,
+) -> (Cluster, BTreeMap<zonewarden_profiles::ZoneName, u32>) {
+    use zonewarden_profiles::{Edge, Proto, ZoneName};
+    let mut cluster = Cluster::new(false);
+    cluster.policy.profiles.clear();
+    cluster.endpoints.clear();
+    let name = |z: u32| ZoneName::parse(&format!("scale/z{z:04}")).expect("a zone name");
+    let mut ids = BTreeMap::new();
+    for z in 0..zones {
+        let mut profile = zonewarden_profiles::profile::Profile::new(name(z));
+        profile.mode = Mode::Learn;
+        profile
+            .approved
+            .insert(Edge::new(name(z), name((z + 1) % zones), Proto::Tcp, 8000));
+        cluster.policy.profiles.insert(name(z), profile);
+        ids.insert(name(z), z + 10);
+        for e in 0..per_zone {
+            let n = z * per_zone + e;
+            let ip = format!("10.{}.{}.{}/32", 100 + n / 65536, (n / 256) % 256, n % 256);
+            cluster.endpoints.push(super::tests::endpoint(
+                &format!("p{n}"),
+                name(z).as_str(),
+                "node-1",
+                &[&ip],
+            ));
+        }
+    }
+    (cluster, ids)
+}
+
+/// A mode switch and a zone's creation on a node of a few hundred zones go as one
+/// netlink batch each: the data plane's nft is `false`, so any nft process (one that
+/// would read the table first) fails the step. Prints how long each batch took next
+/// to an element-only batch of the same table (for the record, not asserted).
+#[test]
+fn a_mode_switch_and_a_new_zone_at_scale_need_no_nft_process() {
+    require_root!();
+    let ns = Netns::new();
+    let (mut cluster, mut ids) = scale_cluster(300, 3);
+    let compile = |cluster: &Cluster, ids: &BTreeMap<zonewarden_profiles::ZoneName, u32>| {
+        super::tests::compile_with_ids(cluster, ids)
+    };
+    let r0 = compile(&cluster, &ids);
+    assert_eq!(r0.zones.len(), 300, "the node has 300 zones");
+    let nft = ns.dataplane();
+    let view = nft.ensure_base(&r0.settings).expect("ensure_base");
+    nft.apply_between(&view.ruleset, &r0)
+        .expect("create 300 zones through nft");
+    let netlink_only = NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS)
+        .with_element_socket(ns.element_socket());
+    let mut old = r0;
+    let mut timed =
+        |cluster: &Cluster, ids: &BTreeMap<zonewarden_profiles::ZoneName, u32>, what: &str| {
+            let new = compile(cluster, ids);
+            let diff = RulesetDiff::between(&old, &new);
+            let started = std::time::Instant::now();
+            netlink_only
+                .apply(&diff, &new)
+                .unwrap_or_else(|e| panic!("{what} without an nft process: {e}"));
+            eprintln!("{what}: {:?}", started.elapsed());
+            assert_holds(&nft, &new, what);
+            old = new;
+        };
+    cluster.set_mode("scale/z0042", Mode::Enforce);
+    timed(&cluster, &ids, "a zone switched to enforce");
+    cluster.set_mode("scale/z0042", Mode::Monitor);
+    timed(&cluster, &ids, "a zone switched to monitor");
+    let created = zonewarden_profiles::ZoneName::parse("scale/new").expect("a zone name");
+    let mut profile = zonewarden_profiles::profile::Profile::new(created.clone());
+    profile.mode = Mode::Enforce;
+    cluster.policy.profiles.insert(created.clone(), profile);
+    ids.insert(created, 5000);
+    cluster.endpoints.push(super::tests::endpoint(
+        "new1",
+        "scale/new",
+        "node-1",
+        &["10.250.0.1/32"],
+    ));
+    timed(&cluster, &ids, "a zone created with its first endpoint");
+    cluster.endpoints.push(super::tests::endpoint(
+        "new2",
+        "scale/new",
+        "node-1",
+        &["10.250.0.2/32"],
+    ));
+    timed(&cluster, &ids, "an endpoint added (elements only)");
+    cluster.policy.settings.allow_host_probes = !cluster.policy.settings.allow_host_probes;
+    let new = compile(&cluster, &ids);
+    let err = netlink_only
+        .apply(&RulesetDiff::between(&old, &new), &new)
+        .expect_err("a changed node setting rewrites base chains through nft");
+    assert!(
+        matches!(err, crate::nft::NftError::Failed { .. }),
+        "nft (here `false`) was needed and failed: {err}"
+    );
+}
