@@ -320,7 +320,7 @@ impl EndpointRegistry {
 
     /// Replaces how open connections of newly quarantined addresses are cut (tests
     /// that run outside a namespace of their own must not touch the machine's conntrack).
-    pub fn with_connection_flusher(self, flush: fn(IpAddr) -> usize) -> Self {
+    pub fn with_connection_flusher(self, flush: state::ConnectionFlusher) -> Self {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

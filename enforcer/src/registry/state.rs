@@ -48,10 +48,13 @@ pub struct RegistryState {
     /// Whether the kernel has been reconciled with `compiled` since the start.
     pub synced: bool,
     /// Cuts the open connections of an address that was just quarantined.
-    pub flush_connections: fn(IpAddr) -> usize,
+    pub flush_connections: ConnectionFlusher,
     /// Where every change is recorded before the kernel sees it.
     pub audit: AuditLog,
 }
+
+/// Cuts the open connections of an address; how many it cut.
+pub type ConnectionFlusher = fn(IpAddr) -> Result<usize, crate::conntrack::ConntrackError>;
 
 impl RegistryState {
     /// Takes what the store loaded, giving an id to any zone that lacks one.
@@ -325,8 +328,15 @@ impl RegistryState {
             .map(|(a, _)| a)
             .collect();
         for (addr, local) in &diff.local.add {
-            if local.quarantined && !was_quarantined.contains(addr) {
-                (self.flush_connections)(*addr);
+            if local.quarantined
+                && !was_quarantined.contains(addr)
+                && let Err(err) = (self.flush_connections)(*addr)
+            {
+                error!(
+                    %addr,
+                    %err,
+                    "the quarantine rules are in place, but the open connections of the address could not be cut and stay open until they close; check that the enforcer has CAP_NET_ADMIN and the kernel module nf_conntrack_netlink, then quarantine it again"
+                );
             }
         }
         Ok(())

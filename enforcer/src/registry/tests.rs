@@ -29,7 +29,7 @@ fn open(store: &Arc<LocalStore>, dataplane: &Arc<MemoryDataplane>) -> EndpointRe
         stored,
     )
     .unwrap()
-    .with_connection_flusher(|_| 0)
+    .with_connection_flusher(|_| Ok(0))
 }
 
 fn fixture() -> Fixture {
@@ -493,7 +493,7 @@ async fn every_change_is_in_the_audit_log_before_the_kernel_sees_it() {
         store.load().unwrap(),
     )
     .unwrap()
-    .with_connection_flusher(|_| 0)
+    .with_connection_flusher(|_| Ok(0))
     .with_audit(crate::audit::AuditLog::open(log.clone()));
     registry.sync_kernel().await.unwrap();
     let zone = ZoneName::parse("shop/web").unwrap();

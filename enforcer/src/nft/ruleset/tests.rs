@@ -578,3 +578,22 @@ fn every_ipv4_rule_has_an_ipv6_twin_and_enforce_ends_in_a_drop() {
         }
     }
 }
+
+/// A hung nft fails the call with an error naming the command, instead of holding the
+/// registry forever.
+#[test]
+fn a_hung_nft_is_stopped_with_an_error_naming_the_command() {
+    let hung = ["sh", "-c", "sleep 600", "nft"].map(str::to_owned).to_vec();
+    let dp = NftRulesetDataplane::with_command(hung, OPTS)
+        .with_timeout(std::time::Duration::from_millis(200));
+    let err = dp.probe().expect_err("a hung nft is an error");
+    assert!(
+        matches!(err, crate::nft::NftError::TimedOut { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("sh -c sleep 600 nft -j list chains inet") && text.contains("stopped"),
+        "{text}"
+    );
+}
