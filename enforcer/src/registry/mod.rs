@@ -359,6 +359,29 @@ impl EndpointRegistry {
         self.mutate(RegistryState::reconcile).await
     }
 
+    /// Seals the table with the compiled ruleset if the registry has not changed since
+    /// `quiet_since` (the generation of the previous call) and the table is not sealed
+    /// yet (see [`crate::nft::ruleset::seal`]); returns the generation to pass next
+    /// time. A busy registry is sealed once it is quiet for one call's interval.
+    pub async fn seal_when_quiet(&self, quiet_since: u64) -> u64 {
+        let now = self.generation.load(Ordering::Acquire);
+        if now != quiet_since {
+            return now;
+        }
+        let state = self.state.clone();
+        let sealed = blocking(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.seal().map_err(RegistryError::Kernel)
+        })
+        .await;
+        match sealed {
+            Ok(true) => tracing::debug!("sealed the table with the compiled ruleset"),
+            Ok(false) => {}
+            Err(err) => tracing::debug!(%err, "cannot seal the table; a restart will read it"),
+        }
+        now
+    }
+
     /// Restores the table after someone else changed it (see [`RegistryState::restore`]);
     /// returns how many endpoint addresses and zones it re-added.
     pub async fn restore_table(
@@ -610,6 +633,17 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| RegistryError::Task(err.to_string()))?
+}
+
+/// Seals the table whenever the registry was quiet for `every` (see
+/// [`EndpointRegistry::seal_when_quiet`]): a restart over an intact table is then
+/// ready without reading it.
+pub async fn seal_forever(registry: EndpointRegistry, every: std::time::Duration) {
+    let mut quiet_since = u64::MAX;
+    loop {
+        tokio::time::sleep(every).await;
+        quiet_since = registry.seal_when_quiet(quiet_since).await;
+    }
 }
 
 pub fn now_unix_ms() -> i64 {

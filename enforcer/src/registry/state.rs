@@ -47,6 +47,8 @@ pub struct RegistryState {
     pub compiled: Incremental,
     /// Whether the kernel has been reconciled with `compiled` since the start.
     pub synced: bool,
+    /// Whether the table is sealed with `compiled` (see [`crate::nft::ruleset::seal`]).
+    pub sealed: bool,
     /// Cuts the open connections of an address that was just quarantined.
     pub flush_connections: ConnectionFlusher,
     /// Where every change is recorded before the kernel sees it.
@@ -104,6 +106,7 @@ impl RegistryState {
                 quarantined_endpoints: &BTreeSet::new(),
             }),
             synced: false,
+            sealed: false,
             flush_connections: crate::conntrack::flush,
             audit: AuditLog::disabled(),
         };
@@ -263,8 +266,26 @@ impl RegistryState {
     }
 
     fn reconcile_kernel(&mut self) -> Result<usize, NftError> {
+        if self.dataplane.confirms(self.compiled.ruleset()) {
+            info!(
+                "the table is sealed with the ruleset compiled from the store, and nothing was committed since: nothing to read or write"
+            );
+            self.synced = true;
+            self.sealed = true;
+            return Ok(0);
+        }
         let view = self.dataplane.ensure_base(&self.policy.settings)?;
         self.reconcile_from(view)
+    }
+
+    /// Seals the table with the compiled ruleset, once per change (a restart then
+    /// confirms it without reading it); `Ok(true)` when it sealed it now.
+    pub fn seal(&mut self) -> Result<bool, NftError> {
+        if !self.synced || self.sealed {
+            return Ok(false);
+        }
+        self.sealed = self.dataplane.seal(self.compiled.ruleset())?;
+        Ok(self.sealed)
     }
 
     /// Restores the table after someone else changed it: as [`Self::reconcile`], with
@@ -285,6 +306,7 @@ impl RegistryState {
             diff_ms = started.elapsed().as_millis(),
             "compared the table with the compiled ruleset"
         );
+        self.sealed = false;
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()
@@ -319,6 +341,7 @@ impl RegistryState {
             // Nothing was reconciled yet: the whole ruleset goes in.
             return self.reconcile_kernel().map(drop);
         }
+        self.sealed = false;
         self.dataplane.apply(&diff, self.compiled.ruleset())?;
         let was_quarantined: BTreeSet<&IpAddr> = diff
             .local

@@ -451,6 +451,15 @@ impl crate::nft::ruleset::RulesetDataplane for AuditWitness {
     fn read(&self) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
         self.inner.read()
     }
+    fn confirms(&self, ruleset: &zonewarden_profiles::ruleset::Ruleset) -> bool {
+        self.inner.confirms(ruleset)
+    }
+    fn seal(
+        &self,
+        ruleset: &zonewarden_profiles::ruleset::Ruleset,
+    ) -> Result<bool, crate::nft::NftError> {
+        self.inner.seal(ruleset)
+    }
     fn ensure_base_stale(
         &self,
         settings: &NodeSettings,

@@ -16,11 +16,12 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
+use super::elements::{Elem, Part, SetChange, Verb};
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands, base_is_complete};
 use super::render_diff::{Step, diff_commands, diff_steps};
-use super::{BRIDGE_FAMILY, KernelView, Options};
+use super::{BRIDGE_FAMILY, KernelView, Options, seal};
 use super::{expr, listing};
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
 use crate::nft::objects;
@@ -60,6 +61,13 @@ pub trait RulesetDataplane: Send + Sync {
     fn probe(&self) -> Result<(), NftError> {
         self.read().map(drop)
     }
+    /// Whether the table is sealed with `ruleset` and nothing at all was committed in
+    /// the namespace since (see [`super::seal`]): then it holds `ruleset` and
+    /// needs neither a read nor a write. `false` whenever that cannot be confirmed.
+    fn confirms(&self, ruleset: &Ruleset) -> bool;
+    /// Seals the table as holding `ruleset` (which it must hold); `Ok(false)` when
+    /// this data plane cannot, or someone committed a change meanwhile.
+    fn seal(&self, ruleset: &Ruleset) -> Result<bool, NftError>;
     /// Deletes chains that are not ours, then sets and maps that nothing of ours uses
     /// (left by an older version, or added by someone else); called once the chains
     /// that used them are rewritten.
@@ -147,6 +155,14 @@ impl NftRulesetDataplane {
             });
         }
         socket.commit_items(&items)
+    }
+
+    /// Whether the base transaction waits for the next apply (the table is missing).
+    fn base_pending(&self) -> bool {
+        self.pending_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     pub fn options(&self) -> &Options {
@@ -299,6 +315,90 @@ impl NftRulesetDataplane {
 impl RulesetDataplane for NftRulesetDataplane {
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
         self.ensure_base_stale(settings, &BTreeSet::new())
+    }
+
+    fn confirms(&self, ruleset: &Ruleset) -> bool {
+        let Some(socket) = &self.elements else {
+            return false;
+        };
+        if self.base_pending() {
+            return false;
+        }
+        let sealed = || -> Result<Option<([u8; seal::DIGEST_BYTES], u32)>, NftError> {
+            let generation = socket.generation()?;
+            let keys = socket.set_keys(seal::DIGEST_SET)?.unwrap_or_default();
+            Ok(match keys.as_slice() {
+                [key] => seal::read_seal_key(key).filter(|(_, sealed)| *sealed == generation),
+                _ => None,
+            })
+        };
+        match sealed() {
+            Ok(Some((digest, _))) => digest == seal::digest(ruleset, &self.opts),
+            Ok(None) => false,
+            Err(err) => {
+                debug!(?err, "cannot read the table's seal; reading the table");
+                false
+            }
+        }
+    }
+
+    fn seal(&self, ruleset: &Ruleset) -> Result<bool, NftError> {
+        let Some(socket) = &self.elements else {
+            return Ok(false);
+        };
+        if self.base_pending() {
+            return Ok(false);
+        }
+        let generation = socket.generation()?;
+        let old = socket.set_keys(seal::DIGEST_SET)?;
+        let next = generation.wrapping_add(1).max(1);
+        let key = |addr: std::net::Ipv6Addr| vec![Part::Addr(addr.into())];
+        let removed = SetChange {
+            verb: Verb::Delete,
+            set: seal::DIGEST_SET.to_owned(),
+            elems: old
+                .iter()
+                .flatten()
+                .filter_map(|k| <[u8; 16]>::try_from(k.as_slice()).ok())
+                .map(|k| Elem {
+                    key: key(k.into()),
+                    data: None,
+                    comment: String::new(),
+                })
+                .collect(),
+        };
+        let added = SetChange {
+            verb: Verb::Add,
+            set: seal::DIGEST_SET.to_owned(),
+            elems: vec![Elem {
+                key: key(seal::seal_key(&seal::digest(ruleset, &self.opts), next)),
+                data: None,
+                comment: "the enforcer's seal: ruleset digest and nftables generation".to_owned(),
+            }],
+        };
+        let mut items = Vec::new();
+        let mut set_id = 0;
+        if old.is_none() {
+            let create = expr::add_set(seal::DIGEST_SET, &["ipv6_addr"], None);
+            match objects::command_message(&create, &mut set_id) {
+                Some(message) => items.push(BatchItem::Object(message)),
+                None => return Ok(false),
+            }
+        }
+        if !removed.elems.is_empty() {
+            items.push(BatchItem::Elements(&removed));
+        }
+        items.push(BatchItem::Elements(&added));
+        match socket.commit_items_at(&items, generation) {
+            Ok(sealed) => Ok(sealed),
+            // Someone committed between the read of the generation and the batch.
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ERESTART) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
@@ -524,6 +624,15 @@ impl MemoryDataplane {
 }
 
 impl RulesetDataplane for MemoryDataplane {
+    /// Never: the fake keeps no generation, so every start reads it.
+    fn confirms(&self, _ruleset: &Ruleset) -> bool {
+        false
+    }
+
+    fn seal(&self, _ruleset: &Ruleset) -> Result<bool, NftError> {
+        Ok(false)
+    }
+
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
         let mut state = self.lock();
         Self::injected_failure(&mut state, "create the base chains")?;
