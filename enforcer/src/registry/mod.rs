@@ -359,27 +359,38 @@ impl EndpointRegistry {
         self.mutate(RegistryState::reconcile).await
     }
 
-    /// Seals the table with the compiled ruleset if the registry has not changed since
-    /// `quiet_since` (the generation of the previous call) and the table is not sealed
-    /// yet (see [`crate::nft::ruleset::seal`]); returns the generation to pass next
-    /// time. A busy registry is sealed once it is quiet for one call's interval.
+    /// Seals the table with the compiled ruleset if the kernel has not been changed
+    /// since `quiet_since` (what the previous call returned) and the table is not
+    /// sealed yet (see [`crate::nft::ruleset::seal`]); returns the count of kernel
+    /// changes to pass next time. A busy node is sealed once its table is quiet for
+    /// one call's interval; changes that leave the kernel alone (learned edges) do not
+    /// delay it.
     pub async fn seal_when_quiet(&self, quiet_since: u64) -> u64 {
-        let now = self.generation.load(Ordering::Acquire);
-        if now != quiet_since {
-            return now;
-        }
         let state = self.state.clone();
         let sealed = blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.seal().map_err(RegistryError::Kernel)
+            let now = state.kernel_changes;
+            if now != quiet_since {
+                return Ok((now, false));
+            }
+            match state.seal() {
+                Ok(sealed) => Ok((now, sealed)),
+                Err(err) => {
+                    tracing::debug!(%err, "cannot seal the table; a restart will read it");
+                    Ok((now, false))
+                }
+            }
         })
         .await;
         match sealed {
-            Ok(true) => tracing::debug!("sealed the table with the compiled ruleset"),
-            Ok(false) => {}
-            Err(err) => tracing::debug!(%err, "cannot seal the table; a restart will read it"),
+            Ok((now, sealed)) => {
+                if sealed {
+                    tracing::debug!("sealed the table with the compiled ruleset");
+                }
+                now
+            }
+            Err(_) => quiet_since,
         }
-        now
     }
 
     /// Restores the table after someone else changed it (see [`RegistryState::restore`]);
@@ -635,7 +646,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|err| RegistryError::Task(err.to_string()))?
 }
 
-/// Seals the table whenever the registry was quiet for `every` (see
+/// Seals the table whenever its kernel changes paused for `every` (see
 /// [`EndpointRegistry::seal_when_quiet`]): a restart over an intact table is then
 /// ready without reading it.
 pub async fn seal_forever(registry: EndpointRegistry, every: std::time::Duration) {

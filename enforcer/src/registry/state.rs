@@ -49,6 +49,8 @@ pub struct RegistryState {
     pub synced: bool,
     /// Whether the table is sealed with `compiled` (see [`crate::nft::ruleset::seal`]).
     pub sealed: bool,
+    /// How many times the kernel was asked to change (whether it did or not).
+    pub kernel_changes: u64,
     /// Cuts the open connections of an address that was just quarantined.
     pub flush_connections: ConnectionFlusher,
     /// Where every change is recorded before the kernel sees it.
@@ -107,6 +109,7 @@ impl RegistryState {
             }),
             synced: false,
             sealed: false,
+            kernel_changes: 0,
             flush_connections: crate::conntrack::flush,
             audit: AuditLog::disabled(),
         };
@@ -307,6 +310,7 @@ impl RegistryState {
             "compared the table with the compiled ruleset"
         );
         self.sealed = false;
+        self.kernel_changes += 1;
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()
@@ -342,6 +346,7 @@ impl RegistryState {
             return self.reconcile_kernel().map(drop);
         }
         self.sealed = false;
+        self.kernel_changes += 1;
         self.dataplane.apply(&diff, self.compiled.ruleset())?;
         let was_quarantined: BTreeSet<&IpAddr> = diff
             .local

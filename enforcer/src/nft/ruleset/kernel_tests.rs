@@ -692,11 +692,11 @@ fn a_registry_restart_over_a_sealed_table_reads_nothing() {
                 .await
                 .expect("add");
         }
-        let generation = first.seal_when_quiet(u64::MAX).await;
+        let changes = first.seal_when_quiet(u64::MAX).await;
         assert_eq!(
-            first.seal_when_quiet(generation).await,
-            generation,
-            "sealing does not count as a change"
+            first.seal_when_quiet(changes).await,
+            changes,
+            "sealing does not count as a change of the kernel"
         );
         let rules = ns.rule_counts();
         drop(first);
