@@ -278,7 +278,13 @@ impl RegistryState {
             return Ok(0);
         }
         let view = self.dataplane.ensure_base(&self.policy.settings)?;
-        self.reconcile_from(view)
+        let changed = self.reconcile_from(view)?;
+        // Sealed at once, so that the next start confirms the table even if it comes
+        // before the registry's first quiet moment.
+        if let Err(err) = self.seal() {
+            tracing::debug!(%err, "cannot seal the table; a restart will read it");
+        }
+        Ok(changed)
     }
 
     /// Seals the table with the compiled ruleset, once per change (a restart then
