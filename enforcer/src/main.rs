@@ -689,6 +689,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
+    // A quiet registry seals the table, so that the next start confirms it cheaply.
+    tokio::spawn(zonewarden_enforcer::registry::seal_forever(
+        registry.clone(),
+        Duration::from_secs(1),
+    ));
+
     // From now on the table is ours to keep: a change by anyone else is restored.
     let guard = match zonewarden_enforcer::guard::watch() {
         Ok(events) => Some(tokio::spawn(zonewarden_enforcer::guard::guard_forever(

@@ -67,7 +67,7 @@ pub fn registry_over(
         stored,
     )
     .unwrap()
-    .with_connection_flusher(|_| 0)
+    .with_connection_flusher(|_| Ok(0))
 }
 
 /// Runs `f` on a new thread that has entered the network namespace `name` (under

@@ -202,7 +202,12 @@ impl NodeState {
                     continue;
                 };
                 let flags = set["flags"].to_string();
-                if set.get("timeout").is_some() || flags.contains("timeout") {
+                // The seen sets fill and empty themselves; the enforcer's seal names
+                // the nftables generation of its last write.
+                if set.get("timeout").is_some()
+                    || flags.contains("timeout")
+                    || set["name"] == "ruleset_digest"
+                {
                     continue;
                 }
                 let elems = set["elem"].as_array().into_iter().flatten();

@@ -14,7 +14,9 @@ use zonewarden_tests::pods::add_pod;
 use zonewarden_tests::traffic::{Hold, Server, connects};
 use zonewarden_tests::{require_root, wait};
 
-/// The table without the dynamic "seen" sets (their elements expire on their own).
+/// The table without the dynamic "seen" sets (their elements expire on their own)
+/// and the enforcer's seal (`ruleset_digest`: it names the nftables generation of
+/// its last write, so it is rewritten after every change, its own included).
 fn table(node: &Node) -> Vec<Value> {
     let out = node
         .netns
@@ -29,7 +31,7 @@ fn table(node: &Node) -> Vec<Value> {
         .filter(|o| {
             !o["set"]["name"]
                 .as_str()
-                .is_some_and(|n| n.starts_with("seen_"))
+                .is_some_and(|n| n.starts_with("seen_") || n == "ruleset_digest")
         })
         .filter(|o| o.get("metainfo").is_none())
         .cloned()

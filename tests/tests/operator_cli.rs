@@ -57,7 +57,9 @@ fn json(node: &Node, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("zwctl {args:?}: no JSON ({e}): {out}"))
 }
 
-/// The table as nft lists it, without counters and expiry times (they move by themselves).
+/// The table as nft lists it, without counters and expiry times (they move by
+/// themselves) and without the enforcer's seal (`ruleset_digest`, rewritten a second
+/// after every change).
 fn kernel_table(node: &Node) -> String {
     let out = node
         .netns
@@ -65,9 +67,25 @@ fn kernel_table(node: &Node) -> String {
         .output()
         .expect("nft list table");
     assert!(out.status.success(), "nft list table failed");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut in_seal = false;
+    let without_seal: Vec<&str> = listing
+        .lines()
+        .filter(|line| {
+            let line = line.trim();
+            if line.starts_with("set ruleset_digest ") {
+                in_seal = true;
+            }
+            let keep = !in_seal;
+            if in_seal && line == "}" {
+                in_seal = false;
+            }
+            keep
+        })
+        .collect();
     let mut words = Vec::new();
     let mut skip = 0;
-    for word in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+    for word in without_seal.join("\n").split_whitespace() {
         if skip > 0 {
             skip -= 1;
         } else if matches!(word, "packets" | "bytes" | "expires") {

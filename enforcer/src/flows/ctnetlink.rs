@@ -22,11 +22,11 @@ use crate::nflog::listener::{duration_timeval, enlarge_receive_buffer};
 const GROUP_NEW_MASK: u32 = 1;
 /// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW`.
 const MSG_CT_NEW: u16 = 1 << 8;
-const NETLINK_HEADER: usize = 16;
-const NFGENMSG: usize = 4;
+pub(crate) const NETLINK_HEADER: usize = 16;
+pub(crate) const NFGENMSG: usize = 4;
 /// The attribute type bits (without `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER`).
 const NLA_TYPE_MASK: u16 = 0x3fff;
-const CTA_TUPLE_ORIG: u16 = 1;
+pub(crate) const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -100,31 +100,37 @@ impl CtEvents {
 
 /// Every new-connection message of a datagram; anything else, or a message that is
 /// cut short or lacks its addresses, is skipped.
-pub fn parse_datagram(mut datagram: &[u8]) -> Vec<NewConnection> {
-    let mut out = Vec::new();
-    while datagram.len() >= NETLINK_HEADER {
+pub fn parse_datagram(datagram: &[u8]) -> Vec<NewConnection> {
+    messages(datagram)
+        .filter(|(kind, _)| *kind == MSG_CT_NEW)
+        .filter_map(|(_, body)| connection(body.get(NFGENMSG..)?))
+        .collect()
+}
+
+/// The messages of a datagram: (type, what follows the netlink header), until one is
+/// cut short.
+pub(crate) fn messages(mut datagram: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if datagram.len() < NETLINK_HEADER {
+            return None;
+        }
         let len = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
         let kind = u16::from_ne_bytes(datagram[4..6].try_into().expect("2 bytes"));
         if len < NETLINK_HEADER || len > datagram.len() {
-            break;
+            return None;
         }
-        if kind == MSG_CT_NEW
-            && len >= NETLINK_HEADER + NFGENMSG
-            && let Some(conn) = connection(&datagram[NETLINK_HEADER + NFGENMSG..len])
-        {
-            out.push(conn);
-        }
+        let body = &datagram[NETLINK_HEADER..len];
         datagram = &datagram[align(len).min(datagram.len())..];
-    }
-    out
+        Some((kind, body))
+    })
 }
 
-fn align(len: usize) -> usize {
+pub(crate) fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
 /// The attributes of a block: (type, value), each once as the kernel sends them.
-fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if block.len() < 4 {
             return None;
@@ -140,12 +146,12 @@ fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn find(block: &[u8], kind: u16) -> Option<&[u8]> {
+pub(crate) fn find(block: &[u8], kind: u16) -> Option<&[u8]> {
     attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
 }
 
 /// The original tuple of one message's attributes.
-fn connection(message: &[u8]) -> Option<NewConnection> {
+pub(crate) fn connection(message: &[u8]) -> Option<NewConnection> {
     let tuple = find(message, CTA_TUPLE_ORIG)?;
     let ip = find(tuple, CTA_TUPLE_IP)?;
     let (src, dst) = match (find(ip, CTA_IP_V4_SRC), find(ip, CTA_IP_V4_DST)) {

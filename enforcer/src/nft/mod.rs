@@ -7,11 +7,13 @@
 //! # Layout
 //! - [`netlink`]: set-element changes as netlink batches (endpoints, approvals).
 //! - [`objects`]: zone sets, chains and rules as messages of the same batches.
+//! - [`process`]: the deadline of every `nft` process.
 //! - [`ruleset`]: rendering of compiled rulesets and their differences to nft JSON,
 //!   the read-back of the kernel's table, and the [`ruleset::RulesetDataplane`] seam.
 
 pub mod netlink;
 pub mod objects;
+pub mod process;
 pub mod ruleset;
 
 /// The address family of our table: one table for IPv4 and IPv6.
@@ -38,6 +40,14 @@ pub enum NftError {
         action: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "nft did not finish within {secs} s and was stopped, so the enforcer could not {action} (`{command}`); check what holds nft (an overloaded node, another nft waiting on the same lock) and retry"
+    )]
+    TimedOut {
+        action: String,
+        command: String,
+        secs: f64,
     },
     #[error("cannot parse the output of nft {action}: {detail}")]
     Parse { action: String, detail: String },

@@ -48,6 +48,24 @@ pub const MAX_BATCH_BYTES: usize = 2 << 20;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or an error.
 const NLMSG_ERROR: u16 = 2;
+/// `NLMSG_DONE`: the end of a dump.
+const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP: u16 = 0x300;
+/// nf_tables message types and attributes of the seal's requests
+/// (linux/netfilter/nf_tables.h).
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+/// `NFNL_MSG_BATCH_BEGIN` and its `NFNL_BATCH_GENID` attribute.
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_BATCH_GENID: u16 = 1;
 
 /// A netfilter netlink socket of the network namespace it was opened in, for element
 /// batches. One batch at a time (the socket is behind a lock).
@@ -99,14 +117,29 @@ impl ElementSocket {
     /// Applies `items` (element changes and zone objects, in order) in one
     /// transaction, like [`Self::commit`].
     pub fn commit_items(&self, items: &[BatchItem<'_>]) -> Result<bool, NftError> {
+        self.commit_with(items, None)
+    }
+
+    fn commit_with(
+        &self,
+        items: &[BatchItem<'_>],
+        generation: Option<u32>,
+    ) -> Result<bool, NftError> {
         if items.is_empty() {
             return Ok(true);
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let first_seq = inner.seq.wrapping_add(1);
-        let Some(batch) = encode_items(items, first_seq) else {
+        let Some(mut batch) = encode_items(items, first_seq) else {
             return Ok(false);
         };
+        if let Some(generation) = generation {
+            let begin_len = u32::from_ne_bytes(batch.bytes[0..4].try_into().expect("4 bytes"));
+            let rest = batch
+                .bytes
+                .split_off((begin_len as usize).next_multiple_of(4));
+            batch.bytes = [begin_at(first_seq, generation), rest].concat();
+        }
         // begin + the change messages + end
         let messages = batch.changes_of.len();
         let last_seq = first_seq.wrapping_add(messages as u32 + 1);
@@ -160,6 +193,210 @@ impl ElementSocket {
             }),
         }
     }
+}
+
+impl ElementSocket {
+    /// The nftables generation of the socket's network namespace: the kernel counts
+    /// every committed transaction (`NFT_MSG_GETGEN`).
+    pub fn generation(&self) -> Result<u32, NftError> {
+        let action = "read the nftables generation";
+        let answers = self.request(NFT_MSG_GETGEN, 0, 0, &[], action)?;
+        answers
+            .iter()
+            .filter(|(kind, _)| *kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)
+            .find_map(|(_, body)| {
+                let value = attribute(body.get(4..)?, NFTA_GEN_ID)?;
+                Some(u32::from_be_bytes(value.try_into().ok()?))
+            })
+            .ok_or_else(|| NftError::Kernel {
+                action: action.to_owned(),
+                source: io::Error::other("the kernel's answer has no generation"),
+            })
+    }
+
+    /// The keys of every element of `set` in the table `inet zonewarden`; `None`
+    /// when the table or the set does not exist.
+    pub fn set_keys(&self, set: &str) -> Result<Option<Vec<Vec<u8>>>, NftError> {
+        let action = format!("list the elements of set {set}");
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &nul_terminated(TABLE));
+        push_attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &nul_terminated(set));
+        let answers = match self.request(
+            NFT_MSG_GETSETELEM,
+            NFPROTO_INET,
+            NLM_F_DUMP,
+            &attrs,
+            &action,
+        ) {
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ENOENT) =>
+            {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let mut keys = Vec::new();
+        for (kind, body) in &answers {
+            if *kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM {
+                continue;
+            }
+            let Some(list) = body
+                .get(4..)
+                .and_then(|b| attribute(b, NFTA_SET_ELEM_LIST_ELEMENTS))
+            else {
+                continue;
+            };
+            for (_, element) in attributes(list) {
+                if let Some(value) = attribute(element, NFTA_SET_ELEM_KEY)
+                    .and_then(|k| attribute(k, NFTA_DATA_VALUE))
+                {
+                    keys.push(value.to_vec());
+                }
+            }
+        }
+        Ok(Some(keys))
+    }
+
+    /// Applies `items` like [`Self::commit_items`], but only if the namespace's
+    /// nftables generation is still `generation` (the kernel refuses the batch
+    /// otherwise): the generation after it is then `generation + 1`.
+    pub fn commit_items_at(
+        &self,
+        items: &[BatchItem<'_>],
+        generation: u32,
+    ) -> Result<bool, NftError> {
+        self.commit_with(items, Some(generation))
+    }
+
+    /// Sends one request and collects the messages of its answer (until the end of a
+    /// dump, or the answer of a plain request); an error answer is an error.
+    fn request(
+        &self,
+        kind: u16,
+        family: u8,
+        flags: u16,
+        attrs: &[u8],
+        action: &str,
+    ) -> Result<Vec<(u16, Vec<u8>)>, NftError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.seq = inner.seq.wrapping_add(1);
+        let seq = inner.seq;
+        let len = 16 + 4 + attrs.len();
+        let mut message = Vec::with_capacity(len);
+        message.extend_from_slice(&(len as u32).to_ne_bytes());
+        message.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | kind).to_ne_bytes());
+        message.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+        message.extend_from_slice(&seq.to_ne_bytes());
+        message.extend_from_slice(&0u32.to_ne_bytes());
+        message.extend_from_slice(&[family, 0, 0, 0]);
+        message.extend_from_slice(attrs);
+        let kernel = |source| NftError::Kernel {
+            action: action.to_owned(),
+            source,
+        };
+        inner.socket.send(&message, 0).map_err(kernel)?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            let Inner { socket, answer, .. } = &mut *inner;
+            let len = socket.recv(&mut &mut answer[..], 0).map_err(kernel)?;
+            for (kind, answered, body) in messages(&answer[..len.min(answer.len())]) {
+                if answered != seq {
+                    continue;
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let errno = body
+                            .get(0..4)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                        if errno != 0 {
+                            return Err(kernel(io::Error::from_raw_os_error(errno.abs())));
+                        }
+                        return Ok(out);
+                    }
+                    _ => {
+                        out.push((kind, body.to_vec()));
+                        if !dump {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (type, sequence number, body after the netlink header) of every message of one
+/// datagram, until one is cut short.
+fn messages(mut datagram: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    std::iter::from_fn(move || {
+        if datagram.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
+        let kind = u16::from_ne_bytes([datagram[4], datagram[5]]);
+        let seq = u32::from_ne_bytes(datagram[8..12].try_into().expect("4 bytes"));
+        if len < 16 || len > datagram.len() {
+            return None;
+        }
+        let body = &datagram[16..len];
+        datagram = &datagram[len.next_multiple_of(4).min(datagram.len())..];
+        Some((kind, seq, body))
+    })
+}
+
+/// The attributes of a block: (type without flags, value).
+fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if block.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([block[0], block[1]]));
+        let kind = u16::from_ne_bytes([block[2], block[3]]) & 0x3fff;
+        if len < 4 || len > block.len() {
+            return None;
+        }
+        let value = &block[4..len];
+        block = &block[len.next_multiple_of(4).min(block.len())..];
+        Some((kind, value))
+    })
+}
+
+fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+fn push_attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+fn nul_terminated(text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    bytes
+}
+
+/// The batch-begin message with `NFNL_BATCH_GENID`: the kernel applies the batch
+/// only if the namespace's generation is still `generation`.
+fn begin_at(seq: u32, generation: u32) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    push_attr(&mut attrs, NFNL_BATCH_GENID, &generation.to_be_bytes());
+    let len = 16 + 4 + attrs.len();
+    let mut message = Vec::with_capacity(len);
+    message.extend_from_slice(&(len as u32).to_ne_bytes());
+    message.extend_from_slice(&NFNL_MSG_BATCH_BEGIN.to_ne_bytes());
+    message.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    message.extend_from_slice(&seq.to_ne_bytes());
+    message.extend_from_slice(&0u32.to_ne_bytes());
+    // AF_UNSPEC, version 0, the subsystem as resource id (big-endian).
+    message.extend_from_slice(&[0, 0]);
+    message.extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+    message.extend_from_slice(&attrs);
+    message
 }
 
 /// (sequence number, errno) of every acknowledgement in one datagram.

@@ -219,7 +219,7 @@ approved: []
             store.load().unwrap(),
         )
         .unwrap()
-        .with_connection_flusher(|_| 0);
+        .with_connection_flusher(|_| Ok(0));
         registry.sync_kernel().await.unwrap();
         let docs = export::parse(DOCS).unwrap();
 

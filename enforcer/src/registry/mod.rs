@@ -320,7 +320,7 @@ impl EndpointRegistry {
 
     /// Replaces how open connections of newly quarantined addresses are cut (tests
     /// that run outside a namespace of their own must not touch the machine's conntrack).
-    pub fn with_connection_flusher(self, flush: fn(IpAddr) -> usize) -> Self {
+    pub fn with_connection_flusher(self, flush: state::ConnectionFlusher) -> Self {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -357,6 +357,40 @@ impl EndpointRegistry {
     /// difference; returns how many endpoint addresses and zones it changed.
     pub async fn sync_kernel(&self) -> Result<usize, RegistryError> {
         self.mutate(RegistryState::reconcile).await
+    }
+
+    /// Seals the table with the compiled ruleset if the kernel has not been changed
+    /// since `quiet_since` (what the previous call returned) and the table is not
+    /// sealed yet (see [`crate::nft::ruleset::seal`]); returns the count of kernel
+    /// changes to pass next time. A busy node is sealed once its table is quiet for
+    /// one call's interval; changes that leave the kernel alone (learned edges) do not
+    /// delay it.
+    pub async fn seal_when_quiet(&self, quiet_since: u64) -> u64 {
+        let state = self.state.clone();
+        let sealed = blocking(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = state.kernel_changes;
+            if now != quiet_since {
+                return Ok((now, false));
+            }
+            match state.seal() {
+                Ok(sealed) => Ok((now, sealed)),
+                Err(err) => {
+                    tracing::debug!(%err, "cannot seal the table; a restart will read it");
+                    Ok((now, false))
+                }
+            }
+        })
+        .await;
+        match sealed {
+            Ok((now, sealed)) => {
+                if sealed {
+                    tracing::debug!("sealed the table with the compiled ruleset");
+                }
+                now
+            }
+            Err(_) => quiet_since,
+        }
     }
 
     /// Restores the table after someone else changed it (see [`RegistryState::restore`]);
@@ -610,6 +644,17 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| RegistryError::Task(err.to_string()))?
+}
+
+/// Seals the table whenever its kernel changes paused for `every` (see
+/// [`EndpointRegistry::seal_when_quiet`]): a restart over an intact table is then
+/// ready without reading it.
+pub async fn seal_forever(registry: EndpointRegistry, every: std::time::Duration) {
+    let mut quiet_since = u64::MAX;
+    loop {
+        tokio::time::sleep(every).await;
+        quiet_since = registry.seal_when_quiet(quiet_since).await;
+    }
 }
 
 pub fn now_unix_ms() -> i64 {

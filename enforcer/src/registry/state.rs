@@ -47,11 +47,18 @@ pub struct RegistryState {
     pub compiled: Incremental,
     /// Whether the kernel has been reconciled with `compiled` since the start.
     pub synced: bool,
+    /// Whether the table is sealed with `compiled` (see [`crate::nft::ruleset::seal`]).
+    pub sealed: bool,
+    /// How many times the kernel was asked to change (whether it did or not).
+    pub kernel_changes: u64,
     /// Cuts the open connections of an address that was just quarantined.
-    pub flush_connections: fn(IpAddr) -> usize,
+    pub flush_connections: ConnectionFlusher,
     /// Where every change is recorded before the kernel sees it.
     pub audit: AuditLog,
 }
+
+/// Cuts the open connections of an address; how many it cut.
+pub type ConnectionFlusher = fn(IpAddr) -> Result<usize, crate::conntrack::ConntrackError>;
 
 impl RegistryState {
     /// Takes what the store loaded, giving an id to any zone that lacks one.
@@ -101,6 +108,8 @@ impl RegistryState {
                 quarantined_endpoints: &BTreeSet::new(),
             }),
             synced: false,
+            sealed: false,
+            kernel_changes: 0,
             flush_connections: crate::conntrack::flush,
             audit: AuditLog::disabled(),
         };
@@ -260,8 +269,32 @@ impl RegistryState {
     }
 
     fn reconcile_kernel(&mut self) -> Result<usize, NftError> {
+        if self.dataplane.confirms(self.compiled.ruleset()) {
+            info!(
+                "the table is sealed with the ruleset compiled from the store, and nothing was committed since: nothing to read or write"
+            );
+            self.synced = true;
+            self.sealed = true;
+            return Ok(0);
+        }
         let view = self.dataplane.ensure_base(&self.policy.settings)?;
-        self.reconcile_from(view)
+        let changed = self.reconcile_from(view)?;
+        // Sealed at once, so that the next start confirms the table even if it comes
+        // before the registry's first quiet moment.
+        if let Err(err) = self.seal() {
+            tracing::debug!(%err, "cannot seal the table; a restart will read it");
+        }
+        Ok(changed)
+    }
+
+    /// Seals the table with the compiled ruleset, once per change (a restart then
+    /// confirms it without reading it); `Ok(true)` when it sealed it now.
+    pub fn seal(&mut self) -> Result<bool, NftError> {
+        if !self.synced || self.sealed {
+            return Ok(false);
+        }
+        self.sealed = self.dataplane.seal(self.compiled.ruleset())?;
+        Ok(self.sealed)
     }
 
     /// Restores the table after someone else changed it: as [`Self::reconcile`], with
@@ -282,6 +315,8 @@ impl RegistryState {
             diff_ms = started.elapsed().as_millis(),
             "compared the table with the compiled ruleset"
         );
+        self.sealed = false;
+        self.kernel_changes += 1;
         let count = changes.local.add.len()
             + changes.local.del.len()
             + changes.created.len()
@@ -316,6 +351,8 @@ impl RegistryState {
             // Nothing was reconciled yet: the whole ruleset goes in.
             return self.reconcile_kernel().map(drop);
         }
+        self.sealed = false;
+        self.kernel_changes += 1;
         self.dataplane.apply(&diff, self.compiled.ruleset())?;
         let was_quarantined: BTreeSet<&IpAddr> = diff
             .local
@@ -325,8 +362,15 @@ impl RegistryState {
             .map(|(a, _)| a)
             .collect();
         for (addr, local) in &diff.local.add {
-            if local.quarantined && !was_quarantined.contains(addr) {
-                (self.flush_connections)(*addr);
+            if local.quarantined
+                && !was_quarantined.contains(addr)
+                && let Err(err) = (self.flush_connections)(*addr)
+            {
+                error!(
+                    %addr,
+                    %err,
+                    "the quarantine rules are in place, but the open connections of the address could not be cut and stay open until they close; check that the enforcer has CAP_NET_ADMIN and the kernel module nf_conntrack_netlink, then quarantine it again"
+                );
             }
         }
         Ok(())

@@ -29,7 +29,7 @@ fn open(store: &Arc<LocalStore>, dataplane: &Arc<MemoryDataplane>) -> EndpointRe
         stored,
     )
     .unwrap()
-    .with_connection_flusher(|_| 0)
+    .with_connection_flusher(|_| Ok(0))
 }
 
 fn fixture() -> Fixture {
@@ -451,6 +451,15 @@ impl crate::nft::ruleset::RulesetDataplane for AuditWitness {
     fn read(&self) -> Result<crate::nft::ruleset::KernelView, crate::nft::NftError> {
         self.inner.read()
     }
+    fn confirms(&self, ruleset: &zonewarden_profiles::ruleset::Ruleset) -> bool {
+        self.inner.confirms(ruleset)
+    }
+    fn seal(
+        &self,
+        ruleset: &zonewarden_profiles::ruleset::Ruleset,
+    ) -> Result<bool, crate::nft::NftError> {
+        self.inner.seal(ruleset)
+    }
     fn ensure_base_stale(
         &self,
         settings: &NodeSettings,
@@ -493,7 +502,7 @@ async fn every_change_is_in_the_audit_log_before_the_kernel_sees_it() {
         store.load().unwrap(),
     )
     .unwrap()
-    .with_connection_flusher(|_| 0)
+    .with_connection_flusher(|_| Ok(0))
     .with_audit(crate::audit::AuditLog::open(log.clone()));
     registry.sync_kernel().await.unwrap();
     let zone = ZoneName::parse("shop/web").unwrap();

@@ -49,6 +49,14 @@ impl RulesetDataplane for TimedDataplane {
         self.inner.read()
     }
 
+    fn confirms(&self, ruleset: &Ruleset) -> bool {
+        self.inner.confirms(ruleset)
+    }
+
+    fn seal(&self, ruleset: &Ruleset) -> Result<bool, NftError> {
+        self.inner.seal(ruleset)
+    }
+
     fn probe(&self) -> Result<(), NftError> {
         self.inner.probe()
     }

@@ -3,10 +3,12 @@
 //! netlink batches and the rest (the base chains, interval sets) through `nft`; [`MemoryDataplane`] is a fake for tests without root.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -14,15 +16,23 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
+use super::elements::{Elem, Part, SetChange, Verb};
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
 use super::read::{read_listing_for, representable};
 use super::render_base::{base_chain_rules, base_commands, base_is_complete};
 use super::render_diff::{Step, diff_commands, diff_steps};
-use super::{BRIDGE_FAMILY, KernelView, Options};
+use super::{BRIDGE_FAMILY, KernelView, Options, seal};
 use super::{expr, listing};
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
 use crate::nft::objects;
+use crate::nft::process::{DEFAULT_TIMEOUT, Deadline};
 use crate::nft::{FAMILY, NftError, TABLE};
+
+/// An nft process's deadline and the thread that reads its stderr.
+struct Running {
+    deadline: Deadline,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
 
 /// The seam between the registry and the kernel's table.
 pub trait RulesetDataplane: Send + Sync {
@@ -51,6 +61,13 @@ pub trait RulesetDataplane: Send + Sync {
     fn probe(&self) -> Result<(), NftError> {
         self.read().map(drop)
     }
+    /// Whether the table is sealed with `ruleset` and nothing at all was committed in
+    /// the namespace since (see [`super::seal`]): then it holds `ruleset` and
+    /// needs neither a read nor a write. `false` whenever that cannot be confirmed.
+    fn confirms(&self, ruleset: &Ruleset) -> bool;
+    /// Seals the table as holding `ruleset` (which it must hold); `Ok(false)` when
+    /// this data plane cannot, or someone committed a change meanwhile.
+    fn seal(&self, ruleset: &Ruleset) -> Result<bool, NftError>;
     /// Deletes chains that are not ours, then sets and maps that nothing of ours uses
     /// (left by an older version, or added by someone else); called once the chains
     /// that used them are rewritten.
@@ -70,6 +87,8 @@ pub struct NftRulesetDataplane {
     /// it with the whole ruleset in one transaction, so that the table never exists
     /// with base chains that dispatch to nothing (every pod open) in between.
     pending_base: Arc<Mutex<Option<Vec<Value>>>>,
+    /// How long one nft process may take before it is stopped.
+    timeout: Duration,
 }
 
 impl NftRulesetDataplane {
@@ -91,7 +110,15 @@ impl NftRulesetDataplane {
             opts,
             elements: None,
             pending_base: Arc::default(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Stops an nft process that takes longer than `timeout` (the change fails with
+    /// an error naming the command).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends element-only changes through `socket`, which must belong to the network
@@ -130,6 +157,14 @@ impl NftRulesetDataplane {
         socket.commit_items(&items)
     }
 
+    /// Whether the base transaction waits for the next apply (the table is missing).
+    fn base_pending(&self) -> bool {
+        self.pending_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     pub fn options(&self) -> &Options {
         &self.opts
     }
@@ -149,24 +184,33 @@ impl NftRulesetDataplane {
     }
 
     fn run(&self, args: &[&str], stdin: Option<String>, action: &str) -> Result<String, NftError> {
-        let mut child = self.spawn(args, stdin.is_some())?;
+        let (mut child, running) = self.spawn(args, stdin.is_some())?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A write error means nft exited early; its stderr below says why.
+            // A write error means nft exited early (or was stopped); its stderr and
+            // status below say why.
             let _ = pipe.write_all(input.as_bytes());
         }
-        let stdout = self.finish(child, action)?;
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            // A read error ends the output early; the status below says what happened.
+            let _ = pipe.read_to_end(&mut stdout);
+        }
+        self.finish(child, running, args, action)?;
         String::from_utf8(stdout).map_err(|err| NftError::Parse {
             action: action.to_owned(),
             detail: err.to_string(),
         })
     }
 
-    fn spawn(&self, args: &[&str], with_stdin: bool) -> Result<Child, NftError> {
+    /// Starts nft in a process group of its own, with a [`Deadline`] of
+    /// [`Self::with_timeout`] on it and its stderr read on a thread of its own (so
+    /// that nft never waits on a full stderr pipe while we read its stdout).
+    fn spawn(&self, args: &[&str], with_stdin: bool) -> Result<(Child, Running), NftError> {
         let (program, prefix) = match self.command.split_first() {
             Some((program, prefix)) => (program.as_str(), prefix),
             None => ("nft", &[][..]),
         };
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(prefix)
             .args(args)
             .stdin(if with_stdin {
@@ -176,10 +220,21 @@ impl NftRulesetDataplane {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|source| self.spawn_error(source))?;
         crate::guard::note_own_process(child.id());
-        Ok(child)
+        let deadline = Deadline::start(&child, self.timeout);
+        let mut pipe = child.stderr.take();
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(pipe) = &mut pipe {
+                // A read error ends the text early; the status says what happened.
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        });
+        Ok((child, Running { deadline, stderr }))
     }
 
     fn spawn_error(&self, source: std::io::Error) -> NftError {
@@ -189,20 +244,43 @@ impl NftRulesetDataplane {
         }
     }
 
-    /// Waits for nft; its stdout (what was not taken) when it succeeded.
-    fn finish(&self, child: Child, action: &str) -> Result<Vec<u8>, NftError> {
-        let output = child
-            .wait_with_output()
-            .map_err(|source| self.spawn_error(source))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
+    /// Waits for nft to exit (its stdout must be read or taken already); an error
+    /// when it failed or ran out of time.
+    fn finish(
+        &self,
+        mut child: Child,
+        running: Running,
+        args: &[&str],
+        action: &str,
+    ) -> Result<(), NftError> {
+        drop(child.stdout.take());
+        let finished = running.deadline.finish(&mut child);
+        let stderr = running.stderr.join().unwrap_or_default();
+        let status = match finished {
+            Ok(Ok(status)) => status,
+            Ok(Err(())) => {
+                return Err(NftError::TimedOut {
+                    action: action.to_owned(),
+                    command: [
+                        self.command.as_slice(),
+                        &args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+                    ]
+                    .concat()
+                    .join(" "),
+                    secs: self.timeout.as_secs_f64(),
+                });
+            }
+            Err(source) => return Err(self.spawn_error(source)),
+        };
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&stderr);
             return Err(NftError::Failed {
                 action: action.to_owned(),
-                status: output.status.to_string(),
+                status: status.to_string(),
                 stderr: stderr.trim().replace('\n', " | "),
             });
         }
-        Ok(output.stdout)
+        Ok(())
     }
 
     /// The items of `nft -j -p list table FAMILY zonewarden`, parsed as nft prints
@@ -210,18 +288,19 @@ impl NftRulesetDataplane {
     /// table does not exist.
     fn list_table(&self, family: &str) -> Result<Option<Vec<Value>>, NftError> {
         let action = format!("list table {family} {TABLE}");
-        let mut child = self.spawn(&["-j", "-p", "list", "table", family, TABLE], false)?;
+        let args = ["-j", "-p", "list", "table", family, TABLE];
+        let (mut child, running) = self.spawn(&args, false)?;
         // Parsing takes the pipe and closes it when done, so that nft never waits on
         // a reader that stopped (after a parse error).
         let parsed = child.stdout.take().map(listing::parse_listing);
-        match self.finish(child, &action) {
+        match self.finish(child, running, &args, &action) {
             Err(NftError::Failed { stderr, .. })
                 if stderr.contains("No such file or directory") =>
             {
                 Ok(None)
             }
             Err(err) => Err(err),
-            Ok(_) => match parsed {
+            Ok(()) => match parsed {
                 Some(Ok(items)) => Ok(Some(items)),
                 Some(Err(err)) => Err(NftError::Parse {
                     action,
@@ -236,6 +315,90 @@ impl NftRulesetDataplane {
 impl RulesetDataplane for NftRulesetDataplane {
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
         self.ensure_base_stale(settings, &BTreeSet::new())
+    }
+
+    fn confirms(&self, ruleset: &Ruleset) -> bool {
+        let Some(socket) = &self.elements else {
+            return false;
+        };
+        if self.base_pending() {
+            return false;
+        }
+        let sealed = || -> Result<Option<([u8; seal::DIGEST_BYTES], u32)>, NftError> {
+            let generation = socket.generation()?;
+            let keys = socket.set_keys(seal::DIGEST_SET)?.unwrap_or_default();
+            Ok(match keys.as_slice() {
+                [key] => seal::read_seal_key(key).filter(|(_, sealed)| *sealed == generation),
+                _ => None,
+            })
+        };
+        match sealed() {
+            Ok(Some((digest, _))) => digest == seal::digest(ruleset, &self.opts),
+            Ok(None) => false,
+            Err(err) => {
+                debug!(?err, "cannot read the table's seal; reading the table");
+                false
+            }
+        }
+    }
+
+    fn seal(&self, ruleset: &Ruleset) -> Result<bool, NftError> {
+        let Some(socket) = &self.elements else {
+            return Ok(false);
+        };
+        if self.base_pending() {
+            return Ok(false);
+        }
+        let generation = socket.generation()?;
+        let old = socket.set_keys(seal::DIGEST_SET)?;
+        let next = generation.wrapping_add(1).max(1);
+        let key = |addr: std::net::Ipv6Addr| vec![Part::Addr(addr.into())];
+        let removed = SetChange {
+            verb: Verb::Delete,
+            set: seal::DIGEST_SET.to_owned(),
+            elems: old
+                .iter()
+                .flatten()
+                .filter_map(|k| <[u8; 16]>::try_from(k.as_slice()).ok())
+                .map(|k| Elem {
+                    key: key(k.into()),
+                    data: None,
+                    comment: String::new(),
+                })
+                .collect(),
+        };
+        let added = SetChange {
+            verb: Verb::Add,
+            set: seal::DIGEST_SET.to_owned(),
+            elems: vec![Elem {
+                key: key(seal::seal_key(&seal::digest(ruleset, &self.opts), next)),
+                data: None,
+                comment: "the enforcer's seal: ruleset digest and nftables generation".to_owned(),
+            }],
+        };
+        let mut items = Vec::new();
+        let mut set_id = 0;
+        if old.is_none() {
+            let create = expr::add_set(seal::DIGEST_SET, &["ipv6_addr"], None);
+            match objects::command_message(&create, &mut set_id) {
+                Some(message) => items.push(BatchItem::Object(message)),
+                None => return Ok(false),
+            }
+        }
+        if !removed.elems.is_empty() {
+            items.push(BatchItem::Elements(&removed));
+        }
+        items.push(BatchItem::Elements(&added));
+        match socket.commit_items_at(&items, generation) {
+            Ok(sealed) => Ok(sealed),
+            // Someone committed between the read of the generation and the batch.
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ERESTART) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
@@ -461,6 +624,15 @@ impl MemoryDataplane {
 }
 
 impl RulesetDataplane for MemoryDataplane {
+    /// Never: the fake keeps no generation, so every start reads it.
+    fn confirms(&self, _ruleset: &Ruleset) -> bool {
+        false
+    }
+
+    fn seal(&self, _ruleset: &Ruleset) -> Result<bool, NftError> {
+        Ok(false)
+    }
+
     fn ensure_base(&self, settings: &NodeSettings) -> Result<KernelView, NftError> {
         let mut state = self.lock();
         Self::injected_failure(&mut state, "create the base chains")?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
@@ -39,6 +40,27 @@ impl Netns {
     /// The nft data plane with a netlink socket opened inside this namespace.
     fn dataplane_with_netlink(&self) -> NftRulesetDataplane {
         self.dataplane().with_element_socket(self.element_socket())
+    }
+
+    /// A data plane that sends netlink batches into this namespace and whose nft is
+    /// `false`: any step that needs an nft process (a read, a base transaction) fails.
+    fn netlink_only(&self) -> NftRulesetDataplane {
+        NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS)
+            .with_element_socket(self.element_socket())
+    }
+
+    /// Runs `nft ARGS` in this namespace, as an operator would by hand.
+    fn nft_by_hand(&self, args: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .output()
+            .expect("run nft");
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A netfilter socket of this namespace.
@@ -369,8 +391,7 @@ fn zone_structure_goes_as_netlink_and_lists_as_nft_writes_it() {
         let view = dp.ensure_base(&r0.settings).expect("ensure_base");
         dp.apply_between(&view.ruleset, &r0).expect("apply R0");
     }
-    let netlink_only = NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS)
-        .with_element_socket(by_netlink.element_socket());
+    let netlink_only = by_netlink.netlink_only();
     let nft = by_nft.dataplane();
     let mut old = r0;
     let mut step = |cluster: &Cluster, what: &str| {
@@ -450,4 +471,266 @@ fn an_intact_table_is_read_once_and_not_written_at_start() {
     );
     let view = ns.dataplane().ensure_base(&rs.settings).expect("completed");
     assert!(view.port_protos_complete, "{view:?}");
+}
+
+/// A node of `zones` zones in learn mode, `per_zone` local endpoints each (so the
+/// verdict maps hold a jump per address), and an edge from each zone to the next.
+fn scale_cluster(
+    zones: u32,
+    per_zone: u32,
+) -> (Cluster, BTreeMap<zonewarden_profiles::ZoneName, u32>) {
+    use zonewarden_profiles::{Edge, Proto, ZoneName};
+    let mut cluster = Cluster::new(false);
+    cluster.policy.profiles.clear();
+    cluster.endpoints.clear();
+    let name = |z: u32| ZoneName::parse(&format!("scale/z{z:04}")).expect("a zone name");
+    let mut ids = BTreeMap::new();
+    for z in 0..zones {
+        let mut profile = zonewarden_profiles::profile::Profile::new(name(z));
+        profile.mode = Mode::Learn;
+        profile
+            .approved
+            .insert(Edge::new(name(z), name((z + 1) % zones), Proto::Tcp, 8000));
+        cluster.policy.profiles.insert(name(z), profile);
+        ids.insert(name(z), z + 10);
+        for e in 0..per_zone {
+            let n = z * per_zone + e;
+            let ip = format!("10.{}.{}.{}/32", 100 + n / 65536, (n / 256) % 256, n % 256);
+            cluster.endpoints.push(super::tests::endpoint(
+                &format!("p{n}"),
+                name(z).as_str(),
+                "node-1",
+                &[&ip],
+            ));
+        }
+    }
+    (cluster, ids)
+}
+
+/// A mode switch and a zone's creation on a node of a few hundred zones go as one
+/// netlink batch each: the data plane's nft is `false`, so any nft process (one that
+/// would read the table first) fails the step. Prints how long each batch took next
+/// to an element-only batch of the same table (for the record, not asserted).
+#[test]
+fn a_mode_switch_and_a_new_zone_at_scale_need_no_nft_process() {
+    require_root!();
+    let ns = Netns::new();
+    let (mut cluster, mut ids) = scale_cluster(300, 3);
+    let compile = |cluster: &Cluster, ids: &BTreeMap<zonewarden_profiles::ZoneName, u32>| {
+        super::tests::compile_with_ids(cluster, ids)
+    };
+    let r0 = compile(&cluster, &ids);
+    assert_eq!(r0.zones.len(), 300, "the node has 300 zones");
+    let nft = ns.dataplane();
+    let view = nft.ensure_base(&r0.settings).expect("ensure_base");
+    nft.apply_between(&view.ruleset, &r0)
+        .expect("create 300 zones through nft");
+    let netlink_only = ns.netlink_only();
+    let mut old = r0;
+    let mut timed =
+        |cluster: &Cluster, ids: &BTreeMap<zonewarden_profiles::ZoneName, u32>, what: &str| {
+            let new = compile(cluster, ids);
+            let diff = RulesetDiff::between(&old, &new);
+            let started = std::time::Instant::now();
+            netlink_only
+                .apply(&diff, &new)
+                .unwrap_or_else(|e| panic!("{what} without an nft process: {e}"));
+            eprintln!("{what}: {:?}", started.elapsed());
+            assert_holds(&nft, &new, what);
+            old = new;
+        };
+    cluster.set_mode("scale/z0042", Mode::Enforce);
+    timed(&cluster, &ids, "a zone switched to enforce");
+    cluster.set_mode("scale/z0042", Mode::Monitor);
+    timed(&cluster, &ids, "a zone switched to monitor");
+    let created = zonewarden_profiles::ZoneName::parse("scale/new").expect("a zone name");
+    let mut profile = zonewarden_profiles::profile::Profile::new(created.clone());
+    profile.mode = Mode::Enforce;
+    cluster.policy.profiles.insert(created.clone(), profile);
+    ids.insert(created, 5000);
+    cluster.endpoints.push(super::tests::endpoint(
+        "new1",
+        "scale/new",
+        "node-1",
+        &["10.250.0.1/32"],
+    ));
+    timed(&cluster, &ids, "a zone created with its first endpoint");
+    cluster.endpoints.push(super::tests::endpoint(
+        "new2",
+        "scale/new",
+        "node-1",
+        &["10.250.0.2/32"],
+    ));
+    timed(&cluster, &ids, "an endpoint added (elements only)");
+    cluster.policy.settings.allow_host_probes = !cluster.policy.settings.allow_host_probes;
+    let new = compile(&cluster, &ids);
+    let err = netlink_only
+        .apply(&RulesetDiff::between(&old, &new), &new)
+        .expect_err("a changed node setting rewrites base chains through nft");
+    assert!(
+        matches!(err, crate::nft::NftError::Failed { .. }),
+        "nft (here `false`) was needed and failed: {err}"
+    );
+}
+
+/// The handle of the first rule of `chain` in the namespace's table.
+fn first_rule_handle(ns: &Netns, chain: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "-j", "-a", "list", "chain"])
+        .args(["inet", "zonewarden", chain])
+        .output()
+        .expect("run nft");
+    let listing: Value = serde_json::from_slice(&out.stdout).expect("nft prints JSON");
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|item| item["rule"]["handle"].as_u64())
+        .unwrap_or_else(|| panic!("{chain} has a rule: {listing}"))
+}
+
+/// A sealed table is confirmed by a restarted data plane that cannot run nft at all
+/// (so nothing reads the table), and only for the ruleset it was sealed with. A rule
+/// deleted by hand breaks the seal; the full read finds the damage and the diff
+/// repairs it.
+#[test]
+fn a_sealed_table_is_confirmed_without_a_read_until_anyone_changes_it() {
+    require_root!();
+    let ns = Netns::new();
+    let rs = Cluster::new(true).compile();
+    let dp = ns.dataplane_with_netlink();
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
+    let no_nft = || ns.netlink_only();
+    assert!(
+        !no_nft().confirms(&rs),
+        "an unsealed table is not confirmed"
+    );
+    assert!(dp.seal(&rs).expect("seal"), "the table is sealed");
+    assert!(
+        no_nft().confirms(&rs),
+        "a sealed, untouched table is confirmed"
+    );
+    let mut other = Cluster::new(true);
+    other.set_mode("shop/db", Mode::Enforce);
+    assert!(
+        !no_nft().confirms(&other.compile()),
+        "the seal confirms only the ruleset it was made with"
+    );
+    let view = dp.read().expect("read");
+    assert!(
+        view.obsolete_sets.is_empty(),
+        "the seal's set is the enforcer's: {:?}",
+        view.obsolete_sets
+    );
+    assert!(RulesetDiff::between(&view.ruleset, &rs).is_empty());
+
+    // A rule deleted by hand while the enforcer is down.
+    let rules = ns.rule_counts();
+    let handle = first_rule_handle(&ns, "zin_2").to_string();
+    ns.nft_by_hand(&[
+        "delete",
+        "rule",
+        "inet",
+        "zonewarden",
+        "zin_2",
+        "handle",
+        &handle,
+    ]);
+    assert!(
+        !no_nft().confirms(&rs),
+        "a table changed since its seal is not confirmed"
+    );
+    let view = dp.ensure_base(&rs.settings).expect("read the table");
+    let diff = RulesetDiff::between(&view.ruleset, &rs);
+    assert!(!diff.is_empty(), "the read finds the deleted rule");
+    dp.apply(&diff, &rs).expect("repair");
+    assert_eq!(ns.rule_counts(), rules, "the deleted rule is back");
+    assert!(dp.seal(&rs).expect("seal again"));
+    assert!(no_nft().confirms(&rs));
+}
+
+/// An enforcer restarting over a table it sealed is ready without reading or
+/// writing it (its nft cannot run); after a rule was deleted by hand, the same start
+/// with nft reads the table and repairs it.
+#[test]
+fn a_registry_restart_over_a_sealed_table_reads_nothing() {
+    require_root!();
+    use crate::registry::EndpointRegistry;
+    use crate::store::{LocalStore, Store};
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Arc::new(LocalStore::open(dir.path()).expect("a store"));
+    let open = |dp: NftRulesetDataplane| {
+        let stored = store.load().expect("load");
+        EndpointRegistry::open(
+            "node-1".into(),
+            store.clone(),
+            Arc::new(dp),
+            zonewarden_profiles::policy::NodeSettings::default(),
+            stored,
+        )
+        .expect("open")
+        .with_connection_flusher(|_| Ok(0))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let first = open(ns.dataplane_with_netlink());
+        first.sync_kernel().await.expect("first start");
+        for (id, zone, ip) in [
+            ("a1", "shop/a", "10.0.0.2/32"),
+            ("b1", "shop/b", "10.0.0.3/32"),
+        ] {
+            first
+                .add(
+                    crate::test_support::add_request(id, zone, &[ip]),
+                    crate::test_support::note(),
+                )
+                .await
+                .expect("add");
+        }
+        let changes = first.seal_when_quiet(u64::MAX).await;
+        assert_eq!(
+            first.seal_when_quiet(changes).await,
+            changes,
+            "sealing does not count as a change of the kernel"
+        );
+        let rules = ns.rule_counts();
+        drop(first);
+
+        let restarted = open(ns.netlink_only());
+        assert_eq!(
+            restarted
+                .sync_kernel()
+                .await
+                .expect("a sealed table needs no nft"),
+            0,
+            "nothing to change"
+        );
+        drop(restarted);
+
+        let zone_chain = rules
+            .keys()
+            .find(|c| c.starts_with("zout_"))
+            .expect("a zone chain")
+            .clone();
+        ns.nft_by_hand(&["flush", "chain", "inet", "zonewarden", &zone_chain]);
+        assert!(
+            open(ns.netlink_only()).sync_kernel().await.is_err(),
+            "a table changed by hand is read, which needs nft"
+        );
+        let repaired = open(ns.dataplane_with_netlink());
+        repaired.sync_kernel().await.expect("repair");
+        assert_eq!(ns.rule_counts(), rules, "the flushed chain is rewritten");
+        drop(repaired);
+        // A start that had to read the table seals it before it is ready: the next
+        // one, however soon, needs no nft.
+        open(ns.netlink_only())
+            .sync_kernel()
+            .await
+            .expect("the repaired table was sealed at once");
+    });
 }

@@ -24,6 +24,8 @@
 //! - [`listing`]: `nft -j list table` output parsed as it streams in, without the
 //!   seen sets' elements ([`listing::parse_listing`]).
 //! - [`read`]: the kernel's table read back into the model ([`read_listing`]).
+//! - [`seal`]: the digest and generation that let a restart confirm an intact table
+//!   without reading it.
 //! - [`dataplane`]: the [`RulesetDataplane`] seam, its `nft`-backed implementation and
 //!   an in-memory fake for tests.
 
@@ -37,6 +39,7 @@ pub mod read;
 pub mod render_base;
 pub mod render_diff;
 pub mod render_zone;
+pub mod seal;
 #[cfg(test)]
 mod tests;
 

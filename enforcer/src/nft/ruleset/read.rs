@@ -158,6 +158,7 @@ fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
         })
         .collect();
     let mut known: BTreeSet<String> = global_set_names().into_iter().collect();
+    known.insert(super::seal::DIGEST_SET.to_owned());
     for id in &ids {
         let zone = read_zone(&table, *id, group)?;
         rs.zones.insert(*id, zone);

@@ -138,15 +138,7 @@ impl Cluster {
                 .into_iter()
                 .map(|(z, id)| (zone(z), id))
                 .collect();
-        let host: Vec<IpAddr> = vec!["192.168.1.10".parse().expect("an address")];
-        compile(&CompileInput {
-            policy: &self.policy,
-            endpoints: &self.endpoints,
-            node: "node-1",
-            zone_ids: &zone_ids,
-            host_addrs: &host,
-            quarantined_endpoints: &self.quarantined,
-        })
+        compile_with_ids(self, &zone_ids)
     }
 
     pub fn set_mode(&mut self, zone_name: &str, mode: Mode) {
@@ -162,6 +154,19 @@ impl Cluster {
     pub fn remove_endpoint(&mut self, id: &str) {
         self.endpoints.retain(|e| e.key.container_id != id);
     }
+}
+
+/// `cluster` compiled on node-1 with the zone ids `zone_ids`.
+pub(super) fn compile_with_ids(cluster: &Cluster, zone_ids: &BTreeMap<ZoneName, u32>) -> Ruleset {
+    let host: Vec<IpAddr> = vec!["192.168.1.10".parse().expect("an address")];
+    compile(&CompileInput {
+        policy: &cluster.policy,
+        endpoints: &cluster.endpoints,
+        node: "node-1",
+        zone_ids,
+        host_addrs: &host,
+        quarantined_endpoints: &cluster.quarantined,
+    })
 }
 
 fn two_zones() -> Ruleset {
@@ -572,4 +577,23 @@ fn every_ipv4_rule_has_an_ipv6_twin_and_enforce_ends_in_a_drop() {
             );
         }
     }
+}
+
+/// A hung nft fails the call with an error naming the command, instead of holding the
+/// registry forever.
+#[test]
+fn a_hung_nft_is_stopped_with_an_error_naming_the_command() {
+    let hung = ["sh", "-c", "sleep 600", "nft"].map(str::to_owned).to_vec();
+    let dp = NftRulesetDataplane::with_command(hung, OPTS)
+        .with_timeout(std::time::Duration::from_millis(200));
+    let err = dp.probe().expect_err("a hung nft is an error");
+    assert!(
+        matches!(err, crate::nft::NftError::TimedOut { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("sh -c sleep 600 nft -j list chains inet") && text.contains("stopped"),
+        "{text}"
+    );
 }

@@ -72,7 +72,7 @@ async fn node_over(store: EtcdStore) -> Node {
         loaded,
     )
     .unwrap()
-    .with_connection_flusher(|_| 0);
+    .with_connection_flusher(|_| Ok(0));
     registry.sync_kernel().await.unwrap();
     Node {
         store,
