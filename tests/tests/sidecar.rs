@@ -1,0 +1,299 @@
+//! Sidecar mode, as root: a cluster-mode node (real etcd, the real enforcer, a pod
+//! attached through the real plugin) beside a pod that zonewarden never attached (its
+//! interface is a veth the test made, on the nodes' network) and that runs
+//! `zonewarden-enforcer --sidecar` inside its own network namespace. The sidecar's pod
+//! learns, is approved and enforced from the node's zwctl, in both directions with
+//! real packets, is quarantined and released, and keeps being enforced while its
+//! sidecar is killed with SIGKILL; the restarted sidecar takes its table as it is.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use zonewarden_tests::cluster::{Cluster, underlay_v4};
+use zonewarden_tests::netns::Netns;
+use zonewarden_tests::node::Node;
+use zonewarden_tests::pods::{add_pod, target_of};
+use zonewarden_tests::traffic::{Server, connects};
+use zonewarden_tests::{require_root, wait};
+
+const NET: &str = "zw-sc";
+const PREFIX: &str = "/zw-sidecar";
+/// The sidecar pod's address: a host of the nodes' network (10.240.0.50).
+const SIDE_HOST: u8 = 50;
+const OUT_OK: &str = "shop/web->shop/api:8080/tcp";
+const OUT_NO: &str = "shop/web->shop/api:8081/tcp";
+const IN_OK: &str = "shop/api->shop/web:9090/tcp";
+const IN_NO: &str = "shop/api->shop/web:9091/tcp";
+
+/// The endpoint of the sidecar's pod as `zwctl get endpoints` on `node` lists it.
+fn sidecar_endpoint(node: &Node) -> Option<Value> {
+    node.endpoints()
+        .into_iter()
+        .find(|e| e["key"]["containerId"] == "shop/web-0")
+}
+
+/// The rule comments of one chain of the sidecar's table.
+fn chain_comments(ns: &Netns, chain: &str) -> Vec<String> {
+    let listing: Value =
+        serde_json::from_str(&ns.nft(&["-j", "list", "chain", "inet", "zonewarden", chain]))
+            .expect("nft -j output");
+    listing["nftables"]
+        .as_array()
+        .expect("nftables array")
+        .iter()
+        .filter_map(|item| item["rule"]["comment"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill() {
+    require_root!();
+    let mut cluster = Cluster::new(1, 1);
+    let store = cluster.etcd().enforcer_args(PREFIX);
+    let lease = ["--node-lease-ttl", "3"].map(str::to_owned);
+    {
+        let n = &mut cluster.nodes[0];
+        let mut args = store.clone();
+        args.extend(n.enforcer_args());
+        args.extend(lease.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        n.node.start_enforcer_with(&args);
+    }
+    let a = &cluster.nodes[0];
+    let api = add_pod(&a.node, &a.conflist(NET), "api", "shop/api");
+
+    // The sidecar's pod: not attached by zonewarden; it reaches the node's pods through
+    // the node, and etcd directly.
+    let pod_ns = Netns::new("side");
+    cluster.underlay.attach(&pod_ns, SIDE_HOST);
+    pod_ns.ip(&[
+        "route",
+        "add",
+        &a.pod_block().to_string(),
+        "via",
+        &a.address().to_string(),
+    ]);
+    let side_ip = underlay_v4(SIDE_HOST).to_string();
+    let mut side = Node::in_netns(pod_ns);
+    let mut args = store.clone();
+    args.extend(lease);
+    args.extend(
+        [
+            "--sidecar",
+            "--pod-namespace",
+            "shop",
+            "--pod-name",
+            "web-0",
+            "--pod-ip",
+            &side_ip,
+        ]
+        .map(str::to_owned),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    side.start_enforcer_with(&args);
+    let sidecar_node = format!("{}:shop:web-0", side.netns.name);
+
+    // The node knows the sidecar's pod: attach mode sidecar, zone from the pod name.
+    wait::until(
+        "the node to list the sidecar's pod",
+        Duration::from_secs(15),
+        || sidecar_endpoint(&a.node).is_some(),
+    );
+    let listed = sidecar_endpoint(&a.node).expect("listed");
+    assert_eq!(listed["attachMode"], "sidecar", "{listed}");
+    assert_eq!(listed["zone"], "shop/web", "{listed}");
+    assert_eq!(listed["node"], sidecar_node.as_str(), "{listed}");
+    assert_eq!(listed["ips"], serde_json::json!([format!("{side_ip}/32")]));
+    // The sidecar's table hooks input and output, and its pod is its one local endpoint.
+    let local = side.netns.nft_elements("local_v4");
+    assert!(local.len() == 1 && local[0].contains(&side_ip), "{local:?}");
+    assert!(
+        chain_comments(&side.netns, "output")
+            .iter()
+            .any(|c| c == "ipv4 source not the pod's own: drop")
+    );
+    // The node's pod is a member of its zone in the sidecar's table.
+    wait::until(
+        "the sidecar to take the node's pod into its zone map",
+        Duration::from_secs(15),
+        || side.netns.nft_map_keys("zone_of_v4").contains(&api.ip),
+    );
+
+    // Learn: both directions pass and are learned by the sidecar.
+    let _api_servers = Server::start(&api.netns, &["tcp:8080", "tcp:8081"]);
+    let _web_servers = Server::start(&side.netns, &["tcp:9090", "tcp:9091"]);
+    let out_ok = api.target(8080, "tcp");
+    let out_no = api.target(8081, "tcp");
+    let in_ok = target_of(&side_ip, 9090, "tcp");
+    let in_no = target_of(&side_ip, 9091, "tcp");
+    for target in [&out_ok, &out_no] {
+        assert!(
+            connects(&side.netns, target),
+            "learn: sidecar pod -> {target}"
+        );
+    }
+    for target in [&in_ok, &in_no] {
+        assert!(connects(&api.netns, target), "learn: node pod -> {target}");
+    }
+    wait::until(
+        "the node to list what the sidecar learned, with the sidecar as evidence",
+        Duration::from_secs(20),
+        || {
+            let edges = a.node.items(&["get", "edges", "--learned"]);
+            [OUT_OK, OUT_NO, IN_OK, IN_NO].iter().all(|want| {
+                edges.iter().any(|e| {
+                    e["edge"] == *want
+                        && e["evidence"]["nodes"]
+                            .as_array()
+                            .is_some_and(|n| n.iter().any(|n| n == sidecar_node.as_str()))
+                })
+            })
+        },
+    );
+
+    // Approve on the node, enforce the sidecar's zone only (the node's pod stays in
+    // learn: whatever is dropped, the sidecar dropped).
+    for edge in [OUT_OK, IN_OK] {
+        a.node
+            .zwctl(&["profile", "approve", "shop/web", "--edge", edge]);
+    }
+    a.node.zwctl(&["mode", "set", "shop/web", "enforce"]);
+    wait::until(
+        "the sidecar to enforce the mode set on the node",
+        Duration::from_secs(20),
+        || !connects(&side.netns, &out_no),
+    );
+    assert!(connects(&side.netns, &out_ok), "approved egress passes");
+    assert!(connects(&api.netns, &in_ok), "approved ingress passes");
+    assert!(
+        !connects(&api.netns, &in_no),
+        "unapproved ingress is dropped"
+    );
+    wait::until(
+        "the sidecar to report both drops",
+        Duration::from_secs(10),
+        || side.reported("drop", OUT_NO) && side.reported("drop", IN_NO),
+    );
+    assert!(
+        !a.node.reported("drop", OUT_NO),
+        "the node dropped nothing: the sidecar did"
+    );
+    // Reports reach the cluster store under the sidecar's name, as a node's do.
+    wait::until(
+        "the sidecar's reports in etcd",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .etcd()
+                .get(0, &format!("{PREFIX}/reports/{sidecar_node}"))
+                .is_some_and(|r| r.contains("8081"))
+        },
+    );
+
+    // Quarantine the sidecar's pod from the node: everything dropped and reported,
+    // both ways; lifted, the approved edges pass again.
+    a.node.zwctl(&["quarantine", "--endpoint", "shop/web-0"]);
+    wait::until(
+        "the quarantine to reach the sidecar",
+        Duration::from_secs(20),
+        || !connects(&side.netns, &out_ok),
+    );
+    assert!(!connects(&api.netns, &in_ok), "quarantined: no ingress");
+    wait::until(
+        "the sidecar to report the quarantine",
+        Duration::from_secs(10),
+        || side.reported("quarantine", OUT_OK) || side.reported("quarantine", IN_OK),
+    );
+    a.node.zwctl(&["unquarantine", "--endpoint", "shop/web-0"]);
+    wait::until(
+        "the lifted quarantine to reach the sidecar",
+        Duration::from_secs(20),
+        || connects(&side.netns, &out_ok),
+    );
+    assert!(connects(&api.netns, &in_ok));
+
+    // SIGKILL: the table stays and keeps enforcing.
+    let before: Vec<Vec<String>> = ["input", "output"]
+        .iter()
+        .map(|c| chain_comments(&side.netns, c))
+        .collect();
+    side.stop_enforcer(true);
+    assert!(
+        !connects(&side.netns, &out_no),
+        "sidecar dead: still dropped"
+    );
+    assert!(!connects(&api.netns, &in_no), "sidecar dead: still dropped");
+    assert!(
+        connects(&side.netns, &out_ok),
+        "sidecar dead: approved passes"
+    );
+    // Its lease runs out: the node no longer lists the pod.
+    wait::until(
+        "the dead sidecar's pod to leave the node's listing",
+        Duration::from_secs(20),
+        || sidecar_endpoint(&a.node).is_none(),
+    );
+    assert!(!connects(&side.netns, &out_no), "lease gone: still dropped");
+
+    // Restarted: the pod is back on the node, the table is taken as it is.
+    side.start_enforcer();
+    wait::until(
+        "the restarted sidecar's pod to be listed again",
+        Duration::from_secs(15),
+        || sidecar_endpoint(&a.node).is_some(),
+    );
+    let after: Vec<Vec<String>> = ["input", "output"]
+        .iter()
+        .map(|c| chain_comments(&side.netns, c))
+        .collect();
+    assert_eq!(
+        after, before,
+        "the base chains were reconciled, not doubled"
+    );
+    assert!(connects(&side.netns, &out_ok));
+    assert!(connects(&api.netns, &in_ok));
+    assert!(!connects(&side.netns, &out_no));
+    assert!(!connects(&api.netns, &in_no));
+}
+
+/// A sidecar without its identity refuses to start and says what to give; the node's
+/// own flags are refused in a sidecar. Nothing is programmed: no table is left.
+#[test]
+fn a_sidecar_without_identity_refuses_to_start() {
+    require_root!();
+    let side = Node::in_netns(Netns::new("side"));
+    let named = [
+        "--sidecar",
+        "--pod-namespace",
+        "shop",
+        "--pod-name",
+        "web-0",
+    ];
+    let cases: [(Vec<&str>, &[&str]); 3] = [
+        (
+            vec!["--sidecar", "--pod-name", "web-0"],
+            &["--pod-namespace", "POD_NAMESPACE"],
+        ),
+        (named.to_vec(), &["no address to enforce", "POD_IPS"]),
+        (
+            [
+                &named[..],
+                &["--pod-ip", "10.9.0.1", "--pod-cidr", "10.9.0.0/24"],
+            ]
+            .concat(),
+            &["--pod-cidr", "claims no pod block"],
+        ),
+    ];
+    for (args, wanted) in cases {
+        let (code, said) = side.enforcer_refuses(&args);
+        assert_ne!(code, Some(0), "{args:?}");
+        assert!(wanted.iter().all(|w| said.contains(w)), "{args:?}: {said}");
+    }
+    assert!(
+        side.netns
+            .exec("nft", &["list", "table", "inet", "zonewarden"])
+            .output()
+            .is_ok_and(|o| !o.status.success()),
+        "a refused sidecar programs nothing"
+    );
+}
