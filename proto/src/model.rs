@@ -347,7 +347,7 @@ mod tests {
         refuses_unspecified_and_unknown(
             |f, raw| attach_mode(f, raw).map(drop),
             "attach_mode",
-            "routed, chained",
+            "routed, chained, sidecar",
         );
     }
 
