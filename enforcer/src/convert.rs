@@ -565,6 +565,12 @@ mod tests {
             add_request_from_proto(request).unwrap().attach_mode,
             AttachMode::Chained
         );
+        // Only the sidecar registers its own pod: the plugin API never takes it.
+        let mut request = add(&[], v1::ZoneSource::Config);
+        request.attach_mode = v1::AttachMode::Sidecar.into();
+        let err = add_request_from_proto(request).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("--sidecar itself"), "{err}");
     }
 
     #[test]
