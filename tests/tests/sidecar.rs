@@ -3,13 +3,14 @@
 //! interface is a veth the test made, on the nodes' network) and that runs
 //! `zonewarden-enforcer --sidecar` inside its own network namespace. The sidecar's pod
 //! learns, is approved and enforced from the node's zwctl, in both directions with
-//! real packets, is quarantined and released, and keeps being enforced while its
-//! sidecar is killed with SIGKILL; the restarted sidecar takes its table as it is.
+//! real packets over IPv4 and IPv6, is quarantined and released, and keeps being
+//! enforced while its sidecar is killed with SIGKILL; the restarted sidecar takes its
+//! table as it is and applies what changed in the store meanwhile.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use zonewarden_tests::cluster::{Cluster, underlay_v4};
+use zonewarden_tests::cluster::{Cluster, underlay_v4, underlay_v6};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::{add_pod, target_of};
@@ -66,14 +67,14 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     // the node, and etcd directly.
     let pod_ns = Netns::new("side");
     cluster.underlay.attach(&pod_ns, SIDE_HOST);
-    pod_ns.ip(&[
-        "route",
-        "add",
-        &a.pod_block().to_string(),
-        "via",
-        &a.address().to_string(),
-    ]);
+    for (block, via) in [
+        (a.pod_block(), a.address().to_string()),
+        (a.pod_block6(), a.address6().to_string()),
+    ] {
+        pod_ns.ip(&["route", "add", &block.to_string(), "via", &via]);
+    }
     let side_ip = underlay_v4(SIDE_HOST).to_string();
+    let side_ip6 = underlay_v6(SIDE_HOST).to_string();
     let mut side = Node::in_netns(pod_ns);
     let mut args = store.clone();
     args.extend(lease);
@@ -86,6 +87,8 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
             "web-0",
             "--pod-ip",
             &side_ip,
+            "--pod-ip",
+            &side_ip6,
         ]
         .map(str::to_owned),
     );
@@ -103,7 +106,10 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     assert_eq!(listed["attachMode"], "sidecar", "{listed}");
     assert_eq!(listed["zone"], "shop/web", "{listed}");
     assert_eq!(listed["node"], sidecar_node.as_str(), "{listed}");
-    assert_eq!(listed["ips"], serde_json::json!([format!("{side_ip}/32")]));
+    assert_eq!(
+        listed["ips"],
+        serde_json::json!([format!("{side_ip}/32"), format!("{side_ip6}/128")])
+    );
     // The sidecar's table hooks input and output, and its pod is its one local endpoint.
     let local = side.netns.nft_elements("local_v4");
     assert!(local.len() == 1 && local[0].contains(&side_ip), "{local:?}");
@@ -169,6 +175,11 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         !connects(&api.netns, &in_no),
         "unapproved ingress is dropped"
     );
+    // IPv6: the approvals hold, and the rest is dropped, both ways.
+    assert!(connects(&side.netns, &api.target6(8080, "tcp")));
+    assert!(!connects(&side.netns, &api.target6(8081, "tcp")));
+    assert!(connects(&api.netns, &target_of(&side_ip6, 9090, "tcp")));
+    assert!(!connects(&api.netns, &target_of(&side_ip6, 9091, "tcp")));
     wait::until(
         "the sidecar to report both drops",
         Duration::from_secs(10),
@@ -234,13 +245,23 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         || sidecar_endpoint(&a.node).is_none(),
     );
     assert!(!connects(&side.netns, &out_no), "lease gone: still dropped");
+    // An approval made while the sidecar is down waits for it.
+    a.node
+        .zwctl(&["profile", "approve", "shop/web", "--edge", OUT_NO]);
+    assert!(!connects(&side.netns, &out_no), "no sidecar, no update");
 
-    // Restarted: the pod is back on the node, the table is taken as it is.
+    // Restarted: the pod is back on the node, the table is taken as it is and brought
+    // up to date with the store.
     side.start_enforcer();
     wait::until(
         "the restarted sidecar's pod to be listed again",
         Duration::from_secs(15),
         || sidecar_endpoint(&a.node).is_some(),
+    );
+    wait::until(
+        "the restarted sidecar to apply the approval made while it was down",
+        Duration::from_secs(15),
+        || connects(&side.netns, &out_no),
     );
     let after: Vec<Vec<String>> = ["input", "output"]
         .iter()
@@ -252,7 +273,6 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     );
     assert!(connects(&side.netns, &out_ok));
     assert!(connects(&api.netns, &in_ok));
-    assert!(!connects(&side.netns, &out_no));
     assert!(!connects(&api.netns, &in_no));
 }
 
