@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use zonewarden_tests::cluster::routes::our_routes;
 use zonewarden_tests::cluster::{Cluster, underlay_v4, underlay_v6};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
@@ -109,6 +110,22 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     assert_eq!(
         listed["ips"],
         serde_json::json!([format!("{side_ip}/32"), format!("{side_ip6}/128")])
+    );
+    // Its node record names the pod's addresses and claims no pod block; the pod's
+    // routes are the test's own (the sidecar installs none).
+    let record: Value = serde_json::from_str(
+        &cluster
+            .etcd()
+            .get(0, &format!("{PREFIX}/nodes/{sidecar_node}"))
+            .expect("the sidecar's node record"),
+    )
+    .expect("a JSON record");
+    assert_eq!(record["pod_cidrs"], serde_json::json!([]), "{record}");
+    assert_eq!(record["address"], side_ip.as_str(), "{record}");
+    assert!(
+        our_routes(&side).is_empty(),
+        "routes the sidecar installed: {:?}",
+        our_routes(&side)
     );
     // The sidecar's table hooks input and output, and its pod is its one local endpoint.
     let local = side.netns.nft_elements("local_v4");
