@@ -55,7 +55,8 @@ struct Cli {
     /// Where the local store keeps endpoints and zone ids.
     #[arg(long, default_value = "/var/lib/zonewarden")]
     state_dir: PathBuf,
-    /// This node's name, recorded on every endpoint [default: the hostname].
+    /// This node's name, recorded on every endpoint [default: the hostname]. With
+    /// --sidecar: the node the pod runs on [env: NODE_NAME].
     #[arg(long)]
     node: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -220,14 +221,20 @@ fn sidecar_identity(cli: &Cli) -> anyhow::Result<Identity> {
 }
 
 /// `--sidecar`: the pod's registration. A restart finds it in the store and keeps it
-/// as it is; the table kept enforcing it meanwhile.
-async fn register_sidecar(registry: &EndpointRegistry, id: &Identity) -> anyhow::Result<()> {
+/// as it is (the table kept enforcing it meanwhile), unless its zone or addresses
+/// changed.
+async fn register_sidecar(
+    registry: &EndpointRegistry,
+    id: &Identity,
+    claims: &ZoneClaims,
+) -> anyhow::Result<()> {
     let key = id.key();
     let snapshot = registry.snapshot();
+    let zone = zonewarden_profiles::derive_zone(&id.request().hints, claims).ok();
     if snapshot
         .endpoints
         .values()
-        .any(|ep| id.is_registered_as(ep))
+        .any(|ep| id.is_registered_as(ep) && zone.as_ref().is_some_and(|(z, _)| *z == ep.zone))
     {
         info!(%key, "sidecar: the pod is registered already");
         return Ok(());
@@ -749,7 +756,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
              namespace; the container needs the capability NET_ADMIN and the nf_tables \
              modules on the node"
         );
-        register_sidecar(&registry, id).await?;
+        register_sidecar(
+            &registry,
+            id,
+            &ZoneClaims::new(cli.allow_zone_claims.clone()),
+        )
+        .await?;
     }
 
     // From now on the table is ours to keep: a change by anyone else is restored.

@@ -245,6 +245,8 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         .iter()
         .map(|c| chain_comments(&side.netns, c))
         .collect();
+    let registered = sidecar_endpoint(&side).expect("the sidecar lists its pod");
+    assert!(registered["createdUnixMs"].is_i64(), "{registered}");
     side.stop_enforcer(true);
     assert!(
         !connects(&side.netns, &out_no),
@@ -279,6 +281,11 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         "the restarted sidecar to apply the approval made while it was down",
         Duration::from_secs(15),
         || connects(&side.netns, &out_no),
+    );
+    let again = sidecar_endpoint(&side).expect("the restarted sidecar lists its pod");
+    assert_eq!(
+        again["createdUnixMs"], registered["createdUnixMs"],
+        "the restarted sidecar kept its registration: {again}"
     );
     let after: Vec<Vec<String>> = ["input", "output"]
         .iter()
