@@ -15,7 +15,7 @@ use zonewarden_tests::cluster::{Cluster, underlay_v4, underlay_v6};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::{add_pod, target_of};
-use zonewarden_tests::traffic::{Server, connects};
+use zonewarden_tests::traffic::{Catcher, Server, connects, send_udp_spoofed};
 use zonewarden_tests::{require_root, wait};
 
 const NET: &str = "zw-sc";
@@ -158,6 +158,26 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     for target in [&in_ok, &in_no] {
         assert!(connects(&api.netns, target), "learn: node pod -> {target}");
     }
+    // Even in learn, the pod sends from its own addresses only: a datagram from
+    // another address is reported as a spoof and dropped, its own passes.
+    let catcher = Catcher::udp(&api.netns, 7000);
+    let spoof = underlay_v4(SIDE_HOST + 1).to_string();
+    // Dropped on the pod's own output hook: the sender sees EPERM.
+    let _ = send_udp_spoofed(&side.netns, &spoof, &api.ip, 7000);
+    assert!(send_udp_spoofed(&side.netns, &side_ip, &api.ip, 7000));
+    assert!(
+        catcher.got_from(&side_ip, Duration::from_secs(5)),
+        "the pod's own address gets through"
+    );
+    assert!(
+        !catcher.got_from(&spoof, Duration::ZERO),
+        "a datagram spoofing {spoof} was delivered"
+    );
+    wait::until(
+        "the sidecar to report the spoof",
+        Duration::from_secs(10),
+        || side.reported("spoof", "world->shop/api:7000/udp"),
+    );
     wait::until(
         "the node to list what the sidecar learned, with the sidecar as evidence",
         Duration::from_secs(20),
