@@ -1,7 +1,8 @@
 //! The base chains of a sidecar's table: `zonewarden-enforcer --sidecar` owns
 //! `inet zonewarden` inside one pod's network namespace, where the pod's traffic meets
 //! the `output` hook (what the pod opens or answers: its egress) and the `input` hook
-//! (what reaches the pod: its ingress), never `forward`.
+//! (what reaches the pod: its ingress); a pod routes nothing of its own, so its
+//! `forward` chain stays the node table's.
 //!
 //! The pod is the table's one local endpoint, so the zone chains and the verdict maps
 //! are the node table's, unchanged: `output` looks up the egress map by source address,
@@ -10,8 +11,8 @@
 //! own addresses (else it is reported as a spoof and dropped), and a packet that
 //! reaches the pod for none of its addresses (broadcast, another address) is reported
 //! and dropped. Until the pod is registered the local set is empty, so everything but
-//! loopback and neighbour discovery is dropped: the sidecar fails closed from its
-//! first transaction.
+//! loopback, neighbour discovery and the sidecar's own connections to the cluster store
+//! is dropped: the sidecar fails closed from its first transaction.
 
 use std::net::SocketAddr;
 
