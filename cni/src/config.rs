@@ -128,11 +128,14 @@ impl NetConf {
         }
         let mode = match raw.mode.as_deref() {
             None => AttachMode::Routed,
-            Some(word) => AttachMode::parse(word).ok_or_else(|| {
-                CniError::config(format!(
-                    "mode {word:?} is not known: use \"routed\" (default) or \"chained\""
-                ))
-            })?,
+            Some(word) => AttachMode::parse(word)
+                .filter(|m| *m != AttachMode::Sidecar)
+                .ok_or_else(|| {
+                    CniError::config(format!(
+                        "mode {word:?} is not known: use \"routed\" (default) or \"chained\" \
+                         (sidecar mode is zonewarden-enforcer --sidecar in the pod, not a plugin mode)"
+                    ))
+                })?,
         };
         if raw.ip_masq {
             return Err(CniError::new(
@@ -154,6 +157,11 @@ impl NetConf {
                 ));
             }
             (None, AttachMode::Chained) => None,
+            (_, AttachMode::Sidecar) => {
+                return Err(CniError::config(
+                    "mode \"sidecar\" is not a plugin mode: use routed or chained",
+                ));
+            }
         };
         if let Some(mtu) = raw.mtu
             && !(68..=65535).contains(&mtu)

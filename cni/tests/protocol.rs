@@ -132,6 +132,13 @@ fn error_code_matrix() {
         "bridged",
     ));
     cases.push((
+        "sidecar is no plugin mode",
+        env("ADD"),
+        conf(json!({"mode": "sidecar", "ipam": null})),
+        7,
+        "zonewarden-enforcer --sidecar",
+    ));
+    cases.push((
         "routed without ipam",
         env("ADD"),
         conf(json!({"ipam": null})),

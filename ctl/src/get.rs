@@ -42,7 +42,8 @@ Columns:
   IFNAME     the interface name inside the container
   IPS        the container's addresses
   HOST-IF    the host side of the container's interface
-  MODE       routed (zonewarden made the interface) or chained (after another plugin)
+  MODE       routed (zonewarden made the interface), chained (after another plugin)
+             or sidecar (zonewarden-enforcer --sidecar inside the pod)
   NETWORK    the CNI network name
   NODE       the node the container runs on (cluster mode lists every live node's)
   QUARANTINED  no, endpoint (quarantined one by one), zone (its zone is), or both

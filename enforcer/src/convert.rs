@@ -88,6 +88,12 @@ pub fn add_request_from_proto(request: v1::AddEndpointRequest) -> Result<AddRequ
         })
         .collect::<Result<Vec<_>, _>>()?;
     let attach_mode = enum_arg(model::attach_mode("attach_mode", request.attach_mode))?;
+    if attach_mode == AttachMode::Sidecar {
+        return Err(Status::invalid_argument(
+            "attach_mode sidecar is registered by zonewarden-enforcer --sidecar itself, never \
+             through the plugin API: use routed or chained",
+        ));
+    }
     let bridge = optional(request.bridge);
     let host_ifname = optional(request.host_ifname);
     let mac = optional(request.mac);
@@ -560,6 +566,12 @@ mod tests {
             add_request_from_proto(request).unwrap().attach_mode,
             AttachMode::Chained
         );
+        // Only the sidecar registers its own pod: the plugin API never takes it.
+        let mut request = add(&[], v1::ZoneSource::Config);
+        request.attach_mode = v1::AttachMode::Sidecar.into();
+        let err = add_request_from_proto(request).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("--sidecar itself"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`policy_api`]: the policy half of the gRPC service (edges, profiles, modes).
 //! - [`host`]: the node's own addresses, the `host` zone.
 //! - [`cluster`]: cluster mode: host-gateway routes to the other nodes' pod blocks.
+//! - [`sidecar`]: sidecar mode: the enforcer inside one pod's network namespace.
 //! - [`hostlink`]: host veths of deleted routed endpoints, retired off the DEL path.
 //! - [`conntrack`]: cutting the open connections of quarantined addresses.
 //! - [`import`]: `ImportProfiles`: exported YAML validated, then applied atomically.
@@ -52,6 +53,7 @@ pub mod readiness;
 pub mod registry;
 pub mod response;
 pub mod server;
+pub mod sidecar;
 pub mod socket;
 pub mod store;
 #[cfg(test)]

@@ -17,9 +17,11 @@ use ipnet::IpNet;
 use zonewarden_enforcer::events::{self, Destination, EventsLog};
 use zonewarden_enforcer::learning::{self, Learning};
 use zonewarden_enforcer::nft::netlink::ElementSocket;
+use zonewarden_enforcer::nft::ruleset::render_sidecar::Sidecar;
 use zonewarden_enforcer::nft::ruleset::{NftRulesetDataplane, Options};
 use zonewarden_enforcer::registry::EndpointRegistry;
 use zonewarden_enforcer::server::EnforcerService;
+use zonewarden_enforcer::sidecar::{self, Identity, IdentityFlags};
 use zonewarden_enforcer::store::etcd::{EtcdConfig, EtcdStore, EtcdTls, NodeRecord};
 use zonewarden_enforcer::store::migrate::{self, Leftovers, OnConflict};
 use zonewarden_enforcer::store::{LocalStore, Store};
@@ -54,7 +56,8 @@ struct Cli {
     /// Where the local store keeps endpoints and zone ids.
     #[arg(long, default_value = "/var/lib/zonewarden")]
     state_dir: PathBuf,
-    /// This node's name, recorded on every endpoint [default: the hostname].
+    /// This node's name, recorded on every endpoint [default: the hostname]. With
+    /// --sidecar: the node the pod runs on [env: NODE_NAME].
     #[arg(long)]
     node: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -181,6 +184,32 @@ struct Cli {
         requires = "migrate_local_store"
     )]
     migrate_conflicts: MigrateConflicts,
+    /// Sidecar mode: run as a container of one pod (capability NET_ADMIN only, no host
+    /// namespace) and enforce that pod's egress and ingress in the pod's own network
+    /// namespace, on its output and input hooks. The pod is registered as the one local
+    /// endpoint (attach mode `sidecar`); with --store etcd every node knows it, and
+    /// approvals, modes and quarantines made on any node apply. Its identity: --node,
+    /// --pod-namespace, --pod-name, --pod-zone-annotation, --pod-ip, or the Downward
+    /// API's NODE_NAME, POD_NAMESPACE, POD_NAME, POD_ZONE_ANNOTATION, POD_IPS; the
+    /// addresses default to those of the pod's interfaces. See "Sidecar mode" in the
+    /// operator guide for what it cannot protect against.
+    #[arg(long)]
+    sidecar: bool,
+    /// The pod's namespace (--sidecar) [env: POD_NAMESPACE].
+    #[arg(long, requires = "sidecar")]
+    pod_namespace: Option<String>,
+    /// The pod's name (--sidecar) [env: POD_NAME].
+    #[arg(long, requires = "sidecar")]
+    pod_name: Option<String>,
+    /// The value of the pod's `zonewarden.io/zone` annotation, if it has one (--sidecar)
+    /// [env: POD_ZONE_ANNOTATION]. It names a zone of the pod's own namespace unless an
+    /// --allow-zone-claim allows more, as for CNI-attached pods.
+    #[arg(long, requires = "sidecar")]
+    pod_zone_annotation: Option<String>,
+    /// One of the pod's addresses (--sidecar; repeatable) [env: POD_IPS, comma
+    /// separated; default: the addresses of the pod's interfaces].
+    #[arg(long = "pod-ip", value_name = "IP", requires = "sidecar")]
+    pod_ips: Vec<std::net::IpAddr>,
 }
 
 /// `--migrate-conflicts`.
@@ -190,10 +219,68 @@ enum MigrateConflicts {
     Cluster,
 }
 
+/// `--sidecar`: the pod's identity, before anything happens. The node's own flags
+/// (pod blocks, node address) make no sense in a pod and are refused.
+fn sidecar_identity(cli: &Cli) -> anyhow::Result<Identity> {
+    let conflict = |what: &str| sidecar::SidecarError::Conflict {
+        what: what.to_owned(),
+        why: "a sidecar claims no pod block and routes nothing; its node record carries the pod's addresses",
+    };
+    if !cli.pod_cidrs.is_empty() {
+        return Err(conflict("--pod-cidr").into());
+    }
+    if !cli.pod_cidr_pools.is_empty() {
+        return Err(conflict("--pod-cidr-pool").into());
+    }
+    if !cli.node_address.is_empty() {
+        return Err(conflict("--node-address").into());
+    }
+    let flags = IdentityFlags {
+        node: cli.node.clone(),
+        namespace: cli.pod_namespace.clone(),
+        pod: cli.pod_name.clone(),
+        zone_annotation: cli.pod_zone_annotation.clone(),
+        ips: cli.pod_ips.clone(),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(Identity::resolve(flags, &env, &sidecar::interface_addrs())?)
+}
+
+/// `--sidecar`: the pod's registration. A restart finds it in the store and keeps it
+/// as it is (the table kept enforcing it meanwhile), unless its zone or addresses
+/// changed.
+async fn register_sidecar(
+    registry: &EndpointRegistry,
+    id: &Identity,
+    claims: &ZoneClaims,
+) -> anyhow::Result<()> {
+    let key = id.key();
+    let snapshot = registry.snapshot();
+    let zone = zonewarden_profiles::derive_zone(&id.request().hints, claims).ok();
+    if snapshot
+        .endpoints
+        .values()
+        .any(|ep| id.is_registered_as(ep) && zone.as_ref().is_some_and(|(z, _)| *z == ep.zone))
+    {
+        info!(%key, "sidecar: the pod is registered already");
+        return Ok(());
+    }
+    let note = zonewarden_enforcer::audit::Note::new("zonewarden-enforcer --sidecar", "");
+    let endpoint = registry.add(id.request(), note).await.with_context(|| {
+        format!(
+            "cannot register the pod {}/{} (its traffic stays dropped until it is)",
+            id.namespace, id.pod
+        )
+    })?;
+    info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "sidecar: the pod is registered");
+    Ok(())
+}
+
 /// The cluster store's settings, checked before anything happens.
 fn etcd_config(
     cli: &Cli,
     node: &str,
+    sidecar: Option<&Identity>,
 ) -> anyhow::Result<Option<(EtcdConfig, Vec<std::net::IpAddr>)>> {
     let etcd_flags = !cli.etcd_endpoints.is_empty()
         || cli.etcd_ca.is_some()
@@ -244,11 +331,18 @@ fn etcd_config(
         https == 0 || cli.etcd_ca.is_some(),
         "https etcd endpoints need --etcd-ca, the CA that signed the members' certificates"
     );
+    let address = match sidecar {
+        // The record of a sidecar names the pod's addresses (one per family).
+        Some(id) => [true, false]
+            .into_iter()
+            .filter_map(|v4| id.ips.iter().find(|a| a.is_ipv4() == v4).copied())
+            .collect(),
+        None => cli.node_address.clone(),
+    };
     anyhow::ensure!(
-        !cli.node_address.is_empty(),
+        !address.is_empty(),
         "--store etcd needs --node-address IP, this node's address on the network the nodes share"
     );
-    let address = cli.node_address.clone();
     check_blocks("--pod-cidr-pool", &cli.pod_cidr_pools)?;
     for pool in &cli.pod_cidr_pools {
         let size = pod_block_size(cli, pool);
@@ -481,12 +575,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // One enforcer per network namespace, before anything else: a second one must not
     // touch the first one's table, whatever its socket and state directory.
     let _netns_lock = socket::lock_netns()?;
-    let node = match cli.node.clone() {
-        Some(node) => node,
-        None => hostname()?,
+    let sidecar = match cli.sidecar {
+        true => Some(sidecar_identity(&cli)?),
+        false => None,
     };
-    check_cluster_settings(&cli.node_address, &cli.pod_cidrs)?;
-    let cluster = etcd_config(&cli, &node)?;
+    let node = match (&sidecar, cli.node.clone()) {
+        (Some(id), _) => id.store_node(),
+        (None, Some(node)) => node,
+        (None, None) => hostname()?,
+    };
+    if sidecar.is_none() {
+        check_cluster_settings(&cli.node_address, &cli.pod_cidrs)?;
+    }
+    let cluster = etcd_config(&cli, &node, sidecar.as_ref())?;
+    // The sidecar's own connections to the store leave the pod whatever its zone allows.
+    let sidecar_base: Option<&'static Sidecar> = match &sidecar {
+        Some(id) => {
+            let store = sidecar::store_members(&cli.etcd_endpoints)?;
+            info!(node = %id.node, pod = %format!("{}/{}", id.namespace, id.pod), ips = ?id.ips, ?store, "sidecar mode");
+            Some(Box::leak(Box::new(Sidecar { store })))
+        }
+        None => None,
+    };
     if cluster.is_some() && !cli.migrate_local_store {
         refuse_local_leftovers(&cli.state_dir)?;
     }
@@ -607,6 +717,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         nflog_group: cli.nflog_group,
         seen_timeout_secs: cli.seen_timeout_secs,
+        sidecar: sidecar_base,
     };
     let mut dataplane =
         NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
@@ -617,8 +728,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "cannot open a netfilter netlink socket; every change goes through nft (slower)"
         ),
     }
+    // A sidecar does not know the node's addresses: no `host` zone, no probe exception.
     let settings = NodeSettings {
-        allow_host_probes: !cli.no_host_probes,
+        allow_host_probes: !cli.no_host_probes && sidecar.is_none(),
+    };
+    let host_addrs = match sidecar {
+        Some(_) => Vec::new(),
+        None => host::host_addrs(),
     };
     let registry = EndpointRegistry::open_with_host(
         node.clone(),
@@ -629,7 +745,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )),
         settings,
         stored,
-        host::host_addrs(),
+        host_addrs,
     )
     .context("cannot load the endpoint store")?;
     let mut cidr_zones: std::collections::BTreeMap<ZoneName, Vec<IpNet>> = Default::default();
@@ -689,6 +805,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
+    if let Some(id) = &sidecar {
+        // Fail closed: a sidecar whose table cannot be programmed leaves its pod
+        // unenforced, so it stops and says why (its container restarts).
+        anyhow::ensure!(
+            resync.is_none(),
+            "--sidecar: table inet zonewarden cannot be programmed in the pod's network \
+             namespace; the container needs the capability NET_ADMIN and the nf_tables \
+             modules on the node"
+        );
+        register_sidecar(
+            &registry,
+            id,
+            &ZoneClaims::new(cli.allow_zone_claims.clone()),
+        )
+        .await?;
+    }
+
     // A quiet registry seals the table, so that the next start confirms it cheaply.
     tokio::spawn(zonewarden_enforcer::registry::seal_forever(
         registry.clone(),
@@ -718,11 +851,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 registry.clone(),
                 store.watch(),
             ));
-            // Host-gateway routes to the other nodes' pod blocks, as their records change.
-            tokio::spawn(zonewarden_enforcer::cluster::routes::run_routes(
-                node.clone(),
-                store.nodes(),
-            ));
+            // Host-gateway routes to the other nodes' pod blocks, as their records change
+            // (a sidecar routes nothing: the cluster's CNI does).
+            if sidecar.is_none() {
+                tokio::spawn(zonewarden_enforcer::cluster::routes::run_routes(
+                    node.clone(),
+                    store.nodes(),
+                ));
+            }
             Some(follow)
         }
     };
@@ -745,24 +881,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store.clone(),
         Duration::from_secs(2),
     ));
-    let follow = match host::watch_addresses(host::host_addrs()) {
-        Ok(addrs) => tokio::spawn(host::follow_forever(registry.clone(), addrs)),
-        Err(err) => {
-            tracing::warn!(%err, "cannot follow the node's address events; reading them every 10 s");
-            tokio::spawn(host::poll_forever(
-                registry.clone(),
-                Duration::from_secs(10),
-            ))
-        }
-    };
-
-    let bridge = tokio::spawn(zonewarden_enforcer::bridge_nf::follow_forever(
-        registry.clone(),
-    ));
-    let replay = tokio::spawn(pending_del::replay_forever(
-        registry.clone(),
-        pending_del::queue_dir(&cli.socket),
-    ));
+    // The node's addresses (the host zone), its bridges and the plugin's queued DELs:
+    // none of them is a sidecar's business.
+    let mut node_tasks = Vec::new();
+    if sidecar.is_none() {
+        node_tasks.push(match host::watch_addresses(host::host_addrs()) {
+            Ok(addrs) => tokio::spawn(host::follow_forever(registry.clone(), addrs)),
+            Err(err) => {
+                tracing::warn!(%err, "cannot follow the node's address events; reading them every 10 s");
+                tokio::spawn(host::poll_forever(
+                    registry.clone(),
+                    Duration::from_secs(10),
+                ))
+            }
+        });
+        node_tasks.push(tokio::spawn(
+            zonewarden_enforcer::bridge_nf::follow_forever(registry.clone()),
+        ));
+        node_tasks.push(tokio::spawn(pending_del::replay_forever(
+            registry.clone(),
+            pending_del::queue_dir(&cli.socket),
+        )));
+    }
     let web = web_listener.map(|listener| {
         info!(addr = %cli.web_listen, "serving the zone-map page and /metrics");
         let state = WebState {
@@ -780,12 +920,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut service = EnforcerService::new(registry, learning.clone())
         .with_audit(audit.clone())
         .with_flow_window(Duration::from_secs(u64::from(cli.seen_timeout_secs)));
-    match zonewarden_enforcer::hostlink::HostLinks::start() {
-        Ok(links) => service = service.with_host_links(links),
-        Err(err) => tracing::warn!(
-            %err,
-            "cannot open a route netlink socket; DEL deletes host veths in the plugin (slower)"
-        ),
+    if sidecar.is_none() {
+        match zonewarden_enforcer::hostlink::HostLinks::start() {
+            Ok(links) => service = service.with_host_links(links),
+            Err(err) => tracing::warn!(
+                %err,
+                "cannot open a route netlink socket; DEL deletes host veths in the plugin (slower)"
+            ),
+        }
     }
     // Cluster mode: `zwctl audit` reads the cluster-wide trail of policy changes
     // (`--node-log`: this node's own log).
@@ -808,8 +950,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .add_service(audit_service.into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
-    for task in [replay, persist, follow, bridge, respond]
+    for task in [persist, respond]
         .into_iter()
+        .chain(node_tasks)
         .chain(web)
         .chain(guard)
         .chain(resync)

@@ -31,15 +31,19 @@ pub enum AttachMode {
     Routed,
     /// Another plugin made the interface; zonewarden only registered it.
     Chained,
+    /// `zonewarden-enforcer --sidecar` registered its own pod and enforces it inside
+    /// the pod's network namespace (the cluster's CNI is not zonewarden).
+    Sidecar,
 }
 
 impl AttachMode {
-    pub const ALL: [AttachMode; 2] = [AttachMode::Routed, AttachMode::Chained];
+    pub const ALL: [AttachMode; 3] = [AttachMode::Routed, AttachMode::Chained, AttachMode::Sidecar];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Routed => "routed",
             Self::Chained => "chained",
+            Self::Sidecar => "sidecar",
         }
     }
 
@@ -47,6 +51,7 @@ impl AttachMode {
         match s {
             "routed" => Some(Self::Routed),
             "chained" => Some(Self::Chained),
+            "sidecar" => Some(Self::Sidecar),
             _ => None,
         }
     }

@@ -87,6 +87,7 @@ impl From<AttachMode> for v1::AttachMode {
         match mode {
             AttachMode::Routed => Self::Routed,
             AttachMode::Chained => Self::Chained,
+            AttachMode::Sidecar => Self::Sidecar,
         }
     }
 }
@@ -101,6 +102,7 @@ pub fn attach_mode(field: &'static str, raw: i32) -> Result<AttachMode, EnumErro
             v1::AttachMode::Unspecified => None,
             v1::AttachMode::Routed => Some(AttachMode::Routed),
             v1::AttachMode::Chained => Some(AttachMode::Chained),
+            v1::AttachMode::Sidecar => Some(AttachMode::Sidecar),
         },
     )
 }
@@ -337,7 +339,7 @@ mod tests {
 
     #[test]
     fn attach_modes_both_ways() {
-        round_trips(&AttachMode::ALL, v1::AttachMode::from, attach_mode, 3);
+        round_trips(&AttachMode::ALL, v1::AttachMode::from, attach_mode, 4);
         assert_eq!(
             v1::AttachMode::from(AttachMode::Chained),
             v1::AttachMode::Chained
@@ -345,7 +347,7 @@ mod tests {
         refuses_unspecified_and_unknown(
             |f, raw| attach_mode(f, raw).map(drop),
             "attach_mode",
-            "routed, chained",
+            "routed, chained, sidecar",
         );
     }
 

@@ -216,3 +216,78 @@ fn the_daemonset_starts_the_enforcer_locally_or_in_cluster_mode() {
         ]
     );
 }
+
+/// The sidecar snippet: the injected container runs `zonewarden-enforcer --sidecar`
+/// with NET_ADMIN as its only capability, in the pod's own namespaces, with the
+/// pod's identity from the Downward API in the variables the enforcer reads; every
+/// flag it passes is one the enforcer has (its real `--help`).
+#[test]
+fn the_sidecar_snippet_gives_the_pod_identity_and_net_admin_only() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/kubernetes/sidecar/web-with-sidecar.yaml"),
+    )
+    .expect("read the sidecar manifest");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("the manifest is YAML");
+    let pod = &docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"];
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[host].is_null(), "the pod must not use {host}");
+    }
+    let sidecar = pod["initContainers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "zonewarden"))
+        .expect("the zonewarden initContainer");
+    assert_eq!(sidecar["restartPolicy"], "Always", "a native sidecar");
+    let security = &sidecar["securityContext"];
+    assert_eq!(
+        security["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN"])
+    );
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(security["privileged"].is_null() || security["privileged"] == false);
+    let fields: std::collections::BTreeMap<&str, &str> = sidecar["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?,
+                e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?,
+            ))
+        })
+        .collect();
+    for (var, field) in [
+        ("NODE_NAME", "spec.nodeName"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+        ("POD_IPS", "status.podIPs"),
+        (
+            "POD_ZONE_ANNOTATION",
+            "metadata.annotations['zonewarden.io/zone']",
+        ),
+    ] {
+        assert_eq!(fields.get(var), Some(&field), "{var} from the Downward API");
+    }
+    let args: Vec<&str> = sidecar["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args.first(), Some(&"--sidecar"));
+    let help = Command::new(zonewarden_tests::bin("zonewarden-enforcer"))
+        .arg("--help")
+        .output()
+        .expect("zonewarden-enforcer --help (cargo build --workspace first)");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "the enforcer has no flag {flag}:\n{help}"
+        );
+    }
+}

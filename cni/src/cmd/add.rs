@@ -30,6 +30,9 @@ pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
         (AttachMode::Routed, Some(ep)) => repeat::routed(inv, &ep),
         (AttachMode::Routed, None) => add_routed(inv, &mut enforcer),
         (AttachMode::Chained, registered) => add_chained(inv, &mut enforcer, registered.as_ref()),
+        (AttachMode::Sidecar, _) => Err(CniError::config(
+            "mode \"sidecar\" is not a plugin mode: use routed or chained",
+        )),
     }
 }
 

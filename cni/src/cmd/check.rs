@@ -63,6 +63,10 @@ pub fn check(inv: &Invocation<'_>) -> Result<(), CniError> {
             }
             problems.extend(link::verify_routed(&spec).map_err(from_link)?);
         }
+        AttachMode::Sidecar => problems.push(
+            "mode \"sidecar\" is not a plugin mode: the pod's sidecar enforcer checks itself"
+                .to_owned(),
+        ),
         AttachMode::Chained => {
             let netns = inv.env.netns.clone().unwrap_or_default();
             match link::pod_interface(&netns, &inv.env.ifname).map_err(from_link)? {

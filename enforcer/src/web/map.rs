@@ -45,6 +45,10 @@ pub struct MapZone {
     /// `members` → `response:ZONE:RULE: ...`); left out when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub quarantine_reasons: BTreeMap<String, String>,
+    /// Members enforced by a sidecar in their own pod (`zonewarden-enforcer --sidecar`),
+    /// as in `members`; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sidecar_members: Vec<String>,
     /// Its namespace, or `(built-in)` / `(no namespace)`.
     pub group: String,
     /// What the page writes under the circle: the name within the namespace (cut to
@@ -158,9 +162,16 @@ pub fn zone_map(
     for summary in &summaries {
         members.insert(&summary.name, summary.members.clone());
     }
+    let mut sidecar_members: BTreeMap<&ZoneName, Vec<String>> = BTreeMap::new();
     for endpoint in snapshot.endpoints.values() {
         if snapshot.quarantined.contains(&endpoint.key.container_id) {
             *quarantined_members.entry(&endpoint.zone).or_default() += 1;
+        }
+        if endpoint.attach_mode == zonewarden_profiles::AttachMode::Sidecar {
+            sidecar_members
+                .entry(&endpoint.zone)
+                .or_default()
+                .push(crate::registry::snapshot::member_name(endpoint));
         }
     }
 
@@ -209,6 +220,7 @@ pub fn zone_map(
                 version: profile.map_or(0, |p| p.version),
                 members: members.get(zone).cloned().unwrap_or_default(),
                 quarantined_members: quarantined_members.get(zone).copied().unwrap_or(0),
+                sidecar_members: sidecar_members.get(zone).cloned().unwrap_or_default(),
                 // The reasons, and the group and place that `layout::lay_out` gives.
                 ..MapZone::default()
             }
@@ -305,6 +317,31 @@ mod tests {
             snapshot.endpoints.insert(e.key.clone(), e.clone());
         }
         (snapshot, db)
+    }
+
+    /// A sidecar's pod is a member like any other, named among the zone's sidecar
+    /// members; a zone without one leaves the field out of /api/map.
+    #[test]
+    fn sidecar_members_are_named() {
+        let (mut snapshot, _) = web_and_db();
+        let mut side = endpoint("shop/web-0", "shop/web", &["10.0.0.3/32"]);
+        side.attach_mode = zonewarden_profiles::AttachMode::Sidecar;
+        snapshot.endpoints.insert(side.key.clone(), side);
+        let map = zone_map(&snapshot, &LearnedEdges::new(1), &Reports::new(1), "n1", 9);
+        let web = map
+            .zones
+            .iter()
+            .find(|z| z.zone == "shop/web")
+            .expect("web");
+        assert_eq!(web.members.len(), 2, "{web:?}");
+        assert_eq!(web.sidecar_members, vec!["shop/web-0"]);
+        let db = map.zones.iter().find(|z| z.zone == "shop/db").expect("db");
+        let json = serde_json::to_value(db).expect("json");
+        assert!(json.get("sidecarMembers").is_none(), "{json}");
+        assert_eq!(
+            serde_json::to_value(web).expect("json")["sidecarMembers"],
+            serde_json::json!(["shop/web-0"])
+        );
     }
 
     #[test]

@@ -734,3 +734,38 @@ fn a_registry_restart_over_a_sealed_table_reads_nothing() {
             .expect("the repaired table was sealed at once");
     });
 }
+
+/// The sidecar's base chains go into a real kernel (input and output hooks, the store
+/// member rule, the unconditional drop), read back as complete, and a node table in the
+/// same namespace would have them rewritten: the comments are the chains' signature.
+#[test]
+fn sidecar_base_applies_and_reads_back_intact() {
+    require_root!();
+    let ns = Netns::new();
+    let command = ["ip", "netns", "exec", &ns.0, "nft"]
+        .map(str::to_owned)
+        .to_vec();
+    let opts = super::tests::sidecar_opts();
+    let dp = NftRulesetDataplane::with_command(command.clone(), opts);
+    let mut rs = Cluster::new(false).compile();
+    rs.settings.allow_host_probes = false;
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base (sidecar)");
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
+    let again = dp.ensure_base(&rs.settings).expect("read back");
+    assert!(
+        render_base::base_is_complete(&rs.settings, &again, &opts),
+        "{:?}",
+        again.base_chains
+    );
+    assert!(RulesetDiff::between(&again.ruleset, &rs).is_empty());
+    let counts = ns.rule_counts();
+    let rules = |chain: &str| render_base::base_chain_rules(chain, &rs.settings, &opts).len();
+    assert_eq!(counts.get("input"), Some(&rules("input")), "{counts:?}");
+    assert_eq!(counts.get("output"), Some(&rules("output")), "{counts:?}");
+    let node = NftRulesetDataplane::with_command(command, OPTS);
+    let seen_by_node = node.ensure_base(&rs.settings).expect("node ensure_base");
+    assert!(
+        render_base::base_is_complete(&rs.settings, &seen_by_node, &OPTS),
+        "the node's options rewrite the sidecar chains"
+    );
+}

@@ -38,6 +38,7 @@ pub mod listing;
 pub mod read;
 pub mod render_base;
 pub mod render_diff;
+pub mod render_sidecar;
 pub mod render_zone;
 pub mod seal;
 #[cfg(test)]
@@ -60,6 +61,10 @@ pub struct Options {
     /// How long an edge stays in a "seen" set, so it is logged once per period.
     /// Applied when the seen sets are created; an existing set keeps its timeout.
     pub seen_timeout_secs: u32,
+    /// `zonewarden-enforcer --sidecar`: the table is in one pod's network namespace and
+    /// its `input`/`output` chains enforce that pod ([`render_sidecar`]). Set once at
+    /// start, for the process's lifetime.
+    pub sidecar: Option<&'static render_sidecar::Sidecar>,
 }
 
 impl Default for Options {
@@ -67,6 +72,7 @@ impl Default for Options {
         Self {
             nflog_group: 100,
             seen_timeout_secs: 60,
+            sidecar: None,
         }
     }
 }

@@ -246,6 +246,11 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
     if BRIDGE_CHAINS.contains(&chain) {
         return bridge_chain_rules(chain, group);
     }
+    if let Some(sidecar) = opts.sidecar
+        && chain != FORWARD
+    {
+        return super::render_sidecar::chain_rules(chain, sidecar, opts);
+    }
     let established = Rule::new(
         "known connections: accepted before any lookup",
         vec![expr::ct_state_established(), expr::accept()],

@@ -18,6 +18,7 @@ use super::*;
 pub(super) const OPTS: Options = Options {
     nflog_group: 7,
     seen_timeout_secs: 60,
+    sidecar: None,
 };
 
 fn zone(name: &str) -> ZoneName {
@@ -596,4 +597,101 @@ fn a_hung_nft_is_stopped_with_an_error_naming_the_command() {
         text.contains("sh -c sleep 600 nft -j list chains inet") && text.contains("stopped"),
         "{text}"
     );
+}
+
+/// The sidecar options of the tests: one cluster store member.
+pub(super) fn sidecar_opts() -> Options {
+    static SIDECAR: std::sync::LazyLock<render_sidecar::Sidecar> =
+        std::sync::LazyLock::new(|| render_sidecar::Sidecar {
+            store: vec!["10.0.0.1:2379".parse().expect("socket address")],
+        });
+    Options {
+        sidecar: Some(&SIDECAR),
+        ..OPTS
+    }
+}
+
+/// The rules of `chain` in a base transaction.
+fn chain_rules_of<'a>(json: &'a Value, chain: &str) -> Vec<&'a Value> {
+    commands(json)
+        .iter()
+        .filter(|c| c["add"]["rule"]["chain"] == chain)
+        .collect()
+}
+
+#[test]
+fn sidecar_base_chains() {
+    let json = base_commands(
+        &NodeSettings {
+            allow_host_probes: false,
+        },
+        &KernelView::default(),
+        &sidecar_opts(),
+    );
+    insta::assert_json_snapshot!(serde_json::json!({
+        "input": chain_rules_of(&json, "input"),
+        "output": chain_rules_of(&json, "output"),
+    }));
+}
+
+#[test]
+fn sidecar_chains_fail_closed_and_forward_is_the_nodes() {
+    let settings = NodeSettings {
+        allow_host_probes: false,
+    };
+    let opts = sidecar_opts();
+    let comments = |chain: &str, opts: &Options| -> Vec<String> {
+        render_base::base_chain_rules(chain, &settings, opts)
+            .into_iter()
+            .map(|r| r.comment)
+            .collect()
+    };
+    // A pod routes nothing of its own: its forward chain is the node's, unchanged.
+    assert_eq!(comments("forward", &opts), comments("forward", &OPTS));
+    let output = comments("output", &opts);
+    let spoof = output
+        .iter()
+        .position(|c| c == "ipv4 source not the pod's own: drop")
+        .expect("output drops foreign sources");
+    let egress = output
+        .iter()
+        .position(|c| c == "from the pod over ipv4: its zone's egress chain")
+        .expect("output looks up the egress map");
+    assert!(spoof < egress, "the source is checked first: {output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|c| c == "ipv6 source not the pod's own: drop")
+    );
+    assert_eq!(
+        output
+            .iter()
+            .filter(|c| c.starts_with("cluster store "))
+            .count(),
+        1,
+        "{output:?}"
+    );
+    let input = comments("input", &opts);
+    assert_eq!(
+        input.last().map(String::as_str),
+        Some("not addressed to the pod: drop"),
+        "the input chain ends in a drop: {input:?}"
+    );
+    let rules = render_base::base_chain_rules("input", &settings, &opts);
+    let last = rules.last().expect("rules");
+    assert_eq!(last.expr, vec![expr::drop()], "unconditional: {last:?}");
+    // Neither chain knows pod interfaces: in the pod's namespace there is none.
+    for chain in ["input", "output"] {
+        let text = serde_json::to_string(
+            &render_base::base_chain_rules(chain, &settings, &opts)
+                .iter()
+                .map(|r| r.expr.clone())
+                .collect::<Vec<_>>(),
+        )
+        .expect("json");
+        assert!(!text.contains(names::POD_IFACES), "{chain}: {text}");
+    }
+    // The node's chains are not the sidecar's: a table switched between them is rewritten.
+    assert_ne!(comments("input", &opts), comments("input", &OPTS));
+    assert_ne!(comments("output", &opts), comments("output", &OPTS));
 }
