@@ -9,7 +9,7 @@ use zonewarden_tests::attach::endpoint_of;
 use zonewarden_tests::cni::Conflist;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::{Pod, add_pod};
-use zonewarden_tests::traffic::{Hold, Server, connects};
+use zonewarden_tests::traffic::{Hold, Server, connects, send_udp_spoofed};
 use zonewarden_tests::web::{self, metric};
 use zonewarden_tests::{require_root, wait};
 
@@ -377,4 +377,89 @@ fn the_new_port_rule_fires_on_a_never_seen_port_and_not_on_a_learned_one() {
     );
     let shown = node.zwctl(&["response", "show", "shop/web"]);
     assert_eq!(shown["response"]["newPort"], true, "{shown}");
+}
+
+/// The attack on a response rule: a pod of another zone sends, over both families,
+/// datagrams to ports nobody uses with a neighbour's address as their source, so that
+/// the neighbour's zone counts violations and quarantines the innocent neighbour. The
+/// anti-spoofing rule drops them first and reports them as spoofs; they count for
+/// nobody. The rule itself is live: the neighbour's own drops quarantine it.
+#[test]
+fn spoofed_drops_never_quarantine_the_pod_whose_address_they_forge() {
+    require_root!();
+    let node = Node::with_enforcer();
+    let list = Conflist::routed_ranges(&node, "zw-response", &["10.196.0.0/24", "fd00:196::/64"]);
+    let victim = add_pod(&node, &list, "victim", "shop/web");
+    let mallory = add_pod(&node, &list, "mallory", "other/tenant");
+    let db = add_pod(&node, &list, "db", "shop/db");
+    let _server = Server::start(&db.netns, &["tcp:5432"]);
+    node.zwctl(&[
+        "profile",
+        "approve",
+        "shop/web",
+        "--edge",
+        "shop/web->shop/db:5432/tcp",
+    ]);
+    node.zwctl(&["mode", "set", "shop/web", "enforce"]);
+    node.zwctl(&[
+        "response",
+        "set",
+        "shop/web",
+        "--violations",
+        "2",
+        "--within",
+        "10m",
+        "--new-port",
+    ]);
+    let (victim6, db6) = (victim.ip6.clone().unwrap(), db.ip6.clone().unwrap());
+    for port in 7001..7006 {
+        send_udp_spoofed(&mallory.netns, &victim.ip, &db.ip, port);
+        send_udp_spoofed(&mallory.netns, &victim6, &db6, port);
+    }
+    wait::until(
+        "both families' spoofs to be reported",
+        Duration::from_secs(10),
+        || {
+            let spoofs: Vec<Value> = node
+                .violations()
+                .into_iter()
+                .filter(|v| v["verdict"] == "spoof")
+                .collect();
+            [&victim.ip, &victim6]
+                .iter()
+                .all(|ip| spoofs.iter().any(|v| v["src"] == ip.as_str()))
+        },
+    );
+    // The spoofs were reported moments ago; give the responder the same moments it
+    // takes for a real drop (below) before looking.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !quarantined(&node, &victim),
+        "a forged source quarantined its owner"
+    );
+    assert!(quarantine_entries(&node, &victim).is_empty());
+    let in_its_name: Vec<Value> = node
+        .violations()
+        .into_iter()
+        .filter(|v| {
+            v["verdict"] != "spoof"
+                && [&victim.ip, &victim6]
+                    .iter()
+                    .any(|ip| v["src"] == ip.as_str())
+        })
+        .collect();
+    assert!(
+        in_its_name.is_empty(),
+        "a forged packet was reported as the victim's drop: {in_its_name:?}"
+    );
+    assert!(connects(&victim.netns, &db.target(5432, "tcp")));
+
+    // The victim's own drop to a port never used quarantines it: the rule was live.
+    let own = report_of(&node, &victim, &db, 2222, "drop");
+    assert_eq!(own["response"], "response:shop/web:new-port", "{own}");
+    wait::until(
+        "the victim's own drop to quarantine it",
+        Duration::from_secs(10),
+        || quarantined(&node, &victim),
+    );
 }
