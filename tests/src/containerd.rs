@@ -250,6 +250,54 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         )
     }
 
+    /// `ctr run --cni --rm` of the test image as container `id`, in the foreground (its
+    /// default command sleeps), in the node's network namespace, as an operator runs a
+    /// container without Kubernetes. ctr reads CNI from the fixed paths
+    /// `/etc/cni/net.d` and `/opt/cni/bin`; in a mount namespace of its own, this
+    /// containerd's conf and bin dirs are mounted there for it alone, so the machine's
+    /// CNI configuration is neither read nor changed. When the task ends, ctr sends
+    /// DEL and removes the container.
+    pub fn ctr_run_cni(&self, id: &str) -> Child {
+        let d = self.dir.path();
+        std::fs::create_dir_all(d.join("fifo")).expect("fifo dir");
+        std::fs::create_dir_all(d.join("opt")).expect("opt dir");
+        // A tmpfs over `/opt`, for ctr alone, with `cni/bin` linking to the plugins.
+        let script = format!(
+            "set -e\n\
+             mount --make-rprivate /\n\
+             mount --bind '{d}/net.d' /etc/cni/net.d\n\
+             mount -t tmpfs zw-ctr-opt /opt\n\
+             mkdir -p /opt/cni\n\
+             ln -s '{d}/bin' /opt/cni/bin\n\
+             exec ctr --address '{socket}' --namespace {CRI_NAMESPACE} run --cni --rm \
+             --null-io --fifo-dir '{d}/fifo' --runc-root '{d}/runc' \
+             --cgroup '{cgroup}/ctr-{id}' {TEST_IMAGE} {id}\n",
+            d = d.display(),
+            socket = self.socket().display(),
+            cgroup = self.cgroup_parent,
+        );
+        assert!(
+            Path::new("/etc/cni/net.d").is_dir() && Path::new("/opt").is_dir(),
+            "ctr reads CNI from /etc/cni/net.d and /opt/cni/bin; the test mounts its own \
+             over them and needs both directories (Debian's podman package makes \
+             /etc/cni/net.d)"
+        );
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.node_netns.display()))
+            .args(["unshare", "--mount", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(d.join(format!("ctr-{id}.log")))
+                    .expect("ctr log"),
+            )
+            .spawn()
+            .expect("start ctr run --cni")
+    }
+
     /// Runs a pod sandbox as the kubelet does for pod `namespace/name` with its
     /// annotations, and reads back its network namespace and address.
     pub fn run_pod(

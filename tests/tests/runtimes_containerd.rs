@@ -5,6 +5,8 @@
 //! and StopPodSandbox + RemovePodSandbox (containerd's DELs, the first with the netns,
 //! the later ones without, each seen as containerd made it) leave nothing behind.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use zonewarden_tests::attach::{assert_endpoint_at, endpoint_of};
 use zonewarden_tests::cni::example_conflist;
@@ -12,7 +14,8 @@ use zonewarden_tests::containerd::Containerd;
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::PodPair;
-use zonewarden_tests::require_root;
+use zonewarden_tests::traffic::{Server, connects};
+use zonewarden_tests::{require_root, wait};
 
 /// The shipped routed network (`deploy/cni/10-zonewarden.conflist`) for this node.
 fn routed_network(node: &Node) -> (Value, String) {
@@ -164,4 +167,109 @@ fn cri_refused_zone_claim_fails_the_sandbox_and_leaves_nothing() {
         "containerd cleans a failed ADD up with a DEL: {calls}"
     );
     assert_all_gone(&node, &mut containerd, &network, &[]);
+}
+
+/// `ctr run --cni`, containerd without Kubernetes: ctr attaches the container through
+/// the shipped conflist (no pod metadata: the zone comes from the conflist's default),
+/// the container's traffic is learned under that zone, and when its task ends ctr's
+/// DEL (without a netns) removes everything.
+#[test]
+fn ctr_run_cni_attaches_and_detaches_a_container() {
+    require_root!();
+    let mut node = Node::with_enforcer();
+    let (mut list, network) = routed_network(&node);
+    list["plugins"][0]["zone"] = serde_json::json!("ops/tools");
+    let mut containerd = Containerd::start(&node, &list);
+    let db = zonewarden_tests::pods::add_pod(
+        &node,
+        &zonewarden_tests::cni::Conflist::from_json(&list),
+        "db",
+        "shop/db",
+    );
+    let _server = Server::start(&db.netns, &["tcp:5432"]);
+
+    let mut ctr = containerd.ctr_run_cni("zwctr1");
+    // ctr names the attachment `<namespace>-<id>`.
+    let full_id = "k8s.io-zwctr1";
+    let mut endpoint = None;
+    wait::until(
+        "ctr's container to be attached",
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = ctr.try_wait() {
+                panic!(
+                    "ctr run --cni exited ({status}): {}",
+                    std::fs::read_to_string(containerd.dir.path().join("ctr-zwctr1.log"))
+                        .unwrap_or_default()
+                );
+            }
+            endpoint = endpoint_of(&node, full_id);
+            endpoint.is_some()
+        },
+    );
+    let endpoint = endpoint.unwrap();
+    assert_eq!(endpoint["zone"], "ops/tools", "{endpoint}");
+    let netns = endpoint["netns"].as_str().expect("netns").to_owned();
+    let ip = endpoint["ips"][0]
+        .as_str()
+        .and_then(|ip| ip.split('/').next())
+        .expect("an address")
+        .to_owned();
+    let container = Netns::adopt(std::path::Path::new(&netns));
+    assert_endpoint_at(&endpoint, std::path::Path::new(&netns), &ip);
+    assert!(
+        connects(&container, &db.target(5432, "tcp")),
+        "the container reaches the pod"
+    );
+    wait::until(
+        "the container's edge to be learned",
+        Duration::from_secs(10),
+        || {
+            node.items(&["get", "edges", "--learned"])
+                .iter()
+                .any(|e| e["edge"] == "ops/tools->shop/db:5432/tcp")
+        },
+    );
+
+    // The task ends: ctr sends DEL (without the netns, which went with the task) and
+    // removes the container.
+    containerd.ctr(&["task", "kill", "--signal", "SIGKILL", "zwctr1"]);
+    let status = wait_exit(&mut ctr);
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "ctr run ends with its task's status (SIGKILL), not an error of its own"
+    );
+    assert_eq!(
+        containerd.cni_calls(full_id),
+        [format!("ADD {netns}"), "DEL -".to_owned()]
+    );
+    assert!(endpoint_of(&node, full_id).is_none());
+    let leases = node.leases(&network);
+    assert!(
+        leases.iter().all(|l| !l.contains(&ip)),
+        "the container's address was released: {leases:?}"
+    );
+    assert!(
+        containerd
+            .ctr(&["containers", "list", "-q"])
+            .trim()
+            .is_empty(),
+        "--rm removed the container"
+    );
+    node.stop_enforcer(false);
+    drop(db);
+    containerd.stop();
+    let left = containerd.leftovers(&[full_id]);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Waits (at most 30 s) for `child` to exit.
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    wait::until("ctr to exit", Duration::from_secs(30), || {
+        status = child.try_wait().expect("wait for ctr");
+        status.is_some()
+    });
+    status.unwrap()
 }
