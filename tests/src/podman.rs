@@ -106,7 +106,7 @@ static_dir = "{d}/libpod"
             started: Vec::new(),
         };
         let image = build_test_image(&podman.dir.path().join("image"));
-        podman.run_ok(&["load", "--input", image.to_str().expect("utf-8 path")]);
+        podman.load(&image);
         podman
     }
 
@@ -123,19 +123,52 @@ static_dir = "{d}/libpod"
 
     /// `podman ARGS` in the node namespace with this podman's config.
     pub fn command(&self, args: &[&str]) -> Command {
-        let d = self.dir.path();
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.node_netns.display()))
-            .arg("/usr/bin/podman")
             .envs(self.env())
-            .args(["--root", &format!("{}/root", d.display())])
-            .args(["--runroot", &format!("{}/run", d.display())])
-            .args(["--tmpdir", &format!("{}/tmp", d.display())])
-            .args(["--network-config-dir", &format!("{}/net.d", d.display())])
-            .args(["--network-backend", "cni", "--cgroup-manager", "cgroupfs"])
-            .args(["--events-backend", "none", "--runtime", "runc"])
-            .args(args);
+            .args(self.podman_args(args));
         cmd
+    }
+
+    /// The podman command line of `podman ARGS` with this podman's directories.
+    fn podman_args(&self, args: &[&str]) -> Vec<String> {
+        let d = self.dir.path().display();
+        let mut all: Vec<String> = [
+            "/usr/bin/podman".to_owned(),
+            "--root".to_owned(),
+            format!("{d}/root"),
+            "--runroot".to_owned(),
+            format!("{d}/run"),
+            "--tmpdir".to_owned(),
+            format!("{d}/tmp"),
+            "--network-config-dir".to_owned(),
+            format!("{d}/net.d"),
+        ]
+        .into();
+        all.extend(
+            [
+                "--network-backend",
+                "cni",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+                "--runtime",
+                "runc",
+            ]
+            .map(str::to_owned),
+        );
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    }
+
+    /// `podman load` of an OCI archive, leaving no blob-info cache on the machine.
+    fn load(&self, archive: &Path) {
+        let mut cmd = without_host_cache("nsenter");
+        cmd.arg(format!("--net={}", self.node_netns.display()))
+            .envs(self.env())
+            .args(self.podman_args(&["load", "--input", archive.to_str().expect("utf-8 path")]));
+        run_ok(&mut cmd);
     }
 
     /// `podman ARGS`, whatever its exit.
@@ -282,4 +315,19 @@ impl Drop for Podman {
         }
         host::remove_cgroups(&self.cgroup_parent);
     }
+}
+
+/// `program` (to which the caller adds arguments) in a mount namespace of its own with
+/// a tmpfs over `/var/lib/containers` (over `/var/lib` when the machine has none):
+/// podman 4.3 keeps root's blob-info cache in `/var/lib/containers/cache` whatever its
+/// `--root`, and an image it loads, imports or builds must leave nothing on the
+/// machine.
+pub fn without_host_cache(program: &str) -> Command {
+    let script = "if [ -d /var/lib/containers ]; then \
+                      mount -t tmpfs zw-podman-cache /var/lib/containers; \
+                  else mount -t tmpfs zw-podman-cache /var/lib; fi && exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--"])
+        .args(["sh", "-c", script, "sh", program]);
+    cmd
 }

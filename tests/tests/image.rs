@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -186,8 +185,9 @@ fn the_image_runs_as_the_daemonset_says_and_pods_attach() {
     let bin_dir = target.parent().expect("target dir");
     let image = pod["containers"][0]["image"].as_str().expect("image");
     let started = std::time::Instant::now();
+    let build = repo().join("deploy/image/build-image");
     run_ok(
-        Command::new(repo().join("deploy/image/build-image"))
+        zonewarden_tests::podman::without_host_cache(build.to_str().expect("utf-8 path"))
             .args(["--rootfs", ROOTFS, "--tag", image, "--bin-dir"])
             .arg(bin_dir)
             .envs(podman.env()),
