@@ -165,6 +165,16 @@ pub fn zonewarden_conf_ranges(node: &Node, name: &str, subnets: &[&str]) -> Valu
     })
 }
 
+/// The zonewarden network with zonewarden IPAM: the enforcer leases the addresses
+/// from its `--pod-cidr` block, and no IPAM program runs.
+pub fn zonewarden_ipam_conf(node: &Node, name: &str) -> Value {
+    serde_json::json!({
+        "cniVersion": "1.0.0", "name": name, "type": "zonewarden",
+        "socket": node.socket(),
+        "ipam": {"type": "zonewarden"}
+    })
+}
+
 /// Debian's bridge with host-local IPAM: the reference.
 pub fn bridge_conf(node: &Node, name: &str, subnet: &str) -> Value {
     serde_json::json!({

@@ -34,6 +34,8 @@ pub struct Node {
     pub netns: Netns,
     pub dir: tempfile::TempDir,
     enforcer: Option<Child>,
+    /// Extra flags of every start of the enforcer.
+    pub enforcer_args: Vec<String>,
     pub rt: tokio::runtime::Runtime,
 }
 
@@ -61,6 +63,7 @@ impl Node {
             netns,
             dir,
             enforcer: None,
+            enforcer_args: Vec::new(),
             rt,
         })
     }
@@ -98,6 +101,7 @@ impl Node {
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
             .args(["--node", &self.netns.name, "--log-level", "warn"])
+            .args(&self.enforcer_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
