@@ -398,7 +398,13 @@ fn a_nodes_local_store_moves_into_the_cluster_with_its_pods_enforced() {
         a.node
             .items(&["audit", "log"])
             .into_iter()
-            .filter(|e| e["action"] == "store-migrated" && e["node"] == a.name())
+            .filter(|e| {
+                e["action"] == "store-migrated"
+                    && e["node"] == a.name()
+                    && e["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("moved into the cluster store"))
+            })
             .count()
     };
     assert_eq!(moved(a), 1, "the move is in the cluster-wide trail");

@@ -31,13 +31,16 @@ use crate::audit::{Action, AuditLog, AuditRecord};
 /// The directory the local files are moved into, with the time of the move.
 pub const MOVED_PREFIX: &str = "local-store-migrated-";
 
-/// Files of the local store beside its two directories.
+/// Files of the local store beside its two directories. The index goes first when
+/// they are moved: a move cut short then leaves a store without an index, which the
+/// next start indexes anew (an index naming files that are gone would be refused as
+/// tampering).
 const FILES: [&str; 5] = [
+    super::index::FILE_NAME,
     "zones.json",
     "quarantine.json",
     "learned.json",
     "reports.json",
-    super::index::FILE_NAME,
 ];
 
 /// How many records one transaction writes: well under etcd's default
@@ -124,6 +127,27 @@ pub enum MigrateError {
     )]
     Conflicts(Vec<String>),
     #[error(
+        "--migrate-local-store: {} zone(s) are quarantined on this node and not in the cluster \
+         ({}), and --migrate-conflicts cluster never lifts a quarantine; nothing was written to \
+         etcd and the local store is untouched. Quarantine them in the cluster first (zwctl \
+         quarantine --zone Z on a cluster node), or lift them here (zwctl unquarantine --zone Z \
+         with the local store) if the incident is over",
+        .0.len(),
+        .0.join(", ")
+    )]
+    WouldLiftQuarantine(Vec<String>),
+    #[error(
+        "--migrate-local-store: etcd refused a write after part of this node's local store was \
+         written ({written} of its batches): {source}. Nothing is lost and the local store is \
+         untouched; start again with --migrate-local-store once etcd answers: what etcd holds \
+         already is not written twice"
+    )]
+    Partial {
+        written: usize,
+        #[source]
+        source: StoreError,
+    },
+    #[error(
         "--migrate-local-store: everything is in etcd, but {path} could not be moved into {to}: \
          {source}; move it there by hand (nothing is lost: etcd holds its records) and restart"
     )]
@@ -157,22 +181,12 @@ pub fn migrate(
     let local = LocalStore::open(state_dir)?.load()?;
     let held = cluster.load()?;
     let plan = Plan::new(&local, &held, on_conflict)?;
-    let mut migrated = plan.write(cluster, node, &local, held)?;
+    let mut migrated = plan.write(state_dir, cluster, node, &local, held)?;
     migrated.moved_to = state_dir.join(format!("{MOVED_PREFIX}{}", crate::registry::now_unix_ms()));
     // The entry goes first: a move cut short is migrated again (and audited again)
     // at the next start, never left unaudited.
-    let record = AuditRecord {
-        at_unix_ms: crate::registry::now_unix_ms(),
-        who: crate::audit::log::ENFORCER.to_owned(),
-        action: Action::StoreMigrated,
-        zone: None,
-        target: Some(state_dir.display().to_string()),
-        detail: migrated.describe(),
-        version_before: None,
-        version_after: None,
-        reason: Some("--migrate-local-store".to_owned()),
-    };
-    commit_batch(cluster, || {
+    let record = record(state_dir, migrated.describe());
+    commit_batch(cluster, &std::cell::Cell::new(0), || {
         cluster.stage_audit(&record);
         Ok(())
     })?;
@@ -181,6 +195,21 @@ pub fn migrate(
         .map_err(|err| MigrateError::Audit(err.to_string()))?;
     move_aside(state_dir, &migrated.moved_to, &local.profiles)?;
     Ok(Some(migrated))
+}
+
+/// An audit entry of the move, by the enforcer, with `detail`.
+fn record(state_dir: &Path, detail: String) -> AuditRecord {
+    AuditRecord {
+        at_unix_ms: crate::registry::now_unix_ms(),
+        who: crate::audit::log::ENFORCER.to_owned(),
+        action: Action::StoreMigrated,
+        zone: None,
+        target: Some(state_dir.display().to_string()),
+        detail,
+        version_before: None,
+        version_after: None,
+        reason: Some("--migrate-local-store".to_owned()),
+    }
 }
 
 impl Migrated {
@@ -230,6 +259,7 @@ impl<'a> Plan<'a> {
             kept_cluster: Vec::new(),
         };
         let mut conflicts = Vec::new();
+        let mut would_lift = Vec::new();
         for ours in &local.profiles {
             let Some(theirs) = cluster.get(&ours.zone) else {
                 plan.add.push(ours);
@@ -240,11 +270,18 @@ impl<'a> Plan<'a> {
                 Some(words) => {
                     conflicts.push(format!("zone {}: {words}", ours.zone));
                     plan.kept_cluster.push(ours.zone.clone());
+                    if ours.quarantined && !theirs.quarantined {
+                        would_lift.push(ours.zone.to_string());
+                    }
                 }
             }
         }
         if !conflicts.is_empty() && on_conflict == OnConflict::Refuse {
             return Err(MigrateError::Conflicts(conflicts));
+        }
+        // Keeping the cluster's profile must never release a zone held in quarantine.
+        if !would_lift.is_empty() {
+            return Err(MigrateError::WouldLiftQuarantine(would_lift));
         }
         Ok(plan)
     }
@@ -252,11 +289,18 @@ impl<'a> Plan<'a> {
     /// Writes what the cluster lacks, in guarded transactions of [`BATCH`] records.
     fn write(
         self,
+        state_dir: &Path,
         cluster: &dyn Store,
         node: &str,
         local: &StoredState,
         held: StoredState,
     ) -> Result<Migrated, MigrateError> {
+        // Batches written so far: a failure after the first is a partial move.
+        let written = std::cell::Cell::new(0);
+        let partial = |source: StoreError| match written.get() {
+            0 => MigrateError::Store(source),
+            written => MigrateError::Partial { written, source },
+        };
         // Zone ids first: the cluster's allocation, extended for the zones of this
         // node's endpoints (their ids on this node do not matter; the table is
         // reconciled with the cluster's at start).
@@ -271,27 +315,54 @@ impl<'a> Plan<'a> {
             for zone in chunk {
                 ids.allocate(zone);
             }
-            commit_batch(cluster, || cluster.save_zone_ids(&ids))?;
+            commit_batch(cluster, &written, || cluster.save_zone_ids(&ids)).map_err(&partial)?;
         }
+        // Policy goes in with its audit entry, batch by batch: a move cut short leaves
+        // no profile or quarantine in the cluster that the trail does not name.
         for chunk in self.add.chunks(BATCH) {
-            commit_batch(cluster, || {
-                chunk.iter().try_for_each(|p| cluster.save_profile(p))
-            })?;
+            let zones: Vec<&str> = chunk.iter().map(|p| p.zone.as_str()).collect();
+            let entry = record(
+                state_dir,
+                format!(
+                    "profiles moved from this node's local store: {}",
+                    zones.join(", ")
+                ),
+            );
+            commit_batch(cluster, &written, || {
+                chunk.iter().try_for_each(|p| cluster.save_profile(p))?;
+                cluster.stage_audit(&entry);
+                Ok(())
+            })
+            .map_err(&partial)?;
         }
         let wanted: Vec<&String> = local.quarantined.difference(&held.quarantined).collect();
         let mut quarantined = held.quarantined.clone();
         for chunk in wanted.chunks(BATCH) {
             quarantined.extend(chunk.iter().map(|c| (*c).clone()));
-            commit_batch(cluster, || cluster.save_quarantined(&quarantined))?;
+            let ids: Vec<&str> = chunk.iter().map(|c| c.as_str()).collect();
+            let entry = record(
+                state_dir,
+                format!(
+                    "endpoint quarantines moved from this node's local store: {}",
+                    ids.join(", ")
+                ),
+            );
+            commit_batch(cluster, &written, || {
+                cluster.save_quarantined(&quarantined)?;
+                cluster.stage_audit(&entry);
+                Ok(())
+            })
+            .map_err(&partial)?;
         }
         for chunk in local.endpoints.chunks(BATCH) {
-            commit_batch(cluster, || {
+            commit_batch(cluster, &written, || {
                 chunk.iter().try_for_each(|endpoint| {
                     let mut endpoint = endpoint.clone();
                     endpoint.node = node.to_owned();
                     cluster.save_endpoint(&endpoint)
                 })
-            })?;
+            })
+            .map_err(&partial)?;
         }
         let mut learned_edges = 0;
         if let Some(ours) = &local.learned {
@@ -300,10 +371,10 @@ impl<'a> Plan<'a> {
                 .unwrap_or_else(|| LearnedEdges::new(ours.limit));
             learned.absorb(ours);
             learned_edges = ours.edges.len();
-            cluster.save_learned(&learned)?;
+            cluster.save_learned(&learned).map_err(&partial)?;
         }
         if let (None, Some(reports)) = (&held.reports, &local.reports) {
-            cluster.save_reports(reports)?;
+            cluster.save_reports(reports).map_err(&partial)?;
         }
         Ok(Migrated {
             endpoints: local.endpoints.len(),
@@ -372,10 +443,14 @@ fn list(edges: &[zonewarden_profiles::Edge]) -> String {
 /// Stages one batch and commits it as one transaction; a refused one is dropped.
 fn commit_batch(
     cluster: &dyn Store,
+    written: &std::cell::Cell<usize>,
     stage: impl FnOnce() -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let result = stage().and_then(|()| cluster.commit(None));
     cluster.end_change();
+    if result.is_ok() {
+        written.set(written.get() + 1);
+    }
     result
 }
 
@@ -393,18 +468,24 @@ fn move_aside(state_dir: &Path, to: &Path, profiles: &[Profile]) -> Result<(), M
         .map_err(failed(to, to))?;
     let documents: Vec<ProfileDocument> = profiles.iter().map(ProfileDocument::of).collect();
     let yaml = to.join("profiles.yaml");
-    std::fs::write(&yaml, render(&documents)).map_err(failed(&yaml, to))?;
+    std::fs::write(&yaml, render(&documents))
+        .and_then(|()| std::fs::File::open(&yaml)?.sync_all())
+        .map_err(failed(&yaml, to))?;
+    let sync = |dir: &Path| std::fs::File::open(dir).and_then(|d| d.sync_all());
     let names = FILES.into_iter().chain(["profiles", "endpoints"]);
-    for name in names {
+    for (i, name) in names.enumerate() {
         let path = state_dir.join(name);
         if !path.exists() {
             continue;
         }
         std::fs::rename(&path, to.join(name)).map_err(failed(&path, to))?;
+        if i == 0 {
+            // The index is gone for good before anything it names moves.
+            sync(state_dir).map_err(failed(state_dir, to))?;
+        }
     }
-    std::fs::File::open(state_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(failed(state_dir, to))
+    sync(to).map_err(failed(to, to))?;
+    sync(state_dir).map_err(failed(state_dir, to))
 }
 
 #[cfg(test)]
@@ -572,6 +653,11 @@ mod tests {
             trail.contains("\"store-migrated\"") && trail.contains("shop/db"),
             "{trail}"
         );
+        assert!(
+            trail.contains("profiles moved from this node's local store: shop/web")
+                && trail.contains("endpoint quarantines moved from this node's local store: c1"),
+            "the policy it added has its entries, batch by batch: {trail}"
+        );
 
         // The local files are aside, with the node's profiles as an import document.
         assert_eq!(Leftovers::of(dir.path()), Leftovers::default());
@@ -594,5 +680,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, None);
+    }
+
+    #[test]
+    fn keeping_the_clusters_profile_never_lifts_a_quarantine_held_here() {
+        let etcd = EtcdProcess::start();
+        let dir = tempfile::tempdir().unwrap();
+        local_store(dir.path(), 3);
+        let web_db = "shop/web->shop/db:5432/tcp";
+        let local = LocalStore::open(dir.path()).unwrap();
+        let mut held_here = profile("shop/db", Mode::Enforce, &[web_db]);
+        held_here.quarantined = true;
+        local.save_profile(&held_here).unwrap();
+        local.commit(None).unwrap();
+        let here = cluster(&etcd, "node-1");
+        here.load().unwrap();
+        here.save_profile(&profile("shop/db", Mode::Enforce, &[web_db]))
+            .unwrap();
+        here.commit(None).unwrap();
+        here.end_change();
+
+        let err = migrate(
+            dir.path(),
+            &here,
+            "node-1",
+            OnConflict::Cluster,
+            &AuditLog::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("quarantined on this node and not in the cluster (shop/db)")
+                && err.contains("nothing was written"),
+            "{err}"
+        );
+        let held = here.load().unwrap();
+        assert!(held.endpoints.is_empty(), "nothing was written");
+        assert!(!held.profiles[0].quarantined);
+        assert_eq!(Leftovers::of(dir.path()).endpoints, 3);
     }
 }
