@@ -573,8 +573,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every file the enforcer creates (store, socket, queue) is root-only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // One enforcer per network namespace, before anything else: a second one must not
-    // touch the first one's table, whatever its socket and state directory.
-    let _netns_lock = socket::lock_netns()?;
+    // touch the first one's table, whatever its socket and state directory. A
+    // sidecar's lock is a file of its own volume: the pod's other processes share its
+    // network namespace, and so its abstract socket names.
+    let _netns_lock = match cli.sidecar {
+        true => socket::lock_state_dir(&cli.state_dir)?,
+        false => socket::lock_netns()?,
+    };
     let sidecar = match cli.sidecar {
         true => Some(sidecar_identity(&cli)?),
         false => None,

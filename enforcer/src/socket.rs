@@ -137,8 +137,11 @@ const NETNS_LOCK: &[u8] = b"zonewarden-enforcer";
 
 /// Held for the enforcer's whole life: the one-enforcer-per-network-namespace lock.
 #[derive(Debug)]
-pub struct NetnsLock {
-    _listener: std::os::unix::net::UnixListener,
+pub enum NetnsLock {
+    /// The abstract socket (a node's enforcer).
+    Abstract(std::os::unix::net::UnixListener),
+    /// A file of the state directory (`--sidecar`).
+    File(std::fs::File),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +151,11 @@ pub enum NetnsLockError {
         String::from_utf8_lossy(NETNS_LOCK)
     )]
     Taken,
+    #[error(
+        "another zonewarden-enforcer --sidecar already runs with the state directory of {}; two sidecars would fight over one table: run one sidecar per pod",
+        .0.display()
+    )]
+    TakenFile(std::path::PathBuf),
     #[error("cannot take the one-enforcer lock of this network namespace: {0}")]
     Io(#[source] std::io::Error),
 }
@@ -158,10 +166,52 @@ pub fn lock_netns() -> Result<NetnsLock, NetnsLockError> {
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(NETNS_LOCK)
         .map_err(NetnsLockError::Io)?;
     match std::os::unix::net::UnixListener::bind_addr(&addr) {
-        Ok(listener) => Ok(NetnsLock {
-            _listener: listener,
-        }),
+        Ok(listener) => Ok(NetnsLock::Abstract(listener)),
         Err(err) if err.kind() == ErrorKind::AddrInUse => Err(NetnsLockError::Taken),
         Err(err) => Err(NetnsLockError::Io(err)),
+    }
+}
+
+/// The sidecar's lock: `enforcer.lock` in its state directory, a volume of the sidecar
+/// alone. The abstract socket name of [`lock_netns`] belongs to the pod's network
+/// namespace, where any process of the pod, with no privilege at all, could bind it
+/// first and so keep every later start of the sidecar out (and with it every
+/// quarantine and policy change meant for the pod).
+pub fn lock_state_dir(state_dir: &std::path::Path) -> Result<NetnsLock, NetnsLockError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(NetnsLockError::Io)?;
+    let path = state_dir.join("enforcer.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(NetnsLockError::Io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(NetnsLock::File(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NetnsLockError::TakenFile(path)),
+        Err(std::fs::TryLockError::Error(err)) => Err(NetnsLockError::Io(err)),
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_sidecar_on_one_state_directory_is_refused_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let first = lock_state_dir(&state).expect("the first takes the lock");
+        assert!(matches!(
+            lock_state_dir(&state),
+            Err(NetnsLockError::TakenFile(path)) if path == state.join("enforcer.lock")
+        ));
+        drop(first);
+        lock_state_dir(&state).expect("free again once the first ended");
     }
 }

@@ -33,10 +33,16 @@ pub struct Sidecar {
 /// Packets per second the sidecar's spoofing and unaddressed-drop rules log at most.
 const LOG_RATE_PER_SECOND: u32 = 10;
 
-/// Every ICMPv6 neighbour discovery message a pod exchanges with its link.
-const ND: [&str; 4] = [
+/// The ICMPv6 neighbour discovery messages a pod receives from its link.
+const ND_IN: [&str; 4] = [
     "nd-router-solicit",
     "nd-router-advert",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+];
+/// The ones a pod sends: never a router advertisement (a pod is no router).
+const ND_OUT: [&str; 3] = [
+    "nd-router-solicit",
     "nd-neighbor-solicit",
     "nd-neighbor-advert",
 ];
@@ -46,6 +52,14 @@ const MLD: [&str; 3] = [
     "mld-listener-report",
     "mld2-listener-report",
 ];
+
+/// Link-local and link-scope multicast destinations: `{ fe80::/10, ff02::/16 }`.
+fn link_scope() -> Value {
+    serde_json::json!({"set": [
+        expr::prefix_value("fe80::", 10),
+        expr::prefix_value("ff02::", 16),
+    ]})
+}
 
 /// The rules of the sidecar's `input` or `output` chain, in order.
 pub fn chain_rules(chain: &str, sidecar: &Sidecar, opts: &Options) -> Vec<Rule> {
@@ -76,14 +90,27 @@ pub fn chain_rules(chain: &str, sidecar: &Sidecar, opts: &Options) -> Vec<Rule> 
             vec![expr::eq(expr::meta(iface), "lo".into()), expr::accept()],
         ),
         // A pod must never lose its gateway: neighbour discovery works in every mode.
-        // Hop limit 255 proves it never left the link; these messages reach no service.
+        // Hop limit 255 proves a received message never left the link.
+        // Attack: a pod with CAP_NET_RAW sends router advertisements (rogue router),
+        // or neighbour advertisements with any payload to a global address (routed
+        // on, past its zone's egress rules): it sends solicitations and neighbour
+        // advertisements only, and only to link-local and link-scope multicast
+        // destinations, which no router forwards.
         Rule::new(
             &format!("ipv6 neighbour discovery {link} the link: accepted in every mode"),
-            vec![
-                expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(&ND)),
-                expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
-                expr::accept(),
-            ],
+            match input {
+                true => vec![
+                    expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(&ND_IN)),
+                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
+                    expr::accept(),
+                ],
+                false => vec![
+                    expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(&ND_OUT)),
+                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
+                    expr::eq(expr::payload("ip6", "daddr"), link_scope()),
+                    expr::accept(),
+                ],
+            },
         ),
         Rule::new(
             &format!(
@@ -95,6 +122,7 @@ pub fn chain_rules(chain: &str, sidecar: &Sidecar, opts: &Options) -> Vec<Rule> 
                     expr::payload("ip6", "saddr"),
                     expr::prefix_value("fe80::", 10),
                 ),
+                expr::eq(expr::payload("ip6", "daddr"), link_scope()),
                 expr::accept(),
             ],
         ),
