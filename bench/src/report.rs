@@ -125,7 +125,9 @@ impl Report {
     pub fn merge_into(&self, earlier: &str, command: &str, quick: bool, seconds: f64) -> String {
         let (header, old) = split_sections(earlier);
         let (_, new) = split_sections(&self.sections.concat());
-        let replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+        let mut replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+        // Several sections may share a number (8 has two): name it once.
+        replaced.dedup();
         let mut sections: Vec<(String, String)> = old
             .into_iter()
             .filter(|(n, _)| !replaced.contains(&n.as_str()))
