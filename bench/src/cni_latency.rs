@@ -28,7 +28,7 @@ struct Series {
 pub fn run(cfg: &Config) -> anyhow::Result<Section> {
     let mut node = Node::new("10.120.255.1")?;
     // zonewarden IPAM's block: as large as host-local's range.
-    node.enforcer_args = vec!["--pod-cidr".into(), "10.123.0.0/16".into()];
+    node.extra_args = vec!["--pod-cidr".into(), "10.123.0.0/16".into()];
     node.start_enforcer()?;
     // (series name, plugin type, network config)
     let plugins = [

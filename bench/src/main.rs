@@ -10,14 +10,21 @@
 //! - [`scale`]: the 1,000-zone node of benchmarks 2–6.
 //! - one module per benchmark: [`cni_latency`], [`dataplane`], [`update`],
 //!   [`learning`] (4 and 5), [`restart`], [`flows`] (7, on a small node of its own).
+//! - [`cluster`] (8): three nodes in cluster mode on one etcd, and [`membership`]
+//!   (8): one enforcer knowing the endpoints of a large cluster, written into etcd by
+//!   [`etcd_load`]; [`cluster_net`]: their underlay and etcd member.
 //! - [`stats`], [`report`], [`proc_stat`]: figures and `RESULTS.md`.
 
 mod cleanup;
+mod cluster;
+mod cluster_net;
 mod cni;
 mod cni_latency;
 mod dataplane;
+mod etcd_load;
 mod flows;
 mod learning;
+mod membership;
 mod netns;
 mod node;
 mod proc_stat;
@@ -59,9 +66,22 @@ enum Cmd {
         /// 10,000 edges (populating it goes through the enforcer's API and is slow).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
-        /// Only these benchmarks: cni, scale (2–6), flows (7).
-        #[arg(long, value_delimiter = ',', default_values = ["cni", "scale", "flows"])]
+        /// Only these benchmarks: cni, scale (2–6), flows (7), cluster (8).
+        #[arg(long, value_delimiter = ',', default_values = SECTIONS)]
         only: Vec<String>,
+    },
+    /// Runs benchmark 8 only (cluster mode), like `all --only cluster` (needs root).
+    Cluster {
+        /// A smoke run: small scale, few repetitions (figures not to be quoted).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the results (the other sections of the file are kept).
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        out: PathBuf,
+        /// Benchmark 8 at this fraction of its full size (three nodes: 1,000 zones,
+        /// 5,000 endpoints, 10,000 edges; one enforcer: 100,000 remote endpoints).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
     },
     /// Internal: TCP servers that close each connection at once (PORT or FROM-TO).
     Serve { specs: Vec<String> },
@@ -79,10 +99,17 @@ enum Cmd {
     },
     /// Internal: runs a batch of CNI calls (JSON on stdin) inside the node namespace.
     CniDriver,
+    /// Internal: writes other nodes' records and endpoints into etcd (or churns them).
+    EtcdLoad(etcd_load::Args),
 }
+
+/// Every benchmark `--only` knows.
+const SECTIONS: [&str; 4] = ["cni", "scale", "flows", "cluster"];
 
 struct Plan {
     cni: cni_latency::Config,
+    cluster: cluster::Config,
+    membership: membership::Config,
     size: Size,
     dataplane: dataplane::Config,
     update_reps: usize,
@@ -98,6 +125,13 @@ fn plan(quick: bool) -> Plan {
                 seq_rounds: 2,
                 concurrency: 10,
                 conc_rounds: 2,
+            },
+            cluster: cluster::Config { samples: 10 },
+            membership: membership::Config {
+                nodes: 20,
+                zones: 20,
+                churn_rate: 1000.0,
+                churn_secs: 3.0,
             },
             size: Size {
                 zones: 100,
@@ -125,6 +159,13 @@ fn plan(quick: bool) -> Plan {
                 seq_rounds: 5,
                 concurrency: 50,
                 conc_rounds: 5,
+            },
+            cluster: cluster::Config { samples: 50 },
+            membership: membership::Config {
+                nodes: 1000,
+                zones: 1000,
+                churn_rate: 1000.0,
+                churn_secs: 10.0,
             },
             size: Size {
                 zones: 1000,
@@ -213,6 +254,8 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
         p.size.zones = f(p.size.zones);
         p.size.endpoints = f(p.size.endpoints).max(p.size.zones);
         p.size.edges = f(p.size.edges);
+        p.membership.nodes = f(p.membership.nodes);
+        p.membership.zones = f(p.membership.zones);
     }
     let mut report = Report::default();
     if only.iter().any(|o| o == "cni") {
@@ -232,6 +275,21 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
             Err(err) => report.add_failure("7. Watching flows", &err),
         }
     }
+    if only.iter().any(|o| o == "cluster") {
+        match step("8. cluster mode, three nodes", || {
+            cluster::run(p.size, &p.cluster)
+        }) {
+            Ok(s) => report.add(s),
+            Err(err) => report.add_failure("8. Cluster mode: three nodes", &err),
+        }
+        match step(
+            "8. cluster mode, one enforcer knowing a large cluster",
+            || membership::run(&p.membership),
+        ) {
+            Ok(s) => report.add(s),
+            Err(err) => report.add_failure("8. Cluster mode: a large cluster's membership", &err),
+        }
+    }
     let mut command = String::from("sudo bench/run");
     if quick {
         command.push_str(" --quick");
@@ -239,13 +297,15 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
     if fraction != 1.0 {
         command.push_str(&format!(" --scale {fraction}"));
     }
-    if only.len() < 3 {
+    if only.len() < SECTIONS.len() {
         command.push_str(&format!(" --only {}", only.join(",")));
     }
     let seconds = started.elapsed().as_secs_f64();
     // A partial run keeps the other sections of the report it writes into.
     let text = match std::fs::read_to_string(out) {
-        Ok(earlier) if only.len() < 3 => report.merge_into(&earlier, &command, quick, seconds),
+        Ok(earlier) if only.len() < SECTIONS.len() => {
+            report.merge_into(&earlier, &command, quick, seconds)
+        }
         _ => report.render(&command, quick, seconds),
     };
     std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
@@ -271,6 +331,11 @@ fn main() -> anyhow::Result<()> {
             cleanup::remove_all();
             r
         }
+        Cmd::Cluster { quick, out, scale } => {
+            let r = all(quick, scale, &out, &["cluster".to_owned()]);
+            cleanup::remove_all();
+            r
+        }
         Cmd::Serve { specs } => traffic::serve(&specs),
         Cmd::ConnectLoop {
             target,
@@ -293,5 +358,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::CniDriver => cni::driver(),
+        Cmd::EtcdLoad(args) => etcd_load::run(&args),
     }
 }

@@ -34,9 +34,9 @@ pub struct Node {
     pub netns: Netns,
     pub dir: tempfile::TempDir,
     enforcer: Option<Child>,
-    /// Extra flags of every start of the enforcer.
-    pub enforcer_args: Vec<String>,
     pub rt: tokio::runtime::Runtime,
+    /// More flags for the enforcer (cluster mode: the store, the node's address and block).
+    pub extra_args: Vec<String>,
 }
 
 impl Node {
@@ -63,8 +63,8 @@ impl Node {
             netns,
             dir,
             enforcer: None,
-            enforcer_args: Vec::new(),
             rt,
+            extra_args: Vec::new(),
         })
     }
 
@@ -101,7 +101,7 @@ impl Node {
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
             .args(["--node", &self.netns.name, "--log-level", "warn"])
-            .args(&self.enforcer_args)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -137,8 +137,8 @@ impl Node {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 bail!(
-                    "the enforcer exited with {status}; see {}",
-                    self.log_path().display()
+                    "the enforcer exited with {status}; its log ends: {}",
+                    self.log_tail()
                 );
             }
             if Instant::now() > end {
@@ -150,6 +150,23 @@ impl Node {
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("enforcer.log")
+    }
+
+    /// Where the enforcer's log says it panicked, or its last errors, or its last
+    /// lines (the log goes with the node's directory).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        if let Some(at) = lines.iter().position(|l| l.contains("panicked")) {
+            return lines[at..(at + 3).min(lines.len())].join(" / ");
+        }
+        let errors: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains("ERROR"))
+            .collect();
+        let pick = if errors.is_empty() { &lines } else { &errors };
+        pick[pick.len().saturating_sub(3)..].join(" / ")
     }
 
     /// SIGKILL (or SIGTERM) the enforcer and reap it.

@@ -51,6 +51,36 @@ impl Section {
     }
 }
 
+/// A row of latency percentiles in ms: p50 and p99 with the spread, and the verdict of
+/// p99 against `goal` when there is one.
+pub fn latency_row(what: &str, s: &crate::stats::Samples, goal: Option<f64>) -> [String; 6] {
+    use crate::stats::{fmt, ratio};
+    let (p50, p99) = (s.p50(), s.p99());
+    let (g, v, r) = match goal {
+        Some(g) => (
+            format!("p99 ≤ {g} ms"),
+            verdict(p99 <= g, || {
+                format!("p99 {} ms is {:.1}× the goal", fmt(p99), p99 / g)
+            }),
+            ratio(p99, g),
+        ),
+        None => ("—".into(), "—".into(), "—".into()),
+    };
+    [
+        format!("{what} (n={})", s.len()),
+        format!(
+            "p50 {} ms, p99 {} ms ({})",
+            fmt(p50),
+            fmt(p99),
+            s.spread("ms")
+        ),
+        "the goal".into(),
+        r,
+        g,
+        v,
+    ]
+}
+
 /// "met" or "NOT met (by how much)".
 pub fn verdict(met: bool, miss: impl FnOnce() -> String) -> String {
     if met {
@@ -95,7 +125,9 @@ impl Report {
     pub fn merge_into(&self, earlier: &str, command: &str, quick: bool, seconds: f64) -> String {
         let (header, old) = split_sections(earlier);
         let (_, new) = split_sections(&self.sections.concat());
-        let replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+        let mut replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+        // Several sections may share a number (8 has two): name it once.
+        replaced.dedup();
         let mut sections: Vec<(String, String)> = old
             .into_iter()
             .filter(|(n, _)| !replaced.contains(&n.as_str()))

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use zonewarden_proto::v1;
 
-use crate::report::{Section, verdict};
+use crate::report::{Section, latency_row};
 use crate::scale::{CLIENT_ZONE, SERVER_ZONE, Scale, UPDATE_PORTS, add_request, approve_request};
-use crate::stats::{Samples, fmt, ratio};
+use crate::stats::Samples;
 use crate::traffic::{finish_loop, spawn_loop};
 
 pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
@@ -75,32 +75,7 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
         "3. Update latency at scale ({} zones, {} endpoints, {} edges)",
         scale.size.zones, scale.size.endpoints, scale.size.edges
     ));
-    let mut row = |what: &str, s: &Samples, goal: Option<f64>| {
-        let (p50, p99) = (s.p50(), s.p99());
-        let (g, v, r) = match goal {
-            Some(g) => (
-                format!("p99 ≤ {g} ms"),
-                verdict(p99 <= g, || {
-                    format!("p99 {} ms is {:.0}× the goal", fmt(p99), p99 / g)
-                }),
-                ratio(p99, g),
-            ),
-            None => ("—".into(), "—".into(), "—".into()),
-        };
-        sec.row([
-            format!("{what} (n={})", s.len()),
-            format!(
-                "p50 {} ms, p99 {} ms ({})",
-                fmt(p50),
-                fmt(p99),
-                s.spread("ms")
-            ),
-            "the goal".into(),
-            r,
-            g,
-            v,
-        ]);
-    };
+    let mut row = |what: &str, s: &Samples, goal: Option<f64>| sec.row(latency_row(what, s, goal));
     row(
         "endpoint added → enforced (AddEndpoint round trip)",
         &add,

@@ -96,6 +96,83 @@ fn never_sent(err: &etcd_client::Error) -> bool {
     }
 }
 
+/// Keys per answer of a listing. A listing is read in pages at one revision: the
+/// client takes answers of at most 4 MiB, and the endpoint records of a cluster of
+/// about ten thousand endpoints alone are more than that. A page that is still too
+/// large (big profiles) is asked for again with half as many keys.
+const PAGE_KEYS: i64 = 500;
+
+/// Every key under a prefix, sorted by key, at one revision.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub kvs: Vec<etcd_client::KeyValue>,
+    /// The store's revision the listing was read at.
+    pub revision: i64,
+}
+
+impl Listing {
+    pub fn kvs(&self) -> &[etcd_client::KeyValue] {
+        &self.kvs
+    }
+}
+
+/// Lists `prefix` in pages of at most [`PAGE_KEYS`], every page at the revision of
+/// the first.
+pub async fn list_paged(mut client: Client, prefix: String) -> Result<Listing, etcd_client::Error> {
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.into_bytes();
+    let mut listing = Listing::default();
+    let mut limit = PAGE_KEYS;
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(limit);
+        if listing.revision > 0 {
+            options = options.with_revision(listing.revision);
+        }
+        let mut page = match client.get(from.clone(), Some(options)).await {
+            Ok(page) => page,
+            Err(etcd_client::Error::GRpcStatus(status)) if too_large(&status) && limit > 1 => {
+                limit /= 2;
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        if listing.revision == 0 {
+            listing.revision = page.header().map_or(0, |h| h.revision());
+        }
+        let more = page.more();
+        let kvs = page.take_kvs();
+        if let Some(last) = kvs.last() {
+            // The next page starts right after the last key of this one.
+            from = last.key().to_vec();
+            from.push(0);
+        }
+        listing.kvs.extend(kvs);
+        if !more {
+            return Ok(listing);
+        }
+    }
+}
+
+/// Whether the client refused an answer for its size.
+fn too_large(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    )
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// Where the cluster store is and who this node is in it.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -286,7 +363,7 @@ impl EtcdStore {
         let response = self
             .shared
             .list_prefix("list the cluster state", self.shared.keys.root())?;
-        let revision = response.header().map_or(0, |h| h.revision());
+        let revision = response.revision;
         self.shared.saw_revision(revision);
         let kvs = response
             .kvs()
@@ -404,20 +481,9 @@ impl Shared {
         result
     }
 
-    /// Every key under `prefix`, sorted by key, at one revision.
-    pub fn list_prefix(
-        &self,
-        action: &'static str,
-        prefix: &str,
-    ) -> Result<etcd_client::GetResponse, StoreError> {
-        self.call(action, |mut client| {
-            let prefix = prefix.to_owned();
-            async move {
-                client
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
-            }
-        })
+    /// Every key under `prefix`, sorted by key, at one revision (read in pages).
+    pub fn list_prefix(&self, action: &'static str, prefix: &str) -> Result<Listing, StoreError> {
+        self.call(action, |client| list_paged(client, prefix.to_owned()))
     }
 
     pub fn classify(&self, action: &'static str, err: etcd_client::Error) -> StoreError {

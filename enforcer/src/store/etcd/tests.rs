@@ -159,6 +159,49 @@ async fn approve(node: &Node, zone_name: &str, edge: &str) -> Result<(), Registr
 }
 
 #[test]
+fn a_listing_larger_than_one_answer_comes_whole_at_one_revision() {
+    let etcd = EtcdProcess::start();
+    let a = store(&etcd, "node-a");
+    // 1,200 small keys (more than two pages) and twelve values of 500 KB: 6 MB, more
+    // than the client takes in one answer.
+    let written = a
+        .shared()
+        .call("fill", |mut client| async move {
+            let small: Vec<String> = (0..1200).map(|i| format!("/zw-big/small/{i:05}")).collect();
+            for batch in small.chunks(100) {
+                let ops: Vec<etcd_client::TxnOp> = batch
+                    .iter()
+                    .map(|k| etcd_client::TxnOp::put(k.as_str(), vec![b'x'; 10], None))
+                    .collect();
+                client.txn(etcd_client::Txn::new().and_then(ops)).await?;
+            }
+            // One at a time: etcd takes requests of a few MB at most.
+            let mut revision = 0;
+            for i in 0..12 {
+                let done = client
+                    .put(format!("/zw-big/large/{i:02}"), vec![b'y'; 500_000], None)
+                    .await?;
+                revision = done.header().map_or(0, |h| h.revision());
+            }
+            Ok(revision)
+        })
+        .unwrap();
+    let listing = a.shared().list_prefix("list", "/zw-big/").unwrap();
+    assert_eq!(listing.revision, written);
+    let keys: Vec<String> = listing
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
+    assert_eq!(keys.len(), 1212);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted, none twice");
+    let bytes: usize = listing.kvs().iter().map(|kv| kv.value().len()).sum();
+    assert_eq!(bytes, 1200 * 10 + 12 * 500_000);
+    assert_eq!(prefix_end(b"/zw-big/"), b"/zw-big0");
+    assert_eq!(prefix_end(&[b'a', 0xff]), b"b");
+}
+
+#[test]
 fn every_record_type_round_trips() {
     let etcd = EtcdProcess::start();
     let a = store(&etcd, "node-a");

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -104,11 +104,8 @@ async fn pump(shared: Arc<Shared>, mut next: i64, tx: mpsc::Sender<ClusterUpdate
 }
 
 async fn list(shared: &Shared) -> Result<(Vec<Kv>, i64), etcd_client::Error> {
-    let mut client = shared.client.clone();
-    let response = client
-        .get(shared.keys.root(), Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = response.header().map_or(0, |h| h.revision());
+    let response = super::list_paged(shared.client.clone(), shared.keys.root().to_owned()).await?;
+    let revision = response.revision;
     shared.saw_revision(revision);
     shared.mark_up();
     let kvs = response

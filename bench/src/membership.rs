@@ -1,0 +1,314 @@
+//! Benchmark 8, second half: the membership a large cluster puts on every node. One
+//! enforcer in cluster mode; its zones made through its own API; the node records and
+//! endpoints of `nodes` other nodes written into etcd in the enforcer's format
+//! ([`crate::etcd_load`], run inside the etcd member's namespace). Measured: the time
+//! from the enforcer's start to ready and to every remote endpoint in its table, its
+//! RSS, and a churn of remote endpoint changes with its watch lag sampled.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use zonewarden_proto::v1;
+
+use crate::cluster::{cluster_node, has_element, node_addr, wait_caught_up};
+use crate::cluster_net::{Etcd, Underlay};
+use crate::etcd_load::{Done, zone};
+use crate::node::{Node, bin};
+use crate::proc_stat::memory_mib;
+use crate::report::{Section, verdict};
+use crate::scale::{add_request, approve_request, fan_out};
+use crate::stats::{Samples, fmt, ratio};
+
+const PREFIX: &str = "/zwbig";
+const PER_NODE: usize = 100;
+const RSS_GOAL_MIB: f64 = 100.0;
+const RESYNC_GOAL_S: f64 = 5.0;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Other nodes (1,000 at full size), each with [`PER_NODE`] endpoints.
+    pub nodes: usize,
+    pub zones: usize,
+    pub churn_rate: f64,
+    pub churn_secs: f64,
+}
+
+struct Figures {
+    populate: Done,
+    live_catch_up: Duration,
+    ready: Duration,
+    all_in_table: Duration,
+    members_counted: usize,
+    rss: (f64, f64),
+    churn: Done,
+    lag: Vec<(f64, i64)>,
+    catch_up: Duration,
+    rss_after_churn: f64,
+    zones_setup: Duration,
+}
+
+pub fn run(cfg: &Config) -> anyhow::Result<Section> {
+    let underlay = Underlay::new()?;
+    let etcd = Etcd::start(&underlay)?;
+    let mut node = cluster_node(&underlay, &etcd, PREFIX, 1)?;
+    let f = measure(&mut node, &etcd, cfg);
+    drop(node);
+    drop(etcd);
+    drop(underlay);
+    Ok(section(cfg, &f?))
+}
+
+fn load(etcd: &Etcd, cfg: &Config, churn: bool) -> anyhow::Result<std::process::Child> {
+    let mut cmd = etcd
+        .netns
+        .exec(bin("zw-bench")?.to_str().context("utf-8 path")?);
+    cmd.args(["etcd-load", "--endpoint", &etcd.url(), "--prefix", PREFIX])
+        .args(["--nodes", &cfg.nodes.to_string()])
+        .args(["--per-node", &PER_NODE.to_string()])
+        .args(["--zones", &cfg.zones.to_string()]);
+    if churn {
+        cmd.args(["--churn-rate", &cfg.churn_rate.to_string()])
+            .args(["--churn-secs", &cfg.churn_secs.to_string()]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start zw-bench etcd-load")?;
+    crate::cleanup::register_pid(child.id());
+    Ok(child)
+}
+
+fn finish(child: std::process::Child) -> anyhow::Result<Done> {
+    let pid = child.id();
+    let out = child.wait_with_output()?;
+    crate::cleanup::forget_pid(pid);
+    if !out.status.success() {
+        bail!("zw-bench etcd-load failed ({})", out.status);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("etcd-load JSON")?;
+    Ok(Done {
+        seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        writes: v["writes"].as_u64().unwrap_or(0) as usize,
+        revision: v["revision"].as_i64().unwrap_or(0),
+        last_addr: v["last_addr"].as_str().unwrap_or("").to_owned(),
+    })
+}
+
+fn wait_in_table(node: &Node, addr: &str, within: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + within;
+    while !has_element(node, "zone_of_v4", addr) {
+        if Instant::now() > end {
+            bail!("{addr} was not in the enforcer's table within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn watch_lag(node: &Node) -> anyhow::Result<i64> {
+    let mut c = node.client()?;
+    let status = node
+        .rt
+        .block_on(c.status(v1::StatusRequest {}))?
+        .into_inner();
+    Ok(status.store.map_or(0, |s| s.watch_lag))
+}
+
+fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures> {
+    // The zones, through the enforcer's API: one local endpoint in each (which gives
+    // the zone its id in etcd) and one edge each, z_i -> z_(i+1).
+    let t = Instant::now();
+    let client = node.client()?;
+    let n = cfg.zones;
+    let locals: Vec<(String, String, String)> = (0..n)
+        .map(|i| (format!("big-{i}"), zone(i), node_addr(1, i)))
+        .collect();
+    fan_out(node, &client, locals, 16, |mut c, (id, zone, addr)| {
+        Box::pin(async move {
+            c.add_endpoint(add_request(&id, &zone, &addr)).await?;
+            Ok(())
+        })
+    })
+    .context("make the zones")?;
+    let edges: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                zone(i),
+                format!("{}->{}:80/tcp", zone(i), zone((i + 1) % n)),
+            )
+        })
+        .collect();
+    fan_out(node, &client, edges, 16, |mut c, (zone, edge)| {
+        Box::pin(async move {
+            c.approve_edges(approve_request(&zone, vec![edge])).await?;
+            Ok(())
+        })
+    })
+    .context("approve the zones' edges")?;
+    let zones_setup = t.elapsed();
+
+    // The other nodes, written while the enforcer runs: it takes them from its watch.
+    let t = Instant::now();
+    let populate = finish(load(etcd, cfg, false)?)?;
+    wait_caught_up(node, populate.revision, Duration::from_secs(600))?;
+    wait_in_table(node, &populate.last_addr, Duration::from_secs(60))?;
+    let live_catch_up = t.elapsed();
+
+    // A full resync: the enforcer restarted on the populated store.
+    node.stop_enforcer(true);
+    let t = Instant::now();
+    node.spawn_enforcer()?;
+    node.wait_ready(Duration::from_secs(600))?;
+    let ready = t.elapsed();
+    wait_caught_up(node, populate.revision, Duration::from_secs(600))?;
+    let all_in_table = t.elapsed();
+    anyhow::ensure!(
+        has_element(node, "zone_of_v4", &populate.last_addr),
+        "the enforcer says it applied the store but its table lacks {}",
+        populate.last_addr
+    );
+    let listing = node.nft(&["list", "map", "inet", "zonewarden", "zone_of_v4"])?;
+    let members_counted = listing.matches(" : 0x").count();
+    let pid = node.enforcer_pid().context("enforcer pid")?;
+    let rss = memory_mib(pid)?;
+
+    // The churn, with the watch lag sampled every 100 ms.
+    let start = Instant::now();
+    let mut child = load(etcd, cfg, true)?;
+    let mut lag = Vec::new();
+    while child.try_wait()?.is_none() {
+        lag.push((start.elapsed().as_secs_f64(), watch_lag(node)?));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let churn = finish(child)?;
+    let t = Instant::now();
+    wait_caught_up(node, churn.revision, Duration::from_secs(120))?;
+    let catch_up = t.elapsed();
+    wait_in_table(node, &churn.last_addr, Duration::from_secs(60))?;
+    let rss_after_churn = memory_mib(pid)?.0;
+    Ok(Figures {
+        populate,
+        live_catch_up,
+        ready,
+        all_in_table,
+        members_counted,
+        rss,
+        churn,
+        lag,
+        catch_up,
+        rss_after_churn,
+        zones_setup,
+    })
+}
+
+/// Mean lag of the first and of the last third of the churn.
+fn thirds(lag: &[(f64, i64)]) -> (f64, f64) {
+    let third = (lag.len() / 3).max(1);
+    let mean = |s: &[(f64, i64)]| {
+        if s.is_empty() {
+            f64::NAN
+        } else {
+            s.iter().map(|(_, l)| *l as f64).sum::<f64>() / s.len() as f64
+        }
+    };
+    let last = lag.len().saturating_sub(third);
+    (mean(&lag[..third.min(lag.len())]), mean(&lag[last..]))
+}
+
+fn section(cfg: &Config, f: &Figures) -> Section {
+    let endpoints = cfg.nodes * PER_NODE;
+    let mut sec = Section::new(&format!(
+        "8. Cluster mode: one enforcer knowing {endpoints} remote endpoints ({} other nodes, {} zones)",
+        cfg.nodes, cfg.zones
+    ));
+    let at = if endpoints == 100_000 {
+        String::new()
+    } else {
+        format!(" (measured at {endpoints} endpoints; the goal is for 100,000)")
+    };
+    let rss = f.rss.0;
+    sec.row([
+        format!(
+            "enforcer RSS after a full resync ({} local endpoints)",
+            cfg.zones
+        ),
+        format!("{} MiB (peak {} MiB)", fmt(rss), fmt(f.rss.1)),
+        "the goal".into(),
+        ratio(rss, RSS_GOAL_MIB),
+        format!("≤ {RSS_GOAL_MIB} MB"),
+        verdict(rss <= RSS_GOAL_MIB, || format!("{} MiB", fmt(rss))) + &at,
+    ]);
+    let all = f.all_in_table.as_secs_f64();
+    sec.row([
+        "full resync: enforcer started → every remote endpoint in its table".into(),
+        format!(
+            "{} s (ready after {} s)",
+            fmt(all),
+            fmt(f.ready.as_secs_f64())
+        ),
+        "the goal".into(),
+        ratio(all, RESYNC_GOAL_S),
+        format!("≤ {RESYNC_GOAL_S} s"),
+        verdict(all <= RESYNC_GOAL_S, || format!("{} s", fmt(all))) + &at,
+    ]);
+    let (first, last) = thirds(&f.lag);
+    let lags = Samples(f.lag.iter().map(|(_, l)| *l as f64).collect());
+    let rate = f.churn.writes as f64 / f.churn.seconds;
+    let absorbed = last <= first * 2.0 + 50.0 && f.catch_up.as_secs_f64() <= 1.0;
+    sec.row([
+        format!(
+            "churn: {} remote endpoint changes at {} /s asked ({} /s written) for {} s",
+            f.churn.writes,
+            fmt(cfg.churn_rate),
+            fmt(rate),
+            fmt(cfg.churn_secs)
+        ),
+        format!(
+            "watch lag: mean {} revisions in the first third, {} in the last, p99 {}, max {}; caught up {} s after the churn",
+            fmt(first),
+            fmt(last),
+            fmt(lags.p99()),
+            fmt(lags.max()),
+            fmt(f.catch_up.as_secs_f64())
+        ),
+        "—".into(),
+        "—".into(),
+        "absorbed without lag growing".into(),
+        verdict(absorbed, || {
+            format!(
+                "last third {} vs first {}, caught up after {} s",
+                fmt(last),
+                fmt(first),
+                fmt(f.catch_up.as_secs_f64())
+            )
+        }),
+    ]);
+    sec.row([
+        "enforcer RSS after the churn".into(),
+        format!("{} MiB", fmt(f.rss_after_churn)),
+        "—".into(),
+        "—".into(),
+        "—".into(),
+        "—".into(),
+    ]);
+    sec.note(format!(
+        "One etcd member; one node namespace with a release enforcer in cluster mode. Its {} zones were made through its own API: one local endpoint each (AddEndpoint, which gives the zone its id) and one edge each (ApproveEdges), {:.1} s. The {} other nodes exist only as records in etcd: `zw-bench etcd-load` (inside the etcd member's namespace) wrote each node's record on a lease (a live node, its own /24 block) and {PER_NODE} endpoints per node, encoded by the enforcer's own code (`Keys`, `encode_endpoint`, `NodeRecord`), {} keys in {:.1} s. While the enforcer ran, it took them from its watch: {:.1} s from the start of the writing until its watch lag was 0 and the last endpoint was in its table.",
+        cfg.zones,
+        f.zones_setup.as_secs_f64(),
+        cfg.nodes,
+        f.populate.writes,
+        f.populate.seconds,
+        f.live_catch_up.as_secs_f64()
+    ));
+    sec.note(format!(
+        "Full resync: the enforcer killed (SIGKILL) and started again on the populated store; the figure runs from its start until its Status said ready and the store applied through the last revision written (watch lag 0); the last endpoint written was then checked in `zone_of_v4`. Status said ready after {:.2} s. Its `zone_of_v4` then held {} elements ({endpoints} remote endpoints written). RSS is VmRSS of /proc/PID/status right after.",
+        f.ready.as_secs_f64(),
+        f.members_counted
+    ));
+    sec.note(format!(
+        "Churn: each change is one put of one endpoint record with a new address, going round the nodes, at a steady rate ({} puts in flight at most); the watch lag is the enforcer's Status `store.watch_lag` (revisions seen but not yet applied), sampled every 100 ms ({} samples). \"Absorbed without lag growing\" is: the mean lag of the last third of the churn at most twice that of the first third plus 50 revisions, and the enforcer caught up (watch lag 0 at the last revision written; the last change then checked in its table) within 1 s after the churn stopped.",
+        64,
+        f.lag.len()
+    ));
+    sec
+}
