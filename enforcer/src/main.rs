@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::time::Duration;
 use tokio_stream::wrappers::UnixListenerStream;
-use tracing::info;
+use tracing::{info, warn};
 
 use ipnet::IpNet;
 use zonewarden_enforcer::events::{self, Destination, EventsLog};
@@ -256,7 +256,35 @@ async fn register_sidecar(
 ) -> anyhow::Result<()> {
     let key = id.key();
     let snapshot = registry.snapshot();
-    let zone = zonewarden_profiles::derive_zone(&id.request().hints, claims).ok();
+    let zone = match zonewarden_profiles::derive_zone(&id.request().hints, claims) {
+        Ok(zone) => Some(zone),
+        Err(err) => {
+            // Fail closed: a zone the pod may no longer claim (its annotation changed,
+            // or the operator withdrew an --allow-zone-claim) must not keep the access
+            // of its earlier registration while the sidecar restarts in a loop.
+            if snapshot.endpoints.values().any(|ep| ep.key == key) {
+                let note = zonewarden_enforcer::audit::Note::new(
+                    "zonewarden-enforcer --sidecar",
+                    format!("the pod's zone is refused now: {err}"),
+                );
+                registry.del(key.clone(), note).await.with_context(|| {
+                    format!(
+                        "the zone of the pod {}/{} is refused now ({err}), and its earlier \
+                         registration could not be withdrawn",
+                        id.namespace, id.pod
+                    )
+                })?;
+                warn!(%key, %err, "sidecar: the pod's zone is refused now; its registration was withdrawn");
+            }
+            anyhow::bail!(
+                "the zone of the pod {}/{} is refused: {err}; the pod is not registered and \
+                 its traffic stays dropped until its annotation and the operator's \
+                 --allow-zone-claim agree",
+                id.namespace,
+                id.pod
+            );
+        }
+    };
     if snapshot
         .endpoints
         .values()
@@ -598,7 +626,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(id) => {
             let store = sidecar::store_members(&cli.etcd_endpoints)?;
             info!(node = %id.node, pod = %format!("{}/{}", id.namespace, id.pod), ips = ?id.ips, ?store, "sidecar mode");
-            Some(Box::leak(Box::new(Sidecar { store })))
+            Some(Box::leak(Box::new(Sidecar {
+                store,
+                sources: id.ips.clone(),
+            })))
         }
         None => None,
     };

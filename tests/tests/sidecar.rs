@@ -318,6 +318,22 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
     assert!(connects(&side.netns, &out_ok));
     assert!(connects(&api.netns, &in_ok));
     assert!(!connects(&api.netns, &in_no));
+
+    // The pod's annotation now claims another namespace's zone, which no
+    // --allow-zone-claim allows: the sidecar refuses to start and withdraws the
+    // earlier registration instead of keeping its access.
+    side.stop_enforcer(true);
+    let (code, said) = side.enforcer_refuses(&["--pod-zone-annotation", "bank/payments"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        said.contains("the zone of the pod shop/web-0 is refused"),
+        "{said}"
+    );
+    assert!(
+        !connects(&side.netns, &out_ok),
+        "a refused zone keeps no access of the earlier registration"
+    );
+    assert!(!connects(&api.netns, &in_ok));
 }
 
 /// A sidecar without its identity refuses to start and says what to give; the node's

@@ -14,7 +14,7 @@
 //! loopback, neighbour discovery and the sidecar's own connections to the cluster store
 //! is dropped: the sidecar fails closed from its first transaction.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 
@@ -28,6 +28,9 @@ use super::{Family, Options};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sidecar {
     pub store: Vec<SocketAddr>,
+    /// The pod's own addresses (its identity, known before it is registered): the
+    /// only sources its connections to the store may have.
+    pub sources: Vec<IpAddr>,
 }
 
 /// Packets per second the sidecar's spoofing and unaddressed-drop rules log at most.
@@ -128,11 +131,29 @@ pub fn chain_rules(chain: &str, sidecar: &Sidecar, opts: &Options) -> Vec<Rule> 
         ),
     ];
     if !input {
+        // This rule comes before the source check (the sidecar reaches the store
+        // before its pod is registered, when no source is the pod's yet). Attack: a
+        // pod with CAP_NET_RAW sends to the store's port from a forged source,
+        // unreported: the rule takes the pod's own addresses only, from its identity.
         for member in &sidecar.store {
             let f = Family::of(member.ip());
+            let sources: Vec<String> = sidecar
+                .sources
+                .iter()
+                .filter(|a| Family::of(**a) == f)
+                .map(ToString::to_string)
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
             rules.push(Rule::new(
                 &format!("cluster store {member}: the sidecar's own connection, accepted"),
                 vec![
+                    expr::eq(
+                        expr::payload(f.payload(), "saddr"),
+                        expr::anon_set(&sources),
+                    ),
                     expr::eq(
                         expr::payload(f.payload(), "daddr"),
                         member.ip().to_string().into(),

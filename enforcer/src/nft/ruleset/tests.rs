@@ -604,6 +604,7 @@ pub(super) fn sidecar_opts() -> Options {
     static SIDECAR: std::sync::LazyLock<render_sidecar::Sidecar> =
         std::sync::LazyLock::new(|| render_sidecar::Sidecar {
             store: vec!["10.0.0.1:2379".parse().expect("socket address")],
+            sources: vec!["10.0.0.9".parse().expect("address")],
         });
     Options {
         sidecar: Some(&SIDECAR),
