@@ -134,7 +134,15 @@ impl Report {
             .chain(new.iter().cloned())
             .collect();
         sections.sort_by_key(|(n, _)| section_order(n));
-        let mut s = header.trim_end().to_owned();
+        // An earlier partial run's line goes once this run measured every section it
+        // names again: it would date figures the file no longer holds.
+        let superseded = |line: &str| {
+            line.strip_prefix("- section ")
+                .and_then(|rest| rest.split_once(" measured later by "))
+                .is_some_and(|(named, _)| named.split(", ").all(|n| replaced.contains(&n.trim())))
+        };
+        let kept: Vec<&str> = header.lines().filter(|l| !superseded(l)).collect();
+        let mut s = kept.join("\n").trim_end().to_owned();
         let _ = writeln!(
             s,
             "\n- section {} measured later by `{command}`{} on {}, commit {}, in {seconds:.0} s; the others by the run above\n",
@@ -241,5 +249,25 @@ mod tests {
         let eight = merged.find("## 8. Later\n\neight").unwrap();
         assert!(one < seven && seven < eight, "{merged}");
         assert!(!merged.contains("old seven"), "{merged}");
+    }
+
+    #[test]
+    fn a_later_run_of_the_same_sections_replaces_the_earlier_runs_line() {
+        let earlier = "# results\n\n- command: `sudo bench/run`\n- section 8, 8 measured later by `x` on then, commit a, in 3 s; the others by the run above\n- section 1 measured later by `y` on then, commit b, in 2 s; the others by the run above\n\n## 1. CNI\n\none\n\n## 8. Cluster\n\neight\n";
+        let mut run = Report::default();
+        let mut eight = Section::new("8. Cluster");
+        eight.note("new eight");
+        run.add(eight);
+        let merged = run.merge_into(earlier, "sudo bench/run --only cluster", false, 5.0);
+        assert!(!merged.contains("commit a,"), "{merged}");
+        assert!(
+            merged.contains("- section 1 measured later by `y`"),
+            "{merged}"
+        );
+        assert_eq!(
+            merged.matches("- section 8 measured later").count(),
+            1,
+            "{merged}"
+        );
     }
 }

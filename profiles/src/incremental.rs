@@ -128,8 +128,40 @@ type Claim = (i64, AttachmentKey);
 
 #[derive(Default)]
 struct Claims {
-    all: BTreeSet<Claim>,
-    local: BTreeSet<Claim>,
+    all: ClaimSet,
+    local: ClaimSet,
+}
+
+/// The claims on one address, sorted. Nearly every address has one claim (two during
+/// a replacement): a sorted vector holds it in one small allocation, where a B-tree
+/// set takes a node of eleven slots (about 600 bytes per address at 100,000 remote
+/// endpoints, the largest index of a cluster-mode node).
+#[derive(Default)]
+struct ClaimSet(Vec<Claim>);
+
+impl ClaimSet {
+    fn insert(&mut self, claim: Claim) {
+        if let Err(at) = self.0.binary_search(&claim) {
+            self.0.insert(at, claim);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn remove(&mut self, claim: &Claim) {
+        if let Ok(at) = self.0.binary_search(claim) {
+            self.0.remove(at);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The newest claim.
+    fn last(&self) -> Option<&Claim> {
+        self.0.last()
+    }
 }
 
 type CidrAllow = (IpNet, Proto, u16);
@@ -681,8 +713,7 @@ impl Incremental {
         let mut diff = RulesetDiff::default();
         for addr in batch.addrs {
             let claims = self.claims.get(&addr);
-            let newest =
-                |claims: &BTreeSet<Claim>| claims.last().map(|(_, key)| &self.endpoints[key]);
+            let newest = |claims: &ClaimSet| claims.last().map(|(_, key)| &self.endpoints[key]);
             let member = claims
                 .and_then(|c| newest(&c.all))
                 .map(|t| (t.zone_id, t.comment.clone()));

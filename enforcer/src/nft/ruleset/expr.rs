@@ -235,7 +235,10 @@ pub fn commented(key: Value, comment: &str) -> Value {
     json!({"elem": {"val": key, "comment": super::cut_comment(comment)}})
 }
 
-/// A transaction: `{"nftables": [...]}`.
+/// A transaction: `{"nftables": [...]}`. The commands move in: `json!` would copy
+/// them, and the read-back of a large table is hundreds of megabytes of them.
 pub fn transaction(commands: Vec<Value>) -> Value {
-    json!({ "nftables": commands })
+    let mut body = serde_json::Map::new();
+    body.insert("nftables".into(), Value::Array(commands));
+    Value::Object(body)
 }
