@@ -1006,13 +1006,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Blocking threads (store writes, kernel changes, nft): mutations take one lock, so
-/// more threads would only wait, and every thread that allocates can keep a malloc
-/// arena of its own (resident memory that is never given back).
+/// more threads would only wait.
 const MAX_BLOCKING_THREADS: usize = 4;
+
+/// jemalloc, not the system's malloc: glibc keeps an arena per allocating thread and
+/// gives little of a freed peak back (an enforcer that read back a table of 50,000
+/// remote endpoints stayed at 400–700 MiB resident, with under 60 MB in use).
+/// jemalloc returns freed pages to the kernel as they age (its background thread,
+/// started in `main`, does it while the enforcer is idle).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli)?;
+    if let Err(err) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(%err, "the allocator's background thread did not start: freed memory goes back to the kernel only as the enforcer allocates");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
