@@ -10,6 +10,7 @@ use crate::learning::parse_prefix;
 use crate::nflog::drops::DropCounter;
 use crate::nflog::event::decode_datagram;
 use crate::nflog::parse_packet;
+use crate::nft::ruleset::read::read_parsed;
 use crate::nft::ruleset::{Options, expr, listing, read_listing, read_listing_for};
 
 pub use zonewarden_profiles::fuzzing::Target;
@@ -25,8 +26,9 @@ pub const TARGETS: [Target; 5] = [
 /// `nft -j list table` output, as the enforcer reads it (streamed, seen sets'
 /// elements skipped) and as a whole JSON value; both into the kernel view.
 pub fn nft_listing(data: &[u8]) {
-    if let Ok(items) = listing::parse_listing(data) {
-        let whole = expr::transaction(items);
+    if let Ok(parsed) = listing::parse_listing(data) {
+        let _ = read_parsed(&parsed, &Options::default());
+        let whole = expr::transaction(parsed.items);
         let _ = read_listing(&whole);
         let _ = read_listing_for(&whole, &Options::default());
     }

@@ -17,8 +17,9 @@ use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
 use super::elements::{Elem, Part, SetChange, Verb};
+use super::listing::ParsedListing;
 use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
-use super::read::{read_listing_for, representable};
+use super::read::{read_parsed, representable};
 use super::render_base::{base_chain_rules, base_commands, base_is_complete};
 use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options, seal};
@@ -286,7 +287,7 @@ impl NftRulesetDataplane {
     /// The items of `nft -j -p list table FAMILY zonewarden`, parsed as nft prints
     /// them and without the seen sets' elements (see [`listing`]); `None` when the
     /// table does not exist.
-    fn list_table(&self, family: &str) -> Result<Option<Vec<Value>>, NftError> {
+    fn list_table(&self, family: &str) -> Result<Option<ParsedListing>, NftError> {
         let action = format!("list table {family} {TABLE}");
         let args = ["-j", "-p", "list", "table", family, TABLE];
         let (mut child, running) = self.spawn(&args, false)?;
@@ -306,7 +307,7 @@ impl NftRulesetDataplane {
                     action,
                     detail: err.to_string(),
                 }),
-                None => Ok(Some(Vec::new())),
+                None => Ok(Some(ParsedListing::default())),
             },
         }
     }
@@ -457,16 +458,17 @@ impl RulesetDataplane for NftRulesetDataplane {
         // Both tables as one listing: their objects have distinct names. A missing
         // table lists as nothing (the base transaction creates it).
         let started = std::time::Instant::now();
-        let mut items = Vec::new();
+        let mut listing = ParsedListing::default();
         for family in [FAMILY, BRIDGE_FAMILY] {
-            items.extend(self.list_table(family)?.into_iter().flatten());
+            if let Some(table) = self.list_table(family)? {
+                listing.extend(table);
+            }
         }
-        if items.is_empty() {
+        if listing.items.is_empty() {
             return Ok(KernelView::default());
         }
         let listed = started.elapsed();
-        let listing = expr::transaction(items);
-        let view = read_listing_for(&listing, &self.opts).map_err(parse_error);
+        let view = read_parsed(&listing, &self.opts).map_err(parse_error);
         debug!(
             listed_ms = listed.as_millis(),
             read_ms = (started.elapsed() - listed).as_millis(),

@@ -34,6 +34,7 @@ pub mod elements;
 pub mod expr;
 #[cfg(test)]
 mod kernel_tests;
+pub mod lean;
 pub mod listing;
 pub mod read;
 pub mod render_base;

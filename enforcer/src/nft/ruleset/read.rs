@@ -21,6 +21,8 @@ use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, ZoneRules};
 use zonewarden_profiles::zone::ZoneName;
 
 use super::expr;
+use super::lean::Lean;
+use super::listing::ParsedListing;
 use super::names::{self, *};
 use super::render_base::{global_set_names, probes_comment};
 use super::render_zone::{Tail, first_comment, zone_chain_rules};
@@ -28,12 +30,37 @@ use super::{Dir, Family, KernelView, Options, ZoneSet, cut_comment};
 
 /// Reads a listing; zone chains are checked against the NFLOG group they log to.
 pub fn read_listing(listing: &Value) -> Result<KernelView, String> {
-    read(listing, None)
+    read(&split_listing(listing)?, None)
 }
 
 /// Reads a listing; zone chains that do not log to `opts.nflog_group` count as stale.
 pub fn read_listing_for(listing: &Value, opts: &Options) -> Result<KernelView, String> {
+    read(&split_listing(listing)?, Some(opts.nflog_group))
+}
+
+/// Reads a listing as [`super::listing::parse_listing`] parsed it from nft's output;
+/// zone chains that do not log to `opts.nflog_group` count as stale.
+pub fn read_parsed(listing: &ParsedListing, opts: &Options) -> Result<KernelView, String> {
     read(listing, Some(opts.nflog_group))
+}
+
+/// A whole listing as the streaming parser gives it: items, and elements apart.
+fn split_listing(listing: &Value) -> Result<ParsedListing, String> {
+    let items = listing
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or("the listing has no \"nftables\" array")?;
+    let mut out = ParsedListing::default();
+    for item in items {
+        let set = item.get("set").or_else(|| item.get("map"));
+        if let Some(elems) = set.and_then(|s| s.get("elem")).and_then(Value::as_array) {
+            let name = set.map(|s| str_field(s, "name")).transpose()?.unwrap_or("");
+            out.elements
+                .push((name.to_owned(), elems.iter().map(Lean::from).collect()));
+        }
+        out.items.push(item.clone());
+    }
+    Ok(out)
 }
 
 /// What of `ruleset` the table can hold, so that reading it back after applying it
@@ -70,22 +97,16 @@ pub fn representable(ruleset: &Ruleset) -> Ruleset {
 /// The parts of a listing we read: elements by set, rules by chain.
 #[derive(Default)]
 struct Listing<'a> {
-    elements: BTreeMap<&'a str, &'a [Value]>,
+    elements: BTreeMap<&'a str, &'a [Lean]>,
     chains: BTreeMap<&'a str, Vec<(&'a str, &'a [Value])>>,
 }
 
 impl<'a> Listing<'a> {
-    fn parse(listing: &'a Value) -> Result<Self, String> {
-        let items = listing
-            .get("nftables")
-            .and_then(Value::as_array)
-            .ok_or("the listing has no \"nftables\" array")?;
+    fn parse(listing: &'a ParsedListing) -> Result<Self, String> {
         let mut out = Self::default();
-        for item in items {
+        for item in &listing.items {
             if let Some(set) = item.get("set").or_else(|| item.get("map")) {
-                let elems = set.get("elem").and_then(Value::as_array);
-                out.elements
-                    .insert(str_field(set, "name")?, elems.map_or(&[], Vec::as_slice));
+                out.elements.insert(str_field(set, "name")?, &[]);
             } else if let Some(chain) = item.get("chain") {
                 out.chains.entry(str_field(chain, "name")?).or_default();
             } else if let Some(rule) = item.get("rule") {
@@ -97,10 +118,16 @@ impl<'a> Listing<'a> {
                     .push((comment, expr.map_or(&[], Vec::as_slice)));
             }
         }
+        for (name, elements) in &listing.elements {
+            // Elements of a set the listing does not hold are no set of ours.
+            if let Some(slot) = out.elements.get_mut(name.as_str()) {
+                *slot = elements;
+            }
+        }
         Ok(out)
     }
 
-    fn elements(&self, set: &str) -> &'a [Value] {
+    fn elements(&self, set: &str) -> &'a [Lean] {
         self.elements.get(set).copied().unwrap_or(&[])
     }
 
@@ -110,7 +137,7 @@ impl<'a> Listing<'a> {
     }
 }
 
-fn read(listing: &Value, group: Option<u16>) -> Result<KernelView, String> {
+fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, String> {
     let table = Listing::parse(listing)?;
     let mut view = KernelView::default();
     for chain in ALL_BASE_CHAINS {
@@ -204,10 +231,7 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
     let mut ifnames = BTreeMap::new();
     for (set, bridged) in [(names::pod_src(f), false), (names::port_src(f), true)] {
         for entry in table.elements(set) {
-            let parts = entry
-                .get("concat")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice);
+            let parts = entry.get("concat").and_then(Lean::as_array);
             let Some([ifname, addr]) = parts else {
                 return Err(bad(set, entry));
             };
@@ -217,22 +241,19 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
     }
     let mut macs = BTreeMap::new();
     for entry in table.elements(PORT_MAC) {
-        let parts = entry
-            .get("concat")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice);
-        let Some([Value::String(port), Value::String(mac)]) = parts else {
+        let parts = entry.get("concat").and_then(Lean::as_array);
+        let Some([Lean::Str(port), Lean::Str(mac)]) = parts else {
             return Err(bad(PORT_MAC, entry));
         };
-        macs.insert(port.clone(), mac.clone());
+        macs.insert(port.to_string(), mac.to_string());
     }
     let egress = names::egress(f);
     for entry in table.elements(egress) {
         let (key, value) = map_entry(egress, entry)?;
         let (addr, comment) = addr_key(egress, key)?;
         let zone_id = value
-            .pointer("/jump/target")
-            .and_then(Value::as_str)
+            .at(&["jump", "target"])
+            .and_then(Lean::as_str)
             .and_then(|t| t.strip_prefix(ZONE_OUT_PREFIX))
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| bad(egress, entry))?;
@@ -359,12 +380,16 @@ fn parse_prefix(prefix: &str, id: u32) -> Option<zonewarden_profiles::profile::M
 }
 
 /// A prefix element: `{"prefix": {"addr", "len"}}`, or a plain address for a full-length one.
-fn prefix_key(set: &str, entry: &Value) -> Result<ipnet::IpNet, String> {
+fn prefix_key(set: &str, entry: &Lean) -> Result<ipnet::IpNet, String> {
     if let Some(p) = entry.get("prefix") {
-        let addr: IpAddr = str_field(p, "addr")?.parse().map_err(|_| bad(set, entry))?;
+        let addr: IpAddr = p
+            .get("addr")
+            .and_then(Lean::as_str)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| bad(set, entry))?;
         let len = p
             .get("len")
-            .and_then(Value::as_u64)
+            .and_then(Lean::as_u64)
             .and_then(|l| u8::try_from(l).ok())
             .ok_or_else(|| bad(set, entry))?;
         return ipnet::IpNet::new(addr, len).map_err(|_| bad(set, entry));
@@ -383,62 +408,58 @@ fn str_field<'a>(object: &'a Value, field: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("an object has no string field {field:?}: {object}"))
 }
 
-fn bad(set: &str, entry: &Value) -> String {
+fn bad(set: &str, entry: &Lean) -> String {
     format!("set {set} has an element nft listed as {entry}")
 }
 
 /// A map element: `[key, value]`.
-fn map_entry<'a>(map: &str, entry: &'a Value) -> Result<(&'a Value, &'a Value), String> {
-    match entry.as_array().map(Vec::as_slice) {
+fn map_entry<'a>(map: &str, entry: &'a Lean) -> Result<(&'a Lean, &'a Lean), String> {
+    match entry.as_array() {
         Some([key, value]) => Ok((key, value)),
         _ => Err(bad(map, entry)),
     }
 }
 
 /// An address key, bare or as `{"elem": {"val": address, "comment": ...}}`.
-fn addr_key(set: &str, key: &Value) -> Result<(IpAddr, Option<String>), String> {
+fn addr_key(set: &str, key: &Lean) -> Result<(IpAddr, Option<String>), String> {
     let (val, comment) = match key.get("elem") {
         Some(annotated) => (
             annotated.get("val"),
             annotated
                 .get("comment")
-                .and_then(Value::as_str)
+                .and_then(Lean::as_str)
                 .map(str::to_owned),
         ),
         None => (Some(key), None),
     };
     let addr = val
-        .and_then(Value::as_str)
+        .and_then(Lean::as_str)
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| bad(set, key))?;
     Ok((addr, comment))
 }
 
-fn concat_parts<'a>(set: &str, entry: &'a Value, len: usize) -> Result<&'a [Value], String> {
-    let key = entry.pointer("/elem/val").unwrap_or(entry);
+fn concat_parts<'a>(set: &str, entry: &'a Lean, len: usize) -> Result<&'a [Lean], String> {
+    let key = entry.at(&["elem", "val"]).unwrap_or(entry);
     key.get("concat")
-        .and_then(Value::as_array)
+        .and_then(Lean::as_array)
         .filter(|parts| parts.len() == len)
-        .map(Vec::as_slice)
         .ok_or_else(|| bad(set, entry))
 }
 
-fn proto(set: &str, value: &Value) -> Result<Proto, String> {
+fn proto(set: &str, value: &Lean) -> Result<Proto, String> {
     let parsed = match value {
-        Value::String(s) => Proto::from_str(s).ok(),
-        Value::Number(n) => n
-            .as_u64()
-            .and_then(|n| u8::try_from(n).ok())
-            .map(Proto::from_number),
+        Lean::Str(s) => Proto::from_str(s).ok(),
+        Lean::Unsigned(n) => u8::try_from(*n).ok().map(Proto::from_number),
         _ => None,
     };
     parsed.ok_or_else(|| bad(set, value))
 }
 
-fn port(set: &str, value: &Value) -> Result<u16, String> {
+fn port(set: &str, value: &Lean) -> Result<u16, String> {
     let parsed = match value {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Lean::Str(s) => s.parse().ok(),
+        Lean::Unsigned(n) => u16::try_from(*n).ok(),
         _ => None,
     };
     parsed.ok_or_else(|| bad(set, value))

@@ -372,6 +372,24 @@ fn reads_back_what_nft_listed() {
     );
 }
 
+/// The enforcer's own path: nft's output parsed as it streams, elements kept lean.
+#[test]
+fn the_streamed_listing_reads_as_the_whole_one() {
+    let listing: Value = serde_json::from_str(LISTING).expect("the fixture is JSON");
+    let parsed = listing::parse_listing(LISTING.as_bytes()).expect("the fixture parses");
+    assert!(
+        parsed
+            .elements
+            .iter()
+            .any(|(name, e)| name == "zone_of_v4" && !e.is_empty()),
+        "the fixture has members: {:?}",
+        parsed.elements
+    );
+    let streamed = read::read_parsed(&parsed, &OPTS).expect("the fixture reads");
+    assert_eq!(streamed, read_listing_for(&listing, &OPTS).expect("reads"));
+    assert_eq!(streamed.ruleset, representable(&two_zones()));
+}
+
 #[test]
 fn zones_logging_elsewhere_read_as_stale() {
     let listing: Value = serde_json::from_str(LISTING).expect("the fixture is JSON");
