@@ -19,6 +19,7 @@ use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{actor, diff, list_edges, unapproved, who};
 use crate::registry::{EndpointRegistry, IfMissing, LeaseProblem, RegistryError, Snapshot};
+use crate::store::StoreError;
 use zonewarden_profiles::ipam::IpamError;
 
 pub struct EnforcerService {
@@ -120,6 +121,15 @@ fn if_missing(create: bool) -> IfMissing {
     }
 }
 
+/// How long an ADD that met another node's change waits before each new attempt
+/// (about a second in all, well inside the plugin's call deadline).
+const CONFLICT_WAITS: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+];
+
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
@@ -160,10 +170,25 @@ impl Enforcer for EnforcerService {
                 }
             })?;
         let ips = request.ips.clone();
-        let endpoint = self.registry.add(request, note).await.map_err(|err| {
-            warn!(%key, %err, "ADD failed");
-            status_of(err)
-        })?;
+        // Two nodes that create one zone at the same moment both try to give it an id;
+        // etcd takes one, and the other node's ADD finds it changed. The winner's id
+        // reaches this node through its watch within milliseconds: the ADD is made
+        // again on top of it, so a runtime never sees "try again later" for that race.
+        let mut waits = CONFLICT_WAITS.iter();
+        let endpoint = loop {
+            match self.registry.add(request.clone(), note.clone()).await {
+                Ok(endpoint) => break endpoint,
+                Err(RegistryError::Store(StoreError::Conflict { what })) if waits.len() > 0 => {
+                    let wait = waits.next().copied().unwrap_or_default();
+                    info!(%key, %what, ?wait, "ADD met another node's change; made again once the watch brought it");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    warn!(%key, %err, "ADD failed");
+                    return Err(status_of(err));
+                }
+            }
+        };
         self.registry.hold_addresses(&key, &ips);
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
         Ok(Response::new(v1::AddEndpointResponse {

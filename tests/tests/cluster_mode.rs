@@ -437,3 +437,83 @@ fn a_nodes_local_store_moves_into_the_cluster_with_its_pods_enforced() {
     assert_eq!(a.node.endpoints().len(), 2);
     assert!(enforced());
 }
+
+/// The zone id each address of node `n`'s `zone_of_v4` map holds, by address.
+fn zone_ids(n: &zonewarden_tests::netns::Netns) -> std::collections::BTreeMap<String, String> {
+    let out = n
+        .exec(
+            "nft",
+            &["-j", "list", "map", "inet", "zonewarden", "zone_of_v4"],
+        )
+        .output()
+        .expect("run nft");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j output");
+    let mut ids = std::collections::BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for elem in item["map"]["elem"].as_array().into_iter().flatten() {
+            let key = &elem[0];
+            let addr = key.as_str().or_else(|| key["elem"]["val"].as_str());
+            if let Some(addr) = addr {
+                ids.insert(addr.to_owned(), elem[1].to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// Two nodes attach the first pods of the same new zones at the same moment: both
+/// try to give each zone its id, etcd takes one, and the other node's ADD is made
+/// again on top of it. Every ADD succeeds (a runtime never sees "try again later" for
+/// that race) and each zone has one id on both nodes.
+#[test]
+fn first_pods_of_a_new_zone_attached_on_two_nodes_at_once_all_succeed() {
+    require_root!();
+    const ZONES: usize = 8;
+    let mut cluster = Cluster::new(2, 1);
+    start_enforcers(&mut cluster, "/zw-race", &[]);
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (list_a, list_b) = (a.conflist(NET), b.conflist(NET));
+    let together = std::sync::Barrier::new(2);
+    // One start for both, then each node at its own pace: the two ADDs of a zone come
+    // within milliseconds of each other, and a failing side never holds the other.
+    let attach = |node: &zonewarden_tests::node::Node, list, side: &str| {
+        together.wait();
+        (0..ZONES)
+            .map(|i| add_pod(node, list, &format!("r{side}{i}"), &format!("race/z{i}")))
+            .collect::<Vec<_>>()
+    };
+    let (pods_a, pods_b) = std::thread::scope(|s| {
+        let on_a = s.spawn(|| attach(&a.node, &list_a, "a"));
+        let on_b = s.spawn(|| attach(&b.node, &list_b, "b"));
+        (
+            on_a.join().expect("node A's ADDs"),
+            on_b.join().expect("node B's ADDs"),
+        )
+    });
+    wait::until(
+        "both nodes to hold every pod of both nodes",
+        Duration::from_secs(20),
+        || {
+            [a, b].iter().all(|n| {
+                let ids = zone_ids(&n.node.netns);
+                pods_a
+                    .iter()
+                    .chain(&pods_b)
+                    .all(|p| ids.contains_key(&p.ip))
+            })
+        },
+    );
+    for n in [a, b] {
+        let ids = zone_ids(&n.node.netns);
+        for (pa, pb) in pods_a.iter().zip(&pods_b) {
+            assert_eq!(
+                ids[&pa.ip], ids[&pb.ip],
+                "{} and {} are both in zone {}: one id on node {}",
+                pa.ip, pb.ip, pa.zone, n.index
+            );
+        }
+        let distinct: std::collections::BTreeSet<&String> =
+            pods_a.iter().map(|p| &ids[&p.ip]).collect();
+        assert_eq!(distinct.len(), ZONES, "every zone has an id of its own");
+    }
+}
