@@ -176,14 +176,16 @@ impl Enforcer for EnforcerService {
         // again on top of it, so a runtime never sees "try again later" for that race.
         let mut waits = CONFLICT_WAITS.iter();
         let endpoint = loop {
-            match self.registry.add(request.clone(), note.clone()).await {
+            let err = match self.registry.add(request.clone(), note.clone()).await {
                 Ok(endpoint) => break endpoint,
-                Err(RegistryError::Store(StoreError::Conflict { what })) if waits.len() > 0 => {
-                    let wait = waits.next().copied().unwrap_or_default();
+                Err(err) => err,
+            };
+            match (&err, waits.next()) {
+                (RegistryError::Store(StoreError::Conflict { what }), Some(wait)) => {
                     info!(%key, %what, ?wait, "ADD met another node's change; made again once the watch brought it");
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(*wait).await;
                 }
-                Err(err) => {
+                _ => {
                     warn!(%key, %err, "ADD failed");
                     return Err(status_of(err));
                 }
