@@ -144,6 +144,27 @@ pub fn send_udp_spoofed(ns: &Netns, src: &str, dst: &str, port: u16) -> bool {
     out.status.success()
 }
 
+/// Opens a TCP connection to `dst:port` from `src`, an address the pod does not own
+/// (bound with `IP_TRANSPARENT`, as for [`send_udp_spoofed`]): the kernel sends SYNs
+/// with the forged source. Waits at most a second; true when the connection was
+/// established (the forged source got an answer back).
+pub fn connect_tcp_spoofed(ns: &Netns, src: &str, dst: &str, port: u16) -> bool {
+    let program = format!(
+        "import socket, sys\n\
+         s = socket.socket({fam}, socket.SOCK_STREAM)\n\
+         s.setsockopt(socket.SOL_IP, 19, 1)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, 75, 1) if {fam} == socket.AF_INET6 else None\n\
+         s.bind(('{src}', 0))\n\
+         s.settimeout(1.0)\n\
+         try:\n\
+         \x20   s.connect(('{dst}', {port}))\n\
+         except OSError:\n\
+         \x20   sys.exit(1)\n",
+        fam = family(dst)
+    );
+    python(ns, &program).status.success()
+}
+
 /// Sends one packet of IP protocol `proto` (no transport header of ours) to `dst`
 /// from a raw socket. True when the kernel took it.
 pub fn send_raw(ns: &Netns, proto: u8, dst: &str) -> bool {

@@ -15,7 +15,7 @@ use zonewarden_tests::cluster::{Cluster, underlay_v4, underlay_v6};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::pods::{add_pod, target_of};
-use zonewarden_tests::traffic::{Catcher, Server, connects, send_udp_spoofed};
+use zonewarden_tests::traffic::{Catcher, Server, connect_tcp_spoofed, connects, send_udp_spoofed};
 use zonewarden_tests::{require_root, wait};
 
 const NET: &str = "zw-sc";
@@ -177,6 +177,32 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         "the sidecar to report the spoof",
         Duration::from_secs(10),
         || side.reported("spoof", "world->shop/api:7000/udp"),
+    );
+    // Attack: the pod, with CAP_NET_RAW, opens a connection to the cluster store's port
+    // from a forged source over either family (the one path its table accepts before
+    // the source check is to the store). Nothing of it reaches the etcd member, while
+    // the sidecar's own connection from the pod's address does; it is reported.
+    let member = &cluster.etcd().members[0];
+    let at_store = Catcher::raw(&member.netns, 6);
+    let store_v4 = underlay_v4(member.host).to_string();
+    let store_v6 = underlay_v6(member.host).to_string();
+    let spoof6 = underlay_v6(SIDE_HOST + 1).to_string();
+    assert!(!connect_tcp_spoofed(&side.netns, &spoof, &store_v4, 2379));
+    assert!(!connect_tcp_spoofed(&side.netns, &spoof6, &store_v6, 2379));
+    assert!(
+        at_store.got_from(&side_ip, Duration::from_secs(10)),
+        "the sidecar's own connection to the store reaches it"
+    );
+    for forged in [&spoof, &spoof6] {
+        assert!(
+            !at_store.got_from(forged, Duration::ZERO),
+            "a segment forged from {forged} reached the store"
+        );
+    }
+    wait::until(
+        "the sidecar to report the forged connections to the store",
+        Duration::from_secs(10),
+        || side.reported("spoof", "world->world:2379/tcp"),
     );
     wait::until(
         "the node to list what the sidecar learned, with the sidecar as evidence",
