@@ -354,7 +354,6 @@ impl Enforcer for EnforcerService {
         _: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
         let health = self.registry.health().await;
-        let snapshot = self.registry.snapshot();
         let news = self.registry.readiness().news();
         Ok(Response::new(v1::StatusResponse {
             ready: health.is_ok(),
@@ -364,7 +363,7 @@ impl Enforcer for EnforcerService {
                 (Ok(()), None) => "ready".to_owned(),
             },
             node: self.registry.node().to_owned(),
-            endpoint_count: u32::try_from(snapshot.endpoints.len()).unwrap_or(u32::MAX),
+            endpoint_count: u32::try_from(self.registry.endpoint_count()).unwrap_or(u32::MAX),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             store: Some(crate::convert::store_status_to_proto(
                 &self.registry.store_health().await,

@@ -27,7 +27,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -146,6 +146,9 @@ pub struct EndpointRegistry {
     state: Arc<Mutex<RegistryState>>,
     /// Mutations so far (bumped under the state lock).
     generation: Arc<AtomicU64>,
+    /// The number of endpoints after the last mutation (set under the state lock), so
+    /// that a status poll neither builds a snapshot nor waits for a mutation.
+    endpoint_count: Arc<AtomicUsize>,
     snapshot: Arc<Published<Snapshot>>,
     resolver: Arc<Published<Resolver>>,
     store: Arc<dyn Store>,
@@ -194,10 +197,12 @@ impl EndpointRegistry {
         state.recompile();
         let snapshot = Arc::new(Published::new(state.snapshot()));
         let resolver = Arc::new(Published::new(state.resolver()));
+        let endpoint_count = Arc::new(AtomicUsize::new(state.endpoints.len()));
         Ok(Self {
             node,
             state: Arc::new(Mutex::new(state)),
             generation: Arc::new(AtomicU64::new(0)),
+            endpoint_count,
             snapshot,
             resolver,
             store,
@@ -502,6 +507,12 @@ impl EndpointRegistry {
             .get(&self.generation, &self.state, RegistryState::resolver)
     }
 
+    /// How many endpoints (of this node and, in cluster mode, of the others) the
+    /// registry holds, as of the last completed mutation: without a lock or a snapshot.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoint_count.load(Ordering::Acquire)
+    }
+
     pub fn get(&self, key: &AttachmentKey) -> Option<Endpoint> {
         self.snapshot().endpoints.get(key).cloned()
     }
@@ -588,12 +599,14 @@ impl EndpointRegistry {
     ) -> Result<T, RegistryError> {
         let state = self.state.clone();
         let generation = self.generation.clone();
+        let endpoint_count = self.endpoint_count.clone();
         blocking(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let result = mutation(&mut state);
             // A store that stages writes drops what a refused change staged, and
             // writes what a change saved after its commit (see Store::end_change).
             state.store.end_change();
+            endpoint_count.store(state.endpoints.len(), Ordering::Release);
             generation.fetch_add(1, Ordering::AcqRel);
             result
         })

@@ -6,6 +6,7 @@
 //! watch then resyncs.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tracing::{error, info, warn};
 use zonewarden_profiles::incremental::Change;
@@ -79,19 +80,20 @@ impl RegistryState {
                         warn!(key = %endpoint.key, "another node publishes an endpoint under this node's key; this node's stays");
                         continue;
                     }
-                    let old = self
-                        .endpoints
-                        .insert(endpoint.key.clone(), (**endpoint).clone());
-                    if old.as_ref() == Some(&**endpoint) {
+                    // An unchanged record (a resync lists every endpoint again) leaves
+                    // the map alone: a map shared with the snapshot is not copied.
+                    if self.endpoints.get(&endpoint.key) == Some(&**endpoint) {
                         continue;
                     }
+                    let old = Arc::make_mut(&mut self.endpoints)
+                        .insert(endpoint.key.clone(), (**endpoint).clone());
                     applied
                         .endpoints
                         .push((endpoint.key.clone(), old, Some((**endpoint).clone())));
                 }
                 RemoteChange::EndpointGone(key) => match self.endpoints.get(key) {
                     Some(old) if old.node != self.node => {
-                        let old = self.endpoints.remove(key);
+                        let old = Arc::make_mut(&mut self.endpoints).remove(key);
                         applied.endpoints.push((key.clone(), old, None));
                     }
                     _ => {}
@@ -169,8 +171,8 @@ impl RegistryState {
         }
         for (key, old, _) in applied.endpoints.iter().rev() {
             match old {
-                Some(old) => self.endpoints.insert(key.clone(), old.clone()),
-                None => self.endpoints.remove(key),
+                Some(old) => Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone()),
+                None => Arc::make_mut(&mut self.endpoints).remove(key),
             };
         }
         if let Some(before) = applied.zone_ids_before {

@@ -16,7 +16,8 @@ use crate::store::ZoneIds;
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub endpoints: BTreeMap<AttachmentKey, Endpoint>,
+    /// The registry's own map, shared (see `RegistryState::endpoints`).
+    pub endpoints: Arc<BTreeMap<AttachmentKey, Endpoint>>,
     pub zone_ids: ZoneIds,
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
@@ -186,7 +187,7 @@ mod tests {
         let db = endpoint("c3", "shop/db", &[]);
         for e in [&web, &other, &db] {
             snapshot.zone_ids.allocate(&e.zone);
-            snapshot.endpoints.insert(e.key.clone(), e.clone());
+            Arc::make_mut(&mut snapshot.endpoints).insert(e.key.clone(), e.clone());
         }
         let zones = snapshot.zones();
         let by_name: BTreeMap<_, _> = zones.iter().map(|z| (z.name.as_str(), z)).collect();

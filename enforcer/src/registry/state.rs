@@ -37,7 +37,9 @@ pub struct RegistryState {
     pub node: String,
     pub store: Arc<dyn Store>,
     pub dataplane: Arc<dyn RulesetDataplane>,
-    pub endpoints: BTreeMap<AttachmentKey, Endpoint>,
+    /// Shared with the last published snapshot until the next change of an endpoint
+    /// (which copies it then, `Arc::make_mut`): a node at rest keeps one copy.
+    pub endpoints: Arc<BTreeMap<AttachmentKey, Endpoint>>,
     pub zone_ids: ZoneIds,
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
@@ -86,11 +88,13 @@ impl RegistryState {
             node,
             store,
             dataplane,
-            endpoints: stored
-                .endpoints
-                .into_iter()
-                .map(|e| (e.key.clone(), e))
-                .collect(),
+            endpoints: Arc::new(
+                stored
+                    .endpoints
+                    .into_iter()
+                    .map(|e| (e.key.clone(), e))
+                    .collect(),
+            ),
             zone_ids,
             policy: Policy {
                 profiles,
@@ -522,13 +526,13 @@ impl RegistryState {
             restore_store(self);
             return Err(err);
         }
-        self.endpoints.insert(key.clone(), endpoint.clone());
+        Arc::make_mut(&mut self.endpoints).insert(key.clone(), endpoint.clone());
         let mut changes: Vec<Change<'_>> = old.iter().map(Change::EndpointRemoved).collect();
         changes.push(Change::EndpointAdded(&endpoint));
         if let Err(source) = self.apply(&changes) {
             match &old {
-                Some(old) => self.endpoints.insert(key.clone(), old.clone()),
-                None => self.endpoints.remove(&key),
+                Some(old) => Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone()),
+                None => Arc::make_mut(&mut self.endpoints).remove(&key),
             };
             let mut inverse = vec![Change::EndpointRemoved(&endpoint)];
             inverse.extend(old.iter().map(Change::EndpointAdded));
@@ -566,9 +570,9 @@ impl RegistryState {
             restore_store(self);
             return Err(err);
         }
-        self.endpoints.remove(key);
+        Arc::make_mut(&mut self.endpoints).remove(key);
         if let Err(source) = self.apply(&[Change::EndpointRemoved(&old)]) {
-            self.endpoints.insert(key.clone(), old.clone());
+            Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone());
             self.undo(&[Change::EndpointAdded(&old)]);
             restore_store(self);
             self.audit_reverted(record.as_ref(), &source);

@@ -621,3 +621,37 @@ async fn a_change_the_kernel_refuses_is_recorded_as_reverted() {
         "{entries:?}"
     );
 }
+
+/// A published snapshot shares the registry's endpoint map until an endpoint
+/// changes: a node at rest keeps one copy of its endpoints, and a snapshot taken
+/// before a change still shows the state it was taken from.
+#[tokio::test]
+async fn a_snapshot_shares_the_endpoints_until_one_changes() {
+    let f = fixture();
+    f.registry
+        .add(request("c1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    let before = f.registry.snapshot();
+    let shared = |snapshot: &super::Snapshot| {
+        let state = f.registry.state.lock().unwrap();
+        Arc::ptr_eq(&state.endpoints, &snapshot.endpoints)
+    };
+    assert!(shared(&before), "the snapshot copied the endpoint map");
+    assert_eq!(f.registry.endpoint_count(), 1);
+
+    f.registry
+        .add(request("c2", "shop/api", &["10.0.0.6/24"]), note())
+        .await
+        .unwrap();
+    assert!(!shared(&before));
+    assert_eq!(before.endpoints.len(), 1, "an earlier snapshot changed");
+    assert_eq!(f.registry.endpoint_count(), 2);
+    let after = f.registry.snapshot();
+    assert_eq!(after.endpoints.len(), 2);
+    assert!(shared(&after));
+
+    f.registry.del(key("c1"), note()).await.unwrap();
+    assert_eq!(f.registry.endpoint_count(), 1);
+    assert_eq!(after.endpoints.len(), 2, "an earlier snapshot changed");
+}
