@@ -31,6 +31,8 @@ const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// Samples of each propagation figure.
     pub samples: usize,
+    /// The rounds of the cross-node data plane.
+    pub cross: crate::cross_node::Config,
 }
 
 /// Node `index` (1-based)'s pod block: `10.(100+index).0.0/16`.
@@ -38,9 +40,16 @@ pub fn block(index: u8) -> String {
     format!("10.{}.0.0/16", 100 + u32::from(index))
 }
 
-/// The `j`-th address of node `index`'s block.
+/// The `j`-th address of node `index`'s block for an endpoint registered without a
+/// pod: from `10.(100+index).64.1` on, clear of the addresses zonewarden IPAM leases
+/// to real pods from the start of the block.
 pub fn node_addr(index: u8, j: usize) -> String {
-    format!("10.{}.{}.{}", 100 + u32::from(index), j / 250, j % 250 + 1)
+    format!(
+        "10.{}.{}.{}",
+        100 + u32::from(index),
+        64 + j / 250,
+        j % 250 + 1
+    )
 }
 
 pub fn zone(i: usize) -> String {
@@ -143,7 +152,7 @@ pub fn run(size: Size, cfg: &Config) -> anyhow::Result<Section> {
     let nodes = (1..=3)
         .map(|i| cluster_node(&underlay, &etcd, PREFIX, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let three = Three {
+    let mut three = Three {
         nodes,
         etcd,
         _underlay: underlay,
@@ -154,7 +163,12 @@ pub fn run(size: Size, cfg: &Config) -> anyhow::Result<Section> {
     ));
     let mut f = measure(&three, size, cfg, &mut setup)?;
     f.setup = setup;
-    Ok(section(size, cfg, &f))
+    let (a, rest) = three.nodes.split_at_mut(1);
+    let cross = crate::cross_node::measure(&mut a[0], &mut rest[0], &three.etcd, &cfg.cross)
+        .context("the data plane across nodes")?;
+    let mut sec = section(size, cfg, &f);
+    crate::cross_node::report(&mut sec, &cross, &cfg.cross);
+    Ok(sec)
 }
 
 fn measure(

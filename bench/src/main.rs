@@ -20,6 +20,7 @@ mod cluster;
 mod cluster_net;
 mod cni;
 mod cni_latency;
+mod cross_node;
 mod dataplane;
 mod etcd_load;
 mod flows;
@@ -126,7 +127,14 @@ fn plan(quick: bool) -> Plan {
                 concurrency: 10,
                 conc_rounds: 2,
             },
-            cluster: cluster::Config { samples: 10 },
+            cluster: cluster::Config {
+                samples: 10,
+                cross: cross_node::Config {
+                    reps: 2,
+                    iperf_secs: 1,
+                    loop_secs: 1.0,
+                },
+            },
             membership: membership::Config {
                 nodes: 20,
                 zones: 20,
@@ -160,7 +168,14 @@ fn plan(quick: bool) -> Plan {
                 concurrency: 50,
                 conc_rounds: 5,
             },
-            cluster: cluster::Config { samples: 50 },
+            cluster: cluster::Config {
+                samples: 50,
+                cross: cross_node::Config {
+                    reps: 5,
+                    iperf_secs: 3,
+                    loop_secs: 2.0,
+                },
+            },
             membership: membership::Config {
                 nodes: 1000,
                 zones: 1000,
