@@ -2,6 +2,7 @@
 //! an explicit name elsewhere), plus the built-in zones `host` and `world`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,9 @@ pub fn parse_namespace(name: &str) -> Result<&str, ZoneError> {
 /// A validated zone name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ZoneName(String);
+/// Shared text: a zone's name is cloned into every index that names it (an endpoint,
+/// the compiled ruleset, the resolver, snapshots), and a clone is a reference count.
+pub struct ZoneName(Arc<str>);
 
 impl ZoneName {
     /// Validates a zone name an operator or a workload asked for.
@@ -98,7 +101,7 @@ impl ZoneName {
                 name: name.to_owned(),
             });
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(Arc::from(name)))
     }
 
     /// Joins a Kubernetes namespace and workload name, lowercasing both.
@@ -111,19 +114,19 @@ impl ZoneName {
     }
 
     pub fn host() -> Self {
-        Self(HOST_ZONE.to_owned())
+        Self(Arc::from(HOST_ZONE))
     }
 
     pub fn world() -> Self {
-        Self(WORLD_ZONE.to_owned())
+        Self(Arc::from(WORLD_ZONE))
     }
 
     pub fn default_zone() -> Self {
-        Self(DEFAULT_ZONE.to_owned())
+        Self(Arc::from(DEFAULT_ZONE))
     }
 
     pub fn is_builtin(&self) -> bool {
-        self.0 == HOST_ZONE || self.0 == WORLD_ZONE
+        &*self.0 == HOST_ZONE || &*self.0 == WORLD_ZONE
     }
 
     /// A built-in zone or a name under one (`host/x`, `world/y`).
@@ -203,7 +206,7 @@ impl TryFrom<String> for ZoneName {
 
 impl From<ZoneName> for String {
     fn from(value: ZoneName) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
