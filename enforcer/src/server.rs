@@ -19,7 +19,6 @@ use crate::hostlink::HostLinks;
 use crate::learning::Learning;
 use crate::policy_api::{actor, diff, list_edges, unapproved, who};
 use crate::registry::{EndpointRegistry, IfMissing, LeaseProblem, RegistryError, Snapshot};
-use crate::store::StoreError;
 use zonewarden_profiles::ipam::IpamError;
 
 pub struct EnforcerService {
@@ -121,15 +120,6 @@ fn if_missing(create: bool) -> IfMissing {
     }
 }
 
-/// How long an ADD that met another node's change waits before each new attempt
-/// (about a second in all, well inside the plugin's call deadline).
-const CONFLICT_WAITS: [std::time::Duration; 4] = [
-    std::time::Duration::from_millis(50),
-    std::time::Duration::from_millis(100),
-    std::time::Duration::from_millis(250),
-    std::time::Duration::from_millis(500),
-];
-
 /// Store and kernel failures are `unavailable`: the plugin reports "try again later".
 fn status_of(err: RegistryError) -> Status {
     match err {
@@ -170,27 +160,11 @@ impl Enforcer for EnforcerService {
                 }
             })?;
         let ips = request.ips.clone();
-        // Two nodes that create one zone at the same moment both try to give it an id;
-        // etcd takes one, and the other node's ADD finds it changed. The winner's id
-        // reaches this node through its watch within milliseconds: the ADD is made
-        // again on top of it, so a runtime never sees "try again later" for that race.
-        let mut waits = CONFLICT_WAITS.iter();
-        let endpoint = loop {
-            let err = match self.registry.add(request.clone(), note.clone()).await {
-                Ok(endpoint) => break endpoint,
-                Err(err) => err,
-            };
-            match (&err, waits.next()) {
-                (RegistryError::Store(StoreError::Conflict { what }), Some(wait)) => {
-                    info!(%key, %what, ?wait, "ADD met another node's change; made again once the watch brought it");
-                    tokio::time::sleep(*wait).await;
-                }
-                _ => {
-                    warn!(%key, %err, "ADD failed");
-                    return Err(status_of(err));
-                }
-            }
-        };
+        // A race with another node over a new zone's id is made again inside.
+        let endpoint = self.registry.add(request, note).await.map_err(|err| {
+            warn!(%key, %err, "ADD failed");
+            status_of(err)
+        })?;
         self.registry.hold_addresses(&key, &ips);
         info!(%key, zone = %endpoint.zone, source = %endpoint.zone_source, ips = ?endpoint.ips, "endpoint added");
         Ok(Response::new(v1::AddEndpointResponse {

@@ -409,7 +409,30 @@ impl EndpointRegistry {
 
     /// Derives the zone, then registers (or replaces) the endpoint; returns once its
     /// rules are in the kernel. `note` says who asked, for the audit log.
+    ///
+    /// Two nodes that create one zone at the same moment both try to give it an id;
+    /// the cluster store takes one, and the other node's attempt finds it changed. The
+    /// winner's id reaches this node through its watch within milliseconds: the ADD is
+    /// made again on top of it (after each of [`CONFLICT_WAITS`]), so neither a runtime
+    /// nor a sidecar sees "try again later" for that race.
     pub async fn add(&self, request: AddRequest, note: Note) -> Result<Endpoint, RegistryError> {
+        let mut waits = CONFLICT_WAITS.iter();
+        loop {
+            let err = match self.add_once(request.clone(), note.clone()).await {
+                Ok(endpoint) => return Ok(endpoint),
+                Err(err) => err,
+            };
+            match (&err, waits.next()) {
+                (RegistryError::Store(StoreError::Conflict { what }), Some(wait)) => {
+                    tracing::info!(key = %request.key, %what, ?wait, "ADD met another node's change; made again once the watch brought it");
+                    tokio::time::sleep(*wait).await;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    async fn add_once(&self, request: AddRequest, note: Note) -> Result<Endpoint, RegistryError> {
         let (zone, zone_source) = derive_zone(&request.hints, &self.claims)?;
         if request.bridge.is_some() {
             // Bridged traffic must reach netfilter, or the port is not enforced.
@@ -615,6 +638,15 @@ impl EndpointRegistry {
 }
 
 mod check;
+
+/// How long an ADD that met another node's change waits before each new attempt
+/// (about a second in all, well inside the plugin's call deadline).
+pub const CONFLICT_WAITS: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+];
 
 /// A value built from the state on demand, at most once per generation of the state.
 struct Published<T> {
