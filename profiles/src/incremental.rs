@@ -47,6 +47,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -97,7 +98,9 @@ pub enum Change<'a> {
 pub struct Incremental {
     ruleset: Ruleset,
     /// Endpoints that take part (their zone has an id and they have an address).
-    endpoints: BTreeMap<AttachmentKey, Tracked>,
+    /// Keyed by a shared key: the claims and the zone and container indexes hold the
+    /// same `Arc`, not copies of its three strings.
+    endpoints: BTreeMap<Arc<AttachmentKey>, Tracked>,
     claims: BTreeMap<IpAddr, Claims>,
     zone_addrs: BTreeMap<ZoneName, BTreeMap<IpAddr, u32>>,
     /// The node's addresses, with how many times the state lists each.
@@ -106,16 +109,16 @@ pub struct Incremental {
     edges_of: BTreeMap<ZoneName, BTreeSet<Edge>>,
     local: BTreeMap<ZoneName, LocalZone>,
     /// Local attachments by container id (a container may have several).
-    by_container: BTreeMap<String, BTreeSet<AttachmentKey>>,
+    by_container: BTreeMap<String, BTreeSet<Arc<AttachmentKey>>>,
 }
 
 /// An endpoint as the indexes know it: what its addresses need when it owns them.
 struct Tracked {
+    key: Arc<AttachmentKey>,
     zone: ZoneName,
     zone_id: u32,
     created_unix_ms: i64,
     local: bool,
-    container_id: String,
     host_ifname: Option<String>,
     bridged: bool,
     mac: Option<String>,
@@ -124,7 +127,7 @@ struct Tracked {
 }
 
 /// A claim on an address, in the order compile takes endpoints: oldest first.
-type Claim = (i64, AttachmentKey);
+type Claim = (i64, Arc<AttachmentKey>);
 
 #[derive(Default)]
 struct Claims {
@@ -277,7 +280,7 @@ struct LocalZone {
     /// Whether the ruleset holds the zone (false while a batch creates it).
     in_ruleset: bool,
     /// Local endpoints with an address; the zone goes when the last one does.
-    members: BTreeSet<AttachmentKey>,
+    members: BTreeSet<Arc<AttachmentKey>>,
     out: SideCounts,
     inward: SideCounts,
 }
@@ -456,7 +459,7 @@ impl Incremental {
         let Some(zone_id) = (state.zone_id)(&endpoint.zone).filter(|_| !addrs.is_empty()) else {
             return;
         };
-        let key = &endpoint.key;
+        let key = Arc::new(endpoint.key.clone());
         let local = endpoint.node == state.node;
         let claim: Claim = (endpoint.created_unix_ms, key.clone());
         for &addr in &addrs {
@@ -482,18 +485,18 @@ impl Incremental {
             batch.zone(&endpoint.zone);
         }
         let tracked = Tracked {
+            key: key.clone(),
             zone: endpoint.zone.clone(),
             zone_id,
             created_unix_ms: endpoint.created_unix_ms,
             local,
-            container_id: key.container_id.clone(),
             host_ifname: endpoint.host_ifname.clone(),
             bridged: crate::ruleset::is_bridged(endpoint),
             mac: crate::ruleset::bridge_mac(endpoint),
             comment: member_comment(endpoint),
             addrs,
         };
-        self.endpoints.insert(key.clone(), tracked);
+        self.endpoints.insert(key, tracked);
     }
 
     /// Removes what the indexes know of the endpoint under `key` (the state no longer
@@ -502,7 +505,7 @@ impl Incremental {
         let Some(tracked) = self.endpoints.remove(key) else {
             return;
         };
-        let claim: Claim = (tracked.created_unix_ms, key.clone());
+        let claim: Claim = (tracked.created_unix_ms, tracked.key.clone());
         for &addr in &tracked.addrs {
             if let Some(claims) = self.claims.get_mut(&addr) {
                 claims.all.remove(&claim);
@@ -515,10 +518,10 @@ impl Incremental {
         }
         batch.addrs.extend(&tracked.addrs);
         if tracked.local {
-            if let Some(keys) = self.by_container.get_mut(&tracked.container_id) {
+            if let Some(keys) = self.by_container.get_mut(&tracked.key.container_id) {
                 keys.remove(key);
                 if keys.is_empty() {
-                    self.by_container.remove(&tracked.container_id);
+                    self.by_container.remove(&tracked.key.container_id);
                 }
             }
             if let Some(zone) = self.local.get_mut(&tracked.zone) {
@@ -722,7 +725,7 @@ impl Incremental {
                 host_ifname: t.host_ifname.clone(),
                 bridged: t.bridged,
                 mac: t.mac.clone(),
-                quarantined: state.quarantined_endpoints.contains(&t.container_id)
+                quarantined: state.quarantined_endpoints.contains(&t.key.container_id)
                     || state.policy.zone_quarantined(&t.zone),
                 comment: t.comment.clone(),
             });

@@ -3,23 +3,37 @@
 //! dies takes its endpoints with it, found without looking at anyone else's.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use zonewarden_profiles::AttachmentKey;
 
+/// A record key or a node name, held once and shared by both indexes: a node that
+/// knows a large cluster keeps one entry per remote endpoint here.
+type Text = Arc<str>;
+
 #[derive(Debug, Default)]
 pub struct EndpointKeys {
-    by_key: HashMap<String, (String, AttachmentKey)>,
-    by_node: HashMap<String, BTreeSet<String>>,
+    by_key: HashMap<Text, (Text, AttachmentKey)>,
+    by_node: HashMap<Text, BTreeSet<Text>>,
 }
 
 impl EndpointKeys {
     /// Notes the record `key` of `node` with its attachment.
     pub fn insert(&mut self, key: String, node: String, attachment: AttachmentKey) {
-        if let Some((old, _)) = self.by_key.get(&key)
-            && *old != node
+        if let Some((old, _)) = self.by_key.get(key.as_str())
+            && **old != *node
         {
-            self.unlink(&key, &old.clone());
+            let old = old.clone();
+            self.unlink(&key, &old);
         }
+        let key: Text = match self.by_key.get_key_value(key.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Text::from(key),
+        };
+        let node: Text = match self.by_node.get_key_value(node.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Text::from(node),
+        };
         self.by_node
             .entry(node.clone())
             .or_default()
@@ -57,7 +71,7 @@ impl EndpointKeys {
             .flat_map(|(node, keys)| {
                 keys.iter().filter_map(|key| {
                     let (_, attachment) = self.by_key.get(key)?;
-                    Some((key.clone(), node.clone(), attachment.clone()))
+                    Some((key.to_string(), node.to_string(), attachment.clone()))
                 })
             })
             .collect()
