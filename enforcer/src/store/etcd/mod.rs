@@ -81,6 +81,9 @@ pub type RemoteLearned = Arc<Mutex<std::collections::BTreeMap<String, LearnedEdg
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a listing of many pages may take in all (see `Shared::list_prefix`).
+const LISTING_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How often a request is made when a member refuses the connection (one killed
 /// member of three, then another try on the next).
 const CONNECT_ATTEMPTS: usize = 3;
@@ -459,13 +462,27 @@ impl Shared {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        self.call_within(action, REQUEST_TIMEOUT, work)
+    }
+
+    /// [`Self::call`] for work of several requests, which may take up to `limit` in
+    /// all (each of its requests still has [`REQUEST_TIMEOUT`]).
+    pub fn call_within<T, F, Fut>(
+        &self,
+        action: &'static str,
+        limit: Duration,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
         let mut attempt = 1;
         let result = loop {
-            match self.bridge.wait(REQUEST_TIMEOUT, work(self.client.clone())) {
+            match self.bridge.wait(limit, work(self.client.clone())) {
                 None => {
-                    break Err(
-                        self.unavailable(format!("{action}: no answer within {REQUEST_TIMEOUT:?}"))
-                    );
+                    break Err(self.unavailable(format!("{action}: no answer within {limit:?}")));
                 }
                 Some(Ok(value)) => break Ok(value),
                 Some(Err(err)) if never_sent(&err) && attempt < CONNECT_ATTEMPTS => {
@@ -482,8 +499,13 @@ impl Shared {
     }
 
     /// Every key under `prefix`, sorted by key, at one revision (read in pages).
+    /// Each page is one request with [`REQUEST_TIMEOUT`] (a member that stops answering
+    /// fails the listing there); the whole listing may take [`LISTING_TIMEOUT`], so a
+    /// large cluster's state (100,000 endpoints take about 10 s) is read, not refused.
     pub fn list_prefix(&self, action: &'static str, prefix: &str) -> Result<Listing, StoreError> {
-        self.call(action, |client| list_paged(client, prefix.to_owned()))
+        self.call_within(action, LISTING_TIMEOUT, |client| {
+            list_paged(client, prefix.to_owned())
+        })
     }
 
     pub fn classify(&self, action: &'static str, err: etcd_client::Error) -> StoreError {

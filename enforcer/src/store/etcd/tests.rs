@@ -1060,3 +1060,28 @@ async fn response_rules_replicate_with_the_profile_and_each_node_acts_on_its_own
         ("a1", false)
     );
 }
+
+/// A listing of many pages may take longer than one request's limit in all: each page
+/// is its own request. A node that knows a large cluster (100,000 endpoints take about
+/// 10 s to list) must read its state, not find the store "unavailable" after 5 s.
+#[test]
+fn work_of_many_requests_may_outlast_one_requests_limit() {
+    let etcd = EtcdProcess::start();
+    let a = store(&etcd, "node-a");
+    let pages = |mut client: etcd_client::Client| async move {
+        for _ in 0..6 {
+            client.get("/zw-slow/", None).await?;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        Ok(())
+    };
+    let limit = std::time::Duration::from_secs(30);
+    a.shared()
+        .call_within("six slow pages", limit, pages)
+        .expect("six requests of a second each, within 30 s in all");
+    let err = a
+        .shared()
+        .call("six slow pages", pages)
+        .expect_err("a single request's 5 s limit is not enough for six seconds");
+    assert!(err.to_string().contains("no answer within 5s"), "{err}");
+}
