@@ -41,6 +41,8 @@ const IFNAME_BYTES: usize = 16;
 const UDATA_SET_ELEM_COMMENT: u8 = 0;
 /// The send buffer we ask for: one batch must fit in one datagram.
 const SEND_BUFFER_BYTES: usize = 4 << 20;
+/// The receive buffer we ask for (answers to refused changes; see [`encode_items`]).
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 /// Batches larger than this go through `nft` instead (a full resync, not an update).
 pub const MAX_BATCH_BYTES: usize = 2 << 20;
 /// How long we wait for the kernel's answers (it answers before `send` returns; this
@@ -94,6 +96,10 @@ impl ElementSocket {
         socket.set_cap_ack(true)?;
         if setsockopt(&socket, sockopt::SndBufForce, &SEND_BUFFER_BYTES).is_err() {
             setsockopt(&socket, sockopt::SndBuf, &SEND_BUFFER_BYTES)?;
+        }
+        // Room for the kernel's answers to a batch of many refused changes.
+        if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER_BYTES).is_err() {
+            setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_BUFFER_BYTES)?;
         }
         let timeout = TimeVal::milliseconds(ANSWER_TIMEOUT.as_millis() as i64);
         setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)?;
@@ -153,16 +159,44 @@ impl ElementSocket {
                 source,
             })?;
         let first_change = first_seq.wrapping_add(1);
-        let mut answered = 0;
+        let last_change = first_seq.wrapping_add(messages as u32);
+        let mut answered = false;
         let mut refused: Option<(usize, i32)> = None;
-        while answered < messages {
+        // The kernel ran the batch inside `send`: its answers are queued already, or
+        // dropped when there were more than the receive buffer holds (the socket then
+        // reports ENOBUFS once, before the answers it kept).
+        let mut overflowed = false;
+        while !answered {
             let Inner { socket, answer, .. } = &mut *inner;
-            let len = socket
-                .recv(&mut &mut answer[..], 0)
-                .map_err(|source| NftError::Kernel {
-                    action: format!("{} (waiting for the kernel's answer)", action()),
-                    source,
-                })?;
+            let flags = if overflowed { nix::libc::MSG_DONTWAIT } else { 0 };
+            let len = match socket.recv(&mut &mut answer[..], flags) {
+                Ok(len) => len,
+                Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                    overflowed = true;
+                    continue;
+                }
+                // Every kept answer is read. Only refusals outnumber the buffer (one
+                // answer per refused change), and the kernel keeps the first ones: the
+                // first refusal is known, and it refused the whole batch.
+                Err(err) if overflowed && err.kind() == io::ErrorKind::WouldBlock => {
+                    if refused.is_some() {
+                        break;
+                    }
+                    return Err(NftError::Kernel {
+                        action: format!(
+                            "{} (the kernel's answers overflowed the socket: whether the batch was applied is unknown)",
+                            action()
+                        ),
+                        source: io::Error::from_raw_os_error(nix::libc::ENOBUFS),
+                    });
+                }
+                Err(source) => {
+                    return Err(NftError::Kernel {
+                        action: format!("{} (waiting for the kernel's answer)", action()),
+                        source,
+                    });
+                }
+            };
             for (seq, errno) in acknowledgements(&answer[..len.min(answer.len())]) {
                 if errno != 0 && (seq == first_seq || seq == last_seq) {
                     // The batch itself was refused (no permission, no nf_tables).
@@ -175,7 +209,7 @@ impl ElementSocket {
                 let Some(&change) = batch.changes_of.get(index) else {
                     continue;
                 };
-                answered += 1;
+                answered |= seq == last_change;
                 if errno != 0 && refused.is_none_or(|(i, _)| change < i) {
                     refused = Some((change, errno));
                 }
@@ -474,17 +508,20 @@ pub fn encode_items(items: &[BatchItem<'_>], first_seq: u32) -> Option<EncodedBa
     emit(&mut bytes, control(ControlMessage::BatchBegin), first_seq);
     // Message k of the batch (begin is 0) has sequence number first_seq + k.
     let mut changes_of = Vec::new();
+    let mut starts = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match item {
             BatchItem::Elements(change) => {
                 for message in element_messages(change) {
                     let seq = first_seq.wrapping_add(1 + changes_of.len() as u32);
+                    starts.push(bytes.len());
                     emit(&mut bytes, message, seq);
                     changes_of.push(index);
                 }
             }
             BatchItem::Object(object) => {
                 let seq = first_seq.wrapping_add(1 + changes_of.len() as u32);
+                starts.push(bytes.len());
                 object_message(&mut bytes, object, seq);
                 changes_of.push(index);
             }
@@ -493,9 +530,33 @@ pub fn encode_items(items: &[BatchItem<'_>], first_seq: u32) -> Option<EncodedBa
             return None;
         }
     }
+    // Only the last change asks for an acknowledgement. The kernel answers a refused
+    // change whatever its flags, and it answers in the order of the batch once the
+    // whole batch is done: the last change's answer comes last. An acknowledgement
+    // per change would be thousands of answers for a batch of thousands of small
+    // changes (a watch update of a large cluster), more than a socket's receive
+    // buffer holds: the kernel drops the overflow (ENOBUFS) and the batch's outcome
+    // is lost.
+    if let Some((&last, rest)) = starts.split_last() {
+        for &start in rest {
+            set_ack(&mut bytes[start..], false);
+        }
+        set_ack(&mut bytes[last..], true);
+    }
     let end = first_seq.wrapping_add(1 + changes_of.len() as u32);
     emit(&mut bytes, control(ControlMessage::BatchEnd), end);
     Some(EncodedBatch { bytes, changes_of })
+}
+
+/// Sets or clears `NLM_F_ACK` in the netlink header at the start of `message`.
+fn set_ack(message: &mut [u8], ack: bool) {
+    let mut flags = u16::from_ne_bytes([message[6], message[7]]);
+    if ack {
+        flags |= NLM_F_ACK;
+    } else {
+        flags &= !NLM_F_ACK;
+    }
+    message[6..8].copy_from_slice(&flags.to_ne_bytes());
 }
 
 fn emit(bytes: &mut Vec<u8>, mut message: NetlinkMessage<NetfilterMessage>, seq: u32) {
@@ -706,15 +767,21 @@ mod tests {
                 comment: "shop/db pod shop/db-0".into(),
             }],
         };
-        let bytes = encode_batch(&[change.clone(), change], 7).unwrap().bytes;
+        let bytes = encode_batch(&[change.clone(), change.clone(), change], 7)
+            .unwrap()
+            .bytes;
         let mut seqs = Vec::new();
+        let mut acks = Vec::new();
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let len = u32::from_ne_bytes(rest[..4].try_into().unwrap()) as usize;
             seqs.push(u32::from_ne_bytes(rest[8..12].try_into().unwrap()));
+            acks.push(u16::from_ne_bytes([rest[6], rest[7]]) & NLM_F_ACK != 0);
             rest = &rest[len..];
         }
-        assert_eq!(seqs, [7, 8, 9, 10]);
+        assert_eq!(seqs, [7, 8, 9, 10, 11]);
+        // Only the last change asks for an acknowledgement.
+        assert_eq!(acks, [false, false, false, true, false]);
     }
 
     #[test]

@@ -579,6 +579,7 @@ struct MemoryState {
     view: KernelView,
     fail_next: usize,
     applies: usize,
+    apply_delay: std::time::Duration,
 }
 
 impl MemoryDataplane {
@@ -589,6 +590,11 @@ impl MemoryDataplane {
     /// The next `n` calls of `ensure_base` or `apply` fail (and change nothing).
     pub fn fail_next(&self, n: usize) {
         self.lock().fail_next = n;
+    }
+
+    /// Every later `apply` takes `delay` (a slow kernel).
+    pub fn slow_down(&self, delay: std::time::Duration) {
+        self.lock().apply_delay = delay;
     }
 
     /// What the "kernel" holds.
@@ -653,6 +659,7 @@ impl RulesetDataplane for MemoryDataplane {
     fn apply(&self, _diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
         let mut state = self.lock();
         Self::injected_failure(&mut state, "apply the ruleset")?;
+        std::thread::sleep(state.apply_delay);
         state.view.ruleset = representable(new);
         state.applies += 1;
         Ok(())

@@ -354,6 +354,64 @@ fn element_changes_go_as_netlink_batches() {
     assert_holds(&dp, &r1, "after the refused batch");
 }
 
+/// A batch of thousands of small changes (one watch update of a large cluster) is
+/// answered and applied: every change acknowledged would be more answers than the
+/// socket holds, and the batch's outcome would be lost (ENOBUFS). A refused change in
+/// the middle of such a batch still refuses it as a whole, and is named.
+#[test]
+fn a_batch_of_thousands_of_changes_is_answered() {
+    require_root!();
+    let ns = Netns::new();
+    let dp = ns.dataplane_with_netlink();
+    let r = Cluster::new(true).compile();
+    dp.ensure_base(&r.settings).expect("ensure_base");
+    let socket = ns.element_socket();
+    let change = |verb, i: u32| elements::SetChange {
+        verb,
+        set: names::HOST_V4.into(),
+        elems: vec![elements::Elem {
+            key: vec![elements::Part::Addr(std::net::IpAddr::from(
+                (0xc633_0000u32 + i).to_be_bytes(),
+            ))],
+            data: None,
+            comment: String::new(),
+        }],
+    };
+    const N: u32 = 20_000;
+    let adds: Vec<_> = (0..N).map(|i| change(elements::Verb::Add, i)).collect();
+    assert_eq!(
+        socket.commit(&adds).expect("a batch of 20,000 messages"),
+        true,
+        "it fits one datagram"
+    );
+    let held = socket
+        .set_keys(names::HOST_V4)
+        .expect("list host_v4")
+        .expect("host_v4 exists");
+    assert_eq!(held.len(), N as usize, "every element of the batch is held");
+
+    // 20,000 more, one of them a deletion of an element that is not there.
+    let mut batch: Vec<_> = (N..2 * N).map(|i| change(elements::Verb::Add, i)).collect();
+    batch[10_000] = change(elements::Verb::Delete, 3 * N);
+    let err = socket.commit(&batch).expect_err("the kernel refuses the batch");
+    let text = err.to_string();
+    assert!(
+        text.contains("delete 1 element(s) of set host_v4") && text.contains("not applied"),
+        "{text}"
+    );
+    let held = socket.set_keys(names::HOST_V4).unwrap().unwrap();
+    assert_eq!(held.len(), N as usize, "nothing of the refused batch is held");
+
+    // Every change refused: each is answered, the first is named, nothing is lost.
+    let deletes: Vec<_> = (2 * N..3 * N)
+        .map(|i| change(elements::Verb::Delete, i))
+        .collect();
+    let err = socket.commit(&deletes).expect_err("all refused");
+    assert!(err.to_string().contains("not applied"), "{err}");
+    // The socket still serves the next batch.
+    assert!(socket.commit(&adds[..1]).expect("one more batch"));
+}
+
 /// `listing` without what differs between two kernels holding the same table: object
 /// handles and nft's metainfo.
 fn without_handles(listing: &Value) -> Value {

@@ -74,6 +74,8 @@ impl EtcdProcess {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=zw-test={peer}"))
+            // Progress notifications often, as a loaded cluster's watch gets them.
+            .arg("--experimental-watch-progress-notify-interval=100ms")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -430,6 +430,67 @@ async fn a_watch_takes_another_nodes_endpoints_and_profile_changes() {
     );
 }
 
+/// Status's watch lag is what operators and the benchmarks trust: zero means the
+/// kernel holds everything up to the revision shown. A progress notification from
+/// etcd while updates still wait to be applied must not make it zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_lag_is_zero_only_once_every_change_before_is_applied() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let b = node(&etcd, "node-b").await;
+    let _follow_a = a.follow();
+    let _follow = b.follow();
+    a.registry
+        .add(request("a0", "shop/web", &["10.0.0.10/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-b knows a0", || b.registry.get(&key("a0")).is_some()).await;
+    // Node b's kernel now takes 300 ms per change: node a's five endpoints queue up
+    // on b while etcd sends progress notifications every 100 ms (the test member's
+    // interval).
+    b.dataplane.slow_down(Duration::from_millis(300));
+    for i in 1..=5 {
+        a.registry
+            .add(
+                request(&format!("a{i}"), "shop/web", &[&format!("10.0.0.{}/24", 10 + i)]),
+                note(),
+            )
+            .await
+            .unwrap();
+    }
+    // A write outside the prefix moves etcd's revision past node a's last change:
+    // the next progress notification tells node-b "everything up to here".
+    let store = a.store.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        store
+            .shared()
+            .call("write outside the prefix", |mut client| async move {
+                let done = client.put("/zw-elsewhere/x", "1", None).await?;
+                Ok(done.header().map_or(0, |h| h.revision()))
+            })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = b.store.health();
+        if health.revision >= written && health.watch_lag == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "node-b never caught up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let held = b.dataplane.ruleset();
+    for i in 1..=5 {
+        let addr: std::net::IpAddr = format!("10.0.0.{}", 10 + i).parse().unwrap();
+        assert!(
+            held.members.contains_key(&addr),
+            "node-b said it caught up with revision {written} but its kernel lacks a{i} ({addr})"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_resumes_after_etcd_restarts_and_changes_are_refused_meanwhile() {
     let mut etcd = EtcdProcess::start();

@@ -41,6 +41,14 @@ pub struct ClusterUpdate {
     pub resync: bool,
 }
 
+impl ClusterUpdate {
+    /// A progress notification: no change, only the revision everything before it
+    /// reaches.
+    pub fn is_progress(&self) -> bool {
+        !self.resync && self.changed.is_empty() && self.deleted.is_empty()
+    }
+}
+
 /// Why one watch ended.
 enum Ended {
     /// The stream broke (etcd away): resume from the same revision.
@@ -188,10 +196,15 @@ async fn watch_once(
             }
         }
         if update.changed.is_empty() && update.deleted.is_empty() {
-            // A progress notification: everything up to the header is delivered.
+            // A progress notification: everything up to the header is delivered. It
+            // goes down the channel like a change: the revision counts as applied once
+            // the updates queued before it are, not while they wait.
             if header >= *next {
                 *next = header + 1;
-                shared.applied_revision.fetch_max(header, Ordering::AcqRel);
+                update.revision = header;
+                if tx.send(update).await.is_err() {
+                    return Ended::Closed;
+                }
             }
             continue;
         }
@@ -381,6 +394,13 @@ pub async fn follow_forever(
     mut updates: mpsc::Receiver<ClusterUpdate>,
 ) {
     while let Some(update) = updates.recv().await {
+        if update.is_progress() {
+            store
+                .shared()
+                .applied_revision
+                .fetch_max(update.revision, Ordering::AcqRel);
+            continue;
+        }
         let mut update = update;
         loop {
             match apply_update(&store, &registry, &update).await {
