@@ -168,7 +168,11 @@ impl ElementSocket {
         let mut overflowed = false;
         while !answered {
             let Inner { socket, answer, .. } = &mut *inner;
-            let flags = if overflowed { nix::libc::MSG_DONTWAIT } else { 0 };
+            let flags = if overflowed {
+                nix::libc::MSG_DONTWAIT
+            } else {
+                0
+            };
             let len = match socket.recv(&mut &mut answer[..], flags) {
                 Ok(len) => len,
                 Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {

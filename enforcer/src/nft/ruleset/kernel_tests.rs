@@ -393,14 +393,20 @@ fn a_batch_of_thousands_of_changes_is_answered() {
     // 20,000 more, one of them a deletion of an element that is not there.
     let mut batch: Vec<_> = (N..2 * N).map(|i| change(elements::Verb::Add, i)).collect();
     batch[10_000] = change(elements::Verb::Delete, 3 * N);
-    let err = socket.commit(&batch).expect_err("the kernel refuses the batch");
+    let err = socket
+        .commit(&batch)
+        .expect_err("the kernel refuses the batch");
     let text = err.to_string();
     assert!(
         text.contains("delete 1 element(s) of set host_v4") && text.contains("not applied"),
         "{text}"
     );
     let held = socket.set_keys(names::HOST_V4).unwrap().unwrap();
-    assert_eq!(held.len(), N as usize, "nothing of the refused batch is held");
+    assert_eq!(
+        held.len(),
+        N as usize,
+        "nothing of the refused batch is held"
+    );
 
     // Every change refused: each is answered, the first is named, nothing is lost.
     let deletes: Vec<_> = (2 * N..3 * N)

@@ -41,6 +41,13 @@ pub struct ClusterUpdate {
     pub resync: bool,
 }
 
+/// The largest watch answer taken. A watch that catches up (after a pause, or behind
+/// a burst of writes) gets up to 1,000 revisions in one answer, each as large as a
+/// transaction of etcd's `--max-request-bytes`: megabytes for a large cluster's
+/// writes. gRPC's default of 4 MiB refused such an answer, and the watch, resumed at
+/// the same revision, was refused it again without end.
+const WATCH_MESSAGE_LIMIT: usize = 1 << 30;
+
 impl ClusterUpdate {
     /// A progress notification: no change, only the revision everything before it
     /// reaches.
@@ -137,7 +144,10 @@ async fn watch_once(
     if *next <= 0 {
         return Ended::Gap("no revision to resume from".to_owned());
     }
-    let mut client = shared.client.clone();
+    let mut client = shared
+        .client
+        .watch_client()
+        .max_decoding_message_size(WATCH_MESSAGE_LIMIT);
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(*next)
