@@ -396,6 +396,63 @@ fn cache_endpoint_key(store: &EtcdStore, key: &str) -> Option<zonewarden_profile
         .cloned()
 }
 
+/// At most this many keys in one batch of queued updates (see [`take_queued`]): the
+/// batch stays well inside one netlink datagram.
+const MERGED_KEYS: usize = 2_000;
+
+/// Merges the updates queued behind `update` into it, up to [`MERGED_KEYS`] keys;
+/// returns a resync it met (which is applied on its own, after). One batch costs the
+/// kernel about what one update does (it looks up each set of a batch's messages
+/// among all the table's sets: thousands for a thousand zones), so a watch that
+/// falls behind catches up in larger batches instead of falling further behind.
+fn take_queued(
+    updates: &mut mpsc::Receiver<ClusterUpdate>,
+    update: &mut ClusterUpdate,
+) -> Option<ClusterUpdate> {
+    let mut merged = false;
+    let mut held = None;
+    while update.changed.len() + update.deleted.len() < MERGED_KEYS {
+        match updates.try_recv() {
+            Ok(next) if next.resync => {
+                held = Some(next);
+                break;
+            }
+            Ok(next) => {
+                update.changed.extend(next.changed);
+                update.deleted.extend(next.deleted);
+                update.revision = update.revision.max(next.revision);
+                merged = true;
+            }
+            Err(_) => break,
+        }
+    }
+    if merged {
+        keep_latest(update);
+    }
+    held
+}
+
+/// Keeps each key's latest event only: a put then a delete of a key is its delete,
+/// a delete then a put its put (the registry applies puts before deletions).
+fn keep_latest(update: &mut ClusterUpdate) {
+    let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let events = update
+        .changed
+        .iter()
+        .map(|kv| (&kv.key, kv.mod_revision))
+        .chain(update.deleted.iter().map(|(key, rev)| (key, *rev)));
+    for (key, revision) in events {
+        let at = latest.entry(key.clone()).or_insert(revision);
+        *at = (*at).max(revision);
+    }
+    update
+        .changed
+        .retain(|kv| latest.get(&kv.key) == Some(&kv.mod_revision));
+    update
+        .deleted
+        .retain(|(key, revision)| latest.get(key) == Some(revision));
+}
+
 /// Applies every update to the registry, in order, until the watch ends. A batch the
 /// kernel refuses is retried from a full listing.
 pub async fn follow_forever(
@@ -403,7 +460,15 @@ pub async fn follow_forever(
     registry: EndpointRegistry,
     mut updates: mpsc::Receiver<ClusterUpdate>,
 ) {
-    while let Some(update) = updates.recv().await {
+    let mut held: Option<ClusterUpdate> = None;
+    loop {
+        let update = match held.take() {
+            Some(update) => update,
+            None => match updates.recv().await {
+                Some(update) => update,
+                None => return,
+            },
+        };
         if update.is_progress() {
             store
                 .shared()
@@ -412,6 +477,9 @@ pub async fn follow_forever(
             continue;
         }
         let mut update = update;
+        if !update.resync {
+            held = take_queued(&mut updates, &mut update);
+        }
         loop {
             match apply_update(&store, &registry, &update).await {
                 Ok(count) => {
@@ -498,4 +566,88 @@ async fn apply_decoded(
         .applied_revision
         .fetch_max(update.revision, Ordering::AcqRel);
     Ok((count, relist))
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn put(key: &str, revision: i64) -> Kv {
+        Kv {
+            key: key.to_owned(),
+            value: format!("v{revision}").into_bytes(),
+            mod_revision: revision,
+        }
+    }
+
+    fn update(changed: Vec<Kv>, deleted: Vec<(&str, i64)>, revision: i64) -> ClusterUpdate {
+        ClusterUpdate {
+            changed,
+            deleted: deleted
+                .into_iter()
+                .map(|(k, r)| (k.to_owned(), r))
+                .collect(),
+            revision,
+            resync: false,
+        }
+    }
+
+    #[test]
+    fn queued_updates_merge_into_each_keys_latest_event() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut first = update(vec![put("/a", 10), put("/b", 10)], vec![("/c", 10)], 10);
+        // /a deleted later, /c back later, /b written again, a progress to 14.
+        tx.try_send(update(vec![], vec![("/a", 11)], 11)).unwrap();
+        tx.try_send(update(vec![put("/c", 12), put("/b", 12)], vec![], 12))
+            .unwrap();
+        tx.try_send(update(vec![], vec![], 14)).unwrap();
+        assert!(take_queued(&mut rx, &mut first).is_none());
+        assert_eq!(first.revision, 14);
+        let changed: Vec<(&str, i64)> = first
+            .changed
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.mod_revision))
+            .collect();
+        assert_eq!(changed, [("/c", 12), ("/b", 12)]);
+        assert_eq!(first.deleted, [("/a".to_owned(), 11)]);
+        assert!(rx.try_recv().is_err(), "every queued update was taken");
+    }
+
+    #[test]
+    fn a_resync_is_not_merged_and_ends_the_batch() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut first = update(vec![put("/a", 10)], vec![], 10);
+        tx.try_send(update(vec![put("/b", 11)], vec![], 11))
+            .unwrap();
+        let resync = ClusterUpdate {
+            resync: true,
+            ..update(vec![put("/a", 10)], vec![], 20)
+        };
+        tx.try_send(resync.clone()).unwrap();
+        tx.try_send(update(vec![put("/z", 21)], vec![], 21))
+            .unwrap();
+        assert_eq!(take_queued(&mut rx, &mut first), Some(resync));
+        assert_eq!(first.revision, 11);
+        assert_eq!(first.changed.len(), 2);
+        assert_eq!(
+            rx.try_recv().unwrap().revision,
+            21,
+            "left for after the resync"
+        );
+    }
+
+    #[test]
+    fn a_batch_stops_growing_at_its_key_limit() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let many = |base: i64| {
+            (0..MERGED_KEYS as i64)
+                .map(|i| put(&format!("/k{}", base + i), base + i))
+                .collect()
+        };
+        let mut first = update(many(0), vec![], MERGED_KEYS as i64);
+        tx.try_send(update(many(100_000), vec![], 200_000)).unwrap();
+        assert!(take_queued(&mut rx, &mut first).is_none());
+        assert_eq!(first.changed.len(), MERGED_KEYS, "nothing merged");
+        assert!(rx.try_recv().is_ok(), "the next update waits its turn");
+    }
 }
