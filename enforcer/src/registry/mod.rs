@@ -347,9 +347,12 @@ impl EndpointRegistry {
     pub fn with_cidr_zones(self, zones: BTreeMap<ZoneName, Vec<IpNet>>) -> Self {
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.policy.cidr_zones = zones;
-            state.recompile();
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            // Nothing to compile again when they are the same (most nodes have none).
+            if state.policy.cidr_zones != zones {
+                state.policy.cidr_zones = zones;
+                state.recompile();
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
         self
     }

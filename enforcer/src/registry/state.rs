@@ -84,7 +84,7 @@ impl RegistryState {
             .into_iter()
             .map(|p| (p.zone.clone(), p))
             .collect();
-        let mut state = Self {
+        let state = Self {
             node,
             store,
             dataplane,
@@ -117,7 +117,8 @@ impl RegistryState {
             flush_connections: crate::conntrack::flush,
             audit: AuditLog::disabled(),
         };
-        state.recompile();
+        // Compiled by the caller once the host's addresses are in (a compilation of
+        // a large cluster's endpoints takes a second).
         Ok(state)
     }
 

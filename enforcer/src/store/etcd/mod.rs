@@ -558,6 +558,20 @@ impl Shared {
         }
     }
 
+    /// [`Self::note_endpoint_keys`] for the endpoints of a full load, decoded already:
+    /// a record decodes only under the key its endpoint hashes to, so the key is
+    /// computed instead of decoding every record a second time.
+    fn note_loaded_endpoints(&self, endpoints: &[Endpoint]) {
+        let mut known = self
+            .endpoint_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for endpoint in endpoints {
+            let key = self.keys.endpoint(&endpoint.node, &endpoint.key);
+            known.insert(key, endpoint.node.clone(), endpoint.key.clone());
+        }
+    }
+
     /// Takes a change of a node record into the live nodes.
     pub fn node_changed(&self, name: &str, value: Option<&[u8]>) {
         let mut table = self
@@ -700,7 +714,7 @@ impl Store for EtcdStore {
                 cache.observe(&self.shared.keys, &kv.key, kv.mod_revision, Some(&kv.value));
             }
         }
-        self.shared.note_endpoint_keys(&kvs);
+        self.shared.note_loaded_endpoints(&loaded.endpoints);
         self.shared
             .loaded_revision
             .store(revision, Ordering::Release);
