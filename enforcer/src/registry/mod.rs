@@ -644,7 +644,7 @@ mod check;
 
 /// How long an ADD that met another node's change waits before each new attempt
 /// (about a second in all, well inside the plugin's call deadline).
-pub const CONFLICT_WAITS: [std::time::Duration; 4] = [
+const CONFLICT_WAITS: [std::time::Duration; 4] = [
     std::time::Duration::from_millis(50),
     std::time::Duration::from_millis(100),
     std::time::Duration::from_millis(250),

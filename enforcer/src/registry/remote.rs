@@ -6,7 +6,6 @@
 //! watch then resyncs.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use tracing::{error, info, warn};
 use zonewarden_profiles::incremental::Change;
@@ -85,7 +84,8 @@ impl RegistryState {
                     if self.endpoints.get(&endpoint.key) == Some(&**endpoint) {
                         continue;
                     }
-                    let old = Arc::make_mut(&mut self.endpoints)
+                    let old = self
+                        .endpoints_mut()
                         .insert(endpoint.key.clone(), (**endpoint).clone());
                     applied
                         .endpoints
@@ -93,7 +93,7 @@ impl RegistryState {
                 }
                 RemoteChange::EndpointGone(key) => match self.endpoints.get(key) {
                     Some(old) if old.node != self.node => {
-                        let old = Arc::make_mut(&mut self.endpoints).remove(key);
+                        let old = self.endpoints_mut().remove(key);
                         applied.endpoints.push((key.clone(), old, None));
                     }
                     _ => {}
@@ -171,8 +171,8 @@ impl RegistryState {
         }
         for (key, old, _) in applied.endpoints.iter().rev() {
             match old {
-                Some(old) => Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone()),
-                None => Arc::make_mut(&mut self.endpoints).remove(key),
+                Some(old) => self.endpoints_mut().insert(key.clone(), old.clone()),
+                None => self.endpoints_mut().remove(key),
             };
         }
         if let Some(before) = applied.zone_ids_before {

@@ -63,6 +63,11 @@ pub struct RegistryState {
 pub type ConnectionFlusher = fn(IpAddr) -> Result<usize, crate::conntrack::ConntrackError>;
 
 impl RegistryState {
+    /// The endpoints to change: copied first if a snapshot still shares them.
+    pub fn endpoints_mut(&mut self) -> &mut BTreeMap<AttachmentKey, Endpoint> {
+        Arc::make_mut(&mut self.endpoints)
+    }
+
     /// Takes what the store loaded, giving an id to any zone that lacks one.
     pub fn from_stored(
         node: String,
@@ -527,13 +532,13 @@ impl RegistryState {
             restore_store(self);
             return Err(err);
         }
-        Arc::make_mut(&mut self.endpoints).insert(key.clone(), endpoint.clone());
+        self.endpoints_mut().insert(key.clone(), endpoint.clone());
         let mut changes: Vec<Change<'_>> = old.iter().map(Change::EndpointRemoved).collect();
         changes.push(Change::EndpointAdded(&endpoint));
         if let Err(source) = self.apply(&changes) {
             match &old {
-                Some(old) => Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone()),
-                None => Arc::make_mut(&mut self.endpoints).remove(&key),
+                Some(old) => self.endpoints_mut().insert(key.clone(), old.clone()),
+                None => self.endpoints_mut().remove(&key),
             };
             let mut inverse = vec![Change::EndpointRemoved(&endpoint)];
             inverse.extend(old.iter().map(Change::EndpointAdded));
@@ -571,9 +576,9 @@ impl RegistryState {
             restore_store(self);
             return Err(err);
         }
-        Arc::make_mut(&mut self.endpoints).remove(key);
+        self.endpoints_mut().remove(key);
         if let Err(source) = self.apply(&[Change::EndpointRemoved(&old)]) {
-            Arc::make_mut(&mut self.endpoints).insert(key.clone(), old.clone());
+            self.endpoints_mut().insert(key.clone(), old.clone());
             self.undo(&[Change::EndpointAdded(&old)]);
             restore_store(self);
             self.audit_reverted(record.as_ref(), &source);

@@ -186,17 +186,28 @@ fn a_listing_larger_than_one_answer_comes_whole_at_one_revision() {
             Ok(revision)
         })
         .unwrap();
-    let listing = a.shared().list_prefix("list", "/zw-big/").unwrap();
-    assert_eq!(listing.revision, written);
-    let keys: Vec<String> = listing
-        .kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-        .collect();
-    assert_eq!(keys.len(), 1212);
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted, none twice");
-    let bytes: usize = listing.kvs().iter().map(|kv| kv.value().len()).sum();
-    assert_eq!(bytes, 1200 * 10 + 12 * 500_000);
+    // As the enforcer lists (one page here), and in pages of 500 keys and 4 MiB
+    // (three pages of small keys, then pages halved until the large values fit).
+    let listings = [
+        a.shared().list_prefix("list", "/zw-big/").unwrap(),
+        a.shared()
+            .call("list in small pages", |client| {
+                list_in_pages(client, "/zw-big/".to_owned(), 500, 4 << 20)
+            })
+            .unwrap(),
+    ];
+    for listing in listings {
+        assert_eq!(listing.revision, written);
+        let keys: Vec<String> = listing
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        assert_eq!(keys.len(), 1212);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted, none twice");
+        let bytes: usize = listing.kvs().iter().map(|kv| kv.value().len()).sum();
+        assert_eq!(bytes, 1200 * 10 + 12 * 500_000);
+    }
     assert_eq!(prefix_end(b"/zw-big/"), b"/zw-big0");
     assert_eq!(prefix_end(&[b'a', 0xff]), b"b");
 }
