@@ -102,7 +102,10 @@ fn wait_in_table(node: &Node, addr: &str, within: Duration) -> anyhow::Result<()
     let end = Instant::now() + within;
     while !has_element(node, "zone_of_v4", addr) {
         if Instant::now() > end {
-            bail!("{addr} was not in the enforcer's table within {within:?}");
+            bail!(
+                "{addr} was not in the enforcer's table within {within:?}; its log ends: {}",
+                node.log_tail()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -168,8 +171,9 @@ fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures
     let all_in_table = t.elapsed();
     anyhow::ensure!(
         has_element(node, "zone_of_v4", &populate.last_addr),
-        "the enforcer says it applied the store but its table lacks {}",
-        populate.last_addr
+        "the enforcer says it applied the store but its table lacks {}; its log ends: {}",
+        populate.last_addr,
+        node.log_tail()
     );
     let listing = node.nft(&["list", "map", "inet", "zonewarden", "zone_of_v4"])?;
     let members_counted = listing.matches(" : 0x").count();
