@@ -433,7 +433,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         let mut ep = crate::test_support::endpoint("c1", "shop/api", &["10.0.0.5/24"]);
         ep.pod_name = Some("api-0".into());
-        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(ep.key.clone(), ep);
+        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(ep);
         let mut map = crate::web::map::zone_map(
             &snapshot,
             &zonewarden_profiles::learned::LearnedEdges::new(1),

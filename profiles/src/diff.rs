@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::edge::{Edge, Proto};
 use crate::learned::LearnedEdges;
 use crate::policy::Policy;
-use crate::ruleset::{Allow, LocalAddr, Ruleset, ZoneRules};
+use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, ZoneRules};
 use crate::zone::ZoneName;
 
 /// Elements to remove and to add in one set.
@@ -110,7 +110,7 @@ pub struct RulesetDiff {
     /// Element changes of zones that exist before and after.
     pub zones: BTreeMap<u32, ZoneDelta>,
     pub local: Delta<(IpAddr, LocalAddr)>,
-    pub members: Delta<(IpAddr, (u32, String))>,
+    pub members: Delta<(IpAddr, (u32, Comment))>,
     pub host: Delta<IpAddr>,
     pub cidrs: Delta<IpNet>,
 }

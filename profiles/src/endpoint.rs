@@ -1,6 +1,8 @@
 //! One attachment of a container to a network: what the registry stores and the data
 //! plane enforces.
 
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use ipnet::IpNet;
@@ -91,5 +93,153 @@ impl Endpoint {
     /// The bare addresses of this endpoint, as the data plane matches them.
     pub fn addrs(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
         self.ips.iter().map(IpNet::addr)
+    }
+}
+
+/// Endpoints by attachment key, each holding its key once: a map from key to endpoint
+/// would keep every key twice, and a node that knows a large cluster keeps one entry
+/// per remote endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints(BTreeSet<ByKey>);
+
+/// An endpoint ordered (and found) by its key alone.
+#[derive(Debug, Clone)]
+struct ByKey(Endpoint);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
+}
+
+impl Borrow<AttachmentKey> for ByKey {
+    fn borrow(&self) -> &AttachmentKey {
+        &self.0.key
+    }
+}
+
+impl Endpoints {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, key: &AttachmentKey) -> Option<&Endpoint> {
+        self.0.get(key).map(|e| &e.0)
+    }
+
+    pub fn contains_key(&self, key: &AttachmentKey) -> bool {
+        self.0.contains(key)
+    }
+
+    /// Inserts or replaces the endpoint under its key; returns the one it replaced.
+    pub fn insert(&mut self, endpoint: Endpoint) -> Option<Endpoint> {
+        self.0.replace(ByKey(endpoint)).map(|e| e.0)
+    }
+
+    pub fn remove(&mut self, key: &AttachmentKey) -> Option<Endpoint> {
+        self.0.take(key).map(|e| e.0)
+    }
+
+    /// The endpoints in key order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Endpoint> + Clone {
+        self.0.iter().map(|e| &e.0)
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &AttachmentKey> + Clone {
+        self.values().map(|e| &e.key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Equal when they hold the same endpoints, whole (not only the same keys).
+impl PartialEq for Endpoints {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.values().eq(other.values())
+    }
+}
+
+impl Eq for Endpoints {}
+
+impl FromIterator<Endpoint> for Endpoints {
+    fn from_iter<I: IntoIterator<Item = Endpoint>>(iter: I) -> Self {
+        let mut endpoints = Self::new();
+        for endpoint in iter {
+            endpoints.insert(endpoint);
+        }
+        endpoints
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(container: &str, netns: &str) -> Endpoint {
+        Endpoint {
+            key: AttachmentKey {
+                network: "net".into(),
+                container_id: container.into(),
+                ifname: "eth0".into(),
+            },
+            zone: ZoneName::parse("shop/web").unwrap(),
+            zone_source: ZoneSource::Annotation,
+            netns: netns.into(),
+            host_ifname: None,
+            bridge: None,
+            ips: vec!["10.0.0.5/32".parse().unwrap()],
+            mac: None,
+            node: "node-a".into(),
+            pod_namespace: None,
+            pod_name: None,
+            attach_mode: AttachMode::Chained,
+            created_unix_ms: 1,
+        }
+    }
+
+    #[test]
+    fn endpoints_are_found_replaced_and_removed_by_key() {
+        let mut endpoints = Endpoints::new();
+        assert_eq!(endpoints.insert(endpoint("b", "/run/netns/b")), None);
+        assert_eq!(endpoints.insert(endpoint("a", "/run/netns/a")), None);
+        let old = endpoints.insert(endpoint("b", "/run/netns/b2"));
+        assert_eq!(old.map(|e| e.netns), Some("/run/netns/b".to_owned()));
+        assert_eq!(endpoints.len(), 2);
+        let b = endpoint("b", "").key;
+        assert_eq!(endpoints.get(&b).unwrap().netns, "/run/netns/b2");
+        let order: Vec<&str> = endpoints.keys().map(|k| k.container_id.as_str()).collect();
+        assert_eq!(order, ["a", "b"]);
+        assert_eq!(endpoints.remove(&b).unwrap().netns, "/run/netns/b2");
+        assert!(!endpoints.contains_key(&b));
+        assert_eq!(endpoints.len(), 1);
+    }
+
+    #[test]
+    fn endpoints_are_equal_only_when_every_endpoint_is() {
+        let one: Endpoints = [endpoint("a", "/x")].into_iter().collect();
+        let same: Endpoints = [endpoint("a", "/x")].into_iter().collect();
+        let other: Endpoints = [endpoint("a", "/y")].into_iter().collect();
+        assert_eq!(one, same);
+        assert_ne!(one, other, "same key, another netns");
     }
 }

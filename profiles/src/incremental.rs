@@ -53,17 +53,17 @@ use ipnet::IpNet;
 
 use crate::diff::{Delta, RulesetDiff, ZoneDelta};
 use crate::edge::{Edge, Proto};
-use crate::endpoint::{AttachmentKey, Endpoint};
+use crate::endpoint::{AttachmentKey, Endpoint, Endpoints};
 use crate::policy::Policy;
 use crate::profile::{Mode, Profile};
-use crate::ruleset::{Allow, LocalAddr, Ruleset, ZoneRules, member_comment};
+use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, ZoneRules, member_comment};
 use crate::zone::{HOST_ZONE, WORLD_ZONE, ZoneName};
 
 /// The registry's state, borrowed: what [`compile`](crate::ruleset::compile) reads.
 pub struct State<'a> {
     pub node: &'a str,
     pub policy: &'a Policy,
-    pub endpoints: &'a BTreeMap<AttachmentKey, Endpoint>,
+    pub endpoints: &'a Endpoints,
     /// The id of a zone (None: the zone has no id, and its endpoints are skipped).
     pub zone_id: &'a dyn Fn(&ZoneName) -> Option<u32>,
     pub host_addrs: &'a [IpAddr],
@@ -113,17 +113,24 @@ pub struct Incremental {
 }
 
 /// An endpoint as the indexes know it: what its addresses need when it owns them.
+/// Kept small: a node that knows a large cluster holds one per remote endpoint.
 struct Tracked {
     key: Arc<AttachmentKey>,
     zone: ZoneName,
     zone_id: u32,
     created_unix_ms: i64,
-    local: bool,
+    /// The same text as the ruleset's member entry of each address it owns.
+    comment: Comment,
+    addrs: Box<[IpAddr]>,
+    /// What the data plane needs of this node's own endpoints (`None`: another node's).
+    local: Option<Box<LocalPart>>,
+}
+
+/// What a local endpoint's addresses need besides their zone.
+struct LocalPart {
     host_ifname: Option<String>,
     bridged: bool,
     mac: Option<String>,
-    comment: String,
-    addrs: Vec<IpAddr>,
 }
 
 /// A claim on an address, in the order compile takes endpoints: oldest first.
@@ -443,7 +450,7 @@ impl Incremental {
                 }
                 Change::EndpointQuarantine(container_id) => {
                     for key in self.by_container.get(container_id).into_iter().flatten() {
-                        batch.addrs.extend(&self.endpoints[key].addrs);
+                        batch.addrs.extend(self.endpoints[key].addrs.iter());
                     }
                 }
                 Change::HostAddrs { .. } => self.host_changed(&mut batch, state),
@@ -489,12 +496,15 @@ impl Incremental {
             zone: endpoint.zone.clone(),
             zone_id,
             created_unix_ms: endpoint.created_unix_ms,
-            local,
-            host_ifname: endpoint.host_ifname.clone(),
-            bridged: crate::ruleset::is_bridged(endpoint),
-            mac: crate::ruleset::bridge_mac(endpoint),
-            comment: member_comment(endpoint),
-            addrs,
+            comment: member_comment(endpoint).into(),
+            addrs: addrs.into_boxed_slice(),
+            local: local.then(|| {
+                Box::new(LocalPart {
+                    host_ifname: endpoint.host_ifname.clone(),
+                    bridged: crate::ruleset::is_bridged(endpoint),
+                    mac: crate::ruleset::bridge_mac(endpoint),
+                })
+            }),
         };
         self.endpoints.insert(key, tracked);
     }
@@ -506,7 +516,7 @@ impl Incremental {
             return;
         };
         let claim: Claim = (tracked.created_unix_ms, tracked.key.clone());
-        for &addr in &tracked.addrs {
+        for &addr in tracked.addrs.iter() {
             if let Some(claims) = self.claims.get_mut(&addr) {
                 claims.all.remove(&claim);
                 claims.local.remove(&claim);
@@ -516,8 +526,8 @@ impl Incremental {
             }
             self.claim_moved(batch, &tracked.zone, addr, Sign::Take);
         }
-        batch.addrs.extend(&tracked.addrs);
-        if tracked.local {
+        batch.addrs.extend(tracked.addrs.iter());
+        if tracked.local.is_some() {
             if let Some(keys) = self.by_container.get_mut(&tracked.key.container_id) {
                 keys.remove(key);
                 if keys.is_empty() {
@@ -595,7 +605,7 @@ impl Incremental {
             batch.zone(zone);
             if old.is_some_and(|p| p.quarantined) != state.policy.zone_quarantined(zone) {
                 for key in &local.members {
-                    batch.addrs.extend(&self.endpoints[key].addrs);
+                    batch.addrs.extend(self.endpoints[key].addrs.iter());
                 }
             }
         }
@@ -720,14 +730,17 @@ impl Incremental {
             let member = claims
                 .and_then(|c| newest(&c.all))
                 .map(|t| (t.zone_id, t.comment.clone()));
-            let local = claims.and_then(|c| newest(&c.local)).map(|t| LocalAddr {
-                zone_id: t.zone_id,
-                host_ifname: t.host_ifname.clone(),
-                bridged: t.bridged,
-                mac: t.mac.clone(),
-                quarantined: state.quarantined_endpoints.contains(&t.key.container_id)
-                    || state.policy.zone_quarantined(&t.zone),
-                comment: t.comment.clone(),
+            let local = claims.and_then(|c| newest(&c.local)).and_then(|t| {
+                let part = t.local.as_deref()?;
+                Some(LocalAddr {
+                    zone_id: t.zone_id,
+                    host_ifname: part.host_ifname.clone(),
+                    bridged: part.bridged,
+                    mac: part.mac.clone(),
+                    quarantined: state.quarantined_endpoints.contains(&t.key.container_id)
+                        || state.policy.zone_quarantined(&t.zone),
+                    comment: t.comment.to_string(),
+                })
             });
             set_entry(&mut self.ruleset.members, addr, member, &mut diff.members);
             set_entry(&mut self.ruleset.local, addr, local, &mut diff.local);

@@ -48,7 +48,7 @@ pub use claim::{ClaimException, ZoneClaims};
 pub use derive::{ZoneHints, ZoneSource, derive_zone, workload_from_pod_name};
 pub use edge::{Edge, Proto};
 pub use edge_status::{EdgeStatus, LastDrop};
-pub use endpoint::{AttachMode, AttachmentKey, Endpoint};
+pub use endpoint::{AttachMode, AttachmentKey, Endpoint, Endpoints};
 pub use policy::{Policy, Verdict};
 pub use profile::{Mode, Profile};
 pub use zone::{ZoneError, ZoneName};

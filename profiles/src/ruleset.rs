@@ -82,7 +82,9 @@ pub struct Ruleset {
     /// Local endpoint addresses (egress/ingress maps, anti-spoofing, quarantine).
     pub local: BTreeMap<IpAddr, LocalAddr>,
     /// Every known endpoint address (local or not) and its zone id, with a comment.
-    pub members: BTreeMap<IpAddr, (u32, String)>,
+    /// The comment is shared text: a node that knows a large cluster holds one per
+    /// remote endpoint, and the incremental compiler's index holds the same one.
+    pub members: BTreeMap<IpAddr, (u32, Comment)>,
     /// The node's own addresses: the `host` zone.
     pub host: BTreeSet<IpAddr>,
     /// Every prefix of every CIDR zone: these addresses are not `world`.
@@ -101,6 +103,9 @@ pub struct CompileInput<'a> {
     /// Endpoints quarantined one by one (by container id).
     pub quarantined_endpoints: &'a BTreeSet<String>,
 }
+
+/// The comment of an endpoint's set elements, shared by the indexes that keep it.
+pub type Comment = std::sync::Arc<str>;
 
 /// The comment of an endpoint's elements: its zone and its pod or attachment.
 pub fn member_comment(ep: &Endpoint) -> String {
@@ -157,7 +162,7 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
         };
         addrs_of.entry(&ep.zone).or_default().extend(ep.addrs());
         for addr in ep.addrs() {
-            rs.members.insert(addr, (id, member_comment(ep)));
+            rs.members.insert(addr, (id, member_comment(ep).into()));
             if ep.node != input.node {
                 continue;
             }

@@ -13,7 +13,7 @@ use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::{Mode, Profile};
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
 use zonewarden_profiles::{
-    AttachMode, AttachmentKey, Edge, Endpoint, Policy, Proto, ZoneName, ZoneSource,
+    AttachMode, AttachmentKey, Edge, Endpoint, Endpoints, Policy, Proto, ZoneName, ZoneSource,
 };
 
 const NODE: &str = "node";
@@ -146,7 +146,7 @@ fn edge_spec() -> impl Strategy<Value = (usize, bool, usize)> {
 #[derive(Debug, Clone)]
 struct Model {
     policy: Policy,
-    endpoints: BTreeMap<AttachmentKey, Endpoint>,
+    endpoints: Endpoints,
     zone_ids: BTreeMap<ZoneName, u32>,
     host_addrs: Vec<IpAddr>,
     quarantined: BTreeSet<String>,
@@ -193,7 +193,7 @@ impl Model {
         let applied = match change {
             ChangeSpec::Put(spec) => {
                 let new = endpoint(spec);
-                let old = self.endpoints.insert(new.key.clone(), new.clone());
+                let old = self.endpoints.insert(new.clone());
                 return old
                     .map(Applied::Removed)
                     .into_iter()
@@ -359,7 +359,7 @@ fn model_strategy() -> impl Strategy<Value = Model> {
                     },
                     ..Policy::default()
                 },
-                endpoints: BTreeMap::new(),
+                endpoints: Endpoints::new(),
                 zone_ids: zone_ids(),
                 host_addrs: host_addrs(host),
                 quarantined: (0..4)
@@ -380,7 +380,7 @@ fn model_strategy() -> impl Strategy<Value = Model> {
             }
             for spec in &endpoints {
                 let e = endpoint(spec);
-                model.endpoints.insert(e.key.clone(), e);
+                model.endpoints.insert(e);
             }
             model
         })
@@ -467,7 +467,7 @@ proptest! {
 fn model() -> Model {
     let mut model = Model {
         policy: Policy::default(),
-        endpoints: BTreeMap::new(),
+        endpoints: Endpoints::new(),
         zone_ids: zone_ids(),
         host_addrs: vec![addr(HOST_ADDRS[0])],
         quarantined: BTreeSet::new(),

@@ -84,12 +84,14 @@ impl RegistryState {
                     if self.endpoints.get(&endpoint.key) == Some(&**endpoint) {
                         continue;
                     }
-                    let old = self
-                        .endpoints_mut()
-                        .insert(endpoint.key.clone(), (**endpoint).clone());
+                    let mut endpoint = (**endpoint).clone();
+                    if let Some(zone) = self.zone_ids.shared_name(&endpoint.zone) {
+                        endpoint.zone = zone;
+                    }
+                    let old = self.endpoints_mut().insert(endpoint.clone());
                     applied
                         .endpoints
-                        .push((endpoint.key.clone(), old, Some((**endpoint).clone())));
+                        .push((endpoint.key.clone(), old, Some(endpoint)));
                 }
                 RemoteChange::EndpointGone(key) => match self.endpoints.get(key) {
                     Some(old) if old.node != self.node => {
@@ -171,7 +173,7 @@ impl RegistryState {
         }
         for (key, old, _) in applied.endpoints.iter().rev() {
             match old {
-                Some(old) => self.endpoints_mut().insert(key.clone(), old.clone()),
+                Some(old) => self.endpoints_mut().insert(old.clone()),
                 None => self.endpoints_mut().remove(key),
             };
         }

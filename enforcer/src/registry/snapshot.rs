@@ -10,14 +10,14 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use zonewarden_profiles::response::ResponseRules;
-use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Proto, ZoneKind, ZoneName};
+use zonewarden_profiles::{Endpoint, Endpoints, Policy, Proto, ZoneKind, ZoneName};
 
 use crate::store::ZoneIds;
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// The registry's own map, shared (see `RegistryState::endpoints`).
-    pub endpoints: Arc<BTreeMap<AttachmentKey, Endpoint>>,
+    pub endpoints: Arc<Endpoints>,
     pub zone_ids: ZoneIds,
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
@@ -187,7 +187,7 @@ mod tests {
         let db = endpoint("c3", "shop/db", &[]);
         for e in [&web, &other, &db] {
             snapshot.zone_ids.allocate(&e.zone);
-            Arc::make_mut(&mut snapshot.endpoints).insert(e.key.clone(), e.clone());
+            Arc::make_mut(&mut snapshot.endpoints).insert(e.clone());
         }
         let zones = snapshot.zones();
         let by_name: BTreeMap<_, _> = zones.iter().map(|z| (z.name.as_str(), z)).collect();

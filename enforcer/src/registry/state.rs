@@ -23,7 +23,7 @@ use zonewarden_profiles::incremental::{Change, Incremental, State};
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::response::ResponseRules;
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
-use zonewarden_profiles::{AttachmentKey, Endpoint, Policy, Profile, Proto, ZoneName};
+use zonewarden_profiles::{AttachmentKey, Endpoint, Endpoints, Policy, Profile, Proto, ZoneName};
 
 use super::RegistryError;
 use super::snapshot::{Resolver, Snapshot};
@@ -39,7 +39,7 @@ pub struct RegistryState {
     pub dataplane: Arc<dyn RulesetDataplane>,
     /// Shared with the last published snapshot until the next change of an endpoint
     /// (which copies it then, `Arc::make_mut`): a node at rest keeps one copy.
-    pub endpoints: Arc<BTreeMap<AttachmentKey, Endpoint>>,
+    pub endpoints: Arc<Endpoints>,
     pub zone_ids: ZoneIds,
     pub policy: Policy,
     pub quarantined: BTreeSet<String>,
@@ -64,7 +64,7 @@ pub type ConnectionFlusher = fn(IpAddr) -> Result<usize, crate::conntrack::Connt
 
 impl RegistryState {
     /// The endpoints to change: copied first if a snapshot still shares them.
-    pub fn endpoints_mut(&mut self) -> &mut BTreeMap<AttachmentKey, Endpoint> {
+    pub fn endpoints_mut(&mut self) -> &mut Endpoints {
         Arc::make_mut(&mut self.endpoints)
     }
 
@@ -93,11 +93,18 @@ impl RegistryState {
             node,
             store,
             dataplane,
+            // Each endpoint shares its zone's name with the zone ids (a large
+            // cluster's records each bring a copy).
             endpoints: Arc::new(
                 stored
                     .endpoints
                     .into_iter()
-                    .map(|e| (e.key.clone(), e))
+                    .map(|mut endpoint| {
+                        if let Some(zone) = zone_ids.shared_name(&endpoint.zone) {
+                            endpoint.zone = zone;
+                        }
+                        endpoint
+                    })
                     .collect(),
             ),
             zone_ids,
@@ -111,7 +118,7 @@ impl RegistryState {
             compiled: Incremental::new(&State {
                 node: "",
                 policy: &Policy::default(),
-                endpoints: &BTreeMap::new(),
+                endpoints: &Endpoints::new(),
                 zone_id: &|_| None,
                 host_addrs: &[],
                 quarantined_endpoints: &BTreeSet::new(),
@@ -532,12 +539,12 @@ impl RegistryState {
             restore_store(self);
             return Err(err);
         }
-        self.endpoints_mut().insert(key.clone(), endpoint.clone());
+        self.endpoints_mut().insert(endpoint.clone());
         let mut changes: Vec<Change<'_>> = old.iter().map(Change::EndpointRemoved).collect();
         changes.push(Change::EndpointAdded(&endpoint));
         if let Err(source) = self.apply(&changes) {
             match &old {
-                Some(old) => self.endpoints_mut().insert(key.clone(), old.clone()),
+                Some(old) => self.endpoints_mut().insert(old.clone()),
                 None => self.endpoints_mut().remove(&key),
             };
             let mut inverse = vec![Change::EndpointRemoved(&endpoint)];
@@ -578,7 +585,7 @@ impl RegistryState {
         }
         self.endpoints_mut().remove(key);
         if let Err(source) = self.apply(&[Change::EndpointRemoved(&old)]) {
-            self.endpoints_mut().insert(key.clone(), old.clone());
+            self.endpoints_mut().insert(old.clone());
             self.undo(&[Change::EndpointAdded(&old)]);
             restore_store(self);
             self.audit_reverted(record.as_ref(), &source);

@@ -34,6 +34,12 @@ impl ZoneIds {
 
     /// The zone's id, allocating a new one when the zone has none. The caller
     /// persists the table before the id is used.
+    /// The zone's name as this table holds it: a clone shares its text (endpoints
+    /// decoded from the cluster store each bring a copy of their zone's name).
+    pub fn shared_name(&self, zone: &ZoneName) -> Option<ZoneName> {
+        self.zones.get_key_value(zone).map(|(name, _)| name.clone())
+    }
+
     pub fn allocate(&mut self, zone: &ZoneName) -> u32 {
         if let Some(id) = self.get(zone) {
             return id;

@@ -314,7 +314,7 @@ mod tests {
         let db = endpoint("c2", "shop/db", &["10.0.0.2/32"]);
         for e in [&web, &db] {
             snapshot.zone_ids.allocate(&e.zone);
-            std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(e.key.clone(), e.clone());
+            std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(e.clone());
         }
         (snapshot, db)
     }
@@ -326,7 +326,7 @@ mod tests {
         let (mut snapshot, _) = web_and_db();
         let mut side = endpoint("shop/web-0", "shop/web", &["10.0.0.3/32"]);
         side.attach_mode = zonewarden_profiles::AttachMode::Sidecar;
-        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(side.key.clone(), side);
+        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(side);
         let map = zone_map(&snapshot, &LearnedEdges::new(1), &Reports::new(1), "n1", 9);
         let web = map
             .zones
@@ -425,7 +425,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         let web = endpoint("c1", "shop/web", &["10.0.0.1/32"]);
         snapshot.zone_ids.allocate(&web.zone);
-        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(web.key.clone(), web.clone());
+        std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(web.clone());
         let mut reports = Reports::new(10);
         for (edge, at) in [
             ("shop/web->shop/old:80/tcp", 1),

@@ -344,7 +344,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         for (id, zone) in [("c1", "shop/web"), ("c2", "shop/web"), ("c3", "shop/db")] {
             let e = endpoint(id, zone, &[]);
-            std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(e.key.clone(), e);
+            std::sync::Arc::make_mut(&mut snapshot.endpoints).insert(e);
         }
         let db = ZoneName::parse("shop/db").unwrap();
         let mut profile = Profile::new(db.clone());

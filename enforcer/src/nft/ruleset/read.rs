@@ -72,7 +72,10 @@ pub fn representable(ruleset: &Ruleset) -> Ruleset {
         local.comment = cut_comment(&local.comment);
     }
     for (_, comment) in out.members.values_mut() {
-        *comment = cut_comment(comment);
+        let cut = cut_comment(comment);
+        if cut.len() < comment.len() {
+            *comment = cut.into();
+        }
     }
     for zone in out.zones.values_mut() {
         for allow in [&mut zone.allow_out, &mut zone.allow_in] {
@@ -160,7 +163,8 @@ fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, Strin
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| bad(map, entry))?;
-            rs.members.insert(addr, (id, comment.unwrap_or_default()));
+            rs.members
+                .insert(addr, (id, comment.unwrap_or_default().into()));
         }
     }
     for f in Family::BOTH {

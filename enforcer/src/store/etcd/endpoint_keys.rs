@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use zonewarden_profiles::AttachmentKey;
 
-/// A record key or a node name, held once and shared by both indexes: a node that
-/// knows a large cluster keeps one entry per remote endpoint here.
-type Text = Arc<str>;
+/// A record key or a node name, held once and shared by both indexes (and record keys
+/// with the store's cache of seen keys): a node that knows a large cluster keeps one
+/// entry per remote endpoint here.
+pub type Text = Arc<str>;
 
 #[derive(Debug, Default)]
 pub struct EndpointKeys {
@@ -18,18 +19,15 @@ pub struct EndpointKeys {
 }
 
 impl EndpointKeys {
-    /// Notes the record `key` of `node` with its attachment.
-    pub fn insert(&mut self, key: String, node: String, attachment: AttachmentKey) {
-        if let Some((old, _)) = self.by_key.get(key.as_str())
+    /// Notes the record `key` of `node` with its attachment (`key`: the text the
+    /// store's cache of seen keys holds, shared).
+    pub fn insert(&mut self, key: Text, node: String, attachment: AttachmentKey) {
+        if let Some((old, _)) = self.by_key.get(&*key)
             && **old != *node
         {
             let old = old.clone();
             self.unlink(&key, &old);
         }
-        let key: Text = match self.by_key.get_key_value(key.as_str()) {
-            Some((shared, _)) => shared.clone(),
-            None => Text::from(key),
-        };
         let node: Text = match self.by_node.get_key_value(node.as_str()) {
             Some((shared, _)) => shared.clone(),
             None => Text::from(node),

@@ -558,8 +558,10 @@ impl Shared {
         }
     }
 
-    /// Notes the attachment keys of the endpoint records among `kvs`.
+    /// Notes the attachment keys of the endpoint records among `kvs` (after
+    /// [`Self::observed`], whose cache then holds each key's text).
     pub fn note_endpoint_keys(&self, kvs: &[decode::Kv]) {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut known = self
             .endpoint_keys
             .lock()
@@ -568,7 +570,7 @@ impl Shared {
             if let Ok(keys::KeyKind::Endpoint { node }) = self.keys.parse(&kv.key)
                 && let Ok(endpoint) = decode::decode_endpoint(&self.keys, &kv.key, &kv.value)
             {
-                known.insert(kv.key.clone(), node, endpoint.key);
+                known.insert(cache.shared_key(&kv.key), node, endpoint.key);
             }
         }
     }
@@ -577,13 +579,18 @@ impl Shared {
     /// a record decodes only under the key its endpoint hashes to, so the key is
     /// computed instead of decoding every record a second time.
     fn note_loaded_endpoints(&self, endpoints: &[Endpoint]) {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut known = self
             .endpoint_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for endpoint in endpoints {
             let key = self.keys.endpoint(&endpoint.node, &endpoint.key);
-            known.insert(key, endpoint.node.clone(), endpoint.key.clone());
+            known.insert(
+                cache.shared_key(&key),
+                endpoint.node.clone(),
+                endpoint.key.clone(),
+            );
         }
     }
 
@@ -640,7 +647,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for key in keys {
-            cache.seen.remove(key);
+            cache.seen.remove(key.as_str());
             known.remove(key);
         }
     }

@@ -2,7 +2,7 @@
 //! the keys as this enforcer last saw them (what the commit's transaction compares).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use zonewarden_profiles::ZoneName;
@@ -33,7 +33,9 @@ pub struct Seen {
 /// What the registry holds of the cluster store, by key.
 #[derive(Debug, Default)]
 pub struct Cache {
-    pub seen: HashMap<String, Seen>,
+    /// By record key, held as shared text: the store's index of endpoint records
+    /// ([`super::endpoint_keys`]) holds the same keys, one per remote endpoint.
+    pub seen: HashMap<Arc<str>, Seen>,
     /// The zone ids the store holds (a zone's id is written once).
     pub zone_ids: BTreeMap<ZoneName, u32>,
     /// The endpoints quarantined one by one, as the store holds them.
@@ -44,16 +46,17 @@ impl Cache {
     /// Takes one key at `revision` (`value` `None`: deleted). Revisions only move
     /// forward: an older event or listing of a key changes nothing.
     pub fn observe(&mut self, keys: &Keys, key: &str, revision: i64, value: Option<&[u8]>) {
-        if self.seen.get(key).is_some_and(|s| s.revision > revision) {
-            return;
+        let seen = Seen {
+            revision,
+            exists: value.is_some(),
+        };
+        match self.seen.get_mut(key) {
+            Some(old) if old.revision > revision => return,
+            Some(old) => *old = seen,
+            None => {
+                self.seen.insert(Arc::from(key), seen);
+            }
         }
-        self.seen.insert(
-            key.to_owned(),
-            Seen {
-                revision,
-                exists: value.is_some(),
-            },
-        );
         match keys.parse(key) {
             Ok(KeyKind::Zone(zone)) => match value.map(decode::decode_zone) {
                 Some(Ok(id)) => {
@@ -72,6 +75,14 @@ impl Cache {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `key` as the shared text [`Self::seen`] holds (a new copy if it holds none).
+    pub fn shared_key(&self, key: &str) -> Arc<str> {
+        match self.seen.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
         }
     }
 
@@ -289,7 +300,7 @@ fn conflicts(
             if *guard == Guard::Unconditional {
                 return false;
             }
-            let expected = match (guard, cache.seen.get(*key)) {
+            let expected = match (guard, cache.seen.get(key.as_str())) {
                 (Guard::AsSeen, Some(seen)) if seen.exists => seen.revision,
                 _ => 0,
             };

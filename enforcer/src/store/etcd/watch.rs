@@ -280,8 +280,8 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
     if update.resync {
         let listed: BTreeSet<&str> = update.changed.iter().map(|kv| kv.key.as_str()).collect();
         for (key, seen) in &cache.seen {
-            if seen.exists && seen.revision <= update.revision && !listed.contains(key.as_str()) {
-                deleted.push((key.clone(), update.revision));
+            if seen.exists && seen.revision <= update.revision && !listed.contains(&**key) {
+                deleted.push((key.to_string(), update.revision));
             }
         }
         deleted.sort();
@@ -556,8 +556,8 @@ async fn apply_decoded(
     let shared = store.shared().clone();
     let count = registry
         .apply_remote(changes, move || {
-            shared.note_endpoint_keys(&observed);
             shared.observed(&observed, &deleted);
+            shared.note_endpoint_keys(&observed);
             shared.forget(&forgotten);
         })
         .await?;
