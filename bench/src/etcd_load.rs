@@ -79,7 +79,7 @@ fn endpoint(args: &Args, k: usize, j: usize, generation: usize) -> anyhow::Resul
     Ok(Endpoint {
         key: AttachmentKey {
             network: "zwbench-far".into(),
-            container_id: format!("far-{k}-{j}"),
+            container_id: format!("far-{k}-{j}").into(),
             ifname: "eth0".into(),
         },
         zone: ZoneName::parse(&zone((k * args.per_node + j) % args.zones))?,

@@ -46,9 +46,9 @@ fn optional(value: String) -> Option<String> {
 pub fn key_from_proto(key: Option<v1::AttachmentKey>) -> Result<AttachmentKey, Status> {
     let key = key.ok_or_else(|| Status::invalid_argument("key is missing"))?;
     Ok(AttachmentKey {
-        network: non_empty("key.network", key.network)?,
-        container_id: non_empty("key.container_id", key.container_id)?,
-        ifname: non_empty("key.ifname", key.ifname)?,
+        network: non_empty("key.network", key.network)?.into(),
+        container_id: non_empty("key.container_id", key.container_id)?.into(),
+        ifname: non_empty("key.ifname", key.ifname)?.into(),
     })
 }
 
@@ -164,9 +164,9 @@ pub fn zone_filter(zone: &str) -> Result<Option<ZoneName>, Status> {
 
 pub fn key_to_proto(key: &AttachmentKey) -> v1::AttachmentKey {
     v1::AttachmentKey {
-        network: key.network.clone(),
-        container_id: key.container_id.clone(),
-        ifname: key.ifname.clone(),
+        network: key.network.to_string(),
+        container_id: key.container_id.to_string(),
+        ifname: key.ifname.to_string(),
     }
 }
 

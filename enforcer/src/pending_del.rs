@@ -52,9 +52,9 @@ fn parse(text: &str) -> Result<AttachmentKey, String> {
         return Err("network, container_id and ifname must all be non-empty".to_owned());
     }
     Ok(AttachmentKey {
-        network: pending.network,
-        container_id: pending.container_id,
-        ifname: pending.ifname,
+        network: pending.network.into(),
+        container_id: pending.container_id.into(),
+        ifname: pending.ifname.into(),
     })
 }
 

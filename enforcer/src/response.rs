@@ -231,7 +231,7 @@ impl Responder {
             return;
         }
         for endpoint in snapshot.endpoints.values() {
-            let cid = &endpoint.key.container_id;
+            let cid: &str = &endpoint.key.container_id;
             let Some(reason) = reasons
                 .get(cid)
                 .filter(|_| snapshot.quarantined.contains(cid))

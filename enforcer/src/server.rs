@@ -586,7 +586,7 @@ impl Enforcer for EnforcerService {
                 let zone = snapshot
                     .endpoints
                     .values()
-                    .find(|e| e.key.container_id == cid)
+                    .find(|e| *e.key.container_id == *cid)
                     .map(|e| e.zone.clone());
                 let profile = zone.map(|z| {
                     snapshot
@@ -737,7 +737,7 @@ fn endpoint_with_quarantine(
     endpoint: &zonewarden_profiles::Endpoint,
     responder: Option<&crate::response::Responder>,
 ) -> v1::Endpoint {
-    let quarantined = snapshot.quarantined.contains(&endpoint.key.container_id);
+    let quarantined = snapshot.quarantined.contains(&*endpoint.key.container_id);
     v1::Endpoint {
         quarantined,
         quarantine_reason: responder
@@ -759,7 +759,7 @@ fn container_arg(snapshot: &Snapshot, given: &str) -> Result<String, Status> {
     let ids: BTreeSet<&str> = snapshot
         .endpoints
         .values()
-        .map(|e| e.key.container_id.as_str())
+        .map(|e| &*e.key.container_id)
         .collect();
     if ids.contains(given) {
         return Ok(given.to_owned());

@@ -211,9 +211,9 @@ impl Identity {
     /// `NAMESPACE/POD`, is what `zwctl quarantine --endpoint` takes).
     pub fn key(&self) -> AttachmentKey {
         AttachmentKey {
-            network: NETWORK.to_owned(),
-            container_id: format!("{}/{}", self.namespace, self.pod),
-            ifname: self.ifname.clone(),
+            network: NETWORK.into(),
+            container_id: format!("{}/{}", self.namespace, self.pod).into(),
+            ifname: self.ifname.as_str().into(),
         }
     }
 
@@ -346,7 +346,7 @@ mod tests {
         assert!(crate::store::etcd::keys::valid_node(&id.store_node()).is_ok());
         let request = id.request();
         assert_eq!(request.attach_mode, AttachMode::Sidecar);
-        assert_eq!(request.key.container_id, "shop/web-7d4b9c8f6-x2k9p");
+        assert_eq!(&*request.key.container_id, "shop/web-7d4b9c8f6-x2k9p");
         let (zone, _) = zonewarden_profiles::derive_zone(
             &request.hints,
             &zonewarden_profiles::ZoneClaims::default(),

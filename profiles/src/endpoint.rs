@@ -4,6 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -11,12 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::derive::ZoneSource;
 use crate::zone::ZoneName;
 
-/// The key of an attachment, as the CNI spec identifies it.
+/// The key of an attachment, as the CNI spec identifies it. Its parts are shared
+/// text: the registry, the compiled ruleset's indexes and the cluster store's index
+/// each keep the key of every endpoint a node knows, and a clone is three reference
+/// counts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AttachmentKey {
-    pub network: String,
-    pub container_id: String,
-    pub ifname: String,
+    pub network: Arc<str>,
+    pub container_id: Arc<str>,
+    pub ifname: Arc<str>,
 }
 
 impl fmt::Display for AttachmentKey {
@@ -227,7 +231,7 @@ mod tests {
         assert_eq!(endpoints.len(), 2);
         let b = endpoint("b", "").key;
         assert_eq!(endpoints.get(&b).unwrap().netns, "/run/netns/b2");
-        let order: Vec<&str> = endpoints.keys().map(|k| k.container_id.as_str()).collect();
+        let order: Vec<&str> = endpoints.keys().map(|k| &*k.container_id).collect();
         assert_eq!(order, ["a", "b"]);
         assert_eq!(endpoints.remove(&b).unwrap().netns, "/run/netns/b2");
         assert!(!endpoints.contains_key(&b));

@@ -109,7 +109,7 @@ pub struct Incremental {
     edges_of: BTreeMap<ZoneName, BTreeSet<Edge>>,
     local: BTreeMap<ZoneName, LocalZone>,
     /// Local attachments by container id (a container may have several).
-    by_container: BTreeMap<String, BTreeSet<Arc<AttachmentKey>>>,
+    by_container: BTreeMap<Arc<str>, BTreeSet<Arc<AttachmentKey>>>,
 }
 
 /// An endpoint as the indexes know it: what its addresses need when it owns them.
@@ -528,10 +528,10 @@ impl Incremental {
         }
         batch.addrs.extend(tracked.addrs.iter());
         if tracked.local.is_some() {
-            if let Some(keys) = self.by_container.get_mut(&tracked.key.container_id) {
+            if let Some(keys) = self.by_container.get_mut(&*tracked.key.container_id) {
                 keys.remove(key);
                 if keys.is_empty() {
-                    self.by_container.remove(&tracked.key.container_id);
+                    self.by_container.remove(&*tracked.key.container_id);
                 }
             }
             if let Some(zone) = self.local.get_mut(&tracked.zone) {
@@ -737,7 +737,7 @@ impl Incremental {
                     host_ifname: part.host_ifname.clone(),
                     bridged: part.bridged,
                     mac: part.mac.clone(),
-                    quarantined: state.quarantined_endpoints.contains(&t.key.container_id)
+                    quarantined: state.quarantined_endpoints.contains(&*t.key.container_id)
                         || state.policy.zone_quarantined(&t.zone),
                     comment: t.comment.to_string(),
                 })

@@ -166,7 +166,7 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
             if ep.node != input.node {
                 continue;
             }
-            let quarantined = input.quarantined_endpoints.contains(&ep.key.container_id)
+            let quarantined = input.quarantined_endpoints.contains(&*ep.key.container_id)
                 || input.policy.zone_quarantined(&ep.zone);
             let local = LocalAddr {
                 zone_id: id,

@@ -72,8 +72,8 @@ fn addr(text: &str) -> IpAddr {
 fn key(i: usize) -> AttachmentKey {
     AttachmentKey {
         network: "n".into(),
-        container_id: format!("c{}", i / 2),
-        ifname: format!("eth{}", i % 2),
+        container_id: format!("c{}", i / 2).into(),
+        ifname: format!("eth{}", i % 2).into(),
     }
 }
 

@@ -33,7 +33,7 @@ fn endpoint(i: usize, zone_index: usize) -> Endpoint {
     Endpoint {
         key: AttachmentKey {
             network: "n".into(),
-            container_id: format!("c{i}"),
+            container_id: format!("c{i}").into(),
             ifname: "eth0".into(),
         },
         zone: zone(zone_index),
@@ -138,7 +138,7 @@ fn world_strategy() -> impl Strategy<Value = World> {
                     .iter()
                     .zip(&eq)
                     .filter(|(_, q)| **q)
-                    .map(|(e, _)| e.key.container_id.clone())
+                    .map(|(e, _)| e.key.container_id.to_string())
                     .collect();
                 World {
                     policy,
@@ -155,7 +155,7 @@ const HOST: &str = "10.255.0.1";
 fn end<'a>(w: &World, ep: &'a Endpoint) -> End<'a> {
     End {
         zone: &ep.zone,
-        quarantined: w.quarantined.contains(&ep.key.container_id),
+        quarantined: w.quarantined.contains(&*ep.key.container_id),
     }
 }
 

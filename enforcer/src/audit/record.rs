@@ -103,7 +103,7 @@ pub fn endpoint(
         who: note.who.clone(),
         action,
         zone: Some(ep.zone.to_string()),
-        target: Some(ep.key.container_id.clone()),
+        target: Some(ep.key.container_id.to_string()),
         detail,
         version_before: Some(version),
         version_after: Some(version),

@@ -94,7 +94,7 @@ impl EndpointLookup for EndpointRegistry {
         let endpoints: Vec<_> = snapshot
             .endpoints
             .values()
-            .filter(|e| e.key.container_id == container_id)
+            .filter(|e| *e.key.container_id == *container_id)
             .collect();
         let first = endpoints.first()?;
         let addresses = endpoints.iter().flat_map(|e| e.addrs()).collect();

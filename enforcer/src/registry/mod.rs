@@ -259,7 +259,7 @@ impl EndpointRegistry {
         let orphans: Vec<AttachmentKey> = pool
             .leases()
             .map(|(key, _)| key)
-            .filter(|k| k.network == network && !registered.contains(*k) && !keep.contains(*k))
+            .filter(|k| *k.network == *network && !registered.contains(*k) && !keep.contains(*k))
             .cloned()
             .collect();
         orphans

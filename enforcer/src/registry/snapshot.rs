@@ -133,7 +133,7 @@ impl Snapshot {
     pub fn list(&self, network: Option<&str>, zone: Option<&ZoneName>) -> Vec<Endpoint> {
         self.endpoints
             .values()
-            .filter(|e| network.is_none_or(|n| e.key.network == n))
+            .filter(|e| network.is_none_or(|n| *e.key.network == *n))
             .filter(|e| zone.is_none_or(|z| &e.zone == z))
             .cloned()
             .collect()
@@ -165,7 +165,7 @@ pub fn member_name(endpoint: &Endpoint) -> String {
     match (&endpoint.pod_namespace, &endpoint.pod_name) {
         (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
         (None, Some(pod)) => pod.clone(),
-        _ => endpoint.key.container_id.clone(),
+        _ => endpoint.key.container_id.to_string(),
     }
 }
 

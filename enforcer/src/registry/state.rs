@@ -224,9 +224,9 @@ impl RegistryState {
             .iter()
             .flat_map(|e| {
                 let source = super::snapshot::ResponseSource {
-                    container_id: e.key.container_id.clone(),
+                    container_id: e.key.container_id.to_string(),
                     zone: e.zone.clone(),
-                    quarantined: self.quarantined.contains(&e.key.container_id)
+                    quarantined: self.quarantined.contains(&*e.key.container_id)
                         || self.policy.zone_quarantined(&e.zone),
                 };
                 e.addrs().map(move |a| (a, source.clone()))
@@ -667,7 +667,7 @@ impl RegistryState {
         let Some(zone) = self
             .endpoints
             .values()
-            .find(|e| e.key.container_id == container_id)
+            .find(|e| *e.key.container_id == *container_id)
             .map(|e| e.zone.clone())
         else {
             return Err(RegistryError::UnknownEndpoint(container_id.to_owned()));

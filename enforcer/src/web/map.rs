@@ -164,7 +164,7 @@ pub fn zone_map(
     }
     let mut sidecar_members: BTreeMap<&ZoneName, Vec<String>> = BTreeMap::new();
     for endpoint in snapshot.endpoints.values() {
-        if snapshot.quarantined.contains(&endpoint.key.container_id) {
+        if snapshot.quarantined.contains(&*endpoint.key.container_id) {
             *quarantined_members.entry(&endpoint.zone).or_default() += 1;
         }
         if endpoint.attach_mode == zonewarden_profiles::AttachMode::Sidecar {

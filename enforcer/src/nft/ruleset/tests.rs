@@ -125,7 +125,10 @@ impl Cluster {
     /// Gives a local and a remote endpoint an IPv6 address too.
     pub fn dual_stack(mut self) -> Self {
         for (id, addr) in [("web1", "fd00::2/128"), ("db2", "fd00::4/128")] {
-            let ep = self.endpoints.iter_mut().find(|e| e.key.container_id == id);
+            let ep = self
+                .endpoints
+                .iter_mut()
+                .find(|e| *e.key.container_id == *id);
             ep.expect("the endpoint")
                 .ips
                 .push(addr.parse().expect("a CIDR"));
@@ -153,7 +156,7 @@ impl Cluster {
     }
 
     pub fn remove_endpoint(&mut self, id: &str) {
-        self.endpoints.retain(|e| e.key.container_id != id);
+        self.endpoints.retain(|e| *e.key.container_id != *id);
     }
 }
 

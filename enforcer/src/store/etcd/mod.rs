@@ -558,20 +558,17 @@ impl Shared {
         }
     }
 
-    /// Notes the attachment keys of the endpoint records among `kvs` (after
-    /// [`Self::observed`], whose cache then holds each key's text).
-    pub fn note_endpoint_keys(&self, kvs: &[decode::Kv]) {
+    /// Notes the attachment keys of endpoint records (record key, node, attachment
+    /// key) the watch decoded, after [`Self::observed`], whose cache then holds each
+    /// record key's text.
+    pub fn note_endpoint_keys(&self, records: Vec<(String, String, AttachmentKey)>) {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut known = self
             .endpoint_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for kv in kvs {
-            if let Ok(keys::KeyKind::Endpoint { node }) = self.keys.parse(&kv.key)
-                && let Ok(endpoint) = decode::decode_endpoint(&self.keys, &kv.key, &kv.value)
-            {
-                known.insert(cache.shared_key(&kv.key), node, endpoint.key);
-            }
+        for (key, node, attachment) in records {
+            known.insert(cache.shared_key(&key), node, attachment);
         }
     }
 
@@ -734,6 +731,9 @@ impl Store for EtcdStore {
             *cache = Cache::default();
             for kv in &kvs {
                 cache.observe(&self.shared.keys, &kv.key, kv.mod_revision, Some(&kv.value));
+            }
+            for endpoint in &mut loaded.endpoints {
+                cache.names.share(&mut endpoint.key);
             }
         }
         self.shared.note_loaded_endpoints(&loaded.endpoints);

@@ -1,11 +1,11 @@
 //! The writes of one registry change, staged until its commit, and the revisions of
 //! the keys as this enforcer last saw them (what the commit's transaction compares).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
-use zonewarden_profiles::ZoneName;
+use zonewarden_profiles::{AttachmentKey, ZoneName};
 
 use super::keys::{KeyKind, Keys};
 use super::{Shared, StoreError, decode, trail};
@@ -40,6 +40,34 @@ pub struct Cache {
     pub zone_ids: BTreeMap<ZoneName, u32>,
     /// The endpoints quarantined one by one, as the store holds them.
     pub quarantined: BTreeSet<String>,
+    /// Network and interface names of the endpoints decoded, shared.
+    pub names: Names,
+}
+
+/// At most this many distinct names are shared: a cluster has a few networks and
+/// interface names, and a node that publishes a new one with every endpoint only
+/// keeps its own copies.
+const SHARED_NAMES: usize = 256;
+
+/// The network and interface names of decoded endpoint keys, held once: every
+/// endpoint record brings its own copy of the same few names ("eth0", the
+/// network's), and a node that knows a large cluster keeps one key per endpoint.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    /// Gives the key's network and interface name the text held already.
+    pub fn share(&mut self, key: &mut AttachmentKey) {
+        for name in [&mut key.network, &mut key.ifname] {
+            match self.0.get(&**name) {
+                Some(shared) => *name = shared.clone(),
+                None if self.0.len() < SHARED_NAMES => {
+                    self.0.insert(name.clone());
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 impl Cache {
@@ -355,5 +383,45 @@ pub fn describe(keys: &Keys, key: &str) -> String {
         Ok(KeyKind::Endpoint { node }) => format!("an endpoint record of node {node}"),
         Ok(KeyKind::Quarantined(id)) => format!("the quarantine of endpoint {id}"),
         _ => format!("etcd key {key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(network: &str, container_id: &str, ifname: &str) -> AttachmentKey {
+        AttachmentKey {
+            network: network.into(),
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        }
+    }
+
+    #[test]
+    fn decoded_keys_share_their_network_and_interface_names() {
+        let mut names = Names::default();
+        let mut first = key("podnet", "c1", "eth0");
+        let mut second = key("podnet", "c2", "eth0");
+        names.share(&mut first);
+        names.share(&mut second);
+        assert!(Arc::ptr_eq(&first.network, &second.network));
+        assert!(Arc::ptr_eq(&first.ifname, &second.ifname));
+        assert!(!Arc::ptr_eq(&first.container_id, &second.container_id));
+        assert_eq!(second, key("podnet", "c2", "eth0"), "the key is unchanged");
+    }
+
+    #[test]
+    fn shared_names_are_bounded() {
+        let mut names = Names::default();
+        for i in 0..SHARED_NAMES * 2 {
+            names.share(&mut key("podnet", "c", &format!("if{i}")));
+        }
+        assert_eq!(names.0.len(), SHARED_NAMES);
+        // A name held already is still shared.
+        let (mut a, mut b) = (key("podnet", "c1", "if0"), key("podnet", "c2", "if0"));
+        names.share(&mut a);
+        names.share(&mut b);
+        assert!(Arc::ptr_eq(&a.ifname, &b.ifname));
     }
 }

@@ -528,7 +528,7 @@ async fn a_watch_catches_up_through_an_answer_larger_than_four_mib() {
                     let ops: Vec<etcd_client::TxnOp> = (0..100u32)
                         .map(|i| {
                             let mut e = template.clone();
-                            e.key.container_id = format!("bulk-{t}-{i}");
+                            e.key.container_id = format!("bulk-{t}-{i}").into();
                             let n = 256 + t * 100 + i;
                             e.ips =
                                 vec![format!("10.1.{}.{}/16", n / 256, n % 256).parse().unwrap()];
@@ -871,7 +871,7 @@ async fn an_add_while_etcd_is_down_is_enforced_now_and_published_later() {
         .endpoints
         .iter()
         .filter(|e| e.node == "node-a")
-        .map(|e| e.key.container_id.clone())
+        .map(|e| e.key.container_id.to_string())
         .collect();
     assert_eq!(keys, ["a2"], "the load overlays the queue");
     a_store.spawn_publisher();

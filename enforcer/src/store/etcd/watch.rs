@@ -20,6 +20,7 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
+use zonewarden_profiles::AttachmentKey;
 
 use super::decode::{self, Kv};
 use super::keys::KeyKind;
@@ -234,6 +235,9 @@ pub struct Decoded {
     pub deleted: Vec<(String, i64)>,
     /// Endpoint keys the registry gives up because their node's record is gone.
     pub forgotten: Vec<String>,
+    /// Other nodes' endpoint records among the changes: record key, node and
+    /// attachment key (sharing its text with the registry's endpoint).
+    pub endpoint_keys: Vec<(String, String, AttachmentKey)>,
     /// A node whose endpoints were withheld has a record again: a full listing
     /// brings its endpoints back.
     pub relist: bool,
@@ -275,7 +279,7 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
     if nodes_changed {
         forget_dead_nodes(shared, &mut out);
     }
-    let cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cache = shared.cache.lock().unwrap_or_else(PoisonError::into_inner);
     let mut deleted = update.deleted.clone();
     if update.resync {
         let listed: BTreeSet<&str> = update.changed.iter().map(|kv| kv.key.as_str()).collect();
@@ -313,8 +317,14 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
                 withhold(shared, &node);
                 continue;
             }
-            KeyKind::Endpoint { .. } => decode::decode_endpoint(keys, &kv.key, &kv.value)
-                .map(|e| Some(RemoteChange::Endpoint(Box::new(e)))),
+            KeyKind::Endpoint { node } => {
+                decode::decode_endpoint(keys, &kv.key, &kv.value).map(|mut e| {
+                    cache.names.share(&mut e.key);
+                    out.endpoint_keys
+                        .push((kv.key.clone(), node, e.key.clone()));
+                    Some(RemoteChange::Endpoint(Box::new(e)))
+                })
+            }
             KeyKind::Quarantined(container_id) => Ok(Some(RemoteChange::Quarantine {
                 container_id,
                 on: true,
@@ -386,7 +396,7 @@ fn forget_dead_nodes(shared: &super::Shared, out: &mut Decoded) {
 
 /// The attachment key of an endpoint record that was deleted: the key holds only its
 /// hash, so it is looked up among the endpoints the store saw.
-fn cache_endpoint_key(store: &EtcdStore, key: &str) -> Option<zonewarden_profiles::AttachmentKey> {
+fn cache_endpoint_key(store: &EtcdStore, key: &str) -> Option<AttachmentKey> {
     store
         .shared()
         .endpoint_keys
@@ -551,13 +561,14 @@ async fn apply_decoded(
         observed,
         deleted,
         forgotten,
+        endpoint_keys,
         relist,
     } = decode_update(store, update);
     let shared = store.shared().clone();
     let count = registry
         .apply_remote(changes, move || {
             shared.observed(&observed, &deleted);
-            shared.note_endpoint_keys(&observed);
+            shared.note_endpoint_keys(endpoint_keys);
             shared.forget(&forgotten);
         })
         .await?;
