@@ -400,42 +400,56 @@ pub fn has_element(node: &Node, set: &str, elem: &str) -> bool {
 /// The revision through which the enforcer has applied the store (Status: the
 /// revision it knows less its watch lag); it moves once the kernel holds the change.
 pub fn applied(node: &Node) -> anyhow::Result<i64> {
-    let mut c = node.client()?;
+    applied_via(node, &mut node.client()?)
+}
+
+/// [`applied`] through a client connected already.
+fn applied_via(node: &Node, client: &mut Client) -> anyhow::Result<i64> {
     let status = node
         .rt
-        .block_on(c.status(v1::StatusRequest {}))?
+        .block_on(client.status(v1::StatusRequest {}))?
         .into_inner();
     let store = status.store.context("Status without a store")?;
     Ok(store.revision - store.watch_lag)
 }
 
-/// Polls the enforcer's applied revision until it passes `after` and `set` of its
-/// table then holds `elem`; the moment the revision passed.
-fn poll_until(node: &Node, after: i64, set: &str, elem: &str) -> anyhow::Result<Instant> {
-    let end = Instant::now() + PROPAGATION_LIMIT;
-    let mut after = after;
+type Client = zonewarden_proto::v1::enforcer_client::EnforcerClient<tonic::transport::Channel>;
+
+/// The pause between two Status calls of a propagation poll: a resolution of 1 ms
+/// against a goal of 50 ms, without the polls taking the CPU that the polled nodes
+/// need to apply the change (every node shares the machine's cores).
+const POLL_PAUSE: Duration = Duration::from_millis(1);
+
+/// Polls the enforcer's applied revision until it passes `after`; the moment it did
+/// and the revision then.
+fn poll_applied(
+    node: &Node,
+    client: &mut Client,
+    after: i64,
+    end: Instant,
+) -> anyhow::Result<(Instant, i64)> {
     loop {
-        let now = applied(node)?;
+        let now = applied_via(node, client)?;
         if now > after {
-            let at = Instant::now();
-            if has_element(node, set, elem) {
-                return Ok(at);
-            }
-            // Another change (a node's learned edges) moved the revision: go on.
-            after = now;
+            return Ok((Instant::now(), now));
         }
         if Instant::now() > end {
             bail!(
-                "{set} of {} did not get {{ {elem} }} within {PROPAGATION_LIMIT:?}; its log ends: {}",
+                "{} did not apply a revision past {after} within {PROPAGATION_LIMIT:?}; its log ends: {}",
                 node.netns.name,
                 node.log_tail()
             );
         }
+        std::thread::sleep(POLL_PAUSE);
     }
 }
 
 /// Runs `change` (on node A); returns when it started and when both B and C had
-/// applied it (polled at once), each checked in its table afterwards.
+/// applied it. Both are polled at once, each through a client connected before the
+/// change; their tables are checked for `elem` once both applied a newer revision
+/// (an `nft` process each, which would slow the node still being polled). A node
+/// whose table lacks it (another change moved its revision: a node's learned edges)
+/// is polled again.
 fn timed_change(
     b: &Node,
     c: &Node,
@@ -443,16 +457,54 @@ fn timed_change(
     elem: &str,
     change: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<(Instant, Instant)> {
-    let (before_b, before_c) = (applied(b)?, applied(c)?);
+    let nodes = [b, c];
+    let mut clients = [b.client()?, c.client()?];
+    let mut after = [
+        applied_via(b, &mut clients[0])?,
+        applied_via(c, &mut clients[1])?,
+    ];
     let t0 = Instant::now();
     change()?;
-    let done = std::thread::scope(|s| {
-        let on_b = s.spawn(|| poll_until(b, before_b, set, elem));
-        let on_c = poll_until(c, before_c, set, elem);
-        let on_b = on_b.join().expect("the poll of node B")?;
-        anyhow::Ok(on_b.max(on_c?))
-    })?;
-    Ok((t0, done))
+    let end = t0 + PROPAGATION_LIMIT;
+    let mut at = [t0; 2];
+    let mut pending = [true; 2];
+    while pending.contains(&true) {
+        let polled = std::thread::scope(|s| {
+            let polls: Vec<_> = nodes
+                .iter()
+                .zip(clients.iter_mut())
+                .zip(after.iter().zip(pending))
+                .map(|((node, client), (after, pending))| {
+                    s.spawn(move || {
+                        pending
+                            .then(|| poll_applied(node, client, *after, end))
+                            .transpose()
+                    })
+                })
+                .collect();
+            polls
+                .into_iter()
+                .map(|p| p.join().expect("a propagation poll"))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        for (i, polled) in polled.into_iter().enumerate() {
+            let Some((when, revision)) = polled else {
+                continue;
+            };
+            at[i] = when;
+            after[i] = revision;
+            if has_element(nodes[i], set, elem) {
+                pending[i] = false;
+            } else if Instant::now() > end {
+                bail!(
+                    "{set} of {} did not get {{ {elem} }} within {PROPAGATION_LIMIT:?}; its log ends: {}",
+                    nodes[i].netns.name,
+                    nodes[i].log_tail()
+                );
+            }
+        }
+    }
+    Ok((t0, at[0].max(at[1])))
 }
 
 /// The zone's id, from its record in etcd.
@@ -629,7 +681,7 @@ fn section(size: Size, cfg: &Config, f: &Figures) -> Section {
         },
     ]);
     sec.note(format!(
-        "One etcd member (Debian's etcd, in a namespace of its own on the underlay), not a three-member cluster. Three node namespaces on one bridge, each with a release enforcer run with `--store etcd --node-address --pod-cidr`. Endpoints are chained endpoints registered through each node's own AddEndpoint (node A first, creating every zone; then B and C at once); edges approved through A's ApproveEdges. Each propagation sample is one call on A, timed from just before the call until both B and C had applied it: their Status (gRPC, polled back to back on both nodes at once) shows a store revision applied past the one before the call (the watch moves it once the registry and the kernel took the change). Each node's table is then checked (untimed; `nft get element` on a table this size takes longer than the change) for the element: the endpoint's address in `zone_of_v4`, or `<a member of the destination zone> . tcp . <port>` in the source zone's `allow_out_v4_<id>`; a sample whose element is missing keeps polling. The later of B and C counts. {} samples each, one after another with 20 ms between.",
+        "One etcd member (Debian's etcd, in a namespace of its own on the underlay), not a three-member cluster. Three node namespaces on one bridge, each with a release enforcer run with `--store etcd --node-address --pod-cidr`. Endpoints are chained endpoints registered through each node's own AddEndpoint (node A first, creating every zone; then B and C at once); edges approved through A's ApproveEdges. Each propagation sample is one call on A, timed from just before the call until both B and C had applied it: their Status (gRPC, polled on both nodes at once, each through a client connected before the call, with 1 ms between calls) shows a store revision applied past the one before the call (the watch moves it once the registry and the kernel took the change). Once both did, each node's table is checked (untimed; `nft get element` on a table this size takes longer than the change, and would slow the node still polled) for the element: the endpoint's address in `zone_of_v4`, or `<a member of the destination zone> . tcp . <port>` in the source zone's `allow_out_v4_<id>`; a sample whose element is missing keeps polling. The later of B and C counts. {} samples each, one after another with 20 ms between.",
         cfg.samples
     ));
     sec.note("Bytes per endpoint: \"key + value\" sums the sizes of the keys and values under the prefix's `endpoints/` (the logical size, `etcdctl get --prefix -w json`), over the endpoints B and C registered; \"dbSizeInUse growth\" is the growth of etcd's `dbSizeInUse` (`etcdctl endpoint status -w json`) across the same registration, which includes the MVCC history and bbolt's page overhead. Edges live inside their source zone's profile; each ApproveEdges also writes one audit trail entry (beside the prefix) and rewrites the profile (the history counts in dbSizeInUse until compaction).");

@@ -440,10 +440,16 @@ impl RulesetDataplane for NftRulesetDataplane {
         self.run_transaction(&diff_commands(&diff, new, &self.opts), action)
     }
 
-    /// `nft list chains inet`: nft runs and the kernel answers. Anything that lists
+    /// The kernel answers nftables requests: the generation read through the element
+    /// socket (one netlink request, no process: Status probes on every call, and a
+    /// monitor may call it many times a second), or without a socket
+    /// `nft list chains inet` (nft runs and the kernel answers). Anything that lists
     /// rules or sets would make nft fetch every element of the table first, the seen
     /// sets' tens of thousands included (seconds during a flood).
     fn probe(&self) -> Result<(), NftError> {
+        if let Some(socket) = &self.elements {
+            return socket.generation().map(drop);
+        }
         let action = format!("list chains {FAMILY}");
         self.run(&["-j", "list", "chains", FAMILY], None, &action)
             .map(drop)

@@ -832,3 +832,19 @@ fn sidecar_base_applies_and_reads_back_intact() {
         "the node's options rewrite the sidecar chains"
     );
 }
+
+/// Status probes the kernel on every call: with a netlink socket that is one request,
+/// never an nft process (here nft is `false`, which fails whenever it runs).
+#[test]
+fn the_health_probe_asks_the_kernel_without_an_nft_process() {
+    require_root!();
+    let ns = Netns::new();
+    ns.netlink_only()
+        .probe()
+        .expect("the probe answers through the socket");
+    let without_socket = NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS);
+    assert!(
+        without_socket.probe().is_err(),
+        "without a socket the probe runs nft (here: false, which fails)"
+    );
+}
