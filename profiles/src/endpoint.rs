@@ -102,13 +102,15 @@ impl Endpoint {
 
 /// Endpoints by attachment key, each holding its key once: a map from key to endpoint
 /// would keep every key twice, and a node that knows a large cluster keeps one entry
-/// per remote endpoint.
+/// per remote endpoint. Each endpoint is shared (`Arc`): a clone of the whole set
+/// (the registry's copy-on-write after a snapshot took it) copies the tree, not every
+/// endpoint's text.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints(BTreeSet<ByKey>);
 
 /// An endpoint ordered (and found) by its key alone.
 #[derive(Debug, Clone)]
-struct ByKey(Endpoint);
+struct ByKey(Arc<Endpoint>);
 
 impl PartialEq for ByKey {
     fn eq(&self, other: &Self) -> bool {
@@ -142,7 +144,7 @@ impl Endpoints {
     }
 
     pub fn get(&self, key: &AttachmentKey) -> Option<&Endpoint> {
-        self.0.get(key).map(|e| &e.0)
+        self.0.get(key).map(|e| &*e.0)
     }
 
     pub fn contains_key(&self, key: &AttachmentKey) -> bool {
@@ -151,16 +153,18 @@ impl Endpoints {
 
     /// Inserts or replaces the endpoint under its key; returns the one it replaced.
     pub fn insert(&mut self, endpoint: Endpoint) -> Option<Endpoint> {
-        self.0.replace(ByKey(endpoint)).map(|e| e.0)
+        self.0
+            .replace(ByKey(Arc::new(endpoint)))
+            .map(|e| Arc::unwrap_or_clone(e.0))
     }
 
     pub fn remove(&mut self, key: &AttachmentKey) -> Option<Endpoint> {
-        self.0.take(key).map(|e| e.0)
+        self.0.take(key).map(|e| Arc::unwrap_or_clone(e.0))
     }
 
     /// The endpoints in key order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Endpoint> + Clone {
-        self.0.iter().map(|e| &e.0)
+        self.0.iter().map(|e| &*e.0)
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &AttachmentKey> + Clone {
@@ -236,6 +240,22 @@ mod tests {
         assert_eq!(endpoints.remove(&b).unwrap().netns, "/run/netns/b2");
         assert!(!endpoints.contains_key(&b));
         assert_eq!(endpoints.len(), 1);
+    }
+
+    #[test]
+    fn a_copy_of_the_endpoints_shares_each_endpoint_until_it_changes() {
+        let mut endpoints: Endpoints = [endpoint("a", "/x"), endpoint("b", "/y")]
+            .into_iter()
+            .collect();
+        let copy = endpoints.clone();
+        let a = endpoint("a", "").key;
+        assert!(std::ptr::eq(
+            endpoints.get(&a).unwrap(),
+            copy.get(&a).unwrap()
+        ));
+        endpoints.insert(endpoint("a", "/z"));
+        assert_eq!(copy.get(&a).unwrap().netns, "/x", "the copy keeps its own");
+        assert_eq!(endpoints.get(&a).unwrap().netns, "/z");
     }
 
     #[test]
