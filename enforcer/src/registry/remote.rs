@@ -85,9 +85,7 @@ impl RegistryState {
                         continue;
                     }
                     let mut endpoint = (**endpoint).clone();
-                    if let Some(zone) = self.zone_ids.shared_name(&endpoint.zone) {
-                        endpoint.zone = zone;
-                    }
+                    self.zone_ids.share_name(&mut endpoint.zone);
                     let old = self.endpoints_mut().insert(endpoint.clone());
                     applied
                         .endpoints

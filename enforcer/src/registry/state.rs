@@ -100,9 +100,7 @@ impl RegistryState {
                     .endpoints
                     .into_iter()
                     .map(|mut endpoint| {
-                        if let Some(zone) = zone_ids.shared_name(&endpoint.zone) {
-                            endpoint.zone = zone;
-                        }
+                        zone_ids.share_name(&mut endpoint.zone);
                         endpoint
                     })
                     .collect(),

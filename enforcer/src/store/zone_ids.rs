@@ -32,14 +32,17 @@ impl ZoneIds {
         self.zones.get(zone).copied()
     }
 
-    /// The zone's id, allocating a new one when the zone has none. The caller
-    /// persists the table before the id is used.
-    /// The zone's name as this table holds it: a clone shares its text (endpoints
-    /// decoded from the cluster store each bring a copy of their zone's name).
-    pub fn shared_name(&self, zone: &ZoneName) -> Option<ZoneName> {
-        self.zones.get_key_value(zone).map(|(name, _)| name.clone())
+    /// Gives `zone` the text of the name this table holds, if it holds the zone (a
+    /// clone shares its text; endpoints decoded from the cluster store each bring a
+    /// copy of their zone's name).
+    pub fn share_name(&self, zone: &mut ZoneName) {
+        if let Some((name, _)) = self.zones.get_key_value(zone) {
+            *zone = name.clone();
+        }
     }
 
+    /// The zone's id, allocating a new one when the zone has none. The caller
+    /// persists the table before the id is used.
     pub fn allocate(&mut self, zone: &ZoneName) -> u32 {
         if let Some(id) = self.get(zone) {
             return id;
@@ -131,6 +134,19 @@ mod tests {
         assert_eq!(ids.allocate(&zone("shop/web")), 1);
         assert_eq!(ids.get(&zone("shop/db")), Some(2));
         assert!(ids.validate().is_ok());
+    }
+
+    #[test]
+    fn a_known_zone_name_takes_the_tables_text() {
+        let mut ids = ZoneIds::default();
+        let held = zone("shop/web");
+        ids.allocate(&held);
+        let mut decoded = zone("shop/web");
+        ids.share_name(&mut decoded);
+        assert_eq!(decoded.as_str().as_ptr(), held.as_str().as_ptr());
+        let mut unknown = zone("shop/db");
+        ids.share_name(&mut unknown);
+        assert_eq!(unknown, zone("shop/db"), "an unknown zone keeps its name");
     }
 
     #[test]
