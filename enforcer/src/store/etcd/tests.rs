@@ -660,6 +660,45 @@ async fn a_resync_after_compaction_applies_the_difference() {
     .await;
 }
 
+/// etcd answers a new watch with its current revision before it sends the changes
+/// since the revision the watch starts from. A watch that resumes (after a break, or
+/// at a node's start) must not take that answer as progress: the node would say it
+/// applied changes it has not seen yet, and resume after them if the stream broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_watch_counts_no_revision_before_its_changes_arrive() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    // node-b loads now and watches only after node-a's changes.
+    let b = node(&etcd, "node-b").await;
+    let loaded = b.store.loaded_revision();
+    for (id, ip) in [("a1", "10.0.0.5/24"), ("a2", "10.0.0.6/24")] {
+        a.registry
+            .add(request(id, "shop/web", &[ip]), note())
+            .await
+            .unwrap();
+    }
+    let mut updates = b.store.watch();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), updates.recv())
+        .await
+        .expect("an update within 10 s")
+        .expect("the watch runs");
+    assert!(
+        !first.is_progress(),
+        "the first update after the load must bring node-a's changes, not a revision: {first:?}"
+    );
+    assert!(
+        first.changed.iter().all(|kv| kv.mod_revision > loaded),
+        "only changes after the load: {first:?}"
+    );
+    assert!(
+        first
+            .changed
+            .iter()
+            .any(|kv| kv.key.contains("/endpoints/node-a/")),
+        "node-a's endpoints: {first:?}"
+    );
+}
+
 /// A node whose record is gone (its lease ran out: dead, or cut off from etcd) has its
 /// endpoints leave every other node's zones, at once for a watching node and at load
 /// for a starting one; when its record is back, they return.

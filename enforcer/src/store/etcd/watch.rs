@@ -179,6 +179,14 @@ async fn watch_once(
         }
         let header = response.header().map_or(0, |h| h.revision());
         shared.saw_revision(header);
+        if response.created() && response.events().is_empty() {
+            // The answer to the watch request: its header is etcd's revision now, not
+            // the end of what this stream delivered. A watch resumed from an older
+            // revision gets the changes in between after it, so counting the header
+            // as applied (or resuming after it, were the stream to break now) would
+            // claim, or skip, changes this node never took.
+            continue;
+        }
         let mut update = ClusterUpdate {
             changed: Vec::new(),
             deleted: Vec::new(),
