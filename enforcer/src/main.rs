@@ -1013,7 +1013,8 @@ const MAX_BLOCKING_THREADS: usize = 4;
 /// gives little of a freed peak back (an enforcer that read back a table of 50,000
 /// remote endpoints stayed at 400–700 MiB resident, with under 60 MB in use).
 /// jemalloc returns freed pages to the kernel as they age (its background thread,
-/// started in `main`, does it while the enforcer is idle).
+/// started in `main`, does it while the enforcer is idle). It is built with one arena
+/// (`.cargo/config.toml` says why; a unit test below checks it).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -1044,5 +1045,11 @@ mod tests {
         assert!(colour_log(true, Some(OsStr::new(""))));
         assert!(!colour_log(true, Some(OsStr::new("1"))));
         assert!(!colour_log(false, None));
+    }
+
+    /// The allocator is built with the options `.cargo/config.toml` gives it: one arena.
+    #[test]
+    fn the_allocator_has_one_arena() {
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().unwrap(), 1);
     }
 }
