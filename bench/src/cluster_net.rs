@@ -1,8 +1,9 @@
 //! The network of the cluster benchmarks: an underlay (a bridge in a namespace of its
-//! own) with node namespaces plugged in by veth, and one real etcd member (Debian's
-//! `etcd`) in a namespace of its own on it.
+//! own) with node namespaces plugged in by veth, and a real etcd cluster (Debian's
+//! `etcd`), each member in a namespace of its own on it.
 //!
-//! Addresses: underlay host `h` is `10.240.0.h/16`; the etcd member is host 200. Fake
+//! Addresses: underlay host `h` is `10.240.0.h/16`; the etcd members are hosts 200,
+//! 201, ... Fake
 //! nodes that exist only as records in etcd have addresses further up the /16.
 
 use std::fs::File;
@@ -62,9 +63,14 @@ impl Underlay {
     }
 }
 
-/// One etcd member on the underlay, killed on drop.
+/// A real etcd cluster on the underlay: its members, each in a namespace of its own,
+/// killed on drop.
 pub struct Etcd {
-    pub netns: Netns,
+    members: Vec<Member>,
+}
+
+struct Member {
+    netns: Netns,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -79,70 +85,106 @@ pub struct EtcdStatus {
 }
 
 impl Etcd {
-    pub fn start(underlay: &Underlay) -> anyhow::Result<Self> {
+    /// Starts a cluster of `members` members (hosts 200, 201, ...) and waits until
+    /// every member answers healthy.
+    pub fn start(underlay: &Underlay, members: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(
             std::path::Path::new(ETCD).is_file() && std::path::Path::new(ETCDCTL).is_file(),
             "{ETCD} or {ETCDCTL} is missing: apt-get install etcd-server etcd-client (scripts/install-deps)"
         );
-        let netns = Netns::new("etcd")?;
-        underlay.attach(&netns, ETCD_HOST)?;
-        let dir = tempfile::Builder::new()
-            .prefix("zw-bench-etcd-")
-            .tempdir()?;
-        let log = File::create(dir.path().join("etcd.log"))?;
-        let url = Self::url_of();
-        let peer = format!("http://10.240.0.{ETCD_HOST}:2380");
-        let child = netns
-            .exec(ETCD)
-            .args(["--name", "m0"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &url])
-            .args(["--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("m0={peer}")])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start etcd")?;
-        cleanup::register_pid(child.id());
-        let etcd = Self {
-            netns,
-            child,
-            _dir: dir,
+        anyhow::ensure!((1..=5).contains(&members), "1 to 5 etcd members");
+        let peer = |i: usize| format!("http://10.240.0.{}:2380", host(i));
+        let initial = (0..members)
+            .map(|i| format!("m{i}={}", peer(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut etcd = Self {
+            members: Vec::with_capacity(members),
         };
+        for i in 0..members {
+            let netns = Netns::new("etcd")?;
+            underlay.attach(&netns, host(i))?;
+            let dir = tempfile::Builder::new()
+                .prefix("zw-bench-etcd-")
+                .tempdir()?;
+            let log = File::create(dir.path().join("etcd.log"))?;
+            let url = client_url(i);
+            let child = netns
+                .exec(ETCD)
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .args(["--listen-client-urls", &url])
+                .args(["--advertise-client-urls", &url])
+                .args(["--listen-peer-urls", &peer(i)])
+                .args(["--initial-advertise-peer-urls", &peer(i)])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "zw-bench"])
+                .args(["--logger", "zap", "--log-outputs", "stderr"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("start etcd")?;
+            cleanup::register_pid(child.id());
+            etcd.members.push(Member {
+                netns,
+                child,
+                _dir: dir,
+            });
+        }
         let end = Instant::now() + Duration::from_secs(30);
         while etcd.ctl(&["endpoint", "health"]).is_err() {
             if Instant::now() > end {
-                bail!("etcd did not answer healthy within 30 s");
+                bail!("etcd's {members} member(s) did not all answer healthy within 30 s");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(etcd)
     }
 
-    fn url_of() -> String {
-        format!("http://10.240.0.{ETCD_HOST}:2379")
-    }
-
+    /// The first member's client URL.
     pub fn url(&self) -> String {
-        Self::url_of()
+        client_url(0)
     }
 
-    /// `etcdctl --endpoints URL ...` inside the member's namespace.
+    /// Every member's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        (0..self.members.len())
+            .map(client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every member's underlay address.
+    pub fn addresses(&self) -> Vec<String> {
+        (0..self.members.len())
+            .map(|i| format!("10.240.0.{}", host(i)))
+            .collect()
+    }
+
+    /// The first member's namespace (on the underlay, next to the others).
+    pub fn netns(&self) -> &Netns {
+        &self.members[0].netns
+    }
+
+    /// `etcdctl --endpoints URLS ...` (every member) inside the first member's namespace.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
         run(self
-            .netns
+            .netns()
             .exec(ETCDCTL)
-            .args(["--endpoints", &self.url()])
+            .args(["--endpoints", &self.urls()])
             .args(args))
     }
 
+    /// The first member's status (every member holds the same data).
     pub fn status(&self) -> anyhow::Result<EtcdStatus> {
-        let out = self.ctl(&["endpoint", "status", "-w", "json"])?;
+        let out = run(self
+            .netns()
+            .exec(ETCDCTL)
+            .args(["--endpoints", &self.url()])
+            .args(["endpoint", "status", "-w", "json"]))?;
         let v: serde_json::Value = serde_json::from_str(&out).context("etcdctl status JSON")?;
         let s = &v[0]["Status"];
         let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
@@ -160,13 +202,13 @@ impl Etcd {
         Ok(rev)
     }
 
-    /// The enforcer's store flags for this member.
+    /// The enforcer's store flags for this cluster (every member).
     pub fn enforcer_args(&self, prefix: &str) -> Vec<String> {
         [
             "--store",
             "etcd",
             "--etcd-endpoints",
-            &self.url(),
+            &self.urls(),
             "--etcd-prefix",
             prefix,
         ]
@@ -175,12 +217,23 @@ impl Etcd {
     }
 }
 
+/// The underlay host of member `i`.
+fn host(i: usize) -> u8 {
+    ETCD_HOST + i as u8
+}
+
+fn client_url(i: usize) -> String {
+    format!("http://10.240.0.{}:2379", host(i))
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        cleanup::forget_pid(self.child.id());
+        for member in &mut self.members {
+            let _ = Command::new("kill")
+                .args(["-KILL", &member.child.id().to_string()])
+                .status();
+            let _ = member.child.wait();
+            cleanup::forget_pid(member.child.id());
+        }
     }
 }

@@ -12,7 +12,7 @@
 //!   [`learning`] (4 and 5), [`restart`], [`flows`] (7, on a small node of its own).
 //! - [`cluster`] (8): three nodes in cluster mode on one etcd, and [`membership`]
 //!   (8): one enforcer knowing the endpoints of a large cluster, written into etcd by
-//!   [`etcd_load`]; [`cluster_net`]: their underlay and etcd member.
+//!   [`etcd_load`]; [`cluster_net`]: their underlay and etcd cluster.
 //! - [`stats`], [`report`], [`proc_stat`]: figures and `RESULTS.md`.
 
 mod cleanup;

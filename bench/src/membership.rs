@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use zonewarden_proto::v1;
 
-use crate::cluster::{cluster_node, has_element, node_addr, wait_caught_up};
+use crate::cluster::{cluster_node, node_addr, wait_caught_up};
 use crate::cluster_net::{Etcd, Underlay};
 use crate::etcd_load::{Done, zone};
 use crate::node::{Node, bin};
@@ -53,7 +53,7 @@ struct Figures {
 
 pub fn run(cfg: &Config) -> anyhow::Result<Section> {
     let underlay = Underlay::new()?;
-    let etcd = Etcd::start(&underlay)?;
+    let etcd = Etcd::start(&underlay, 1)?;
     let mut node = cluster_node(&underlay, &etcd, PREFIX, 1)?;
     let f = measure(&mut node, &etcd, cfg);
     drop(node);
@@ -64,7 +64,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Section> {
 
 fn load(etcd: &Etcd, cfg: &Config, churn: bool) -> anyhow::Result<std::process::Child> {
     let mut cmd = etcd
-        .netns
+        .netns()
         .exec(bin("zw-bench")?.to_str().context("utf-8 path")?);
     cmd.args(["etcd-load", "--endpoint", &etcd.url(), "--prefix", PREFIX])
         .args(["--nodes", &cfg.nodes.to_string()])
@@ -100,7 +100,7 @@ fn finish(child: std::process::Child) -> anyhow::Result<Done> {
 
 fn wait_in_table(node: &Node, addr: &str, within: Duration) -> anyhow::Result<()> {
     let end = Instant::now() + within;
-    while !has_element(node, "zone_of_v4", addr) {
+    while !node.has_element("zone_of_v4", addr)? {
         if Instant::now() > end {
             bail!(
                 "{addr} was not in the enforcer's table within {within:?}; its log ends: {}",
@@ -170,7 +170,7 @@ fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures
     wait_caught_up(node, populate.revision, Duration::from_secs(600))?;
     let all_in_table = t.elapsed();
     anyhow::ensure!(
-        has_element(node, "zone_of_v4", &populate.last_addr),
+        node.has_element("zone_of_v4", &populate.last_addr)?,
         "the enforcer says it applied the store but its table lacks {}; its log ends: {}",
         populate.last_addr,
         node.log_tail()
@@ -314,7 +314,7 @@ fn section(cfg: &Config, f: &Figures) -> Section {
         }) + &at,
     ]);
     sec.note(format!(
-        "One etcd member; one node namespace with a release enforcer in cluster mode. Its {} zones were made through its own API: one local endpoint each (AddEndpoint, which gives the zone its id) and one edge each (ApproveEdges), {:.1} s. The {} other nodes exist only as records in etcd: `zw-bench etcd-load` (inside the etcd member's namespace) wrote each node's record on a lease (a live node, its own /24 block) and {PER_NODE} endpoints per node, encoded by the enforcer's own code (`Keys`, `encode_endpoint`, `NodeRecord`), {} keys in {:.1} s. While the enforcer ran, it took them from its watch: {:.1} s from the start of the writing until its watch lag was 0 and the last endpoint was in its table.",
+        "One etcd member (this half measures one enforcer, not etcd); one node namespace with a release enforcer in cluster mode. Its {} zones were made through its own API: one local endpoint each (AddEndpoint, which gives the zone its id) and one edge each (ApproveEdges), {:.1} s. The {} other nodes exist only as records in etcd: `zw-bench etcd-load` (inside the etcd member's namespace) wrote each node's record on a lease (a live node, its own /24 block) and {PER_NODE} endpoints per node, encoded by the enforcer's own code (`Keys`, `encode_endpoint`, `NodeRecord`), {} keys in {:.1} s. While the enforcer ran, it took them from its watch: {:.1} s from the start of the writing until its watch lag was 0 and the last endpoint was in its table.",
         cfg.zones,
         f.zones_setup.as_secs_f64(),
         cfg.nodes,

@@ -65,6 +65,9 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
+/// A list's element, and the flag of an attribute that holds attributes.
+const NFTA_LIST_ELEM: u16 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
 /// `NFNL_MSG_BATCH_BEGIN` and its `NFNL_BATCH_GENID` attribute.
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_BATCH_GENID: u16 = 1;
@@ -293,6 +296,40 @@ impl ElementSocket {
             }
         }
         Ok(Some(keys))
+    }
+
+    /// Whether `set` of the table `inet zonewarden` holds the element whose key is
+    /// `key` (as [`key_bytes`] encodes it): one lookup in the kernel, whatever the
+    /// size of the set or the table, where `nft get element` reads the whole table
+    /// first. `Ok(false)` also when the set or the table does not exist. Interval
+    /// sets are not looked up this way.
+    pub fn has_key(&self, set: &str, key: &[u8]) -> Result<bool, NftError> {
+        let action = format!("look up an element of set {set}");
+        let mut value = Vec::new();
+        push_attr(&mut value, NFTA_DATA_VALUE, key);
+        let mut element = Vec::new();
+        push_attr(&mut element, NLA_F_NESTED | NFTA_SET_ELEM_KEY, &value);
+        let mut elements = Vec::new();
+        push_attr(&mut elements, NLA_F_NESTED | NFTA_LIST_ELEM, &element);
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &nul_terminated(TABLE));
+        push_attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &nul_terminated(set));
+        push_attr(
+            &mut attrs,
+            NLA_F_NESTED | NFTA_SET_ELEM_LIST_ELEMENTS,
+            &elements,
+        );
+        match self.request(NFT_MSG_GETSETELEM, NFPROTO_INET, 0, &attrs, &action) {
+            Ok(answers) => Ok(answers
+                .iter()
+                .any(|(kind, _)| *kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM)),
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Applies `items` like [`Self::commit_items`], but only if the namespace's

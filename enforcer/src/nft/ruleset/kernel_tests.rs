@@ -848,3 +848,58 @@ fn the_health_probe_asks_the_kernel_without_an_nft_process() {
         "without a socket the probe runs nft (here: false, which fails)"
     );
 }
+
+/// One element is looked up through netlink, whatever the set's size: present,
+/// absent, in a concatenated set, in a map, in a set or a table that does not exist.
+#[test]
+fn one_element_is_looked_up_without_listing_the_table() {
+    use crate::nft::netlink::key_bytes;
+    use elements::Part;
+    require_root!();
+    let ns = Netns::new();
+    let socket = ns.element_socket();
+    let addr = |text: &str| Part::Addr(text.parse().unwrap());
+    let service = |text: &str, port| key_bytes(&[addr(text), Part::Proto(6), Part::Port(port)]);
+    assert!(
+        !socket
+            .has_key("m", &key_bytes(&[addr("10.0.0.1")]))
+            .unwrap(),
+        "no table: no element"
+    );
+    ns.nft_by_hand(&["add table inet zonewarden"]);
+    ns.nft_by_hand(&["add map inet zonewarden m { type ipv4_addr : mark; }"]);
+    ns.nft_by_hand(&["add set inet zonewarden s { type ipv4_addr . inet_proto . inet_service; }"]);
+    let many: Vec<String> = (1..=250).map(|i| format!("10.0.1.{i} : {i}")).collect();
+    ns.nft_by_hand(&[&format!(
+        "add element inet zonewarden m {{ 10.0.0.1 : 7, {} }}",
+        many.join(", ")
+    )]);
+    ns.nft_by_hand(&["add element inet zonewarden s { 10.0.0.2 . tcp . 80 }"]);
+
+    assert!(
+        socket
+            .has_key("m", &key_bytes(&[addr("10.0.0.1")]))
+            .unwrap()
+    );
+    assert!(
+        socket
+            .has_key("m", &key_bytes(&[addr("10.0.1.250")]))
+            .unwrap()
+    );
+    assert!(
+        !socket
+            .has_key("m", &key_bytes(&[addr("10.0.0.2")]))
+            .unwrap()
+    );
+    assert!(socket.has_key("s", &service("10.0.0.2", 80)).unwrap());
+    assert!(
+        !socket.has_key("s", &service("10.0.0.2", 81)).unwrap(),
+        "another port of the same address is another element"
+    );
+    assert!(
+        !socket
+            .has_key("absent", &key_bytes(&[addr("10.0.0.1")]))
+            .unwrap(),
+        "no such set: no element"
+    );
+}
