@@ -230,15 +230,20 @@ fn compiler_changes(applied: &Applied) -> Vec<Change<'_>> {
 }
 
 impl EndpointRegistry {
-    /// Applies changes other nodes made (see [`RegistryState::apply_remote`]); `then`
-    /// runs under the registry's lock once they took effect, so that the store learns
-    /// what the registry now holds before any local change can be made on top of it.
+    /// Applies changes other nodes made (see [`RegistryState::apply_remote`]). `due`
+    /// runs first under the registry's lock and keeps the changes still due: one
+    /// decoded before a local change committed a newer value of its record must not
+    /// put the older value back. `then` runs under the lock once they took effect, so
+    /// that the store learns what the registry now holds before any local change can
+    /// be made on top of it.
     pub async fn apply_remote(
         &self,
         changes: Vec<RemoteChange>,
+        due: impl FnOnce(Vec<RemoteChange>) -> Vec<RemoteChange> + Send + 'static,
         then: impl FnOnce() + Send + 'static,
     ) -> Result<usize, RegistryError> {
         self.mutate(move |state| {
+            let changes = due(changes);
             let count = state.apply_remote(&changes)?;
             then();
             Ok(count)

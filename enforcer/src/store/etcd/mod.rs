@@ -591,13 +591,13 @@ impl Shared {
         }
     }
 
-    /// Takes a change of a node record into the live nodes.
-    pub fn node_changed(&self, name: &str, value: Option<&[u8]>) {
+    /// Takes a change of a node record, made at `revision`, into the live nodes.
+    pub fn node_changed(&self, name: &str, value: Option<&[u8]>, revision: i64) {
         let mut table = self
             .node_table
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if table.apply(name, value) {
+        if table.apply(name, value, revision) {
             self.nodes.send_replace(table.records());
         }
     }
@@ -681,12 +681,12 @@ impl Shared {
     }
 
     /// Replaces the live nodes with those of a full listing.
-    pub fn nodes_listed(&self, kvs: &[decode::Kv]) {
+    pub fn nodes_listed(&self, kvs: &[decode::Kv], revision: i64) {
         let mut table = self
             .node_table
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        table.reset(&self.keys, kvs);
+        table.reset(&self.keys, kvs, revision);
         self.nodes.send_replace(table.records());
     }
 
@@ -696,6 +696,29 @@ impl Shared {
 
     pub fn saw_revision(&self, revision: i64) {
         self.head_revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// The decoded changes still due (`origins`: see [`watch::Decoded::origins`]): a
+    /// change of a record this node has written again since it was decoded (the cache
+    /// holds that revision or a newer one) is left out, or the older value would
+    /// replace this node's newer one. Called under the registry's lock, which this
+    /// node's own commits hold while they record their revisions.
+    pub fn still_due(
+        &self,
+        changes: Vec<crate::registry::remote::RemoteChange>,
+        origins: Vec<Option<(String, i64)>>,
+    ) -> Vec<crate::registry::remote::RemoteChange> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        changes
+            .into_iter()
+            .zip(origins)
+            .filter(|(_, origin)| {
+                origin
+                    .as_ref()
+                    .is_none_or(|(key, revision)| !cache.holds(key, *revision))
+            })
+            .map(|(change, _)| change)
+            .collect()
     }
 
     /// Takes what the registry now holds (applied from the watch, or loaded) into the
@@ -714,7 +737,7 @@ impl Shared {
 impl Store for EtcdStore {
     fn load(&self) -> Result<StoredState, StoreError> {
         let (kvs, revision) = self.list_all()?;
-        self.shared.nodes_listed(&kvs);
+        self.shared.nodes_listed(&kvs, revision);
         self.shared.learned_changed(&kvs, &[], true);
         let kvs = self.shared.without_withheld(kvs);
         let mut loaded = decode::decode(&self.shared.keys, &self.shared.node, &kvs)?;

@@ -48,15 +48,31 @@ impl NodeRecord {
 }
 
 /// The live nodes, by name, as the watch keeps them.
+///
+/// Each name remembers the revision of the last change the table took of it (a
+/// deletion too): the watch takes node changes as they arrive, ahead of the registry,
+/// so a full listing applied later (a resync queued behind them) must not take the
+/// table back to before them, bringing a dead node back to life or dropping a node
+/// that just joined.
 #[derive(Debug, Default)]
 pub struct NodeTable {
     records: std::collections::BTreeMap<String, NodeRecord>,
+    revisions: std::collections::HashMap<String, i64>,
 }
 
 impl NodeTable {
-    /// Takes a change of `nodes/<name>` (`None`: the record is gone); returns whether
-    /// the table changed. A record that does not decode is logged and left out.
-    pub fn apply(&mut self, name: &str, value: Option<&[u8]>) -> bool {
+    /// Takes a change of `nodes/<name>` at `revision` (`None`: the record is gone);
+    /// returns whether the table changed. A change older than the one the table took
+    /// of that name changes nothing. A record that does not decode is logged and
+    /// left out.
+    pub fn apply(&mut self, name: &str, value: Option<&[u8]>, revision: i64) -> bool {
+        match self.revisions.get_mut(name) {
+            Some(seen) if *seen > revision => return false,
+            Some(seen) => *seen = revision,
+            None => {
+                self.revisions.insert(name.to_owned(), revision);
+            }
+        }
         let Some(value) = value else {
             return self.records.remove(name).is_some();
         };
@@ -75,13 +91,24 @@ impl NodeTable {
         }
     }
 
-    /// Replaces the table with the node records of a full listing.
-    pub fn reset(&mut self, keys: &super::Keys, kvs: &[Kv]) {
-        self.records.clear();
+    /// Takes the node records of a full listing at `revision`: a node it lacks was
+    /// gone by then, unless the table took a newer change of it.
+    pub fn reset(&mut self, keys: &super::Keys, kvs: &[Kv], revision: i64) {
+        let mut listed = std::collections::HashSet::new();
         for kv in kvs {
             if let Ok(KeyKind::Node(name)) = keys.parse(&kv.key) {
-                self.apply(&name, Some(&kv.value));
+                self.apply(&name, Some(&kv.value), kv.mod_revision);
+                listed.insert(name);
             }
+        }
+        let gone: Vec<String> = self
+            .records
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.apply(&name, None, revision);
         }
     }
 
@@ -216,6 +243,46 @@ async fn publish_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(name: &str, revision: i64) -> Kv {
+        let record = NodeRecord {
+            name: name.into(),
+            address: "10.240.0.1".parse().unwrap(),
+            second_address: None,
+            pod_cidrs: Vec::new(),
+            enforcer_version: "0.1.0".into(),
+        };
+        Kv {
+            key: format!("/zw/nodes/{name}"),
+            value: serde_json::to_vec(&record).unwrap(),
+            mod_revision: revision,
+        }
+    }
+
+    /// A resync's listing is applied after the changes the watch took since: it
+    /// never takes the table back to before them.
+    #[test]
+    fn a_listing_never_takes_the_table_back_to_before_a_change_it_took() {
+        let keys = super::super::Keys::new("/zw").unwrap();
+        let mut table = NodeTable::default();
+        let at_10 = [listed("a", 5), listed("b", 6)];
+        table.reset(&keys, &at_10, 10);
+        assert!(table.contains("a") && table.contains("b"));
+        // The watch: b leaves at 11, c joins at 12.
+        assert!(table.apply("b", None, 11));
+        assert!(table.apply("c", Some(&listed("c", 12).value), 12));
+        // The listing at 10, applied now, changes nothing of that.
+        table.reset(&keys, &at_10, 10);
+        assert!(table.contains("a"), "a was there at 10 and since");
+        assert!(!table.contains("b"), "b left at 11: it stays gone");
+        assert!(table.contains("c"), "c joined at 12: it stays");
+        // A listing at 20 without a: a left at or before 20.
+        table.reset(&keys, &[listed("c", 12)], 20);
+        assert!(!table.contains("a") && table.contains("c"));
+        // An older event of a name changes nothing either.
+        assert!(!table.apply("a", Some(&listed("a", 15).value), 15));
+        assert!(!table.contains("a"));
+    }
 
     #[test]
     fn a_single_stack_record_reads_as_before_and_a_dual_stack_one_names_both() {

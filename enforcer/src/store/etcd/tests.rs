@@ -122,6 +122,24 @@ impl Node {
 
 use crate::test_support::add_request as request;
 
+/// Node A with one endpoint, a1, in `shop/web`.
+async fn node_with_a1(etcd: &EtcdProcess) -> Node {
+    let a = node(etcd, "node-a").await;
+    a.registry
+        .add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
+        .await
+        .unwrap();
+    a
+}
+
+/// The node revokes its record's lease, as an enforcer that stops does.
+async fn leave(node: &mut Node) {
+    let membership = node.membership.take().unwrap();
+    tokio::task::spawn_blocking(move || membership.leave())
+        .await
+        .unwrap();
+}
+
 fn actor(who: &str) -> Actor {
     Actor {
         who: who.into(),
@@ -699,25 +717,47 @@ async fn a_resumed_watch_counts_no_revision_before_its_changes_arrive() {
     );
 }
 
+/// A watch that catches up gets many revisions in one answer, a key's deletion and
+/// its new value among them: the node ends with the new value. An endpoint released
+/// from quarantine and quarantined again stays quarantined on the other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_and_written_again_while_a_node_catches_up_keeps_its_value() {
+    let etcd = EtcdProcess::start();
+    let a = node_with_a1(&etcd).await;
+    a.registry
+        .quarantine_endpoint("a1".into(), true, note())
+        .await
+        .unwrap();
+    // node-b loads the quarantine, then misses its release and its return.
+    let b = node(&etcd, "node-b").await;
+    assert!(b.registry.snapshot().quarantined.contains("a1"));
+    for on in [false, true] {
+        a.registry
+            .quarantine_endpoint("a1".into(), on, note())
+            .await
+            .unwrap();
+    }
+    let _follow = b.follow();
+    eventually("node-b caught up", || b.store.health().watch_lag == 0).await;
+    assert!(
+        b.registry.snapshot().quarantined.contains("a1"),
+        "quarantined again on node-a, so on node-b too"
+    );
+    b.assert_kernel_consistent();
+}
+
 /// A node whose record is gone (its lease ran out: dead, or cut off from etcd) has its
 /// endpoints leave every other node's zones, at once for a watching node and at load
 /// for a starting one; when its record is back, they return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_endpoints_leave_the_zones_and_return_with_it() {
     let etcd = EtcdProcess::start();
-    let mut a = node(&etcd, "node-a").await;
-    a.registry
-        .add(request("a1", "shop/web", &["10.0.0.5/24"]), note())
-        .await
-        .unwrap();
+    let mut a = node_with_a1(&etcd).await;
     let b = node(&etcd, "node-b").await;
     let _follow_b = b.follow();
     assert!(b.registry.get(&key("a1")).is_some());
 
-    let membership = a.membership.take().unwrap();
-    tokio::task::spawn_blocking(move || membership.leave())
-        .await
-        .unwrap();
+    leave(&mut a).await;
     eventually("node-a's endpoint leaves node-b's zones", || {
         b.registry.get(&key("a1")).is_none()
     })
@@ -748,6 +788,97 @@ async fn a_dead_nodes_endpoints_leave_the_zones_and_return_with_it() {
         .await;
         n.assert_kernel_consistent();
     }
+}
+
+/// The next update of `updates` that is not a bare revision.
+async fn next_change(
+    updates: &mut tokio::sync::mpsc::Receiver<watch::ClusterUpdate>,
+) -> watch::ClusterUpdate {
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(10), updates.recv())
+            .await
+            .expect("an update within 10 s")
+            .expect("the watch runs");
+        if !update.is_progress() {
+            return update;
+        }
+    }
+}
+
+/// A node's return brings its endpoints back even when a first attempt to apply it
+/// went nowhere (the full listing it needs failed): the node stays withheld until its
+/// endpoints are in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_nodes_endpoints_come_back_after_a_lost_attempt() {
+    let etcd = EtcdProcess::start();
+    let mut a = node_with_a1(&etcd).await;
+    let b = node(&etcd, "node-b").await;
+    let mut updates = b.store.watch();
+    leave(&mut a).await;
+    let gone = next_change(&mut updates).await;
+    watch::apply_update(&b.store, &b.registry, &gone)
+        .await
+        .unwrap();
+    assert!(b.registry.get(&key("a1")).is_none(), "node-a left");
+
+    a.membership = Some(publish(&a.store));
+    let back = next_change(&mut updates).await;
+    // A first attempt that decoded the update and was lost before its listing.
+    drop(watch::decode_update(&b.store, &back));
+    watch::apply_update(&b.store, &b.registry, &back)
+        .await
+        .unwrap();
+    assert!(
+        b.registry.get(&key("a1")).is_some(),
+        "node-a's endpoint rejoined its zone"
+    );
+    b.assert_kernel_consistent();
+}
+
+/// The watch may decode this node's own write (its echo) before that write has
+/// recorded its revision; if another local change then commits a newer value of the
+/// record, applying the echo would put the older value back in the registry and the
+/// kernel. It is left out under the registry's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_decoded_before_a_newer_local_change_does_not_undo_it() {
+    let etcd = EtcdProcess::start();
+    let a = node_with_a1(&etcd).await;
+    let mut updates = a.store.watch();
+    approve(&a, "shop/web", "shop/api->shop/web:80/tcp")
+        .await
+        .unwrap();
+    let echo = next_change(&mut updates).await;
+    let record = echo
+        .changed
+        .iter()
+        .find(|kv| kv.key.ends_with("/profiles/shop/web"))
+        .expect("the profile's record in the echo")
+        .clone();
+    let older = decode::decode_profile(&zone("shop/web"), &record.value).unwrap();
+    assert_eq!(older.version, 1);
+    approve(&a, "shop/web", "shop/api->shop/web:81/tcp")
+        .await
+        .unwrap();
+    assert_eq!(a.registry.profile_version(&zone("shop/web")), 2);
+
+    let shared = a.store.shared().clone();
+    let origin = Some((record.key.clone(), record.mod_revision));
+    a.registry
+        .apply_remote(
+            vec![crate::registry::remote::RemoteChange::Profile(Box::new(
+                older,
+            ))],
+            move |changes| shared.still_due(changes, vec![origin]),
+            || {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.registry.profile_version(&zone("shop/web")),
+        2,
+        "the newer local approval stays"
+    );
+    a.assert_kernel_consistent();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,7 @@ async fn pump(shared: Arc<Shared>, mut next: i64, tx: mpsc::Sender<ClusterUpdate
                 warn!(%why, "the watch cannot resume where it left off; resyncing from a full listing");
                 match list(&shared).await {
                     Ok((changed, revision)) => {
-                        shared.nodes_listed(&changed);
+                        shared.nodes_listed(&changed, revision);
                         let update = ClusterUpdate {
                             changed,
                             deleted: Vec::new(),
@@ -203,7 +203,7 @@ async fn watch_once(
                 EventType::Delete => None,
             };
             if let Ok(KeyKind::Node(name)) = shared.keys.parse(&key) {
-                shared.node_changed(&name, value);
+                shared.node_changed(&name, value, revision);
             }
             match value {
                 Some(value) => update.changed.push(Kv {
@@ -239,6 +239,9 @@ async fn watch_once(
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub changes: Vec<RemoteChange>,
+    /// For each change, the record and the revision it comes from; `None`: due
+    /// whatever this node wrote since (a zone id, the endpoints of a dead node).
+    pub origins: Vec<Option<(String, i64)>>,
     pub observed: Vec<Kv>,
     pub deleted: Vec<(String, i64)>,
     /// Endpoint keys the registry gives up because their node's record is gone.
@@ -246,8 +249,12 @@ pub struct Decoded {
     /// Other nodes' endpoint records among the changes: record key, node and
     /// attachment key (sharing its text with the registry's endpoint).
     pub endpoint_keys: Vec<(String, String, AttachmentKey)>,
-    /// A node whose endpoints were withheld has a record again: a full listing
-    /// brings its endpoints back.
+    /// Nodes whose endpoints were withheld and that have a record again. They stay
+    /// withheld until their endpoints are applied ([`apply_update`]): a failed
+    /// attempt finds them again.
+    pub returned: Vec<String>,
+    /// A node among `returned`, and this update is not a full listing: a full
+    /// listing brings the node's endpoints back.
     pub relist: bool,
 }
 
@@ -258,27 +265,21 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
     let shared = store.shared();
     let keys = &shared.keys;
     if update.resync {
-        shared.nodes_listed(&update.changed);
+        // Changes of node records the watch took since the listing stay.
+        shared.nodes_listed(&update.changed, update.revision);
     }
     shared.learned_changed(&update.changed, &update.deleted, update.resync);
     let mut out = Decoded::default();
     // Nodes whose record came back: their endpoints return with a full listing.
-    {
-        let mut withheld = shared
-            .withheld
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let returned: Vec<String> = withheld
-            .iter()
-            .filter(|node| shared.is_live(node))
-            .cloned()
-            .collect();
-        for node in returned {
-            info!(%node, "a node's record is back; its endpoints rejoin their zones");
-            withheld.remove(&node);
-            out.relist |= !update.resync;
-        }
-    }
+    out.returned = shared
+        .withheld
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|node| shared.is_live(node))
+        .cloned()
+        .collect();
+    out.relist = !update.resync && !out.returned.is_empty();
     let nodes_changed = update.resync
         || update
             .deleted
@@ -345,7 +346,11 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
         };
         match change {
             Ok(change) => {
-                out.changes.extend(change);
+                if let Some(change) = change {
+                    out.changes.push(change);
+                    out.origins
+                        .push((!zone_id).then(|| (kv.key.clone(), kv.mod_revision)));
+                }
                 out.observed.push(kv.clone());
             }
             Err(why) => {
@@ -368,7 +373,10 @@ pub fn decode_update(store: &EtcdStore, update: &ClusterUpdate) -> Decoded {
             }),
             _ => None,
         };
-        out.changes.extend(change);
+        if let Some(change) = change {
+            out.changes.push(change);
+            out.origins.push(Some((key.clone(), revision)));
+        }
         out.deleted.push((key, revision));
     }
     out
@@ -398,6 +406,7 @@ fn forget_dead_nodes(shared: &super::Shared, out: &mut Decoded) {
     for (key, node, attachment) in dead {
         withhold(shared, &node);
         out.changes.push(RemoteChange::EndpointGone(attachment));
+        out.origins.push(None);
         out.forgotten.push(key);
     }
 }
@@ -427,7 +436,6 @@ fn take_queued(
     updates: &mut mpsc::Receiver<ClusterUpdate>,
     update: &mut ClusterUpdate,
 ) -> Option<ClusterUpdate> {
-    let mut merged = false;
     let mut held = None;
     while update.changed.len() + update.deleted.len() < MERGED_KEYS {
         match updates.try_recv() {
@@ -439,19 +447,20 @@ fn take_queued(
                 update.changed.extend(next.changed);
                 update.deleted.extend(next.deleted);
                 update.revision = update.revision.max(next.revision);
-                merged = true;
             }
             Err(_) => break,
         }
     }
-    if merged {
-        keep_latest(update);
-    }
+    // Also when nothing was merged: one answer of etcd may hold several events of a
+    // key (a watch catching up gets up to a thousand revisions at once).
+    keep_latest(update);
     held
 }
 
 /// Keeps each key's latest event only: a put then a delete of a key is its delete,
-/// a delete then a put its put (the registry applies puts before deletions).
+/// a delete then a put its put. The registry applies an update's puts before its
+/// deletions, so a key deleted and written again (a quarantine lifted and set again,
+/// a profile deleted and made again) would otherwise end deleted.
 fn keep_latest(update: &mut ClusterUpdate) {
     let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let events = update
@@ -537,7 +546,7 @@ pub async fn apply_update(
     registry: &EndpointRegistry,
     update: &ClusterUpdate,
 ) -> Result<usize, crate::registry::RegistryError> {
-    let (mut count, relist) = apply_decoded(store, registry, update).await?;
+    let (mut count, relist, returned) = apply_decoded(store, registry, update).await?;
     if relist {
         let listed = {
             let store = store.clone();
@@ -554,37 +563,57 @@ pub async fn apply_update(
         };
         count += apply_decoded(store, registry, &relisted).await?.0;
     }
+    if !returned.is_empty() {
+        let mut withheld = store
+            .shared()
+            .withheld
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for node in returned {
+            info!(%node, "a node's record is back; its endpoints rejoined their zones");
+            withheld.remove(&node);
+        }
+    }
     Ok(count)
 }
 
-/// Applies one update as it is; returns how many changes took effect and whether a
-/// full listing must follow (a node with withheld endpoints is back).
+/// Applies one update as it is; returns how many changes took effect, whether a
+/// full listing must follow (a node with withheld endpoints is back) and those nodes.
 async fn apply_decoded(
     store: &EtcdStore,
     registry: &EndpointRegistry,
     update: &ClusterUpdate,
-) -> Result<(usize, bool), crate::registry::RegistryError> {
+) -> Result<(usize, bool, Vec<String>), crate::registry::RegistryError> {
     let Decoded {
         changes,
+        origins,
         observed,
         deleted,
         forgotten,
         endpoint_keys,
+        returned,
         relist,
     } = decode_update(store, update);
     let shared = store.shared().clone();
     let count = registry
-        .apply_remote(changes, move || {
-            shared.observed(&observed, &deleted);
-            shared.note_endpoint_keys(endpoint_keys);
-            shared.forget(&forgotten);
-        })
+        .apply_remote(
+            changes,
+            {
+                let shared = shared.clone();
+                move |changes| shared.still_due(changes, origins)
+            },
+            move || {
+                shared.observed(&observed, &deleted);
+                shared.note_endpoint_keys(endpoint_keys);
+                shared.forget(&forgotten);
+            },
+        )
         .await?;
     store
         .shared()
         .applied_revision
         .fetch_max(update.revision, Ordering::AcqRel);
-    Ok((count, relist))
+    Ok((count, relist, returned))
 }
 
 #[cfg(test)]
@@ -630,6 +659,17 @@ mod merge_tests {
         assert_eq!(changed, [("/c", 12), ("/b", 12)]);
         assert_eq!(first.deleted, [("/a".to_owned(), 11)]);
         assert!(rx.try_recv().is_err(), "every queued update was taken");
+    }
+
+    /// One answer of etcd can hold a key's deletion and its new value: the new value
+    /// is what counts, with nothing queued behind it too.
+    #[test]
+    fn one_update_keeps_each_keys_latest_event() {
+        let (_tx, mut rx) = mpsc::channel(1);
+        let mut only = update(vec![put("/q", 12)], vec![("/q", 11), ("/gone", 12)], 12);
+        assert!(take_queued(&mut rx, &mut only).is_none());
+        assert_eq!(only.changed.len(), 1, "the put after the deletion stays");
+        assert_eq!(only.deleted, [("/gone".to_owned(), 12)]);
     }
 
     #[test]
