@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use tonic::transport::Channel;
 use zonewarden_enforcer::nft::netlink::{ElementSocket, key_bytes};
 use zonewarden_enforcer::nft::ruleset::elements::Part;
+use zonewarden_enforcer::nft::ruleset::seal;
 use zonewarden_proto::v1;
 use zonewarden_proto::v1::enforcer_client::EnforcerClient;
 
@@ -207,16 +208,33 @@ impl Node {
     /// of CPU at this scale, on the cores the node's enforcer needs.
     pub fn has_element(&self, set: &str, elem: &str) -> anyhow::Result<bool> {
         let key = element_key(elem)?;
-        let socket = match self.kernel.get() {
-            Some(socket) => socket,
-            None => {
-                let path = PathBuf::from(format!("/run/netns/{}", self.netns.name));
-                let socket = zonewarden_cni::netns::run_in_netns(&path, ElementSocket::open)?
-                    .with_context(|| format!("open a netfilter socket in {}", self.netns.name))?;
-                self.kernel.get_or_init(|| socket)
-            }
+        Ok(self.kernel()?.has_key(set, &key_bytes(&key))?)
+    }
+
+    /// Whether the node's table is sealed: its seal names the namespace's current
+    /// nftables generation, so a restart confirms the table without reading it back
+    /// (see the enforcer's `nft::ruleset::seal`).
+    pub fn table_sealed(&self) -> anyhow::Result<bool> {
+        let socket = self.kernel()?;
+        let Some(keys) = socket.set_keys(seal::DIGEST_SET)? else {
+            return Ok(false);
         };
-        Ok(socket.has_key(set, &key_bytes(&key))?)
+        let generation = socket.generation()?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| seal::read_seal_key(key))
+            .any(|(_, sealed)| sealed == generation))
+    }
+
+    /// The netfilter socket inside the node, opened at the first use.
+    fn kernel(&self) -> anyhow::Result<&ElementSocket> {
+        if let Some(socket) = self.kernel.get() {
+            return Ok(socket);
+        }
+        let path = PathBuf::from(format!("/run/netns/{}", self.netns.name));
+        let socket = zonewarden_cni::netns::run_in_netns(&path, ElementSocket::open)?
+            .with_context(|| format!("open a netfilter socket in {}", self.netns.name))?;
+        Ok(self.kernel.get_or_init(|| socket))
     }
 
     /// `nft -f FILE` inside the node.
