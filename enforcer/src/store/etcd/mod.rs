@@ -708,6 +708,7 @@ impl Shared {
         changes: Vec<crate::registry::remote::RemoteChange>,
         origins: Vec<Option<(String, i64)>>,
     ) -> Vec<crate::registry::remote::RemoteChange> {
+        debug_assert_eq!(changes.len(), origins.len(), "one origin per change");
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         changes
             .into_iter()

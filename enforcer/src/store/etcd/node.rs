@@ -282,6 +282,18 @@ mod tests {
         // An older event of a name changes nothing either.
         assert!(!table.apply("a", Some(&listed("a", 15).value), 15));
         assert!(!table.contains("a"));
+        // A name first seen deleted: an older listing of it does not bring it back.
+        assert!(!table.apply("d", None, 30));
+        table.reset(&keys, &[listed("c", 12), listed("d", 25)], 28);
+        assert!(!table.contains("d"));
+        // A record that does not decode is left out, and its name's revision kept.
+        assert!(table.apply("c", Some(b"not json"), 31));
+        assert!(!table.contains("c"));
+        table.reset(&keys, &[listed("c", 12)], 28);
+        assert!(
+            !table.contains("c"),
+            "the listing is older than the bad record"
+        );
     }
 
     #[test]

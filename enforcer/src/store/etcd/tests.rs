@@ -790,16 +790,23 @@ async fn a_dead_nodes_endpoints_leave_the_zones_and_return_with_it() {
     }
 }
 
-/// The next update of `updates` that is not a bare revision.
+/// The next update of `updates` that changes or deletes a key ending in `suffix`
+/// (other updates, such as a node's own record or a bare revision, are passed over).
 async fn next_change(
     updates: &mut tokio::sync::mpsc::Receiver<watch::ClusterUpdate>,
+    suffix: &str,
 ) -> watch::ClusterUpdate {
     loop {
         let update = tokio::time::timeout(Duration::from_secs(10), updates.recv())
             .await
-            .expect("an update within 10 s")
+            .unwrap_or_else(|_| panic!("no update of a key ending in {suffix} within 10 s"))
             .expect("the watch runs");
-        if !update.is_progress() {
+        let keys = update
+            .changed
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .chain(update.deleted.iter().map(|(key, _)| key.as_str()));
+        if keys.into_iter().any(|key| key.ends_with(suffix)) {
             return update;
         }
     }
@@ -815,14 +822,14 @@ async fn a_returning_nodes_endpoints_come_back_after_a_lost_attempt() {
     let b = node(&etcd, "node-b").await;
     let mut updates = b.store.watch();
     leave(&mut a).await;
-    let gone = next_change(&mut updates).await;
+    let gone = next_change(&mut updates, "/nodes/node-a").await;
     watch::apply_update(&b.store, &b.registry, &gone)
         .await
         .unwrap();
     assert!(b.registry.get(&key("a1")).is_none(), "node-a left");
 
     a.membership = Some(publish(&a.store));
-    let back = next_change(&mut updates).await;
+    let back = next_change(&mut updates, "/nodes/node-a").await;
     // A first attempt that decoded the update and was lost before its listing.
     drop(watch::decode_update(&b.store, &back));
     watch::apply_update(&b.store, &b.registry, &back)
@@ -847,7 +854,7 @@ async fn an_echo_decoded_before_a_newer_local_change_does_not_undo_it() {
     approve(&a, "shop/web", "shop/api->shop/web:80/tcp")
         .await
         .unwrap();
-    let echo = next_change(&mut updates).await;
+    let echo = next_change(&mut updates, "/profiles/shop/web").await;
     let record = echo
         .changed
         .iter()
@@ -861,16 +868,17 @@ async fn an_echo_decoded_before_a_newer_local_change_does_not_undo_it() {
         .unwrap();
     assert_eq!(a.registry.profile_version(&zone("shop/web")), 2);
 
-    let shared = a.store.shared().clone();
-    let origin = Some((record.key.clone(), record.mod_revision));
-    a.registry
-        .apply_remote(
-            vec![crate::registry::remote::RemoteChange::Profile(Box::new(
-                older,
-            ))],
-            move |changes| shared.still_due(changes, vec![origin]),
-            || {},
-        )
+    // The echo as the watch decoded it before change 1 recorded its revision, applied
+    // the way the watch applies what it decoded.
+    let decoded = watch::Decoded {
+        changes: vec![crate::registry::remote::RemoteChange::Profile(Box::new(
+            older,
+        ))],
+        origins: vec![Some((record.key.clone(), record.mod_revision))],
+        observed: vec![record.clone()],
+        ..Default::default()
+    };
+    watch::apply_taken(&a.store, &a.registry, decoded, record.mod_revision)
         .await
         .unwrap();
     assert_eq!(

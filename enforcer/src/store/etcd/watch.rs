@@ -546,7 +546,7 @@ pub async fn apply_update(
     registry: &EndpointRegistry,
     update: &ClusterUpdate,
 ) -> Result<usize, crate::registry::RegistryError> {
-    let (mut count, relist, returned) = apply_decoded(store, registry, update).await?;
+    let (mut count, relist, mut returned) = apply_decoded(store, registry, update).await?;
     if relist {
         let listed = {
             let store = store.clone();
@@ -561,17 +561,23 @@ pub async fn apply_update(
             revision: revision.max(update.revision),
             resync: true,
         };
-        count += apply_decoded(store, registry, &relisted).await?.0;
+        let (relisted_count, _, also_returned) = apply_decoded(store, registry, &relisted).await?;
+        count += relisted_count;
+        returned.extend(also_returned);
     }
     if !returned.is_empty() {
-        let mut withheld = store
-            .shared()
+        let shared = store.shared();
+        let mut withheld = shared
             .withheld
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for node in returned {
-            info!(%node, "a node's record is back; its endpoints rejoined their zones");
-            withheld.remove(&node);
+            // A node that left again meanwhile (the listing found its records of a
+            // dead node, and withheld them) stays withheld, so that its next return
+            // brings them back.
+            if shared.is_live(&node) && withheld.remove(&node) {
+                info!(%node, "a node's record is back; its endpoints rejoined their zones");
+            }
         }
     }
     Ok(count)
@@ -584,6 +590,22 @@ async fn apply_decoded(
     registry: &EndpointRegistry,
     update: &ClusterUpdate,
 ) -> Result<(usize, bool, Vec<String>), crate::registry::RegistryError> {
+    apply_taken(
+        store,
+        registry,
+        decode_update(store, update),
+        update.revision,
+    )
+    .await
+}
+
+/// [`apply_decoded`] for an update decoded already, through `revision`.
+pub(crate) async fn apply_taken(
+    store: &EtcdStore,
+    registry: &EndpointRegistry,
+    decoded: Decoded,
+    revision: i64,
+) -> Result<(usize, bool, Vec<String>), crate::registry::RegistryError> {
     let Decoded {
         changes,
         origins,
@@ -593,7 +615,7 @@ async fn apply_decoded(
         endpoint_keys,
         returned,
         relist,
-    } = decode_update(store, update);
+    } = decoded;
     let shared = store.shared().clone();
     let count = registry
         .apply_remote(
@@ -612,7 +634,7 @@ async fn apply_decoded(
     store
         .shared()
         .applied_revision
-        .fetch_max(update.revision, Ordering::AcqRel);
+        .fetch_max(revision, Ordering::AcqRel);
     Ok((count, relist, returned))
 }
 
