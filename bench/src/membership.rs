@@ -165,11 +165,11 @@ fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures
     // A full resync: the enforcer killed right after it applied the last change (its
     // table not sealed yet, as on a node of a busy cluster), and started again on the
     // populated store; then the same once it had sealed its table.
-    anyhow::ensure!(
-        !node.table_sealed()?,
-        "the table is sealed already: the restart would not read it back"
-    );
     let unsealed = restart(node, &populate)?;
+    anyhow::ensure!(
+        !unsealed.sealed_at_kill,
+        "the enforcer had sealed its table before it was killed: the restart did not read it back"
+    );
     let end = Instant::now() + Duration::from_secs(120);
     while !node.table_sealed()? {
         anyhow::ensure!(
@@ -180,6 +180,10 @@ fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures
         std::thread::sleep(Duration::from_millis(50));
     }
     let sealed = restart(node, &populate)?;
+    anyhow::ensure!(
+        sealed.sealed_at_kill,
+        "the table was sealed when the enforcer was killed"
+    );
     let listing = node.nft(&["list", "map", "inet", "zonewarden", "zone_of_v4"])?;
     let members_counted = listing.matches(" : 0x").count();
     let pid = node.enforcer_pid().context("enforcer pid")?;
@@ -220,6 +224,9 @@ fn measure(node: &mut Node, etcd: &Etcd, cfg: &Config) -> anyhow::Result<Figures
 /// and until it applied the store through the last revision written; its RSS (and
 /// peak) right after.
 struct Restart {
+    /// Whether the table was sealed once the enforcer was dead (nothing changes it
+    /// then): whether the restart could confirm it instead of reading it back.
+    sealed_at_kill: bool,
     ready: Duration,
     all_in_table: Duration,
     rss: (f64, f64),
@@ -228,6 +235,7 @@ struct Restart {
 /// Kills the enforcer (SIGKILL), starts it again and times its resync.
 fn restart(node: &mut Node, populate: &Done) -> anyhow::Result<Restart> {
     node.stop_enforcer(true);
+    let sealed_at_kill = node.table_sealed()?;
     let t = Instant::now();
     node.spawn_enforcer()?;
     node.wait_ready(Duration::from_secs(600))?;
@@ -242,6 +250,7 @@ fn restart(node: &mut Node, populate: &Done) -> anyhow::Result<Restart> {
     );
     let pid = node.enforcer_pid().context("enforcer pid")?;
     Ok(Restart {
+        sealed_at_kill,
         ready,
         all_in_table,
         rss: memory_mib(pid)?,
