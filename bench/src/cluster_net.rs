@@ -171,20 +171,21 @@ impl Etcd {
 
     /// `etcdctl --endpoints URLS ...` (every member) inside the first member's namespace.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.ctl_at(&self.urls(), args)
+    }
+
+    /// `etcdctl --endpoints ENDPOINTS ...` inside the first member's namespace.
+    fn ctl_at(&self, endpoints: &str, args: &[&str]) -> anyhow::Result<String> {
         run(self
             .netns()
             .exec(ETCDCTL)
-            .args(["--endpoints", &self.urls()])
+            .args(["--endpoints", endpoints])
             .args(args))
     }
 
     /// The first member's status (every member holds the same data).
     pub fn status(&self) -> anyhow::Result<EtcdStatus> {
-        let out = run(self
-            .netns()
-            .exec(ETCDCTL)
-            .args(["--endpoints", &self.url()])
-            .args(["endpoint", "status", "-w", "json"]))?;
+        let out = self.ctl_at(&self.url(), &["endpoint", "status", "-w", "json"])?;
         let v: serde_json::Value = serde_json::from_str(&out).context("etcdctl status JSON")?;
         let s = &v[0]["Status"];
         let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0);

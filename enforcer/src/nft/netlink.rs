@@ -29,7 +29,7 @@ use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use super::objects::{NFPROTO_INET, ObjectMessage};
+use super::objects::{NFPROTO_INET, NFTA_LIST_ELEM, NLA_F_NESTED, ObjectMessage};
 use super::ruleset::elements::{Data, Elem, Part, SetChange, Verb};
 use super::{NftError, TABLE};
 
@@ -65,9 +65,6 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
-/// A list's element, and the flag of an attribute that holds attributes.
-const NFTA_LIST_ELEM: u16 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
 /// `NFNL_MSG_BATCH_BEGIN` and its `NFNL_BATCH_GENID` attribute.
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_BATCH_GENID: u16 = 1;
