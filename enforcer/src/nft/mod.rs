@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod objects;
 pub mod process;
 pub mod ruleset;
+pub mod table_read;
 
 /// The address family of our table: one table for IPv4 and IPv6.
 pub const FAMILY: &str = "inet";

@@ -350,6 +350,58 @@ impl ElementSocket {
         attrs: &[u8],
         action: &str,
     ) -> Result<Vec<(u16, Vec<u8>)>, NftError> {
+        let mut out = Vec::new();
+        self.request_each(kind, family, flags, attrs, action, |kind, body| {
+            out.push((kind, body.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Dumps the objects that a `kind` request (`NFT_MSG_GET...`) with `attrs` names
+    /// in `family`: `each` gets the attributes of every answer (after its nfgenmsg
+    /// header) as it arrives, so a dump of a large set is never held whole.
+    /// `Ok(false)` when the kernel answers that the table or set does not exist.
+    pub(super) fn dump(
+        &self,
+        kind: u16,
+        family: u8,
+        attrs: &[u8],
+        action: &str,
+        mut each: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<bool, NftError> {
+        let answered = (NFNL_SUBSYS_NFTABLES << 8) | (kind - 1);
+        let result = self.request_each(kind, family, NLM_F_DUMP, attrs, action, |k, body| {
+            if k != answered {
+                return Ok(());
+            }
+            each(body.get(4..).unwrap_or_default()).map_err(|detail| NftError::Parse {
+                action: action.to_owned(),
+                detail,
+            })
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Sends one request and hands every message of its answer to `each` (until the
+    /// end of a dump, or the answer of a plain request); an error answer is an error.
+    fn request_each(
+        &self,
+        kind: u16,
+        family: u8,
+        flags: u16,
+        attrs: &[u8],
+        action: &str,
+        mut each: impl FnMut(u16, &[u8]) -> Result<(), NftError>,
+    ) -> Result<(), NftError> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.seq = inner.seq.wrapping_add(1);
         let seq = inner.seq;
@@ -368,7 +420,9 @@ impl ElementSocket {
         };
         inner.socket.send(&message, 0).map_err(kernel)?;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut out = Vec::new();
+        // A failed callback ends the call only once the dump is read to its end, so
+        // that the next request does not read this one's rest.
+        let mut failed = None;
         loop {
             let Inner { socket, answer, .. } = &mut *inner;
             let len = socket.recv(&mut &mut answer[..], 0).map_err(kernel)?;
@@ -377,7 +431,7 @@ impl ElementSocket {
                     continue;
                 }
                 match kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return failed.map_or(Ok(()), Err),
                     NLMSG_ERROR => {
                         let errno = body
                             .get(0..4)
@@ -385,12 +439,16 @@ impl ElementSocket {
                         if errno != 0 {
                             return Err(kernel(io::Error::from_raw_os_error(errno.abs())));
                         }
-                        return Ok(out);
+                        return failed.map_or(Ok(()), Err);
                     }
                     _ => {
-                        out.push((kind, body.to_vec()));
+                        if failed.is_none()
+                            && let Err(err) = each(kind, body)
+                        {
+                            failed = Some(err);
+                        }
                         if !dump {
-                            return Ok(out);
+                            return failed.map_or(Ok(()), Err);
                         }
                     }
                 }
@@ -419,7 +477,7 @@ fn messages(mut datagram: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
 }
 
 /// The attributes of a block: (type without flags, value).
-fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(super) fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if block.len() < 4 {
             return None;
@@ -435,18 +493,18 @@ fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
+pub(super) fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
     attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
 }
 
-fn push_attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+pub(super) fn push_attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
     out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(value);
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
-fn nul_terminated(text: &str) -> Vec<u8> {
+pub(super) fn nul_terminated(text: &str) -> Vec<u8> {
     let mut bytes = text.as_bytes().to_vec();
     bytes.push(0);
     bytes

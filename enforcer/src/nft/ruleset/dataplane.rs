@@ -25,9 +25,9 @@ use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options, seal};
 use super::{expr, listing};
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
-use crate::nft::objects;
 use crate::nft::process::{DEFAULT_TIMEOUT, Deadline};
 use crate::nft::{FAMILY, NftError, TABLE};
+use crate::nft::{objects, table_read};
 
 /// An nft process's deadline and the thread that reads its stderr.
 struct Running {
@@ -90,6 +90,8 @@ pub struct NftRulesetDataplane {
     pending_base: Arc<Mutex<Option<Vec<Value>>>>,
     /// How long one nft process may take before it is stopped.
     timeout: Duration,
+    /// Whether reads go through the socket (nft only when that fails).
+    netlink_reads: bool,
 }
 
 impl NftRulesetDataplane {
@@ -112,6 +114,7 @@ impl NftRulesetDataplane {
             elements: None,
             pending_base: Arc::default(),
             timeout: DEFAULT_TIMEOUT,
+            netlink_reads: true,
         }
     }
 
@@ -126,6 +129,13 @@ impl NftRulesetDataplane {
     /// namespace that `nft` runs in.
     pub fn with_element_socket(mut self, socket: ElementSocket) -> Self {
         self.elements = Some(Arc::new(socket));
+        self
+    }
+
+    /// Reads the table through `nft` even with a socket (tests that prove that a
+    /// step reads nothing give the data plane an nft that cannot run).
+    pub fn with_reads_through_nft(mut self) -> Self {
+        self.netlink_reads = false;
         self
     }
 
@@ -465,9 +475,24 @@ impl RulesetDataplane for NftRulesetDataplane {
         // table lists as nothing (the base transaction creates it).
         let started = std::time::Instant::now();
         let mut listing = ParsedListing::default();
-        for family in [FAMILY, BRIDGE_FAMILY] {
-            if let Some(table) = self.list_table(family)? {
-                listing.extend(table);
+        let through_netlink = match &self.elements {
+            Some(socket) if self.netlink_reads => match table_read::read_tables(socket) {
+                Ok(read) => Some(read.unwrap_or_default()),
+                Err(err) => {
+                    warn!(%err, "cannot read the table through netlink; reading it through nft");
+                    None
+                }
+            },
+            _ => None,
+        };
+        match through_netlink {
+            Some(read) => listing = read,
+            None => {
+                for family in [FAMILY, BRIDGE_FAMILY] {
+                    if let Some(table) = self.list_table(family)? {
+                        listing.extend(table);
+                    }
+                }
             }
         }
         if listing.items.is_empty() {
@@ -476,6 +501,7 @@ impl RulesetDataplane for NftRulesetDataplane {
         let listed = started.elapsed();
         let view = read_parsed(&listing, &self.opts).map_err(parse_error);
         debug!(
+            netlink = self.netlink_reads && self.elements.is_some(),
             listed_ms = listed.as_millis(),
             read_ms = (started.elapsed() - listed).as_millis(),
             "read the table"

@@ -47,6 +47,7 @@ impl Netns {
     fn netlink_only(&self) -> NftRulesetDataplane {
         NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS)
             .with_element_socket(self.element_socket())
+            .with_reads_through_nft()
     }
 
     /// Runs `nft ARGS` in this namespace, as an operator would by hand.
@@ -901,5 +902,107 @@ fn one_element_is_looked_up_without_listing_the_table() {
             .has_key("absent", &key_bytes(&[addr("10.0.0.1")]))
             .unwrap(),
         "no such set: no element"
+    );
+}
+
+/// The table read through netlink is the table nft lists: every set's elements
+/// (addresses of both families, concatenations, interval sets of CIDR zones, verdict
+/// and mark maps, comments, a bridged port's MAC and interface) and the same view of
+/// zones and base chains. A set of a type the netlink reader does not know makes the
+/// data plane read through nft, with the same result.
+#[test]
+fn the_table_reads_the_same_through_netlink_as_through_nft() {
+    require_root!();
+    let ns = Netns::new();
+    let mut cluster = Cluster::new(true).dual_stack();
+    let mut bridged = super::tests::endpoint("port1", "shop/cache", "node-1", &["10.0.0.9/32"]);
+    bridged.bridge = Some("cni0".into());
+    bridged.mac = Some("0a:58:0a:00:00:09".into());
+    bridged.attach_mode = zonewarden_profiles::endpoint::AttachMode::Chained;
+    cluster.endpoints.push(bridged);
+    cluster.quarantined.insert("web1".into());
+    let rs = cluster.compile();
+    let dp = ns.dataplane_with_netlink();
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
+
+    let socket = ns.element_socket();
+    let by_netlink = crate::nft::table_read::read_tables(&socket)
+        .expect("read through netlink")
+        .expect("the tables exist");
+    let listing = ns.listing();
+    let by_nft = listing::parse_listing(listing.to_string().as_bytes()).expect("parse");
+    let elements = |parsed: &listing::ParsedListing| -> BTreeMap<String, Vec<String>> {
+        parsed
+            .elements
+            .iter()
+            // nft lists an empty set without elements; the dump gives none.
+            .filter(|(name, elems)| !name.starts_with(names::SEEN_PREFIX) && !elems.is_empty())
+            .map(|(name, elems)| {
+                let mut printed: Vec<String> =
+                    elems.iter().map(|e| e.to_value().to_string()).collect();
+                printed.sort();
+                (name.clone(), printed)
+            })
+            .collect()
+    };
+    let (netlink_sets, nft_sets) = (elements(&by_netlink), elements(&by_nft));
+    let filled = [
+        names::ZONE_OF_V4,
+        names::ZONE_OF_V6,
+        names::EGRESS_V4,
+        names::EGRESS_V6,
+        names::CIDR_V4,
+        names::QUARANTINE_V4,
+        names::POD_SRC_V4,
+        names::PORT_SRC_V4,
+        names::PORT_MAC,
+    ];
+    for set in filled {
+        assert!(
+            nft_sets.get(set).is_some_and(|e| !e.is_empty()),
+            "the test table fills {set}: {nft_sets:#?}"
+        );
+    }
+    for kind in [
+        "cidr_out_v4_",
+        "cidr_proto_out_v4_",
+        "world_out_",
+        "world_proto_out_",
+    ] {
+        assert!(
+            nft_sets
+                .iter()
+                .any(|(name, e)| name.starts_with(kind) && !e.is_empty()),
+            "a zone fills a {kind} set: {nft_sets:#?}"
+        );
+    }
+    assert_eq!(netlink_sets, nft_sets, "every set holds the same elements");
+    let from_nft = read::read_parsed(&by_nft, &OPTS).expect("read the nft listing");
+    let from_netlink = read::read_parsed(&by_netlink, &OPTS).expect("read the netlink listing");
+    assert_eq!(from_netlink, from_nft, "the same view of the table");
+    assert!(RulesetDiff::between(&from_netlink.ruleset, &representable(&rs)).is_empty());
+    assert_eq!(dp.read().expect("read"), from_nft);
+
+    // A set of a type the netlink reader does not decode (interface indexes).
+    ns.nft_by_hand(&[
+        "add",
+        "set",
+        "inet",
+        "zonewarden",
+        "odd",
+        "{ type iface_index; }",
+    ]);
+    assert!(crate::nft::table_read::read_tables(&socket).is_err());
+    let view = dp.read().expect("read through nft");
+    assert_eq!(view.obsolete_sets, vec!["odd".to_owned()]);
+    assert_eq!(view.ruleset, from_nft.ruleset);
+
+    // No table: nothing to read, not an error.
+    ns.nft_by_hand(&["delete", "table", "inet", "zonewarden"]);
+    ns.nft_by_hand(&["delete", "table", "bridge", "zonewarden"]);
+    assert_eq!(
+        crate::nft::table_read::read_tables(&socket).expect("read"),
+        None
     );
 }
