@@ -92,6 +92,19 @@ pub struct NftRulesetDataplane {
     timeout: Duration,
     /// Whether reads go through the socket (nft only when that fails).
     netlink_reads: bool,
+    /// What the table holds and the seal it carries, as far as this data plane knows.
+    journal: Arc<Mutex<Journal>>,
+}
+
+/// The digest of what the table holds (while known: it is forgotten when a change
+/// fails) and the seal element the table carries (while known). With both, every
+/// netlink batch carries the seal of the table it leaves (see [`seal::SealDigest`]):
+/// the table is sealed after each of the enforcer's changes, not only once it is
+/// quiet, and a restart right after a change confirms it without reading it.
+#[derive(Debug, Default)]
+struct Journal {
+    digest: Option<seal::SealDigest>,
+    seal: Option<[u8; 16]>,
 }
 
 impl NftRulesetDataplane {
@@ -115,6 +128,7 @@ impl NftRulesetDataplane {
             pending_base: Arc::default(),
             timeout: DEFAULT_TIMEOUT,
             netlink_reads: true,
+            journal: Arc::default(),
         }
     }
 
@@ -151,8 +165,9 @@ impl NftRulesetDataplane {
             return Ok(false);
         }
         let steps = diff_steps(diff, new, &self.opts);
+        let resealed = self.reseal(socket, diff, new)?;
         let mut set_id = 0;
-        let mut items = Vec::with_capacity(steps.len());
+        let mut items = Vec::with_capacity(steps.len() + 2);
         for step in &steps {
             items.push(match step {
                 Step::Elements(change) if expressible(std::slice::from_ref(change)) => {
@@ -165,7 +180,88 @@ impl NftRulesetDataplane {
                 },
             });
         }
-        socket.commit_items(&items)
+        let Some((removed, added, next)) = &resealed else {
+            let applied = socket.commit_items(&items)?;
+            if applied {
+                self.follow(diff, new);
+            }
+            return Ok(applied);
+        };
+        let changes = items.len();
+        items.extend([BatchItem::Elements(removed), BatchItem::Elements(added)]);
+        match socket.commit_items(&items) {
+            Ok(true) => {
+                debug_assert_eq!(next, &seal::SealDigest::of(new, &self.opts));
+                let mut journal = self.journal();
+                journal.digest = Some(next.clone());
+                journal.seal = added.elems.first().and_then(seal_bytes);
+                Ok(true)
+            }
+            // The seal element is not where we left it (deleted by someone, or the
+            // set): the change goes without it, and the table is sealed when quiet.
+            Err(err) => {
+                debug!(%err, "the batch with the table's seal failed; sending it without");
+                self.journal().seal = None;
+                items.truncate(changes);
+                let applied = socket.commit_items(&items)?;
+                if applied {
+                    self.follow(diff, new);
+                }
+                Ok(applied)
+            }
+            Ok(false) => Ok(false),
+        }
+    }
+
+    /// The seal's change for a batch that applies `diff`: the element to delete, the
+    /// one to add (the digest of `new`, and the generation after the batch) and the
+    /// digest; `None` while the journal does not know the table's digest and seal, or
+    /// when anything was committed since the seal. Someone else's commit between the
+    /// read of the generation and the batch makes the batch's generation one more
+    /// than the seal says: the seal is then broken, and the next start reads the
+    /// table, as it must.
+    #[allow(clippy::type_complexity)]
+    fn reseal(
+        &self,
+        socket: &ElementSocket,
+        diff: &RulesetDiff,
+        new: &Ruleset,
+    ) -> Result<Option<(SetChange, SetChange, seal::SealDigest)>, NftError> {
+        let (mut next, old) = {
+            let journal = self.journal();
+            match (&journal.digest, journal.seal) {
+                (Some(digest), Some(old)) => (digest.clone(), old),
+                _ => return Ok(None),
+            }
+        };
+        // Only over a table that nobody changed since it was sealed: someone else's
+        // commit (or one of ours through nft) moved the generation past the seal, and
+        // what it changed is not in the digest.
+        let now = socket.generation()?;
+        if seal::read_seal_key(&old).is_none_or(|(_, sealed)| sealed != now) {
+            self.journal().seal = None;
+            return Ok(None);
+        }
+        next.update(diff, new, &self.opts);
+        let key = seal::seal_key(&next.digest(), now.wrapping_add(1).max(1));
+        Ok(Some((
+            seal_change(Verb::Delete, old.into()),
+            seal_change(Verb::Add, key),
+            next,
+        )))
+    }
+
+    /// The journal's digest after `diff` took the table to `new` (the seal it carries
+    /// is then out of date: the next start reads the table).
+    fn follow(&self, diff: &RulesetDiff, new: &Ruleset) {
+        if let Some(digest) = &mut self.journal().digest {
+            digest.update(diff, new, &self.opts);
+            debug_assert_eq!(digest, &seal::SealDigest::of(new, &self.opts));
+        }
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the base transaction waits for the next apply (the table is missing).
@@ -335,16 +431,29 @@ impl RulesetDataplane for NftRulesetDataplane {
         if self.base_pending() {
             return false;
         }
-        let sealed = || -> Result<Option<([u8; seal::DIGEST_BYTES], u32)>, NftError> {
+        let sealed = || -> Result<Option<[u8; 16]>, NftError> {
             let generation = socket.generation()?;
             let keys = socket.set_keys(seal::DIGEST_SET)?.unwrap_or_default();
             Ok(match keys.as_slice() {
-                [key] => seal::read_seal_key(key).filter(|(_, sealed)| *sealed == generation),
+                [key] => seal::read_seal_key(key)
+                    .filter(|(_, sealed)| *sealed == generation)
+                    .and_then(|_| seal_bytes_of(key)),
                 _ => None,
             })
         };
         match sealed() {
-            Ok(Some((digest, _))) => digest == seal::digest(ruleset, &self.opts),
+            Ok(Some(key)) => {
+                let digest = seal::SealDigest::of(ruleset, &self.opts);
+                let confirmed =
+                    seal::read_seal_key(&key).is_some_and(|(sealed, _)| sealed == digest.digest());
+                if confirmed {
+                    *self.journal() = Journal {
+                        digest: Some(digest),
+                        seal: Some(key),
+                    };
+                }
+                confirmed
+            }
             Ok(None) => false,
             Err(err) => {
                 debug!(?err, "cannot read the table's seal; reading the table");
@@ -363,30 +472,21 @@ impl RulesetDataplane for NftRulesetDataplane {
         let generation = socket.generation()?;
         let old = socket.set_keys(seal::DIGEST_SET)?;
         let next = generation.wrapping_add(1).max(1);
-        let key = |addr: std::net::Ipv6Addr| vec![Part::Addr(addr.into())];
-        let removed = SetChange {
-            verb: Verb::Delete,
-            set: seal::DIGEST_SET.to_owned(),
-            elems: old
-                .iter()
-                .flatten()
-                .filter_map(|k| <[u8; 16]>::try_from(k.as_slice()).ok())
-                .map(|k| Elem {
-                    key: key(k.into()),
-                    data: None,
-                    comment: String::new(),
-                })
-                .collect(),
-        };
-        let added = SetChange {
-            verb: Verb::Add,
-            set: seal::DIGEST_SET.to_owned(),
-            elems: vec![Elem {
-                key: key(seal::seal_key(&seal::digest(ruleset, &self.opts), next)),
-                data: None,
-                comment: "the enforcer's seal: ruleset digest and nftables generation".to_owned(),
-            }],
-        };
+        let digest = seal::SealDigest::of(ruleset, &self.opts);
+        let mut removed = seal_change(Verb::Delete, std::net::Ipv6Addr::UNSPECIFIED);
+        removed.elems = old
+            .iter()
+            .flatten()
+            .filter_map(|k| seal_bytes_of(k))
+            .map(|k| seal_elem(k.into()))
+            .collect();
+        let added = seal_change(Verb::Add, seal::seal_key(&digest.digest(), next));
+        // The table holds `ruleset` (the caller says so), sealed or not.
+        {
+            let mut journal = self.journal();
+            journal.digest = Some(digest);
+            journal.seal = None;
+        }
         let mut items = Vec::new();
         let mut set_id = 0;
         if old.is_none() {
@@ -401,7 +501,12 @@ impl RulesetDataplane for NftRulesetDataplane {
         }
         items.push(BatchItem::Elements(&added));
         match socket.commit_items_at(&items, generation) {
-            Ok(sealed) => Ok(sealed),
+            Ok(sealed) => {
+                if sealed {
+                    self.journal().seal = added.elems.first().and_then(seal_bytes);
+                }
+                Ok(sealed)
+            }
             // Someone committed between the read of the generation and the batch.
             Err(NftError::Kernel { source, .. })
                 if source.raw_os_error() == Some(nix::libc::ERESTART) =>
@@ -431,6 +536,7 @@ impl RulesetDataplane for NftRulesetDataplane {
             if created.is_err() {
                 *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base);
             }
+            self.journal().digest = None;
             return created;
         }
         let result = match self.apply_netlink(diff, new) {
@@ -439,8 +545,10 @@ impl RulesetDataplane for NftRulesetDataplane {
             Err(err) => Err(err),
         };
         let Err(err) = result else {
+            self.follow(diff, new);
             return Ok(());
         };
+        self.journal().digest = None;
         warn!(
             ?err,
             "applying the ruleset failed; retrying from what the kernel holds"
@@ -524,6 +632,9 @@ impl RulesetDataplane for NftRulesetDataplane {
         settings: &NodeSettings,
         stale: &BTreeSet<String>,
     ) -> Result<KernelView, NftError> {
+        // What the table holds is read now, and what follows is relative to that: the
+        // journal's digest is made again when the table is sealed.
+        self.journal().digest = None;
         let mut current = self.read()?;
         mark_stale(&mut current, stale);
         if base_is_complete(settings, &current, &self.opts) {
@@ -573,6 +684,35 @@ impl RulesetDataplane for NftRulesetDataplane {
         mark_stale(&mut view, stale);
         Ok(view)
     }
+}
+
+/// A change of the seal's set: one element, `key`.
+fn seal_change(verb: Verb, key: std::net::Ipv6Addr) -> SetChange {
+    SetChange {
+        verb,
+        set: seal::DIGEST_SET.to_owned(),
+        elems: vec![seal_elem(key)],
+    }
+}
+
+fn seal_elem(key: std::net::Ipv6Addr) -> Elem {
+    Elem {
+        key: vec![Part::Addr(key.into())],
+        data: None,
+        comment: "the enforcer's seal: ruleset digest and nftables generation".to_owned(),
+    }
+}
+
+/// The 16 bytes of a seal element's key.
+fn seal_bytes(elem: &Elem) -> Option<[u8; 16]> {
+    match elem.key.as_slice() {
+        [Part::Addr(std::net::IpAddr::V6(addr))] => Some(addr.octets()),
+        _ => None,
+    }
+}
+
+fn seal_bytes_of(key: &[u8]) -> Option<[u8; 16]> {
+    key.try_into().ok()
 }
 
 /// Whether a command of a transaction adds, flushes or fills a chain.

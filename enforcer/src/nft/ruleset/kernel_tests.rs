@@ -1006,3 +1006,81 @@ fn the_table_reads_the_same_through_netlink_as_through_nft() {
         None
     );
 }
+
+/// Once sealed, every change the enforcer sends as a netlink batch carries the seal
+/// of the table it leaves: a data plane that cannot read (its nft is `false`)
+/// confirms the table after each one. A change through nft, or anyone else's commit,
+/// breaks the seal, and later batches do not restore it over what they did not see
+/// (a hand-added element stays unconfirmed until the table is read and sealed).
+#[test]
+fn every_netlink_change_keeps_the_table_sealed() {
+    require_root!();
+    let ns = Netns::new();
+    let mut cluster = Cluster::new(false);
+    let mut old = cluster.compile();
+    let dp = ns.dataplane_with_netlink();
+    let view = dp.ensure_base(&old.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &old).expect("apply");
+    assert!(dp.seal(&old).expect("seal"), "sealed");
+    let confirmed = |rs: &Ruleset| ns.netlink_only().confirms(rs);
+    assert!(confirmed(&old));
+    let flipped = Some(!old.settings.allow_host_probes);
+    let mut step = |cluster: &Cluster, probes: Option<bool>| {
+        let mut new = cluster.compile();
+        if let Some(probes) = probes {
+            new.settings.allow_host_probes = probes;
+        }
+        dp.apply_between(&old, &new).expect("apply");
+        old = new.clone();
+        new
+    };
+    cluster.endpoints.push(super::tests::endpoint(
+        "web3",
+        "shop/web",
+        "node-1",
+        &["10.0.0.7/32"],
+    ));
+    let new = step(&cluster, None);
+    assert!(confirmed(&new), "an endpoint added");
+    cluster.set_mode("shop/db", Mode::Enforce);
+    let new = step(&cluster, None);
+    assert!(confirmed(&new), "a mode switched");
+    let with_cache = Cluster::new(true);
+    let new = step(&with_cache, None);
+    assert!(confirmed(&new), "a zone created");
+    cluster.quarantined.insert("web1".into());
+    let new = step(&cluster, None);
+    assert!(confirmed(&new), "a zone removed, an endpoint quarantined");
+
+    // Through nft (a node setting rewrites base chains): the seal is out of date, and
+    // the batches after it cannot vouch for what nft did.
+    let new = step(&cluster, flipped);
+    assert!(!confirmed(&new), "a change through nft");
+    cluster.remove_endpoint("web2");
+    let new = step(&cluster, flipped);
+    assert!(!confirmed(&new), "a batch after a change through nft");
+    assert!(dp.seal(&new).expect("seal"));
+    assert!(confirmed(&new), "sealed again once quiet");
+
+    // Someone else's element: no later batch seals over it.
+    ns.nft_by_hand(&[
+        "add",
+        "element",
+        "inet",
+        "zonewarden",
+        "host_v4",
+        "{ 10.9.9.9 }",
+    ]);
+    cluster.remove_endpoint("db1");
+    let new = step(&cluster, flipped);
+    assert!(!confirmed(&new), "a hand-added element");
+    cluster.remove_endpoint("web3");
+    let new = step(&cluster, flipped);
+    assert!(!confirmed(&new), "still after another batch");
+    let view = dp.ensure_base(&new.settings).expect("read");
+    assert!(
+        view.ruleset
+            .host
+            .contains(&"10.9.9.9".parse().expect("an address"))
+    );
+}

@@ -18,9 +18,20 @@
 //! changed setting) falls back to reading the table and applying the difference.
 //! What a seal does not cover: elements the kernel adds and times out by itself (the
 //! `seen_*` sets, which the enforcer never reads back), and a kernel that lies.
+//!
+//! The table is sealed when it is quiet, and, once sealed, by every change the
+//! enforcer sends as a netlink batch: the batch replaces the seal with the digest of
+//! the table it leaves and the generation after it ([`SealDigest`] follows a change
+//! in the time the change takes), but only while the generation is still the one the
+//! seal names, so a batch never vouches for a commit it did not make. An enforcer
+//! killed right after a change therefore restarts over a sealed table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
-use zonewarden_profiles::ruleset::Ruleset;
+use zonewarden_profiles::diff::RulesetDiff;
+use zonewarden_profiles::ruleset::{Ruleset, ZoneRules};
 
 use super::render_base::base_commands;
 use super::render_zone::zone_chain_rules;
@@ -36,25 +47,156 @@ pub const DIGEST_BYTES: usize = 12;
 /// enforcer's version, the options, the base objects and chains, every zone's chains
 /// and every element of the model.
 pub fn digest(ruleset: &Ruleset, opts: &Options) -> [u8; DIGEST_BYTES] {
-    let mut hasher = Hashing(Sha256::new());
-    use std::fmt::Write;
-    // Writing into a hasher cannot fail.
-    let _ = write!(
-        hasher,
-        "zonewarden ruleset seal 1\n{}\n{opts:?}\n{}\n",
-        env!("CARGO_PKG_VERSION"),
-        base_commands(&ruleset.settings, &KernelView::default(), opts)
-    );
-    for zone in ruleset.zones.values() {
-        for dir in Dir::BOTH {
-            let _ = writeln!(hasher, "{:?}", zone_chain_rules(zone, dir, opts));
+    SealDigest::of(ruleset, opts).digest()
+}
+
+/// The digest as a sum that follows the table change by change: the hash of the
+/// base (version, options, base objects and chains) plus one hash per zone (its
+/// chains and sets) and one per element of the model (member, local address, host
+/// address, CIDR), added with wrapping arithmetic. A sum does not depend on order, so
+/// a change's diff updates it in the time the change takes: its deleted items are
+/// taken out, its added ones put in, each touched zone hashed again. That lets every
+/// netlink batch of the enforcer carry the seal of the table it leaves, whatever the
+/// size of the table (see [`super::dataplane`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealDigest {
+    base: u128,
+    zones: BTreeMap<u32, u128>,
+    sum: u128,
+}
+
+impl SealDigest {
+    /// The digest of a whole ruleset.
+    pub fn of(ruleset: &Ruleset, opts: &Options) -> Self {
+        let mut out = Self {
+            base: base_hash(ruleset, opts),
+            zones: ruleset
+                .zones
+                .values()
+                .map(|zone| (zone.id, zone_hash(zone, opts)))
+                .collect(),
+            sum: 0,
+        };
+        let mut sum = out.base;
+        for hash in out.zones.values() {
+            sum = sum.wrapping_add(*hash);
         }
+        for (addr, local) in &ruleset.local {
+            sum = sum.wrapping_add(item(|h| write!(h, "local {addr} {local:?}")));
+        }
+        for (addr, (id, comment)) in &ruleset.members {
+            sum = sum.wrapping_add(item(|h| write!(h, "member {addr} {id} {comment:?}")));
+        }
+        for addr in &ruleset.host {
+            sum = sum.wrapping_add(item(|h| write!(h, "host {addr}")));
+        }
+        for net in &ruleset.cidrs {
+            sum = sum.wrapping_add(item(|h| write!(h, "cidr {net}")));
+        }
+        out.sum = sum;
+        out
     }
-    let _ = write!(hasher, "{ruleset:?}");
+
+    /// The digest after `diff` took the table to `new`.
+    pub fn update(&mut self, diff: &RulesetDiff, new: &Ruleset, opts: &Options) {
+        let mut sum = self.sum;
+        if diff.settings_changed {
+            let base = base_hash(new, opts);
+            sum = sum.wrapping_sub(self.base).wrapping_add(base);
+            self.base = base;
+        }
+        let touched = diff
+            .created
+            .iter()
+            .chain(&diff.removed)
+            .chain(&diff.rewritten)
+            .map(|z| z.id)
+            .chain(diff.zones.keys().copied())
+            .chain(diff.cidr_sets_dropped.iter().copied())
+            .collect::<std::collections::BTreeSet<u32>>();
+        for id in touched {
+            if let Some(old) = self.zones.remove(&id) {
+                sum = sum.wrapping_sub(old);
+            }
+            if let Some(zone) = new.zones.get(&id) {
+                let hash = zone_hash(zone, opts);
+                sum = sum.wrapping_add(hash);
+                self.zones.insert(id, hash);
+            }
+        }
+        let mut step = |hash: u128, add: bool| {
+            sum = if add {
+                sum.wrapping_add(hash)
+            } else {
+                sum.wrapping_sub(hash)
+            };
+        };
+        for (items, add) in [(&diff.local.del, false), (&diff.local.add, true)] {
+            for (addr, local) in items {
+                step(item(|h| write!(h, "local {addr} {local:?}")), add);
+            }
+        }
+        for (items, add) in [(&diff.members.del, false), (&diff.members.add, true)] {
+            for (addr, (id, comment)) in items {
+                step(item(|h| write!(h, "member {addr} {id} {comment:?}")), add);
+            }
+        }
+        for (items, add) in [(&diff.host.del, false), (&diff.host.add, true)] {
+            for addr in items {
+                step(item(|h| write!(h, "host {addr}")), add);
+            }
+        }
+        for (items, add) in [(&diff.cidrs.del, false), (&diff.cidrs.add, true)] {
+            for net in items {
+                step(item(|h| write!(h, "cidr {net}")), add);
+            }
+        }
+        self.sum = sum;
+    }
+
+    /// The seal's digest: the sum hashed once more, with the count of zones.
+    pub fn digest(&self) -> [u8; DIGEST_BYTES] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"zonewarden ruleset seal 2\n");
+        hasher.update(self.sum.to_be_bytes());
+        hasher.update((self.zones.len() as u64).to_be_bytes());
+        let full = hasher.finalize();
+        let mut out = [0; DIGEST_BYTES];
+        out.copy_from_slice(&full[..DIGEST_BYTES]);
+        out
+    }
+}
+
+/// The hash of what the base transaction writes for `ruleset`'s settings.
+fn base_hash(ruleset: &Ruleset, opts: &Options) -> u128 {
+    item(|h| {
+        write!(
+            h,
+            "base {}\n{opts:?}\n{}\n{:?}",
+            env!("CARGO_PKG_VERSION"),
+            base_commands(&ruleset.settings, &KernelView::default(), opts),
+            ruleset.settings
+        )
+    })
+}
+
+/// The hash of a zone: its chains as rendered and every element of its sets.
+fn zone_hash(zone: &ZoneRules, opts: &Options) -> u128 {
+    item(|h| {
+        for dir in Dir::BOTH {
+            writeln!(h, "{:?}", zone_chain_rules(zone, dir, opts))?;
+        }
+        write!(h, "zone {zone:?}")
+    })
+}
+
+/// The hash of one item as `write` prints it (through a hasher: no string is made).
+fn item(write: impl FnOnce(&mut Hashing) -> std::fmt::Result) -> u128 {
+    let mut hasher = Hashing(Sha256::new());
+    // Writing into a hasher cannot fail.
+    let _ = write(&mut hasher);
     let full = hasher.0.finalize();
-    let mut out = [0; DIGEST_BYTES];
-    out.copy_from_slice(&full[..DIGEST_BYTES]);
-    out
+    u128::from_be_bytes(full[..16].try_into().expect("16 bytes"))
 }
 
 /// The seal's element key: the digest, then the generation (big-endian).
@@ -113,5 +255,45 @@ mod tests {
         let key = seal_key(&base, 0xdead_beef);
         assert_eq!(read_seal_key(&key.octets()), Some((base, 0xdead_beef)));
         assert_eq!(read_seal_key(&[1, 2, 3]), None);
+    }
+
+    /// The digest a diff updates is the digest of the whole new ruleset, through
+    /// every kind of change: endpoints (local and remote, both families) added and
+    /// removed, quarantine, modes, zones created and removed, host probes, back.
+    #[test]
+    fn a_digest_updated_by_diffs_is_the_digest_of_the_whole_ruleset() {
+        let opts = super::super::tests::OPTS;
+        let mut cluster = Cluster::new(false);
+        let mut old = cluster.compile();
+        let mut running = SealDigest::of(&old, &opts);
+        let first = running.clone();
+        let mut step = |cluster: &Cluster, settings: Option<bool>, what: &str| {
+            let mut new = cluster.compile();
+            if let Some(probes) = settings {
+                new.settings.allow_host_probes = probes;
+            }
+            let diff = RulesetDiff::between(&old, &new);
+            running.update(&diff, &new, &opts);
+            assert_eq!(running, SealDigest::of(&new, &opts), "{what}");
+            old = new;
+        };
+        cluster = cluster.dual_stack();
+        step(&cluster, None, "IPv6 addresses added");
+        cluster.quarantined.insert("web1".into());
+        step(&cluster, None, "an endpoint quarantined");
+        cluster.set_mode("shop/db", Mode::Enforce);
+        step(&cluster, None, "a mode switched");
+        let with_cache = Cluster::new(true).dual_stack();
+        step(&with_cache, None, "a zone created");
+        cluster.remove_endpoint("db2");
+        step(&cluster, None, "a zone removed, a remote endpoint gone");
+        step(&cluster, Some(false), "host probes off");
+        let back = Cluster::new(false);
+        step(&back, None, "back to the start");
+        assert_eq!(
+            running.digest(),
+            first.digest(),
+            "the same table, the same seal"
+        );
     }
 }
