@@ -238,7 +238,11 @@ impl NftRulesetDataplane {
         // commit (or one of ours through nft) moved the generation past the seal, and
         // what it changed is not in the digest.
         let now = socket.generation()?;
-        if seal::read_seal_key(&old).is_none_or(|(_, sealed)| sealed != now) {
+        if let Some((_, sealed)) = seal::read_seal_key(&old).filter(|(_, g)| *g != now) {
+            debug!(
+                sealed,
+                now, "the table changed since its seal: it stays unsealed until it is read"
+            );
             self.journal().seal = None;
             return Ok(None);
         }
