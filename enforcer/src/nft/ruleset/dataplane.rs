@@ -213,6 +213,107 @@ impl NftRulesetDataplane {
         }
     }
 
+    /// Replaces the table's seal with `digest` and the generation after this batch,
+    /// if the namespace's generation is still `generation`; `Ok(false)` when it is
+    /// not (someone committed meanwhile).
+    fn write_seal(
+        &self,
+        socket: &ElementSocket,
+        digest: &seal::SealDigest,
+        generation: u32,
+    ) -> Result<bool, NftError> {
+        let old = socket.set_keys(seal::DIGEST_SET)?;
+        let next = generation.wrapping_add(1).max(1);
+        let mut removed = seal_change(Verb::Delete, std::net::Ipv6Addr::UNSPECIFIED);
+        removed.elems = old
+            .iter()
+            .flatten()
+            .filter_map(|k| seal_bytes_of(k))
+            .map(|k| seal_elem(k.into()))
+            .collect();
+        let added = seal_change(Verb::Add, seal::seal_key(&digest.digest(), next));
+        let mut items = Vec::new();
+        let mut set_id = 0;
+        if old.is_none() {
+            let create = expr::add_set(seal::DIGEST_SET, &["ipv6_addr"], None);
+            match objects::command_message(&create, &mut set_id) {
+                Some(message) => items.push(BatchItem::Object(message)),
+                None => return Ok(false),
+            }
+        }
+        if !removed.elems.is_empty() {
+            items.push(BatchItem::Elements(&removed));
+        }
+        items.push(BatchItem::Elements(&added));
+        match socket.commit_items_at(&items, generation) {
+            Ok(sealed) => {
+                if sealed {
+                    self.journal().seal = added.elems.first().and_then(seal_bytes);
+                }
+                Ok(sealed)
+            }
+            // Someone committed between the read of the generation and the batch.
+            Err(NftError::Kernel { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ERESTART) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Applies a transaction through nft and, when the table was sealed right before
+    /// it, seals it again after it: nft's commit moves the generation by one, so a
+    /// seal written only while the generation is the one after it (checked by the
+    /// kernel) vouches for nothing but this change. Otherwise the table stays
+    /// unsealed until it is read.
+    fn run_resealed(
+        &self,
+        commands: &Value,
+        action: &str,
+        diff: &RulesetDiff,
+        new: &Ruleset,
+    ) -> Result<(), NftError> {
+        let sealed_before = match &self.elements {
+            Some(socket) => {
+                let journal_generation = {
+                    let journal = self.journal();
+                    journal
+                        .seal
+                        .filter(|_| journal.digest.is_some())
+                        .and_then(|key| seal::read_seal_key(&key))
+                        .map(|(_, g)| g)
+                };
+                let now = socket.generation()?;
+                journal_generation.filter(|g| *g == now)
+            }
+            None => None,
+        };
+        self.run_transaction(commands, action)?;
+        self.follow(diff, new);
+        let (Some(before), Some(socket)) = (sealed_before, &self.elements) else {
+            return Ok(());
+        };
+        let after = before.wrapping_add(1).max(1);
+        let now = socket.generation()?;
+        if now == before {
+            // Nothing was committed (an empty transaction): the seal still holds.
+            return Ok(());
+        }
+        let digest = self.journal().digest.clone();
+        let resealed = match digest {
+            Some(digest) if now == after => self.write_seal(socket, &digest, after)?,
+            _ => false,
+        };
+        if !resealed {
+            debug!(
+                "the table changed beside a change through nft: it stays unsealed until it is read"
+            );
+            self.journal().seal = None;
+        }
+        Ok(())
+    }
+
     /// The seal's change for a batch that applies `diff`: the element to delete, the
     /// one to add (the digest of `new`, and the generation after the batch) and the
     /// digest; `None` while the journal does not know the table's digest and seal, or
@@ -474,51 +575,14 @@ impl RulesetDataplane for NftRulesetDataplane {
             return Ok(false);
         }
         let generation = socket.generation()?;
-        let old = socket.set_keys(seal::DIGEST_SET)?;
-        let next = generation.wrapping_add(1).max(1);
         let digest = seal::SealDigest::of(ruleset, &self.opts);
-        let mut removed = seal_change(Verb::Delete, std::net::Ipv6Addr::UNSPECIFIED);
-        removed.elems = old
-            .iter()
-            .flatten()
-            .filter_map(|k| seal_bytes_of(k))
-            .map(|k| seal_elem(k.into()))
-            .collect();
-        let added = seal_change(Verb::Add, seal::seal_key(&digest.digest(), next));
         // The table holds `ruleset` (the caller says so), sealed or not.
         {
             let mut journal = self.journal();
-            journal.digest = Some(digest);
+            journal.digest = Some(digest.clone());
             journal.seal = None;
         }
-        let mut items = Vec::new();
-        let mut set_id = 0;
-        if old.is_none() {
-            let create = expr::add_set(seal::DIGEST_SET, &["ipv6_addr"], None);
-            match objects::command_message(&create, &mut set_id) {
-                Some(message) => items.push(BatchItem::Object(message)),
-                None => return Ok(false),
-            }
-        }
-        if !removed.elems.is_empty() {
-            items.push(BatchItem::Elements(&removed));
-        }
-        items.push(BatchItem::Elements(&added));
-        match socket.commit_items_at(&items, generation) {
-            Ok(sealed) => {
-                if sealed {
-                    self.journal().seal = added.elems.first().and_then(seal_bytes);
-                }
-                Ok(sealed)
-            }
-            // Someone committed between the read of the generation and the batch.
-            Err(NftError::Kernel { source, .. })
-                if source.raw_os_error() == Some(nix::libc::ERESTART) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err),
-        }
+        self.write_seal(socket, &digest, generation)
     }
 
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
@@ -545,11 +609,12 @@ impl RulesetDataplane for NftRulesetDataplane {
         }
         let result = match self.apply_netlink(diff, new) {
             Ok(true) => return Ok(()),
-            Ok(false) => self.run_transaction(&diff_commands(diff, new, &self.opts), action),
+            Ok(false) => {
+                self.run_resealed(&diff_commands(diff, new, &self.opts), action, diff, new)
+            }
             Err(err) => Err(err),
         };
         let Err(err) = result else {
-            self.follow(diff, new);
             return Ok(());
         };
         self.journal().digest = None;

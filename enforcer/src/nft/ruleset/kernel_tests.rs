@@ -1007,13 +1007,14 @@ fn the_table_reads_the_same_through_netlink_as_through_nft() {
     );
 }
 
-/// Once sealed, every change the enforcer sends as a netlink batch carries the seal
-/// of the table it leaves: a data plane that cannot read (its nft is `false`)
-/// confirms the table after each one. A change through nft, or anyone else's commit,
-/// breaks the seal, and later batches do not restore it over what they did not see
-/// (a hand-added element stays unconfirmed until the table is read and sealed).
+/// Once sealed, every change of the enforcer keeps the table sealed: a netlink batch
+/// carries the seal of the table it leaves, and a change through nft is sealed right
+/// after it if nothing else was committed. A data plane that cannot read (its nft is
+/// `false`) confirms the table after each one. Anyone else's commit breaks the seal,
+/// and no later change restores it over what it did not see (a hand-added element
+/// stays unconfirmed until the table is read).
 #[test]
-fn every_netlink_change_keeps_the_table_sealed() {
+fn every_change_of_the_enforcer_keeps_the_table_sealed() {
     require_root!();
     let ns = Netns::new();
     let mut cluster = Cluster::new(false);
@@ -1052,35 +1053,38 @@ fn every_netlink_change_keeps_the_table_sealed() {
     let new = step(&cluster, None);
     assert!(confirmed(&new), "a zone removed, an endpoint quarantined");
 
-    // Through nft (a node setting rewrites base chains): the seal is out of date, and
-    // the batches after it cannot vouch for what nft did.
+    // Through nft (a node setting rewrites base chains).
     let new = step(&cluster, flipped);
-    assert!(!confirmed(&new), "a change through nft");
+    assert!(confirmed(&new), "a change through nft");
     cluster.remove_endpoint("web2");
     let new = step(&cluster, flipped);
-    assert!(!confirmed(&new), "a batch after a change through nft");
-    assert!(dp.seal(&new).expect("seal"));
-    assert!(confirmed(&new), "sealed again once quiet");
+    assert!(confirmed(&new), "a batch after a change through nft");
 
-    // Someone else's element: no later batch seals over it.
-    ns.nft_by_hand(&[
-        "add",
-        "element",
-        "inet",
-        "zonewarden",
-        "host_v4",
-        "{ 10.9.9.9 }",
-    ]);
-    cluster.remove_endpoint("db1");
-    let new = step(&cluster, flipped);
-    assert!(!confirmed(&new), "a hand-added element");
-    cluster.remove_endpoint("web3");
-    let new = step(&cluster, flipped);
-    assert!(!confirmed(&new), "still after another batch");
-    let view = dp.ensure_base(&new.settings).expect("read");
-    assert!(
-        view.ruleset
-            .host
-            .contains(&"10.9.9.9".parse().expect("an address"))
-    );
+    // Someone else's element: no later change seals over it, neither a batch nor a
+    // change through nft; once read and repaired, the table is sealed again.
+    for (n, probes, through) in [(1, flipped, "a batch"), (2, None, "a change through nft")] {
+        let element = format!("{{ 10.9.9.{n} }}");
+        ns.nft_by_hand(&["add", "element", "inet", "zonewarden", "host_v4", &element]);
+        cluster.endpoints.push(super::tests::endpoint(
+            &format!("db{n}0"),
+            "shop/db",
+            "node-1",
+            &[&format!("10.0.0.{}/32", 20 + n)],
+        ));
+        let new = step(&cluster, probes);
+        assert!(!confirmed(&new), "{through} after a hand-added element");
+        cluster.remove_endpoint(&format!("db{n}0"));
+        let new = step(&cluster, probes);
+        assert!(!confirmed(&new), "another change after it");
+        let view = dp.ensure_base(&new.settings).expect("read");
+        let hand: std::net::IpAddr = format!("10.9.9.{n}").parse().expect("an address");
+        assert!(view.ruleset.host.contains(&hand));
+        dp.apply(&RulesetDiff::between(&view.ruleset, &new), &new)
+            .expect("repair");
+        assert!(
+            dp.seal(&new).expect("seal"),
+            "sealed once read and repaired"
+        );
+        assert!(confirmed(&new));
+    }
 }
