@@ -259,30 +259,10 @@ impl ElementSocket {
         let mut attrs = Vec::new();
         push_attr(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &nul_terminated(TABLE));
         push_attr(&mut attrs, NFTA_SET_ELEM_LIST_SET, &nul_terminated(set));
-        let answers = match self.request(
-            NFT_MSG_GETSETELEM,
-            NFPROTO_INET,
-            NLM_F_DUMP,
-            &attrs,
-            &action,
-        ) {
-            Err(NftError::Kernel { source, .. })
-                if source.raw_os_error() == Some(nix::libc::ENOENT) =>
-            {
-                return Ok(None);
-            }
-            other => other?,
-        };
         let mut keys = Vec::new();
-        for (kind, body) in &answers {
-            if *kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM {
-                continue;
-            }
-            let Some(list) = body
-                .get(4..)
-                .and_then(|b| attribute(b, NFTA_SET_ELEM_LIST_ELEMENTS))
-            else {
-                continue;
+        let found = self.dump(NFT_MSG_GETSETELEM, NFPROTO_INET, &attrs, &action, |body| {
+            let Some(list) = attribute(body, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+                return Ok(());
             };
             for (_, element) in attributes(list) {
                 if let Some(value) = attribute(element, NFTA_SET_ELEM_KEY)
@@ -291,8 +271,9 @@ impl ElementSocket {
                     keys.push(value.to_vec());
                 }
             }
-        }
-        Ok(Some(keys))
+            Ok(())
+        })?;
+        Ok(found.then_some(keys))
     }
 
     /// Whether `set` of the table `inet zonewarden` holds the element whose key is

@@ -1087,4 +1087,46 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
         );
         assert!(confirmed(&new));
     }
+
+    // The seal deleted by hand: the batch that would have replaced it is refused, so
+    // the change goes again without it. It lands (it is never lost for a missing
+    // seal), the table is unconfirmed until sealed again, and sealing works again.
+    ns.nft_by_hand(&["flush", "set", "inet", "zonewarden", seal::DIGEST_SET]);
+    cluster.endpoints.push(super::tests::endpoint(
+        "db30",
+        "shop/db",
+        "node-1",
+        &["10.0.0.30/32"],
+    ));
+    let new = step(&cluster, None);
+    assert!(
+        !confirmed(&new),
+        "a batch after the seal was deleted by hand"
+    );
+    let held = dp.read().expect("read");
+    let db30: std::net::IpAddr = "10.0.0.30".parse().expect("an address");
+    assert!(
+        held.ruleset.members.contains_key(&db30),
+        "the change landed"
+    );
+    assert!(
+        RulesetDiff::between(&held.ruleset, &new).is_empty(),
+        "the table holds the whole change"
+    );
+    cluster.remove_endpoint("db30");
+    let new = step(&cluster, None);
+    assert!(
+        !confirmed(&new),
+        "another batch, still with no seal to replace"
+    );
+    assert!(dp.seal(&new).expect("seal"), "sealed again once quiet");
+    assert!(confirmed(&new));
+    cluster.endpoints.push(super::tests::endpoint(
+        "db31",
+        "shop/db",
+        "node-1",
+        &["10.0.0.31/32"],
+    ));
+    let new = step(&cluster, None);
+    assert!(confirmed(&new), "every batch carries the seal again");
 }

@@ -27,11 +27,13 @@
 //! killed right after a change therefore restarts over a sealed table.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{Debug, Write};
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
-use zonewarden_profiles::diff::RulesetDiff;
-use zonewarden_profiles::ruleset::{Ruleset, ZoneRules};
+use zonewarden_profiles::diff::{Delta, RulesetDiff, ZoneDelta};
+use zonewarden_profiles::ruleset::{Comment, LocalAddr, Ruleset, ZoneRules};
 
 use super::render_base::base_commands;
 use super::render_zone::zone_chain_rules;
@@ -51,16 +53,20 @@ pub fn digest(ruleset: &Ruleset, opts: &Options) -> [u8; DIGEST_BYTES] {
 }
 
 /// The digest as a sum that follows the table change by change: the hash of the
-/// base (version, options, base objects and chains) plus one hash per zone (its
-/// chains and sets) and one per element of the model (member, local address, host
-/// address, CIDR), added with wrapping arithmetic. A sum does not depend on order, so
-/// a change's diff updates it in the time the change takes: its deleted items are
-/// taken out, its added ones put in, each touched zone hashed again. That lets every
-/// netlink batch of the enforcer carry the seal of the table it leaves, whatever the
-/// size of the table (see [`super::dataplane`]).
+/// base (version, options, base objects and chains) plus, per zone, the hash of its
+/// chains and one hash per element of its sets, plus one hash per element of the
+/// model (member, local address, host address, CIDR), added with wrapping
+/// arithmetic. A sum does not depend on order, so a change's diff updates it in the
+/// time the change takes: its deleted elements are taken out, its added ones put in,
+/// and only a zone whose chains are rewritten has them hashed again (an endpoint
+/// added to a zone that many zones may reach changes an element or two in each of
+/// their sets, never their chains). That lets every netlink batch of the enforcer
+/// carry the seal of the table it leaves, whatever the size of the table (see
+/// [`super::dataplane`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealDigest {
     base: u128,
+    /// The hash of each zone's chains.
     zones: BTreeMap<u32, u128>,
     sum: u128,
 }
@@ -73,7 +79,7 @@ impl SealDigest {
             zones: ruleset
                 .zones
                 .values()
-                .map(|zone| (zone.id, zone_hash(zone, opts)))
+                .map(|zone| (zone.id, chains_hash(zone, opts)))
                 .collect(),
             sum: 0,
         };
@@ -81,17 +87,17 @@ impl SealDigest {
         for hash in out.zones.values() {
             sum = sum.wrapping_add(*hash);
         }
-        for (addr, local) in &ruleset.local {
-            sum = sum.wrapping_add(item(|h| write!(h, "local {addr} {local:?}")));
+        for zone in ruleset.zones.values() {
+            zone_elements(zone, &mut |set, e| {
+                sum = sum.wrapping_add(zone_element_hash(zone.id, set, e));
+            });
         }
-        for (addr, (id, comment)) in &ruleset.members {
-            sum = sum.wrapping_add(item(|h| write!(h, "member {addr} {id} {comment:?}")));
-        }
-        for addr in &ruleset.host {
-            sum = sum.wrapping_add(item(|h| write!(h, "host {addr}")));
-        }
-        for net in &ruleset.cidrs {
-            sum = sum.wrapping_add(item(|h| write!(h, "cidr {net}")));
+        let hashes = (ruleset.local.iter().map(|(a, l)| local_hash(a, l)))
+            .chain(ruleset.members.iter().map(|(a, m)| member_hash(a, m)))
+            .chain(ruleset.host.iter().map(host_hash))
+            .chain(ruleset.cidrs.iter().map(cidr_hash));
+        for hash in hashes {
+            sum = sum.wrapping_add(hash);
         }
         out.sum = sum;
         out
@@ -105,25 +111,6 @@ impl SealDigest {
             sum = sum.wrapping_sub(self.base).wrapping_add(base);
             self.base = base;
         }
-        let touched = diff
-            .created
-            .iter()
-            .chain(&diff.removed)
-            .chain(&diff.rewritten)
-            .map(|z| z.id)
-            .chain(diff.zones.keys().copied())
-            .chain(diff.cidr_sets_dropped.iter().copied())
-            .collect::<std::collections::BTreeSet<u32>>();
-        for id in touched {
-            if let Some(old) = self.zones.remove(&id) {
-                sum = sum.wrapping_sub(old);
-            }
-            if let Some(zone) = new.zones.get(&id) {
-                let hash = zone_hash(zone, opts);
-                sum = sum.wrapping_add(hash);
-                self.zones.insert(id, hash);
-            }
-        }
         let mut step = |hash: u128, add: bool| {
             sum = if add {
                 sum.wrapping_add(hash)
@@ -131,25 +118,48 @@ impl SealDigest {
                 sum.wrapping_sub(hash)
             };
         };
-        for (items, add) in [(&diff.local.del, false), (&diff.local.add, true)] {
-            for (addr, local) in items {
-                step(item(|h| write!(h, "local {addr} {local:?}")), add);
+        // A removed zone goes with every element it held; a created one comes with
+        // all of its own; a rewritten one keeps its elements (their changes are in
+        // `diff.zones`, as for any zone that stays).
+        for zone in &diff.removed {
+            if let Some(old) = self.zones.remove(&zone.id) {
+                step(old, false);
             }
+            zone_elements(zone, &mut |set, e| {
+                step(zone_element_hash(zone.id, set, e), false)
+            });
+        }
+        for zone in diff.created.iter().chain(&diff.rewritten) {
+            if let Some(old) = self.zones.remove(&zone.id) {
+                step(old, false);
+            }
+            let hash = chains_hash(zone, opts);
+            self.zones.insert(zone.id, hash);
+            step(hash, true);
+        }
+        for zone in &diff.created {
+            zone_elements(zone, &mut |set, e| {
+                step(zone_element_hash(zone.id, set, e), true)
+            });
+        }
+        for (id, delta) in &diff.zones {
+            for added in [false, true] {
+                delta_elements(delta, added, &mut |set, e| {
+                    step(zone_element_hash(*id, set, e), added);
+                });
+            }
+        }
+        for (items, add) in [(&diff.local.del, false), (&diff.local.add, true)] {
+            items.iter().for_each(|(a, l)| step(local_hash(a, l), add));
         }
         for (items, add) in [(&diff.members.del, false), (&diff.members.add, true)] {
-            for (addr, (id, comment)) in items {
-                step(item(|h| write!(h, "member {addr} {id} {comment:?}")), add);
-            }
+            items.iter().for_each(|(a, m)| step(member_hash(a, m), add));
         }
         for (items, add) in [(&diff.host.del, false), (&diff.host.add, true)] {
-            for addr in items {
-                step(item(|h| write!(h, "host {addr}")), add);
-            }
+            items.iter().for_each(|a| step(host_hash(a), add));
         }
         for (items, add) in [(&diff.cidrs.del, false), (&diff.cidrs.add, true)] {
-            for net in items {
-                step(item(|h| write!(h, "cidr {net}")), add);
-            }
+            items.iter().for_each(|n| step(cidr_hash(n), add));
         }
         self.sum = sum;
     }
@@ -157,7 +167,7 @@ impl SealDigest {
     /// The seal's digest: the sum hashed once more, with the count of zones.
     pub fn digest(&self) -> [u8; DIGEST_BYTES] {
         let mut hasher = Sha256::new();
-        hasher.update(b"zonewarden ruleset seal 2\n");
+        hasher.update(b"zonewarden ruleset seal 3\n");
         hasher.update(self.sum.to_be_bytes());
         hasher.update((self.zones.len() as u64).to_be_bytes());
         let full = hasher.finalize();
@@ -180,14 +190,80 @@ fn base_hash(ruleset: &Ruleset, opts: &Options) -> u128 {
     })
 }
 
-/// The hash of a zone: its chains as rendered and every element of its sets.
-fn zone_hash(zone: &ZoneRules, opts: &Options) -> u128 {
+/// The hash of a zone's chains as rendered (they depend on its id, name, mode and
+/// whether it has CIDR sets, never on its other elements).
+fn chains_hash(zone: &ZoneRules, opts: &Options) -> u128 {
     item(|h| {
         for dir in Dir::BOTH {
             writeln!(h, "{:?}", zone_chain_rules(zone, dir, opts))?;
         }
-        write!(h, "zone {zone:?}")
+        write!(
+            h,
+            "zone {} {} {:?} {}",
+            zone.id,
+            zone.zone,
+            zone.mode,
+            zone.has_cidr()
+        )
     })
+}
+
+/// The hash of one element of a zone's set.
+fn zone_element_hash(id: u32, set: &str, element: &dyn Debug) -> u128 {
+    item(|h| write!(h, "zone {id} {set} {element:?}"))
+}
+
+/// Calls `each` with every element of a zone's sets, named by its set.
+fn zone_elements(zone: &ZoneRules, each: &mut dyn FnMut(&str, &dyn Debug)) {
+    zone.allow_out.iter().for_each(|e| each("allow_out", e));
+    zone.allow_in.iter().for_each(|e| each("allow_in", e));
+    zone.cidr_out.iter().for_each(|e| each("cidr_out", e));
+    zone.cidr_in.iter().for_each(|e| each("cidr_in", e));
+    zone.world_out.iter().for_each(|e| each("world_out", e));
+    zone.world_in.iter().for_each(|e| each("world_in", e));
+}
+
+/// Calls `each` with every element a zone's delta adds (`added`) or deletes, named
+/// as [`zone_elements`] names them.
+fn delta_elements(delta: &ZoneDelta, added: bool, each: &mut dyn FnMut(&str, &dyn Debug)) {
+    fn side<T>(d: &Delta<T>, added: bool) -> &[T] {
+        if added { &d.add } else { &d.del }
+    }
+    side(&delta.allow_out, added)
+        .iter()
+        .for_each(|e| each("allow_out", e));
+    side(&delta.allow_in, added)
+        .iter()
+        .for_each(|e| each("allow_in", e));
+    side(&delta.cidr_out, added)
+        .iter()
+        .for_each(|e| each("cidr_out", e));
+    side(&delta.cidr_in, added)
+        .iter()
+        .for_each(|e| each("cidr_in", e));
+    side(&delta.world_out, added)
+        .iter()
+        .for_each(|e| each("world_out", e));
+    side(&delta.world_in, added)
+        .iter()
+        .for_each(|e| each("world_in", e));
+}
+
+// One hash per element of the model, the same for the whole ruleset and a diff.
+fn local_hash(addr: &IpAddr, local: &LocalAddr) -> u128 {
+    item(|h| write!(h, "local {addr} {local:?}"))
+}
+
+fn member_hash(addr: &IpAddr, (id, comment): &(u32, Comment)) -> u128 {
+    item(|h| write!(h, "member {addr} {id} {comment:?}"))
+}
+
+fn host_hash(addr: &IpAddr) -> u128 {
+    item(|h| write!(h, "host {addr}"))
+}
+
+fn cidr_hash(net: &IpNet) -> u128 {
+    item(|h| write!(h, "cidr {net}"))
 }
 
 /// The hash of one item as `write` prints it (through a hasher: no string is made).
