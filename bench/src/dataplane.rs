@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use anyhow::Context as _;
+
 use crate::report::{Section, verdict};
 use crate::scale::{CONN_PORT, IPERF_PORT, Scale};
 use crate::stats::{Samples, fmt, ratio};
@@ -44,7 +46,8 @@ fn measure_to(
     for _ in 0..reps {
         f.gbits
             .push(iperf(&scale.client.netns, server, IPERF_PORT, cfg.iperf_secs)? / 1e9);
-        let r = approved_conn_rate(&scale.client.netns, &target, cfg.loop_secs)?;
+        let r = approved_conn_rate(&scale.client.netns, &target, cfg.loop_secs)
+            .with_context(|| format!("new connections to {target}"))?;
         f.conns.push(r.ok as f64 / r.seconds);
     }
     Ok(())
@@ -71,12 +74,13 @@ pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<Rounds> {
     let file = scale.node.dir.path().join("linear.nft");
     std::fs::write(&file, linear_ruleset(scale))?;
     for round in 0..cfg.reps {
-        measure(scale, cfg, 1, &mut r.zw)?;
-        measure_v6(scale, cfg, 1, &mut r.zw6)?;
+        let at = |what: &str| format!("round {}, {what}", round + 1);
+        measure(scale, cfg, 1, &mut r.zw).with_context(|| at("zonewarden's table"))?;
+        measure_v6(scale, cfg, 1, &mut r.zw6).with_context(|| at("zonewarden's table"))?;
         scale.node.stop_enforcer(true);
         scale.node.nft(&["delete", "table", "inet", "zonewarden"])?;
-        measure(scale, cfg, 1, &mut r.none)?;
-        measure_v6(scale, cfg, 1, &mut r.none6)?;
+        measure(scale, cfg, 1, &mut r.none).with_context(|| at("no table"))?;
+        measure_v6(scale, cfg, 1, &mut r.none6).with_context(|| at("no table"))?;
         let t = std::time::Instant::now();
         scale.node.nft_file(&file)?;
         if round == 0 {
@@ -84,7 +88,7 @@ pub fn interleaved(scale: &mut Scale, cfg: &Config) -> anyhow::Result<Rounds> {
                 .setup
                 .push(("load the linear ruleset with `nft -f`".into(), t.elapsed()));
         }
-        measure(scale, cfg, 1, &mut r.linear)?;
+        measure(scale, cfg, 1, &mut r.linear).with_context(|| at("the linear ruleset"))?;
         scale
             .node
             .nft(&["delete", "table", "inet", "zwbench_linear"])?;

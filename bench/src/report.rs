@@ -128,9 +128,13 @@ impl Report {
         let mut replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
         // Several sections may share a number (8 has two): name it once.
         replaced.dedup();
+        // A failure of several sections (`2–6`) and the sections it stands for (`2`,
+        // `3`, ...) replace each other: the file never shows a failure beside figures
+        // of a later run, or old figures beside this run's failure.
+        let covered: Vec<u32> = replaced.iter().flat_map(|n| section_numbers(n)).collect();
         let mut sections: Vec<(String, String)> = old
             .into_iter()
-            .filter(|(n, _)| !replaced.contains(&n.as_str()))
+            .filter(|(n, _)| !section_numbers(n).iter().any(|k| covered.contains(k)))
             .chain(new.iter().cloned())
             .collect();
         sections.sort_by_key(|(n, _)| section_order(n));
@@ -139,7 +143,13 @@ impl Report {
         let superseded = |line: &str| {
             line.strip_prefix("- section ")
                 .and_then(|rest| rest.split_once(" measured later by "))
-                .is_some_and(|(named, _)| named.split(", ").all(|n| replaced.contains(&n.trim())))
+                .is_some_and(|(named, _)| {
+                    named.split(", ").all(|n| {
+                        section_numbers(n.trim())
+                            .iter()
+                            .all(|k| covered.contains(k))
+                    })
+                })
         };
         let kept: Vec<&str> = header.lines().filter(|l| !superseded(l)).collect();
         let mut s = kept.join("\n").trim_end().to_owned();
@@ -222,6 +232,19 @@ fn split_sections(text: &str) -> (String, Vec<(String, String)>) {
     (header, sections)
 }
 
+/// The numbers a section's title names: `2–6` names 2 to 6, `8` names 8.
+fn section_numbers(number: &str) -> Vec<u32> {
+    let mut ends = number
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    match (ends.next(), ends.next()) {
+        (Some(first), Some(last)) if first <= last => (first..=last).collect(),
+        (Some(first), _) => vec![first],
+        // Not a number: it covers nothing and nothing covers it.
+        (None, _) => Vec::new(),
+    }
+}
+
 /// Sections in the order of their numbers (`2–6` with 2).
 fn section_order(number: &str) -> u32 {
     number
@@ -249,6 +272,35 @@ mod tests {
         let eight = merged.find("## 8. Later\n\neight").unwrap();
         assert!(one < seven && seven < eight, "{merged}");
         assert!(!merged.contains("old seven"), "{merged}");
+    }
+
+    #[test]
+    fn a_failure_of_several_sections_and_those_sections_replace_each_other() {
+        let earlier = "# results\n\n- command: `sudo bench/run`\n\n## 1. CNI\n\none\n\n## 2. Data plane\n\nold two\n\n## 3. Update\n\nold three\n\n## 7. Flows\n\nseven\n";
+        let mut failed = Report::default();
+        failed.add_failure("2–6. Benchmarks at scale", &anyhow::anyhow!("it broke"));
+        let merged = failed.merge_into(earlier, "sudo bench/run --only scale", false, 5.0);
+        assert!(merged.contains("## 2–6. Benchmarks at scale"), "{merged}");
+        assert!(
+            !merged.contains("old two") && !merged.contains("old three"),
+            "{merged}"
+        );
+        assert!(
+            merged.contains("one") && merged.contains("seven"),
+            "{merged}"
+        );
+        let mut run = Report::default();
+        let mut two = Section::new("2. Data plane");
+        two.note("new two");
+        run.add(two);
+        let again = run.merge_into(&merged, "sudo bench/run --only scale", false, 5.0);
+        assert!(!again.contains("it broke"), "{again}");
+        let (one, two, seven) = (
+            again.find("## 1. CNI").unwrap(),
+            again.find("new two").unwrap(),
+            again.find("## 7. Flows").unwrap(),
+        );
+        assert!(one < two && two < seven, "{again}");
     }
 
     #[test]

@@ -49,12 +49,15 @@ pub fn serve(specs: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoopResult {
     pub attempts: u64,
     /// Connections that were established.
     pub ok: u64,
     pub seconds: f64,
+    /// The connections that failed, by what `connect` said (timed out, refused, ...).
+    #[serde(default)]
+    pub failures: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct LoopArgs {
@@ -74,13 +77,14 @@ pub fn connect_loop(args: &LoopArgs) -> LoopResult {
     // At least one attempt: `--seconds 0` is a single probe.
     loop {
         r.attempts += 1;
-        if let Ok(mut s) =
-            TcpStream::connect_timeout(&SocketAddr::new(args.addr, port), args.timeout)
-        {
-            r.ok += 1;
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut buf = [0u8; 1];
-            let _ = s.read(&mut buf);
+        match TcpStream::connect_timeout(&SocketAddr::new(args.addr, port), args.timeout) {
+            Ok(mut s) => {
+                r.ok += 1;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 1];
+                let _ = s.read(&mut buf);
+            }
+            Err(e) => *r.failures.entry(e.kind().to_string()).or_default() += 1,
         }
         port = if port >= args.ports.1 {
             args.ports.0
@@ -189,9 +193,15 @@ pub fn approved_conn_rate(ns: &Netns, target: &str, seconds: f64) -> anyhow::Res
     let r = conn_rate(ns, target, seconds)?;
     anyhow::ensure!(
         r.ok == r.attempts,
-        "{} of {} connections to an approved port failed",
+        "{} of {} connections to an approved port failed in {:.1} s ({})",
         r.attempts - r.ok,
-        r.attempts
+        r.attempts,
+        r.seconds,
+        r.failures
+            .iter()
+            .map(|(why, n)| format!("{n}× {why}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(r)
 }
