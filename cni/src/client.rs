@@ -2,7 +2,7 @@
 //! maps to a CNI error: unreachable is 11 (try again later) and names the socket.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use zonewarden_proto::v1::enforcer_client::EnforcerClient;
@@ -10,6 +10,8 @@ use zonewarden_proto::v1::enforcer_client::EnforcerClient;
 use crate::error::{CniError, ErrorCode};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a waiting ADD tries the socket again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// Well inside the runtime's own deadline (kubelet's default is 2 minutes).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -22,25 +24,50 @@ pub struct Enforcer {
 impl Enforcer {
     /// Connects to the enforcer; fails with code 11 when nothing answers.
     pub fn connect(socket: &Path) -> Result<Self, CniError> {
+        Self::connect_waiting(socket, Duration::ZERO)
+    }
+
+    /// [`Self::connect`], trying again for up to `wait` while nothing answers (no
+    /// socket, a socket nobody listens on, no answer in time): an ADD that comes while
+    /// the enforcer restarts waits for it instead of failing. Fails with code 11 once
+    /// `wait` has passed; nothing is touched before it returns.
+    pub fn connect_waiting(socket: &Path, wait: Duration) -> Result<Self, CniError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CniError::io(format!("cannot start the plugin's runtime: {e}")))?;
-        // The channel's own request deadline is the call's: a busy enforcer may take
-        // seconds to commit an endpoint, which is no reason to fail the ADD.
-        let channel = runtime
-            .block_on(zonewarden_proto::connect_with(
+        let until = Instant::now() + wait;
+        loop {
+            // The channel's own request deadline is the call's: a busy enforcer may
+            // take seconds to commit an endpoint, which is no reason to fail the ADD.
+            let connected = runtime.block_on(zonewarden_proto::connect_with(
                 socket,
                 CONNECT_TIMEOUT,
                 CALL_TIMEOUT,
-            ))
-            .map_err(|e| CniError::new(ErrorCode::TryAgainLater, e.to_string()))?;
-        let client = EnforcerClient::new(channel);
-        Ok(Self {
-            runtime,
-            client,
-            socket: socket.to_path_buf(),
-        })
+            ));
+            match connected {
+                Ok(channel) => {
+                    return Ok(Self {
+                        runtime,
+                        client: EnforcerClient::new(channel),
+                        socket: socket.to_path_buf(),
+                    });
+                }
+                Err(_) if Instant::now() + RETRY_EVERY < until => std::thread::sleep(RETRY_EVERY),
+                Err(e) if wait.is_zero() => {
+                    return Err(CniError::new(ErrorCode::TryAgainLater, e.to_string()));
+                }
+                Err(e) => {
+                    return Err(CniError::new(
+                        ErrorCode::TryAgainLater,
+                        format!(
+                            "{e} (waited {:.1}s for it: addWaitSeconds)",
+                            wait.as_secs_f64()
+                        ),
+                    ));
+                }
+            }
+        }
     }
 
     /// Runs one RPC with the call deadline and maps its failure.

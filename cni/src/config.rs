@@ -3,6 +3,7 @@
 //! reserves (`runtimeConfig`, `prevResult`, `cni.dev/*`) are read.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use zonewarden_profiles::{AttachMode, ZoneName};
@@ -16,6 +17,14 @@ use crate::version::{CniVersion, SUPPORTED_VERSIONS};
 /// `ipam.type` of zonewarden IPAM: the enforcer leases the addresses of its node's pod
 /// CIDR block, no IPAM plugin runs.
 pub const ENFORCER_IPAM: &str = "zonewarden";
+
+/// `addWaitSeconds` when the config does not say: long enough for an enforcer that
+/// restarts (a service manager restarts it after a second, and it reconciles a large
+/// node's table in about one more), short beside a runtime's retry of a failed ADD.
+pub const DEFAULT_ADD_WAIT_SECONDS: f64 = 5.0;
+
+/// The largest `addWaitSeconds`: a runtime gives a whole ADD about two minutes.
+pub const MAX_ADD_WAIT_SECONDS: f64 = 60.0;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,6 +52,7 @@ struct RawConf {
     socket: Option<PathBuf>,
     mode: Option<String>,
     mtu: Option<u32>,
+    add_wait_seconds: Option<serde_json::Value>,
     log_file: Option<PathBuf>,
     log_level: Option<String>,
     #[serde(default)]
@@ -83,6 +93,9 @@ pub struct NetConf {
     pub socket: PathBuf,
     pub mode: AttachMode,
     pub mtu: Option<u32>,
+    /// How long ADD waits for an enforcer that does not answer (one that restarts)
+    /// before it fails with code 11.
+    pub add_wait: Duration,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<String>,
     pub runtime_config: RuntimeConfig,
@@ -170,6 +183,19 @@ impl NetConf {
                 "mtu {mtu} is out of range: use 68 to 65535"
             )));
         }
+        let wait = match &raw.add_wait_seconds {
+            None => DEFAULT_ADD_WAIT_SECONDS,
+            Some(v) => v.as_f64().ok_or_else(|| {
+                CniError::config(format!(
+                    "addWaitSeconds {v} is not a number: give seconds, e.g. 5 or 0.5"
+                ))
+            })?,
+        };
+        if !(0.0..=MAX_ADD_WAIT_SECONDS).contains(&wait) {
+            return Err(CniError::config(format!(
+                "addWaitSeconds {wait} is out of range: use 0 (fail at once when the enforcer does not answer) to {MAX_ADD_WAIT_SECONDS}"
+            )));
+        }
         let zone = match raw.zone.as_deref().filter(|z| !z.is_empty()) {
             Some(z) => Some(ZoneName::parse_claim(z).map_err(|e| {
                 CniError::config(format!("the network config key \"zone\" is invalid: {e}"))
@@ -194,6 +220,7 @@ impl NetConf {
             socket,
             mode,
             mtu: raw.mtu,
+            add_wait: Duration::from_secs_f64(wait),
             log_file: raw.log_file,
             log_level: raw.log_level,
             runtime_config: raw.runtime_config,

@@ -168,6 +168,27 @@ fn error_code_matrix() {
     ));
     cases.push(("bad mtu", env("ADD"), conf(json!({"mtu": 20})), 7, "mtu"));
     cases.push((
+        "negative addWaitSeconds",
+        env("ADD"),
+        conf(json!({"addWaitSeconds": -1})),
+        7,
+        "addWaitSeconds -1 is out of range",
+    ));
+    cases.push((
+        "addWaitSeconds over a minute",
+        env("ADD"),
+        conf(json!({"addWaitSeconds": 61})),
+        7,
+        "use 0",
+    ));
+    cases.push((
+        "addWaitSeconds not a number",
+        env("ADD"),
+        conf(json!({"addWaitSeconds": "5s"})),
+        7,
+        "addWaitSeconds \"5s\" is not a number",
+    ));
+    cases.push((
         "bad zone",
         env("ADD"),
         conf(json!({"zone": "Not A Zone"})),
@@ -354,6 +375,11 @@ fn config_keeps_foreign_keys_and_reads_capabilities() {
     .unwrap();
     assert_eq!(c.mode, AttachMode::Routed);
     assert_eq!(c.mtu, Some(1400));
+    assert_eq!(
+        c.add_wait,
+        std::time::Duration::from_secs(5),
+        "ADD waits 5 s for a restarting enforcer unless told otherwise"
+    );
     assert_eq!(
         c.runtime_config.pod_annotations["zonewarden.io/zone"],
         "shop/db"

@@ -86,6 +86,45 @@ pub fn all_ips(result: &Value) -> Vec<String> {
 
 /// Runs one plugin binary from the node's bin dir.
 pub fn exec(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Value) -> CniOutput {
+    spawn(node, plugin, command, at, conf).finish()
+}
+
+/// A plugin call started by [`spawn`] and not yet waited for (killed if dropped so,
+/// e.g. when a test fails before it waits).
+pub struct Running {
+    child: Option<std::process::Child>,
+}
+
+impl Running {
+    /// Whether the plugin has exited.
+    pub fn exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        child.try_wait().expect("poll the plugin").is_some()
+    }
+
+    /// Waits for the plugin and returns what it printed.
+    pub fn finish(mut self) -> CniOutput {
+        let child = self.child.take().expect("running");
+        let out = child.wait_with_output().expect("wait for plugin");
+        CniOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `plugin` with `command` as a runtime does and returns without waiting.
+pub fn spawn(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Value) -> Running {
     let binary = node.bin_dir().join(plugin);
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &node.netns.name])
@@ -105,18 +144,14 @@ pub fn exec(node: &Node, plugin: &str, command: &str, at: &Attachment, conf: &Va
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {plugin}: {e}"));
     let stdin = serde_json::to_vec(conf).expect("config JSON");
+    // Dropped at the end of the statement: the plugin reads its whole config first.
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(&stdin)
         .expect("write config");
-    let out = child.wait_with_output().expect("wait for plugin");
-    CniOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Running { child: Some(child) }
 }
 
 /// An example conflist shipped in `deploy/cni/`, as a runtime would read it, with only

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use zonewarden_tests::cni::{Attachment, Conflist, exec};
+use zonewarden_tests::attach::endpoint_of;
+use zonewarden_tests::cni::{Attachment, Conflist, exec, spawn};
 use zonewarden_tests::netns::Netns;
 use zonewarden_tests::node::Node;
 use zonewarden_tests::require_root;
@@ -32,14 +33,16 @@ fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
     node.stop_enforcer(false);
 
     let at = Attachment::new("refused", &refused);
-    let out = exec(&node, "zonewarden", "ADD", &at, &list.single(0, json!({})));
+    let conf = list.single(0, json!({"addWaitSeconds": 1}));
+    let out = exec(&node, "zonewarden", "ADD", &at, &conf);
     assert!(!out.success, "ADD must fail while the enforcer is down");
     assert_eq!(out.code(), Some(11), "try again later: {}", out.stdout);
     let socket = node.socket().display().to_string();
+    let msg = out.json()["msg"].as_str().unwrap().to_owned();
+    assert!(msg.contains(&socket), "the message names the socket: {msg}");
     assert!(
-        out.json()["msg"].as_str().unwrap().contains(&socket),
-        "the message names the socket: {}",
-        out.stdout
+        msg.contains("waited 1.0s") && msg.contains("addWaitSeconds"),
+        "the message says how long it waited and what sets it: {msg}"
     );
     assert_eq!(node.host_veths().len(), 1, "the refused ADD made no veth");
     assert_eq!(node.leases(NET).len(), 1, "the refused ADD holds no lease");
@@ -72,6 +75,46 @@ fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
         node.netns.nft_map_keys("zone_of_v4").is_empty(),
         "the set element went with it"
     );
+}
+
+/// An ADD that comes while the enforcer restarts waits for it (`addWaitSeconds`)
+/// instead of failing, and attaches the pod once the enforcer answers.
+#[test]
+fn an_add_while_the_enforcer_restarts_waits_for_it() {
+    require_root!();
+    let mut node = Node::with_enforcer();
+    let list = Conflist::routed(&node, NET, "10.126.1.0/24");
+    let pod = Netns::new("waits");
+    node.stop_enforcer(false);
+    let at = Attachment::new("waits", &pod);
+    // Long enough for any machine: the enforcer is started as soon as the ADD waits.
+    let conf = list.single(0, json!({"addWaitSeconds": 60}));
+    let mut running = spawn(&node, "zonewarden", "ADD", &at, &conf);
+    // Time for the plugin to start and try the socket a few times.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !running.exited(),
+        "the ADD waits for the enforcer instead of failing"
+    );
+    node.start_enforcer();
+    let out = running.finish();
+    assert!(
+        out.success,
+        "the ADD succeeds once the enforcer answers: {out:?}"
+    );
+    let ip = out.json()["ips"][0]["address"]
+        .as_str()
+        .expect("an address")
+        .to_owned();
+    let record =
+        endpoint_of(&node, "waits").unwrap_or_else(|| panic!("registered: {:?}", node.endpoints()));
+    assert!(
+        record.to_string().contains(ip.split('/').next().unwrap()),
+        "the endpoint holds the address the ADD returned: {record}"
+    );
+    assert_eq!(node.host_veths().len(), 1, "one veth, the pod's");
+    list.del(&node, &at, &json!({}), None)
+        .unwrap_or_else(|o| panic!("DEL: {o:?}"));
 }
 
 #[test]

@@ -21,7 +21,8 @@ use zonewarden_profiles::AttachMode;
 pub fn add(inv: &Invocation<'_>) -> Result<Value, CniError> {
     inv.container_netns()?;
     // Reach the enforcer before touching anything: when it is down, ADD leaves nothing.
-    let mut enforcer = Enforcer::connect(&inv.conf.socket)?;
+    // One that restarts is waited for, briefly (`addWaitSeconds`).
+    let mut enforcer = Enforcer::connect_waiting(&inv.conf.socket, inv.conf.add_wait)?;
     // Held until ADD returns: a GC waits for it, so it never takes this ADD's veth for
     // a leak between its creation and its registration.
     let _lock = attach_lock::acquire(&inv.conf.socket, Kind::Shared, attach_lock::ADD_WAIT)?;
