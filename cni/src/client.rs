@@ -37,7 +37,9 @@ impl Enforcer {
             .build()
             .map_err(|e| CniError::io(format!("cannot start the plugin's runtime: {e}")))?;
         let until = Instant::now() + wait;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             // The channel's own request deadline is the call's: a busy enforcer may
             // take seconds to commit an endpoint, which is no reason to fail the ADD.
             let connected = runtime.block_on(zonewarden_proto::connect_with(
@@ -53,7 +55,17 @@ impl Enforcer {
                         socket: socket.to_path_buf(),
                     });
                 }
-                Err(_) if Instant::now() + RETRY_EVERY < until => std::thread::sleep(RETRY_EVERY),
+                Err(e) if Instant::now() + RETRY_EVERY < until => {
+                    if attempts == 1 {
+                        tracing::debug!(
+                            socket = %socket.display(),
+                            err = %e,
+                            wait_s = wait.as_secs_f64(),
+                            "the enforcer does not answer; waiting for it (addWaitSeconds)"
+                        );
+                    }
+                    std::thread::sleep(RETRY_EVERY)
+                }
                 Err(e) if wait.is_zero() => {
                     return Err(CniError::new(ErrorCode::TryAgainLater, e.to_string()));
                 }

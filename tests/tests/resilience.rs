@@ -1,6 +1,7 @@
 //! The enforcer being down, and many attachments at once, as root.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::json;
 use zonewarden_tests::attach::endpoint_of;
@@ -68,7 +69,7 @@ fn enforcer_down_add_fails_with_11_and_del_is_replayed() {
     node.start_enforcer();
     wait::until(
         "the queued DEL to be replayed",
-        std::time::Duration::from_secs(15),
+        Duration::from_secs(15),
         || node.endpoints().is_empty(),
     );
     assert!(
@@ -88,10 +89,25 @@ fn an_add_while_the_enforcer_restarts_waits_for_it() {
     node.stop_enforcer(false);
     let at = Attachment::new("waits", &pod);
     // Long enough for any machine: the enforcer is started as soon as the ADD waits.
-    let conf = list.single(0, json!({"addWaitSeconds": 60}));
+    let log = node.dir.path().join("plugin.log");
+    let conf = list.single(
+        0,
+        json!({"addWaitSeconds": 60, "logLevel": "debug", "logFile": log}),
+    );
     let mut running = spawn(&node, "zonewarden", "ADD", &at, &conf);
-    // Time for the plugin to start and try the socket a few times.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The plugin says when its first attempt failed and it starts waiting: from then
+    // on it must still be running, however slow the machine.
+    let waiting = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for it"));
+    wait::until(
+        "the plugin to log that it waits",
+        Duration::from_secs(30),
+        || waiting() || running.exited(),
+    );
+    assert!(
+        waiting(),
+        "the plugin logs that it waits for the enforcer: {:?}",
+        std::fs::read_to_string(&log)
+    );
     assert!(
         !running.exited(),
         "the ADD waits for the enforcer instead of failing"

@@ -1035,12 +1035,7 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
         old = new.clone();
         new
     };
-    cluster.endpoints.push(super::tests::endpoint(
-        "web3",
-        "shop/web",
-        "node-1",
-        &["10.0.0.7/32"],
-    ));
+    cluster.add_endpoint("web3", "shop/web", "10.0.0.7");
     let new = step(&cluster, None);
     assert!(confirmed(&new), "an endpoint added");
     cluster.set_mode("shop/db", Mode::Enforce);
@@ -1065,12 +1060,7 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
     for (n, probes, through) in [(1, flipped, "a batch"), (2, None, "a change through nft")] {
         let element = format!("{{ 10.9.9.{n} }}");
         ns.nft_by_hand(&["add", "element", "inet", "zonewarden", "host_v4", &element]);
-        cluster.endpoints.push(super::tests::endpoint(
-            &format!("db{n}0"),
-            "shop/db",
-            "node-1",
-            &[&format!("10.0.0.{}/32", 20 + n)],
-        ));
+        cluster.add_endpoint(&format!("db{n}0"), "shop/db", &format!("10.0.0.{}", 20 + n));
         let new = step(&cluster, probes);
         assert!(!confirmed(&new), "{through} after a hand-added element");
         cluster.remove_endpoint(&format!("db{n}0"));
@@ -1092,12 +1082,7 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
     // the change goes again without it. It lands (it is never lost for a missing
     // seal), the table is unconfirmed until sealed again, and sealing works again.
     ns.nft_by_hand(&["flush", "set", "inet", "zonewarden", seal::DIGEST_SET]);
-    cluster.endpoints.push(super::tests::endpoint(
-        "db30",
-        "shop/db",
-        "node-1",
-        &["10.0.0.30/32"],
-    ));
+    cluster.add_endpoint("db30", "shop/db", "10.0.0.30");
     let new = step(&cluster, None);
     assert!(
         !confirmed(&new),
@@ -1121,12 +1106,7 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
     );
     assert!(dp.seal(&new).expect("seal"), "sealed again once quiet");
     assert!(confirmed(&new));
-    cluster.endpoints.push(super::tests::endpoint(
-        "db31",
-        "shop/db",
-        "node-1",
-        &["10.0.0.31/32"],
-    ));
+    cluster.add_endpoint("db31", "shop/db", "10.0.0.31");
     let new = step(&cluster, None);
     assert!(confirmed(&new), "every batch carries the seal again");
 }

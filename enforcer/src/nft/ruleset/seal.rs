@@ -215,12 +215,29 @@ fn zone_element_hash(id: u32, set: &str, element: &dyn Debug) -> u128 {
 
 /// Calls `each` with every element of a zone's sets, named by its set.
 fn zone_elements(zone: &ZoneRules, each: &mut dyn FnMut(&str, &dyn Debug)) {
-    zone.allow_out.iter().for_each(|e| each("allow_out", e));
-    zone.allow_in.iter().for_each(|e| each("allow_in", e));
-    zone.cidr_out.iter().for_each(|e| each("cidr_out", e));
-    zone.cidr_in.iter().for_each(|e| each("cidr_in", e));
-    zone.world_out.iter().for_each(|e| each("world_out", e));
-    zone.world_in.iter().for_each(|e| each("world_in", e));
+    // Destructured whole: a set added to the model and not here does not compile.
+    let ZoneRules {
+        id: _,
+        zone: _,
+        mode: _,
+        allow_out,
+        allow_in,
+        cidr_out,
+        cidr_in,
+        world_out,
+        world_in,
+    } = zone;
+    zone_sets(
+        ZoneSets {
+            allow_out,
+            allow_in,
+            cidr_out,
+            cidr_in,
+            world_out,
+            world_in,
+        },
+        each,
+    );
 }
 
 /// Calls `each` with every element a zone's delta adds (`added`) or deletes, named
@@ -229,24 +246,51 @@ fn delta_elements(delta: &ZoneDelta, added: bool, each: &mut dyn FnMut(&str, &dy
     fn side<T>(d: &Delta<T>, added: bool) -> &[T] {
         if added { &d.add } else { &d.del }
     }
-    side(&delta.allow_out, added)
-        .iter()
-        .for_each(|e| each("allow_out", e));
-    side(&delta.allow_in, added)
-        .iter()
-        .for_each(|e| each("allow_in", e));
-    side(&delta.cidr_out, added)
-        .iter()
-        .for_each(|e| each("cidr_out", e));
-    side(&delta.cidr_in, added)
-        .iter()
-        .for_each(|e| each("cidr_in", e));
-    side(&delta.world_out, added)
-        .iter()
-        .for_each(|e| each("world_out", e));
-    side(&delta.world_in, added)
-        .iter()
-        .for_each(|e| each("world_in", e));
+    // A set missing here is caught by `zone_elements` (a zone's sets are its
+    // delta's) and by the debug assertion that the followed digest is the whole one.
+    zone_sets(
+        ZoneSets {
+            allow_out: side(&delta.allow_out, added),
+            allow_in: side(&delta.allow_in, added),
+            cidr_out: side(&delta.cidr_out, added),
+            cidr_in: side(&delta.cidr_in, added),
+            world_out: side(&delta.world_out, added),
+            world_in: side(&delta.world_in, added),
+        },
+        each,
+    );
+}
+
+/// A zone's six element sets, whole or one side of a delta.
+struct ZoneSets<A, C, W> {
+    allow_out: A,
+    allow_in: A,
+    cidr_out: C,
+    cidr_in: C,
+    world_out: W,
+    world_in: W,
+}
+
+/// The one place that names a zone's sets for the seal.
+fn zone_sets<A, C, W>(sets: ZoneSets<A, C, W>, each: &mut dyn FnMut(&str, &dyn Debug))
+where
+    A: IntoIterator,
+    A::Item: Debug,
+    C: IntoIterator,
+    C::Item: Debug,
+    W: IntoIterator,
+    W::Item: Debug,
+{
+    sets.allow_out
+        .into_iter()
+        .for_each(|e| each("allow_out", &e));
+    sets.allow_in.into_iter().for_each(|e| each("allow_in", &e));
+    sets.cidr_out.into_iter().for_each(|e| each("cidr_out", &e));
+    sets.cidr_in.into_iter().for_each(|e| each("cidr_in", &e));
+    sets.world_out
+        .into_iter()
+        .for_each(|e| each("world_out", &e));
+    sets.world_in.into_iter().for_each(|e| each("world_in", &e));
 }
 
 // One hash per element of the model, the same for the whole ruleset and a diff.

@@ -155,6 +155,12 @@ impl Cluster {
         profile.version += 1;
     }
 
+    /// Adds a local endpoint of `zone` on node-1 with one address.
+    pub fn add_endpoint(&mut self, id: &str, zone: &str, addr: &str) {
+        self.endpoints
+            .push(endpoint(id, zone, "node-1", &[&format!("{addr}/32")]));
+    }
+
     pub fn remove_endpoint(&mut self, id: &str) {
         self.endpoints.retain(|e| *e.key.container_id != *id);
     }
