@@ -517,3 +517,145 @@ fn first_pods_of_a_new_zone_attached_on_two_nodes_at_once_all_succeed() {
         assert_eq!(distinct.len(), ZONES, "every zone has an id of its own");
     }
 }
+
+/// An etcd member cut off from the others (its peers unreachable, its client port
+/// still answering) has no leader: what it serves is stale, and a watch on it
+/// delivers nothing more. A node whose only member it is says its store is down and
+/// refuses changes, instead of reporting a healthy store while it misses every change
+/// the cluster makes; a node that also knows a healthy member follows the cluster
+/// through it. Once the member is back, the first node catches up.
+#[test]
+fn a_node_whose_etcd_member_is_cut_off_says_so_and_catches_up() {
+    require_root!();
+    let mut cluster = Cluster::new(3, 3);
+    let urls: Vec<String> = cluster
+        .etcd()
+        .members
+        .iter()
+        .map(|m| m.client_url())
+        .collect();
+    // Node A talks to members 1 and 2, node B only to member 0 (the one to be cut
+    // off), node C to members 0 and 1.
+    for (n, members) in [(0, vec![1, 2]), (1, vec![0]), (2, vec![0, 1])] {
+        let endpoints: Vec<&str> = members.iter().map(|&m: &usize| urls[m].as_str()).collect();
+        let mut args: Vec<String> = [
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints.join(","),
+            "--etcd-prefix",
+            "/zw-cut",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(cluster.nodes[n].enforcer_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cluster.nodes[n].node.start_enforcer_with(&args);
+    }
+    let mode_on = |n: usize| -> Option<String> {
+        cluster.nodes[n]
+            .node
+            .items(&["get", "profiles"])
+            .iter()
+            .find(|p| p["zone"] == "shop/db")
+            .and_then(|p| p["mode"].as_str().map(str::to_owned))
+    };
+    // `zwctl status` exits 1 while the store takes no writes; it still prints it.
+    let status = |n: usize| {
+        let out = cluster.nodes[n]
+            .node
+            .zwctl_output(&["-o", "json", "status"]);
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status: {e} {out:?}"));
+        (out.status.success(), status)
+    };
+    let store_up = |n: usize| {
+        let (ready, status) = status(n);
+        ready && status["store"]["up"] == true
+    };
+    cluster.nodes[0]
+        .node
+        .zwctl(&["mode", "set", "shop/db", "monitor", "--create"]);
+    for n in [1, 2] {
+        wait::until(
+            "every node to take the first change",
+            Duration::from_secs(20),
+            || mode_on(n).as_deref() == Some("monitor"),
+        );
+    }
+
+    // Member 0 loses its peers: every raft message in or out is dropped inside its
+    // own namespace; clients still reach it.
+    let cut = &cluster.etcd().members[0].netns;
+    cut.nft(&["add", "table", "inet", "zwcut"]);
+    for (chain, hook) in [("in", "input"), ("out", "output")] {
+        cut.nft(&[
+            "add",
+            "chain",
+            "inet",
+            "zwcut",
+            chain,
+            &format!("{{ type filter hook {hook} priority 0 ; }}"),
+        ]);
+        for port in ["dport", "sport"] {
+            cut.nft(&[
+                "add", "rule", "inet", "zwcut", chain, "tcp", port, "2380", "drop",
+            ]);
+        }
+    }
+    // The other two elect a leader among themselves (member 0 may have been it).
+    wait::until(
+        "members 1 and 2 to answer without member 0",
+        Duration::from_secs(30),
+        || cluster.etcd().healthy(1) && cluster.etcd().healthy(2),
+    );
+    cluster.nodes[0]
+        .node
+        .zwctl(&["mode", "set", "shop/db", "enforce"]);
+    wait::until(
+        "node C to follow the cluster through its healthy member",
+        Duration::from_secs(60),
+        || mode_on(2).as_deref() == Some("enforce"),
+    );
+    wait::until(
+        "node B to say that its store is down",
+        Duration::from_secs(60),
+        || !store_up(1),
+    );
+    // It says why: its member answers that it has no leader (a member asked without
+    // requiring one would serve stale reads and keep a silent watch).
+    let (_, down) = status(1);
+    assert!(
+        down["store"]["detail"].to_string().contains("no leader"),
+        "node B's status names the cause: {down}"
+    );
+    assert_eq!(
+        mode_on(1).as_deref(),
+        Some("monitor"),
+        "node B keeps enforcing what it last knew"
+    );
+    let refused = cluster.nodes[1]
+        .node
+        .zwctl_output(&["mode", "set", "shop/db", "learn"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("unavailable"),
+        "node B refuses a change while its store is down: {stderr}"
+    );
+
+    // The member back: node B catches up and says its store is up again.
+    cut.nft(&["delete", "table", "inet", "zwcut"]);
+    wait::until(
+        "node B to catch up once its member is back",
+        Duration::from_secs(60),
+        || mode_on(1).as_deref() == Some("enforce") && store_up(1),
+    );
+    for n in [0, 2] {
+        assert_eq!(
+            mode_on(n).as_deref(),
+            Some("enforce"),
+            "the refused change left nothing"
+        );
+    }
+}

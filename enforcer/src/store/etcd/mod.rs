@@ -80,6 +80,8 @@ pub type RemoteLearned = Arc<Mutex<std::collections::BTreeMap<String, LearnedEdg
 
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the readiness probe waits for etcd.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a listing of many pages may take in all (see `Shared::list_prefix`).
 const LISTING_TIMEOUT: Duration = Duration::from_secs(300);
@@ -278,7 +280,14 @@ impl EtcdStore {
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the others (a network partition; its process and
+            // client port fine) has no leader: its reads are stale and a watch on it
+            // delivers nothing more, while its connection stays healthy. Asked to
+            // require a leader, it refuses requests and cancels watches instead, so
+            // the store says it is unavailable and the watch resumes, through another
+            // member when one is given, rather than missing every change in silence.
+            .with_require_leader(true);
         if let Some(tls) = &config.tls {
             options = options.with_tls(tls_options(tls)?);
         }
@@ -859,14 +868,18 @@ impl Store for EtcdStore {
 
     fn check_writable(&self) -> Result<(), StoreError> {
         let key = self.shared.keys.node(&self.shared.node);
-        let response = self.shared.call("reach etcd", |mut client| {
-            let key = key.clone();
-            async move {
-                client
-                    .get(key, Some(GetOptions::new().with_count_only()))
-                    .await
-            }
-        })?;
+        // A probe (readiness, `zwctl status`): it answers well within the callers'
+        // own deadlines (zwctl's is 5 s) even when etcd does not answer at all.
+        let response = self
+            .shared
+            .call_within("reach etcd", PROBE_TIMEOUT, |mut client| {
+                let key = key.clone();
+                async move {
+                    client
+                        .get(key, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })?;
         self.shared
             .saw_revision(response.header().map_or(0, |h| h.revision()));
         Ok(())
