@@ -223,6 +223,7 @@ fn scale_benchmarks(p: &Plan, report: &mut Report) -> anyhow::Result<()> {
     })?;
     let mut ten = dataplane::Figures::default();
     step("2. data plane at 10 edges", || {
+        scale.node.wait_idle(std::time::Duration::from_secs(30))?;
         dataplane::measure(&scale, &p.dataplane, p.dataplane.reps, &mut ten)
     })?;
     step("2. approve every edge", || scale.approve_rest())?;

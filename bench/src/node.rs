@@ -127,6 +127,24 @@ impl Node {
         Ok(start.elapsed())
     }
 
+    /// Waits until the enforcer is idle (at most 20 ms of CPU over half a second), for
+    /// at most `deadline`; returns how long it waited. A data-plane figure taken right
+    /// after a restart or a burst of API calls would otherwise share the machine's
+    /// cores with the enforcer's own follow-up work (rebuilding, sealing, freeing).
+    pub fn wait_idle(&self, deadline: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let pid = self.enforcer_pid().context("the enforcer is not running")?;
+        let mut before = crate::proc_stat::cpu_seconds(pid)?;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = crate::proc_stat::cpu_seconds(pid)?;
+            if now - before <= 0.02 || start.elapsed() > deadline {
+                return Ok(start.elapsed());
+            }
+            before = now;
+        }
+    }
+
     /// Polls Status until it says ready.
     pub fn wait_ready(&mut self, deadline: Duration) -> anyhow::Result<()> {
         let end = Instant::now() + deadline;
