@@ -170,7 +170,8 @@ pub struct StoreHealth {
     pub up: bool,
     /// Why it does not (empty when it does), or where it is.
     pub detail: String,
-    /// The newest revision of the cluster store this enforcer knows (0: local).
+    /// The newest revision of the cluster store the watch delivered, or this node
+    /// wrote under the prefix (0: local); writes outside the prefix do not count.
     pub revision: i64,
     /// Revisions the watch has seen but not yet applied (0: caught up, or local).
     pub watch_lag: i64,

@@ -250,7 +250,6 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
                     && conflicts(shared, &writes, &response).is_empty() =>
             {
                 // Only the trail's head moved (another node's policy change): chain again.
-                shared.saw_revision(response.header().map_or(0, |h| h.revision()));
                 std::thread::sleep(trail::backoff(attempt));
                 continue;
             }
@@ -278,8 +277,10 @@ pub(crate) fn commit(shared: &Shared, staged: &Mutex<Staged>) -> Result<(), Stor
         Err(err) => return Err(refuse(err)),
     };
     let revision = response.header().map_or(0, |h| h.revision());
-    shared.saw_revision(revision);
-    if !response.succeeded() {
+    if response.succeeded() {
+        // A refused transaction wrote nothing: its revision is etcd's, not ours.
+        shared.saw_revision(revision);
+    } else {
         let changed = conflicts(shared, &writes, &response);
         let what = if !changed.is_empty() {
             changed.join(", ")

@@ -520,6 +520,43 @@ async fn the_watch_lag_is_zero_only_once_every_change_before_is_applied() {
     }
 }
 
+/// The watch lag counts changes of the cluster's keys this node has not applied, as
+/// the status says, never other applications' writes to the same etcd: etcd numbers
+/// every write of the whole store, and the readiness probe's answer carries that
+/// number. A lag that other users' writes (Kubernetes' own, on a shared etcd) held
+/// above zero would send operators after a node that is caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_the_prefix_are_no_watch_lag() {
+    let etcd = EtcdProcess::start();
+    let a = node(&etcd, "node-a").await;
+    let _follow = a.follow();
+    a.registry
+        .add(request("a0", "shop/web", &["10.0.0.10/24"]), note())
+        .await
+        .unwrap();
+    eventually("node-a caught up", || a.store.health().watch_lag == 0).await;
+    let store = a.store.clone();
+    let health = tokio::task::spawn_blocking(move || {
+        for i in 0..20 {
+            store
+                .shared()
+                .call("write outside the prefix", |mut client| async move {
+                    client.put(format!("/zw-elsewhere/{i}"), "1", None).await
+                })
+                .unwrap();
+        }
+        store.check_writable().unwrap();
+        store.health()
+    })
+    .await
+    .unwrap();
+    assert!(health.up);
+    assert_eq!(
+        health.watch_lag, 0,
+        "twenty writes outside the prefix, then a readiness probe: {health:?}"
+    );
+}
+
 /// A node that watches from a revision far behind gets the changes since in answers
 /// of up to 1,000 revisions: here 200 transactions of 100 endpoints, about 7 MB in
 /// one answer, more than gRPC's default limit of 4 MiB.

@@ -103,7 +103,6 @@ pub(crate) fn read_head(shared: &Shared) -> Result<ReadHead, StoreError> {
         let key = key.clone();
         async move { client.get(key, None).await }
     })?;
-    shared.saw_revision(response.header().map_or(0, |h| h.revision()));
     let Some(kv) = response.kvs().first() else {
         return Ok(ReadHead {
             head: None,

@@ -177,8 +177,11 @@ async fn watch_once(
                 response.cancel_reason()
             ));
         }
+        // The header is etcd's revision now, which counts every write to the whole
+        // store (other applications' too): only the revisions this stream delivers
+        // count as seen, so the watch lag is changes of the cluster's keys not yet
+        // applied, never anyone else's writes.
         let header = response.header().map_or(0, |h| h.revision());
-        shared.saw_revision(header);
         if response.created() && response.events().is_empty() {
             // The answer to the watch request: its header is etcd's revision now, not
             // the end of what this stream delivered. A watch resumed from an older
@@ -220,6 +223,7 @@ async fn watch_once(
             // the updates queued before it are, not while they wait.
             if header >= *next {
                 *next = header + 1;
+                shared.saw_revision(header);
                 update.revision = header;
                 if tx.send(update).await.is_err() {
                     return Ended::Closed;
@@ -228,6 +232,7 @@ async fn watch_once(
             continue;
         }
         *next = update.revision + 1;
+        shared.saw_revision(update.revision);
         if tx.send(update).await.is_err() {
             return Ended::Closed;
         }
