@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::edge::{Edge, Proto};
 use crate::learned::LearnedEdges;
 use crate::policy::Policy;
-use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, ZoneRules};
+use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, SetKinds, ZoneRules};
 use crate::zone::ZoneName;
 
 /// Elements to remove and to add in one set.
@@ -107,6 +107,10 @@ pub struct RulesetDiff {
     /// Rewritten zones that lose their CIDR sets (their last CIDR-zone edge went):
     /// the sets go after the chains stop using them.
     pub cidr_sets_dropped: Vec<u32>,
+    /// Rewritten zones that lose peer or world sets (the last approved edge of their
+    /// kind went), with the kinds they lose: the sets go after the chains stop using
+    /// them.
+    pub sets_dropped: Vec<(u32, SetKinds)>,
     /// Element changes of zones that exist before and after.
     pub zones: BTreeMap<u32, ZoneDelta>,
     pub local: Delta<(IpAddr, LocalAddr)>,
@@ -134,6 +138,10 @@ impl RulesetDiff {
                     }
                     if prev.has_cidr() && !rules.has_cidr() {
                         diff.cidr_sets_dropped.push(*id);
+                    }
+                    let dropped = prev.sets.minus(rules.sets);
+                    if !dropped.is_empty() {
+                        diff.sets_dropped.push((*id, dropped));
                     }
                     let delta = ZoneDelta::between(prev, rules);
                     if !delta.is_empty() {
@@ -163,6 +171,7 @@ impl RulesetDiff {
             || !self.removed.is_empty()
             || !self.rewritten.is_empty()
             || !self.cidr_sets_dropped.is_empty()
+            || !self.sets_dropped.is_empty()
     }
 }
 

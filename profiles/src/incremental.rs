@@ -56,7 +56,7 @@ use crate::edge::{Edge, Proto};
 use crate::endpoint::{AttachmentKey, Endpoint, Endpoints};
 use crate::policy::Policy;
 use crate::profile::{Mode, Profile};
-use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, ZoneRules, member_comment};
+use crate::ruleset::{Allow, Comment, LocalAddr, Ruleset, SetKinds, ZoneRules, member_comment};
 use crate::zone::{HOST_ZONE, WORLD_ZONE, ZoneName};
 
 /// The registry's state, borrowed: what [`compile`](crate::ruleset::compile) reads.
@@ -300,7 +300,7 @@ impl LocalZone {
         }
     }
 
-    fn rules(&self, zone: &ZoneName, mode: Mode) -> ZoneRules {
+    fn rules(&self, zone: &ZoneName, mode: Mode, sets: SetKinds) -> ZoneRules {
         ZoneRules {
             id: self.id,
             zone: zone.clone(),
@@ -311,6 +311,7 @@ impl LocalZone {
             cidr_in: self.inward.cidr.keys().copied().collect(),
             world_out: self.out.world.keys().copied().collect(),
             world_in: self.inward.world.keys().copied().collect(),
+            sets,
         }
     }
 }
@@ -758,6 +759,7 @@ impl Incremental {
         let mut removed = BTreeMap::new();
         let mut rewritten = BTreeMap::new();
         let mut cidr_sets_dropped = BTreeSet::new();
+        let mut sets_dropped = BTreeMap::new();
         for (zone, touched) in batch.zones {
             let Some(local) = self.local.get_mut(&zone) else {
                 continue;
@@ -771,9 +773,10 @@ impl Incremental {
                 continue;
             }
             let mode = state.policy.mode(&zone);
+            let sets = SetKinds::of_edges(&zone, self.edges_of.get(&zone).into_iter().flatten());
             if !local.in_ruleset {
                 local.in_ruleset = true;
-                let rules = local.rules(&zone, mode);
+                let rules = local.rules(&zone, mode, sets);
                 self.ruleset.zones.insert(id, rules.clone());
                 created.insert(id, rules);
                 continue;
@@ -781,8 +784,9 @@ impl Incremental {
             let Some(rules) = self.ruleset.zones.get_mut(&id) else {
                 continue;
             };
-            let (chain_key, had_cidr) = (rules.chain_key(), rules.has_cidr());
+            let (chain_key, had_cidr, had_sets) = (rules.chain_key(), rules.has_cidr(), rules.sets);
             rules.mode = mode;
+            rules.sets = sets;
             let ZoneTouched { out, inward } = touched;
             let delta = ZoneDelta {
                 allow_out: sync(&local.out.allow, &mut rules.allow_out, out.allow),
@@ -798,6 +802,10 @@ impl Incremental {
             if had_cidr && !rules.has_cidr() {
                 cidr_sets_dropped.insert(id);
             }
+            let dropped = had_sets.minus(sets);
+            if !dropped.is_empty() {
+                sets_dropped.insert(id, dropped);
+            }
             if !delta.is_empty() {
                 diff.zones.insert(id, delta);
             }
@@ -806,6 +814,7 @@ impl Incremental {
         diff.removed = removed.into_values().collect();
         diff.rewritten = rewritten.into_values().collect();
         diff.cidr_sets_dropped = cidr_sets_dropped.into_iter().collect();
+        diff.sets_dropped = sets_dropped.into_iter().collect();
         diff
     }
 }

@@ -5,8 +5,8 @@
 //! number of zones, endpoints or edges: the source address selects its zone's egress
 //! chain through a verdict map, the destination address its zone's ingress chain, and
 //! each chain asks one set of allowed (peer address, protocol, port). Endpoints and
-//! approvals are set elements; a zone's chain changes only with its mode (or with its
-//! first or last CIDR-zone edge).
+//! approvals are set elements; a zone's chain changes only with its mode, or when its
+//! first or last approved edge of a kind comes or goes (see [`SetKinds`]).
 //!
 //! Both address families are compiled alike: addresses are [`IpAddr`]s, and an
 //! approved edge allows its peers' IPv4 and IPv6 addresses (ICMP edges allow ICMP and
@@ -42,14 +42,95 @@ pub struct ZoneRules {
     /// (protocol, port) approved to and from `world`.
     pub world_out: BTreeSet<(Proto, u16)>,
     pub world_in: BTreeSet<(Proto, u16)>,
+    /// Which of its peer and world sets the zone has (and the rules that use them):
+    /// those its approved edges need, whatever the elements.
+    pub sets: SetKinds,
+}
+
+/// Which peer and world sets a zone has, each in both address families: only those
+/// of the kinds of edge it has approved, so that a zone with no approved edge has no
+/// set at all. The kernel finds a set by name by walking the table's list of sets, at
+/// every element change and every listing, so each set costs every change a little;
+/// a node of a large cluster would otherwise hold a dozen per zone, nearly all empty.
+///
+/// A kind is needed while an approved edge of it touches the zone, even when the
+/// peer zone has no member yet: an endpoint that comes or goes changes elements
+/// only, never a chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetKinds(u8);
+
+impl SetKinds {
+    pub const NONE: Self = Self(0);
+    /// Peers with ports (`allow_out_v4_N`, `allow_out_v6_N`), then without
+    /// (`proto_out_v4_N`, ...), then `world` with and without ports, each `out` and `in`.
+    pub const PEERS_OUT: Self = Self(1);
+    pub const PEERS_PROTO_OUT: Self = Self(1 << 1);
+    pub const WORLD_OUT: Self = Self(1 << 2);
+    pub const WORLD_PROTO_OUT: Self = Self(1 << 3);
+    pub const PEERS_IN: Self = Self(1 << 4);
+    pub const PEERS_PROTO_IN: Self = Self(1 << 5);
+    pub const WORLD_IN: Self = Self(1 << 6);
+    pub const WORLD_PROTO_IN: Self = Self(1 << 7);
+    pub const ALL: Self = Self(u8::MAX);
+
+    pub fn contains(self, kinds: Self) -> bool {
+        self.0 & kinds.0 == kinds.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The kinds of `self` that `other` does not have.
+    pub fn minus(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// The sets one approved edge needs in `zone` (none when it does not touch it):
+    /// as the source, its outgoing kind; as the destination, its incoming one.
+    pub fn of_edge(zone: &ZoneName, edge: &Edge) -> Self {
+        let ports = edge.proto.has_ports();
+        let kind = |other: &ZoneName, out: bool| {
+            let world = other.as_str() == crate::zone::WORLD_ZONE;
+            Self(match (world, ports, out) {
+                (false, true, true) => Self::PEERS_OUT.0,
+                (false, false, true) => Self::PEERS_PROTO_OUT.0,
+                (true, true, true) => Self::WORLD_OUT.0,
+                (true, false, true) => Self::WORLD_PROTO_OUT.0,
+                (false, true, false) => Self::PEERS_IN.0,
+                (false, false, false) => Self::PEERS_PROTO_IN.0,
+                (true, true, false) => Self::WORLD_IN.0,
+                (true, false, false) => Self::WORLD_PROTO_IN.0,
+            })
+        };
+        let mut kinds = Self::NONE;
+        if &edge.src == zone {
+            kinds = kinds.union(kind(&edge.dst, true));
+        }
+        if &edge.dst == zone {
+            kinds = kinds.union(kind(&edge.src, false));
+        }
+        kinds
+    }
+
+    /// The sets the approved edges touching `zone` need.
+    pub fn of_edges<'a>(zone: &ZoneName, edges: impl IntoIterator<Item = &'a Edge>) -> Self {
+        edges.into_iter().fold(Self::NONE, |kinds, edge| {
+            kinds.union(Self::of_edge(zone, edge))
+        })
+    }
 }
 
 impl ZoneRules {
     /// What the zone's chains say, apart from set elements: a change means a rewrite.
     /// The profile's version is not in it: an approval changes elements only (reports
     /// take the version in force when the enforcer receives them).
-    pub fn chain_key(&self) -> (Mode, bool) {
-        (self.mode, self.has_cidr())
+    pub fn chain_key(&self) -> (Mode, bool, SetKinds) {
+        (self.mode, self.has_cidr(), self.sets)
     }
 
     /// Whether the zone has approved edges with CIDR zones. Only then does it have CIDR
@@ -187,6 +268,7 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
                 cidr_in: BTreeSet::new(),
                 world_out: BTreeSet::new(),
                 world_in: BTreeSet::new(),
+                sets: SetKinds::NONE,
             });
         }
     }
@@ -215,6 +297,11 @@ pub fn compile(input: &CompileInput<'_>) -> Ruleset {
                 .cloned()
                 .unwrap_or_default()
         };
+        for zone in [src, dst] {
+            if let Some(rules) = ids.get(zone).and_then(|id| rs.zones.get_mut(id)) {
+                rules.sets = rules.sets.union(SetKinds::of_edge(zone, edge));
+            }
+        }
         if let Some(rules) = ids.get(src).and_then(|id| rs.zones.get_mut(id)) {
             if dst == &world {
                 rules.world_out.insert((*proto, *port));

@@ -11,7 +11,7 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::incremental::{Change, Incremental, State};
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::profile::{Mode, Profile};
-use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
+use zonewarden_profiles::ruleset::{CompileInput, Ruleset, SetKinds, compile};
 use zonewarden_profiles::{
     AttachMode, AttachmentKey, Edge, Endpoint, Endpoints, Policy, Proto, ZoneName, ZoneSource,
 };
@@ -716,6 +716,48 @@ fn profile_changes_rewrite_and_quarantine() {
     assert_eq!(diff.rewritten.len(), 1, "the first CIDR edge adds rules");
     let diff = apply(&mut model, &mut inc, &[approve(0, ZONES + 1, true, 1)]);
     assert_eq!(diff.cidr_sets_dropped, [1]);
+}
+
+#[test]
+fn a_zone_has_the_sets_of_its_approved_edges_and_endpoints_never_change_them() {
+    let mut model = model();
+    let mut inc = model.with_state(Incremental::new);
+    let diff = apply(
+        &mut model,
+        &mut inc,
+        &[ChangeSpec::Put(spec(0, 0, true, &[0], 1))],
+    );
+    assert_eq!(
+        diff.created[0].sets,
+        SetKinds::NONE,
+        "no approved edge, no set"
+    );
+    // ns/z0 -> ns/z1:80/tcp while ns/z1 has no member: the sets come with the edge.
+    let diff = apply(&mut model, &mut inc, &[approve(0, 1, true, 0)]);
+    assert_eq!(
+        diff.rewritten.len(),
+        1,
+        "the first edge of a kind adds its rule"
+    );
+    assert_eq!(diff.rewritten[0].sets, SetKinds::PEERS_OUT);
+    // A member of ns/z1 (on another node) is an element, not a chain change.
+    let diff = apply(
+        &mut model,
+        &mut inc,
+        &[ChangeSpec::Put(spec(1, 1, false, &[1], 2))],
+    );
+    assert!(diff.rewritten.is_empty() && diff.created.is_empty());
+    assert_eq!(diff.zones[&1].allow_out.add.len(), 1);
+    // ICMP from world: another kind, another rewrite.
+    let diff = apply(&mut model, &mut inc, &[approve(0, ZONES + 2, false, 2)]);
+    assert_eq!(
+        diff.rewritten[0].sets,
+        SetKinds::PEERS_OUT.union(SetKinds::WORLD_PROTO_IN)
+    );
+    // The last edge of a kind takes its sets along, after the rewrite.
+    let diff = apply(&mut model, &mut inc, &[approve(0, 1, true, 0)]);
+    assert_eq!(diff.rewritten[0].sets, SetKinds::WORLD_PROTO_IN);
+    assert_eq!(diff.sets_dropped, [(1, SetKinds::PEERS_OUT)]);
 }
 
 #[test]

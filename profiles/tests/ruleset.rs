@@ -229,7 +229,12 @@ proptest! {
             for e in &delta.world_in.del { z.world_in.remove(e); }
             for e in &delta.world_in.add { z.world_in.insert(*e); }
         }
-        for z in &diff.rewritten { let cur = zones.get_mut(&z.id).unwrap(); cur.mode = z.mode; cur.zone = z.zone.clone(); }
+        for z in &diff.rewritten { let cur = zones.get_mut(&z.id).unwrap(); cur.mode = z.mode; cur.zone = z.zone.clone(); cur.sets = z.sets; }
+        for (id, dropped) in &diff.sets_dropped {
+            // Only sets the new ruleset does not have, of a zone whose chains were rewritten.
+            prop_assert!(diff.rewritten.iter().any(|z| z.id == *id));
+            prop_assert!(new.zones[id].sets.minus(*dropped) == new.zones[id].sets);
+        }
         prop_assert_eq!(&zones, &new.zones);
     }
 }

@@ -289,11 +289,12 @@ fn element_changes_go_as_netlink_batches() {
         "node-1",
         &["10.0.0.9/32"],
     ));
+    // An edge of a kind both its zones have already (web has tcp peers out, db has
+    // tcp peers in): elements only.
     let web = cluster
         .policy
         .profiles
-        .values_mut()
-        .next()
+        .get_mut(&zonewarden_profiles::ZoneName::parse("shop/web").expect("a zone"))
         .expect("a profile");
     web.approved.insert(zonewarden_profiles::Edge::new(
         web.zone.clone(),
@@ -1109,4 +1110,98 @@ fn every_change_of_the_enforcer_keeps_the_table_sealed() {
     cluster.add_endpoint("db31", "shop/db", "10.0.0.31");
     let new = step(&cluster, None);
     assert!(confirmed(&new), "every batch carries the seal again");
+}
+
+/// The names of the peer and world sets of the zones in the table.
+fn zone_set_names(ns: &Netns) -> std::collections::BTreeSet<String> {
+    ns.listing()["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["set"]["name"].as_str())
+        .filter(|name| {
+            ["allow_", "proto_", "world_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The peer and world sets `rs` gives its zones.
+fn wanted_zone_sets(rs: &Ruleset) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for zone in rs.zones.values() {
+        for dir in Dir::BOTH {
+            for kind in render_zone::sets_of(zone, dir).filter(|k| !k.is_interval()) {
+                names.insert(names::zone_set(kind, dir, zone.id));
+            }
+        }
+    }
+    names
+}
+
+/// A zone holds only the sets its approved edges need: the first approved edge of a
+/// kind adds its sets and rule, the last one takes them away. A table written with
+/// every set of every zone (as earlier versions wrote it) reads back as such and is
+/// brought down to the sets in use, its chains rewritten.
+#[test]
+fn a_zone_holds_only_the_sets_of_its_approved_edges() {
+    use zonewarden_profiles::ruleset::SetKinds;
+    require_root!();
+    let ns = Netns::new();
+    let dp = ns.dataplane_with_netlink();
+    let mut cluster = Cluster::new(true);
+    let rs = cluster.compile();
+    let mut every = rs.clone();
+    for zone in every.zones.values_mut() {
+        zone.sets = SetKinds::ALL;
+    }
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &every)
+        .expect("apply every set of every zone");
+    assert_eq!(
+        zone_set_names(&ns).len(),
+        3 * 12,
+        "three zones, twelve sets each"
+    );
+    let view = dp.read().expect("read the table back");
+    assert!(view.ruleset.zones.values().all(|z| z.sets == SetKinds::ALL));
+    let diff = RulesetDiff::between(&view.ruleset, &rs);
+    assert_eq!(diff.rewritten.len(), 3, "every zone's chains lose rules");
+    dp.apply(&diff, &rs).expect("down to the sets in use");
+    assert_holds(&dp, &rs, "the sets in use");
+    let in_use = wanted_zone_sets(&rs);
+    assert_eq!(zone_set_names(&ns), in_use);
+    assert!(
+        !in_use.contains("world_out_3") && !in_use.contains("allow_out_v4_3"),
+        "shop/cache approves no edge out: {in_use:?}"
+    );
+
+    // shop/cache -> world:443/tcp: its first edge out, and of that kind.
+    let edge = zonewarden_profiles::Edge::new(
+        zonewarden_profiles::ZoneName::parse("shop/cache").expect("a zone"),
+        zonewarden_profiles::ZoneName::world(),
+        zonewarden_profiles::Proto::Tcp,
+        443,
+    );
+    let cache = zonewarden_profiles::ZoneName::parse("shop/cache").expect("a zone");
+    let profile = cluster.policy.profiles.get_mut(&cache).expect("a profile");
+    profile.approved.insert(edge.clone());
+    let with_edge = cluster.compile();
+    dp.apply_between(&rs, &with_edge)
+        .expect("the first edge of a kind");
+    assert_holds(&dp, &with_edge, "with the edge");
+    assert!(zone_set_names(&ns).contains("world_out_3"));
+    assert_eq!(zone_set_names(&ns), wanted_zone_sets(&with_edge));
+
+    // And away again: the set goes with its rule.
+    let profile = cluster.policy.profiles.get_mut(&cache).expect("a profile");
+    profile.approved.remove(&edge);
+    let without = cluster.compile();
+    let diff = RulesetDiff::between(&with_edge, &without);
+    assert_eq!(diff.sets_dropped, [(3, SetKinds::WORLD_OUT)]);
+    dp.apply(&diff, &without).expect("the last edge of a kind");
+    assert_holds(&dp, &without, "without the edge");
+    assert_eq!(zone_set_names(&ns), in_use);
 }

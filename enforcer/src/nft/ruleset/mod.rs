@@ -47,7 +47,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use zonewarden_profiles::ruleset::Ruleset;
+use zonewarden_profiles::ruleset::{Ruleset, SetKinds};
 
 pub use dataplane::{MemoryDataplane, NftRulesetDataplane, RulesetDataplane};
 pub use read::{read_listing, read_listing_for, representable};
@@ -349,5 +349,30 @@ impl ZoneSet {
     /// Whether the set holds prefixes (`flags interval`).
     pub fn is_interval(self) -> bool {
         matches!(self, Self::Cidr(_) | Self::CidrProto(_))
+    }
+
+    /// The kind of approved edge this set serves in direction `dir` (see
+    /// [`SetKinds`]); `None` for the CIDR sets, which a zone has while it has
+    /// CIDR-zone edges ([`has_cidr`](zonewarden_profiles::ruleset::ZoneRules::has_cidr)).
+    pub fn kind(self, dir: Dir) -> Option<SetKinds> {
+        let (out, inward) = match self {
+            Self::Allow(_) => (SetKinds::PEERS_OUT, SetKinds::PEERS_IN),
+            Self::AllowProto(_) => (SetKinds::PEERS_PROTO_OUT, SetKinds::PEERS_PROTO_IN),
+            Self::World => (SetKinds::WORLD_OUT, SetKinds::WORLD_IN),
+            Self::WorldProto => (SetKinds::WORLD_PROTO_OUT, SetKinds::WORLD_PROTO_IN),
+            Self::Cidr(_) | Self::CidrProto(_) => return None,
+        };
+        Some(match dir {
+            Dir::Out => out,
+            Dir::In => inward,
+        })
+    }
+
+    /// Whether a zone with these sets and CIDR sets (`cidr`) has this one in `dir`.
+    pub fn present(self, dir: Dir, sets: SetKinds, cidr: bool) -> bool {
+        match self.kind(dir) {
+            Some(kind) => sets.contains(kind),
+            None => cidr,
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! The kernel's table read back into the model: what `nft -j -p list table inet
 //! zonewarden` prints (protocols as numbers), as a [`KernelView`].
 //!
-//! Zones come from their chains (`zout_N`, `zin_N`) and sets: the mode and version
-//! from the tail's log prefix (`zw K zN vV out`), the name from the first rule's
-//! comment. A zone whose chains' comments are not the ones this version renders
+//! Zones come from their chains (`zout_N`, `zin_N`) and sets: the mode from the
+//! tail's log prefix (`zw K zN out`), the name from the comment of the tail's first
+//! rule, which every zone chain has, the kinds of sets it has from the sets that exist. A zone whose chains' comments are not the ones this version renders
 //! (another version wrote them, or its name was too long for a comment) reads with
 //! the name `host`, which no compiled zone has, so the next diff rewrites it.
 //!
@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde_json::Value;
 use zonewarden_profiles::edge::Proto;
 use zonewarden_profiles::policy::NodeSettings;
-use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, ZoneRules};
+use zonewarden_profiles::ruleset::{LocalAddr, Ruleset, SetKinds, ZoneRules};
 use zonewarden_profiles::zone::ZoneName;
 
 use super::expr;
@@ -25,7 +25,7 @@ use super::lean::Lean;
 use super::listing::ParsedListing;
 use super::names::{self, *};
 use super::render_base::{global_set_names, probes_comment};
-use super::render_zone::{Tail, first_comment, zone_chain_rules};
+use super::render_zone::{Tail, zone_chain_rules, zone_of_comment};
 use super::{Dir, Family, KernelView, Options, ZoneSet, cut_comment};
 
 /// Reads a listing; zone chains are checked against the NFLOG group they log to.
@@ -128,6 +128,10 @@ impl<'a> Listing<'a> {
             }
         }
         Ok(out)
+    }
+
+    fn has_set(&self, set: &str) -> bool {
+        self.elements.contains_key(set)
     }
 
     fn elements(&self, set: &str) -> &'a [Lean] {
@@ -295,11 +299,29 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         .and_then(|log| log.get("group"))
         .and_then(Value::as_u64)
         .and_then(|g| u16::try_from(g).ok());
-    let mode = prefix.and_then(|p| parse_prefix(p, id)).unwrap_or_default();
-    let name = rules_of(&out_chain)
-        .first()
-        .and_then(|(c, _)| c.strip_suffix(first_comment("", Dir::Out).as_str()))
-        .and_then(|name| ZoneName::parse_any(name).ok());
+    let mode = prefix.and_then(|p| parse_prefix(p, id));
+    let name = mode.and_then(|mode| {
+        rules_of(&out_chain)
+            .iter()
+            .find_map(|(c, _)| zone_of_comment(c, mode, Dir::Out))
+            .and_then(|name| ZoneName::parse_any(name).ok())
+    });
+    let mode = mode.unwrap_or_default();
+    // A kind counts when its sets exist in both families: a chain whose rules use a
+    // set that is missing reads as stale below, and is rewritten.
+    let mut sets = SetKinds::NONE;
+    for dir in Dir::BOTH {
+        for kind in ZoneSet::ALL {
+            let Some(k) = kind.kind(dir) else { continue };
+            let both = ZoneSet::ALL
+                .into_iter()
+                .filter(|other| other.kind(dir) == Some(k))
+                .all(|other| table.has_set(&names::zone_set(other, dir, id)));
+            if both {
+                sets = sets.union(k);
+            }
+        }
+    }
     let mut zone = ZoneRules {
         id,
         zone: name.clone().unwrap_or_else(ZoneName::host),
@@ -310,6 +332,7 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
         cidr_in: Default::default(),
         world_out: Default::default(),
         world_in: Default::default(),
+        sets,
     };
     for dir in Dir::BOTH {
         let (allow, cidr, world) = match dir {

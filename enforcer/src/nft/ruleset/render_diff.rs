@@ -4,7 +4,7 @@
 //! exists, and a chain may only be deleted once nothing jumps to it. So: base chains
 //! (when a node setting changed), then the sets and chains of created and rewritten
 //! zones, then element deletions, then element additions, then the chains and sets
-//! of removed zones.
+//! of removed zones and the sets rewritten zones no longer use.
 
 use serde_json::Value;
 use zonewarden_profiles::diff::RulesetDiff;
@@ -15,7 +15,7 @@ use super::elements::{SetChange, element_changes};
 use super::expr;
 use super::names::*;
 use super::render_base::{base_chain_rules, rewrite_chain};
-use super::render_zone::{drop_cidr_sets, remove_zone, write_zone};
+use super::render_zone::{drop_cidr_sets, drop_sets, remove_zone, write_zone};
 
 /// One step of the transaction: an nft JSON command, or the elements of one set.
 #[derive(Debug, Clone)]
@@ -62,6 +62,9 @@ pub fn diff_steps(diff: &RulesetDiff, new: &Ruleset, opts: &Options) -> Vec<Step
     }
     for id in &diff.cidr_sets_dropped {
         cmds.extend(drop_cidr_sets(*id));
+    }
+    for (id, dropped) in &diff.sets_dropped {
+        cmds.extend(drop_sets(*id, *dropped));
     }
     steps.extend(cmds.into_iter().map(Step::Command));
     steps

@@ -3,6 +3,9 @@
 //! for connections it opens, `zin_N` for those it receives) and the elements of its
 //! sets.
 //!
+//! A zone has only the peer and world sets its approved edges need, and the rules
+//! that use them ([`SetKinds`]): a zone with no approved edge has none.
+//!
 //! A zone chain accepts what is approved and ends in its mode's tail: a "seen" set
 //! makes the NFLOG volume follow distinct edges, not connections; `learn` and
 //! `monitor` return (the packet goes on), `enforce` drops, whatever the family or
@@ -11,7 +14,7 @@
 use serde_json::Value;
 use zonewarden_profiles::edge::Proto;
 use zonewarden_profiles::profile::Mode;
-use zonewarden_profiles::ruleset::ZoneRules;
+use zonewarden_profiles::ruleset::{SetKinds, ZoneRules};
 
 use super::expr::{self, Rule};
 use super::names;
@@ -92,9 +95,33 @@ pub fn log_prefix(rules: &ZoneRules, dir: Dir) -> String {
     format!("zw {kind} z{} {}", rules.id, dir.as_str())
 }
 
-/// The comment of a zone chain's first rule, from which its zone name is read back.
-pub fn first_comment(zone: &str, dir: Dir) -> String {
+/// The comment of the rule that accepts approved peers with ports.
+fn peers_comment(zone: &str, dir: Dir) -> String {
     format!("{zone}: approved edges {}", dir.as_str())
+}
+
+/// The comment of a zone's tail rule for already reported edges (`f`), which every
+/// zone chain has whatever its sets: the zone's name is read back from it.
+fn reported_comment(zone: &str, mode: Mode, dir: Dir, f: Family) -> String {
+    let verb = Tail::of(mode).verb();
+    format!(
+        "{zone} {mode}: {verb} edge {}{}, already reported",
+        dir.as_str(),
+        over(f)
+    )
+}
+
+/// The zone a comment of [`reported_comment`] names, in a chain of a zone in `mode`.
+pub fn zone_of_comment(comment: &str, mode: Mode, dir: Dir) -> Option<&str> {
+    comment.strip_suffix(reported_comment("", mode, dir, Family::V4).as_str())
+}
+
+/// The words a rule comment adds for the IPv6 rule of a pair.
+fn over(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "",
+        Family::V6 => " over ipv6",
+    }
 }
 
 /// The key type of a zone set.
@@ -116,41 +143,42 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
     let d = dir.as_str();
     let set = |kind| expr::set_ref(&names::zone_set(kind, dir, id));
     let port_key = || vec![expr::meta("l4proto"), expr::payload("th", "dport")];
+    // Only the sets the zone has; a kind it lacks has no rule, and what that rule
+    // would accept falls to the tail like any other unapproved connection.
+    let has = |kind: ZoneSet| kind.present(dir, rules.sets, rules.has_cidr());
     let mut out = Vec::new();
     for f in Family::BOTH {
         let peer = || expr::payload(f.payload(), dir.peer_field());
-        let over = match f {
-            Family::V4 => String::new(),
-            Family::V6 => " over ipv6".to_owned(),
-        };
+        let over = over(f);
         // Attack: a pod of this zone opens a connection to a peer of an approved zone
         // on an unapproved port, or with another protocol: neither key is in the set.
         // No protocol check first: the key holds the protocol, and the set holds only
         // tcp, udp and sctp keys, so an ICMP or raw packet whose header bytes look like
         // an approved port still finds no element (the same holds for CIDR and world).
-        out.push(Rule::new(
-            &match f {
-                Family::V4 => first_comment(zone, dir),
-                Family::V6 => format!("{zone}: approved edges {d}{over}"),
-            },
-            vec![
-                expr::eq(
-                    expr::concat([vec![peer()], port_key()].concat()),
-                    set(ZoneSet::Allow(f)),
-                ),
-                expr::accept(),
-            ],
-        ));
-        out.push(Rule::new(
-            &format!("{zone}: approved icmp and other protocols {d}{over}"),
-            vec![
-                expr::eq(
-                    expr::concat(vec![peer(), expr::meta("l4proto")]),
-                    set(ZoneSet::AllowProto(f)),
-                ),
-                expr::accept(),
-            ],
-        ));
+        if has(ZoneSet::Allow(f)) {
+            out.push(Rule::new(
+                &format!("{}{over}", peers_comment(zone, dir)),
+                vec![
+                    expr::eq(
+                        expr::concat([vec![peer()], port_key()].concat()),
+                        set(ZoneSet::Allow(f)),
+                    ),
+                    expr::accept(),
+                ],
+            ));
+        }
+        if has(ZoneSet::AllowProto(f)) {
+            out.push(Rule::new(
+                &format!("{zone}: approved icmp and other protocols {d}{over}"),
+                vec![
+                    expr::eq(
+                        expr::concat(vec![peer(), expr::meta("l4proto")]),
+                        set(ZoneSet::AllowProto(f)),
+                    ),
+                    expr::accept(),
+                ],
+            ));
+        }
         // Outside every zone: no endpoint, not the node. CIDR zones come before world.
         let outside = || {
             vec![
@@ -186,20 +214,24 @@ pub fn zone_chain_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule
             e.push(expr::ne(peer(), expr::set_ref(names::cidr(f))));
             e
         };
-        let mut e = world();
-        e.push(expr::eq(expr::concat(port_key()), set(ZoneSet::World)));
-        e.push(expr::accept());
-        out.push(Rule::new(
-            &format!("{zone}: approved world edges {d}{over}"),
-            e,
-        ));
-        let mut e = world();
-        e.push(expr::eq(expr::meta("l4proto"), set(ZoneSet::WorldProto)));
-        e.push(expr::accept());
-        out.push(Rule::new(
-            &format!("{zone}: approved world icmp and other protocols {d}{over}"),
-            e,
-        ));
+        if has(ZoneSet::World) {
+            let mut e = world();
+            e.push(expr::eq(expr::concat(port_key()), set(ZoneSet::World)));
+            e.push(expr::accept());
+            out.push(Rule::new(
+                &format!("{zone}: approved world edges {d}{over}"),
+                e,
+            ));
+        }
+        if has(ZoneSet::WorldProto) {
+            let mut e = world();
+            e.push(expr::eq(expr::meta("l4proto"), set(ZoneSet::WorldProto)));
+            e.push(expr::accept());
+            out.push(Rule::new(
+                &format!("{zone}: approved world icmp and other protocols {d}{over}"),
+                e,
+            ));
+        }
     }
     out.extend(tail_rules(rules, dir, opts));
     out
@@ -217,10 +249,7 @@ fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
     let prefix = log_prefix(rules, dir);
     let mut out = Vec::new();
     for f in Family::BOTH {
-        let over = match f {
-            Family::V4 => String::new(),
-            Family::V6 => " over ipv6".to_owned(),
-        };
+        let over = over(f);
         let ends = || {
             vec![
                 expr::payload(f.payload(), "saddr"),
@@ -238,7 +267,7 @@ fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
             // Only the rule below adds to the seen set, for protocols with ports: the
             // lookup needs no protocol check of its own.
             Rule::new(
-                &format!("{head}edge {d}{over}, already reported"),
+                &reported_comment(rules.zone.as_str(), rules.mode, dir, f),
                 vec![
                     expr::eq(edge(), expr::set_ref(&tail.seen_set(f))),
                     tail.verdict(),
@@ -294,7 +323,7 @@ fn tail_rules(rules: &ZoneRules, dir: Dir, opts: &Options) -> Vec<Rule> {
 pub fn write_zone(rules: &ZoneRules, opts: &Options) -> Vec<Value> {
     let mut cmds = Vec::new();
     for dir in Dir::BOTH {
-        for kind in sets_of(rules) {
+        for kind in sets_of(rules, dir) {
             let name = names::zone_set(kind, dir, rules.id);
             cmds.push(if kind.is_interval() {
                 expr::add_interval_set(&name, &set_type(kind))
@@ -326,20 +355,35 @@ pub fn remove_zone(rules: &ZoneRules) -> Vec<Value> {
         cmds.push(expr::delete_chain(&names::zone_chain(dir, id)));
     }
     for dir in Dir::BOTH {
-        for kind in sets_of(rules) {
+        for kind in sets_of(rules, dir) {
             cmds.push(expr::delete_set(&names::zone_set(kind, dir, id)));
         }
     }
     cmds
 }
 
-/// The sets a zone has: the CIDR (interval) sets only while it has CIDR-zone edges,
+/// The sets a zone has in `dir`: the peer and world sets its approved edges need
+/// ([`SetKinds`]), and the CIDR (interval) sets only while it has CIDR-zone edges,
 /// because every nft transaction reads every interval set of the table.
-pub fn sets_of(rules: &ZoneRules) -> impl Iterator<Item = ZoneSet> {
-    let cidr = rules.has_cidr();
+pub fn sets_of(rules: &ZoneRules, dir: Dir) -> impl Iterator<Item = ZoneSet> {
+    let (sets, cidr) = (rules.sets, rules.has_cidr());
     ZoneSet::ALL
         .into_iter()
-        .filter(move |k| cidr || !k.is_interval())
+        .filter(move |k| k.present(dir, sets, cidr))
+}
+
+/// The commands that delete the peer and world sets of zone `id` of the kinds in
+/// `dropped`, once its chains no longer use them.
+pub fn drop_sets(id: u32, dropped: SetKinds) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for dir in Dir::BOTH {
+        for kind in ZoneSet::ALL {
+            if kind.kind(dir).is_some_and(|k| dropped.contains(k)) {
+                cmds.push(expr::delete_set(&names::zone_set(kind, dir, id)));
+            }
+        }
+    }
+    cmds
 }
 
 /// The commands that delete the CIDR sets of zone `id` once its chains no longer use them.

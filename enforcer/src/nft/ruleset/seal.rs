@@ -191,7 +191,7 @@ fn base_hash(ruleset: &Ruleset, opts: &Options) -> u128 {
 }
 
 /// The hash of a zone's chains as rendered (they depend on its id, name, mode and
-/// whether it has CIDR sets, never on its other elements).
+/// which sets it has, never on its elements).
 fn chains_hash(zone: &ZoneRules, opts: &Options) -> u128 {
     item(|h| {
         for dir in Dir::BOTH {
@@ -199,11 +199,12 @@ fn chains_hash(zone: &ZoneRules, opts: &Options) -> u128 {
         }
         write!(
             h,
-            "zone {} {} {:?} {}",
+            "zone {} {} {:?} {} {:?}",
             zone.id,
             zone.zone,
             zone.mode,
-            zone.has_cidr()
+            zone.has_cidr(),
+            zone.sets
         )
     })
 }
@@ -226,6 +227,7 @@ fn zone_elements(zone: &ZoneRules, each: &mut dyn FnMut(&str, &dyn Debug)) {
         cidr_in,
         world_out,
         world_in,
+        sets: _,
     } = zone;
     zone_sets(
         ZoneSets {
