@@ -70,7 +70,12 @@ enum Cmd {
         /// Only these benchmarks: cni, scale (2–6), flows (7), cluster (8: both halves);
         /// membership runs only benchmark 8's second half (one enforcer knowing a large
         /// cluster).
-        #[arg(long, value_delimiter = ',', default_values = SECTIONS, value_parser = clap::builder::PossibleValuesParser::new(ONLY_CHOICES))]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_values = SECTIONS,
+            value_parser = clap::builder::PossibleValuesParser::new(ONLY_CHOICES)
+        )]
         only: Vec<String>,
     },
     /// Runs benchmark 8 only (cluster mode), like `all --only cluster` (needs root).

@@ -3,7 +3,8 @@
 //!
 //! Zones come from their chains (`zout_N`, `zin_N`) and sets: the mode from the
 //! tail's log prefix (`zw K zN out`), the name from the comment of the tail's first
-//! rule, which every zone chain has, the kinds of sets it has from the sets that exist. A zone whose chains' comments are not the ones this version renders
+//! rule (which every zone chain has), the kinds of sets it has from the sets that
+//! exist. A zone whose chains' comments are not the ones this version renders
 //! (another version wrote them, or its name was too long for a comment) reads with
 //! the name `host`, which no compiled zone has, so the next diff rewrites it.
 //!
