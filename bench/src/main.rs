@@ -327,15 +327,14 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
     if fraction != 1.0 {
         command.push_str(&format!(" --scale {fraction}"));
     }
-    if !SECTIONS.iter().all(|s| only.iter().any(|o| o == s)) {
+    let partial = !SECTIONS.iter().all(|s| only.iter().any(|o| o == s));
+    if partial {
         command.push_str(&format!(" --only {}", only.join(",")));
     }
     let seconds = started.elapsed().as_secs_f64();
     // A partial run keeps the other sections of the report it writes into.
     let text = match std::fs::read_to_string(out) {
-        Ok(earlier) if !SECTIONS.iter().all(|s| only.iter().any(|o| o == s)) => {
-            report.merge_into(&earlier, &command, quick, seconds)
-        }
+        Ok(earlier) if partial => report.merge_into(&earlier, &command, quick, seconds),
         _ => report.render(&command, quick, seconds),
     };
     std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;

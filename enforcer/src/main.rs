@@ -636,6 +636,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cluster.is_some() && !cli.migrate_local_store {
         refuse_local_leftovers(&cli.state_dir)?;
     }
+    let options = Options {
+        nflog_group: cli.nflog_group,
+        seen_timeout_secs: cli.seen_timeout_secs,
+        sidecar: sidecar_base,
+    };
+    let mut dataplane =
+        NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
+    match ElementSocket::open() {
+        Ok(socket) => dataplane = dataplane.with_element_socket(socket),
+        Err(err) => tracing::warn!(
+            %err,
+            "cannot open a netfilter netlink socket; every change goes through nft (slower)"
+        ),
+    }
+    // The table is read (unless its seal says it is unchanged) while the state loads:
+    // at 100,000 remote endpoints each takes seconds, and the two cores of a small
+    // node do both at once. Reading changes nothing in the kernel.
+    dataplane.prefetch();
     let metrics = Metrics::default();
     let mut accepted = None;
     // This node's pod blocks: given (--pod-cidr) or claimed from the pool.
@@ -750,20 +768,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // quarantines they fire go through the registry from a task of their own.
     let (responder, fired) = zonewarden_enforcer::response::Responder::new();
     let learning = learning.with_responder(responder.clone());
-    let options = Options {
-        nflog_group: cli.nflog_group,
-        seen_timeout_secs: cli.seen_timeout_secs,
-        sidecar: sidecar_base,
-    };
-    let mut dataplane =
-        NftRulesetDataplane::with_command(vec![cli.nft.display().to_string()], options);
-    match ElementSocket::open() {
-        Ok(socket) => dataplane = dataplane.with_element_socket(socket),
-        Err(err) => tracing::warn!(
-            %err,
-            "cannot open a netfilter netlink socket; every change goes through nft (slower)"
-        ),
-    }
     // A sidecar does not know the node's addresses: no `host` zone, no probe exception.
     let settings = NodeSettings {
         allow_host_probes: !cli.no_host_probes && sidecar.is_none(),

@@ -94,7 +94,13 @@ pub struct NftRulesetDataplane {
     netlink_reads: bool,
     /// What the table holds and the seal it carries, as far as this data plane knows.
     journal: Arc<Mutex<Journal>>,
+    /// A read of the table begun early (see [`Self::prefetch`]).
+    prefetched: Arc<Mutex<Option<Prefetch>>>,
 }
+
+/// The thread of an early read: what it read, with the namespace's nftables
+/// generation from before the read began (`None`: nothing read).
+type Prefetch = std::thread::JoinHandle<Option<(u32, KernelView)>>;
 
 /// The digest of what the table holds (while known: it is forgotten when a change
 /// fails) and the seal element the table carries (while known). With both, every
@@ -129,6 +135,7 @@ impl NftRulesetDataplane {
             timeout: DEFAULT_TIMEOUT,
             netlink_reads: true,
             journal: Arc::default(),
+            prefetched: Arc::default(),
         }
     }
 
@@ -151,6 +158,121 @@ impl NftRulesetDataplane {
     pub fn with_reads_through_nft(mut self) -> Self {
         self.netlink_reads = false;
         self
+    }
+
+    /// Begins reading the table on a thread of its own, so that a restart reads it
+    /// while it loads its state (at 100,000 remote endpoints, each takes seconds).
+    /// Nothing is read when the table's seal names the current generation: the table
+    /// is as the enforcer left it, and [`RulesetDataplane::confirms`] decides without
+    /// a read. The next [`RulesetDataplane::read`] takes what this read only if nothing
+    /// was committed to the namespace's nftables since it began (the generation is
+    /// the same); otherwise that read reads the table again.
+    pub fn prefetch(&self) {
+        let Some(socket) = self.elements.clone() else {
+            return;
+        };
+        if !self.netlink_reads {
+            return;
+        }
+        let this = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("zw-table-read".to_owned())
+            .spawn(move || {
+                let generation = socket.generation().ok()?;
+                if matches!(this.current_seal(&socket), Ok(Some(_))) {
+                    return None;
+                }
+                match this.read_now() {
+                    Ok(view) => Some((generation, view)),
+                    Err(err) => {
+                        debug!(%err, "cannot read the table early; it is read when needed");
+                        None
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => *self.prefetch_slot() = Some(thread),
+            Err(err) => debug!(%err, "cannot start the early read of the table"),
+        }
+    }
+
+    /// What the early read read (waiting for it to end), if the table is still what
+    /// it read: the namespace's generation has not moved since the read began.
+    pub fn take_prefetched(&self) -> Option<KernelView> {
+        let thread = self.prefetch_slot().take()?;
+        let (generation, view) = thread.join().ok()??;
+        let now = self.elements.as_ref()?.generation().ok()?;
+        if now != generation {
+            debug!(
+                generation,
+                now, "the table changed after it was read early; reading it again"
+            );
+            return None;
+        }
+        debug!(generation, "took the table as read while the state loaded");
+        Some(view)
+    }
+
+    fn prefetch_slot(&self) -> MutexGuard<'_, Option<Prefetch>> {
+        self.prefetched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The table's seal element, if it names the namespace's current generation
+    /// (nothing was committed since the enforcer sealed the table).
+    fn current_seal(&self, socket: &ElementSocket) -> Result<Option<[u8; 16]>, NftError> {
+        let generation = socket.generation()?;
+        let keys = socket.set_keys(seal::DIGEST_SET)?.unwrap_or_default();
+        Ok(match keys.as_slice() {
+            [key] => seal::read_seal_key(key)
+                .filter(|(_, sealed)| *sealed == generation)
+                .and_then(|_| seal_bytes_of(key)),
+            _ => None,
+        })
+    }
+
+    /// Reads both tables now (through netlink, or through nft without a socket).
+    fn read_now(&self) -> Result<KernelView, NftError> {
+        let action = format!("list table {FAMILY} {TABLE}");
+        let parse_error = |detail: String| NftError::Parse {
+            action: action.clone(),
+            detail,
+        };
+        // Both tables as one listing: their objects have distinct names. A missing
+        // table lists as nothing (the base transaction creates it).
+        let started = std::time::Instant::now();
+        let mut listing = ParsedListing::default();
+        let through_netlink = match &self.elements {
+            Some(socket) if self.netlink_reads => match table_read::read_tables(socket) {
+                Ok(read) => Some(read.unwrap_or_default()),
+                Err(err) => {
+                    warn!(%err, "cannot read the table through netlink; reading it through nft");
+                    None
+                }
+            },
+            _ => None,
+        };
+        match through_netlink {
+            Some(read) => listing = read,
+            None => {
+                for family in [FAMILY, BRIDGE_FAMILY] {
+                    if let Some(table) = self.list_table(family)? {
+                        listing.extend(table);
+                    }
+                }
+            }
+        }
+        if listing.items.is_empty() {
+            return Ok(KernelView::default());
+        }
+        let listed = started.elapsed();
+        let view = read_parsed(&listing, &self.opts).map_err(parse_error);
+        debug!(
+            netlink = self.netlink_reads && self.elements.is_some(),
+            listed_ms = listed.as_millis(),
+            read_ms = (started.elapsed() - listed).as_millis(),
+            "read the table"
+        );
+        view
     }
 
     /// The whole change as one netlink batch: element changes, and the sets, chains
@@ -536,22 +658,14 @@ impl RulesetDataplane for NftRulesetDataplane {
         if self.base_pending() {
             return false;
         }
-        let sealed = || -> Result<Option<[u8; 16]>, NftError> {
-            let generation = socket.generation()?;
-            let keys = socket.set_keys(seal::DIGEST_SET)?.unwrap_or_default();
-            Ok(match keys.as_slice() {
-                [key] => seal::read_seal_key(key)
-                    .filter(|(_, sealed)| *sealed == generation)
-                    .and_then(|_| seal_bytes_of(key)),
-                _ => None,
-            })
-        };
-        match sealed() {
+        match self.current_seal(socket) {
             Ok(Some(key)) => {
                 let digest = seal::SealDigest::of(ruleset, &self.opts);
                 let confirmed =
                     seal::read_seal_key(&key).is_some_and(|(sealed, _)| sealed == digest.digest());
                 if confirmed {
+                    // An early read, if one ran, is not needed.
+                    drop(self.prefetch_slot().take());
                     *self.journal() = Journal {
                         digest: Some(digest),
                         seal: Some(key),
@@ -643,47 +757,10 @@ impl RulesetDataplane for NftRulesetDataplane {
     }
 
     fn read(&self) -> Result<KernelView, NftError> {
-        let action = format!("list table {FAMILY} {TABLE}");
-        let parse_error = |detail: String| NftError::Parse {
-            action: action.clone(),
-            detail,
-        };
-        // Both tables as one listing: their objects have distinct names. A missing
-        // table lists as nothing (the base transaction creates it).
-        let started = std::time::Instant::now();
-        let mut listing = ParsedListing::default();
-        let through_netlink = match &self.elements {
-            Some(socket) if self.netlink_reads => match table_read::read_tables(socket) {
-                Ok(read) => Some(read.unwrap_or_default()),
-                Err(err) => {
-                    warn!(%err, "cannot read the table through netlink; reading it through nft");
-                    None
-                }
-            },
-            _ => None,
-        };
-        match through_netlink {
-            Some(read) => listing = read,
-            None => {
-                for family in [FAMILY, BRIDGE_FAMILY] {
-                    if let Some(table) = self.list_table(family)? {
-                        listing.extend(table);
-                    }
-                }
-            }
+        match self.take_prefetched() {
+            Some(view) => Ok(view),
+            None => self.read_now(),
         }
-        if listing.items.is_empty() {
-            return Ok(KernelView::default());
-        }
-        let listed = started.elapsed();
-        let view = read_parsed(&listing, &self.opts).map_err(parse_error);
-        debug!(
-            netlink = self.netlink_reads && self.elements.is_some(),
-            listed_ms = listed.as_millis(),
-            read_ms = (started.elapsed() - listed).as_millis(),
-            "read the table"
-        );
-        view
     }
 
     fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError> {

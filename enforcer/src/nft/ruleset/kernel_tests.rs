@@ -715,6 +715,65 @@ fn a_sealed_table_is_confirmed_without_a_read_until_anyone_changes_it() {
     assert!(no_nft().confirms(&rs));
 }
 
+/// A read begun early (while a restarting enforcer loads its state) is taken only
+/// while the namespace's nftables generation is the one from before it began: a
+/// change by anyone after it is read again, and a sealed table is not read at all.
+#[test]
+fn an_early_read_is_taken_only_while_nothing_changed_since() {
+    require_root!();
+    let ns = Netns::new();
+    let rs = Cluster::new(true).compile();
+    let dp = ns.dataplane_with_netlink();
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base");
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
+
+    // Nothing changed since the early read began: it is what a read now gives.
+    let restarted = ns.dataplane_with_netlink();
+    restarted.prefetch();
+    let early = restarted
+        .take_prefetched()
+        .expect("the early read is taken");
+    assert_eq!(early, ns.dataplane_with_netlink().read().expect("read now"));
+    assert!(RulesetDiff::between(&early.ruleset, &rs).is_empty());
+    assert!(
+        restarted.take_prefetched().is_none(),
+        "an early read is taken once"
+    );
+
+    // A rule deleted by hand after the early read: the read after it reads again.
+    let restarted = ns.dataplane_with_netlink();
+    restarted.prefetch();
+    let handle = first_rule_handle(&ns, "zin_2").to_string();
+    ns.nft_by_hand(&[
+        "delete",
+        "rule",
+        "inet",
+        "zonewarden",
+        "zin_2",
+        "handle",
+        &handle,
+    ]);
+    let view = restarted.read().expect("read");
+    assert!(
+        !RulesetDiff::between(&view.ruleset, &rs).is_empty(),
+        "the read after the change sees the deleted rule"
+    );
+    assert!(restarted.take_prefetched().is_none());
+
+    // A sealed table is not read early.
+    let view = dp.ensure_base(&rs.settings).expect("read");
+    dp.apply(&RulesetDiff::between(&view.ruleset, &rs), &rs)
+        .expect("repair");
+    assert!(dp.seal(&rs).expect("seal"));
+    let restarted = ns.dataplane_with_netlink();
+    restarted.prefetch();
+    assert!(
+        restarted.take_prefetched().is_none(),
+        "a sealed table is not read early"
+    );
+    assert!(restarted.confirms(&rs), "the seal confirms it");
+}
+
 /// An enforcer restarting over a table it sealed is ready without reading or
 /// writing it (its nft cannot run); after a rule was deleted by hand, the same start
 /// with nft reads the table and repairs it.

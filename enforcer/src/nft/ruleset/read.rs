@@ -308,21 +308,21 @@ fn read_zone(table: &Listing<'_>, id: u32, group: Option<u16>) -> Result<ZoneRul
             .and_then(|name| ZoneName::parse_any(name).ok())
     });
     let mode = mode.unwrap_or_default();
-    // A kind counts when its sets exist in both families: a chain whose rules use a
-    // set that is missing reads as stale below, and is rewritten.
-    let mut sets = SetKinds::NONE;
+    // A kind counts when its sets exist in both families: the kinds with a set
+    // present, minus those with a set missing. A chain whose rules use a set that is
+    // missing reads as stale below, and is rewritten.
+    let (mut present, mut missing) = (SetKinds::NONE, SetKinds::NONE);
     for dir in Dir::BOTH {
-        for kind in ZoneSet::ALL {
-            let Some(k) = kind.kind(dir) else { continue };
-            let both = ZoneSet::ALL
-                .into_iter()
-                .filter(|other| other.kind(dir) == Some(k))
-                .all(|other| table.has_set(&names::zone_set(other, dir, id)));
-            if both {
-                sets = sets.union(k);
+        for set in ZoneSet::ALL {
+            let Some(kind) = set.kind(dir) else { continue };
+            if table.has_set(&names::zone_set(set, dir, id)) {
+                present = present.union(kind);
+            } else {
+                missing = missing.union(kind);
             }
         }
     }
+    let sets = present.minus(missing);
     let mut zone = ZoneRules {
         id,
         zone: name.clone().unwrap_or_else(ZoneName::host),
