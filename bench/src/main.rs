@@ -317,7 +317,10 @@ fn all(quick: bool, fraction: f64, out: &PathBuf, only: &[String]) -> anyhow::Re
             || membership::run(&p.membership),
         ) {
             Ok(s) => report.add(s),
-            Err(err) => report.add_failure("8. Cluster mode: a large cluster's membership", &err),
+            Err(err) => report.add_failure(
+                "8. Cluster mode: one enforcer knowing remote endpoints (of a large cluster)",
+                &err,
+            ),
         }
     }
     let mut command = String::from("sudo bench/run");

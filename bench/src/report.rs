@@ -121,20 +121,56 @@ impl Report {
 
     /// A partial run (`--only`) written into an earlier report: this run's sections
     /// replace those of the same number, the others stay as they were, and the header
-    /// says which sections which run measured.
+    /// says which sections which run measured. Where two sections share a number (8:
+    /// three nodes, and one enforcer knowing a large cluster), each is told apart by
+    /// its title without figures ([`part_key`]): a run of one keeps the other.
     pub fn merge_into(&self, earlier: &str, command: &str, quick: bool, seconds: f64) -> String {
         let (header, old) = split_sections(earlier);
         let (_, new) = split_sections(&self.sections.concat());
-        let mut replaced: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
-        // Several sections may share a number (8 has two): name it once.
+        let shared = |n: &str| {
+            let count =
+                |sections: &[(String, String)]| sections.iter().filter(|(m, _)| m == n).count();
+            count(&old) > 1 || count(&new) > 1
+        };
+        // How the header names a section this run measured: its number, and for a
+        // section that shares its number, which one.
+        let label = |(n, text): &(String, String)| match shared(n) {
+            true => format!("{n} ({})", part_key(text)),
+            false => n.clone(),
+        };
+        let mut replaced: Vec<String> = new.iter().map(label).collect();
         replaced.dedup();
         // A failure of several sections (`2–6`) and the sections it stands for (`2`,
         // `3`, ...) replace each other: the file never shows a failure beside figures
         // of a later run, or old figures beside this run's failure.
-        let covered: Vec<u32> = replaced.iter().flat_map(|n| section_numbers(n)).collect();
+        let covered: Vec<u32> = new.iter().flat_map(|(n, _)| section_numbers(n)).collect();
+        let measured = |n: &str, key: &str| {
+            new.iter().any(|(m, text)| {
+                section_numbers(m).contains(&section_order(n)) && part_key(text) == key
+            })
+        };
+        let replaces = |(n, text): &(String, String)| {
+            let numbers = section_numbers(n);
+            if !numbers.iter().any(|k| covered.contains(k)) {
+                return false;
+            }
+            // One of several sections of a number goes only when this run measured
+            // that one, or when this run's section of the number is none of them (a
+            // failure under another title: every old one goes).
+            if !shared(n) {
+                return true;
+            }
+            let ours = |m: &String| section_numbers(m).iter().any(|k| numbers.contains(k));
+            let known = new.iter().filter(|(m, _)| ours(m)).all(|(_, t)| {
+                old.iter()
+                    .any(|(o, ot)| o == n && part_key(ot) == part_key(t))
+            });
+            !known || measured(n, &part_key(text))
+        };
         let mut sections: Vec<(String, String)> = old
-            .into_iter()
-            .filter(|(n, _)| !section_numbers(n).iter().any(|k| covered.contains(k)))
+            .iter()
+            .filter(|s| !replaces(s))
+            .cloned()
             .chain(new.iter().cloned())
             .collect();
         sections.sort_by_key(|(n, _)| section_order(n));
@@ -144,10 +180,19 @@ impl Report {
             line.strip_prefix("- section ")
                 .and_then(|rest| rest.split_once(" measured later by "))
                 .is_some_and(|(named, _)| {
-                    named.split(", ").all(|n| {
-                        section_numbers(n.trim())
-                            .iter()
-                            .all(|k| covered.contains(k))
+                    named.split(", ").all(|n| match n.trim().split_once(" (") {
+                        Some((n, key)) => measured(n, key.trim_end_matches(')')),
+                        // A number alone: every section of it was measured again.
+                        None => {
+                            let numbers = section_numbers(n.trim());
+                            numbers.iter().all(|k| covered.contains(k))
+                                && old
+                                    .iter()
+                                    .filter(|(m, _)| {
+                                        section_numbers(m).iter().any(|k| numbers.contains(k))
+                                    })
+                                    .all(replaces)
+                        }
                     })
                 })
         };
@@ -230,6 +275,21 @@ fn split_sections(text: &str) -> (String, Vec<(String, String)>) {
         }
     }
     (header, sections)
+}
+
+/// Which of the sections of a number `text` is: its title after the number, up to
+/// its figures in parentheses, without digits (`8. Cluster mode: one enforcer knowing
+/// 100000 remote endpoints (...)` is `Cluster mode: one enforcer knowing remote
+/// endpoints`, whatever the scale).
+fn part_key(text: &str) -> String {
+    let title = text.lines().next().unwrap_or("").trim_start_matches("## ");
+    let title = title.split_once(". ").map_or(title, |(_, rest)| rest);
+    let title = title.split('(').next().unwrap_or("");
+    title
+        .split_whitespace()
+        .filter(|w| !w.chars().all(|c| c.is_ascii_digit() || c == ','))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The numbers a section's title names: `2–6` names 2 to 6, `8` names 8.
@@ -321,5 +381,83 @@ mod tests {
             1,
             "{merged}"
         );
+    }
+
+    const TWO_EIGHTS: &str = "# results\n\n- command: `sudo bench/run`\n- section 8 measured later by `sudo bench/run --only cluster` on then, commit a, in 3 s; the others by the run above\n\n## 1. CNI\n\none\n\n## 8. Cluster mode: three nodes (1000 zones, 5000 endpoints)\n\nold nodes\n\n## 8. Cluster mode: one enforcer knowing 100000 remote endpoints (1000 other nodes)\n\nold membership\n";
+
+    fn membership(scale: usize, note: &str) -> Report {
+        let mut run = Report::default();
+        let mut eight = Section::new(&format!(
+            "8. Cluster mode: one enforcer knowing {scale} remote endpoints ({} other nodes)",
+            scale / 100
+        ));
+        eight.note(note);
+        run.add(eight);
+        run
+    }
+
+    #[test]
+    fn a_run_of_one_of_two_sections_of_a_number_keeps_the_other() {
+        let merged = membership(50000, "new membership").merge_into(
+            TWO_EIGHTS,
+            "sudo bench/run --only membership",
+            false,
+            80.0,
+        );
+        let (nodes, ours) = (
+            merged.find("old nodes").expect(&merged),
+            merged.find("new membership").expect(&merged),
+        );
+        assert!(nodes < ours, "{merged}");
+        assert!(!merged.contains("old membership"), "{merged}");
+        // The other section's run still dates it; this run names its own section.
+        assert!(merged.contains("commit a,"), "{merged}");
+        assert!(
+            merged.contains("- section 8 (Cluster mode: one enforcer knowing remote endpoints) measured later by `sudo bench/run --only membership`"),
+            "{merged}"
+        );
+        // A later run of that section replaces its line, not the other's.
+        let again = membership(100000, "newer membership").merge_into(
+            &merged,
+            "sudo bench/run --only membership",
+            false,
+            80.0,
+        );
+        assert!(
+            again.contains("commit a,") && again.contains("old nodes"),
+            "{again}"
+        );
+        assert!(!again.contains("new membership"), "{again}");
+        assert_eq!(
+            again
+                .matches("(Cluster mode: one enforcer knowing remote endpoints) measured")
+                .count(),
+            1,
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn a_failure_of_one_of_two_sections_of_a_number_replaces_that_one() {
+        let mut failed = Report::default();
+        failed.add_failure(
+            "8. Cluster mode: one enforcer knowing remote endpoints (of a large cluster)",
+            &anyhow::anyhow!("it broke"),
+        );
+        let merged = failed.merge_into(TWO_EIGHTS, "sudo bench/run --only membership", false, 5.0);
+        assert!(
+            merged.contains("it broke") && merged.contains("old nodes"),
+            "{merged}"
+        );
+        assert!(!merged.contains("old membership"), "{merged}");
+        // A failure under a title that is neither: both go.
+        let mut failed = Report::default();
+        failed.add_failure("8. Cluster mode", &anyhow::anyhow!("it broke"));
+        let merged = failed.merge_into(TWO_EIGHTS, "sudo bench/run --only cluster", false, 5.0);
+        assert!(
+            !merged.contains("old nodes") && !merged.contains("old membership"),
+            "{merged}"
+        );
+        assert!(!merged.contains("commit a,"), "{merged}");
     }
 }
