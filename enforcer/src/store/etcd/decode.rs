@@ -1,6 +1,7 @@
 //! Values of the cluster store: a listing of the prefix into the stored state, and the
 //! encoding of each record. A record that does not decode is an error naming its key,
-//! never silently dropped.
+//! never silently dropped; the one exception is another node's endpoint record, which
+//! is left out with an error in the log (see [`decode`]).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,9 @@ use super::keys::{KeyKind, Keys};
 use crate::store::{StoreError, StoredState, ZoneIds};
 
 const RECORD_VERSION: u32 = 1;
+/// How many of the other nodes' records that do not decode a load names in the log (a
+/// cluster upgraded to a newer format may hold thousands).
+const SKIPPED_LOGGED: usize = 10;
 
 /// One key of a listing or a watch event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,7 @@ pub fn decode(keys: &Keys, node: &str, kvs: &[Kv]) -> Result<StoredState, StoreE
     let mut state = StoredState::default();
     let mut zones: BTreeMap<ZoneName, u32> = BTreeMap::new();
     let mut ids: BTreeMap<u32, ZoneName> = BTreeMap::new();
+    let mut skipped = 0usize;
     for kv in kvs {
         let corrupt = |detail: String| StoreError::CorruptKey {
             key: kv.key.clone(),
@@ -126,9 +131,23 @@ pub fn decode(keys: &Keys, node: &str, kvs: &[Kv]) -> Result<StoredState, StoreE
             KeyKind::Profile(zone) => state
                 .profiles
                 .push(decode_profile(&zone, &kv.value).map_err(corrupt)?),
-            KeyKind::Endpoint { .. } => state
-                .endpoints
-                .push(decode_endpoint(keys, &kv.key, &kv.value).map_err(corrupt)?),
+            KeyKind::Endpoint { node: of } => match decode_endpoint(keys, &kv.key, &kv.value) {
+                Ok(endpoint) => state.endpoints.push(endpoint),
+                // Another node's record that this version cannot read (written by a
+                // newer version during a rolling upgrade, or damaged): left out, as
+                // the watch leaves out such a change, so that one record cannot keep
+                // every node of the cluster from starting. Its address is `world`
+                // here (as that of a node whose lease expired) until a record this
+                // node reads replaces it. This node's own records are its pods: they
+                // must decode.
+                Err(detail) if of != node => {
+                    if skipped < SKIPPED_LOGGED {
+                        tracing::error!(key = %kv.key, %detail, "another node's endpoint record does not decode; its address is world on this node until a record this version reads replaces it");
+                    }
+                    skipped += 1;
+                }
+                Err(detail) => return Err(corrupt(detail)),
+            },
             KeyKind::Quarantined(container_id) => {
                 state.quarantined.insert(container_id);
             }
@@ -159,6 +178,12 @@ pub fn decode(keys: &Keys, node: &str, kvs: &[Kv]) -> Result<StoredState, StoreE
         key: format!("{}zones/", keys.root()),
         detail,
     })?;
+    if skipped > 0 {
+        tracing::error!(
+            skipped,
+            "endpoint records of other nodes that this version does not decode were left out (the first {SKIPPED_LOGGED} are logged above); upgrade this node's enforcer to the version the other nodes run"
+        );
+    }
     state.endpoints.sort_by(|a, b| a.key.cmp(&b.key));
     state.profiles.sort_by(|a, b| a.zone.cmp(&b.zone));
     Ok(state)
@@ -243,9 +268,14 @@ mod tests {
             "another node's evidence is not this node's"
         );
 
+        // A record under another node's key than its own: left out by every other
+        // node, an error naming the key for the node the key names.
         let mut moved = listing.clone();
         moved[2].key = keys.endpoint("node-c", &ep.key);
-        let err = decode(&keys, "node-a", &moved).unwrap_err().to_string();
+        let state = decode(&keys, "node-a", &moved).unwrap();
+        assert!(state.endpoints.is_empty(), "{:?}", state.endpoints);
+        assert_eq!(state.zone_ids.get(&web), Some(3));
+        let err = decode(&keys, "node-c", &moved).unwrap_err().to_string();
         assert!(err.contains("/zw/endpoints/node-c/"), "{err}");
 
         let mut unclaimed = listing.clone();
