@@ -213,6 +213,14 @@ impl NftRulesetDataplane {
         Some(view)
     }
 
+    /// Whether the early read has ended (or none was begun).
+    #[cfg(test)]
+    pub fn prefetch_finished(&self) -> bool {
+        self.prefetch_slot()
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
     fn prefetch_slot(&self) -> MutexGuard<'_, Option<Prefetch>> {
         self.prefetched.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -654,6 +654,20 @@ fn first_rule_handle(ns: &Netns, chain: &str) -> u64 {
         .unwrap_or_else(|| panic!("{chain} has a rule: {listing}"))
 }
 
+/// Deletes the first rule of `chain` by hand (`nft delete rule ... handle N`).
+fn delete_first_rule(ns: &Netns, chain: &str) {
+    let handle = first_rule_handle(ns, chain).to_string();
+    ns.nft_by_hand(&[
+        "delete",
+        "rule",
+        "inet",
+        "zonewarden",
+        chain,
+        "handle",
+        &handle,
+    ]);
+}
+
 /// A sealed table is confirmed by a restarted data plane that cannot run nft at all
 /// (so nothing reads the table), and only for the ruleset it was sealed with. A rule
 /// deleted by hand breaks the seal; the full read finds the damage and the diff
@@ -692,16 +706,7 @@ fn a_sealed_table_is_confirmed_without_a_read_until_anyone_changes_it() {
 
     // A rule deleted by hand while the enforcer is down.
     let rules = ns.rule_counts();
-    let handle = first_rule_handle(&ns, "zin_2").to_string();
-    ns.nft_by_hand(&[
-        "delete",
-        "rule",
-        "inet",
-        "zonewarden",
-        "zin_2",
-        "handle",
-        &handle,
-    ]);
+    delete_first_rule(&ns, "zin_2");
     assert!(
         !no_nft().confirms(&rs),
         "a table changed since its seal is not confirmed"
@@ -740,19 +745,15 @@ fn an_early_read_is_taken_only_while_nothing_changed_since() {
         "an early read is taken once"
     );
 
-    // A rule deleted by hand after the early read: the read after it reads again.
+    // A rule deleted by hand after the early read ended: the read after it reads
+    // again (the deletion waits for the early read, so that it is not in what that
+    // read saw).
     let restarted = ns.dataplane_with_netlink();
     restarted.prefetch();
-    let handle = first_rule_handle(&ns, "zin_2").to_string();
-    ns.nft_by_hand(&[
-        "delete",
-        "rule",
-        "inet",
-        "zonewarden",
-        "zin_2",
-        "handle",
-        &handle,
-    ]);
+    while !restarted.prefetch_finished() {
+        std::thread::yield_now();
+    }
+    delete_first_rule(&ns, "zin_2");
     let view = restarted.read().expect("read");
     assert!(
         !RulesetDiff::between(&view.ruleset, &rs).is_empty(),
