@@ -154,12 +154,10 @@ impl Report {
             if !numbers.iter().any(|k| covered.contains(k)) {
                 return false;
             }
-            // One of several sections of a number goes only when this run measured
-            // that one, or when this run's section of the number is none of them (a
-            // failure under another title: every old one goes).
-            if !shared(n) {
-                return true;
-            }
+            // A section goes when this run measured it (the same title), or when this
+            // run's section of its number is none of the earlier ones (a failure under
+            // another title: every earlier one of the number goes). One of several
+            // sections of a number measured keeps the others.
             let ours = |m: &String| section_numbers(m).iter().any(|k| numbers.contains(k));
             let known = new.iter().filter(|(m, _)| ours(m)).all(|(_, t)| {
                 old.iter()
