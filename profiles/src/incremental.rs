@@ -433,6 +433,18 @@ impl Incremental {
         &self.ruleset
     }
 
+    /// The endpoints of this node that claim `addr`, oldest first: found in the index
+    /// of the address, not by a walk of every endpoint (a node of a large cluster
+    /// knows a hundred times more endpoints of other nodes than of its own). Every
+    /// endpoint with an address is here once its zone has an id, which the registry
+    /// gives a zone before its first endpoint is registered.
+    pub fn local_claimants(&self, addr: IpAddr) -> impl Iterator<Item = &AttachmentKey> {
+        self.claims
+            .get(&addr)
+            .into_iter()
+            .flat_map(|claims| claims.local.0.iter().map(|(_, key)| &**key))
+    }
+
     /// Takes changes already made to the state into account: updates the indexes,
     /// recomputes only the addresses and zones they touch, keeps the new ruleset and
     /// returns the diff from the previous one, equal to [`RulesetDiff::between`] them.

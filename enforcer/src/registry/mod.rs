@@ -195,8 +195,9 @@ impl EndpointRegistry {
         )?;
         state.host_addrs = host_addrs;
         state.recompile();
-        let snapshot = Arc::new(Published::new(state.snapshot()));
-        let resolver = Arc::new(Published::new(state.resolver()));
+        let first = Arc::new(state.resolver());
+        let snapshot = Arc::new(Published::new(state.snapshot(first.clone())));
+        let resolver = Arc::new(Published::from_shared(first));
         let endpoint_count = Arc::new(AtomicUsize::new(state.endpoints.len()));
         Ok(Self {
             node,
@@ -522,8 +523,14 @@ impl EndpointRegistry {
 
     /// The state as of the last completed mutation.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .get(&self.generation, &self.state, RegistryState::snapshot)
+        // Built with the resolver of the same generation, which the NFLOG path may
+        // have built already: a node of a large cluster builds it once per change.
+        self.snapshot.get(&self.generation, &self.state, |state| {
+            let resolver =
+                self.resolver
+                    .get_locked(&self.generation, state, RegistryState::resolver);
+            state.snapshot(resolver)
+        })
     }
 
     /// Addresses and zone ids to zones, as of the last completed mutation: what the
@@ -660,8 +667,12 @@ struct Published<T> {
 
 impl<T> Published<T> {
     fn new(value: T) -> Self {
+        Self::from_shared(Arc::new(value))
+    }
+
+    fn from_shared(value: Arc<T>) -> Self {
         Self {
-            value: ArcSwap::from_pointee(value),
+            value: ArcSwap::new(value),
             generation: AtomicU64::new(0),
         }
     }
@@ -676,10 +687,21 @@ impl<T> Published<T> {
             return self.value.load_full();
         }
         let state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        // Stable while we hold the lock: mutations bump it under the lock.
+        self.get_locked(generation, &state, build)
+    }
+
+    /// [`Self::get`] for a caller that holds the state's lock (every value is built
+    /// and stored under it).
+    fn get_locked(
+        &self,
+        generation: &AtomicU64,
+        state: &RegistryState,
+        build: impl FnOnce(&RegistryState) -> T,
+    ) -> Arc<T> {
+        // Stable while the lock is held: mutations bump it under the lock.
         let current = generation.load(Ordering::Acquire);
         if self.generation.load(Ordering::Acquire) != current {
-            self.value.store(Arc::new(build(&state)));
+            self.value.store(Arc::new(build(state)));
             self.generation.store(current, Ordering::Release);
         }
         self.value.load_full()

@@ -655,3 +655,97 @@ async fn a_snapshot_shares_the_endpoints_until_one_changes() {
     assert_eq!(f.registry.endpoint_count(), 1);
     assert_eq!(after.endpoints.len(), 2, "an earlier snapshot changed");
 }
+
+/// A chained ADD whose addresses another pod of this node holds, in a namespace that
+/// still exists, is refused naming that pod; an address held by a pod of another
+/// node, or by a pod whose namespace is gone, goes to the newest owner.
+#[tokio::test]
+async fn a_chained_add_is_refused_only_an_address_a_live_pod_of_this_node_holds() {
+    use super::remote::RemoteChange;
+    use zonewarden_profiles::AttachMode;
+
+    let f = fixture();
+    let routed = |id: &str, ip: &str, netns: &str| {
+        let mut req = request(id, "shop/web", &[ip]);
+        req.netns = netns.into();
+        req
+    };
+    let chained = |id: &str, ip: &str| {
+        let mut req = request(id, "shop/liar", &[ip]);
+        req.netns = format!("/var/run/netns/liar-{id}");
+        req.attach_mode = AttachMode::Chained;
+        req
+    };
+    // A live pod (its namespace path exists) and one whose namespace is gone.
+    let live = "/proc/self/ns/net";
+    f.registry
+        .add(routed("victim", "10.0.0.5/24", live), note())
+        .await
+        .unwrap();
+    f.registry
+        .add(
+            routed("gone", "10.0.0.9/24", "/var/run/netns/zw-test-gone"),
+            note(),
+        )
+        .await
+        .unwrap();
+    // A pod of another node.
+    let mut remote = crate::test_support::endpoint("elsewhere", "shop/web", &["10.0.0.7/24"]);
+    remote.node = "node-2".into();
+    remote.netns = live.into();
+    f.registry
+        .apply_remote(
+            vec![RemoteChange::Endpoint(Box::new(remote))],
+            |due| due,
+            || {},
+        )
+        .await
+        .unwrap();
+
+    match f
+        .registry
+        .add(chained("liar1", "10.0.0.5/24"), note())
+        .await
+    {
+        Err(RegistryError::AddressInUse {
+            addr,
+            holder,
+            netns,
+        }) => {
+            assert_eq!(addr.to_string(), "10.0.0.5");
+            assert_eq!(holder, key("victim"));
+            assert_eq!(netns, live);
+        }
+        other => panic!("the live victim keeps its address: {other:?}"),
+    }
+    assert!(
+        f.registry.get(&key("liar1")).is_none(),
+        "nothing registered"
+    );
+    for (id, ip) in [("liar2", "10.0.0.7/24"), ("liar3", "10.0.0.9/24")] {
+        f.registry
+            .add(chained(id, ip), note())
+            .await
+            .unwrap_or_else(|e| panic!("{ip} goes to the newest owner: {e}"));
+    }
+    let snapshot = f.registry.snapshot();
+    let zone_of = |ip: &str| snapshot.zone_of(ip.parse().unwrap()).to_string();
+    assert_eq!(zone_of("10.0.0.7"), "shop/liar");
+    assert_eq!(zone_of("10.0.0.9"), "shop/liar");
+    assert_eq!(zone_of("10.0.0.5"), "shop/web");
+    assert_eq!(
+        kernel(&f).len(),
+        3,
+        "one member per address: {:?}",
+        kernel(&f)
+    );
+    // The newest owner gone, the address is the older claimant's again.
+    f.registry.del(key("liar3"), note()).await.unwrap();
+    assert_eq!(
+        f.registry
+            .resolver()
+            .zone_of("10.0.0.9".parse().unwrap())
+            .as_str(),
+        "shop/web"
+    );
+}
