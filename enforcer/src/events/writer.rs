@@ -80,12 +80,22 @@ pub trait EndpointLookup: Send + Sync {
 }
 
 impl EndpointLookup for EndpointRegistry {
+    /// The pod of the newest endpoint claiming `addr`: the one the kernel's maps and
+    /// the resolver name when a runtime reused the address before the old pod's DEL
+    /// came (the oldest would put another pod's name on the event). An address that
+    /// no endpoint claims (the world, the node) costs no walk of the endpoints, which
+    /// on a node of a large cluster are the whole cluster's.
     fn pod_at(&self, addr: IpAddr) -> Option<String> {
         let snapshot = self.snapshot();
+        if !snapshot.resolver.addr_zones.contains_key(&addr) {
+            return None;
+        }
+        // In key order, so that on a tie of age the last (as the kernel picks) wins.
         let endpoint = snapshot
             .endpoints
             .values()
-            .find(|e| e.addrs().any(|a| a == addr))?;
+            .filter(|e| e.addrs().any(|a| a == addr))
+            .max_by_key(|e| e.created_unix_ms)?;
         pod_of(endpoint)
     }
 

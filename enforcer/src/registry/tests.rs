@@ -749,3 +749,37 @@ async fn a_chained_add_is_refused_only_an_address_a_live_pod_of_this_node_holds(
         "shop/web"
     );
 }
+
+/// Events name the pod of the newest endpoint claiming an address, as the kernel's
+/// maps do, when a runtime reused the address before the old pod's DEL came.
+#[tokio::test]
+async fn events_name_the_newest_pod_claiming_an_address() {
+    use crate::events::writer::EndpointLookup;
+
+    let f = fixture();
+    let pod = |id: &str, name: &str| {
+        let mut req = request(id, "shop/web", &["10.0.0.5/24"]);
+        req.hints.pod_namespace = Some("shop".into());
+        req.hints.pod_name = Some(name.into());
+        req
+    };
+    // The older pod's key sorts first: a walk in key order that stops at the first
+    // match names it.
+    f.registry.add(pod("aa-old", "old"), note()).await.unwrap();
+    assert_eq!(
+        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
+        Some("shop/old")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    f.registry.add(pod("zz-new", "new"), note()).await.unwrap();
+    assert_eq!(
+        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
+        Some("shop/new")
+    );
+    assert_eq!(f.registry.pod_at("192.0.2.1".parse().unwrap()), None);
+    f.registry.del(key("zz-new"), note()).await.unwrap();
+    assert_eq!(
+        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
+        Some("shop/old")
+    );
+}
