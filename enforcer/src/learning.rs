@@ -510,8 +510,8 @@ mod tests {
         let mut resolver = Resolver::default();
         let web = zonewarden_profiles::ZoneName::parse("shop/web").unwrap();
         resolver
-            .addr_zones
-            .insert("10.0.0.1".parse().unwrap(), web.clone());
+            .addr_zone_ids
+            .insert("10.0.0.1".parse().unwrap(), 1);
         resolver.zones_by_id.insert(1, web);
         resolver
     }

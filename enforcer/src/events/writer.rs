@@ -87,7 +87,7 @@ impl EndpointLookup for EndpointRegistry {
     /// on a node of a large cluster are the whole cluster's.
     fn pod_at(&self, addr: IpAddr) -> Option<String> {
         let snapshot = self.snapshot();
-        if !snapshot.resolver.addr_zones.contains_key(&addr) {
+        if !snapshot.resolver.addr_zone_ids.contains_key(&addr) {
             return None;
         }
         // In key order, so that on a tie of age the last (as the kernel picks) wins.

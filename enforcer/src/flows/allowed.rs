@@ -136,7 +136,7 @@ pub struct Allowed {
 /// and for traffic of the node alone.
 pub fn allowed(snapshot: &Snapshot, conn: &NewConnection) -> Option<Allowed> {
     let resolver = &snapshot.resolver;
-    let endpoint = |addr: &IpAddr| resolver.addr_zones.contains_key(addr);
+    let endpoint = |addr: &IpAddr| resolver.addr_zone_ids.contains_key(addr);
     if !endpoint(&conn.src) && !endpoint(&conn.dst) {
         return None;
     }
@@ -221,12 +221,13 @@ mod tests {
         let zone = |z: &str| ZoneName::parse(z).unwrap();
         let mut snapshot = Snapshot::default();
         let resolver = Resolver {
-            addr_zones: [
-                ("10.0.0.1".parse().unwrap(), zone("shop/web")),
-                ("10.0.0.2".parse().unwrap(), zone("shop/db")),
-                ("fd00::2".parse().unwrap(), zone("shop/db")),
+            addr_zone_ids: [
+                ("10.0.0.1".parse().unwrap(), 1),
+                ("10.0.0.2".parse().unwrap(), 2),
+                ("fd00::2".parse().unwrap(), 2),
             ]
             .into(),
+            zones_by_id: [(1, zone("shop/web")), (2, zone("shop/db"))].into(),
             host_addrs: vec!["10.0.0.254".parse().unwrap()],
             ..Default::default()
         };

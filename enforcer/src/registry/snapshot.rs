@@ -31,8 +31,11 @@ pub struct Snapshot {
 /// one of its own (see `EndpointRegistry::resolver`).
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
-    /// Endpoint address → zone (the newest endpoint wins a shared address).
-    pub addr_zones: BTreeMap<IpAddr, ZoneName>,
+    /// Endpoint address → zone id (the newest endpoint wins a shared address); the
+    /// zone is in `zones_by_id`. Ids, not names: a node of a large cluster rebuilds
+    /// this map of every address after each change a reader sees, as a plain copy of
+    /// the compiled membership.
+    pub addr_zone_ids: BTreeMap<IpAddr, u32>,
     pub host_addrs: Vec<IpAddr>,
     pub cidr_zones: BTreeMap<ZoneName, Vec<IpNet>>,
     pub zones_by_id: BTreeMap<u32, ZoneName>,
@@ -70,7 +73,11 @@ impl Resolver {
         if self.host_addrs.contains(&addr) {
             return ZoneName::host();
         }
-        if let Some(zone) = self.addr_zones.get(&addr) {
+        if let Some(zone) = self
+            .addr_zone_ids
+            .get(&addr)
+            .and_then(|id| self.zones_by_id.get(id))
+        {
             return zone.clone();
         }
         zonewarden_profiles::policy::cidr_zone_in(&self.cidr_zones, addr)
