@@ -105,13 +105,12 @@ impl Endpoint {
 /// per remote endpoint. Each endpoint is shared (`Arc`), and so is each run of at most
 /// [`RUN_MAX`] consecutive keys: a copy of the whole set (the registry's copy-on-write
 /// after a snapshot took it) copies one pointer per run, and a change then copies the
-/// one run it touches. With one tree, every change of a node that knew 100,000
-/// endpoints of a cluster copied all of them (6.5 ms in a measurement of that size).
+/// one run it touches. With one tree, the first change after a read copied every
+/// endpoint of the cluster a node knows (see bench/README.md, benchmark 8).
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
     /// In key order, none empty: every key of a run is below every key of the next.
     runs: Vec<Arc<BTreeSet<ByKey>>>,
-    len: usize,
 }
 
 /// The most keys a run holds: a full run splits in two halves.
@@ -183,13 +182,7 @@ impl Endpoints {
             let upper = run.split_off(&middle);
             self.runs.insert(at + 1, Arc::new(upper));
         }
-        match old {
-            Some(old) => Some(Arc::unwrap_or_clone(old.0)),
-            None => {
-                self.len += 1;
-                None
-            }
-        }
+        old.map(|old| Arc::unwrap_or_clone(old.0))
     }
 
     pub fn remove(&mut self, key: &AttachmentKey) -> Option<Endpoint> {
@@ -198,7 +191,6 @@ impl Endpoints {
             return None;
         }
         let old = Arc::make_mut(&mut self.runs[at]).take(key)?;
-        self.len -= 1;
         // A run that emptied goes; one that shrank to a quarter joins the next when
         // both fit in half a run, so that deletions never leave many small runs behind.
         let left = self.runs[at].len();
@@ -227,11 +219,11 @@ impl Endpoints {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.runs.iter().map(|run| run.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.runs.is_empty()
     }
 }
 

@@ -754,32 +754,37 @@ async fn a_chained_add_is_refused_only_an_address_a_live_pod_of_this_node_holds(
 /// maps do, when a runtime reused the address before the old pod's DEL came.
 #[tokio::test]
 async fn events_name_the_newest_pod_claiming_an_address() {
+    use super::remote::RemoteChange;
     use crate::events::writer::EndpointLookup;
 
     let f = fixture();
-    let pod = |id: &str, name: &str| {
-        let mut req = request(id, "shop/web", &["10.0.0.5/24"]);
-        req.hints.pod_namespace = Some("shop".into());
-        req.hints.pod_name = Some(name.into());
-        req
+    // Pods of another node, whose ages the test sets (this node's get the clock's).
+    let pod = |id: &str, name: &str, created_unix_ms: i64| {
+        let mut ep = crate::test_support::endpoint(id, "shop/web", &["10.0.0.5/24"]);
+        ep.node = "node-2".into();
+        ep.pod_namespace = Some("shop".into());
+        ep.pod_name = Some(name.into());
+        ep.created_unix_ms = created_unix_ms;
+        RemoteChange::Endpoint(Box::new(ep))
     };
+    let apply = |change: RemoteChange| f.registry.apply_remote(vec![change], |due| due, || {});
+    let pod_at = || f.registry.pod_at("10.0.0.5".parse().unwrap());
+    // The zone's id, as another node's change brings it.
+    apply(RemoteChange::ZoneId {
+        zone: ZoneName::parse("shop/web").unwrap(),
+        id: 1,
+    })
+    .await
+    .unwrap();
     // The older pod's key sorts first: a walk in key order that stops at the first
     // match names it.
-    f.registry.add(pod("aa-old", "old"), note()).await.unwrap();
-    assert_eq!(
-        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
-        Some("shop/old")
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    f.registry.add(pod("zz-new", "new"), note()).await.unwrap();
-    assert_eq!(
-        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
-        Some("shop/new")
-    );
+    apply(pod("aa-old", "old", 1_000)).await.unwrap();
+    assert_eq!(pod_at().as_deref(), Some("shop/old"));
+    apply(pod("zz-new", "new", 2_000)).await.unwrap();
+    assert_eq!(pod_at().as_deref(), Some("shop/new"));
     assert_eq!(f.registry.pod_at("192.0.2.1".parse().unwrap()), None);
-    f.registry.del(key("zz-new"), note()).await.unwrap();
-    assert_eq!(
-        f.registry.pod_at("10.0.0.5".parse().unwrap()).as_deref(),
-        Some("shop/old")
-    );
+    apply(RemoteChange::EndpointGone(key("zz-new")))
+        .await
+        .unwrap();
+    assert_eq!(pod_at().as_deref(), Some("shop/old"));
 }
