@@ -24,16 +24,23 @@ pub const TARGETS: [Target; 5] = [
 ];
 
 /// `nft -j list table` output, as the enforcer reads it (streamed, seen sets'
-/// elements skipped) and as a whole JSON value; both into the kernel view.
+/// elements skipped) and as a whole JSON value; both into the kernel view, with
+/// interface groups for the host interfaces of the corpus (and one of group 0).
 pub fn nft_listing(data: &[u8]) {
+    let links: crate::nft::ruleset::read::LinkGroups = [
+        ("zw1".to_owned(), 1),
+        ("zw2".to_owned(), 2),
+        ("zw0".to_owned(), 0),
+    ]
+    .into();
     if let Ok(parsed) = listing::parse_listing(data) {
-        let _ = read_parsed(&parsed, &Options::default());
+        let _ = read_parsed(&parsed, &Options::default(), &links);
         let whole = expr::transaction(parsed.items);
-        let _ = read_listing(&whole);
-        let _ = read_listing_for(&whole, &Options::default());
+        let _ = read_listing(&whole, &links);
+        let _ = read_listing_for(&whole, &Options::default(), &links);
     }
     if let Ok(value) = serde_json::from_slice(data) {
-        let _ = read_listing(&value);
+        let _ = read_listing(&value, &links);
     }
 }
 

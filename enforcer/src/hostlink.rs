@@ -1,4 +1,6 @@
-//! Retiring the host end of a routed pod's veth after DEL, off the plugin's path.
+//! The host ends of routed pods' veths: their interface groups ([`LinkGroupSocket`]:
+//! a host end carries its pod's zone id, which the table dispatches on), and their
+//! retirement after DEL, off the plugin's path.
 //!
 //! Deleting a veth makes the kernel wait for RCU grace periods: 15–20 ms, more than the
 //! rest of a DEL together. When the plugin asks, the enforcer takes that over: it looks
@@ -17,7 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
@@ -93,6 +95,67 @@ impl HostLinks {
     }
 }
 
+/// The interface groups of the namespace the socket was opened in: read all at once,
+/// set one by one. A routed endpoint's host interface carries its zone id as its group
+/// (the table dispatches on it, see `nft::ruleset::render_base`).
+pub struct LinkGroupSocket(Mutex<RouteSocket>);
+
+impl std::fmt::Debug for LinkGroupSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkGroupSocket")
+    }
+}
+
+impl LinkGroupSocket {
+    /// Opens the socket in the caller's network namespace.
+    pub fn open() -> io::Result<Self> {
+        Ok(Self(Mutex::new(RouteSocket::open()?)))
+    }
+
+    fn socket(&self) -> std::sync::MutexGuard<'_, RouteSocket> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The group of every link, by name (one dump).
+    pub fn groups(&self) -> io::Result<std::collections::BTreeMap<String, u32>> {
+        let answers = self
+            .socket()
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        let mut groups = std::collections::BTreeMap::new();
+        for answer in answers {
+            let RouteNetlinkMessage::NewLink(link) = answer else {
+                continue;
+            };
+            let (mut name, mut group) = (None, 0);
+            for attr in link.attributes {
+                match attr {
+                    LinkAttribute::IfName(n) => name = Some(n),
+                    LinkAttribute::Group(g) => group = g,
+                    _ => {}
+                }
+            }
+            if let Some(name) = name {
+                groups.insert(name, group);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Sets the group of link `name`; `Ok(false)` when there is no such link.
+    pub fn set_group(&self, name: &str, group: u32) -> io::Result<bool> {
+        let mut link = LinkMessage::default();
+        link.attributes = vec![
+            LinkAttribute::IfName(name.to_owned()),
+            LinkAttribute::Group(group),
+        ];
+        match self.socket().request(RouteNetlinkMessage::SetLink(link)) {
+            Ok(_) => Ok(true),
+            Err(err) if err.raw_os_error() == Some(ENODEV) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 /// A NETLINK_ROUTE socket with blocking request/answer.
 struct RouteSocket {
     socket: Socket,
@@ -157,11 +220,24 @@ impl RouteSocket {
     /// Sends one request and reads until its acknowledgement; returns the messages
     /// that came before it, or the kernel's error.
     fn request(&mut self, payload: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.exchange(payload, NLM_F_REQUEST | NLM_F_ACK)
+    }
+
+    /// Sends one dump request and reads every answer until the end of the dump.
+    fn dump(&mut self, payload: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.exchange(payload, NLM_F_REQUEST | NLM_F_DUMP)
+    }
+
+    fn exchange(
+        &mut self,
+        payload: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut message =
             NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
-        message.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        message.header.flags = flags;
         message.header.sequence_number = seq;
         message.finalize();
         let mut bytes = vec![0; message.header.length as usize];
@@ -185,6 +261,7 @@ impl RouteSocket {
                             }
                         };
                     }
+                    NetlinkPayload::Done(_) if ours => return Ok(answers),
                     NetlinkPayload::InnerMessage(inner) if ours => answers.push(inner),
                     _ => {}
                 }

@@ -650,6 +650,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "cannot open a netfilter netlink socket; every change goes through nft (slower)"
         ),
     }
+    // A routed endpoint's host interface carries its zone id as its group, and the
+    // table sends its packets to their zone's chains by that group: without the
+    // socket no routed endpoint could be enforced.
+    let links = zonewarden_enforcer::hostlink::LinkGroupSocket::open().context(
+        "cannot open a route netlink socket to set the groups of the pods' host interfaces; the enforcer needs CAP_NET_ADMIN in the node's network namespace",
+    )?;
+    dataplane = dataplane.with_link_socket(links);
     // The table is read (unless its seal says it is unchanged) while the state loads:
     // at 100,000 remote endpoints each takes seconds, and the two cores of a small
     // node do both at once. Reading changes nothing in the kernel.

@@ -269,9 +269,9 @@ fn ipv6_only_pods_work_end_to_end() {
     assert!(node.leases(NET).is_empty(), "no lease is left");
     for map in [
         "zone_of_v6",
-        "egress_v6",
-        "ingress_v6",
-        "local_v6",
+        "egress_addr_v6",
+        "ingress_addr_v6",
+        "local_zone_v6",
         "pod_src_v6",
     ] {
         let keys = node.netns.nft_elements(map);

@@ -88,7 +88,7 @@ fn a_profile_of_thousands_of_edges_is_programmed_and_survives_restarts() {
         Duration::from_secs(10),
         || {
             node.netns.nft_elements("allow_in_v4_2").len() == usize::from(EDGES)
-                && node.netns.nft_elements("ingress_v4").len() == 3
+                && node.netns.nft_elements("local_zone_v4").len() == 3
         },
     );
 }

@@ -102,7 +102,16 @@ fn the_table_is_restored_when_another_tool_changes_or_removes_it() {
 
     // What `systemctl restart nftables` does with Debian's default configuration,
     // what a firewalld reload does, and three edits by hand: each is undone.
-    let a_ip = a.ip.clone();
+    // The zone id of a's zone: its address's value in the local endpoints' map.
+    let a_zone = node
+        .netns
+        .nft_elements("local_zone_v4")
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .find(|e| e[0]["elem"]["val"] == a.ip.as_str())
+        .and_then(|e| e[1].as_u64())
+        .expect("a's address is a local endpoint")
+        .to_string();
     let attacks: Vec<(&str, Vec<&str>)> = vec![
         ("flush ruleset", vec!["flush", "ruleset"]),
         (
@@ -114,15 +123,15 @@ fn the_table_is_restored_when_another_tool_changes_or_removes_it() {
             vec!["insert", "rule", "inet", "zonewarden", "forward", "accept"],
         ),
         (
-            "delete a pod's egress element",
+            "delete the jump of a pod's zone",
             vec![
                 "delete",
                 "element",
                 "inet",
                 "zonewarden",
-                "egress_v4",
+                "egress_zones",
                 "{",
-                &a_ip,
+                &a_zone,
                 "}",
             ],
         ),
@@ -275,4 +284,93 @@ fn a_multibyte_pod_name_is_attached() {
     );
     list.del(&node, &at, &serde_json::json!({}), Some(&res))
         .unwrap_or_else(|o| panic!("DEL: {o:?}"));
+}
+
+/// The host interface of a routed pod carries its zone id as its interface group, and
+/// the table sends the interface's packets to the zone's chains by that group. Attack:
+/// someone on the node resets the group (as a tool that manages interface groups
+/// would): the pod's packets then match no zone, and must be dropped and reported,
+/// never accepted by the chain's policy. The next start puts the group back.
+#[test]
+fn a_pod_interface_that_lost_its_zone_group_is_closed_until_the_enforcer_restores_it() {
+    require_root!();
+    let mut node = Node::with_enforcer();
+    let list = Conflist::routed_ranges(&node, "zw-group", &["10.163.0.0/24", "fd7b:163::/64"]);
+    let a = add_pod(&node, &list, "gra", "t/a");
+    let b = add_pod(&node, &list, "grb", "t/b");
+    let _server = Server::start(&b.netns, &["tcp:80", "tcp:81"]);
+    node.zwctl(&["profile", "approve", "t/b", "--edge", "t/a->t/b:80/tcp"]);
+    node.zwctl(&["mode", "set", "t/b", "enforce"]);
+    assert!(enforced(&a, &b), "enforced before anything happens");
+    // t/a stays in learn mode: without its group, its packets would meet no chain
+    // that drops them.
+    let host_if = |pod: &zonewarden_tests::pods::Pod| -> String {
+        pod.result["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i.get("sandbox").is_none())
+            .and_then(|i| i["name"].as_str())
+            .expect("the result names the host interface")
+            .to_owned()
+    };
+    let (a_if, b_if) = (host_if(&a), host_if(&b));
+    let group = |node: &Node, name: &str| -> String {
+        let out = node.netns.ip(&["-j", "link", "show", "dev", name]);
+        let links: serde_json::Value = serde_json::from_str(&out).expect("ip -j link");
+        match &links[0]["group"] {
+            serde_json::Value::String(name) => name.clone(),
+            other => other.to_string(),
+        }
+    };
+    let (a_group, b_group) = (group(&node, &a_if), group(&node, &b_if));
+    assert_ne!(a_group, "default", "a's interface carries its zone id");
+    assert_ne!(a_group, b_group, "two zones, two groups");
+
+    // a's interface loses its group: a's new connections are dropped, over both
+    // families, to its allowed peer too, and reported.
+    node.netns.ip(&["link", "set", "dev", &a_if, "group", "0"]);
+    for target in [b.target(80, "tcp"), b.target6(80, "tcp")] {
+        assert!(
+            !connects(&a.netns, &target),
+            "{target} is closed to a pod whose interface names no zone"
+        );
+    }
+    wait::until(
+        "the drop on the interface without a zone to be reported",
+        Duration::from_secs(10),
+        || node.violations().iter().any(|v| v["verdict"] == "spoof"),
+    );
+    // b's interface loses its group (a's is put back by hand). a's zone learns, so its
+    // chain lets b:81 through to b's side, where b's zone (enforcing) would drop it:
+    // without the group no zone chain is met there, and the port must stay closed.
+    // (b:80 is approved, and a's own chain accepts it already.)
+    node.netns
+        .ip(&["link", "set", "dev", &a_if, "group", &a_group]);
+    assert!(enforced(&a, &b), "a's group put back by hand");
+    node.netns.ip(&["link", "set", "dev", &b_if, "group", "0"]);
+    for target in [b.target(81, "tcp"), b.target6(81, "tcp")] {
+        assert!(
+            !connects(&a.netns, &target),
+            "{target} stays closed when its pod's interface names no zone"
+        );
+    }
+    wait::until(
+        "the drop to the interface without a zone to be reported",
+        Duration::from_secs(10),
+        || node.reported("spoof", "t/a->t/b:81/tcp"),
+    );
+
+    // A restart reads the groups with the table and puts both back.
+    node.stop_enforcer(false);
+    node.start_enforcer();
+    wait::until(
+        "the groups to be restored and enforcement to hold",
+        Duration::from_secs(10),
+        || enforced(&a, &b),
+    );
+    assert_eq!(
+        (group(&node, &a_if), group(&node, &b_if)),
+        (a_group, b_group)
+    );
 }

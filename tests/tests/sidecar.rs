@@ -128,7 +128,7 @@ fn a_sidecar_pod_is_learned_approved_enforced_quarantined_and_survives_sigkill()
         our_routes(&side)
     );
     // The sidecar's table hooks input and output, and its pod is its one local endpoint.
-    let local = side.netns.nft_elements("local_v4");
+    let local = side.netns.nft_elements("local_zone_v4");
     assert!(local.len() == 1 && local[0].contains(&side_ip), "{local:?}");
     assert!(
         chain_comments(&side.netns, "output")

@@ -776,6 +776,7 @@ pub fn key_bytes(key: &[Part]) -> Vec<u8> {
             Part::Mac(mac) => bytes.extend(parse_mac(mac)),
             Part::Proto(p) => bytes.push(*p),
             Part::Port(p) => bytes.extend_from_slice(&p.to_be_bytes()),
+            Part::Group(g) => bytes.extend_from_slice(&g.to_ne_bytes()),
         }
         if concat {
             bytes.resize(bytes.len().next_multiple_of(4), 0);

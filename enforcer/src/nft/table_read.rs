@@ -95,7 +95,8 @@ impl Type {
             9 => Self::Ether,
             12 => Self::Proto,
             13 => Self::Service,
-            19 => Self::Mark,
+            // `mark` and `devgroup` (an interface group): both a u32 in host order.
+            19 | 35 => Self::Mark,
             41 => Self::Ifname,
             _ => return None,
         })

@@ -2,7 +2,7 @@
 //! hold them. [`NftRulesetDataplane`] sends element changes and zone structure as
 //! netlink batches and the rest (the base chains, interval sets) through `nft`; [`MemoryDataplane`] is a fake for tests without root.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -16,14 +16,15 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
 use zonewarden_profiles::ruleset::Ruleset;
 
-use super::elements::{Elem, Part, SetChange, Verb};
+use super::elements::{Elem, Part, SetChange, Verb, routed_ifname};
 use super::listing::ParsedListing;
-use super::names::{ALL_BASE_CHAINS, FORWARD, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
-use super::read::{read_parsed, representable};
-use super::render_base::{base_chain_rules, base_commands, base_is_complete};
+use super::names::{ALL_BASE_CHAINS, ZONE_IN_PREFIX, ZONE_OUT_PREFIX};
+use super::read::{LinkGroups, read_parsed, representable};
+use super::render_base::{base_chain_rules, base_commands, base_is_complete, global_set_names};
 use super::render_diff::{Step, diff_commands, diff_steps};
 use super::{BRIDGE_FAMILY, KernelView, Options, seal};
 use super::{expr, listing};
+use crate::hostlink::LinkGroupSocket;
 use crate::nft::netlink::{BatchItem, ElementSocket, expressible};
 use crate::nft::process::{DEFAULT_TIMEOUT, Deadline};
 use crate::nft::{FAMILY, NftError, TABLE};
@@ -84,9 +85,12 @@ pub struct NftRulesetDataplane {
     opts: Options,
     /// A netfilter socket of the same network namespace as `command`'s nft.
     elements: Option<Arc<ElementSocket>>,
-    /// The base transaction, held back while the table is missing: the next apply runs
-    /// it with the whole ruleset in one transaction, so that the table never exists
-    /// with base chains that dispatch to nothing (every pod open) in between.
+    /// The interface groups of that namespace: a routed endpoint's host interface
+    /// carries its zone id (without it, routed endpoints cannot be enforced).
+    links: Option<Arc<LinkGroupSocket>>,
+    /// The base chains' rewrite, held back until the next apply, which runs it with the
+    /// whole change in one transaction: the table never has base chains that dispatch
+    /// to nothing (every pod open) in between.
     pending_base: Arc<Mutex<Option<Vec<Value>>>>,
     /// How long one nft process may take before it is stopped.
     timeout: Duration,
@@ -131,6 +135,7 @@ impl NftRulesetDataplane {
             command,
             opts,
             elements: None,
+            links: None,
             pending_base: Arc::default(),
             timeout: DEFAULT_TIMEOUT,
             netlink_reads: true,
@@ -151,6 +156,100 @@ impl NftRulesetDataplane {
     pub fn with_element_socket(mut self, socket: ElementSocket) -> Self {
         self.elements = Some(Arc::new(socket));
         self
+    }
+
+    /// Reads and sets interface groups through `socket`, which must belong to the
+    /// network namespace that `nft` runs in.
+    pub fn with_link_socket(mut self, socket: LinkGroupSocket) -> Self {
+        self.links = Some(Arc::new(socket));
+        self
+    }
+
+    /// The group of every interface of the namespace (none without a link socket:
+    /// then no routed endpoint reads as held, and the next apply says why).
+    fn link_groups(&self) -> Result<LinkGroups, NftError> {
+        let Some(links) = &self.links else {
+            return Ok(LinkGroups::new());
+        };
+        links.groups().map_err(|source| NftError::Kernel {
+            action: "read the groups of the network interfaces".to_owned(),
+            source,
+        })
+    }
+
+    /// Gives the routed host interface of every address `diff` adds its zone id as its
+    /// group, before any element names the interface (until then, or if this fails,
+    /// the interface's packets meet the drop for interfaces without a zone). Returns
+    /// what to put back if the change then fails: (interface, its zone id before).
+    fn set_groups(&self, diff: &RulesetDiff) -> Result<Vec<(String, u32)>, NftError> {
+        let wanted: BTreeMap<&str, u32> = diff
+            .local
+            .add
+            .iter()
+            .filter_map(|(_, local)| Some((routed_ifname(local)?, local.zone_id)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let before: BTreeMap<&str, u32> = diff
+            .local
+            .del
+            .iter()
+            .filter_map(|(_, local)| Some((routed_ifname(local)?, local.zone_id)))
+            .collect();
+        let Some(links) = &self.links else {
+            return Err(NftError::Kernel {
+                action: "give the host interfaces of routed endpoints their zone's group"
+                    .to_owned(),
+                source: std::io::Error::other(
+                    "the enforcer has no route netlink socket in the node's network namespace",
+                ),
+            });
+        };
+        let mut set = Vec::new();
+        for (ifname, group) in wanted {
+            match links.set_group(ifname, group) {
+                Ok(true) => set.push((ifname.to_owned(), before.get(ifname).copied().unwrap_or(0))),
+                // The pod's interface is gone (its DEL is on the way): nothing to enforce.
+                Ok(false) => debug!(ifname, "no such interface; its group is not set"),
+                Err(source) => {
+                    self.put_groups_back(&set);
+                    return Err(NftError::Kernel {
+                        action: format!("set the group of interface {ifname} to zone id {group}"),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Puts back the groups [`Self::set_groups`] changed for a change that failed.
+    fn put_groups_back(&self, set: &[(String, u32)]) {
+        let Some(links) = &self.links else { return };
+        for (ifname, group) in set {
+            if let Err(err) = links.set_group(ifname, *group) {
+                warn!(ifname, group, %err, "cannot put the interface's group back after a failed change; the next start reads it and corrects it");
+            }
+        }
+    }
+
+    /// Whether every routed endpoint of `ruleset` has its zone id as its interface's
+    /// group (a restart that confirms the table by its seal checks this too).
+    fn groups_hold(&self, ruleset: &Ruleset) -> bool {
+        let groups = match self.link_groups() {
+            Ok(groups) => groups,
+            Err(err) => {
+                debug!(%err, "cannot read the interface groups; reading the table");
+                return false;
+            }
+        };
+        // As a read reads it: an interface that is gone carries no packets.
+        ruleset.local.values().all(|local| {
+            routed_ifname(local)
+                .and_then(|ifname| groups.get(ifname))
+                .is_none_or(|group| *group == local.zone_id)
+        })
     }
 
     /// Reads the table through `nft` even with a socket (tests that prove that a
@@ -273,7 +372,7 @@ impl NftRulesetDataplane {
             return Ok(KernelView::default());
         }
         let listed = started.elapsed();
-        let view = read_parsed(&listing, &self.opts).map_err(parse_error);
+        let view = read_parsed(&listing, &self.opts, &self.link_groups()?).map_err(parse_error);
         debug!(
             netlink = self.netlink_reads && self.elements.is_some(),
             listed_ms = listed.as_millis(),
@@ -281,6 +380,56 @@ impl NftRulesetDataplane {
             "read the table"
         );
         view
+    }
+
+    /// [`RulesetDataplane::apply`] once the interface groups are set: the pending
+    /// base chains with the change through nft, or the change as one netlink batch (nft
+    /// when it cannot go so), and after a failure once more from what the kernel holds.
+    fn apply_elements(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
+        let action = "apply the ruleset to the table inet zonewarden";
+        let pending = self
+            .pending_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(base) = pending {
+            let mut cmds = base.clone();
+            if let Some(Value::Array(rest)) = diff_commands(diff, new, &self.opts).get("nftables") {
+                cmds.extend(rest.iter().cloned());
+            }
+            let created = self.run_transaction(
+                &expr::transaction(cmds),
+                "create the tables inet and bridge zonewarden with every zone and endpoint",
+            );
+            if created.is_err() {
+                *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base);
+            }
+            self.journal().digest = None;
+            return created;
+        }
+        let result = match self.apply_netlink(diff, new) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                self.run_resealed(&diff_commands(diff, new, &self.opts), action, diff, new)
+            }
+            Err(err) => Err(err),
+        };
+        let Err(err) = result else {
+            return Ok(());
+        };
+        self.journal().digest = None;
+        warn!(
+            ?err,
+            "applying the ruleset failed; retrying from what the kernel holds"
+        );
+        let held = self.read()?;
+        let diff = RulesetDiff::between(&held.ruleset, new);
+        let groups = self.set_groups(&diff)?;
+        let retried = self.run_transaction(&diff_commands(&diff, new, &self.opts), action);
+        if retried.is_err() {
+            self.put_groups_back(&groups);
+        }
+        retried
     }
 
     /// The whole change as one netlink batch: element changes, and the sets, chains
@@ -669,8 +818,9 @@ impl RulesetDataplane for NftRulesetDataplane {
         match self.current_seal(socket) {
             Ok(Some(key)) => {
                 let digest = seal::SealDigest::of(ruleset, &self.opts);
-                let confirmed =
-                    seal::read_seal_key(&key).is_some_and(|(sealed, _)| sealed == digest.digest());
+                let confirmed = seal::read_seal_key(&key)
+                    .is_some_and(|(sealed, _)| sealed == digest.digest())
+                    && self.groups_hold(ruleset);
                 if confirmed {
                     // An early read, if one ran, is not needed.
                     drop(self.prefetch_slot().take());
@@ -708,45 +858,12 @@ impl RulesetDataplane for NftRulesetDataplane {
     }
 
     fn apply(&self, diff: &RulesetDiff, new: &Ruleset) -> Result<(), NftError> {
-        let action = "apply the ruleset to the table inet zonewarden";
-        let pending = self
-            .pending_base
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(base) = pending {
-            let mut cmds = base.clone();
-            if let Some(Value::Array(rest)) = diff_commands(diff, new, &self.opts).get("nftables") {
-                cmds.extend(rest.iter().cloned());
-            }
-            let created = self.run_transaction(
-                &expr::transaction(cmds),
-                "create the tables inet and bridge zonewarden with every zone and endpoint",
-            );
-            if created.is_err() {
-                *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(base);
-            }
-            self.journal().digest = None;
-            return created;
+        let groups = self.set_groups(diff)?;
+        let applied = self.apply_elements(diff, new);
+        if applied.is_err() {
+            self.put_groups_back(&groups);
         }
-        let result = match self.apply_netlink(diff, new) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {
-                self.run_resealed(&diff_commands(diff, new, &self.opts), action, diff, new)
-            }
-            Err(err) => Err(err),
-        };
-        let Err(err) = result else {
-            return Ok(());
-        };
-        self.journal().digest = None;
-        warn!(
-            ?err,
-            "applying the ruleset failed; retrying from what the kernel holds"
-        );
-        let held = self.read()?;
-        let diff = RulesetDiff::between(&held.ruleset, new);
-        self.run_transaction(&diff_commands(&diff, new, &self.opts), action)
+        applied
     }
 
     /// The kernel answers nftables requests: the generation read through the element
@@ -802,41 +919,38 @@ impl RulesetDataplane for NftRulesetDataplane {
         if unchanged {
             return Ok(current);
         }
-        if !current.base_chains.contains_key(FORWARD) {
-            // No table (or one without its forward chain): the tables and sets now (they
-            // change no traffic), the chains with every zone and endpoint in the next
-            // apply, in one transaction. (Sets are created before the rules that add to
-            // them, as a running table has them: nft would mark a set created with such
-            // a rule dynamic, and a later `add set` of it would fail.)
-            let (chains, objects): (Vec<Value>, Vec<Value>) = commands
-                .get("nftables")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .partition(is_chain_command);
-            self.run_transaction(
-                &expr::transaction(objects),
-                "create the tables inet and bridge zonewarden and their sets",
-            )?;
-            *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(chains);
-            for chain in ALL_BASE_CHAINS {
-                let comments = base_chain_rules(chain, settings, &self.opts)
-                    .into_iter()
-                    .map(|r| r.comment)
-                    .collect();
-                current.base_chains.insert(chain.to_owned(), comments);
-            }
-            current.ruleset.settings = *settings;
-            return Ok(current);
-        }
+        // The tables and sets now (they change no traffic), the base chains with every
+        // zone and endpoint in the next apply, in one transaction: the table never has
+        // base chains that dispatch to nothing (every pod open), nor, after an upgrade,
+        // chains that dispatch on what the next apply only writes (interface groups,
+        // maps of another name). (Sets are created before the rules that add to them, as
+        // a running table has them: nft would mark a set created with such a rule
+        // dynamic, and a later `add set` of it would fail.)
+        let (chains, objects): (Vec<Value>, Vec<Value>) = commands
+            .get("nftables")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .partition(is_chain_command);
         self.run_transaction(
-            &commands,
-            "create the table inet zonewarden and its base chains",
+            &expr::transaction(objects),
+            "create the tables inet and bridge zonewarden and their sets",
         )?;
-        let mut view = self.read()?;
-        mark_stale(&mut view, stale);
-        Ok(view)
+        *self.pending_base.lock().unwrap_or_else(|p| p.into_inner()) = Some(chains);
+        // The view as the table now is: every base set (with its elements), and the base
+        // chains as the next apply writes them.
+        current.base_sets = global_set_names().into_iter().collect();
+        current.port_protos_complete = true;
+        for chain in ALL_BASE_CHAINS {
+            let comments = base_chain_rules(chain, settings, &self.opts)
+                .into_iter()
+                .map(|r| r.comment)
+                .collect();
+            current.base_chains.insert(chain.to_owned(), comments);
+        }
+        current.ruleset.settings = *settings;
+        Ok(current)
     }
 }
 

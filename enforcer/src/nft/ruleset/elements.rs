@@ -29,6 +29,8 @@ pub enum Part {
     /// An IP protocol number (ICMPv6 is 58 in IPv6 sets, ICMP 1 in IPv4 ones).
     Proto(u8),
     Port(u16),
+    /// An interface group (`devgroup`): a zone id.
+    Group(u32),
 }
 
 /// How nft names the protocols we write, so that listings read the same; any other
@@ -86,6 +88,7 @@ impl Elem {
                 Part::Mac(m) => m.as_str().into(),
                 Part::Proto(p) => proto_json(*p),
                 Part::Port(p) => (*p).into(),
+                Part::Group(g) => (*g).into(),
             }
         };
         match self.key.as_slice() {
@@ -171,6 +174,14 @@ pub fn element_changes(diff: &RulesetDiff, new: &Ruleset) -> Vec<SetChange> {
     }
     for net in &diff.cidrs.add {
         add.cidr(net);
+    }
+    // A rewritten zone's elements are added again (an addition of an element the
+    // table holds changes nothing): a restart whose table lost one restores it.
+    for zone in diff.created.iter().chain(&diff.rewritten) {
+        add.zone_jumps(zone.id);
+    }
+    for zone in &diff.removed {
+        del.zone_jumps(zone.id);
     }
     let (del, add) = (del.minus(&add), add.minus(&del));
 
@@ -280,12 +291,20 @@ fn port_changes(diff: &RulesetDiff, new: &Ruleset) -> (Globals, Globals) {
     (del, add)
 }
 
+/// The host interface of a local address that is its own and routed (not a bridge
+/// port): the interface whose group is the address's zone id.
+pub fn routed_ifname(local: &LocalAddr) -> Option<&str> {
+    local.host_ifname.as_deref().filter(|_| !local.bridged)
+}
+
 /// Elements of the global sets and maps, in the order they were pushed.
 #[derive(Debug, Default)]
 struct Globals(Vec<(&'static str, Elem)>);
 
 impl Globals {
-    /// The elements of a local endpoint address, in the sets of its family.
+    /// The elements of a local endpoint address, in the sets of its family. An
+    /// address with a routed host interface of its own reaches its zone's chains
+    /// through the interface's group ([`routed_ifname`]), not through an element.
     fn local(&mut self, addr: IpAddr, local: &LocalAddr) {
         let f = Family::of(addr);
         let commented = Elem {
@@ -293,7 +312,11 @@ impl Globals {
             data: None,
             comment: cut(&local.comment),
         };
-        for (map, dir) in [(names::egress(f), Dir::Out), (names::ingress(f), Dir::In)] {
+        let by_addr = routed_ifname(local).is_none();
+        for (map, dir) in [(names::egress(f), Dir::Out), (names::ingress(f), Dir::In)]
+            .into_iter()
+            .filter(|_| by_addr)
+        {
             let chain = names::zone_chain(dir, local.zone_id);
             let elem = Elem {
                 data: Some(Data::Jump(chain)),
@@ -301,7 +324,11 @@ impl Globals {
             };
             self.0.push((map, elem));
         }
-        self.0.push((names::local(f), commented.clone()));
+        let zone = Elem {
+            data: Some(Data::Mark(local.zone_id)),
+            ..commented.clone()
+        };
+        self.0.push((names::local(f), zone));
         if local.quarantined {
             self.0.push((names::quarantine(f), commented));
         }
@@ -313,6 +340,19 @@ impl Globals {
                 names::pod_src(f)
             };
             self.0.push((set, Elem::plain(pair)));
+        }
+    }
+
+    /// The elements that send the packets of zone `id`'s routed interfaces to its
+    /// chains: one per direction, whatever the number of endpoints.
+    fn zone_jumps(&mut self, id: u32) {
+        for (map, dir) in [(EGRESS_ZONES, Dir::Out), (INGRESS_ZONES, Dir::In)] {
+            let elem = Elem {
+                key: vec![Part::Group(id)],
+                data: Some(Data::Jump(names::zone_chain(dir, id))),
+                comment: String::new(),
+            };
+            self.0.push((map, elem));
         }
     }
 

@@ -12,6 +12,7 @@ use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::profile::Mode;
 use zonewarden_profiles::ruleset::Ruleset;
 
+use super::read::LinkGroups;
 use super::tests::{Cluster, OPTS};
 use super::*;
 
@@ -32,9 +33,19 @@ impl Netns {
         Self(name)
     }
 
+    /// The nft data plane of this namespace, with its interface groups (as the
+    /// enforcer always has them).
     fn dataplane(&self) -> NftRulesetDataplane {
         let command = ["ip", "netns", "exec", &self.0, "nft"];
         NftRulesetDataplane::with_command(command.map(str::to_owned).to_vec(), OPTS)
+            .with_link_socket(self.link_socket())
+    }
+
+    /// A route socket of this namespace, for its interface groups.
+    fn link_socket(&self) -> crate::hostlink::LinkGroupSocket {
+        crate::test_support::run_in_netns(&self.0, || {
+            crate::hostlink::LinkGroupSocket::open().expect("open a route socket")
+        })
     }
 
     /// The nft data plane with a netlink socket opened inside this namespace.
@@ -47,6 +58,7 @@ impl Netns {
     fn netlink_only(&self) -> NftRulesetDataplane {
         NftRulesetDataplane::with_command(vec!["false".to_owned()], OPTS)
             .with_element_socket(self.element_socket())
+            .with_link_socket(self.link_socket())
             .with_reads_through_nft()
     }
 
@@ -263,8 +275,11 @@ fn the_fixture_listing_is_what_nft_prints() {
     }
     let fixture: Value =
         serde_json::from_str(include_str!("testdata/two_zones_listing.json")).expect("JSON");
-    let view = read_listing(&listing).expect("read");
-    assert_eq!(view, read_listing(&fixture).expect("read the fixture"));
+    let view = read_listing(&listing, &LinkGroups::new()).expect("read");
+    assert_eq!(
+        view,
+        read_listing(&fixture, &LinkGroups::new()).expect("read the fixture")
+    );
 }
 
 /// Endpoints, approvals and quarantine as netlink batches: the kernel holds exactly
@@ -505,7 +520,8 @@ fn an_intact_table_is_read_once_and_not_written_at_start() {
         ns.0
     );
     let command = ["sh", "-c", &read_only, "nft"].map(str::to_owned).to_vec();
-    let restarted = NftRulesetDataplane::with_command(command, OPTS);
+    let restarted =
+        NftRulesetDataplane::with_command(command, OPTS).with_link_socket(ns.link_socket());
     let view = restarted
         .ensure_base(&rs.settings)
         .expect("an intact table needs no transaction");
@@ -539,7 +555,7 @@ fn an_intact_table_is_read_once_and_not_written_at_start() {
 }
 
 /// A node of `zones` zones in learn mode, `per_zone` local endpoints each (so the
-/// verdict maps hold a jump per address), and an edge from each zone to the next.
+/// `local_zone_v4` holds one element per address), and an edge from each zone to the next.
 fn scale_cluster(
     zones: u32,
     per_zone: u32,
@@ -871,7 +887,8 @@ fn sidecar_base_applies_and_reads_back_intact() {
         .map(str::to_owned)
         .to_vec();
     let opts = super::tests::sidecar_opts();
-    let dp = NftRulesetDataplane::with_command(command.clone(), opts);
+    let dp =
+        NftRulesetDataplane::with_command(command.clone(), opts).with_link_socket(ns.link_socket());
     let mut rs = Cluster::new(false).compile();
     rs.settings.allow_host_probes = false;
     let view = dp.ensure_base(&rs.settings).expect("ensure_base (sidecar)");
@@ -887,7 +904,7 @@ fn sidecar_base_applies_and_reads_back_intact() {
     let rules = |chain: &str| render_base::base_chain_rules(chain, &rs.settings, &opts).len();
     assert_eq!(counts.get("input"), Some(&rules("input")), "{counts:?}");
     assert_eq!(counts.get("output"), Some(&rules("output")), "{counts:?}");
-    let node = NftRulesetDataplane::with_command(command, OPTS);
+    let node = NftRulesetDataplane::with_command(command, OPTS).with_link_socket(ns.link_socket());
     let seen_by_node = node.ensure_base(&rs.settings).expect("node ensure_base");
     assert!(
         render_base::base_is_complete(&rs.settings, &seen_by_node, &OPTS),
@@ -1012,7 +1029,9 @@ fn the_table_reads_the_same_through_netlink_as_through_nft() {
         names::ZONE_OF_V4,
         names::ZONE_OF_V6,
         names::EGRESS_V4,
-        names::EGRESS_V6,
+        names::EGRESS_ZONES,
+        names::INGRESS_ZONES,
+        names::LOCAL_V6,
         names::CIDR_V4,
         names::QUARANTINE_V4,
         names::POD_SRC_V4,
@@ -1039,8 +1058,10 @@ fn the_table_reads_the_same_through_netlink_as_through_nft() {
         );
     }
     assert_eq!(netlink_sets, nft_sets, "every set holds the same elements");
-    let from_nft = read::read_parsed(&by_nft, &OPTS).expect("read the nft listing");
-    let from_netlink = read::read_parsed(&by_netlink, &OPTS).expect("read the netlink listing");
+    let from_nft =
+        read::read_parsed(&by_nft, &OPTS, &LinkGroups::new()).expect("read the nft listing");
+    let from_netlink = read::read_parsed(&by_netlink, &OPTS, &LinkGroups::new())
+        .expect("read the netlink listing");
     assert_eq!(from_netlink, from_nft, "the same view of the table");
     assert!(RulesetDiff::between(&from_netlink.ruleset, &representable(&rs)).is_empty());
     assert_eq!(dp.read().expect("read"), from_nft);

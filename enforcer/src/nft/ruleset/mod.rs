@@ -3,9 +3,11 @@
 //! `nft -j list table`, and applied through the [`RulesetDataplane`] seam.
 //!
 //! A packet of a new connection meets: the anti-spoofing and quarantine rules of the
-//! base chains, then one verdict-map lookup (`egress_v4`/`egress_v6` by source,
-//! `ingress_v4`/`ingress_v6` by destination) that jumps to its zone's chain, where one
-//! set lookup decides. The per-packet cost does not grow with zones, endpoints or
+//! base chains, then one verdict-map lookup that jumps to its zone's chain, where one
+//! set lookup decides: by the group of a routed pod's host interface (`egress_zones`
+//! by the interface it came in on, `ingress_zones` by the one it leaves by; the group
+//! is the zone id, so one element per zone), or by address for a pod chained behind a
+//! bridge (`egress_addr_v4`/`_v6` by source, `ingress_addr_v4`/`_v6` by destination). The per-packet cost does not grow with zones, endpoints or
 //! edges. IPv4 and IPv6 have the same sets and rules, each in its own family
 //! ([`Family`]); a zone chain ends, for both, in its mode's tail, and a zone in
 //! `enforce` drops whatever its earlier rules did not accept (fail closed).
@@ -181,12 +183,20 @@ pub mod names {
     pub const HOST_V6: &str = "host_v6";
     pub const CIDR_V4: &str = "cidr_v4";
     pub const CIDR_V6: &str = "cidr_v6";
-    pub const EGRESS_V4: &str = "egress_v4";
-    pub const EGRESS_V6: &str = "egress_v6";
-    pub const INGRESS_V4: &str = "ingress_v4";
-    pub const INGRESS_V6: &str = "ingress_v6";
-    pub const LOCAL_V4: &str = "local_v4";
-    pub const LOCAL_V6: &str = "local_v6";
+    /// Address → zone chain, for the local endpoints without a routed host interface
+    /// of their own (chained after a bridge, or without a host interface).
+    pub const EGRESS_V4: &str = "egress_addr_v4";
+    pub const EGRESS_V6: &str = "egress_addr_v6";
+    pub const INGRESS_V4: &str = "ingress_addr_v4";
+    pub const INGRESS_V6: &str = "ingress_addr_v6";
+    /// Interface group → zone chain: a routed endpoint's host interface carries its
+    /// zone id as its group, so one element per zone serves every endpoint of it.
+    pub const EGRESS_ZONES: &str = "egress_zones";
+    pub const INGRESS_ZONES: &str = "ingress_zones";
+    /// Local endpoint address → its zone id (plain data: the zone of a routed address
+    /// is also its interface's group, that of any other its address maps' jump).
+    pub const LOCAL_V4: &str = "local_zone_v4";
+    pub const LOCAL_V6: &str = "local_zone_v6";
     pub const QUARANTINE_V4: &str = "quarantine_v4";
     pub const QUARANTINE_V6: &str = "quarantine_v6";
     pub const POD_IFACES: &str = "pod_ifaces";
@@ -288,7 +298,7 @@ pub mod names {
 }
 
 /// The direction of a zone chain: connections the zone opens, or receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dir {
     Out,
     In,

@@ -29,20 +29,32 @@ use super::render_base::{global_set_names, probes_comment};
 use super::render_zone::{Tail, zone_chain_rules, zone_of_comment};
 use super::{Dir, Family, KernelView, Options, ZoneSet, cut_comment};
 
+/// The group of each interface of the namespace, by name: a routed endpoint's host
+/// interface carries its zone id as its group (see [`super::elements::routed_ifname`]).
+pub type LinkGroups = BTreeMap<String, u32>;
+
 /// Reads a listing; zone chains are checked against the NFLOG group they log to.
-pub fn read_listing(listing: &Value) -> Result<KernelView, String> {
-    read(&split_listing(listing)?, None)
+pub fn read_listing(listing: &Value, links: &LinkGroups) -> Result<KernelView, String> {
+    read(&split_listing(listing)?, None, links)
 }
 
 /// Reads a listing; zone chains that do not log to `opts.nflog_group` count as stale.
-pub fn read_listing_for(listing: &Value, opts: &Options) -> Result<KernelView, String> {
-    read(&split_listing(listing)?, Some(opts.nflog_group))
+pub fn read_listing_for(
+    listing: &Value,
+    opts: &Options,
+    links: &LinkGroups,
+) -> Result<KernelView, String> {
+    read(&split_listing(listing)?, Some(opts.nflog_group), links)
 }
 
 /// Reads a listing as [`super::listing::parse_listing`] parsed it from nft's output;
 /// zone chains that do not log to `opts.nflog_group` count as stale.
-pub fn read_parsed(listing: &ParsedListing, opts: &Options) -> Result<KernelView, String> {
-    read(listing, Some(opts.nflog_group))
+pub fn read_parsed(
+    listing: &ParsedListing,
+    opts: &Options,
+    links: &LinkGroups,
+) -> Result<KernelView, String> {
+    read(listing, Some(opts.nflog_group), links)
 }
 
 /// A whole listing as the streaming parser gives it: items, and elements apart.
@@ -145,7 +157,11 @@ impl<'a> Listing<'a> {
     }
 }
 
-fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, String> {
+fn read(
+    listing: &ParsedListing,
+    group: Option<u16>,
+    links: &LinkGroups,
+) -> Result<KernelView, String> {
     let table = Listing::parse(listing)?;
     let mut view = KernelView::default();
     for chain in ALL_BASE_CHAINS {
@@ -181,7 +197,7 @@ fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, Strin
         for entry in table.elements(set) {
             rs.cidrs.insert(prefix_key(set, entry)?);
         }
-        read_locals(&table, rs, f)?;
+        read_locals(&table, rs, f, links)?;
     }
     let ids: BTreeSet<u32> = table
         .chains
@@ -195,8 +211,18 @@ fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, Strin
         .collect();
     let mut known: BTreeSet<String> = global_set_names().into_iter().collect();
     known.insert(super::seal::DIGEST_SET.to_owned());
+    let jumps = zone_jumps(&table);
     for id in &ids {
-        let zone = read_zone(&table, *id, group)?;
+        let mut zone = read_zone(&table, *id, group)?;
+        // A zone whose group elements are missing (or jump elsewhere) reads as stale:
+        // the next diff rewrites it, which adds them again.
+        let wanted = Dir::BOTH.map(|dir| (dir, names::zone_chain(dir, *id)));
+        if !wanted
+            .iter()
+            .all(|(dir, chain)| jumps.get(&(*dir, *id)) == Some(chain))
+        {
+            zone.zone = ZoneName::host();
+        }
         rs.zones.insert(*id, zone);
         for dir in Dir::BOTH {
             known.extend(ZoneSet::ALL.map(|kind| names::zone_set(kind, dir, *id)));
@@ -229,7 +255,12 @@ fn read(listing: &ParsedListing, group: Option<u16>) -> Result<KernelView, Strin
     Ok(view)
 }
 
-fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), String> {
+fn read_locals(
+    table: &Listing<'_>,
+    rs: &mut Ruleset,
+    f: Family,
+    links: &LinkGroups,
+) -> Result<(), String> {
     let quarantine = names::quarantine(f);
     let quarantined: BTreeSet<IpAddr> = table
         .elements(quarantine)
@@ -256,21 +287,47 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
         };
         macs.insert(port.to_string(), mac.to_string());
     }
+    // Where an address's packets are sent: the chain its address jumps to (an
+    // address without a routed interface of its own).
     let egress = names::egress(f);
+    let mut jumps = BTreeMap::new();
     for entry in table.elements(egress) {
         let (key, value) = map_entry(egress, entry)?;
-        let (addr, comment) = addr_key(egress, key)?;
-        let zone_id = value
+        let (addr, _) = addr_key(egress, key)?;
+        let zone_id: u32 = value
             .at(&["jump", "target"])
             .and_then(Lean::as_str)
             .and_then(|t| t.strip_prefix(ZONE_OUT_PREFIX))
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| bad(egress, entry))?;
+        jumps.insert(addr, zone_id);
+    }
+    let local_map = names::local(f);
+    for entry in table.elements(local_map) {
+        let (key, value) = map_entry(local_map, entry)?;
+        let (addr, comment) = addr_key(local_map, key)?;
+        let zone_id = value
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| bad(local_map, entry))?;
         let port = ifnames.get(&addr);
         let bridged = port.is_some_and(|(_, bridged)| *bridged);
+        let host_ifname = port.map(|(name, _)| name.clone());
+        // The address is held only if its packets reach its zone's chains: a routed
+        // interface whose group is not the zone id (reset, or never set), or an address
+        // whose jump is missing or goes elsewhere, reads as missing, and the next diff
+        // adds it again (which sets the group). An interface that is gone carries no
+        // packets: its address is held as the map says.
+        let dispatched = match host_ifname.as_deref().filter(|_| !bridged) {
+            Some(ifname) => links.get(ifname).is_none_or(|g| *g == zone_id),
+            None => jumps.get(&addr) == Some(&zone_id),
+        };
+        if !dispatched {
+            continue;
+        }
         let local = LocalAddr {
             zone_id,
-            host_ifname: port.map(|(name, _)| name.clone()),
+            host_ifname,
             bridged,
             mac: port
                 .filter(|_| bridged)
@@ -281,6 +338,24 @@ fn read_locals(table: &Listing<'_>, rs: &mut Ruleset, f: Family) -> Result<(), S
         rs.local.insert(addr, local);
     }
     Ok(())
+}
+
+/// The chain each zone id's group element jumps to, by direction.
+fn zone_jumps<'a>(table: &Listing<'a>) -> BTreeMap<(Dir, u32), String> {
+    let mut jumps = BTreeMap::new();
+    for (map, dir) in [(EGRESS_ZONES, Dir::Out), (INGRESS_ZONES, Dir::In)] {
+        for entry in table.elements(map) {
+            let Some([key, value]) = entry.as_array() else {
+                continue;
+            };
+            let id = key.as_u64().and_then(|id| u32::try_from(id).ok());
+            let target = value.at(&["jump", "target"]).and_then(Lean::as_str);
+            if let (Some(id), Some(target)) = (id, target) {
+                jumps.insert((dir, id), target.to_owned());
+            }
+        }
+    }
+    jumps
 }
 
 /// A zone from its chains and sets; stale or unreadable chains give the name `host`.

@@ -11,7 +11,7 @@ use zonewarden_profiles::policy::NodeSettings;
 use super::expr::{self, Rule};
 use super::names::{self, *};
 use super::render_zone::Tail;
-use super::{Family, KernelView, Options};
+use super::{Dir, Family, KernelView, Options};
 
 /// Packets per second the spoofing and quarantine rules log at most.
 const LOG_RATE_PER_SECOND: u32 = 10;
@@ -21,6 +21,8 @@ pub fn global_sets() -> Vec<(&'static str, Vec<&'static str>, Option<&'static st
     let mut sets = vec![
         (POD_IFACES, vec!["ifname"], None),
         (PORT_PROTOS, vec!["inet_proto"], None),
+        (EGRESS_ZONES, vec!["devgroup"], Some("verdict")),
+        (INGRESS_ZONES, vec!["devgroup"], Some("verdict")),
     ];
     for f in Family::BOTH {
         let addr = f.addr_type();
@@ -29,7 +31,7 @@ pub fn global_sets() -> Vec<(&'static str, Vec<&'static str>, Option<&'static st
             (names::host(f), vec![addr], None),
             (names::egress(f), vec![addr], Some("verdict")),
             (names::ingress(f), vec![addr], Some("verdict")),
-            (names::local(f), vec![addr], None),
+            (names::local(f), vec![addr], Some("mark")),
             (names::quarantine(f), vec![addr], None),
             (names::pod_src(f), vec!["ifname", addr], None),
         ]);
@@ -314,10 +316,47 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
             ),
         ]
     };
+    // A routed endpoint's host interface carries its zone id as its interface group
+    // (set by the enforcer before the interface joins `pod_ifaces`): one jump per
+    // zone, whatever the number of endpoints.
+    // Attack: the interface's group is not (or no longer) a zone's id (someone reset it,
+    // or it was never set): without the second rule the packet would pass no zone chain
+    // and meet the chain's `accept` policy. It is reported and dropped instead. A pod
+    // cannot change its host interface's group: that needs CAP_NET_ADMIN on the node.
+    let by_group = |dir: Dir| {
+        let (ifname, group_key, way, chain, map) = match dir {
+            Dir::Out => ("iifname", "iifgroup", "from", "egress", EGRESS_ZONES),
+            Dir::In => ("oifname", "oifgroup", "to", "ingress", INGRESS_ZONES),
+        };
+        let on_pod_iface = || expr::eq(expr::meta(ifname), expr::set_ref(POD_IFACES));
+        let ungrouped = || {
+            vec![
+                on_pod_iface(),
+                expr::ne(expr::meta(group_key), expr::set_ref(map)),
+            ]
+        };
+        let what = format!("{way} a pod interface whose group is no zone's id");
+        [
+            Rule::new(
+                &format!(
+                    "{way} a pod interface: its zone's {chain} chain (its group is the zone id)"
+                ),
+                vec![on_pod_iface(), expr::vmap(expr::meta(group_key), map)],
+            ),
+            Rule::new(
+                &format!("{what}: report to nflog {group}"),
+                with(ungrouped(), logged("zw spoof")),
+            ),
+            Rule::new(
+                &format!("{what}: drop"),
+                with(ungrouped(), vec![expr::drop()]),
+            ),
+        ]
+    };
     let egress = |f: Family| {
         Rule::new(
             &format!(
-                "from a local endpoint over {}: its zone's egress chain",
+                "from a local endpoint without a routed interface over {}: its zone's egress chain",
                 f.name()
             ),
             vec![expr::vmap(
@@ -329,13 +368,24 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
     let ingress = |f: Family| {
         Rule::new(
             &format!(
-                "to a local endpoint over {}: its zone's ingress chain",
+                "to a local endpoint without a routed interface over {}: its zone's ingress chain",
                 f.name()
             ),
             vec![expr::vmap(
                 expr::payload(f.payload(), "daddr"),
                 names::ingress(f),
             )],
+        )
+    };
+    // ICMPv6 messages of the link itself, accepted in every mode.
+    let icmpv6_accept = |comment: &str, types: &[&str], condition: Value| {
+        Rule::new(
+            comment,
+            vec![
+                expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(types)),
+                condition,
+                expr::accept(),
+            ],
         )
     };
     let mut rules = vec![established];
@@ -348,51 +398,49 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
                 rules.extend(quarantine(f, "saddr", "from"));
                 rules.extend(quarantine(f, "daddr", "to"));
             }
+            rules.extend(by_group(Dir::Out));
             rules.extend(Family::BOTH.map(egress));
+            rules.extend(by_group(Dir::In));
             rules.extend(Family::BOTH.map(ingress));
         }
         INPUT => {
             // A pod must never lose its gateway: neighbour discovery with the node
             // works in every mode. Hop limit 255 proves it came from the link; these
             // messages reach no service.
-            rules.push(Rule::new(
+            rules.push(icmpv6_accept(
                 "ipv6 neighbour discovery from the link: accepted in every mode",
-                vec![
-                    expr::eq(
-                        expr::payload("icmpv6", "type"),
-                        expr::anon_set(&ND_FROM_POD),
-                    ),
-                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
-                    expr::accept(),
-                ],
+                &ND_FROM_POD,
+                expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
             ));
-            rules.push(Rule::new(
+            rules.push(icmpv6_accept(
                 "ipv6 multicast listener reports from link-local sources: accepted",
-                vec![
-                    expr::eq(
-                        expr::payload("icmpv6", "type"),
-                        expr::anon_set(&MLD_REPORTS),
-                    ),
-                    expr::eq(
-                        expr::payload("ip6", "saddr"),
-                        expr::prefix_value("fe80::", 10),
-                    ),
-                    expr::accept(),
-                ],
+                &MLD_REPORTS,
+                expr::eq(
+                    expr::payload("ip6", "saddr"),
+                    expr::prefix_value("fe80::", 10),
+                ),
             ));
             for f in Family::BOTH {
                 rules.extend(spoofing(f));
             }
+            rules.extend(by_group(Dir::Out));
             rules.extend(Family::BOTH.map(egress));
         }
         _ => {
-            rules.push(Rule::new(
+            rules.push(icmpv6_accept(
                 "ipv6 neighbour discovery to the link: accepted in every mode",
-                vec![
-                    expr::eq(expr::payload("icmpv6", "type"), expr::anon_set(&ND_TO_POD)),
-                    expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
-                    expr::accept(),
-                ],
+                &ND_TO_POD,
+                expr::eq(expr::payload("ip6", "hoplimit"), 255.into()),
+            ));
+            // The node joins multicast groups on every interface, a pod's among them,
+            // and reports so (from its link-local address, or from :: while that is
+            // not ready yet): link traffic, hop limit 1, that reaches no service of the
+            // pod. Every packet out of a pod interface meets its zone's chain,
+            // whatever its destination, so these would be reported as edges.
+            rules.push(icmpv6_accept(
+                "ipv6 multicast listener reports to the link: accepted",
+                &MLD_REPORTS,
+                expr::eq(expr::payload("ip6", "hoplimit"), 1.into()),
             ));
             if settings.allow_host_probes {
                 for f in Family::BOTH {
@@ -408,6 +456,7 @@ pub fn base_chain_rules(chain: &str, settings: &NodeSettings, opts: &Options) ->
                     ));
                 }
             }
+            rules.extend(by_group(Dir::In));
             rules.extend(Family::BOTH.map(ingress));
         }
     }

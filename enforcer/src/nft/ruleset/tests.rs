@@ -13,6 +13,7 @@ use zonewarden_profiles::profile::{Mode, Profile};
 use zonewarden_profiles::ruleset::{CompileInput, Ruleset, compile};
 use zonewarden_profiles::{AttachMode, AttachmentKey, Endpoint, ZoneName, ZoneSource};
 
+use super::read::LinkGroups;
 use super::*;
 
 pub(super) const OPTS: Options = Options {
@@ -265,6 +266,23 @@ fn one_endpoint_added() {
         !json.to_string().contains("\"flush\""),
         "an endpoint is element changes only: {json}"
     );
+    // Its packets reach the zone's chains by its interface's group: no element of the
+    // change jumps anywhere (a jump makes the kernel validate the whole table).
+    let steps = render_diff::diff_steps(&RulesetDiff::between(&old, &new), &new, &OPTS);
+    let jumps: Vec<&elements::SetChange> = steps
+        .iter()
+        .filter_map(|step| match step {
+            render_diff::Step::Elements(change) => Some(change),
+            render_diff::Step::Command(_) => None,
+        })
+        .filter(|change| {
+            change
+                .elems
+                .iter()
+                .any(|e| matches!(e.data, Some(elements::Data::Jump(_))))
+        })
+        .collect();
+    assert!(jumps.is_empty(), "a routed endpoint adds a jump: {jumps:?}");
     insta::assert_json_snapshot!(json);
 }
 
@@ -290,8 +308,8 @@ fn zone_removal_deletes_its_chains_after_the_jumps() {
     let json = diff_commands(&RulesetDiff::between(&old, &new), &new, &OPTS);
     let cmds = commands(&json);
     let position = |pred: &dyn Fn(&Value) -> bool| cmds.iter().position(pred);
-    let jump_gone = position(&|c| c["delete"]["element"]["name"] == "egress_v4")
-        .expect("the egress element of the cache endpoint is deleted");
+    let jump_gone = position(&|c| c["delete"]["element"]["name"] == names::EGRESS_ZONES)
+        .expect("the jump of the removed zone's interface group is deleted");
     let chain_gone = position(&|c| c["delete"]["chain"]["name"] == "zout_3")
         .expect("the chain of the removed zone is deleted");
     assert!(
@@ -366,7 +384,7 @@ const LISTING: &str = include_str!("testdata/two_zones_listing.json");
 #[test]
 fn reads_back_what_nft_listed() {
     let listing: Value = serde_json::from_str(LISTING).expect("the fixture is JSON");
-    let view = read_listing(&listing).expect("the fixture reads");
+    let view = read_listing(&listing, &LinkGroups::new()).expect("the fixture reads");
     let expected = representable(&two_zones());
     assert_eq!(
         RulesetDiff::between(&view.ruleset, &expected),
@@ -394,8 +412,12 @@ fn the_streamed_listing_reads_as_the_whole_one() {
         "the fixture has members: {:?}",
         parsed.elements
     );
-    let streamed = read::read_parsed(&parsed, &OPTS).expect("the fixture reads");
-    assert_eq!(streamed, read_listing_for(&listing, &OPTS).expect("reads"));
+    let streamed =
+        read::read_parsed(&parsed, &OPTS, &LinkGroups::new()).expect("the fixture reads");
+    assert_eq!(
+        streamed,
+        read_listing_for(&listing, &OPTS, &LinkGroups::new()).expect("reads")
+    );
     assert_eq!(streamed.ruleset, representable(&two_zones()));
 }
 
@@ -406,7 +428,7 @@ fn zones_logging_elsewhere_read_as_stale() {
         nflog_group: OPTS.nflog_group + 1,
         ..OPTS
     };
-    let view = read_listing_for(&listing, &other).expect("the fixture reads");
+    let view = read_listing_for(&listing, &other, &LinkGroups::new()).expect("the fixture reads");
     let expected = representable(&two_zones());
     let diff = RulesetDiff::between(&view.ruleset, &expected);
     let rewritten: Vec<u32> = diff.rewritten.iter().map(|z| z.id).collect();
@@ -420,7 +442,7 @@ fn zones_logging_elsewhere_read_as_stale() {
         "someone else's rule",
     );
     let listing: Value = serde_json::from_str(&tampered).expect("still JSON");
-    let view = read_listing(&listing).expect("the tampered fixture reads");
+    let view = read_listing(&listing, &LinkGroups::new()).expect("the tampered fixture reads");
     let diff = RulesetDiff::between(&view.ruleset, &expected);
     let rewritten: Vec<u32> = diff.rewritten.iter().map(|z| z.id).collect();
     assert_eq!(
@@ -432,19 +454,21 @@ fn zones_logging_elsewhere_read_as_stale() {
 
 #[test]
 fn a_missing_or_empty_table_reads_as_empty() {
-    let view = read_listing(&serde_json::json!({"nftables": []})).expect("reads");
+    let view =
+        read_listing(&serde_json::json!({"nftables": []}), &LinkGroups::new()).expect("reads");
     assert_eq!(view, KernelView::default());
-    let err = read_listing(&serde_json::json!({"tables": []})).expect_err("not a listing");
+    let err = read_listing(&serde_json::json!({"tables": []}), &LinkGroups::new())
+        .expect_err("not a listing");
     assert!(err.contains("nftables"), "{err}");
 }
 
 #[test]
 fn names_the_element_it_cannot_read() {
-    let listing = serde_json::json!({"nftables": [{"map": {"name": "egress_v4",
+    let listing = serde_json::json!({"nftables": [{"map": {"name": names::EGRESS_V4,
         "elem": [["10.0.0.1", {"goto": {"target": "elsewhere"}}]]}}]});
-    let err = read_listing(&listing).expect_err("a verdict we never write");
+    let err = read_listing(&listing, &LinkGroups::new()).expect_err("a verdict we never write");
     assert!(
-        err.contains("egress_v4") && err.contains("elsewhere"),
+        err.contains(names::EGRESS_V4) && err.contains("elsewhere"),
         "{err}"
     );
 }
@@ -485,13 +509,12 @@ fn ipv6_gets_the_same_sets_as_ipv4() {
         .iter()
         .filter_map(|c| c["add"]["element"]["name"].as_str())
         .collect();
-    // web1 (zone 1) and db2 (zone 2) gain an IPv6 address: membership, dispatch,
-    // anti-spoofing, the host-probe set, and the approved peers of the other zone.
+    // web1 (zone 1) and db2 (zone 2) gain an IPv6 address: membership, the local
+    // endpoints' zones (their packets reach the zone chains by their interface's group,
+    // as over IPv4), anti-spoofing, and the approved peers of the other zone.
     for set in [
         "zone_of_v6",
-        "egress_v6",
-        "ingress_v6",
-        "local_v6",
+        "local_zone_v6",
         "pod_src_v6",
         "allow_in_v6_2",
         "allow_out_v6_1",
