@@ -135,6 +135,12 @@ pub fn add_request_dual(
             container_id: container_id.into(),
             ifname: "eth0".into(),
         }),
+        // A pod with a routed host interface of its own, named as the plugin names it
+        // (the most common shape: the zonewarden plugin, or chained after ptp). No
+        // such link exists on the bench node: the enforcer's setting of its group
+        // finds none and goes on, so each ADD here is one route netlink request
+        // short of a real one.
+        host_ifname: zonewarden_cni::link::host_ifname("zwbench-scale", container_id, "eth0"),
         hints: Some(v1::ZoneHints {
             explicit_zone: zone.into(),
             explicit_source: v1::ZoneSource::CniArgs.into(),
