@@ -282,6 +282,116 @@ fn the_fixture_listing_is_what_nft_prints() {
     );
 }
 
+/// An upgrade from a version whose verdict maps held a jump per endpoint address
+/// (`egress_v4`, `local_v4`, ...): the start leaves the old base chains in place until
+/// the reconcile, which rewrites them in the same transaction that writes the new maps
+/// and sets the pods' interface groups (so no moment has chains that dispatch on what
+/// is not written yet); the old maps are then removed, and the table reads back as the
+/// compiled ruleset.
+#[test]
+fn a_table_of_the_version_with_a_jump_per_address_is_upgraded_without_a_gap() {
+    require_root!();
+    let ns = Netns::new();
+    let rs = Cluster::new(false).compile();
+    let ifnames: Vec<String> = rs
+        .local
+        .values()
+        .filter_map(|l| elements::routed_ifname(l).map(str::to_owned))
+        .collect();
+    for name in &ifnames {
+        let out = Command::new("ip")
+            .args([
+                "-n", &ns.0, "link", "add", name, "type", "veth", "peer", "name",
+            ])
+            .arg(format!("{name}p"))
+            .output()
+            .expect("ip link add");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // As nft lists it, a map's jumps come before the chains they jump to: loaded as
+    // the older version wrote it, tables, chains and sets first, then the rules in a
+    // transaction of their own (nft marks a set that a rule of its own transaction
+    // adds to as dynamic, which the older version's sets are not).
+    let listing: Value =
+        serde_json::from_str(include_str!("testdata/older_two_zones_listing.json")).expect("JSON");
+    let items = listing["nftables"].as_array().cloned().unwrap_or_default();
+    let rank = |item: &Value| match item.as_object().and_then(|o| o.keys().next()) {
+        Some(k) if k == "table" => 0,
+        Some(k) if k == "chain" => 1,
+        Some(k) if k == "set" || k == "map" => 2,
+        Some(k) if k == "rule" => 3,
+        _ => 4,
+    };
+    let load = |ranks: &[usize]| {
+        let mut part: Vec<Value> = items
+            .iter()
+            .filter(|item| ranks.contains(&rank(item)))
+            .cloned()
+            .collect();
+        part.sort_by_key(rank);
+        let text = serde_json::json!({ "nftables": part }).to_string();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft", "-j", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("load the older table");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    load(&[0, 1, 2]);
+    load(&[3]);
+    let old_forward = ns.rule_counts()["forward"];
+
+    let dp = ns.dataplane_with_netlink();
+    let view = dp.ensure_base(&rs.settings).expect("ensure_base");
+    assert_eq!(
+        ns.rule_counts()["forward"],
+        old_forward,
+        "the old base chains stay until the reconcile rewrites them with the rest"
+    );
+    assert!(
+        view.obsolete_sets.contains(&"egress_v4".to_owned()),
+        "{:?}",
+        view.obsolete_sets
+    );
+    dp.apply_between(&view.ruleset, &rs).expect("apply");
+    dp.remove_objects(&view.foreign_chains, &view.obsolete_sets)
+        .expect("remove the old maps");
+
+    let after = dp.read().expect("read back");
+    assert!(
+        RulesetDiff::between(&after.ruleset, &representable(&rs)).is_empty(),
+        "{:?}",
+        RulesetDiff::between(&after.ruleset, &representable(&rs))
+    );
+    assert!(after.obsolete_sets.is_empty(), "{:?}", after.obsolete_sets);
+    assert!(render_base::base_is_complete(&rs.settings, &after, &OPTS));
+    let groups = ns.link_socket().groups().expect("groups");
+    for local in rs.local.values() {
+        if let Some(name) = elements::routed_ifname(local) {
+            assert_eq!(groups.get(name), Some(&local.zone_id), "{name}");
+        }
+    }
+}
+
 /// Endpoints, approvals and quarantine as netlink batches: the kernel holds exactly
 /// what nft would have written (read back through `nft -j list`, comments included),
 /// and a refused batch changes nothing.
