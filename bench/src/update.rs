@@ -117,7 +117,7 @@ pub fn run(scale: &Scale, reps: usize) -> anyhow::Result<Section> {
     row(
         "one zone switched to enforce → active (SetMode round trip)",
         &mode,
-        None,
+        Some(10.0),
     );
     row("endpoint removed (DelEndpoint round trip)", &del, None);
     sec.note(format!(

@@ -13,7 +13,9 @@
 //! The thread only watches; [`guard_forever`] restores through the registry (the same
 //! reconcile as a start, with the chains the foreign change touched rewritten),
 //! records a `table-restored` audit entry, counts it, and keeps the readiness that
-//! `zwctl status` and `/metrics` show.
+//! `zwctl status` and `/metrics` show. [`guard_groups_forever`] does the same when a
+//! routed pod's host interface lost its zone id as its interface group (what the
+//! table dispatches on), told by [`crate::hostlink::watch_links`].
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
@@ -374,38 +376,79 @@ pub async fn guard_forever(
                 stale.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        warn!(%by, %what, "table inet zonewarden was changed by someone else; restoring it");
-        readiness.table_tampered(&format!("{by} {what}"));
-        loop {
-            match registry.restore_table(stale.clone()).await {
-                Ok(changed) => {
-                    info!(changed, "table inet zonewarden restored");
-                    readiness.table_restored(&format!("{by} {what}"));
-                    let record = AuditRecord {
-                        at_unix_ms: now_unix_ms(),
-                        who: crate::audit::log::ENFORCER.to_owned(),
-                        action: Action::TableRestored,
-                        zone: None,
-                        target: Some(format!("table inet {TABLE}")),
-                        detail: format!(
-                            "{by} {what}; restored ({changed} endpoint addresses and zones re-added)"
-                        ),
-                        version_before: None,
-                        version_after: None,
-                        reason: None,
-                    };
-                    if let Err(err) = audit.append_blocking(record).await {
-                        error!(%err, "cannot record the table's restore in the audit log");
-                    }
-                    break;
+        restore(
+            &registry,
+            &readiness,
+            &audit,
+            stale,
+            &format!("{by} {what}"),
+        )
+        .await;
+    }
+}
+
+/// Restores the table (with the chains in `stale` rewritten), retrying every second
+/// until it is, and records the restore in the audit log.
+async fn restore(
+    registry: &EndpointRegistry,
+    readiness: &Readiness,
+    audit: &AuditLog,
+    stale: BTreeSet<String>,
+    what: &str,
+) {
+    warn!(%what, "table inet zonewarden was changed by someone else; restoring it");
+    readiness.table_tampered(what);
+    loop {
+        match registry.restore_table(stale.clone()).await {
+            Ok(changed) => {
+                info!(changed, "table inet zonewarden restored");
+                readiness.table_restored(what);
+                let record = AuditRecord {
+                    at_unix_ms: now_unix_ms(),
+                    who: crate::audit::log::ENFORCER.to_owned(),
+                    action: Action::TableRestored,
+                    zone: None,
+                    target: Some(format!("table inet {TABLE}")),
+                    detail: format!(
+                        "{what}; restored ({changed} endpoint addresses and zones re-added)"
+                    ),
+                    version_before: None,
+                    version_after: None,
+                    reason: None,
+                };
+                if let Err(err) = audit.append_blocking(record).await {
+                    error!(%err, "cannot record the table's restore in the audit log");
                 }
-                Err(err) => {
-                    error!(%err, "cannot restore table inet zonewarden; retrying in a second");
-                    readiness.table_broken(&err.to_string());
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                return;
+            }
+            Err(err) => {
+                error!(%err, "cannot restore table inet zonewarden; retrying in a second");
+                readiness.table_broken(&err.to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Restores the table whenever a routed pod's host interface lost its zone id as its
+/// interface group (another tool on the node set it): its pod would stay closed,
+/// its packets dropped as `spoof`, until the next start. Each link change (a burst is
+/// one) is checked against the interfaces' current groups, so the changes of an ADD
+/// (a new veth has group 0 until its endpoint is registered) restore nothing.
+pub async fn guard_groups_forever(
+    registry: EndpointRegistry,
+    mut changes: mpsc::Receiver<()>,
+    readiness: Arc<Readiness>,
+    audit: AuditLog,
+) {
+    while changes.recv().await.is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while changes.try_recv().is_ok() {}
+        if registry.interface_groups_hold().await {
+            continue;
+        }
+        let what = "someone changed the interface group of a pod's host interface";
+        restore(&registry, &readiness, &audit, BTreeSet::new(), what).await;
     }
 }
 

@@ -156,6 +156,65 @@ impl LinkGroupSocket {
     }
 }
 
+/// `RTMGRP_LINK`: the route netlink group of link changes, as a bind mask.
+const LINK_GROUP: u32 = 1;
+/// `RTM_NEWLINK`: a link was added or changed (its group among other things).
+const RTM_NEWLINK: u16 = 16;
+/// `NLMSG_ERROR` and `NLMSG_DONE` end no notification; anything else is skipped.
+const NLMSG_ERROR: u16 = 2;
+
+/// Starts the thread that tells when a link of the caller's network namespace was
+/// added or changed (or notifications were lost): one signal per datagram that
+/// holds such a change, at most one queued. What changed is for the receiver to
+/// check; the table dispatches routed pods by their host interface's group, and
+/// another tool that sets groups would otherwise close those pods until a restart.
+pub fn watch_links() -> io::Result<tokio::sync::mpsc::Receiver<()>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    let mut addr = netlink_sys::SocketAddr::new(0, LINK_GROUP);
+    socket.bind(&addr)?;
+    socket.get_address(&mut addr)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("zw-link-watch".to_owned())
+        .spawn(move || {
+            let mut buffer = vec![0u8; 64 << 10];
+            loop {
+                let changed = match socket.recv(&mut &mut buffer[..], 0) {
+                    Ok(len) => link_changed(&buffer[..len.min(buffer.len())]),
+                    // ENOBUFS: notifications were dropped; any of them may matter.
+                    Err(err) if err.raw_os_error() == Some(105) => true,
+                    Err(err) => {
+                        warn!(%err, "link notifications stopped; a changed interface group is restored at the next start");
+                        return;
+                    }
+                };
+                if changed {
+                    match tx.try_send(()) {
+                        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+                    }
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Whether a datagram of link notifications holds an `RTM_NEWLINK`.
+fn link_changed(mut datagram: &[u8]) -> bool {
+    while datagram.len() >= 16 {
+        let len = u32::from_ne_bytes([datagram[0], datagram[1], datagram[2], datagram[3]]) as usize;
+        let kind = u16::from_ne_bytes([datagram[4], datagram[5]]);
+        if kind == RTM_NEWLINK {
+            return true;
+        }
+        if len < 16 || kind == NLMSG_ERROR {
+            return false;
+        }
+        datagram = datagram.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    false
+}
+
 /// A NETLINK_ROUTE socket with blocking request/answer.
 struct RouteSocket {
     socket: Socket,

@@ -888,6 +888,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             None
         }
     };
+    // And the groups of the pods' host interfaces, which the table dispatches on.
+    let link_guard = match zonewarden_enforcer::hostlink::watch_links() {
+        Ok(changes) => Some(tokio::spawn(
+            zonewarden_enforcer::guard::guard_groups_forever(
+                registry.clone(),
+                changes,
+                registry.readiness().clone(),
+                audit.clone(),
+            ),
+        )),
+        Err(err) => {
+            tracing::error!(%err, "cannot watch the node's interfaces; a pod whose interface group another tool changes stays closed until the next start");
+            None
+        }
+    };
 
     // Cluster mode: follow the other nodes' changes and publish this node's record.
     let cluster_follow = match &etcd {
@@ -1002,6 +1017,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .chain(node_tasks)
         .chain(web)
         .chain(guard)
+        .chain(link_guard)
         .chain(resync)
         .chain(cluster_follow)
     {

@@ -245,12 +245,17 @@ fn a_dead_nodes_pods_leave_the_other_nodes_zones_until_it_is_back() {
         Duration::from_secs(20),
         || !member_on_a(),
     );
-    assert!(
-        !a.node
-            .endpoints()
-            .iter()
-            .any(|e| e["key"]["containerId"] == db.at.container_id),
-        "node A no longer lists node B's pod"
+    // The listing follows once the change that took the pod out of the kernel has
+    // finished (the kernel is written first, within the same change).
+    wait::until(
+        "node A to no longer list node B's pod",
+        Duration::from_secs(10),
+        || {
+            !a.node
+                .endpoints()
+                .iter()
+                .any(|e| e["key"]["containerId"] == db.at.container_id)
+        },
     );
 
     cluster.nodes[1].node.start_enforcer();

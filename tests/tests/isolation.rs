@@ -290,7 +290,9 @@ fn a_multibyte_pod_name_is_attached() {
 /// the table sends the interface's packets to the zone's chains by that group. Attack:
 /// someone on the node resets the group (as a tool that manages interface groups
 /// would): the pod's packets then match no zone, and must be dropped and reported,
-/// never accepted by the chain's policy. The next start puts the group back.
+/// never accepted by the chain's policy. The enforcer notices and puts the group back
+/// (a `table-restored` audit entry); a start does too. While the enforcer is stopped
+/// (SIGSTOP: its table keeps enforcing), the pod stays closed.
 #[test]
 fn a_pod_interface_that_lost_its_zone_group_is_closed_until_the_enforcer_restores_it() {
     require_root!();
@@ -326,9 +328,26 @@ fn a_pod_interface_that_lost_its_zone_group_is_closed_until_the_enforcer_restore
     let (a_group, b_group) = (group(&node, &a_if), group(&node, &b_if));
     assert_ne!(a_group, "default", "a's interface carries its zone id");
     assert_ne!(a_group, b_group, "two zones, two groups");
+    let pid = node.enforcer_pid().expect("the enforcer runs").to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    let restores = |node: &Node| {
+        node.items(&["audit", "log"])
+            .iter()
+            .filter(|e| e["action"] == "table-restored")
+            .count()
+    };
 
-    // a's interface loses its group: a's new connections are dropped, over both
-    // families, to its allowed peer too, and reported.
+    // a's interface loses its group while the enforcer is stopped: a's new
+    // connections are dropped, over both families, to its allowed peer too. Once the
+    // enforcer runs again, they are reported and the group is put back.
+    let before = restores(&node);
+    signal("-STOP");
     node.netns.ip(&["link", "set", "dev", &a_if, "group", "0"]);
     for target in [b.target(80, "tcp"), b.target6(80, "tcp")] {
         assert!(
@@ -336,18 +355,23 @@ fn a_pod_interface_that_lost_its_zone_group_is_closed_until_the_enforcer_restore
             "{target} is closed to a pod whose interface names no zone"
         );
     }
+    signal("-CONT");
     wait::until(
         "the drop on the interface without a zone to be reported",
         Duration::from_secs(10),
-        || node.violations().iter().any(|v| v["verdict"] == "spoof"),
+        || node.reported("spoof", "t/a->t/b:80/tcp"),
     );
-    // b's interface loses its group (a's is put back by hand). a's zone learns, so its
-    // chain lets b:81 through to b's side, where b's zone (enforcing) would drop it:
-    // without the group no zone chain is met there, and the port must stay closed.
-    // (b:80 is approved, and a's own chain accepts it already.)
-    node.netns
-        .ip(&["link", "set", "dev", &a_if, "group", &a_group]);
-    assert!(enforced(&a, &b), "a's group put back by hand");
+    wait::until("a's group to be put back", Duration::from_secs(10), || {
+        group(&node, &a_if) == a_group && restores(&node) > before
+    });
+    assert!(enforced(&a, &b), "enforced again");
+
+    // b's interface loses its group. a's zone learns, so its chain lets b:81 through
+    // to b's side, where b's zone (enforcing) would drop it: without the group no zone
+    // chain is met there, and the port must stay closed. (b:80 is approved, and a's
+    // own chain accepts it already.)
+    let before = restores(&node);
+    signal("-STOP");
     node.netns.ip(&["link", "set", "dev", &b_if, "group", "0"]);
     for target in [b.target(81, "tcp"), b.target6(81, "tcp")] {
         assert!(
@@ -355,17 +379,24 @@ fn a_pod_interface_that_lost_its_zone_group_is_closed_until_the_enforcer_restore
             "{target} stays closed when its pod's interface names no zone"
         );
     }
+    signal("-CONT");
     wait::until(
         "the drop to the interface without a zone to be reported",
         Duration::from_secs(10),
         || node.reported("spoof", "t/a->t/b:81/tcp"),
     );
+    wait::until("b's group to be put back", Duration::from_secs(10), || {
+        group(&node, &b_if) == b_group && restores(&node) > before
+    });
+    assert!(enforced(&a, &b), "enforced again");
 
-    // A restart reads the groups with the table and puts both back.
+    // Changed while the enforcer is down: its start reads the groups with the table
+    // and puts them back.
     node.stop_enforcer(false);
+    node.netns.ip(&["link", "set", "dev", &a_if, "group", "0"]);
     node.start_enforcer();
     wait::until(
-        "the groups to be restored and enforcement to hold",
+        "the group to be restored at start and enforcement to hold",
         Duration::from_secs(10),
         || enforced(&a, &b),
     );

@@ -402,6 +402,25 @@ impl EndpointRegistry {
         }
     }
 
+    /// Whether every routed local endpoint's host interface still carries its zone id
+    /// as its group. The interfaces are listed after the registry's lock is let go:
+    /// the lock is held only to copy the names.
+    pub async fn interface_groups_hold(&self) -> bool {
+        let state = self.state.clone();
+        blocking(move || {
+            let (routed, dataplane) = {
+                let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                (
+                    crate::nft::ruleset::dataplane::routed_groups(state.compiled.ruleset()),
+                    state.dataplane.clone(),
+                )
+            };
+            Ok(dataplane.groups_hold(&routed))
+        })
+        .await
+        .unwrap_or(true)
+    }
+
     /// Restores the table after someone else changed it (see [`RegistryState::restore`]);
     /// returns how many endpoint addresses and zones it re-added.
     pub async fn restore_table(

@@ -74,6 +74,23 @@ pub trait RulesetDataplane: Send + Sync {
     /// (left by an older version, or added by someone else); called once the chains
     /// that used them are rewritten.
     fn remove_objects(&self, chains: &[String], sets: &[String]) -> Result<(), NftError>;
+    /// Whether each (host interface, zone id) of `routed` has the zone id as the
+    /// interface's group (or is gone: it carries no packets). `true` for a data plane
+    /// without interfaces.
+    fn groups_hold(&self, routed: &[(String, u32)]) -> bool {
+        let _ = routed;
+        true
+    }
+}
+
+/// The (host interface, zone id) of every local address of `ruleset` with a routed
+/// interface of its own.
+pub fn routed_groups(ruleset: &Ruleset) -> Vec<(String, u32)> {
+    ruleset
+        .local
+        .values()
+        .filter_map(|local| Some((routed_ifname(local)?.to_owned(), local.zone_id)))
+        .collect()
 }
 
 /// The data plane of a real kernel: element changes as netlink batches (when it has
@@ -166,7 +183,8 @@ impl NftRulesetDataplane {
     }
 
     /// The group of every interface of the namespace (none without a link socket:
-    /// then no routed endpoint reads as held, and the next apply says why).
+    /// then every routed endpoint reads as its map element says, and the next apply
+    /// that adds one fails, naming the missing socket).
     fn link_groups(&self) -> Result<LinkGroups, NftError> {
         let Some(links) = &self.links else {
             return Ok(LinkGroups::new());
@@ -232,24 +250,6 @@ impl NftRulesetDataplane {
                 warn!(ifname, group, %err, "cannot put the interface's group back after a failed change; the next start reads it and corrects it");
             }
         }
-    }
-
-    /// Whether every routed endpoint of `ruleset` has its zone id as its interface's
-    /// group (a restart that confirms the table by its seal checks this too).
-    fn groups_hold(&self, ruleset: &Ruleset) -> bool {
-        let groups = match self.link_groups() {
-            Ok(groups) => groups,
-            Err(err) => {
-                debug!(%err, "cannot read the interface groups; reading the table");
-                return false;
-            }
-        };
-        // As a read reads it: an interface that is gone carries no packets.
-        ruleset.local.values().all(|local| {
-            routed_ifname(local)
-                .and_then(|ifname| groups.get(ifname))
-                .is_none_or(|group| *group == local.zone_id)
-        })
     }
 
     /// Reads the table through `nft` even with a socket (tests that prove that a
@@ -820,7 +820,7 @@ impl RulesetDataplane for NftRulesetDataplane {
                 let digest = seal::SealDigest::of(ruleset, &self.opts);
                 let confirmed = seal::read_seal_key(&key)
                     .is_some_and(|(sealed, _)| sealed == digest.digest())
-                    && self.groups_hold(ruleset);
+                    && self.groups_hold(&routed_groups(ruleset));
                 if confirmed {
                     // An early read, if one ran, is not needed.
                     drop(self.prefetch_slot().take());
@@ -896,6 +896,20 @@ impl RulesetDataplane for NftRulesetDataplane {
             &expr::transaction(cmds),
             "delete chains and sets of the table inet zonewarden that are not the enforcer's",
         )
+    }
+
+    fn groups_hold(&self, routed: &[(String, u32)]) -> bool {
+        let groups = match self.link_groups() {
+            Ok(groups) => groups,
+            Err(err) => {
+                debug!(%err, "cannot read the interface groups; taking them as changed");
+                return false;
+            }
+        };
+        // As a read reads it: an interface that is gone carries no packets.
+        routed
+            .iter()
+            .all(|(ifname, zone_id)| groups.get(ifname).is_none_or(|group| group == zone_id))
     }
 
     fn ensure_base_stale(
