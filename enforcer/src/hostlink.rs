@@ -182,7 +182,9 @@ pub fn watch_links() -> io::Result<tokio::sync::mpsc::Receiver<()>> {
                 let changed = match socket.recv(&mut &mut buffer[..], 0) {
                     Ok(len) => link_changed(&buffer[..len.min(buffer.len())]),
                     // ENOBUFS: notifications were dropped; any of them may matter.
-                    Err(err) if err.raw_os_error() == Some(105) => true,
+                    Err(err) if err.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
+                        true
+                    }
                     Err(err) => {
                         warn!(%err, "link notifications stopped; a changed interface group is restored at the next start");
                         return;

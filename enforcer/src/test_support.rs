@@ -142,7 +142,8 @@ impl Drop for TestNetns {
     }
 }
 
-fn ip(args: &[&str]) -> String {
+/// `ip ARGS`, which must succeed; its output.
+pub fn ip(args: &[&str]) -> String {
     let out = std::process::Command::new("ip")
         .args(args)
         .output()

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tracing::{debug, warn};
 use zonewarden_profiles::diff::RulesetDiff;
 use zonewarden_profiles::policy::NodeSettings;
-use zonewarden_profiles::ruleset::Ruleset;
+use zonewarden_profiles::ruleset::{LocalAddr, Ruleset};
 
 use super::elements::{Elem, Part, SetChange, Verb, routed_ifname};
 use super::listing::ParsedListing;
@@ -86,11 +86,18 @@ pub trait RulesetDataplane: Send + Sync {
 /// The (host interface, zone id) of every local address of `ruleset` with a routed
 /// interface of its own.
 pub fn routed_groups(ruleset: &Ruleset) -> Vec<(String, u32)> {
-    ruleset
-        .local
-        .values()
-        .filter_map(|local| Some((routed_ifname(local)?.to_owned(), local.zone_id)))
+    routed_of(ruleset.local.values())
+        .map(|(ifname, id)| (ifname.to_owned(), id))
         .collect()
+}
+
+/// (routed host interface, zone id) of each of `locals` that has one.
+fn routed_of<'a>(
+    locals: impl IntoIterator<Item = &'a LocalAddr>,
+) -> impl Iterator<Item = (&'a str, u32)> {
+    locals
+        .into_iter()
+        .filter_map(|local| Some((routed_ifname(local)?, local.zone_id)))
 }
 
 /// The data plane of a real kernel: element changes as netlink batches (when it has
@@ -200,21 +207,13 @@ impl NftRulesetDataplane {
     /// the interface's packets meet the drop for interfaces without a zone). Returns
     /// what to put back if the change then fails: (interface, its zone id before).
     fn set_groups(&self, diff: &RulesetDiff) -> Result<Vec<(String, u32)>, NftError> {
-        let wanted: BTreeMap<&str, u32> = diff
-            .local
-            .add
-            .iter()
-            .filter_map(|(_, local)| Some((routed_ifname(local)?, local.zone_id)))
-            .collect();
+        let wanted: BTreeMap<&str, u32> =
+            routed_of(diff.local.add.iter().map(|(_, l)| l)).collect();
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let before: BTreeMap<&str, u32> = diff
-            .local
-            .del
-            .iter()
-            .filter_map(|(_, local)| Some((routed_ifname(local)?, local.zone_id)))
-            .collect();
+        let before: BTreeMap<&str, u32> =
+            routed_of(diff.local.del.iter().map(|(_, l)| l)).collect();
         let Some(links) = &self.links else {
             return Err(NftError::Kernel {
                 action: "give the host interfaces of routed endpoints their zone's group"

@@ -299,18 +299,10 @@ fn a_table_of_the_version_with_a_jump_per_address_is_upgraded_without_a_gap() {
         .filter_map(|l| elements::routed_ifname(l).map(str::to_owned))
         .collect();
     for name in &ifnames {
-        let out = Command::new("ip")
-            .args([
-                "-n", &ns.0, "link", "add", name, "type", "veth", "peer", "name",
-            ])
-            .arg(format!("{name}p"))
-            .output()
-            .expect("ip link add");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let peer = format!("{name}p");
+        crate::test_support::ip(&[
+            "-n", &ns.0, "link", "add", name, "type", "veth", "peer", "name", &peer,
+        ]);
     }
     // As nft lists it, a map's jumps come before the chains they jump to: loaded as
     // the older version wrote it, tables, chains and sets first, then the rules in a
@@ -333,28 +325,13 @@ fn a_table_of_the_version_with_a_jump_per_address_is_upgraded_without_a_gap() {
             .cloned()
             .collect();
         part.sort_by_key(rank);
-        let text = serde_json::json!({ "nftables": part }).to_string();
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.0, "nft", "-j", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(text.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("load the older table");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(
+            file.path(),
+            serde_json::json!({ "nftables": part }).to_string(),
+        )
+        .expect("write the listing");
+        ns.nft_by_hand(&["-j", "-f", file.path().to_str().expect("utf-8 path")]);
     };
     load(&[0, 1, 2]);
     load(&[3]);

@@ -178,12 +178,7 @@ fn read(
     };
     for map in [ZONE_OF_V4, ZONE_OF_V6] {
         for entry in table.elements(map) {
-            let (key, value) = map_entry(map, entry)?;
-            let (addr, comment) = addr_key(map, key)?;
-            let id = value
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad(map, entry))?;
+            let (addr, comment, id) = addr_zone_entry(map, entry)?;
             rs.members
                 .insert(addr, (id, comment.unwrap_or_default().into()));
         }
@@ -304,12 +299,7 @@ fn read_locals(
     }
     let local_map = names::local(f);
     for entry in table.elements(local_map) {
-        let (key, value) = map_entry(local_map, entry)?;
-        let (addr, comment) = addr_key(local_map, key)?;
-        let zone_id = value
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| bad(local_map, entry))?;
+        let (addr, comment, zone_id) = addr_zone_entry(local_map, entry)?;
         let port = ifnames.get(&addr);
         let bridged = port.is_some_and(|(_, bridged)| *bridged);
         let host_ifname = port.map(|(name, _)| name.clone());
@@ -521,6 +511,17 @@ fn map_entry<'a>(map: &str, entry: &'a Lean) -> Result<(&'a Lean, &'a Lean), Str
         Some([key, value]) => Ok((key, value)),
         _ => Err(bad(map, entry)),
     }
+}
+
+/// An element of a map from addresses to zone ids: address, comment, zone id.
+fn addr_zone_entry(map: &str, entry: &Lean) -> Result<(IpAddr, Option<String>, u32), String> {
+    let (key, value) = map_entry(map, entry)?;
+    let (addr, comment) = addr_key(map, key)?;
+    let id = value
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| bad(map, entry))?;
+    Ok((addr, comment, id))
 }
 
 /// An address key, bare or as `{"elem": {"val": address, "comment": ...}}`.
